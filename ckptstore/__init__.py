@@ -1,0 +1,35 @@
+"""ckptstore: an experiment-tracking checkpoint store for TensorFlow.
+
+>>> import ckptstore
+>>> store = ckptstore.open_store()              # ./.ckptstore, or $CKPTSTORE_URI
+>>> with store.start_run("mnist", params={"lr": 1e-3}) as run:   # doctest: +SKIP
+...     for step in range(1, 1001):
+...         run.log(step, loss=...)
+...         if step % 100 == 0:
+...             run.save(ckpt, step)
+>>> store.restore("mnist@latest", ckpt)          # doctest: +SKIP
+
+Importing this package never imports TensorFlow; the operations that need it import it lazily.
+"""
+
+from .errors import *  # noqa: F401,F403
+from .errors import __all__ as _errors_all
+from .names import parse_ref
+from .records import to_json
+from .retention import KeepBest, Retention
+from .run import Run
+from .store import Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open_store",
+    "Store",
+    "Run",
+    "Retention",
+    "KeepBest",
+    "parse_ref",
+    "to_json",
+    "__version__",
+    *_errors_all,
+]

@@ -1,0 +1,96 @@
+"""The one exception family the library raises for anything a user can fix.
+
+The CLI catches :class:`CkptstoreError` once and prints its message as a single line, so every
+message here is written to stand alone: it names the thing that was wrong and, where there is
+one, the way out.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CkptstoreError",
+    "StoreConfigError",
+    "StoreOpenError",
+    "SchemaTooNewError",
+    "InvalidNameError",
+    "InvalidRefError",
+    "UnknownRunError",
+    "UnknownRefError",
+    "UnknownAliasError",
+    "MetricValueError",
+    "CorruptFileError",
+    "MissingFileError",
+    "RestoreMismatchError",
+    "NoCheckpointFoundError",
+    "ConflictError",
+    "ReadOnlyStoreError",
+    "TensorFlowMissingError",
+]
+
+
+class CkptstoreError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class StoreConfigError(CkptstoreError):
+    """The store location or options cannot work (bad URL, missing file root, ...)."""
+
+
+class StoreOpenError(CkptstoreError):
+    """The database exists but cannot be used (not a database, damaged, unreachable)."""
+
+
+class SchemaTooNewError(StoreOpenError):
+    """The store was written by a newer ckptstore; opening it could corrupt it."""
+
+
+class ReadOnlyStoreError(StoreOpenError):
+    """A write was attempted on a store the process may only read."""
+
+
+class InvalidNameError(CkptstoreError, ValueError):
+    """A run or alias name breaks the naming rules."""
+
+
+class InvalidRefError(CkptstoreError, ValueError):
+    """A reference string is not of the form run@step, run@latest, run@~N, alias or export:ID."""
+
+
+class UnknownRunError(CkptstoreError, LookupError):
+    """No run has that name."""
+
+
+class UnknownRefError(CkptstoreError, LookupError):
+    """The reference is well formed but names no checkpoint or export."""
+
+
+class UnknownAliasError(UnknownRefError):
+    """No alias has that name."""
+
+
+class MetricValueError(CkptstoreError, ValueError):
+    """A logged metric value is not a number, or is non-finite under a refusing policy."""
+
+
+class CorruptFileError(CkptstoreError):
+    """A stored file's content no longer matches its recorded digest or size."""
+
+
+class MissingFileError(CorruptFileError):
+    """A stored file recorded in the database is absent from the file area."""
+
+
+class RestoreMismatchError(CkptstoreError):
+    """The checkpoint's variables do not fit the target graph or object."""
+
+
+class NoCheckpointFoundError(CkptstoreError):
+    """A directory given for import holds no complete TensorFlow checkpoint."""
+
+
+class ConflictError(CkptstoreError):
+    """The operation would break an invariant (e.g. delete a checkpoint an alias points at)."""
+
+
+class TensorFlowMissingError(CkptstoreError):
+    """The operation needs TensorFlow, which is not installed."""

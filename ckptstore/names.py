@@ -1,0 +1,128 @@
+"""Names and references: the rules for run and alias names, and the ``REF`` grammar.
+
+A reference names one checkpoint or export::
+
+    run@1000      the checkpoint of run "run" at step 1000
+    run@latest    its newest checkpoint
+    run@~50000    its newest checkpoint at or below step 50000
+    export:7      export number 7
+    prod          whatever the alias "prod" points at
+
+Names never contain ``@`` (it splits a reference), path separators or NUL (names reach file
+names in ``materialize``), and never start with ``-`` (a CLI would read them as options).
+Alias names also exclude ``:`` so that ``export:N`` can never be an alias.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from .errors import InvalidNameError, InvalidRefError
+from .schema import NAME_MAX
+
+RefKind = Literal["step", "latest", "nearest", "alias", "export"]
+
+_STEP = re.compile(r"[0-9]+")
+_EXPORT = re.compile(r"export:([0-9]+)")
+
+
+def _check_name(name: object, what: str, extra_forbidden: str = "") -> str:
+    if not isinstance(name, str):
+        raise InvalidNameError(f"{what} name must be a string, not {type(name).__name__}")
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    if not name or not name.strip():
+        raise InvalidNameError(f"{what} name must not be empty")
+    if len(name) > NAME_MAX:
+        raise InvalidNameError(
+            f"{what} name is {len(name)} characters long; the limit is {NAME_MAX}"
+        )
+    if name in (".", ".."):
+        raise InvalidNameError(f"{what} name {name!r} is not allowed")
+    if name.startswith("-"):
+        raise InvalidNameError(f"{what} name {shown!r} must not start with '-'")
+    if name != name.strip():
+        raise InvalidNameError(f"{what} name {shown!r} must not start or end with white space")
+    for ch in "@/\\" + extra_forbidden:
+        if ch in name:
+            raise InvalidNameError(f"{what} name {shown!r} must not contain {ch!r}")
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            raise InvalidNameError(
+                f"{what} name {shown!r} contains the control character U+{ord(ch):04X}"
+            )
+    return name
+
+
+def check_run_name(name: object) -> str:
+    """Return ``name`` if it is a valid run name, else raise :class:`InvalidNameError`."""
+    return _check_name(name, "run")
+
+
+def check_alias_name(name: object) -> str:
+    """Return ``name`` if it is a valid alias name, else raise :class:`InvalidNameError`."""
+    name = _check_name(name, "alias", extra_forbidden=":")
+    if name in ("latest",):
+        raise InvalidNameError(f"alias name {name!r} is reserved")
+    return name
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference; see the module docstring for the grammar."""
+
+    kind: RefKind
+    text: str
+    run: Optional[str] = None
+    step: Optional[int] = None
+    alias: Optional[str] = None
+    export_id: Optional[int] = None
+
+
+def parse_ref(text: object) -> Ref:
+    """Parse a reference string, raising :class:`InvalidRefError` with the reason if malformed.
+
+    >>> parse_ref("mnist@~5000")
+    Ref(kind='nearest', text='mnist@~5000', run='mnist', step=5000, alias=None, export_id=None)
+    """
+    if not isinstance(text, str):
+        raise InvalidRefError(f"a reference must be a string, not {type(text).__name__}")
+    if "@" in text:
+        run, _, rest = text.rpartition("@")
+        if not run:
+            raise InvalidRefError(f"bad reference {text!r}: no run name before '@'")
+        if "@" in run:
+            raise InvalidRefError(f"bad reference {text!r}: more than one '@'")
+        try:
+            check_run_name(run)
+        except InvalidNameError as exc:
+            raise InvalidRefError(f"bad reference {_short(text)!r}: {exc}") from None
+        if rest == "latest":
+            return Ref("latest", text, run=run)
+        if rest.startswith("~") and _STEP.fullmatch(rest[1:]):
+            return Ref("nearest", text, run=run, step=int(rest[1:]))
+        if _STEP.fullmatch(rest):
+            return Ref("step", text, run=run, step=int(rest))
+        raise InvalidRefError(
+            f"bad reference {_short(text)!r}: after '@' expected a step (1000), "
+            "'latest' or '~N' (nearest step at or below N)"
+        )
+    m = _EXPORT.fullmatch(text)
+    if m:
+        return Ref("export", text, export_id=int(m.group(1)))
+    if text.startswith("export:"):
+        raise InvalidRefError(f"bad reference {_short(text)!r}: an export id is a number")
+    try:
+        check_alias_name(text)
+    except InvalidNameError as exc:
+        raise InvalidRefError(
+            f"bad reference {_short(text)!r}: not run@step, run@latest, run@~N, export:ID "
+            f"or an alias ({exc})"
+        ) from None
+    return Ref("alias", text, alias=text)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,175 @@
+"""Plain, immutable results of store queries.
+
+They are detached from the database session (no lazy loading surprises) and turn into JSON with
+stable keys through :func:`to_json`, which is what ``--json`` in the CLI prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+
+def to_json(obj: Any) -> Any:
+    """Convert records (and lists/dicts of them) to JSON-ready values.
+
+    Datetimes become ISO 8601 strings; NaN and infinities become the strings "nan", "inf",
+    "-inf" so that the output stays valid JSON.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    name: str
+    status: str
+    params: dict[str, Any]
+    tags: dict[str, str]
+    created_at: datetime
+    ended_at: Optional[datetime]
+    last_step: Optional[int] = None
+    checkpoints: int = 0
+    retention: Optional[dict[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    step: int
+    wall_time: float
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RunAtStep:
+    """One run's metrics at (or, with ``nearest``, at or below) a step."""
+
+    run: str
+    step: int
+    metrics: dict[str, float]
+    checkpoint_step: Optional[int]
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_step is not None
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    role: str
+    file_name: str
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    name: str
+    dtype: str
+    shape: list[int]
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    id: int
+    run: str
+    step: int
+    format: str
+    state: str
+    prefix: str
+    total_bytes: int
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+    files: list[FileInfo] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.run}@{self.step}"
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.aliases)
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    id: int
+    run: str
+    step: Optional[int]
+    checkpoint_id: Optional[int]
+    kind: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    node_count: int
+    size: int
+    digest: str
+    tf_version: str
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"export:{self.id}"
+
+
+@dataclass(frozen=True)
+class AliasEventInfo:
+    action: str
+    old_target: Optional[str]
+    new_target: Optional[str]
+    message: Optional[str]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AliasInfo:
+    name: str
+    target: str
+    kind: str  # "checkpoint" or "export"
+    message: Optional[str]
+    updated_at: datetime
+    history: list[AliasEventInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing ``verify`` found wrong."""
+
+    kind: str  # "missing", "corrupt", "unexpected", "stale-staging"
+    path: str
+    detail: str
+    checkpoint: Optional[str] = None  # run@step, when a checkpoint is affected
+    export: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checked_files: int
+    checked_bytes: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.kind in ("missing", "corrupt") for p in self.problems)
+
+
+@dataclass(frozen=True)
+class GcReport:
+    removed_objects: int
+    removed_bytes: int
+    removed_staging: int
+    removed_blob_rows: int
+    dry_run: bool

@@ -1,0 +1,142 @@
+"""Retention: which checkpoints of a run to delete. Pure functions, no database, no TensorFlow.
+
+Each rule answers one question, "should this checkpoint be kept?"; a checkpoint survives if any
+rule keeps it:
+
+* ``max_to_keep=N``: the N newest steps.
+* ``keep_every_n_hours=H``: as ``tf.train.Saver``, a checkpoint at least H hours younger than
+  the last one so kept is kept forever (its state becomes ``kept``).
+* ``keep_best=KeepBest("loss", k=3, mode="min")``: the k best by a logged metric at the
+  checkpoint's step. Checkpoints without that metric, or with NaN, never count as best.
+* Always: a checkpoint an alias points at (pinned), and the newest checkpoint, so that training
+  can always resume.
+
+With no rule set nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+
+@dataclass(frozen=True)
+class KeepBest:
+    metric: str
+    k: int = 1
+    mode: Literal["min", "max"] = "min"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(f"keep_best metric must be a metric name, got {self.metric!r}")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"keep_best k must be a whole number >= 1, got {self.k!r}")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"keep_best mode must be 'min' or 'max', got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class Retention:
+    max_to_keep: Optional[int] = None
+    keep_every_n_hours: Optional[float] = None
+    keep_best: Optional[KeepBest] = None
+
+    def __post_init__(self) -> None:
+        if self.max_to_keep is not None and (
+            not isinstance(self.max_to_keep, int) or self.max_to_keep < 1
+        ):
+            raise ValueError(
+                f"max_to_keep must be a whole number >= 1 (or None for all), got {self.max_to_keep!r}"
+            )
+        if self.keep_every_n_hours is not None and not (
+            isinstance(self.keep_every_n_hours, (int, float)) and self.keep_every_n_hours > 0
+        ):
+            raise ValueError(
+                f"keep_every_n_hours must be a positive number of hours, got {self.keep_every_n_hours!r}"
+            )
+        if isinstance(self.keep_best, Mapping):
+            object.__setattr__(self, "keep_best", KeepBest(**self.keep_best))
+
+    @property
+    def active(self) -> bool:
+        return self.max_to_keep is not None or self.keep_best is not None
+
+    def to_json(self) -> dict[str, Any]:
+        best = self.keep_best
+        return {
+            "max_to_keep": self.max_to_keep,
+            "keep_every_n_hours": self.keep_every_n_hours,
+            "keep_best": None if best is None else {"metric": best.metric, "k": best.k, "mode": best.mode},
+        }
+
+    @classmethod
+    def from_json(cls, data: Optional[Mapping[str, Any]]) -> "Retention":
+        if not data:
+            return cls()
+        return cls(
+            max_to_keep=data.get("max_to_keep"),
+            keep_every_n_hours=data.get("keep_every_n_hours"),
+            keep_best=KeepBest(**data["keep_best"]) if data.get("keep_best") else None,
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What retention needs to know of one checkpoint."""
+
+    id: int
+    step: int
+    created: float  # unix seconds
+    kept: bool = False  # already chosen by keep_every_n_hours
+    pinned: bool = False  # an alias points at it
+
+
+@dataclass(frozen=True)
+class Plan:
+    delete: list[int] = field(default_factory=list)
+    newly_kept: list[int] = field(default_factory=list)
+
+
+def plan(
+    checkpoints: Sequence[Candidate],
+    policy: Retention,
+    metric_at: Optional[Mapping[int, float]] = None,
+) -> Plan:
+    """Decide which checkpoints to delete and which become permanently kept.
+
+    ``metric_at`` maps step -> value of ``policy.keep_best.metric`` (only needed for keep_best).
+    """
+    if not policy.active or not checkpoints:
+        return Plan()
+    ordered = sorted(checkpoints, key=lambda c: c.step)
+    keep: set[int] = {c.id for c in ordered if c.pinned or c.kept}
+    keep.add(ordered[-1].id)
+    if policy.max_to_keep is not None:
+        keep.update(c.id for c in ordered[-policy.max_to_keep :])
+    if policy.keep_best is not None:
+        best = policy.keep_best
+        scored = []
+        for c in ordered:
+            v = (metric_at or {}).get(c.step)
+            if v is not None and not math.isnan(v):
+                scored.append((v if best.mode == "min" else -v, -c.step, c.id))
+        scored.sort()
+        keep.update(cid for _, _, cid in scored[: best.k])
+
+    newly_kept: list[int] = []
+    if policy.keep_every_n_hours is not None:
+        interval = policy.keep_every_n_hours * 3600.0
+        kept_times = [c.created for c in ordered if c.kept]
+        last = max(kept_times) if kept_times else ordered[0].created
+        for c in ordered:
+            if c.id in keep or c.kept:
+                continue
+            if c.created >= last + interval:
+                newly_kept.append(c.id)
+                keep.add(c.id)
+                last = c.created
+
+    delete = [c.id for c in ordered if c.id not in keep]
+    return Plan(delete=delete, newly_kept=newly_kept)

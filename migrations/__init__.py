@@ -1,0 +1,1 @@
+"""Alembic environment of ckptstore, shipped in the wheel as ``ckptstore.migrations``."""
