@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import OperationalError
 
 from . import schema as S
+from ._fault import fault
 from .files import StoredFile, digest_file
 from .records import FileInfo
 
@@ -42,7 +43,11 @@ def commit_files(
     """Move ``staged`` files into place and commit them with the caller's rows, atomically."""
     files = store.files
     with files.writing():
-        stored = [files.ingest(p, d, n) for p, d, n in staged]
+        stored = []
+        for p, d, n in staged:
+            stored.append(files.ingest(p, d, n))
+            fault("moving")
+        fault("moved")
         with store.write() as conn:
             if stored:
                 from .store import _upsert
@@ -57,7 +62,9 @@ def commit_files(
                             [],
                         )
                     )
-            return write_rows(conn, stored)
+            result = write_rows(conn, stored)
+        fault("committed")
+        return result
 
 
 def release_unreferenced(store: "Store", digests: Iterable[str]) -> int:

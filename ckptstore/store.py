@@ -515,7 +515,7 @@ class Store:
     def _checkpoint_info(self, conn: Connection, cond: Any, ref: Optional[Ref]) -> CheckpointInfo:
         c = S.Checkpoint
         row = conn.execute(
-            select(c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == c.run_id).where(cond)
+            select(*c.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == c.run_id).where(cond)
         ).first()
         if row is None:
             what = ref.text if ref is not None else "checkpoint"
@@ -526,7 +526,7 @@ class Store:
                 ).scalars().all()
                 hint = f"; its checkpoints are at steps {_steps_summary(steps)}" if steps else "; it has no checkpoints"
             raise UnknownRefError(f"no checkpoint {what}{hint}")
-        ck: S.Checkpoint = row[0]
+        ck = row
         files = conn.execute(
             select(S.CheckpointFile.role, S.CheckpointFile.file_name, S.CheckpointFile.size, S.CheckpointFile.digest)
             .where(S.CheckpointFile.checkpoint_id == ck.id)
@@ -544,11 +544,11 @@ class Store:
     def _export_info(self, conn: Connection, export_id: Optional[int], ref: Optional[Ref]) -> ExportInfo:
         e = S.Export
         row = conn.execute(
-            select(e, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).where(e.id == export_id)
+            select(*e.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).where(e.id == export_id)
         ).first()
         if row is None:
             raise UnknownRefError(f"no export {export_id}" + (f" (from {ref.text!r})" if ref and ref.kind == "alias" else ""))
-        ex: S.Export = row[0]
+        ex = row
         aliases = conn.execute(select(S.Alias.name).where(S.Alias.export_id == ex.id).order_by(S.Alias.name)).scalars().all()
         return ExportInfo(
             id=ex.id, run=row.run_name, step=ex.step, checkpoint_id=ex.checkpoint_id, kind=ex.kind,
@@ -569,7 +569,7 @@ class Store:
         c = S.Checkpoint
         with self.read() as conn:
             rid = self._run_id(conn, run)
-            rows = conn.execute(select(c).where(c.run_id == rid).order_by(c.step)).scalars().all()
+            rows = conn.execute(select(*c.__table__.c).where(c.run_id == rid).order_by(c.step)).all()
             ids = [ck.id for ck in rows]
             files: dict[int, list[FileInfo]] = defaultdict(list)
             aliases: dict[int, list[str]] = defaultdict(list)
