@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import schema as S
 from ._fault import fault
-from .blobs import check_files, commit_files, digest_staged, release_unreferenced
+from .blobs import check_files, commit_files, release_unreferenced
 from .errors import (
     CkptstoreError,
     ConflictError,
@@ -36,7 +36,7 @@ from .errors import (
     NoCheckpointFoundError,
     UnknownRefError,
 )
-from .files import StoredFile, place_file
+from .files import DigestFollower, StoredFile, digest_file, place_file
 from .names import Ref, check_run_name
 from .records import CheckpointInfo, FileInfo, GcReport, Problem, VerifyReport
 from .retention import Candidate, Retention, plan
@@ -84,22 +84,35 @@ def save(
     store = run.store
     fmt = tfio.format_of(target)
     with store.files.staging(f"save-{run.id}") as sdir:
-        if fmt == tfio.TF1:
-            path = tfio.save_tf1(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
-        else:
-            path = tfio.save_tf2(target, sdir, prefix, step)
-        info = _commit_checkpoint(store, run.id, run.name, step, fmt, path)
+        follower = DigestFollower(sdir, f"{prefix}-{step}")
+        try:
+            if fmt == tfio.TF1:
+                path = tfio.save_tf1(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
+            else:
+                path = tfio.save_tf2(target, sdir, prefix, step)
+        finally:
+            known = follower.finish()
+        info = _commit_checkpoint(store, run.id, run.name, step, fmt, path, known)
     apply_retention(store, run.id)
     return info
 
 
-def _commit_checkpoint(store: "Store", run_id: int, run_name: str, step: int, fmt: str, path: Path) -> CheckpointInfo:
+def _commit_checkpoint(
+    store: "Store",
+    run_id: int,
+    run_name: str,
+    step: int,
+    fmt: str,
+    path: Path,
+    known: Optional[dict[str, tuple[str, int]]] = None,
+) -> CheckpointInfo:
     """Record the checkpoint whose files are at staging prefix ``path`` (see module docstring)."""
     from . import tfio
 
     files = sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name + ".") and p.name != ".lock")
     variables = tfio.list_variables(path)
-    staged = digest_staged(files)
+    known = known or {}
+    staged = [(p, *known[p.name]) if p.name in known else (p, *digest_file(p)) for p in files]
     fault("staged")
     names = [p.name for p in files]
     replaced: list[str] = []
