@@ -86,12 +86,17 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory):
         if os.environ.get("CI"):
             pytest.fail("initdb not found: CI must test PostgreSQL")
         pytest.skip("PostgreSQL (initdb) is not installed")
-    server = PgServer(tmp_path_factory.mktemp("pg"))
+    import tempfile
+
+    # Not under pytest's tmp dir: its parents are 0700 root, which the postgres user cannot traverse.
+    base = Path(tempfile.mkdtemp(prefix="ckptstore-pg-"))
+    server = PgServer(base)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
