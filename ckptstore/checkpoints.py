@@ -463,7 +463,7 @@ def import_checkpoints(
     with store.read() as conn:
         have = set(conn.execute(select(S.Checkpoint.step).where(S.Checkpoint.run_id == run_id)).scalars())
     out = []
-    todo = [(p, st) for p, st in zip(prefixes, steps) if st not in have]
+    todo = sorted(((p, st) for p, st in zip(prefixes, steps) if st not in have), key=lambda t: t[1])
     for i, (p, st) in enumerate(todo):
         import shutil
 
