@@ -41,6 +41,7 @@ from .names import Ref, check_run_name
 from .records import CheckpointInfo, FileInfo, GcReport, Problem, VerifyReport
 from .retention import Candidate, Retention, plan
 from .run import _check_step
+from .store import _drop_orphan_blobs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,7 +130,9 @@ def _commit_checkpoint(
                     f"{run_name}@{step} already exists and is the version {', '.join(aliases)}; "
                     "untag it before saving that step again"
                 )
-            replaced.extend(_delete_rows(conn, [old]))
+            freed = _delete_rows(conn, [old], drop_blobs=False)
+        else:
+            freed = set()
         total = sum(sf.size for sf in stored)
         cid = conn.execute(
             S.Checkpoint.__table__.insert()
@@ -149,9 +152,17 @@ def _commit_checkpoint(
                 S.Variable.__table__.insert(),
                 [{"checkpoint_id": cid, "name": n, "dtype": d, "shape": s} for n, d, s in variables],
             )
+        if freed:
+            # Only now: the new checkpoint may re-use some of the replaced one's blobs.
+            replaced.extend(_drop_orphan_blobs(conn, freed))
         return cid
 
-    cid = commit_files(store, staged, rows)
+    try:
+        cid = commit_files(store, staged, rows)
+    except IntegrityError:
+        # PostgreSQL: another process committed the same run and step first. Our moved files
+        # are unreferenced now; gc reclaims them.
+        raise ConflictError(f"{run_name}@{step} was saved by another process at the same time") from None
     if replaced:
         release_unreferenced(store, replaced)
     log.info("saved %s@%d (%d files)", run_name, step, len(files))
@@ -167,15 +178,17 @@ def _check_prefix(prefix: str) -> None:
 # --------------------------------------------------------------------------- delete and retention
 
 
-def _delete_rows(conn: Connection, ids: Sequence[int]) -> list[str]:
-    """Delete checkpoint rows (cascading to files and variables); return blob digests freed."""
-    from .store import _drop_orphan_blobs
+def _delete_rows(conn: Connection, ids: Sequence[int], *, drop_blobs: bool = True) -> Any:
+    """Delete checkpoint rows (cascading to files and variables).
 
+    Returns the blob digests freed (their rows dropped), or with ``drop_blobs=False`` the set of
+    digests the deleted rows referenced, for the caller to drop once it has added its own rows.
+    """
     digests = set(
         conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.checkpoint_id.in_(list(ids)))).scalars()
     )
     conn.execute(delete(S.Checkpoint).where(S.Checkpoint.id.in_(list(ids))))
-    return _drop_orphan_blobs(conn, digests)
+    return _drop_orphan_blobs(conn, digests) if drop_blobs else digests
 
 
 def delete_checkpoints(store: "Store", ids: Sequence[int]) -> list[int]:

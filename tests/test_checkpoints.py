@@ -202,6 +202,9 @@ def test_saving_a_step_again_replaces_it(sqlite_store):
     run.save(sess, 1)
     assert [c.step for c in sqlite_store.checkpoints("r")] == [1]
     assert float(sqlite_store.read_variable("r@1", "b")) == 3.0
+    run.save(sess, 1)  # the very same bytes again: the blobs must survive their own replacement
+    assert sqlite_store.verify().problems == []
+    assert float(sqlite_store.read_variable("r@1", "b")) == 3.0
     sqlite_store.gc()
     assert len(list(sqlite_store.files.object_digests())) == 3
 
