@@ -90,7 +90,8 @@ def open_store(
                 if not create and not Path(database).exists():
                     raise StoreOpenError(f"no store at {database}")
                 root = root or Path(database).resolve().parent
-                Path(database).parent.mkdir(parents=True, exist_ok=True) if create else None
+                if create:
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
     else:
         path = Path(uri).expanduser()
         if path.exists() and not path.is_dir():
@@ -198,7 +199,8 @@ class Store:
         params = _jsonable_params(params or {})
         tag_items = {str(k): str(v) for k, v in (tags or {}).items()}
         for k in tag_items:
-            check_run_name(k) if k else None
+            if not k or len(k) > S.NAME_MAX:
+                raise ValueError(f"tag keys must be 1 to {S.NAME_MAX} characters, got {k!r:.60}")
         ret_json = retention.to_json() if retention is not None else None
         run_id = self._upsert_run(name, params, tag_items, ret_json)
         return Run(self, run_id, name, **logging_options)
