@@ -9,6 +9,7 @@ in CI (``CI=true``), where a missing server is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -32,12 +33,21 @@ def _free_port() -> int:
 
 
 def _pg_bin(name: str) -> str | None:
+    # CKPTSTORE_PG_BINDIR pins the PostgreSQL binaries (and lets a test pretend there are none).
+    pinned = os.environ.get("CKPTSTORE_PG_BINDIR")
+    if pinned is not None:
+        cand = Path(pinned) / name
+        return str(cand) if cand.is_file() else None
     found = shutil.which(name)
     if found:
         return found
     for cand in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
         return str(cand)
     return None
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 class PgServer:
@@ -51,8 +61,13 @@ class PgServer:
     def _run(self, *args: str) -> None:
         cmd = list(args)
         if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+            # initdb refuses to run as root; the cluster belongs to the postgres user instead.
+            cmd = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--", *cmd]
+        out = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+        if out.returncode != 0:
+            log = self.base / "log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}\n{tail}")
 
     def start(self) -> None:
         initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
@@ -82,16 +97,22 @@ class PgServer:
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    if not _pg_bin("initdb"):
-        if os.environ.get("CI"):
-            pytest.fail("initdb not found: CI must test PostgreSQL")
+    if not (_pg_bin("initdb") and _pg_bin("pg_ctl")):
+        if _in_ci():
+            pytest.fail("PostgreSQL (initdb, pg_ctl) not found: CI must test PostgreSQL")
         pytest.skip("PostgreSQL (initdb) is not installed")
     import tempfile
 
     # Not under pytest's tmp dir: its parents are 0700 root, which the postgres user cannot traverse.
     base = Path(tempfile.mkdtemp(prefix="ckptstore-pg-"))
     server = PgServer(base)
-    server.start()
+    try:
+        server.start()
+    except Exception:
+        with contextlib.suppress(Exception):
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     try:
         yield server
     finally:
