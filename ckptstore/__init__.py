@@ -9,18 +9,38 @@
 ...             run.save(ckpt, step)
 >>> store.restore("mnist@latest", ckpt)          # doctest: +SKIP
 
-Importing this package never imports TensorFlow; the operations that need it import it lazily.
+Importing this package never imports TensorFlow, and imports SQLAlchemy only when a store is
+opened (``open_store``, ``Store`` and ``Run`` load on first use), so the CLI's quick paths start
+in a fraction of the time SQLAlchemy's import takes.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
 from .names import parse_ref
 from .records import to_json
 from .retention import KeepBest, Retention
-from .run import Run
-from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .run import Run
+    from .store import Store, open_store
 
 __version__ = "0.1.0"
+
+_LAZY = {"open_store": "store", "Store": "store", "Run": "run"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ckptstore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "open_store",

@@ -36,8 +36,7 @@ from .errors import SchemaTooNewError, StoreConfigError, StoreOpenError
 
 log = logging.getLogger(__name__)
 
-#: The Alembic revision this code writes and reads. A test keeps it equal to the script head.
-HEAD_REVISION = "0001"
+from .constants import HEAD_REVISION  # noqa: E402  (re-exported)
 
 SQLITE_BUSY_TIMEOUT_S = 120.0
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from .errors import InvalidNameError, InvalidRefError
-from .schema import NAME_MAX
+from .constants import NAME_MAX
 
 RefKind = Literal["step", "latest", "nearest", "alias", "export"]
 

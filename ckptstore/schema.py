@@ -45,7 +45,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("running", "finished", "failed")
+from .constants import NAME_MAX, RUN_STATUSES  # noqa: E402  (re-exported)
+
 CHECKPOINT_FORMATS = ("tf1-saver", "tf2-checkpoint")
 CHECKPOINT_STATES = ("committed", "kept")
 FILE_ROLES = ("index", "data", "meta")
@@ -53,7 +54,6 @@ EXPORT_KINDS = ("tf1-graphdef", "tf2-function")
 
 # Digests are blake3, hex encoded.
 DIGEST_LEN = 64
-NAME_MAX = 200
 
 
 def utcnow() -> datetime:

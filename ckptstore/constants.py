@@ -1,0 +1,15 @@
+"""Constants shared by the light modules (names, quick reads) and the schema.
+
+Kept apart from ``schema`` so that reading them does not import SQLAlchemy: the CLI's fastest
+paths never do.
+"""
+
+from __future__ import annotations
+
+#: The Alembic revision this code writes and reads. A test keeps it equal to the script head.
+HEAD_REVISION = "0001"
+
+#: Longest run, alias, tag or metric name.
+NAME_MAX = 200
+
+RUN_STATUSES = ("running", "finished", "failed")
