@@ -151,6 +151,14 @@ def _revision(conn: Connection) -> Optional[str]:
             )
         return None
     row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+    if row is None and set(insp.get_table_names()) - {"alembic_version"}:
+        # An emptied version table over existing tables: upgrading would try to create tables
+        # that exist; guessing the revision could corrupt the data. (After `downgrade base`
+        # only the empty version table is left, and that is an empty store.)
+        raise StoreOpenError(
+            f"{_where(conn.engine)} holds tables but its schema version is missing "
+            "(alembic_version is empty); restore it from a backup"
+        )
     return row[0] if row else None
 
 
