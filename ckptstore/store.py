@@ -60,7 +60,7 @@ Target = Union[CheckpointInfo, ExportInfo]
 
 
 def open_store(
-    uri: Optional[str] = None,
+    uri: Optional[str | os.PathLike[str]] = None,
     *,
     root: Optional[str | os.PathLike[str]] = None,
     create: bool = True,
@@ -78,7 +78,8 @@ def open_store(
     >>> with store.start_run("mnist") as run:         # doctest: +SKIP
     ...     run.log(1, loss=0.5)
     """
-    uri = uri or os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION
+    # A pathlib.Path is as natural a store location as a string.
+    uri = os.fspath(uri) if uri else (os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION)
     root = root or os.environ.get("CKPTSTORE_ROOT") or None
     if "://" in uri:
         url = uri
