@@ -269,6 +269,9 @@ def _backup_sqlite(engine: Engine, rev: str) -> Optional[Path]:
     dst = sqlite3.connect(str(dst_path))
     try:
         src.backup(dst)
+        # The copy inherits WAL mode; a rollback journal keeps the backup one self-contained
+        # file that can be moved or opened without -wal/-shm companions appearing beside it.
+        dst.execute("PRAGMA journal_mode = DELETE")
     finally:
         dst.close()
         src.close()
