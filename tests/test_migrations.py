@@ -1,0 +1,364 @@
+"""Schema versions: the Alembic revisions against the models, on SQLite and PostgreSQL.
+
+How an "older store" is simulated: only revision 0001 exists, so a test copies the migration
+environment, adds a revision 0002 (one small table) and points ``ckptstore.db`` at the copy with
+``HEAD_REVISION = "0002"``. A store created by the real code at 0001 is then, honestly, older
+than the code that opens it, and the real upgrade path (lock, backup, ``alembic upgrade``) runs.
+
+States of the version table and what opening does with them:
+
+* no tables at all, or only an empty ``alembic_version`` (what ``downgrade base`` leaves):
+  an empty database, created at head;
+* ``alembic_version`` empty but other tables present: refused (StoreOpenError), since guessing
+  a revision could corrupt data;
+* a revision this code does not know (e.g. ``9999``): refused with SchemaTooNewError, untouched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+import ckptstore
+from ckptstore import db, schema
+from ckptstore.errors import CkptstoreError, SchemaTooNewError, StoreOpenError
+
+from .conftest import ROOT, run_py
+
+
+def _engine_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    return request.getfixturevalue("pg_server").new_database()
+
+
+def _schema_diff(engine) -> list:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        return compare_metadata(ctx, schema.Base.metadata)
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+def test_upgrade_head_on_an_empty_database_matches_the_models(backend, tmp_path, request):
+    engine = db.make_engine(_engine_url(backend, tmp_path, request))
+    try:
+        db.run_upgrade(engine, "head")
+        assert db.current_revision(engine) == db.HEAD_REVISION
+        assert _schema_diff(engine) == []
+        tables = set(inspect(engine).get_table_names())
+        assert tables == set(schema.Base.metadata.tables) | {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_base_drops_every_table_and_upgrade_works_again(backend, tmp_path, request):
+    engine = db.make_engine(_engine_url(backend, tmp_path, request))
+    try:
+        db.run_upgrade(engine, "head")
+        db.run_downgrade(engine, "base")
+        # Alembic keeps its (now empty) version table; nothing of ours is left.
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        assert db.current_revision(engine) is None
+        db.run_upgrade(engine, "head")
+        assert _schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_head_revision_constant_is_the_script_head():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.migrations_dir()))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [db.HEAD_REVISION]
+    assert db.history()[-1][0] == db.HEAD_REVISION
+    assert db.history()[0][1] is None  # the chain starts at base
+
+
+def test_a_database_downgraded_to_base_opens_as_a_new_store(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = db.make_engine(url)
+    db.run_upgrade(engine, "head")
+    db.run_downgrade(engine, "base")
+    engine.dispose()
+    with ckptstore.open_store(url) as s:
+        assert s.revision == db.HEAD_REVISION
+        assert s.runs() == []
+
+
+# --------------------------------------------------------------------------- opening stores
+
+
+def test_opening_a_new_store_creates_it_at_head(store_uri):
+    uri, root = store_uri
+    with ckptstore.open_store(uri, root=root) as s:
+        assert s.revision == db.HEAD_REVISION
+        assert db.current_revision(s.engine) == db.HEAD_REVISION
+        assert _schema_diff(s.engine) == []
+
+
+def test_reopening_a_store_at_head_makes_no_backup(tmp_path):
+    with ckptstore.open_store(tmp_path / "s") as s:
+        with s.start_run("a") as run:
+            run.log(1, loss=1.0)
+    with ckptstore.open_store(tmp_path / "s") as s:
+        assert [r.name for r in s.runs()] == ["a"]
+    assert list((tmp_path / "s").glob("store.db.backup-*")) == []
+
+
+_REV_0002 = '''\
+"""Test-only revision: a small extra table, so a store at 0001 is older than the code."""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("upgrade_probe", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("upgrade_probe")
+'''
+
+
+@pytest.fixture
+def code_with_revision_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``ckptstore.db`` believe its head is 0002, with a real migration to get there."""
+    scripts = tmp_path / "migrations-0002"
+    shutil.copytree(db.migrations_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "0002_upgrade_probe.py").write_text(_REV_0002)
+    monkeypatch.setattr(db, "migrations_dir", lambda: scripts)
+    monkeypatch.setattr(db, "HEAD_REVISION", "0002")
+    return scripts
+
+
+def test_an_older_sqlite_store_is_backed_up_then_upgraded(tmp_path, monkeypatch, request):
+    loc = tmp_path / "old"
+    with ckptstore.open_store(loc) as s:  # written by the real code, at 0001
+        with s.start_run("before-upgrade", params={"lr": 0.1}) as run:
+            run.log(5, loss=0.25)
+    assert db.HEAD_REVISION == "0001"
+
+    request.getfixturevalue("code_with_revision_0002")
+    with ckptstore.open_store(loc) as s:
+        assert s.revision == "0002"
+        assert db.current_revision(s.engine) == "0002"
+        assert "upgrade_probe" in inspect(s.engine).get_table_names()
+        assert s.get_run("before-upgrade").params == {"lr": 0.1}
+        assert s.steps("before-upgrade")[0].metrics == {"loss": 0.25}
+
+    backups = list(loc.glob("store.db.backup-0001-*"))
+    assert len(backups) == 1, list(loc.iterdir())
+    bk = sqlite3.connect(backups[0])
+    try:
+        assert bk.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # one self-contained file
+        assert bk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert bk.execute("SELECT name FROM runs").fetchall() == [("before-upgrade",)]
+        assert bk.execute("SELECT value FROM metrics").fetchall() == [(0.25,)]
+    finally:
+        bk.close()
+
+    # A second open finds the store at head: no second backup.
+    with ckptstore.open_store(loc) as s:
+        assert s.revision == "0002"
+    assert len(list(loc.glob("store.db.backup-*"))) == 1
+
+
+def test_an_older_postgres_store_is_upgraded(pg_server, tmp_path, request):
+    url = pg_server.new_database()
+    with ckptstore.open_store(url, root=tmp_path / "f") as s:
+        with s.start_run("pg-old") as run:
+            run.log(1, acc=0.5)
+    request.getfixturevalue("code_with_revision_0002")
+    with ckptstore.open_store(url, root=tmp_path / "f") as s:
+        assert db.current_revision(s.engine) == "0002"
+        assert s.steps("pg-old")[0].metrics == {"acc": 0.5}
+
+
+def test_open_without_upgrade_refuses_an_older_store(tmp_path, request):
+    loc = tmp_path / "old"
+    ckptstore.open_store(loc).close()
+    request.getfixturevalue("code_with_revision_0002")
+    engine = db.make_engine(f"sqlite:///{loc / 'store.db'}")
+    try:
+        with pytest.raises(StoreOpenError, match="0001.*ckptstore db upgrade"):
+            db.ensure_schema(engine, upgrade=False)
+        assert db.current_revision(engine) == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_a_store_from_a_newer_ckptstore_is_refused_and_left_untouched(store_uri):
+    uri, root = store_uri
+    with ckptstore.open_store(uri, root=root) as s:
+        with s.start_run("future") as run:
+            run.log(3, loss=0.5)
+        with s.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        engine_url = s.url
+
+    with pytest.raises(SchemaTooNewError) as err:
+        ckptstore.open_store(uri, root=root)
+    msg = str(err.value)
+    assert "9999" in msg and "newer" in msg and db.HEAD_REVISION in msg
+    assert "\n" not in msg
+
+    engine = db.make_engine(engine_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+            assert conn.execute(text("SELECT name FROM runs")).scalars().all() == ["future"]
+            assert conn.execute(text("SELECT step, key, value FROM metrics")).all() == [(3, "loss", 0.5)]
+    finally:
+        engine.dispose()
+    if "://" not in uri:
+        assert list(Path(uri).glob("store.db.backup-*")) == []
+
+
+def test_a_garbage_store_db_is_a_clear_open_error(tmp_path):
+    loc = tmp_path / "s"
+    loc.mkdir()
+    (loc / "store.db").write_bytes(b"this is not a database, just some text\n" * 200)
+    with pytest.raises(StoreOpenError, match="store.db"):
+        ckptstore.open_store(loc)
+
+
+def test_a_garbage_store_db_via_the_cli_style_subprocess_has_no_traceback(tmp_path):
+    loc = tmp_path / "s"
+    loc.mkdir()
+    (loc / "store.db").write_bytes(b"\x00garbage" * 1000)
+    code = textwrap.dedent(
+        """
+        import sys, ckptstore
+        try:
+            ckptstore.open_store(sys.argv[1])
+        except ckptstore.CkptstoreError as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    out = run_py(code, str(loc))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("StoreOpenError")
+    assert "Traceback" not in out.stderr
+
+
+def test_emptied_version_table_over_existing_tables_is_refused(tmp_path):
+    loc = tmp_path / "s"
+    with ckptstore.open_store(loc) as s:
+        with s.start_run("keep-me") as run:
+            run.log(1, x=1.0)
+    with sqlite3.connect(loc / "store.db") as c:
+        c.execute("DELETE FROM alembic_version")
+    with pytest.raises(StoreOpenError, match="schema version is missing"):
+        ckptstore.open_store(loc)
+    with sqlite3.connect(loc / "store.db") as c:
+        assert c.execute("SELECT name FROM runs").fetchall() == [("keep-me",)]
+
+
+def test_a_database_with_foreign_tables_is_not_taken_for_a_store(tmp_path):
+    loc = tmp_path / "s"
+    loc.mkdir()
+    with sqlite3.connect(loc / "store.db") as c:
+        c.execute("CREATE TABLE other_app (x INTEGER)")
+    with pytest.raises(StoreOpenError, match="not a ckptstore store"):
+        ckptstore.open_store(loc)
+
+
+def test_open_with_create_false_refuses_a_missing_store(tmp_path):
+    with pytest.raises(StoreOpenError, match="no store"):
+        ckptstore.open_store(tmp_path / "nothing-here", create=False)
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_two_processes_opening_a_new_sqlite_store_at_once_both_succeed(tmp_path):
+    loc = tmp_path / "race"
+    code = "import sys, ckptstore; s = ckptstore.open_store(sys.argv[1]); print(s.revision); s.close()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(loc)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.strip() == db.HEAD_REVISION
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+@pytest.fixture(scope="module")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Build from a copy: the shared work tree is not littered with build/ and egg-info.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, src / name)
+    for pkg in ("ckptstore", "migrations"):
+        shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "-w", str(out), "--no-deps",
+         "--no-build-isolation", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = out.glob("ckptstore-*.whl")
+    return wheel
+
+
+def test_the_wheel_ships_the_migration_environment(built_wheel):
+    names = zipfile.ZipFile(built_wheel).namelist()
+    assert "ckptstore/migrations/env.py" in names
+    assert "ckptstore/migrations/script.py.mako" in names
+    assert any(n.startswith("ckptstore/migrations/versions/0001_") and n.endswith(".py") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "ckptstore = ckptstore.cli:main" in zipfile.ZipFile(built_wheel).read(entry_points).decode()
+
+
+def test_a_non_editable_install_creates_and_migrates_a_store(built_wheel, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(built_wheel).extractall(site)
+    code = textwrap.dedent(
+        """
+        import sys, ckptstore
+        from ckptstore import db
+        assert ckptstore.__file__.startswith(sys.argv[2]), ckptstore.__file__
+        assert str(db.migrations_dir()).startswith(sys.argv[2]), db.migrations_dir()
+        with ckptstore.open_store(sys.argv[1]) as s:
+            with s.start_run("installed") as run:
+                run.log(1, loss=0.5)
+            print(s.revision, s.steps("installed")[0].metrics["loss"])
+        """
+    )
+    # Run from an unrelated directory so the source checkout cannot be imported by accident.
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "store"), str(site)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(site)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [db.HEAD_REVISION, "0.5"]
+
+
+def test_every_library_error_here_is_a_ckptstore_error():
+    assert issubclass(SchemaTooNewError, StoreOpenError)
+    assert issubclass(StoreOpenError, CkptstoreError)
