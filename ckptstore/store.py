@@ -314,8 +314,11 @@ class Store:
                 .exists()
             )
         if pattern is not None and any(ch in pattern for ch in "*?["):
-            like = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            like = like.replace("*", "%").replace("?", "_")
+            # LIKE narrows the rows in SQL, fnmatch decides exactly below. A bracket class has
+            # no LIKE form, so the SQL filter stops at the first '['.
+            head, bracket, _ = pattern.partition("[")
+            like = head.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            like = like.replace("*", "%").replace("?", "_") + ("%" if bracket else "")
             q = q.where(r.name.like(like, escape="\\"))
         elif pattern is not None:
             q = q.where(r.name == pattern)
