@@ -85,8 +85,14 @@ class Run:
         run_id = self.id
         for key, value in metrics.items():
             try:
-                v = float(value)
-            except (TypeError, ValueError):
+                if type(value) is float:  # the common case, kept cheap
+                    v = value
+                elif isinstance(value, (str, bytes, bytearray)):
+                    # float("0.5") would parse; a string metric is a bug in the caller.
+                    raise TypeError
+                else:
+                    v = float(value)
+            except (TypeError, ValueError, OverflowError):
                 raise MetricValueError(
                     f"metric {key!r} at step {step}: {_shown(value)} is not a number "
                     f"({type(value).__name__})"
@@ -182,15 +188,21 @@ class Run:
             log.exception("could not mark run %s failed", self.name)
 
 
+# Steps are BIGINT columns; a larger step would fail at flush time and block the buffer.
+_STEP_MAX = 2**63 - 1
+
+
 def _check_step(step: Any) -> int:
     if isinstance(step, bool):
         raise MetricValueError(f"step must be a whole number >= 0, got {step!r}")
     try:
         i = int(step)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise MetricValueError(f"step must be a whole number >= 0, got {_shown(step)}") from None
     if i != step or i < 0:
         raise MetricValueError(f"step must be a whole number >= 0, got {_shown(step)}")
+    if i > _STEP_MAX:
+        raise MetricValueError(f"step {i} is larger than the largest step, 2**63 - 1")
     return i
 
 
