@@ -31,7 +31,7 @@ class KeepBest:
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
             raise ValueError(f"keep_best metric must be a metric name, got {self.metric!r}")
-        if not isinstance(self.k, int) or self.k < 1:
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
             raise ValueError(f"keep_best k must be a whole number >= 1, got {self.k!r}")
         if self.mode not in ("min", "max"):
             raise ValueError(f"keep_best mode must be 'min' or 'max', got {self.mode!r}")
@@ -45,13 +45,16 @@ class Retention:
 
     def __post_init__(self) -> None:
         if self.max_to_keep is not None and (
-            not isinstance(self.max_to_keep, int) or self.max_to_keep < 1
+            # bool is an int to Python; max_to_keep=True is a mistake, not "keep 1".
+            not isinstance(self.max_to_keep, int) or isinstance(self.max_to_keep, bool) or self.max_to_keep < 1
         ):
             raise ValueError(
                 f"max_to_keep must be a whole number >= 1 (or None for all), got {self.max_to_keep!r}"
             )
         if self.keep_every_n_hours is not None and not (
-            isinstance(self.keep_every_n_hours, (int, float)) and self.keep_every_n_hours > 0
+            isinstance(self.keep_every_n_hours, (int, float))
+            and not isinstance(self.keep_every_n_hours, bool)
+            and self.keep_every_n_hours > 0
         ):
             raise ValueError(
                 f"keep_every_n_hours must be a positive number of hours, got {self.keep_every_n_hours!r}"
