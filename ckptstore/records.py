@@ -138,7 +138,7 @@ class AliasEventInfo:
 class AliasInfo:
     name: str
     target: str
-    kind: str  # "checkpoint" or "export"
+    kind: str  # "checkpoint", "export", or "untagged" (target "") for a removed alias's history
     message: Optional[str]
     updated_at: datetime
     history: list[AliasEventInfo] = field(default_factory=list)
