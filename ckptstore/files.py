@@ -129,10 +129,13 @@ class FileArea:
         """
         self.ensure()
         path = self.staging_root / f"{what}-{os.getpid()}-{uuid.uuid4().hex[:12]}{STAGING_SUFFIX}"
-        path.mkdir()
-        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        # Between mkdir and flock the directory looks abandoned (no lock, or an unlocked one);
+        # holding the object lock shared meanwhile keeps gc (exclusive) from removing it then.
+        with self.writing():
+            path.mkdir()
+            fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
