@@ -84,11 +84,12 @@ def _tiny_module(tf: Any) -> Any:
 
 def writer_main(uri: str, root: str, index: int, values: int, checkpoints: int, flush_every: int, gate: str) -> None:
     """One writer process (``stress.py _writer``): waits at the gate, then logs and saves."""
-    import tensorflow as tf
-
     import ckptstore
 
-    model = _tiny_module(tf)
+    if checkpoints:
+        import tensorflow as tf
+
+        model = _tiny_module(tf)
     store = ckptstore.open_store(uri, root=root)
     gate_dir = Path(gate)
     (gate_dir / f"ready-{index}").touch()
@@ -98,14 +99,14 @@ def writer_main(uri: str, root: str, index: int, values: int, checkpoints: int, 
             raise SystemExit("the gate never opened")
         time.sleep(0.005)
     steps = values // len(KEYS)
-    every = max(1, steps // checkpoints)
+    every = max(1, steps // max(checkpoints, 1))
     t0 = time.perf_counter()
     save_s = 0.0
     saved = 0
     with store.start_run(f"writer-{index}", params={"writer": index}, flush_every=flush_every) as run:
         for step in range(1, steps + 1):
             run.log(step, **{k: metric_value(index, step, j) for j, k in enumerate(KEYS)})
-            if step % every == 0 and saved < checkpoints:
+            if checkpoints and step % every == 0 and saved < checkpoints:
                 saved += 1
                 model.w.assign(tf.fill([3, 2], checkpoint_value(index, saved)))
                 model.b.assign(tf.fill([2], -checkpoint_value(index, saved)))
@@ -114,6 +115,28 @@ def writer_main(uri: str, root: str, index: int, values: int, checkpoints: int, 
                 save_s += time.perf_counter() - ts
     store.close()
     print(json.dumps({"writer": index, "seconds": time.perf_counter() - t0, "save_seconds": save_s, "saved": saved}))
+
+
+def gc_loop_main(uri: str, root: str, gate: str) -> None:
+    """``stress.py _gc``: collect garbage over and over while the writers save, until told to stop.
+
+    A save holds the file area's lock shared from its first object move to its commit, and gc
+    takes it exclusively, so no collection may ever remove a file a commit is about to name.
+    """
+    import ckptstore
+
+    store = ckptstore.open_store(uri, root=root)
+    gate_dir = Path(gate)
+    (gate_dir / "ready-gc").touch()
+    while not (gate_dir / "go").exists():
+        time.sleep(0.005)
+    n = removed = 0
+    while not (gate_dir / "stop").exists():
+        removed += store.gc().removed_objects
+        n += 1
+        time.sleep(0.01)
+    store.close()
+    print(json.dumps({"gc_runs": n, "removed_objects": removed}))
 
 
 @dataclass
@@ -133,6 +156,7 @@ class WritersResult:
     wall_seconds: float = 0.0
     busy_seconds: float = 0.0  # from the gate opening to the last writer finishing
     save_seconds_mean: float = 0.0
+    gc_runs: int = 0  # collections run concurrently with the writers
 
     @property
     def ok(self) -> bool:
@@ -153,7 +177,8 @@ class WritersResult:
             f"  {self.busy_seconds:.1f} s from the start signal to the last writer done "
             f"({self.procs * self.values_per_proc / max(self.busy_seconds, 1e-9):,.0f} values/s aggregate, "
             f"{steps:,} steps per writer); mean save {self.save_seconds_mean * 1000:.0f} ms; "
-            f"wall {self.wall_seconds:.1f} s incl. TF imports and checks",
+            f"wall {self.wall_seconds:.1f} s incl. TF imports and checks; "
+            f"{self.gc_runs} gc runs concurrently with the writers",
         ] + [f"  ERROR {e}" for e in self.errors]
 
 
@@ -166,14 +191,20 @@ def run_writers(
     values: int = 20_000,
     checkpoints: int = 10,
     flush_every: int = 1_000,
+    gc_loop: bool = True,
     timeout: float = 600,
 ) -> WritersResult:
-    """Run ``procs`` writer processes into the store and check everything they wrote."""
+    """Run ``procs`` writer processes into the store and check everything they wrote.
+
+    With ``gc_loop`` one more process runs ``gc`` in a loop the whole time.
+    """
     import numpy as np
-    import tensorflow as tf
 
     import ckptstore
 
+    tf: Any = None
+    if checkpoints:
+        import tensorflow as tf
     if values % len(KEYS):
         raise ValueError(f"values must be a multiple of {len(KEYS)}")
     res = WritersResult(backend, procs, values, checkpoints)
@@ -189,9 +220,15 @@ def run_writers(
         )
         for i in range(procs)
     ]
+    collector = None
+    if gc_loop:
+        collector = subprocess.Popen(
+            [sys.executable, __file__, "_gc", uri, str(root), str(gate)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
     deadline = time.time() + timeout
     try:
-        while len(list(gate.glob("ready-*"))) < procs:
+        while len(list(gate.glob("ready-*"))) < procs + bool(gc_loop):
             if time.time() > deadline or any(c.poll() is not None for c in children):
                 break
             time.sleep(0.02)
@@ -215,14 +252,27 @@ def run_writers(
         res.busy_seconds = time.perf_counter() - t_go
         if stats:
             res.save_seconds_mean = sum(s["save_seconds"] for s in stats) / sum(max(1, s["saved"]) for s in stats)
+        if collector is not None:
+            (gate / "stop").touch()
+            try:
+                out, err = collector.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                collector.kill()
+                out, err = collector.communicate()
+            if collector.returncode != 0:
+                res.errors.append(f"the gc process exited {collector.returncode}: {err.strip()[-300:]}")
+            else:
+                res.gc_runs = json.loads(out.strip().splitlines()[-1])["gc_runs"]
     finally:
+        if collector is not None and collector.poll() is None:
+            collector.kill()
         for c in children:
             if c.poll() is None:
                 c.kill()
         shutil.rmtree(gate, ignore_errors=True)
 
     steps = values // len(KEYS)
-    every = max(1, steps // checkpoints)
+    every = max(1, steps // max(checkpoints, 1))
     with ckptstore.open_store(uri, root=root, create=False) as store:
         for i in range(procs):
             name = f"writer-{i}"
@@ -241,7 +291,7 @@ def run_writers(
                         res.lost_rows += 1
                     elif v != metric_value(i, step, j):
                         res.wrong_rows += 1
-            wanted = [every * k for k in range(1, checkpoints + 1) if every * k <= steps]
+            wanted = [every * k for k in range(1, checkpoints + 1) if every * k <= steps] if checkpoints else []
             res.checkpoints_expected += len(wanted)
             have = {c.step for c in store.checkpoints(name)}
             for k, step in enumerate(wanted, start=1):
@@ -585,6 +635,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if argv[:1] == ["_writer"]:
         uri, root, i, v, c, fe, gate = argv[1:8]
         writer_main(uri, root, int(i), int(v), int(c), int(fe), gate)
+        return 0
+    if argv[:1] == ["_gc"]:
+        gc_loop_main(*argv[1:4])
         return 0
     if argv[:1] == ["_zygote"]:
         zygote_main()
