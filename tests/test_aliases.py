@@ -1,0 +1,296 @@
+"""Named versions on SQLite and PostgreSQL: tag, move, untag, history, and the protection an
+alias gives its target against retention, gc and deletion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from ckptstore import Retention  # noqa: E402
+from ckptstore.errors import (  # noqa: E402
+    ConflictError,
+    InvalidNameError,
+    InvalidRefError,
+    UnknownAliasError,
+    UnknownRefError,
+    UnknownRunError,
+)
+from ckptstore.records import CheckpointInfo, ExportInfo  # noqa: E402
+
+from .conftest import run_py  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def seed_session():
+    """The seed's graph (op_to_store = x * y + b, b = 1) in one session shared by the module."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, name="x")
+        y = tf.compat.v1.placeholder(tf.float32, name="y")
+        b = tf.Variable(1.0, name="b")
+        tf.add(tf.multiply(x, y), b, name="op_to_store")
+        init = tf.compat.v1.global_variables_initializer()
+    sess = tf.compat.v1.Session(graph=g)
+    sess.run(init)
+    yield sess
+    sess.close()
+
+
+@pytest.fixture
+def mnist(store, seed_session):
+    """A run 'mnist' with checkpoints at steps 10, 20, 30."""
+    run = store.start_run("mnist")
+    for step in (10, 20, 30):
+        run.save(seed_session, step)
+    return run
+
+
+def _events(store, name):
+    return [(e.action, e.old_target, e.new_target, e.message) for e in store.versions(name)[0].history]
+
+
+# --------------------------------------------------------------------------- tagging and resolving
+
+
+def test_tag_names_a_checkpoint_that_resolve_returns(store, mnist):
+    info = store.tag("mnist@20", "best", message="lowest loss")
+    assert (info.name, info.target, info.kind, info.message) == ("best", "mnist@20", "checkpoint", "lowest loss")
+    target = store.resolve("best")
+    assert isinstance(target, CheckpointInfo) and target.ref == "mnist@20"
+    assert target.aliases == ["best"] and target.pinned
+    assert [c.aliases for c in store.checkpoints("mnist")] == [[], ["best"], []]
+    assert _events(store, "best") == [("tag", None, "mnist@20", "lowest loss")]
+
+
+def test_tag_accepts_every_kind_of_reference(store, mnist, seed_session):
+    export = mnist.freeze(seed_session, ["op_to_store"], step=30)
+    assert store.tag("mnist@latest", "newest").target == "mnist@30"
+    assert store.tag("mnist@~25", "below25").target == "mnist@20"
+    assert store.tag(export.ref, "prod").target == export.ref
+    # Another alias: the new alias points at that alias's current target, not at the alias.
+    assert store.tag("below25", "pinned").target == "mnist@20"
+    store.tag("mnist@10", "below25")
+    assert store.resolve("pinned").ref == "mnist@20"
+    resolved = store.resolve("prod")
+    assert isinstance(resolved, ExportInfo) and resolved.aliases == ["prod"]
+    assert [(a.name, a.target, a.kind) for a in store.versions()] == [
+        ("below25", "mnist@10", "checkpoint"),
+        ("newest", "mnist@30", "checkpoint"),
+        ("pinned", "mnist@20", "checkpoint"),
+        ("prod", export.ref, "export"),
+    ]
+
+
+def test_moving_an_alias_between_three_targets_shows_the_full_history(store, mnist, seed_session):
+    export = mnist.freeze(seed_session, ["op_to_store"], step=30)
+    store.tag("mnist@10", "prod", message="first")
+    store.tag("mnist@20", "prod", message="better")
+    info = store.tag(export.ref, "prod", message="frozen for serving")
+    assert (info.target, info.kind, info.message) == (export.ref, "export", "frozen for serving")
+    history = store.versions("prod")[0].history
+    assert [(e.action, e.old_target, e.new_target, e.message) for e in history] == [
+        ("move", "mnist@20", export.ref, "frozen for serving"),
+        ("move", "mnist@10", "mnist@20", "better"),
+        ("tag", None, "mnist@10", "first"),
+    ]
+    assert history[0].at >= history[1].at >= history[2].at
+    assert history[0].at.tzinfo is not None
+    # The old targets are free again, the new one is protected.
+    assert [c.aliases for c in store.checkpoints("mnist")] == [[], [], []]
+    assert store.resolve(export.ref).aliases == ["prod"]
+
+
+def test_tagging_the_same_target_again_records_no_event_but_keeps_a_new_message(store, mnist):
+    store.tag("mnist@10", "best", message="v1")
+    again = store.tag("mnist@10", "best")
+    assert again.message == "v1"  # no message given: the old one stays
+    updated = store.tag("mnist@10", "best", message="v1, re-evaluated")
+    assert updated.message == "v1, re-evaluated"
+    assert updated.updated_at >= again.updated_at
+    # Via another ref kind to the same checkpoint: still the same target, still one event.
+    store.tag("mnist@~15", "best")
+    assert _events(store, "best") == [("tag", None, "mnist@10", "v1")]
+
+
+def test_untag_frees_the_target_and_keeps_the_history(store, mnist):
+    store.tag("mnist@10", "best")
+    store.tag("mnist@20", "best")
+    store.untag("best", message="retired")
+    with pytest.raises(UnknownAliasError, match="best"):
+        store.resolve("best")
+    assert store.versions() == []
+    gone = store.versions("best")[0]
+    assert (gone.kind, gone.target, gone.message) == ("untagged", "", "retired")
+    assert [(e.action, e.old_target, e.new_target) for e in gone.history] == [
+        ("untag", "mnist@20", None),
+        ("move", "mnist@10", "mnist@20"),
+        ("tag", None, "mnist@10"),
+    ]
+    # The name can be used again; its history continues.
+    store.tag("mnist@30", "best")
+    assert [e.action for e in store.versions("best")[0].history] == ["tag", "untag", "move", "tag"]
+    store.delete_checkpoint("mnist@20")  # no longer protected
+
+
+def test_unknown_aliases_are_clear_errors(store, mnist):
+    with pytest.raises(UnknownAliasError, match="'nope'"):
+        store.untag("nope")
+    with pytest.raises(UnknownAliasError, match="'nope'"):
+        store.versions("nope")
+    with pytest.raises(UnknownAliasError, match="'nope'"):
+        store.tag("nope", "other")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a/b", "a\\b", "v@1", "export:3", "prod:v2", "-prod", "x" * 201, "", " prod", "..", "latest", "a\x00b"],
+)
+def test_alias_names_are_validated(store, mnist, name):
+    with pytest.raises(InvalidNameError):
+        store.tag("mnist@10", name)
+    assert store.versions() == []
+    assert [c.aliases for c in store.checkpoints("mnist")] == [[], [], []]
+
+
+def test_longest_and_unicode_alias_names_are_accepted(store, mnist):
+    for name in ("x" * 200, "modèle-prod", "v1.2_rc"):
+        assert store.tag("mnist@10", name).name == name
+        assert store.resolve(name).ref == "mnist@10"
+
+
+@pytest.mark.parametrize(
+    "ref, error",
+    [
+        ("mnist@", InvalidRefError),
+        ("@3", InvalidRefError),
+        ("mnist@-1", InvalidRefError),
+        ("mnist@~x", InvalidRefError),
+        ("export:x", InvalidRefError),
+        ("ghost@3", UnknownRunError),
+        ("mnist@15", UnknownRefError),
+        ("mnist@~5", UnknownRefError),
+        ("export:999", UnknownRefError),
+        ("ghost", UnknownAliasError),
+    ],
+)
+def test_bad_refs_are_refused_without_recording_anything(store, mnist, ref, error):
+    with pytest.raises(error):
+        store.tag(ref, "prod")
+    assert store.versions() == []
+    with pytest.raises(UnknownAliasError):
+        store.versions("prod")
+
+
+# --------------------------------------------------------------------------- protection
+
+
+def test_retention_does_not_delete_a_tagged_checkpoint(store, seed_session):
+    run = store.start_run("r", retention=Retention(max_to_keep=1))
+    run.save(seed_session, 10)
+    store.tag("r@10", "best")
+    for step in (20, 30, 40):
+        run.save(seed_session, step)
+    # max_to_keep=1 keeps only 40, but 10 is a named version.
+    assert [(c.step, c.aliases) for c in store.checkpoints("r")] == [(10, ["best"]), (40, [])]
+    assert store.apply_retention("r") == []
+    # Once untagged, the next application of the rule removes it.
+    store.untag("best")
+    assert store.apply_retention("r") == [10]
+    assert [c.step for c in store.checkpoints("r")] == [40]
+
+
+def test_aliases_protect_targets_from_deletion(store, mnist, seed_session):
+    export = mnist.freeze(seed_session, ["op_to_store"], step=10)
+    store.tag("mnist@10", "best")
+    store.tag(export.ref, "prod")
+    with pytest.raises(ConflictError, match="best"):
+        store.delete_checkpoint("mnist@10")
+    with pytest.raises(ConflictError, match="best, prod"):
+        store.delete_run("mnist")
+    assert [c.step for c in store.checkpoints("mnist")] == [10, 20, 30]
+    store.untag("best")
+    with pytest.raises(ConflictError, match="prod"):
+        store.delete_run("mnist")
+    store.untag("prod")
+    assert store.delete_run("mnist") == 3
+    # History outlives its targets and the run.
+    assert [(e.action, e.old_target) for e in store.versions("prod")[0].history] == [
+        ("untag", export.ref), ("tag", None),
+    ]
+
+
+def test_gc_keeps_what_aliases_point_at(store, mnist, seed_session):
+    export = mnist.freeze(seed_session, ["op_to_store"], step=20)
+    store.tag("mnist@20", "best")
+    store.tag(export.ref, "prod")
+    store.set_retention("mnist", Retention(max_to_keep=1))
+    assert store.apply_retention("mnist") == [10]
+    report = store.gc()
+    assert report.removed_objects == 0  # retention already released what it deleted
+    assert store.verify().ok
+    sess = tf.compat.v1.Session(graph=tf.Graph())
+    store.restore("best", sess)
+    assert float(sess.run("op_to_store:0", {"x:0": 5.0, "y:0": 5.0})) == 26.0
+    assert float(store.load_frozen("prod")(x=5.0, y=5.0)) == 26.0
+
+
+# --------------------------------------------------------------------------- concurrency
+
+_TAGGER = r"""
+import sys, time
+import ckptstore
+uri, root, target, start = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+store = ckptstore.open_store(uri, root=root)
+while time.time() < start:
+    time.sleep(0.001)
+for i in range(15):
+    store.tag(target, f"race-{i}", message=target)
+print("ok")
+"""
+
+
+def test_processes_tagging_the_same_new_names_at_once_all_succeed(store_uri, store, mnist):
+    uri, root = store_uri
+    start = time.time() + 2.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TAGGER, uri, str(root), target, str(start)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for target in ("mnist@10", "mnist@20", "mnist@30")
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        assert out.strip() == "ok"
+    for i in range(15):
+        info = store.versions(f"race-{i}")[0]
+        actions = [e.action for e in info.history]
+        # Exactly one process created the alias; every later one moved it (or found it there).
+        assert actions[-1] == "tag" and set(actions[:-1]) <= {"move"}
+        assert info.history[0].new_target == info.target == info.message
+        chain = list(reversed(info.history))
+        for before, after in zip(chain, chain[1:]):
+            assert after.old_target == before.new_target
+
+
+def test_metadata_alias_commands_do_not_import_tensorflow(sqlite_store, seed_session):
+    run = sqlite_store.start_run("r")
+    run.save(seed_session, 1)
+    root = Path(sqlite_store.root)
+    out = run_py(
+        "import sys, ckptstore\n"
+        f"s = ckptstore.open_store({str(root)!r})\n"
+        "s.tag('r@1', 'best'); s.tag('r@latest', 'best', message='m'); s.versions(); s.versions('best')\n"
+        "s.exports(); s.untag('best')\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "print('ok')"
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
