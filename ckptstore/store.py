@@ -464,15 +464,32 @@ class Store:
                     .subquery()
                 )
             runs = conn.execute(select(base).where(or_(base.c.step.is_not(None), base.c.ckpt.is_not(None))).order_by(base.c.run_id)).all()
-            mq = (
-                select(m.run_id, m.key, m.value)
-                .join(base, and_(m.run_id == base.c.run_id, m.step == base.c.step))
-            )
-            if key_list is not None:
-                mq = mq.where(m.key.in_(key_list))
+            # Values are fetched by the (run, step) pairs found above, by primary key. Joining
+            # the subquery instead lets SQLite flatten it and re-run the correlated MAX for
+            # every metrics row: 0.8 s instead of milliseconds on 100 runs x 1,000 steps.
+            # The SQL is written out at the driver level: building ~1,000 SQLAlchemy
+            # expressions per call would cost more than the query itself.
+            ph = "%s" if self.engine.dialect.paramstyle in ("format", "pyformat") else "?"
+            if nearest:
+                pairs = [(row.run_id, row.step) for row in runs if row.step is not None]
+            else:
+                pairs = [(None, step)]  # the (step, run) index holds exactly these rows
             values: dict[int, dict[str, float]] = defaultdict(dict)
-            for run_id, key, value in conn.execute(mq):
-                values[run_id][key] = _value_out(value)
+            for i in range(0, len(pairs), 250):
+                chunk = pairs[i : i + 250]
+                if nearest:
+                    where = " OR ".join([f"(run_id = {ph} AND step = {ph})"] * len(chunk))
+                    args: list[Any] = [x for pair in chunk for x in pair]
+                else:
+                    where, args = f"step = {ph}", [step]
+                sql = f"SELECT run_id, key, value FROM metrics WHERE ({where})"
+                if key_list is not None:
+                    if not key_list:
+                        break
+                    sql += f" AND key IN ({', '.join([ph] * len(key_list))})"
+                    args += key_list
+                for run_id, key, value in conn.exec_driver_sql(sql, tuple(args)):
+                    values[run_id][key] = _value_out(value)
         out = []
         for row in runs:
             st = row.step if row.step is not None else row.ckpt
