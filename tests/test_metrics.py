@@ -264,6 +264,25 @@ def test_at_step_key_selection(logged):
     assert [r.metrics for r in rows] == [{"loss": 1.0 / 101}, {"loss": 100.0}]
     rows = logged.at_step(150, nearest=True, keys=["lr"])
     assert [(r.run, r.metrics) for r in rows] == [("a", {}), ("b", {"lr": 0.1})]
+    assert [(r.run, r.metrics) for r in logged.at_step(100, keys=[])] == [("a", {}), ("b", {})]
+
+
+def test_at_step_nearest_over_many_runs_at_different_steps(store):
+    # More runs than one chunk of (run, step) pairs, each at a step of its own.
+    with store.write() as conn:
+        from sqlalchemy import insert
+
+        from ckptstore import schema as S
+
+        conn.execute(insert(S.Run), [{"name": f"r{i:03d}", "status": "finished", "params": {}} for i in range(600)])
+    for i in range(600):
+        run = store.run(f"r{i:03d}")
+        run.log(i, loss=float(i))
+        run.log(i + 1000, loss=-1.0)
+        run.flush()
+    rows = store.at_step(999, nearest=True)
+    assert len(rows) == 600
+    assert all(r.step == int(r.run[1:]) and r.metrics == {"loss": float(r.step)} for r in rows)
 
 
 def test_at_step_refuses_a_bad_step(logged):
