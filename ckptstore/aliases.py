@@ -52,9 +52,10 @@ def tag(store: "Store", ref: Union[str, Ref], name: str, *, message: Optional[st
             with store.write() as conn:
                 _tag(store, conn, parsed, name, message)
                 return _alias_infos(conn, name)[0]
-        except IntegrityError:
+        except IntegrityError as exc:
             # PostgreSQL only: another process created the same alias (unique name) or deleted
             # the target (foreign key) between our read and our write. Once more sees its commit.
+            log.debug("tag %r lost a race (%s); retrying", name, type(exc.orig).__name__)
             if attempt == 1:
                 raise ConflictError(
                     f"alias {name!r} was changed by another process at the same time; try again"
