@@ -601,17 +601,6 @@ def run_kills(
     return res
 
 
-def run_fault(uri: str, root: str | Path, point: str, zygote: Zygote) -> tuple[int, int]:
-    """One victim that kills itself at ``CKPTSTORE_FAULT`` ``point`` during its first save.
-
-    Returns (the exit status, the number of saves it had completed) — the status is -9 when the
-    seam fired."""
-    pid = zygote.spawn(uri=uri, root=str(root), fault=point, max_saves=1)
-    ready = zygote.wait_ready(pid)
-    status = zygote.reap(pid)
-    return (status if ready else 1000 + status), 0
-
-
 # =========================================================================== command line
 
 
