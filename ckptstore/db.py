@@ -57,6 +57,7 @@ def make_engine(url: str) -> Engine:
             raise StoreConfigError(f"unsupported database URL: {url!r}") from None
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "handle_error", _sqlite_on_error)
         return engine
     try:
         return create_engine(parsed, pool_pre_ping=True)
@@ -83,6 +84,15 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         # Durable at each checkpoint of the WAL, and much faster than FULL for many small commits.
         cur.execute("PRAGMA synchronous = NORMAL")
     cur.close()
+
+
+def _sqlite_on_error(context: Any) -> Optional[BaseException]:
+    # A damaged file can open fine and fail only when a query reaches a bad page; turn that
+    # into the same one-line StoreOpenError wherever it happens, not only in open_store.
+    msg = str(context.original_exception).strip()
+    if "malformed" in msg or "file is not a database" in msg:
+        return StoreOpenError(f"{_where(context.engine)} is not a usable SQLite database ({msg})")
+    return None
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
