@@ -280,17 +280,20 @@ def test_processes_tagging_the_same_new_names_at_once_all_succeed(store_uri, sto
             assert after.old_target == before.new_target
 
 
-def test_metadata_alias_commands_do_not_import_tensorflow(sqlite_store, seed_session):
+def test_alias_commands_and_export_to_a_file_do_not_import_tensorflow(sqlite_store, seed_session, tmp_path):
     run = sqlite_store.start_run("r")
     run.save(seed_session, 1)
+    export = run.freeze(seed_session, ["op_to_store"], step=1)
     root = Path(sqlite_store.root)
     out = run_py(
         "import sys, ckptstore\n"
         f"s = ckptstore.open_store({str(root)!r})\n"
         "s.tag('r@1', 'best'); s.tag('r@latest', 'best', message='m'); s.versions(); s.versions('best')\n"
-        "s.exports(); s.untag('best')\n"
+        f"s.tag({export.ref!r}, 'prod'); s.exports(); s.untag('best')\n"
+        f"s.export_frozen('prod', {str(tmp_path / 'model.pb')!r})\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
         "print('ok')"
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+    assert (tmp_path / "model.pb.json").is_file()
