@@ -215,7 +215,11 @@ def _concrete_function(target: Any) -> Any:
 def _freeze_tf2(tf: Any, fn: Any) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    frozen = convert_variables_to_constants_v2(fn)
+    try:
+        frozen = convert_variables_to_constants_v2(fn)
+    except (ValueError, TypeError, tf.errors.OpError) as exc:
+        detail = getattr(exc, "message", None) or str(exc)
+        raise CkptstoreError(f"cannot freeze the function: {detail.strip().splitlines()[0]}") from None
     graph_def = frozen.graph.as_graph_def()
     inputs = [
         {"name": t.op.name, "tensor": t.name, "dtype": t.dtype.name, "shape": _shape(t.shape)}
