@@ -330,3 +330,29 @@ def test_save_flushes_buffered_metrics_first_and_at_step_reports_checkpoints(sto
     assert store.at_step(9, nearest=True)[0].checkpoint_step is None
     assert store.get_run("ck").checkpoints == 1
     assert store.get_run("ck").last_step == 21
+
+
+# --------------------------------------------------------------------------- the benchmark stays runnable
+
+
+def test_metrics_benchmark_runs_small_and_never_imports_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    code = (
+        "import runpy, sys; sys.argv = ['log_metrics.py', '--values', '8000', '--runs', '12', "
+        "'--steps', '40', '--reps', '3', '--mlflow-single', '40', '--mlflow-batch', '400']; "
+        f"import builtins; real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    assert not name.startswith('tensorflow'), 'benchmark imported ' + name\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        f"runpy.run_path({str(ROOT / 'benchmarks' / 'log_metrics.py')!r}, run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("run.log: ") and "values/s (target >= 100,000)" in line for line in lines), lines
+    assert sum(line.startswith("at_step(") and "ms median" in line for line in lines) == 2, lines
