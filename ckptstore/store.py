@@ -688,21 +688,27 @@ class Store:
 
     # exports and named versions
     def exports(self, run: Optional[str] = None) -> list[ExportInfo]:
+        """Frozen exports, oldest first, of one run or of the whole store, with their aliases."""
         from .exports import list_exports
 
         return list_exports(self, run)
 
     def load_frozen(self, ref: str | Ref, **kwargs: Any) -> Any:
+        """An export as a TF2 callable over its inputs (positional or by name), digest checked
+        first. ``ref``: ``export:ID``, an alias, or ``run@step`` / ``run@latest`` / ``run@~N``
+        for the run's export at that step. See :func:`ckptstore.exports.load_frozen`."""
         from .exports import load_frozen
 
         return load_frozen(self, ref, **kwargs)
 
     def import_frozen(self, ref: str | Ref, graph: Any = None, **kwargs: Any) -> Any:
+        """Import an export's GraphDef into a TF1 graph (new by default, ``name=`` prefix); returns it."""
         from .exports import import_frozen
 
         return import_frozen(self, ref, graph, **kwargs)
 
     def export_frozen(self, ref: str | Ref, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write an export's ``.pb`` and a JSON sidecar (``path + ".json"``) for deployment."""
         from .exports import export_frozen
 
         return export_frozen(self, ref, path, **kwargs)
@@ -714,6 +720,7 @@ class Store:
         return tag(self, ref, name, message=message)
 
     def untag(self, name: str, *, message: Optional[str] = None) -> None:
+        """Remove an alias (its target is no longer protected); its history is kept."""
         from .aliases import untag
 
         untag(self, name, message=message)
