@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-from .errors import SchemaTooNewError, StoreConfigError, StoreOpenError
+from .errors import ReadOnlyStoreError, SchemaTooNewError, StoreConfigError, StoreOpenError
 
 log = logging.getLogger(__name__)
 
@@ -300,4 +300,11 @@ def _open_error(engine: Engine, exc: DBAPIError) -> StoreOpenError:
     msg = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     if "file is not a database" in msg or "malformed" in msg:
         return StoreOpenError(f"{_where(engine)} is not a usable SQLite database ({msg})")
+    if engine.dialect.name == "sqlite" and "readonly" in msg:
+        # WAL mode needs its -shm file even to read, so a store in a directory this process may
+        # not write cannot be opened at all (SQLite's rule, not ours).
+        return ReadOnlyStoreError(
+            f"cannot open {_where(engine)}: the store is read-only for this user ({msg}); "
+            "SQLite needs write access to the store directory even to read it"
+        )
     return StoreOpenError(f"cannot open {_where(engine)}: {msg}")
