@@ -362,3 +362,60 @@ def test_a_non_editable_install_creates_and_migrates_a_store(built_wheel, tmp_pa
 def test_every_library_error_here_is_a_ckptstore_error():
     assert issubclass(SchemaTooNewError, StoreOpenError)
     assert issubclass(StoreOpenError, CkptstoreError)
+
+
+# --------------------------------------------------------------------------- constraints the database enforces
+
+
+def _refused(store, sql: str, params: dict | None = None) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        with store.write() as conn:
+            conn.execute(text(sql), params or {})
+
+
+def _count(store, table: str) -> int:
+    with store.read() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_the_database_refuses_negative_steps_duplicates_and_bad_states(store):
+    with store.start_run("r") as run:
+        run.log(1, loss=1.0)
+    rid = store.get_run("r").id
+    now = "2026-01-01 00:00:00+00:00"
+    _refused(store, "INSERT INTO metrics (run_id, step, key, value, wall_time) VALUES (:r, -1, 'x', 1.0, 0)", {"r": rid})
+    _refused(store, "INSERT INTO runs (name, status, params, created_at) VALUES ('r', 'running', '{}', :t)", {"t": now})
+    _refused(store, "INSERT INTO runs (name, status, params, created_at) VALUES ('s', 'paused', '{}', :t)", {"t": now})
+    _refused(store, "INSERT INTO metrics (run_id, step, key, value, wall_time) VALUES (999999, 1, 'x', 1.0, 0)")
+    ck = ("INSERT INTO checkpoints (run_id, step, format, state, prefix, total_bytes, created_at) "
+          "VALUES (:r, :s, :f, 'committed', 'p', 0, :t)")
+    _refused(store, ck, {"r": rid, "s": -5, "f": "tf1-saver", "t": now})
+    _refused(store, ck, {"r": rid, "s": 5, "f": "pickle", "t": now})
+    with store.write() as conn:
+        conn.execute(text(ck), {"r": rid, "s": 5, "f": "tf1-saver", "t": now})
+    _refused(store, ck, {"r": rid, "s": 5, "f": "tf2-checkpoint", "t": now})  # one per (run, step)
+    # An alias names exactly one target.
+    _refused(store, "INSERT INTO aliases (name, checkpoint_id, export_id, updated_at) VALUES ('a', NULL, NULL, :t)", {"t": now})
+
+
+def test_deleting_a_run_row_cascades_and_an_alias_pins_its_checkpoint(store):
+    with store.start_run("r", tags={"k": "v"}) as run:
+        run.log(1, loss=1.0)
+    rid = store.get_run("r").id
+    now = "2026-01-01 00:00:00+00:00"
+    with store.write() as conn:
+        conn.execute(
+            text("INSERT INTO checkpoints (run_id, step, format, state, prefix, total_bytes, created_at) "
+                 "VALUES (:r, 1, 'tf1-saver', 'committed', 'p', 0, :t)"), {"r": rid, "t": now})
+        cid = conn.execute(text("SELECT id FROM checkpoints")).scalar_one()
+        conn.execute(text("INSERT INTO aliases (name, checkpoint_id, updated_at) VALUES ('prod', :c, :t)"), {"c": cid, "t": now})
+    # RESTRICT: the aliased checkpoint (and so its run) cannot go.
+    _refused(store, "DELETE FROM checkpoints WHERE id = :c", {"c": cid})
+    _refused(store, "DELETE FROM runs WHERE id = :r", {"r": rid})
+    with store.write() as conn:
+        conn.execute(text("DELETE FROM aliases"))
+        conn.execute(text("DELETE FROM runs WHERE id = :r"), {"r": rid})
+    for table in ("metrics", "run_tags", "checkpoints"):
+        assert _count(store, table) == 0, table
