@@ -92,7 +92,18 @@ def _sqlite_on_error(context: Any) -> Optional[BaseException]:
     msg = str(context.original_exception).strip()
     if "malformed" in msg or "file is not a database" in msg:
         return StoreOpenError(f"{_where(context.engine)} is not a usable SQLite database ({msg})")
+    if "readonly" in msg:
+        return _read_only(context.engine, msg)
     return None
+
+
+def _read_only(engine: Engine, msg: str) -> ReadOnlyStoreError:
+    # WAL mode needs its -shm file even to read, so a store in a directory this process may
+    # not write cannot even be opened (SQLite's rule, not ours).
+    return ReadOnlyStoreError(
+        f"{_where(engine)} is read-only for this user ({msg}); SQLite needs write access to "
+        "the store directory and its database file, even to read"
+    )
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -301,10 +312,5 @@ def _open_error(engine: Engine, exc: DBAPIError) -> StoreOpenError:
     if "file is not a database" in msg or "malformed" in msg:
         return StoreOpenError(f"{_where(engine)} is not a usable SQLite database ({msg})")
     if engine.dialect.name == "sqlite" and "readonly" in msg:
-        # WAL mode needs its -shm file even to read, so a store in a directory this process may
-        # not write cannot be opened at all (SQLite's rule, not ours).
-        return ReadOnlyStoreError(
-            f"cannot open {_where(engine)}: the store is read-only for this user ({msg}); "
-            "SQLite needs write access to the store directory even to read it"
-        )
+        return _read_only(engine, msg)
     return StoreOpenError(f"cannot open {_where(engine)}: {msg}")

@@ -37,7 +37,7 @@ from typing import Optional
 
 import blake3
 
-from .errors import CorruptFileError, MissingFileError, StoreConfigError
+from .errors import CorruptFileError, MissingFileError, ReadOnlyStoreError, StoreConfigError
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,10 @@ class FileArea:
     @contextlib.contextmanager
     def _flock(self, mode: int) -> Iterator[None]:
         self.ensure()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError as exc:
+            raise _read_only(self.lock_path, exc) from None
         try:
             fcntl.flock(fd, mode)
             yield
@@ -132,7 +135,10 @@ class FileArea:
         # Between mkdir and flock the directory looks abandoned (no lock, or an unlocked one);
         # holding the object lock shared meanwhile keeps gc (exclusive) from removing it then.
         with self.writing():
-            path.mkdir()
+            try:
+                path.mkdir()
+            except PermissionError as exc:
+                raise _read_only(self.staging_root, exc) from None
             fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -180,9 +186,12 @@ class FileArea:
         try:
             st = os.stat(dest)
         except FileNotFoundError:
-            dest.parent.mkdir(exist_ok=True)
-            os.chmod(path, 0o444)
-            os.replace(path, dest)
+            try:
+                dest.parent.mkdir(exist_ok=True)
+                os.chmod(path, 0o444)
+                os.replace(path, dest)
+            except PermissionError as exc:
+                raise _read_only(dest.parent, exc) from None
             if self.fsync:
                 _fsync_dir(dest.parent)
             st = os.stat(dest)
@@ -248,6 +257,10 @@ class FileArea:
             shutil.rmtree(p, ignore_errors=True)
             n += 1
         return n
+
+
+def _read_only(where: Path, exc: OSError) -> ReadOnlyStoreError:
+    return ReadOnlyStoreError(f"cannot write to the file area at {where}: {exc.strerror} (read-only for this user)")
 
 
 def place_file(src: Path, dst: Path, *, link: str = "hard") -> None:
