@@ -66,6 +66,9 @@ class Run:
         self._buf: list[tuple[int, int, str, Optional[float], float]] = []
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        # Keys already checked: a key PostgreSQL would refuse must fail at log(), not at a later
+        # flush where it would block the whole buffer (and SQLite would store it silently).
+        self._keys_ok: set[str] = set()
         self._closed = False
         _live_runs.add(self)
 
@@ -84,6 +87,9 @@ class Run:
         rows = []
         run_id = self.id
         for key, value in metrics.items():
+            if key not in self._keys_ok:
+                _check_key(key, step)
+                self._keys_ok.add(key)
             try:
                 if type(value) is float:  # the common case, kept cheap
                     v = value
@@ -190,6 +196,16 @@ class Run:
 
 # Steps are BIGINT columns; a larger step would fail at flush time and block the buffer.
 _STEP_MAX = 2**63 - 1
+
+
+def _check_key(key: str, step: int) -> None:
+    from .schema import NAME_MAX
+
+    if not key or len(key) > NAME_MAX or any(ord(ch) < 32 for ch in key):
+        raise MetricValueError(
+            f"metric name {_shown(key)} at step {step} must be 1 to {NAME_MAX} characters "
+            "without control characters"
+        )
 
 
 def _check_step(step: Any) -> int:
