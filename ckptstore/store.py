@@ -199,9 +199,12 @@ class Store:
         check_run_name(name)
         params = _jsonable_params(params or {})
         tag_items = {str(k): str(v) for k, v in (tags or {}).items()}
-        for k in tag_items:
+        for k, v in tag_items.items():
             if not k or len(k) > S.NAME_MAX:
                 raise ValueError(f"tag keys must be 1 to {S.NAME_MAX} characters, got {k!r:.60}")
+            if "\0" in k or "\0" in v:
+                # PostgreSQL text cannot hold NUL; refuse on every backend alike.
+                raise ValueError(f"tag {k!r:.60} must not contain NUL characters")
         ret_json = retention.to_json() if retention is not None else None
         run_id = self._upsert_run(name, params, tag_items, ret_json)
         return Run(self, run_id, name, **logging_options)
