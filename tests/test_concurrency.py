@@ -105,11 +105,13 @@ def test_a_reader_sees_whole_batches_while_a_writer_logs(store_uri):
     writer = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(
             """
-            import sys, ckptstore
+            import sys, time, ckptstore
             s = ckptstore.open_store(sys.argv[1], root=sys.argv[2])
             run = s.start_run("r", flush_every=500, flush_seconds=3600)
             for step in range(20_000):
                 run.log(step, a=1.0)
+                if step % 500 == 0:
+                    time.sleep(0.01)  # leave the reader time to look between batches
             run.finish()
             """
         ), uri, str(root)],
