@@ -74,11 +74,19 @@ class PgServer:
         if self.as_root:
             shutil.chown(self.base, "postgres", "postgres")
         self._run(initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
-        opts = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        self._run(pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.base / "log"), "-w", "start")
+        for attempt in range(3):
+            opts = (
+                f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            )
+            try:
+                self._run(pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.base / "log"), "-w", "start")
+                return
+            except RuntimeError:
+                # The free port may have been taken between probing and binding: try another.
+                if attempt == 2:
+                    raise
+                self.port = _free_port()
 
     def stop(self) -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
