@@ -83,6 +83,25 @@ class VariableInfo:
 
 
 @dataclass(frozen=True)
+class VariableChange:
+    """A variable present in both checkpoints with a different dtype or shape."""
+
+    name: str
+    before: VariableInfo
+    after: VariableInfo
+
+
+@dataclass(frozen=True)
+class VariableDiff:
+    """How one checkpoint's variables differ from another's (``Store.diff_variables``)."""
+
+    added: list[VariableInfo]
+    removed: list[VariableInfo]
+    changed: list[VariableChange]
+    unchanged: int
+
+
+@dataclass(frozen=True)
 class CheckpointInfo:
     id: int
     run: str

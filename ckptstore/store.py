@@ -41,6 +41,8 @@ from .records import (
     RunAtStep,
     RunInfo,
     StepMetrics,
+    VariableChange,
+    VariableDiff,
     VariableInfo,
     VerifyReport,
 )
@@ -65,6 +67,7 @@ def open_store(
     root: Optional[str | os.PathLike[str]] = None,
     create: bool = True,
     fsync: bool = False,
+    check_schema: bool = True,
 ) -> "Store":
     """Open (and, if ``create``, create or upgrade) a store.
 
@@ -73,6 +76,8 @@ def open_store(
     ``$CKPTSTORE_ROOT``) names the file area. Without ``uri``: ``$CKPTSTORE_URI``, else
     ``./.ckptstore``. ``fsync=True`` also flushes checkpoint files to disk before their commit,
     which makes saves survive power loss, not only process crashes, at the cost of disk time.
+    ``check_schema=False`` opens the database as it is, neither creating, upgrading nor
+    refusing its schema (``store.revision`` tells which it has): for ``ckptstore db``.
 
     >>> store = open_store("/tmp/mystore")            # doctest: +SKIP
     >>> with store.start_run("mnist") as run:         # doctest: +SKIP
@@ -110,7 +115,7 @@ def open_store(
             raise StoreOpenError(f"no store at {path} ({DB_FILE} is missing)")
         url = f"sqlite:///{(path / DB_FILE).resolve()}"
         root = root or path.resolve()
-    return Store(url, root=root, create=create, fsync=fsync)
+    return Store(url, root=root, create=create, fsync=fsync, check_schema=check_schema)
 
 
 class Store:
@@ -123,13 +128,16 @@ class Store:
         root: Optional[str | os.PathLike[str]] = None,
         create: bool = True,
         fsync: bool = False,
+        check_schema: bool = True,
     ) -> None:
         self.url = url
         self.engine = _db.make_engine(url)
         self.root: Optional[Path] = Path(root) if root is not None else None
         self._files = FileArea(self.root, fsync=fsync) if self.root is not None else None
         try:
-            self.revision = _db.ensure_schema(self.engine, create=create)
+            self.revision: Optional[str] = (
+                _db.ensure_schema(self.engine, create=create) if check_schema else _db.current_revision(self.engine)
+            )
         except Exception:
             self.engine.dispose()
             raise
@@ -630,6 +638,26 @@ class Store:
                 .where(S.Variable.checkpoint_id == ck.id).order_by(S.Variable.name)
             ).all()
         return [VariableInfo(name, dtype, list(shape)) for name, dtype, shape in rows]
+
+    def diff_variables(self, ref: str | Ref, other: str | Ref) -> VariableDiff:
+        """What changed in the variables from checkpoint ``ref`` to checkpoint ``other``:
+        variables added, removed, and those whose dtype or shape changed (by name).
+
+        >>> store.diff_variables("mnist@1000", "mnist-wide@latest").changed   # doctest: +SKIP
+        """
+        before = {v.name: v for v in self.variables(ref)}
+        after = {v.name: v for v in self.variables(other)}
+        changed = [
+            VariableChange(name, before[name], after[name])
+            for name in sorted(before.keys() & after.keys())
+            if (before[name].dtype, before[name].shape) != (after[name].dtype, after[name].shape)
+        ]
+        return VariableDiff(
+            added=[after[n] for n in sorted(after.keys() - before.keys())],
+            removed=[before[n] for n in sorted(before.keys() - after.keys())],
+            changed=changed,
+            unchanged=len(before.keys() & after.keys()) - len(changed),
+        )
 
     # ------------------------------------------------------------------ TensorFlow-backed operations
 
