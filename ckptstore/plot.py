@@ -1,0 +1,84 @@
+"""Metric plots: one PNG with a panel per metric and a line per run.
+
+matplotlib is an optional extra (``pip install 'ckptstore[plot]'``), imported only here, with
+the Agg backend so that plotting works without a display.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from .errors import CkptstoreError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["plot_metrics"]
+
+
+def plot_metrics(
+    store: "Store",
+    runs: Sequence[str],
+    metrics: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: Optional[str] = None,
+) -> Path:
+    """Write a PNG of ``metrics`` against step for ``runs``; returns its path.
+
+    Steps where a run has a checkpoint are marked on its line. An unknown run is
+    :class:`~ckptstore.errors.UnknownRunError`; a metric no run has is a
+    :class:`~ckptstore.errors.CkptstoreError` naming the metrics the runs do have.
+
+    >>> plot_metrics(store, ["mlp-a", "mlp-b"], ["loss"], "loss.png")   # doctest: +SKIP
+    """
+    if not runs or not metrics:
+        raise CkptstoreError("plot needs at least one run and one metric")
+    series = {run: store.steps(run, keys=metrics) for run in runs}  # unknown runs fail here
+    ckpt_steps = {run: {ck.step for ck in store.checkpoints(run)} for run in runs}
+    present = {k for rows in series.values() for r in rows for k in r.metrics}
+    missing = [m for m in metrics if m not in present]
+    if missing:
+        have = sorted({k for run in runs for k in store.metric_keys(run)})
+        raise CkptstoreError(
+            f"no values of {', '.join(map(repr, missing))} in run(s) {', '.join(runs)}"
+            + (f"; they have {', '.join(have)}" if have else "; they have no metrics")
+        )
+    try:
+        import matplotlib
+    except ImportError:
+        raise CkptstoreError("plot needs matplotlib: pip install 'ckptstore[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(metrics), 1, sharex=True, squeeze=False, figsize=(8, 2.8 * len(metrics) + 0.6))
+    try:
+        for ax, metric in zip(axes[:, 0], metrics):
+            for run in runs:
+                points = [(r.step, r.metrics[metric]) for r in series[run] if metric in r.metrics]
+                if not points:
+                    continue
+                xs, ys = zip(*points)
+                (line,) = ax.plot(xs, ys, label=run, linewidth=1.2)
+                marks = [(x, y) for x, y in points if x in ckpt_steps[run]]
+                if marks:
+                    mx, my = zip(*marks)
+                    ax.plot(mx, my, "o", color=line.get_color(), markersize=4)
+            ax.set_ylabel(metric)
+            ax.grid(True, alpha=0.3)
+        axes[0, 0].legend(fontsize="small", title="dots: checkpoints", title_fontsize="small")
+        axes[-1, 0].set_xlabel("step")
+        fig.suptitle(title or ", ".join(metrics) + " by step")
+        fig.tight_layout()
+        out = Path(path)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, format="png", dpi=110)
+        except OSError as exc:
+            raise CkptstoreError(f"cannot write {out}: {exc.strerror}") from None
+    finally:
+        plt.close(fig)
+    return out
