@@ -1,0 +1,143 @@
+"""Wall time of ``ckptstore runs list`` on a store with 1,000 runs, next to ``mlflow runs list``.
+
+Builds a SQLite store of 1,000 runs (tags, params, 20 steps x 2 metrics each, 1 in 10 failed),
+then times the command in fresh processes, as a user would type it, and prints the median.
+When MLflow is importable (here, or in /tmp/mlflow-venv, or the interpreter given with
+--mlflow-python), an equivalent MLflow store (SQLite backend, same runs, params, tags and
+metrics) is built and ``mlflow runs list`` is timed the same way. MLflow is never a project
+dependency; it lives in its own virtual environment.
+
+    python benchmarks/cli_latency.py [--runs 1000] [--repeat 7] [--mlflow-python PATH]
+
+Target (issue 5): ckptstore runs list <= 0.3 s wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+STEPS = 20
+
+
+def build_store(path: Path, n_runs: int) -> None:
+    import ckptstore
+
+    store = ckptstore.open_store(path)
+    for i in range(n_runs):
+        run = store.start_run(
+            f"run-{i:04d}",
+            params={"lr": 10 ** -(1 + i % 4), "layers": 2 + i % 3},
+            tags={"team": ("vision", "nlp", "speech")[i % 3], "seed": str(i % 5)},
+            flush_every=10_000,
+        )
+        for step in range(1, STEPS + 1):
+            run.log(step, loss=1.0 / (step + i % 7), accuracy=step / STEPS)
+        run.finish("failed" if i % 10 == 9 else "finished")
+    store.close()
+
+
+MLFLOW_BUILD = textwrap.dedent(
+    """
+    import sys, time
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    n_runs, steps = int(sys.argv[1]), int(sys.argv[2])
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    for i in range(n_runs):
+        run = client.create_run("0", run_name=f"run-{i:04d}",
+                                tags={"team": ("vision", "nlp", "speech")[i % 3], "seed": str(i % 5)})
+        rid = run.info.run_id
+        metrics = [Metric(k, v, now, s) for s in range(1, steps + 1)
+                   for k, v in (("loss", 1.0 / (s + i % 7)), ("accuracy", s / steps))]
+        client.log_batch(rid, metrics=metrics,
+                         params=[Param("lr", str(10 ** -(1 + i % 4))), Param("layers", str(2 + i % 3))])
+        client.set_terminated(rid, "FAILED" if i % 10 == 9 else "FINISHED")
+    """
+)
+
+
+def find_mlflow_python(explicit: str | None) -> str | None:
+    candidates = [explicit] if explicit else [sys.executable, "/tmp/mlflow-venv/bin/python"]
+    for py in candidates:
+        if py and Path(py).exists():
+            ok = subprocess.run([py, "-c", "import mlflow"], capture_output=True).returncode == 0
+            if ok:
+                return py
+    return None
+
+
+def time_command(cmd: list[str], env: dict[str, str], repeat: int) -> tuple[float, int]:
+    """Median wall seconds of ``cmd`` over ``repeat`` runs (after one warm-up), and its output size."""
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()[-500:]}")
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), len(out.stdout.splitlines())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--mlflow-python", default=None, help="an interpreter that can import mlflow")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ckptstore-cli-latency-"))
+    try:
+        store = work / "store"
+        t = time.perf_counter()
+        build_store(store, args.runs)
+        print(f"built a ckptstore store with {args.runs} runs x {STEPS} steps x 2 metrics in {time.perf_counter() - t:.1f} s")
+        env = {**os.environ, "CKPTSTORE_URI": str(store)}
+        exe = Path(sys.executable).with_name("ckptstore")
+        cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "ckptstore"]
+        results = []
+        for extra in ([], ["--json"]):
+            med, lines = time_command([*cli, "runs", "list", *extra], env, args.repeat)
+            results.append((" ".join(["ckptstore runs list", *extra]), med, lines))
+        med, lines = time_command([sys.executable, "-c", "pass"], env, args.repeat)
+        results.append(("python -c pass (interpreter start-up)", med, lines))
+
+        mlflow_py = find_mlflow_python(args.mlflow_python)
+        if mlflow_py is None:
+            print("mlflow is not importable (install it in /tmp/mlflow-venv to compare); skipping it")
+        else:
+            db = work / "mlflow.db"
+            menv = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "GIT_PYTHON_REFRESH": "quiet"}
+            t = time.perf_counter()
+            subprocess.run([mlflow_py, "-c", MLFLOW_BUILD, str(args.runs), str(STEPS)], env=menv, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(f"built an equivalent MLflow store (SQLite backend) in {time.perf_counter() - t:.1f} s")
+            mlflow_cli = [str(Path(mlflow_py).with_name("mlflow")), "runs", "list", "--experiment-id", "0"]
+            med, lines = time_command(mlflow_cli, menv, args.repeat)
+            results.append(("mlflow runs list --experiment-id 0", med, lines))
+
+        print(f"\nmedian wall time of {args.repeat} runs, {args.runs} runs in the store:")
+        for name, med, lines in results:
+            print(f"  {name:<40} {med:6.3f} s   ({lines} lines of output)")
+        ours = results[0][1]
+        print(f"\ntarget: ckptstore runs list <= 0.300 s: {'met' if ours <= 0.3 else 'NOT met'} ({ours:.3f} s)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
