@@ -1,0 +1,70 @@
+"""``ckptstore demo`` as ``make demo`` runs it: in the default store of the current directory, twice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import ckptstore
+
+from .test_cli import as_json, cli, ok
+
+
+@pytest.fixture(scope="module")
+def demo_twice(tmp_path_factory):
+    """Run the demo twice in one directory (default store ./.ckptstore); return (cwd, outputs)."""
+    cwd = tmp_path_factory.mktemp("demo")
+    outputs = []
+    for _ in range(2):
+        r = cli("demo", cwd=cwd)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "Traceback" not in r.stderr
+        outputs.append(r.stdout)
+    return cwd, outputs
+
+
+def test_demo_reports_what_it_did_and_how_to_explore(demo_twice):
+    cwd, (first, second) = demo_twice
+    assert first.startswith("ckptstore demo: run demo-")
+    for phrase in ("trained a 8-32-1 Keras MLP for 300 steps", "saved 12 checkpoints", "as 'best'",
+                   "tagged 'best-frozen'", "outputs match the restored model", "wrote the loss plot",
+                   "Explore it:", "ckptstore restore best --to demo-restore"):
+        assert phrase in first
+    assert "(moved from demo-" in second and "(moved from" not in first
+    assert (cwd / "demo-loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_leaves_a_store_the_library_reads(demo_twice):
+    cwd, _ = demo_twice
+    with ckptstore.open_store(cwd / ".ckptstore", create=False) as store:
+        runs = store.runs()
+        assert len(runs) == 2 and all(r.status == "finished" and r.name.startswith("demo-") for r in runs)
+        second = runs[1].name
+        assert store.get_run(second).retention["max_to_keep"] == 3
+        kept = store.checkpoints(second)
+        assert 3 <= len(kept) <= 4 and kept[-1].step == 300
+        best = store.checkpoint("best")
+        assert best.run == second and "best" in best.aliases
+        [alias] = store.versions("best")
+        assert [e.action for e in alias.history] == ["move", "tag"]
+        frozen = store.resolve("best-frozen")
+        assert frozen.ref.startswith("export:") and frozen.run == second and frozen.step == best.step
+        assert store.verify().ok
+        steps = store.steps(second, keys=["loss"])
+        assert len(steps) == 300
+
+
+def test_cli_commands_work_on_the_demo_store(demo_twice, tmp_path):
+    import tensorflow as tf
+
+    cwd, _ = demo_twice
+    runs = as_json("runs", "list", cwd=cwd)
+    name = runs[-1]["name"]
+    assert "best" in ok("checkpoints", name, cwd=cwd)
+    assert {v["name"] for v in as_json("versions", cwd=cwd)} == {"best", "best-frozen"}
+    out = ok("restore", "best", "--to", str(tmp_path / "restored"), cwd=cwd)
+    assert "model.ckpt-" in out
+    assert tf.train.latest_checkpoint(str(tmp_path / "restored")).endswith("-300")
+    ok("export", "best-frozen", "--to", str(tmp_path / "model.pb"), cwd=cwd)
+    assert json.loads((tmp_path / "model.pb.json").read_text())["lineage"]["run"] == name
