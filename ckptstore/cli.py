@@ -322,7 +322,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,
-    run: Annotated[str, typer.Argument(help="Run name.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
     as_json: JsonOpt = False,
 ) -> None:
     """One run: status, params, tags, retention, metric names, checkpoints."""
@@ -353,7 +353,7 @@ def runs_show(
 @runs_app.command("delete")
 def runs_delete(
     ctx: typer.Context,
-    run: Annotated[str, typer.Argument(help="Run name.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a run with its metrics, checkpoints and exports (refused while an alias points at them)."""
@@ -373,7 +373,7 @@ def runs_delete(
 @app.command()
 def steps(
     ctx: typer.Context,
-    run: Annotated[str, typer.Argument(help="Run name.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
     metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Only this metric; repeatable.")] = None,
     start: Annotated[Optional[int], typer.Option("--from", help="First step (inclusive).")] = None,
     stop: Annotated[Optional[int], typer.Option("--to", help="Last step (inclusive).")] = None,
@@ -398,7 +398,7 @@ def steps(
 @app.command()
 def at(
     ctx: typer.Context,
-    step: Annotated[int, typer.Argument(help="Training step.")],
+    step: Annotated[int, typer.Argument(metavar="STEP", help="Training step.")],
     nearest: Annotated[bool, typer.Option(help="Each run's last step at or below STEP.")] = False,
     metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Only this metric; repeatable.")] = None,
     as_json: JsonOpt = False,
@@ -432,7 +432,7 @@ def _checkpoint_json(ck: "CheckpointInfo") -> dict[str, Any]:
 @app.command()
 def checkpoints(
     ctx: typer.Context,
-    run: Annotated[str, typer.Argument(help="Run name.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
     as_json: JsonOpt = False,
 ) -> None:
     """A run's checkpoints: steps, sizes, aliases, kept (by keep_every_n_hours) or pinned (by an alias)."""
@@ -459,7 +459,7 @@ def checkpoints(
 @app.command("vars")
 def vars_(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="A checkpoint REF.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.")],
     diff: Annotated[Optional[str], typer.Option("--diff", metavar="REF2", help="Compare with this checkpoint.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -496,7 +496,7 @@ def _shape(shape: Optional[Sequence[Optional[int]]]) -> str:
 @app.command()
 def restore(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="A checkpoint REF.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.")],
     to: Annotated[str, typer.Option("--to", help="Directory to write (created if missing).")],
 ) -> None:
     """Write a checkpoint as a plain TensorFlow checkpoint directory (tf.train.latest_checkpoint reads it)."""
@@ -511,8 +511,8 @@ def restore(
 @app.command()
 def tag(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="A checkpoint or export REF.")],
-    name: Annotated[str, typer.Argument(help="Alias name, e.g. 'prod'.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint or export REF.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Alias name, e.g. 'prod'.")],
     message: Annotated[Optional[str], typer.Option("--message", "-m", help="Why (kept in the history).")] = None,
 ) -> None:
     """Point an alias at a checkpoint or export (moving it if it exists; its history is kept)."""
@@ -525,7 +525,7 @@ def tag(
 @app.command()
 def untag(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Alias name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Alias name.")],
     message: Annotated[Optional[str], typer.Option("--message", "-m", help="Why (kept in the history).")] = None,
 ) -> None:
     """Remove an alias (its target is no longer protected from retention and gc)."""
@@ -542,7 +542,7 @@ def _alias_json(a: "AliasInfo") -> dict[str, Any]:
 @app.command()
 def versions(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="One alias, with its full history.")] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="One alias, with its full history.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Named versions (aliases): what each points at; with NAME, its history."""
@@ -580,7 +580,7 @@ def _signature(specs: Sequence[dict[str, Any]]) -> str:
 @app.command()
 def exports(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Argument(help="Only this run's exports.")] = None,
+    run: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="Only this run's exports.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Frozen exports (self-contained GraphDefs), with lineage and aliases."""
@@ -607,7 +607,7 @@ def exports(
 @app.command()
 def export(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="An export REF (export:ID, an alias, or run@step for the run's export there).")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="An export REF (export:ID, an alias, or run@step for the run's export there).")],
     to: Annotated[str, typer.Option("--to", help="The .pb file to write (or a directory).")],
 ) -> None:
     """Write a frozen export's .pb for deployment, with a JSON sidecar (inputs, outputs, digest, lineage)."""
@@ -640,7 +640,7 @@ def import_(
 @app.command()
 def verify(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Argument(help="Only this run's files.")] = None,
+    run: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="Only this run's files.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-digest stored files; exit status 1 if any is missing or corrupt."""
@@ -733,7 +733,7 @@ def db_history(as_json: JsonOpt = False) -> None:
         return
     _table(
         ["revision", "down", "message"],
-        [[r + (" (head)" if r == HEAD_REVISION else ""), d or "-", m.splitlines()[0] if m else ""] for r, d, m in revs],
+        [[r + (" (head)" if r == HEAD_REVISION else ""), d or "-", " ".join(m.split("\n\n")[0].split())] for r, d, m in revs],
     )
 
 
