@@ -28,7 +28,7 @@ from .errors import CkptstoreError
 from .records import to_json
 
 if TYPE_CHECKING:
-    from .records import AliasInfo, CheckpointInfo, ExportInfo
+    from .records import CheckpointInfo, ExportInfo
     from .store import Store
 
 DEFAULT_LOCATION = ".ckptstore"
@@ -533,10 +533,6 @@ def untag(
     store.untag(name, message=message)
     was = store.versions(name)[0].history[0].old_target
     typer.echo(f"untagged {name} (was {was})")
-
-
-def _alias_json(a: "AliasInfo") -> dict[str, Any]:
-    return to_json(a)
 
 
 @app.command()
