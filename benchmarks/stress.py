@@ -604,9 +604,9 @@ def run_kills(
 # =========================================================================== command line
 
 
-def _pg(args: argparse.Namespace, stack: list[Any]) -> tuple[str, Path]:
+def _pg(args: argparse.Namespace, stack: list[Any], tmp: Path) -> tuple[str, Path]:
     if args.pg_url:
-        return args.pg_url, Path(args.pg_root or tempfile.mkdtemp(prefix="ckptstore-pgroot-"))
+        return args.pg_url, Path(args.pg_root or tempfile.mkdtemp(prefix="pgroot-", dir=tmp))
     from tests.conftest import PgServer, _pg_bin
 
     if not _pg_bin("initdb"):
@@ -616,7 +616,7 @@ def _pg(args: argparse.Namespace, stack: list[Any]) -> tuple[str, Path]:
         server = PgServer(base)
         server.start()
         stack.append(server)
-    return stack[0].new_database(), Path(tempfile.mkdtemp(prefix="ckptstore-pgroot-"))
+    return stack[0].new_database(), Path(tempfile.mkdtemp(prefix="pgroot-", dir=tmp))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -658,13 +658,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         for backend in backends:
             if args.scenario in ("all", "writers"):
-                uri, root = (str(tmp / f"w-{backend}"), tmp / f"w-{backend}") if backend == "sqlite" else _pg(args, stack)
+                uri, root = (str(tmp / f"w-{backend}"), tmp / f"w-{backend}") if backend == "sqlite" else _pg(args, stack, tmp)
                 r = run_writers(uri, root, backend=backend, procs=args.procs, values=args.values,
                                 checkpoints=args.checkpoints, flush_every=args.flush_every)
                 print("\n".join(r.lines()), flush=True)
                 results.append(r)
             if args.scenario in ("all", "kills"):
-                uri, root = (str(tmp / f"k-{backend}"), tmp / f"k-{backend}") if backend == "sqlite" else _pg(args, stack)
+                uri, root = (str(tmp / f"k-{backend}"), tmp / f"k-{backend}") if backend == "sqlite" else _pg(args, stack, tmp)
                 r = run_kills(uri, root, backend=backend, kills=args.kills, max_seconds=args.max_seconds,
                               max_delay=args.max_delay, seed=args.seed, work=tmp)
                 print("\n".join(r.lines()), flush=True)
