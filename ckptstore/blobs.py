@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar, Union
+from typing import TYPE_CHECKING, Optional, TypeVar, Union
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import OperationalError
@@ -85,11 +85,17 @@ def release_unreferenced(store: "Store", digests: Iterable[str]) -> int:
     return n
 
 
-def check_files(store: "Store", files: Sequence[FileInfo], verify: Union[bool, str]) -> None:
+def check_files(
+    store: "Store",
+    files: Sequence[FileInfo],
+    verify: Union[bool, str],
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> None:
     """Raise :class:`CorruptFileError` / :class:`MissingFileError` naming the first bad file.
 
     ``verify``: ``True``/``"auto"`` trusts an unchanged stat signature (see ``schema.Blob``),
-    ``"full"`` always re-hashes, ``False`` only checks presence and size.
+    ``"full"`` always re-hashes, ``False`` only checks presence and size. ``progress(done,
+    total)`` is called in bytes after each file.
     """
     if verify is False:
         for f in files:
@@ -100,10 +106,15 @@ def check_files(store: "Store", files: Sequence[FileInfo], verify: Union[bool, s
     with store.read() as conn:
         sigs = dict(conn.execute(select(S.Blob.digest, S.Blob.stat_sig).where(S.Blob.digest.in_(digests))).all())
     refreshed = {}
+    total = sum(f.size for f in files)
+    done = 0
     for f in files:
         new_sig = store.files.check(f.digest, f.size, sigs.get(f.digest), full=full, name=f.file_name)
         if new_sig is not None:
             refreshed[f.digest] = new_sig
+        done += f.size
+        if progress is not None:
+            progress(done, total)
     if refreshed:
         _record_sigs(store, refreshed)
 

@@ -357,15 +357,17 @@ def materialize(
     *,
     verify: Union[bool, str] = True,
     link: str = "hard",
+    progress: Progress = None,
 ) -> Path:
     """Write a plain TensorFlow checkpoint directory that vanilla TF reads; returns the prefix.
 
     The files get their original names (hard links where the file system allows, else copies;
     ``link="copy"`` forces copies) next to a ``checkpoint`` state file naming this checkpoint,
     so ``tf.train.latest_checkpoint(to_dir)`` and ``Saver.restore`` accept the directory.
+    ``progress(done, total)`` reports the bytes checked.
     """
     ck = store.checkpoint(ref)
-    check_files(store, ck.files, verify)
+    check_files(store, ck.files, verify, progress)
     out = Path(to_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -561,7 +563,7 @@ def verify(store: "Store", run: Optional[str] = None, *, full: bool = True, prog
     return VerifyReport(checked_files=len(by_digest), checked_bytes=total, problems=problems)
 
 
-def gc(store: "Store", *, dry_run: bool = False) -> GcReport:
+def gc(store: "Store", *, dry_run: bool = False, progress: Progress = None) -> GcReport:
     """Remove stored files nothing references and staging directories of dead processes.
 
     Runs under the file area's exclusive lock, so a save between its file move and its commit
@@ -594,7 +596,10 @@ def gc(store: "Store", *, dry_run: bool = False) -> GcReport:
                 pass
         stale = files.stale_staging()
         if not dry_run:
-            files.unlink_objects(d for d, _ in orphans)
+            for i in range(0, len(orphans), 100):
+                files.unlink_objects(d for d, _ in orphans[i : i + 100])
+                if progress:
+                    progress(min(i + 100, len(orphans)), len(orphans))
             files.remove_staging(stale)
     return GcReport(
         removed_objects=len(orphans), removed_bytes=nbytes, removed_staging=len(stale),

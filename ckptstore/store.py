@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -670,11 +670,22 @@ class Store:
 
         return restore(self, ref, target, verify=verify, **kwargs)
 
-    def materialize(self, ref: str | Ref, to_dir: str | os.PathLike[str], *, verify: Union[bool, str] = True, link: str = "hard") -> Path:
-        """Write a plain TensorFlow checkpoint directory; returns the checkpoint prefix path."""
+    def materialize(
+        self,
+        ref: str | Ref,
+        to_dir: str | os.PathLike[str],
+        *,
+        verify: Union[bool, str] = True,
+        link: str = "hard",
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> Path:
+        """Write a plain TensorFlow checkpoint directory; returns the checkpoint prefix path.
+
+        ``progress(done, total)`` is called with the bytes checked so far.
+        """
         from .checkpoints import materialize
 
-        return materialize(self, ref, to_dir, verify=verify, link=link)
+        return materialize(self, ref, to_dir, verify=verify, link=link, progress=progress)
 
     def read_variable(self, ref: str | Ref, name: str, *, verify: Union[bool, str] = True) -> "np.ndarray":
         """One saved variable's value as a numpy array, without building a graph."""
@@ -711,11 +722,14 @@ class Store:
 
         return verify(self, run, full=full, progress=progress)
 
-    def gc(self, *, dry_run: bool = False) -> GcReport:
-        """Remove unreferenced files and stale staging directories."""
+    def gc(self, *, dry_run: bool = False, progress: Optional[Callable[[int, int], None]] = None) -> GcReport:
+        """Remove unreferenced files and stale staging directories.
+
+        ``progress(done, total)`` is called with the number of unreferenced files removed so far.
+        """
         from .checkpoints import gc
 
-        return gc(self, dry_run=dry_run)
+        return gc(self, dry_run=dry_run, progress=progress)
 
     # exports and named versions
     def exports(self, run: Optional[str] = None) -> list[ExportInfo]:
