@@ -13,3 +13,6 @@ HEAD_REVISION = "0001"
 NAME_MAX = 200
 
 RUN_STATUSES = ("running", "finished", "failed")
+
+#: Steps and ids are BIGINT columns; a larger number fails in the driver, so it is refused first.
+INT_MAX = 2**63 - 1

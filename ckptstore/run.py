@@ -22,12 +22,12 @@ import logging
 import math
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence
 
 from sqlalchemy import update
 
 from . import schema as S
+from .constants import INT_MAX
 from .errors import MetricValueError
 
 if TYPE_CHECKING:
@@ -37,7 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+# Strong references on purpose: a run handle dropped without finish() (``store.run(n).log(...)``
+# as a one-liner, a training function that returns) still holds buffered metrics, which must
+# reach the database at close or at exit. A weak set lost them when the handle was collected.
+# A run leaves this set when it finishes or its store closes.
+_live_runs: "set[Run]" = set()
+_live_lock = threading.Lock()
 
 
 class Run:
@@ -70,7 +75,17 @@ class Run:
         # flush where it would block the whole buffer (and SQLite would store it silently).
         self._keys_ok: set[str] = set()
         self._closed = False
-        _live_runs.add(self)
+        self._track()
+
+    def _track(self) -> None:
+        with _live_lock:
+            _live_runs.add(self)
+            self._tracked = True
+
+    def _untrack(self) -> None:
+        with _live_lock:
+            _live_runs.discard(self)
+            self._tracked = False
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, id={self.id})"
@@ -111,6 +126,8 @@ class Run:
                 if math.isnan(v):
                     v = None  # type: ignore[assignment]  # stored as NULL, read back as NaN
             rows.append((run_id, step, key, v, now))
+        if not self._tracked:  # logging again after finish() or the store's close()
+            self._track()
         with self._lock:
             self._buf.extend(rows)
             due = len(self._buf) >= self.flush_every or (
@@ -180,6 +197,7 @@ class Run:
                     update(S.Run).where(S.Run.id == self.id).values(status=status, ended_at=S.utcnow())
                 )
             self._closed = True
+            self._untrack()
 
     def __enter__(self) -> "Run":
         return self
@@ -195,7 +213,7 @@ class Run:
 
 
 # Steps are BIGINT columns; a larger step would fail at flush time and block the buffer.
-_STEP_MAX = 2**63 - 1
+_STEP_MAX = INT_MAX
 
 
 def _check_key(key: str, step: int) -> None:
@@ -250,17 +268,23 @@ def _write_metrics(store: "Store", rows: list[tuple[int, int, str, Optional[floa
 
 
 def _flush_runs_of(store: "Store") -> None:
-    for run in list(_live_runs):
-        if run.store is store:
-            try:
-                run.flush()
-            except Exception:
-                log.exception("could not flush metrics of run %s", run.name)
+    """Flush the unfinished runs of a store that is closing, and forget them."""
+    with _live_lock:
+        runs = [r for r in _live_runs if r.store is store]
+    for run in runs:
+        try:
+            run.flush()
+        except Exception:
+            log.exception("could not flush metrics of run %s", run.name)
+        else:
+            run._untrack()
 
 
 @atexit.register
 def _flush_all_at_exit() -> None:
-    for run in list(_live_runs):
+    with _live_lock:
+        runs = list(_live_runs)
+    for run in runs:
         try:
             run.flush()
         except Exception:

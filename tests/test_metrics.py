@@ -71,6 +71,35 @@ def test_closing_the_store_flushes_its_runs(store_uri):
         assert again.get_run("closing").status == "running"  # never finished, but nothing lost
 
 
+_DROPPED_HANDLES = textwrap.dedent(
+    """
+    import gc, sys, ckptstore
+    store = ckptstore.open_store(sys.argv[1], root=sys.argv[2])
+
+    def train():  # returns without finishing its run: the handle is garbage at once
+        run = store.start_run("dropped", flush_every=10**9, flush_seconds=10**9)
+        for step in range(100):
+            run.log(step, loss=float(step))
+
+    train()
+    store.run("dropped").log(100, loss=100.0)  # a one-liner handle
+    gc.collect()
+    if sys.argv[3] == "close":
+        store.close()
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["close", "exit"])
+def test_a_dropped_run_handle_loses_no_buffered_value(store_uri, how):
+    uri, root = store_uri
+    out = run_py(_DROPPED_HANDLES, uri, str(root), how)
+    assert out.returncode == 0, out.stderr
+    with ckptstore.open_store(uri, root=root) as s:
+        assert [st.step for st in s.steps("dropped")] == list(range(101))
+        assert s.steps("dropped", start=100)[0].metrics == {"loss": 100.0}
+
+
 def test_an_exception_in_the_with_block_loses_no_buffered_value(store):
     with pytest.raises(ZeroDivisionError):
         with store.start_run("exc", flush_every=1_000_000, flush_seconds=3600) as run:
@@ -262,9 +291,33 @@ def test_at_step_nearest_takes_each_runs_last_step_at_or_below(logged):
 def test_at_step_key_selection(logged):
     rows = logged.at_step(100, keys=["loss"])
     assert [r.metrics for r in rows] == [{"loss": 1.0 / 101}, {"loss": 100.0}]
+    # Nearest with keys: each run's last step at or below S where one of those keys was logged;
+    # 'a' never logged lr (and has no checkpoint), so it is not listed.
     rows = logged.at_step(150, nearest=True, keys=["lr"])
-    assert [(r.run, r.metrics) for r in rows] == [("a", {}), ("b", {"lr": 0.1})]
+    assert [(r.run, r.step, r.metrics) for r in rows] == [("b", 150, {"lr": 0.1})]
     assert [(r.run, r.metrics) for r in logged.at_step(100, keys=[])] == [("a", {}), ("b", {})]
+
+
+def test_at_step_nearest_finds_a_metric_logged_less_often_at_its_own_step(store):
+    with store.start_run("rates") as run:
+        for step in range(1, 251):
+            run.log(step, loss=1.0 / step)
+            if step % 100 == 0:
+                run.log(step, val_acc=step / 1000)
+    [row] = store.at_step(150, nearest=True, keys=["val_acc"])
+    assert (row.run, row.step, row.metrics) == ("rates", 100, {"val_acc": 0.1})
+    [row] = store.at_step(150, nearest=True, keys=["val_acc", "loss"])
+    assert (row.step, row.metrics) == (150, {"loss": 1.0 / 150})
+    [row] = store.at_step(150, nearest=True)
+    assert (row.step, row.metrics) == (150, {"loss": 1.0 / 150})
+
+
+def test_steps_past_the_bigint_range_are_clamped_not_overflowing(logged):
+    huge = 2**70
+    assert [(r.run, r.step) for r in logged.at_step(huge, nearest=True)] == [("a", 100), ("b", 150), ("c", 500)]
+    assert logged.at_step(huge) == []
+    assert logged.steps("a", start=huge) == []
+    assert len(logged.steps("a", stop=huge)) == 11
 
 
 def test_at_step_nearest_over_many_runs_at_different_steps(store):
