@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from .errors import InvalidNameError, InvalidRefError
-from .constants import NAME_MAX
+from .constants import INT_MAX, NAME_MAX
 
 RefKind = Literal["step", "latest", "nearest", "alias", "export"]
 
@@ -102,16 +102,23 @@ def parse_ref(text: object) -> Ref:
         if rest == "latest":
             return Ref("latest", text, run=run)
         if rest.startswith("~") and _STEP.fullmatch(rest[1:]):
-            return Ref("nearest", text, run=run, step=int(rest[1:]))
+            # "at or below N" for an N past the largest step is every step: the newest one.
+            return Ref("nearest", text, run=run, step=min(int(rest[1:]), INT_MAX))
         if _STEP.fullmatch(rest):
-            return Ref("step", text, run=run, step=int(rest))
+            step = int(rest)
+            if step > INT_MAX:
+                raise InvalidRefError(f"bad reference {_short(text)!r}: step {_short(rest)} is larger than the largest step, 2**63 - 1")
+            return Ref("step", text, run=run, step=step)
         raise InvalidRefError(
             f"bad reference {_short(text)!r}: after '@' expected a step (1000), "
             "'latest' or '~N' (nearest step at or below N)"
         )
     m = _EXPORT.fullmatch(text)
     if m:
-        return Ref("export", text, export_id=int(m.group(1)))
+        export_id = int(m.group(1))
+        if export_id > INT_MAX:
+            raise InvalidRefError(f"bad reference {_short(text)!r}: no export id is that large")
+        return Ref("export", text, export_id=export_id)
     if text.startswith("export:"):
         raise InvalidRefError(f"bad reference {_short(text)!r}: an export id is a number")
     try:

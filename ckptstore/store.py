@@ -21,8 +21,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from . import db as _db
 from . import schema as S
+from .constants import INT_MAX
 from .errors import (
     ConflictError,
+    MetricValueError,
     ReadOnlyStoreError,
     StoreConfigError,
     StoreOpenError,
@@ -430,10 +432,13 @@ class Store:
         with self.read() as conn:
             rid = self._run_id(conn, run)
             q = select(m.step, m.key, m.value, m.wall_time).where(m.run_id == rid)
+            # Bounds past the BIGINT range would overflow the driver; clamped they mean the same.
             if start is not None:
+                if start > INT_MAX:
+                    return []
                 q = q.where(m.step >= start)
             if stop is not None:
-                q = q.where(m.step <= stop)
+                q = q.where(m.step <= min(stop, INT_MAX))
             if keys is not None:
                 q = q.where(m.key.in_(list(keys)))
             rows = conn.execute(q.order_by(m.step, m.key)).all()
@@ -456,14 +461,21 @@ class Store:
         checkpoint?" is one call.
         """
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"step must be a whole number >= 0, got {step!r}")
+            raise MetricValueError(f"step must be a whole number >= 0, got {step!r}")
+        if step > INT_MAX:
+            if not nearest:
+                return []  # no step is that large
+            step = INT_MAX
         m, r, c = S.Metric, S.Run, S.Checkpoint
         key_list = list(keys) if keys is not None else None
         with self.read() as conn:
             if nearest:
-                last = (
-                    select(func.max(m.step)).where(m.run_id == r.id, m.step <= step).scalar_subquery()
-                )
+                cond = [m.run_id == r.id, m.step <= step]
+                if key_list:
+                    # A metric logged less often than others (val_acc every 100 steps, loss every
+                    # step) is found at its own last step, not dropped at the run's last step.
+                    cond.append(m.key.in_(key_list))
+                last = select(func.max(m.step)).where(*cond).scalar_subquery()
                 ckpt = select(func.max(c.step)).where(c.run_id == r.id, c.step <= step).scalar_subquery()
                 base = select(r.id.label("run_id"), r.name, last.label("step"), ckpt.label("ckpt")).subquery()
             else:

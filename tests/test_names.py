@@ -116,3 +116,13 @@ def test_a_very_long_bad_reference_is_shortened_in_the_message():
     with pytest.raises(InvalidRefError) as err:
         parse_ref("r@" + "x" * 5000)
     assert len(str(err.value)) < 300
+
+
+def test_numbers_past_the_bigint_range_are_refused_or_clamped():
+    with pytest.raises(InvalidRefError, match="larger than the largest step"):
+        parse_ref("r@9223372036854775808")
+    with pytest.raises(InvalidRefError, match="no export id"):
+        parse_ref("export:99999999999999999999")
+    assert parse_ref("r@9223372036854775807").step == 2**63 - 1
+    # "the newest checkpoint at or below N" for a huge N is simply the newest one
+    assert parse_ref("r@~99999999999999999999").step == 2**63 - 1
