@@ -216,7 +216,7 @@ def apply_retention(store: "Store", run_id: int) -> list[int]:
     """Apply the run's retention rule; returns the steps deleted."""
     c = S.Checkpoint
     with store.read() as conn:
-        data = conn.execute(select(S.Run.retention).where(S.Run.id == run_id)).scalar()
+        data, run_created = conn.execute(select(S.Run.retention, S.Run.created_at).where(S.Run.id == run_id)).one()
         policy = Retention.from_json(data)
         if not policy.active:
             return []
@@ -242,7 +242,7 @@ def apply_retention(store: "Store", run_id: int) -> list[int]:
         Candidate(id=r.id, step=r.step, created=_aware(r.created_at).timestamp(), kept=r.state == "kept", pinned=r.id in pinned)
         for r in rows
     ]
-    p = plan(cands, policy, metric_at)
+    p = plan(cands, policy, metric_at, since=_aware(run_created).timestamp())
     if p.newly_kept:
         with store.write() as conn:
             conn.execute(update(c).where(c.id.in_(p.newly_kept)).values(state="kept"))

@@ -4,14 +4,17 @@ Each rule answers one question, "should this checkpoint be kept?"; a checkpoint 
 rule keeps it:
 
 * ``max_to_keep=N``: the N newest steps.
-* ``keep_every_n_hours=H``: as ``tf.train.Saver``, a checkpoint at least H hours younger than
-  the last one so kept is kept forever (its state becomes ``kept``).
+* ``keep_every_n_hours=H``: as ``tf.train.Saver``, of the checkpoints the other rules let go,
+  one at least H hours younger than the last one so kept (at first: than the run's start) is
+  kept forever (its state becomes ``kept``).
 * ``keep_best=KeepBest("loss", k=3, mode="min")``: the k best by a logged metric at the
   checkpoint's step. Checkpoints without that metric, or with NaN, never count as best.
 * Always: a checkpoint an alias points at (pinned), and the newest checkpoint, so that training
   can always resume.
 
-With no rule set nothing is ever deleted.
+With no rule set nothing is ever deleted. The rules are small classes (``LatestN``, ``BestN``,
+``EveryNHours``) combined by union in :func:`plan`; :class:`Retention` is the user-facing,
+JSON-serialisable set of options that selects them.
 """
 
 from __future__ import annotations
@@ -102,14 +105,70 @@ class Plan:
     newly_kept: list[int] = field(default_factory=list)
 
 
+# --------------------------------------------------------------------------- the rules
+# Each rule answers "which of these checkpoints (ordered by step) do I keep?". A checkpoint is
+# deleted only when no rule keeps it.
+
+
+@dataclass(frozen=True)
+class LatestN:
+    n: int
+
+    def keep(self, ordered: Sequence[Candidate]) -> set[int]:
+        return {c.id for c in ordered[-self.n :]}
+
+
+@dataclass(frozen=True)
+class BestN:
+    best: KeepBest
+
+    def keep(self, ordered: Sequence[Candidate], metric_at: Mapping[int, float]) -> set[int]:
+        sign = 1.0 if self.best.mode == "min" else -1.0
+        scored = []
+        for c in ordered:
+            v = metric_at.get(c.step)
+            if v is not None and not math.isnan(v):
+                scored.append((sign * v, -c.step, c.id))  # ties: the newer step wins
+        scored.sort()
+        return {cid for _, _, cid in scored[: self.best.k]}
+
+
+@dataclass(frozen=True)
+class EveryNHours:
+    """As ``tf.train.Saver``'s ``keep_checkpoint_every_n_hours``: of the checkpoints the other
+    rules let go, keep one whenever it is at least ``hours`` younger than the last one so kept,
+    counting from ``since`` (the run's start) before any is kept."""
+
+    hours: float
+
+    def newly_kept(self, ordered: Sequence[Candidate], keep: set[int], since: float) -> list[int]:
+        interval = self.hours * 3600.0
+        kept_times = [c.created for c in ordered if c.kept]
+        # The anchor must not be "the oldest checkpoint still there": retention runs after every
+        # save, so that checkpoint is the one leaving and would be measured against itself.
+        last = max(kept_times) if kept_times else since
+        out = []
+        for c in ordered:
+            if c.id in keep or c.kept:
+                continue
+            if c.created >= last + interval:
+                out.append(c.id)
+                last = c.created
+        return out
+
+
 def plan(
     checkpoints: Sequence[Candidate],
     policy: Retention,
     metric_at: Optional[Mapping[int, float]] = None,
+    *,
+    since: Optional[float] = None,
 ) -> Plan:
     """Decide which checkpoints to delete and which become permanently kept.
 
     ``metric_at`` maps step -> value of ``policy.keep_best.metric`` (only needed for keep_best).
+    ``since`` is when the run started (unix seconds), where ``keep_every_n_hours`` starts
+    counting; without it, the oldest checkpoint given.
     """
     if not policy.active or not checkpoints:
         return Plan()
@@ -117,29 +176,12 @@ def plan(
     keep: set[int] = {c.id for c in ordered if c.pinned or c.kept}
     keep.add(ordered[-1].id)
     if policy.max_to_keep is not None:
-        keep.update(c.id for c in ordered[-policy.max_to_keep :])
+        keep |= LatestN(policy.max_to_keep).keep(ordered)
     if policy.keep_best is not None:
-        best = policy.keep_best
-        scored = []
-        for c in ordered:
-            v = (metric_at or {}).get(c.step)
-            if v is not None and not math.isnan(v):
-                scored.append((v if best.mode == "min" else -v, -c.step, c.id))
-        scored.sort()
-        keep.update(cid for _, _, cid in scored[: best.k])
-
+        keep |= BestN(policy.keep_best).keep(ordered, metric_at or {})
     newly_kept: list[int] = []
     if policy.keep_every_n_hours is not None:
-        interval = policy.keep_every_n_hours * 3600.0
-        kept_times = [c.created for c in ordered if c.kept]
-        last = max(kept_times) if kept_times else ordered[0].created
-        for c in ordered:
-            if c.id in keep or c.kept:
-                continue
-            if c.created >= last + interval:
-                newly_kept.append(c.id)
-                keep.add(c.id)
-                last = c.created
-
-    delete = [c.id for c in ordered if c.id not in keep]
-    return Plan(delete=delete, newly_kept=newly_kept)
+        anchor = since if since is not None else ordered[0].created
+        newly_kept = EveryNHours(policy.keep_every_n_hours).newly_kept(ordered, keep, anchor)
+        keep.update(newly_kept)
+    return Plan(delete=[c.id for c in ordered if c.id not in keep], newly_kept=newly_kept)

@@ -337,13 +337,15 @@ def test_keep_every_n_hours_marks_checkpoints_kept(sqlite_store):
     run = sqlite_store.start_run("r")
     for step in range(1, 6):
         run.save(sess, step)
-    # Pretend the checkpoints were written one hour apart.
+    # Pretend the run started with the first checkpoint and they were written one hour apart.
     with sqlite_store.write() as conn:
         for c in sqlite_store.checkpoints("r"):
             conn.execute(update(S.Checkpoint).where(S.Checkpoint.id == c.id).values(
                 created_at=c.created_at - timedelta(hours=10 - c.step)))
+            if c.step == 1:
+                conn.execute(update(S.Run).where(S.Run.name == "r").values(created_at=c.created_at - timedelta(hours=9)))
     sqlite_store.set_retention("r", Retention(max_to_keep=1, keep_every_n_hours=2))
-    # As tf.train.Saver: the clock starts at the first checkpoint; step 3 is the first one 2 h
+    # As tf.train.Saver: the clock starts when the run starts; step 3 is the first one 2 h
     # later and is kept for good, step 5 is the newest.
     assert sqlite_store.apply_retention("r") == [1, 2, 4]
     assert {c.step: c.state for c in sqlite_store.checkpoints("r")} == {3: "kept", 5: "committed"}

@@ -160,3 +160,30 @@ def test_keep_best_may_be_given_as_a_mapping():
     r = Retention(keep_best={"metric": "loss", "k": 2})  # type: ignore[arg-type]
     assert r.keep_best == KeepBest("loss", k=2)
     assert r.active
+
+
+def test_keep_every_n_hours_applied_after_every_save_keeps_one_per_interval():
+    # As run.save does: retention after each save, the run started with the first checkpoint.
+    # The anchor used to be the oldest checkpoint still there, i.e. the one leaving the
+    # max_to_keep window, measured against itself: nothing was ever kept.
+    policy = Retention(max_to_keep=2, keep_every_n_hours=1.5)
+    start = 1_000_000.0
+    alive: list[Candidate] = []
+    for step in range(21):
+        alive.append(Candidate(id=step, step=step, created=start + step * 0.5 * HOUR))
+        p = plan(alive, policy, since=start)
+        alive = [
+            Candidate(c.id, c.step, c.created, kept=c.kept or c.id in p.newly_kept, pinned=c.pinned)
+            for c in alive
+            if c.id not in p.delete
+        ]
+    assert [c.step for c in alive if c.kept] == [3, 6, 9, 12, 15, 18]
+    assert [c.step for c in alive] == [3, 6, 9, 12, 15, 18, 19, 20]
+
+
+def test_keep_every_n_hours_counts_from_the_run_start():
+    # The run started 2 hours before its first checkpoint: that one is already due.
+    cs = ckpts(0, 1, 2, every=0.25 * HOUR)
+    p = plan(cs, Retention(max_to_keep=1, keep_every_n_hours=1), since=cs[0].created - 2 * HOUR)
+    assert p.newly_kept == [0]
+    assert p.delete == [1]
