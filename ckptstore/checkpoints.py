@@ -366,20 +366,32 @@ def materialize(
     so ``tf.train.latest_checkpoint(to_dir)`` and ``Saver.restore`` accept the directory.
     ``progress(done, total)`` reports the bytes checked.
     """
+    from . import tfio
+
     ck = store.checkpoint(ref)
-    check_files(store, ck.files, verify, progress)
+    # (stored file, name in the directory). A TF1 checkpoint saved with write_meta_graph=False
+    # gets the run's nearest meta graph under its own prefix, as restore() uses it, so that
+    # import_meta_graph works on the directory too.
+    placed = [(f, f.file_name) for f in ck.files]
+    if ck.format == tfio.TF1 and not any(f.role == "meta" for f in ck.files):
+        meta = _meta_for(store, ck)
+        if meta is not None:
+            placed.append((meta, ck.prefix + ".meta"))
+    check_files(store, [f for f, _ in placed], verify, progress)
     out = Path(to_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CkptstoreError(f"cannot create {out}: {exc.strerror}") from None
-    for f in ck.files:
-        dst = out / f.file_name
-        src = store.files.path_of(f.digest)
+    todo = []
+    for f, name in placed:  # every conflict before the first file is written
+        dst, src = out / name, store.files.path_of(f.digest)
         if dst.exists() or dst.is_symlink():
             if dst.is_file() and os.path.samefile(dst, src):
                 continue
             raise ConflictError(f"{dst} already exists; choose an empty directory")
+        todo.append((src, dst))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CkptstoreError(f"cannot create {out}: {exc.strerror}") from None
+    for src, dst in todo:
         if link == "copy":
             import shutil
 
@@ -427,8 +439,12 @@ def _prefixes_in(directory: Path) -> list[Path]:
             if m:
                 p = Path(m.group(2))
                 p = p if p.is_absolute() else directory / p
+                if not _complete(p) and _complete(directory / p.name):
+                    # Saver writes absolute paths by default: the directory was moved or copied.
+                    p = directory / p.name
                 if p not in named:
                     named.append(p)
+    named = [p for p in named if _complete(p)]
     candidates = named or [Path(str(p)[: -len(".index")]) for p in sorted(directory.glob("*.index"))]
     return [p for p in candidates if _complete(p)]
 
@@ -473,6 +489,10 @@ def import_checkpoints(
         st = tfio.step_from_prefix(p.name)
         if st is None:
             raise NoCheckpointFoundError(f"cannot tell the step of checkpoint {p.name!r} from its name (expected NAME-STEP)")
+        try:
+            tfio.list_variables(p)  # an unreadable index fails here, before the run exists
+        except CorruptFileError as exc:
+            raise NoCheckpointFoundError(f"cannot import from {d}: {exc}") from None
         steps.append(st)
     run_id = _ensure_run(store, run)
     with store.read() as conn:

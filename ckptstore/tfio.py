@@ -3,8 +3,9 @@
 TensorFlow is imported inside these functions, never at module import, so that metadata-only use
 of ckptstore (CLI queries, listing, aliases) starts in milliseconds.
 
-TF1 savers are cached per graph: building a ``tf.compat.v1.train.Saver`` adds save and restore
-ops to the graph, so building one per save would grow the graph without bound in a training loop.
+TF1 savers are cached per graph and set of variables: building a ``tf.compat.v1.train.Saver``
+adds save and restore ops to the graph, so building one per save would grow the graph without
+bound in a training loop; a new one is built only when the graph's variables change.
 TF2 objects are wrapped in one cached ``tf.train.Checkpoint(model=obj)`` per object for the same
 reason (each new Checkpoint traces its save function again).
 """
@@ -17,7 +18,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import CkptstoreError, RestoreMismatchError, TensorFlowMissingError
+from .errors import CkptstoreError, CorruptFileError, RestoreMismatchError, TensorFlowMissingError
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,15 @@ def format_of(target: Any) -> str:
 # --------------------------------------------------------------------------- TF1
 
 
-def _tf1_var_key(var_list: Any) -> Any:
+def _tf1_var_key(graph: Any, var_list: Any) -> Any:
     if var_list is None:
-        return None
+        # "All saveable variables" changes when the graph grows (a head added after the first
+        # save): a Saver built before would silently leave the new variables out.
+        t = tf()
+        keys = t.compat.v1.GraphKeys
+        return ("all",) + tuple(
+            id(v) for v in graph.get_collection(keys.GLOBAL_VARIABLES) + graph.get_collection(keys.SAVEABLE_OBJECTS)
+        )
     if isinstance(var_list, dict):
         return tuple(sorted((k, id(v)) for k, v in var_list.items()))
     return tuple(id(v) for v in var_list)
@@ -72,7 +79,7 @@ def tf1_saver(graph: Any, var_list: Any = None) -> Any:
     """The cached Saver of ``graph`` for ``var_list`` (all saveable variables when None)."""
     t = tf()
     per_graph = _savers.setdefault(graph, {})
-    key = _tf1_var_key(var_list)
+    key = _tf1_var_key(graph, var_list)
     saver = per_graph.get(key)
     if saver is None:
         with graph.as_default():
@@ -121,7 +128,7 @@ def restore_tf1(
             saver = t.compat.v1.train.import_meta_graph(str(meta_path), clear_devices=True)
         if saver is None:
             raise RestoreMismatchError("the stored meta graph has no variables to restore")
-        _savers.setdefault(graph, {})[_tf1_var_key(var_list)] = saver
+        _savers.setdefault(graph, {})[_tf1_var_key(graph, var_list)] = saver
     else:
         _check_tf1_graph_matches(graph, saved, var_list)
         saver = tf1_saver(graph, var_list)
@@ -145,6 +152,11 @@ def _check_tf1_graph_matches(graph: Any, saved: dict[str, tuple[str, list[int]]]
         wanted = dict(var_list)
     else:
         wanted = {v.op.name: v for v in var_list}
+    if not wanted:
+        raise RestoreMismatchError(
+            "the session's graph has operations but no variables to restore into: build the "
+            "model's variables first, or restore into an empty graph to import the stored meta graph"
+        )
     missing, wrong = [], []
     for name, var in wanted.items():
         if name not in saved:
@@ -202,10 +214,19 @@ def restore_tf2(obj: Any, prefix: Path) -> Any:
 # --------------------------------------------------------------------------- reading
 
 
+def _reader(prefix: Path) -> Any:
+    """A CheckpointReader; a file TensorFlow cannot read is a CorruptFileError naming it."""
+    t = tf()
+    try:
+        return t.train.load_checkpoint(str(prefix))
+    except (t.errors.OpError, ValueError) as exc:
+        msg = exc.message if isinstance(exc, t.errors.OpError) else str(exc)
+        raise CorruptFileError(f"{prefix.name} is not a readable TensorFlow checkpoint: {_first_line(msg)}") from None
+
+
 def list_variables(prefix: Path) -> list[tuple[str, str, list[int]]]:
     """(name, dtype, shape) of every saved tensor, read from the index file only."""
-    t = tf()
-    reader = t.train.load_checkpoint(str(prefix))
+    reader = _reader(prefix)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
     out = []
@@ -217,13 +238,16 @@ def list_variables(prefix: Path) -> list[tuple[str, str, list[int]]]:
 
 
 def is_tf2_checkpoint(prefix: Path) -> bool:
-    reader = tf().train.load_checkpoint(str(prefix))
-    return reader.has_tensor(OBJECT_GRAPH_KEY)
+    return _reader(prefix).has_tensor(OBJECT_GRAPH_KEY)
 
 
 def read_tensor(prefix: Path, name: str) -> Any:
-    reader = tf().train.load_checkpoint(str(prefix))
-    return reader.get_tensor(name)
+    t = tf()
+    reader = _reader(prefix)
+    try:
+        return reader.get_tensor(name)
+    except t.errors.OpError as exc:  # a damaged data shard under an intact index
+        raise CorruptFileError(f"cannot read {name!r} from {prefix.name}: {_first_line(exc.message)}") from None
 
 
 def _first_line(text: str) -> str:

@@ -409,6 +409,88 @@ def test_import_refuses_a_directory_without_checkpoints(sqlite_store, tmp_path):
     assert sqlite_store.runs() == []
 
 
+def test_import_a_saver_directory_that_was_moved(store, tmp_path):
+    # Saver writes absolute paths into its 'checkpoint' file; after a move they name nothing.
+    g, sess, b = seed_graph()
+    with g.as_default():
+        saver = tf.compat.v1.train.Saver()
+        for step in (10, 20):
+            sess.run(b.assign(float(step)))
+            saver.save(sess, str(tmp_path / "before" / "model.ckpt"), global_step=step)
+    assert str(tmp_path / "before") in (tmp_path / "before" / "checkpoint").read_text()
+    (tmp_path / "before").rename(tmp_path / "after")
+    imported = store.import_checkpoints(tmp_path / "after", run="moved")
+    assert [c.step for c in imported] == [10, 20]
+    assert float(store.read_variable("moved@20", "b")) == 20.0
+
+
+def test_import_refuses_an_unreadable_index_and_creates_no_run(store, tmp_path):
+    g, sess, _ = seed_graph()
+    with g.as_default():
+        tf.compat.v1.train.Saver().save(sess, str(tmp_path / "bad" / "model.ckpt"), global_step=5)
+    (tmp_path / "bad" / "model.ckpt-5.index").write_bytes(b"not an sstable at all" * 10)
+    with pytest.raises(NoCheckpointFoundError, match="model.ckpt-5 is not a readable TensorFlow checkpoint"):
+        store.import_checkpoints(tmp_path / "bad", run="broken")
+    assert store.runs() == []
+
+
+def test_variables_added_after_the_first_save_are_in_later_checkpoints(sqlite_store):
+    g, sess, _ = seed_graph()
+    run = sqlite_store.start_run("grow")
+    run.save(sess, 1)
+    with g.as_default():
+        head = tf.Variable(3.0, name="head")
+        sess.run(head.initializer)
+    run.save(sess, 2)
+    assert [v.name for v in sqlite_store.variables("grow@1")] == ["b"]
+    assert [v.name for v in sqlite_store.variables("grow@2")] == ["b", "head"]
+    assert float(sqlite_store.read_variable("grow@2", "head")) == 3.0
+    run.save(sess, 3)  # same variables again: the cached Saver, no new save ops
+    n_ops = len(g.get_operations())
+    run.save(sess, 4)
+    assert len(g.get_operations()) == n_ops
+
+
+def test_restore_into_a_graph_without_variables_says_so(sqlite_store):
+    g, sess, _ = seed_graph()
+    sqlite_store.start_run("r").save(sess, 1)
+    g2 = tf.Graph()
+    with g2.as_default():
+        tf.constant(1.0, name="c")
+    with pytest.raises(RestoreMismatchError, match="no variables to restore into"):
+        sqlite_store.restore("r@1", tf.compat.v1.Session(graph=g2))
+
+
+def test_materialize_without_a_meta_graph_borrows_the_runs_and_vanilla_tf_imports_it(sqlite_store, tmp_path):
+    g, sess, b = seed_graph()
+    run = sqlite_store.start_run("r")
+    run.save(sess, 1)
+    with g.as_default():
+        sess.run(b.assign(7.0))
+    run.save(sess, 2, write_meta_graph=False)
+    prefix = sqlite_store.materialize("r@2", tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "checkpoint", "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index", "model.ckpt-2.meta"]
+    g2 = tf.Graph()
+    with g2.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(str(prefix) + ".meta")
+        s2 = tf.compat.v1.Session(graph=g2)
+        saver.restore(s2, tf.train.latest_checkpoint(str(tmp_path / "out")))
+    assert run_op(s2) == 32.0
+
+
+def test_materialize_checks_every_conflict_before_writing(sqlite_store, tmp_path):
+    m = Tiny()
+    sqlite_store.start_run("r").save(tf.train.Checkpoint(model=m), 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.ckpt-1.index").write_text("mine")
+    with pytest.raises(ConflictError, match="already exists"):
+        sqlite_store.materialize("r@1", out)
+    assert sorted(os.listdir(out)) == ["model.ckpt-1.index"]
+    assert (out / "model.ckpt-1.index").read_text() == "mine"
+
+
 # --------------------------------------------------------------------------- crashes during a save
 
 CRASHING_SAVE = textwrap.dedent(
