@@ -33,12 +33,26 @@ class StoreCallback(keras.callbacks.Callback):
       current step with ``epoch_prefix`` (``epoch_loss``, ``epoch_val_loss``, ...).
     * A checkpoint is saved every ``save_every_n_steps`` steps and/or at the end of every epoch
       (``save_every_epoch``), via ``run.save(target, step)``, which applies the run's retention
-      rule. ``target`` defaults to ``tf.train.Checkpoint(model=<the model>)``, which
-      ``store.restore(ref, fresh_model)`` reads back.
-    * ``monitor`` names a metric (a Keras log key, e.g. ``"val_loss"``) whose latest value is
-      also logged, under that name, at each checkpoint's step: a ``KeepBest(monitor)``
-      retention rule then ranks every checkpoint, even when the metric is only computed per
-      epoch.
+      rule; a step is never saved twice. ``target`` defaults to
+      ``tf.train.Checkpoint(model=<the model>)``, which ``store.restore(ref, fresh_model)``
+      reads back.
+    * ``monitor`` names a Keras log key (``"loss"``, ``"val_loss"``, ...) to log, under that
+      name, at a checkpoint's step, so that a ``KeepBest(monitor)`` retention rule can rank the
+      checkpoint. It is logged only with a value computed from the saved weights, never a
+      value left over from an earlier batch or epoch:
+
+      - at an epoch-end save, the epoch's value (for ``val_*``: this epoch's validation);
+      - at a step save, the batch's value when the metric is in the batch logs (``loss``);
+      - a step save on an epoch's last batch of a metric Keras only reports per epoch
+        (``val_*``) is made at the epoch's end instead, with the epoch's value: validation
+        does not change the weights, so the checkpoint and its step are the same;
+      - otherwise (a step save mid-epoch of a per-epoch metric, an epoch without validation
+        under ``validation_freq``, or a dataset of unknown length, where the last batch is
+        only known after the fact) nothing is logged and the checkpoint does not rank:
+        retention treats a checkpoint without the metric as never best.
+
+      A ``monitor`` that never appears in Keras' logs during a fit (a misspelling, or
+      ``val_*`` without validation data) draws one warning at the end of training.
 
     ``saved`` lists the checkpoints written, in order.
     """
@@ -69,40 +83,72 @@ class StoreCallback(keras.callbacks.Callback):
         self.epoch_prefix = epoch_prefix
         self.step = initial_step
         self.saved: list["CheckpointInfo"] = []
-        self._last: dict[str, float] = {}
         self._saved_steps: set[int] = set()
+        self._save_at_epoch_end = False  # a step save deferred until the epoch's metrics exist
+        self._log_keys: set[str] = set()  # every key Keras logged during this fit
+        self._saved_before_fit = 0
 
     # Keras calls these -------------------------------------------------------------------
+
+    def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._save_at_epoch_end = False
+        self._log_keys = set()
+        self._saved_before_fit = len(self.saved)
 
     def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         self.step += 1
         values = _numbers(logs)
         if values:
             self.run.log(self.step, **values)
-            self._last.update(values)
-        if self.save_every_n_steps and self.step % self.save_every_n_steps == 0:
-            self._save()
+            self._log_keys.update(values)
+        if not (self.save_every_n_steps and self.step % self.save_every_n_steps == 0):
+            return
+        if self.monitor is None or self.monitor in values:
+            self._save(values.get(self.monitor) if self.monitor is not None else None)
+            return
+        # `batch` is the index of the epoch's last batch run so far (with steps_per_execution,
+        # of the last one of the group); `steps` is None for a dataset of unknown length.
+        steps = (self.params or {}).get("steps")
+        if steps and batch + 1 >= steps:
+            # Validation runs between this batch and on_epoch_end and does not train, so the
+            # checkpoint saved there holds these weights, with the epoch's fresh value.
+            self._save_at_epoch_end = True
+            return
+        log.debug(
+            "checkpoint at step %d saved without %r: it is only computed at the end of an epoch",
+            self.step, self.monitor,
+        )
+        self._save(None)
 
     def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         values = _numbers(logs)
         if values:
             self.run.log(self.step, **{self.epoch_prefix + k: v for k, v in values.items()})
-            self._last.update(values)
-        if self.save_every_epoch and self.step not in self._saved_steps:
-            self._save()
+            self._log_keys.update(values)
+        due = self._save_at_epoch_end or self.save_every_epoch
+        self._save_at_epoch_end = False
+        if not due or self.step in self._saved_steps:
+            return
+        value = values.get(self.monitor) if self.monitor is not None else None
+        if self.monitor is not None and value is None:
+            log.debug("checkpoint at step %d saved without %r: not in epoch %d's logs", self.step, self.monitor, epoch)
+        self._save(value)
 
     def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
         self.run.flush()
+        saved_this_fit = len(self.saved) > self._saved_before_fit
+        if self.monitor is not None and saved_this_fit and self.monitor not in self._log_keys:
+            log.warning(
+                "monitored metric %r never appeared in Keras' logs (seen: %s); no checkpoint of this "
+                "fit carries it, so KeepBest(%r) cannot rank them",
+                self.monitor, ", ".join(sorted(self._log_keys)) or "none", self.monitor,
+            )
 
     # ------------------------------------------------------------------------------------
 
-    def _save(self) -> None:
-        if self.monitor is not None:
-            value = self._last.get(self.monitor)
-            if value is None:
-                log.warning("monitored metric %r not seen yet at step %d", self.monitor, self.step)
-            else:
-                self.run.log(self.step, **{self.monitor: value})
+    def _save(self, monitor_value: Optional[float]) -> None:
+        if monitor_value is not None and self.monitor is not None:
+            self.run.log(self.step, **{self.monitor: monitor_value})
         target = self.target
         if target is None:
             import tensorflow as tf

@@ -73,6 +73,101 @@ def test_retention_and_monitor_keep_the_best_epoch(sqlite_store, data):
     assert kept == sorted({best, 16})
 
 
+class _EpochRecorder(keras.callbacks.Callback):
+    """What Keras reported at each epoch's end, and the model's weights at that moment."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs, self.weights = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append(dict(logs))
+        self.weights.append([w.copy() for w in self.model.get_weights()])
+
+
+def _monitored(store, run, key="val_loss"):
+    return {r.step: r.metrics[key] for r in store.steps(run, keys=[key])}
+
+
+def test_step_saves_on_epoch_ends_carry_that_epochs_val_loss_and_keep_the_best(sqlite_store, data):
+    x, y = data
+    keras.utils.set_random_seed(3)
+    model = _model()
+    # Gradient ascent in the last epoch, so the best val_loss is the middle epoch's: a value
+    # logged one epoch late would make the last checkpoint look best.
+    worse_last = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: model.optimizer.learning_rate.assign(-0.05) if epoch == 2 else None
+    )
+    recorder = _EpochRecorder()
+    retention = Retention(max_to_keep=1, keep_best=KeepBest("val_loss", k=1))
+    with sqlite_store.start_run("steps-best", retention=retention) as run:
+        cb = StoreCallback(run, save_every_n_steps=4, monitor="val_loss")
+        # 64 samples / batch 16 = 4 steps per epoch: every save falls on an epoch's last batch
+        model.fit(x, y, batch_size=16, epochs=3, validation_data=(x[:16], y[:16]), shuffle=False,
+                  callbacks=[worse_last, cb, recorder], verbose=0)
+    reported = {4 * (e + 1): logs["val_loss"] for e, logs in enumerate(recorder.logs)}
+    assert _monitored(sqlite_store, "steps-best") == pytest.approx(reported, rel=1e-12, abs=0)
+    assert [ck.step for ck in cb.saved] == [4, 8, 12]
+    best = min(reported, key=reported.get)
+    assert best == 8
+    assert [ck.step for ck in sqlite_store.checkpoints("steps-best")] == [8, 12]
+    fresh = _model()
+    sqlite_store.restore(f"steps-best@{best}", fresh)
+    for restored, at_epoch_end in zip(fresh.get_weights(), recorder.weights[best // 4 - 1]):
+        np.testing.assert_array_equal(restored, at_epoch_end)
+
+
+def test_mid_epoch_saves_log_no_epoch_metric_and_no_step_is_saved_twice(sqlite_store, data):
+    x, y = data
+    keras.utils.set_random_seed(4)
+    model = _model()
+    recorder = _EpochRecorder()
+    with sqlite_store.start_run("mid-epoch") as run:
+        cb = StoreCallback(run, save_every_n_steps=3, save_every_epoch=True, monitor="val_loss")
+        model.fit(x, y, batch_size=16, epochs=3, validation_data=(x[:16], y[:16]), shuffle=False,
+                  callbacks=[cb, recorder], verbose=0)
+    # 3, 6, 9 are mid-epoch; 4, 8 are epoch ends; 12 is both and saved once
+    assert [ck.step for ck in cb.saved] == [3, 4, 6, 8, 9, 12]
+    assert [ck.step for ck in sqlite_store.checkpoints("mid-epoch")] == [3, 4, 6, 8, 9, 12]
+    reported = {4 * (e + 1): logs["val_loss"] for e, logs in enumerate(recorder.logs)}
+    assert _monitored(sqlite_store, "mid-epoch") == pytest.approx(reported, rel=1e-12, abs=0)
+
+
+def test_a_batch_metric_is_monitored_with_the_saving_batchs_value(sqlite_store, data):
+    x, y = data
+    model = _model()
+    batch_loss = {}
+    remember = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batch_loss.update({b: logs["loss"]}))
+    with sqlite_store.start_run("batch-monitor") as run:
+        cb = StoreCallback(run, save_every_n_steps=3, monitor="loss")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[remember, cb], verbose=0)
+    assert [ck.step for ck in cb.saved] == [3]
+    assert _monitored(sqlite_store, "batch-monitor", "loss")[3] == pytest.approx(float(batch_loss[2]), rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+def test_unknown_epoch_length_saves_at_the_batch_without_a_stale_value(sqlite_store, data):
+    x, y = data
+    model = _model()
+    # filter() hides the dataset's length from Keras: the last batch is only known afterwards
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(16)
+    with sqlite_store.start_run("unknown-length") as run:
+        cb = StoreCallback(run, save_every_n_steps=4, monitor="val_loss")
+        model.fit(ds, epochs=2, validation_data=(x[:16], y[:16]), shuffle=False, callbacks=[cb], verbose=0)
+    assert [ck.step for ck in cb.saved] == [4, 8]
+    assert _monitored(sqlite_store, "unknown-length") == {}
+    assert sorted(_monitored(sqlite_store, "unknown-length", "epoch_val_loss")) == [4, 8]
+
+
+def test_a_monitor_keras_never_logs_is_warned_about(sqlite_store, data, caplog):
+    x, y = data
+    model = _model()
+    with sqlite_store.start_run("typo") as run, caplog.at_level("WARNING", logger="ckptstore.keras"):
+        model.fit(x, y, batch_size=32, epochs=1, callbacks=[StoreCallback(run, save_every_epoch=True, monitor="val_los")], verbose=0)
+    assert [r.getMessage() for r in caplog.records if "'val_los'" in r.getMessage()]
+    assert _monitored(sqlite_store, "typo", "val_los") == {}
+
+
 def test_explicit_target_and_initial_step(sqlite_store, data):
     x, y = data
     model = _model()
