@@ -43,9 +43,15 @@ def commit_files(
     """Move ``staged`` files into place and commit them with the caller's rows, atomically."""
     files = store.files
     with files.writing():
+        with store.read() as conn:
+            recorded = dict(
+                conn.execute(
+                    select(S.Blob.digest, S.Blob.stat_sig).where(S.Blob.digest.in_([d for _, d, _ in staged]))
+                ).all()
+            )
         stored = []
         for p, d, n in staged:
-            stored.append(files.ingest(p, d, n))
+            stored.append(files.ingest(p, d, n, recorded.get(d)))
             fault("moving")
         fault("moved")
         with store.write() as conn:
@@ -53,13 +59,17 @@ def commit_files(
                 from .store import _upsert
 
                 for sf in {s.digest: s for s in stored}.values():
+                    # DO UPDATE, not DO NOTHING: on PostgreSQL it locks an existing row, so a
+                    # concurrent deletion of that blob waits for this commit and then fails its
+                    # foreign-key check (and retries) instead of pulling the row from under the
+                    # checkpoint_files rows inserted below. The signature is the one just read.
                     conn.execute(
                         _upsert(
                             store.dialect,
                             S.Blob.__table__,
                             {"digest": sf.digest, "size": sf.size, "stat_sig": sf.stat_sig, "created_at": S.utcnow()},
                             ["digest"],
-                            [],
+                            ["stat_sig"],
                         )
                     )
             result = write_rows(conn, stored)

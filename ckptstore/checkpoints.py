@@ -159,7 +159,9 @@ def _commit_checkpoint(
 
     try:
         cid = commit_files(store, staged, rows)
-    except IntegrityError:
+    except IntegrityError as exc:
+        if not _is_step_conflict(exc):
+            raise
         # PostgreSQL: another process committed the same run and step first. Our moved files
         # are unreferenced now; gc reclaims them.
         raise ConflictError(f"{run_name}@{step} was saved by another process at the same time") from None
@@ -168,6 +170,12 @@ def _commit_checkpoint(
     log.info("saved %s@%d (%d files)", run_name, step, len(files))
     with store.read() as conn:
         return store._checkpoint_info(conn, S.Checkpoint.id == cid, None)
+
+
+def _is_step_conflict(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is the (run, step) uniqueness of checkpoints, on either database."""
+    text = str(exc.orig)
+    return "uq_checkpoints_run_id_step" in text or "checkpoints.run_id, checkpoints.step" in text
 
 
 def _check_prefix(prefix: str) -> None:
@@ -539,7 +547,7 @@ def verify(store: "Store", run: Optional[str] = None, *, full: bool = True, prog
     plus (for the whole store) unexpected files and stale staging directories."""
     c, cf, r = S.Checkpoint, S.CheckpointFile, S.Run
     with store.read() as conn:
-        q = select(r.name, c.step, cf.file_name, cf.digest, cf.size).join(c, c.id == cf.checkpoint_id).join(r, r.id == c.run_id)
+        q = select(c.id, r.name, c.step, cf.file_name, cf.digest, cf.size).join(c, c.id == cf.checkpoint_id).join(r, r.id == c.run_id)
         eq = select(S.Export.id, S.Export.digest, S.Export.size)
         if run is not None:
             rid = store._run_id(conn, run)
@@ -565,6 +573,16 @@ def verify(store: "Store", run: Optional[str] = None, *, full: bool = True, prog
         done += size
         if progress:
             progress(done, total)
+    if bad:
+        # Retention or a delete in another process may have removed a checkpoint (and its
+        # files) while we were hashing: that is not damage. Report only what still exists.
+        with store.read() as conn:
+            ck_ids = list({row.id for row in refs if row.digest in bad})
+            alive_ck = set(conn.execute(select(c.id).where(c.id.in_(ck_ids))).scalars()) if ck_ids else set()
+            ex_ids = [row.id for row in exports if row.digest in bad]
+            alive_ex = set(conn.execute(select(S.Export.id).where(S.Export.id.in_(ex_ids))).scalars()) if ex_ids else set()
+        refs = [row for row in refs if row.id in alive_ck or row.digest not in bad]
+        exports = [row for row in exports if row.id in alive_ex or row.digest not in bad]
     problems: list[Problem] = []
     for row in refs:
         if row.digest in bad:

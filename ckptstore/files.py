@@ -174,17 +174,29 @@ class FileArea:
 
     # ------------------------------------------------------------------ ingest
 
-    def ingest(self, path: Path, digest: str, size: int) -> StoredFile:
+    def ingest(self, path: Path, digest: str, size: int, recorded_sig: Optional[str] = None) -> StoredFile:
         """Move a digested staging file into the object area (call inside :meth:`writing`).
 
         If the content is already stored, the staging copy is dropped: the same bytes are kept
-        once however many checkpoints reference them.
+        once however many checkpoints reference them. ``recorded_sig`` is the stat signature the
+        database holds for that object: an existing object whose size or signature differs may
+        have been damaged since, so the fresh copy (just digested, known good) replaces it
+        rather than a new checkpoint pointing at bad bytes.
         """
         dest = self.path_of(digest)
         if self.fsync:
             _fsync_file(path)
         try:
             st = os.stat(dest)
+            if st.st_size != size or stat_signature(st) != recorded_sig:
+                # A changed signature may be harmless (a hard link from materialize touches
+                # ctime; no row at all is an object left by a crashed save): replacing costs a
+                # rename, while keeping a damaged object would cost the checkpoint.
+                log.log(
+                    logging.WARNING if st.st_size != size else logging.DEBUG,
+                    "replacing stored file %s with a fresh copy of the same content", digest[:12],
+                )
+                raise FileNotFoundError
         except FileNotFoundError:
             try:
                 dest.parent.mkdir(exist_ok=True)

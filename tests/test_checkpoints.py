@@ -539,3 +539,22 @@ def test_sigkill_during_a_save_leaves_committed_checkpoints_intact(tmp_path, poi
         store.restore(f"r@{step}", s2)
         assert run_op(s2) == (26.0 if step == 1 else 27.0)
     store.close()
+
+
+def test_saving_content_whose_stored_copy_was_damaged_replaces_the_damaged_copy(store):
+    g, sess, _ = seed_graph()
+    store.start_run("a").save(sess, 1)
+    data = next(f for f in store.checkpoint("a@1").files if f.role == "data")
+    path = store.files.path_of(data.digest)
+    os.chmod(path, 0o644)
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 0xFF
+    path.write_bytes(bytes(raw))  # bit rot: same size, other bytes
+    assert [p.checkpoint for p in store.verify().problems] == ["a@1"]
+    # The same values saved again: the fresh, digested copy replaces the damaged one instead of
+    # a new checkpoint pointing at bad bytes; a@1, which shares the content, is whole again.
+    store.start_run("b").save(sess, 1)
+    assert store.verify().ok
+    s2 = fresh_session()
+    store.restore("a@1", s2, verify="full")
+    assert run_op(s2) == 26.0
