@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from sqlalchemy import Connection, select
 
 from . import schema as S
 from .blobs import check_files, commit_files, digest_staged
-from .errors import CkptstoreError, CorruptFileError, UnknownRefError
+from .errors import CkptstoreError, ConflictError, CorruptFileError, UnknownRefError
 from .files import StoredFile
 from .names import Ref, parse_ref
 from .records import CheckpointInfo, ExportInfo, FileInfo, to_json
@@ -416,8 +417,13 @@ def import_frozen(
 ) -> Any:
     """Import an export's GraphDef into a TF1 graph (a new ``tf.Graph`` by default); returns it.
 
-    ``name`` prefixes the imported ops (``import_graph_def``'s ``name``); with the default ``""``
-    they keep their frozen names, so ``sess.run("op_to_store:0", {"x:0": 5.0, ...})`` works.
+    ``name`` prefixes the imported ops: with ``name="frozen"`` the frozen ``op_to_store`` is
+    ``frozen/op_to_store`` whatever name scope is open on the graph. With the default ``""`` they
+    keep their frozen names, so ``sess.run("op_to_store:0", {"x:0": 5.0, ...})`` works. An import
+    that would reuse a name the graph already has raises :class:`ConflictError` and leaves the
+    graph as it was; pass a (different) name prefix then.
+
+    >>> graph = store.import_frozen("prod", graph, name="frozen")    # doctest: +SKIP
     """
     from .tfio import tf as _tf
 
@@ -425,15 +431,62 @@ def import_frozen(
     info = export_of(store, ref)
     graph_def = _graph_def(store, info, verify)
     graph = graph if graph is not None else tf.Graph()
+    prefix = name.rstrip("/")
+    if prefix and not re.fullmatch(r"[A-Za-z0-9.][A-Za-z0-9_./>-]*", prefix):
+        raise CkptstoreError(
+            f"{name!r} is not a valid name prefix: start with a letter, digit or '.', then use "
+            "letters, digits and '_', '.', '-', '/' (e.g. name='frozen')"
+        )
+    clashes = _name_clashes(graph, graph_def, prefix)
+    if clashes:
+        shown = ", ".join(clashes[:5]) + (f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else "")
+        free = _free_prefix(graph, prefix or "frozen")
+        way_out = f"pass another name prefix than {prefix!r}" if prefix else "pass a name prefix"
+        raise ConflictError(
+            f"cannot import export:{info.id} into that graph: it already has ops named {shown}; "
+            f"{way_out} (e.g. name={free!r}) and look its ops up as '{free}/<op>'"
+        )
     try:
         with graph.as_default():
-            tf.compat.v1.import_graph_def(graph_def, name=name)
+            # An absolute scope ("frozen/"): a relative one would be nested in whatever scope is
+            # open and renamed to "frozen_1" when the graph has used "frozen" before.
+            tf.compat.v1.import_graph_def(graph_def, name=prefix + "/" if prefix else "")
     except ValueError as exc:
-        raise CkptstoreError(
-            f"cannot import export:{info.id} into that graph ({str(exc).splitlines()[0]}); "
-            "try a name prefix (name='frozen')"
-        ) from None
+        # Name clashes were ruled out above; this is TensorFlow refusing the graph itself (e.g.
+        # a function of the same name but another body already in the graph's library).
+        raise CkptstoreError(f"cannot import export:{info.id} into that graph: {str(exc).splitlines()[0]}") from None
     return graph
+
+
+def _names_in_use(graph: Any) -> set[str]:
+    """Every op name of ``graph`` and every scope above one ("a/b/c" -> a/b/c, a/b, a)."""
+    names: set[str] = set()
+    for op in graph.get_operations():
+        parts = op.name.split("/")
+        names.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return names
+
+
+def _name_clashes(graph: Any, graph_def: Any, prefix: str) -> list[str]:
+    """The names an import under ``prefix`` would create that ``graph`` already uses.
+
+    TensorFlow does not refuse these: ``import_graph_def`` silently renames the new op
+    (``op_to_store_1``), and a later ``get_tensor_by_name("op_to_store:0")`` finds the graph's
+    old op instead of the imported one. TensorFlow renames a node whose name is taken by an op
+    or by a scope above one; so does this check.
+    """
+    in_use = _names_in_use(graph)
+    scope = prefix + "/" if prefix else ""
+    return [scope + node.name for node in graph_def.node if scope + node.name in in_use]
+
+
+def _free_prefix(graph: Any, base: str) -> str:
+    in_use = _names_in_use(graph)
+    candidate, n = base, 0
+    while candidate in in_use:
+        n += 1
+        candidate = f"{base}_{n}"
+    return candidate
 
 
 def export_frozen(

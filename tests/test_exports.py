@@ -1,20 +1,27 @@
 """Frozen exports with real TensorFlow: the seed's pb scenario, TF1 and TF2 freezing, loading as
-a callable or into a TF1 graph, export for deployment, digests, lineage and bad input."""
+a callable or into a TF1 graph, export for deployment, digests, lineage and bad input.
+
+Everything that writes or reads export rows, aliases or lineage runs on SQLite and PostgreSQL
+(the `store` fixture); checks that only exercise TensorFlow run on SQLite alone."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 import blake3
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from .conftest import require_tensorflow
+
+tf = require_tensorflow()
 
 from ckptstore import Retention  # noqa: E402
 from ckptstore.errors import (  # noqa: E402
     CkptstoreError,
+    ConflictError,
     CorruptFileError,
     MissingFileError,
     UnknownAliasError,
@@ -106,8 +113,8 @@ def test_seed_graph_frozen_tagged_and_loaded_back_by_its_alias(store, seed_sessi
 # --------------------------------------------------------------------------- TF1 freezing
 
 
-def test_tf1_freeze_records_inputs_outputs_size_digest_and_lineage(sqlite_store, seed_session):
-    run = sqlite_store.start_run("r")
+def test_tf1_freeze_records_inputs_outputs_size_digest_and_lineage(store, seed_session):
+    run = store.start_run("r")
     ck = run.save(seed_session, 10)
     export = run.freeze(seed_session, ["op_to_store:0"], step=10)
     assert export.kind == "tf1-graphdef"
@@ -116,7 +123,7 @@ def test_tf1_freeze_records_inputs_outputs_size_digest_and_lineage(sqlite_store,
         {"name": "y", "tensor": "y:0", "dtype": "float32", "shape": None},
     ]
     assert export.outputs == [{"name": "op_to_store:0", "tensor": "op_to_store:0", "key": None, "dtype": "float32", "shape": None}]
-    stored = sqlite_store.files.path_of(export.digest)
+    stored = store.files.path_of(export.digest)
     data = stored.read_bytes()
     assert blake3.blake3(data).hexdigest() == export.digest
     assert export.size == len(data)
@@ -134,16 +141,16 @@ def test_tf1_freeze_records_inputs_outputs_size_digest_and_lineage(sqlite_store,
     assert (unstepped.step, unstepped.checkpoint_id) == (None, None)
     # The same graph freezes to the same bytes: one stored file for the three exports.
     assert later.digest == unstepped.digest == export.digest
-    assert sum(1 for _ in sqlite_store.files.object_digests()) == len({f.digest for f in ck.files} | {export.digest})
+    assert sum(1 for _ in store.files.object_digests()) == len({f.digest for f in ck.files} | {export.digest})
 
 
-def test_tf1_freeze_with_several_outputs_returns_them_in_order(sqlite_store, seed_session):
+def test_tf1_freeze_with_several_outputs_returns_them_in_order(store, seed_session):
     graph = seed_session.graph
-    export = sqlite_store.start_run("r").freeze(
+    export = store.start_run("r").freeze(
         seed_session, [graph.get_tensor_by_name("diff:0"), graph.get_operation_by_name("op_to_store")]
     )
     assert [o["key"] for o in export.outputs] == [0, 1]
-    diff, out = sqlite_store.load_frozen(export.ref)(x=5.0, y=3.0)
+    diff, out = store.load_frozen(export.ref)(x=5.0, y=3.0)
     assert (float(diff), float(out)) == (2.0, 16.0)
 
 
@@ -246,12 +253,11 @@ def test_calling_a_frozen_function_wrongly_says_what_it_takes(sqlite_store, seed
 # --------------------------------------------------------------------------- references
 
 
-def test_exports_are_found_by_id_alias_and_run_step(sqlite_store, seed_session, classifier):
-    run = sqlite_store.start_run("r")
+def test_exports_are_found_by_id_alias_and_run_step(store, seed_session, classifier):
+    run = store.start_run("r")
     first = run.freeze(seed_session, ["op_to_store"], step=100)
     second = run.freeze(classifier.serve, step=200)
-    sqlite_store.tag(second.ref, "serving")
-    store = sqlite_store
+    store.tag(second.ref, "serving")
     assert store.load_frozen("r@100").export.id == first.id
     assert store.load_frozen("r@~199").export.id == first.id
     assert store.load_frozen("r@latest").export.id == second.id
@@ -268,37 +274,37 @@ def test_exports_are_found_by_id_alias_and_run_step(sqlite_store, seed_session, 
         store.exports("ghost")
 
 
-def test_a_checkpoint_is_not_a_frozen_graph(sqlite_store, seed_session, tmp_path):
-    run = sqlite_store.start_run("r")
+def test_a_checkpoint_is_not_a_frozen_graph(store, seed_session, tmp_path):
+    run = store.start_run("r")
     run.save(seed_session, 10)
-    sqlite_store.tag("r@10", "best")
+    store.tag("r@10", "best")
     with pytest.raises(UnknownRefError, match="'best' names the checkpoint r@10, not an export"):
-        sqlite_store.load_frozen("best")
+        store.load_frozen("best")
     with pytest.raises(UnknownRefError, match="no export"):
-        sqlite_store.import_frozen("r@10")
+        store.import_frozen("r@10")
     with pytest.raises(CkptstoreError, match="not an export"):
-        sqlite_store.export_frozen("best", tmp_path / "out" / "model.pb")
+        store.export_frozen("best", tmp_path / "out" / "model.pb")
     assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- integrity and lifecycle
 
 
-def test_loading_verifies_the_digest_first(sqlite_store, seed_session, tmp_path):
-    export = sqlite_store.start_run("r").freeze(seed_session, ["op_to_store"])
-    _flip_first_byte(sqlite_store, export.digest)
+def test_loading_verifies_the_digest_first(store, seed_session, tmp_path):
+    export = store.start_run("r").freeze(seed_session, ["op_to_store"])
+    _flip_first_byte(store, export.digest)
     with pytest.raises(CorruptFileError, match=f"export-{export.id}.pb"):
-        sqlite_store.load_frozen(export.ref)
+        store.load_frozen(export.ref)
     with pytest.raises(CorruptFileError):
-        sqlite_store.import_frozen(export.ref)
+        store.import_frozen(export.ref)
     with pytest.raises(CorruptFileError):
-        sqlite_store.export_frozen(export.ref, tmp_path / "out.pb")
+        store.export_frozen(export.ref, tmp_path / "out.pb")
     assert not (tmp_path / "out.pb").exists()
-    report = sqlite_store.verify()
+    report = store.verify()
     assert [(p.kind, p.export) for p in report.problems] == [("corrupt", export.id)]
-    sqlite_store.files.path_of(export.digest).unlink()
+    store.files.path_of(export.digest).unlink()
     with pytest.raises(MissingFileError):
-        sqlite_store.load_frozen(export.ref, verify=False)
+        store.load_frozen(export.ref, verify=False)
 
 
 def test_import_frozen_into_an_existing_graph_with_a_prefix(sqlite_store, seed_session):
@@ -312,15 +318,44 @@ def test_import_frozen_into_an_existing_graph_with_a_prefix(sqlite_store, seed_s
         assert float(sess.run("x:0")) == 3.0
 
 
-def test_export_for_deployment_writes_the_pb_and_a_sidecar(sqlite_store, seed_session, tmp_path):
-    run = sqlite_store.start_run("r")
+def test_import_frozen_refuses_names_the_graph_already_has(sqlite_store, seed_session):
+    # TensorFlow alone would import the frozen op_to_store as op_to_store_1, and
+    # get_tensor_by_name("op_to_store:0") would then find the graph's own op, not the frozen one.
+    export = sqlite_store.start_run("r").freeze(seed_session, ["op_to_store"])
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.constant(3.0, name="x")
+        tf.constant(4.0, name="op_to_store")
+    before = [op.name for op in graph.get_operations()]
+    with pytest.raises(ConflictError, match=r"has ops named x, op_to_store; pass a name prefix \(e.g. name='frozen'\)"):
+        sqlite_store.import_frozen(export.ref, graph)
+    assert [op.name for op in graph.get_operations()] == before
+
+    # A prefix used before is refused too, where TensorFlow would quietly switch to frozen_1/.
+    sqlite_store.import_frozen(export.ref, graph, name="frozen")
+    before = [op.name for op in graph.get_operations()]
+    with pytest.raises(ConflictError, match=r"frozen/x, .*another name prefix than 'frozen' \(e.g. name='frozen_1'\)"):
+        sqlite_store.import_frozen(export.ref, graph, name="frozen")
+    assert [op.name for op in graph.get_operations()] == before
+    # The suggested prefix works, and lands where it says even inside an open name scope.
+    with graph.as_default(), tf.compat.v1.name_scope("outer"):
+        sqlite_store.import_frozen(export.ref, graph, name="frozen_1")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        feeds = {"frozen_1/x:0": 2.0, "frozen_1/y:0": 3.0, "frozen/x:0": 5.0, "frozen/y:0": 5.0}
+        assert sess.run(["frozen_1/op_to_store:0", "frozen/op_to_store:0", "op_to_store:0"], feeds) == [7.0, 26.0, 4.0]
+    with pytest.raises(CkptstoreError, match="'no good' is not a valid name prefix"):
+        sqlite_store.import_frozen(export.ref, graph, name="no good")
+
+
+def test_export_for_deployment_writes_the_pb_and_a_sidecar(store, seed_session, tmp_path):
+    run = store.start_run("r")
     run.save(seed_session, 7)
     export = run.freeze(seed_session, ["op_to_store"], step=7)
-    sqlite_store.tag(export.ref, "prod")
-    path = sqlite_store.export_frozen("prod", tmp_path / "deploy" / "model.pb")
+    store.tag(export.ref, "prod")
+    path = store.export_frozen("prod", tmp_path / "deploy" / "model.pb")
     assert path == tmp_path / "deploy" / "model.pb"
     data = path.read_bytes()
-    assert data == sqlite_store.files.path_of(export.digest).read_bytes()
+    assert data == store.files.path_of(export.digest).read_bytes()
     meta = json.loads((tmp_path / "deploy" / "model.pb.json").read_text())
     assert meta["digest"] == blake3.blake3(data).hexdigest() == export.digest
     assert meta["lineage"] == {"run": "r", "step": 7, "checkpoint": "r@7"}
@@ -328,7 +363,7 @@ def test_export_for_deployment_writes_the_pb_and_a_sidecar(sqlite_store, seed_se
     assert (meta["export"], meta["kind"], meta["tf_version"], meta["size"]) == (export.ref, "tf1-graphdef", tf.__version__, len(data))
     assert meta["aliases"] == ["prod"] and meta["created_at"].endswith("+00:00")
     # A deployed copy is a file of its own, writable, and vanilla TensorFlow reads it.
-    assert path.stat().st_ino != sqlite_store.files.path_of(export.digest).stat().st_ino
+    assert path.stat().st_ino != store.files.path_of(export.digest).stat().st_ino
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(data)
     with tf.Graph().as_default() as g:
@@ -336,38 +371,51 @@ def test_export_for_deployment_writes_the_pb_and_a_sidecar(sqlite_store, seed_se
         with tf.compat.v1.Session(graph=g) as sess:
             assert float(sess.run("op_to_store:0", {"x:0": 5.0, "y:0": 5.0})) == 26.0
     # A directory receives export-ID.pb; no temporary files are left behind.
-    into_dir = sqlite_store.export_frozen(export.ref, tmp_path / "deploy")
+    into_dir = store.export_frozen(export.ref, tmp_path / "deploy")
     assert into_dir.name == f"export-{export.id}.pb"
     assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == sorted(
         ["model.pb", "model.pb.json", into_dir.name, into_dir.name + ".json"]
     )
 
 
-def test_an_export_outlives_the_checkpoint_it_was_frozen_from(sqlite_store, seed_session):
-    run = sqlite_store.start_run("r", retention=Retention(max_to_keep=1))
+def test_an_export_outlives_the_checkpoint_it_was_frozen_from(store, seed_session):
+    run = store.start_run("r", retention=Retention(max_to_keep=1))
     run.save(seed_session, 1)
     export = run.freeze(seed_session, ["op_to_store"], step=1)
     assert export.checkpoint_id is not None
     run.save(seed_session, 2)  # retention deletes step 1
-    assert [c.step for c in sqlite_store.checkpoints("r")] == [2]
-    after = sqlite_store.resolve(export.ref)
+    assert [c.step for c in store.checkpoints("r")] == [2]
+    after = store.resolve(export.ref)
     assert (after.step, after.checkpoint_id) == (1, None)
-    assert sqlite_store.gc().removed_objects == 0
-    assert float(sqlite_store.load_frozen(export.ref)(5.0, 5.0)) == 26.0
+    assert store.gc().removed_objects == 0
+    assert float(store.load_frozen(export.ref)(5.0, 5.0)) == 26.0
 
 
-def test_deleting_the_run_removes_its_exports_and_their_files(sqlite_store, seed_session):
-    export = sqlite_store.start_run("r").freeze(seed_session, ["op_to_store"])
-    path = sqlite_store.files.path_of(export.digest)
+def test_deleting_the_run_removes_its_exports_and_their_files(store, seed_session):
+    export = store.start_run("r").freeze(seed_session, ["op_to_store"])
+    path = store.files.path_of(export.digest)
     assert path.exists()
-    sqlite_store.delete_run("r")
-    assert sqlite_store.exports() == []
+    store.delete_run("r")
+    assert store.exports() == []
     assert not path.exists()
-    assert sqlite_store.verify().ok
+    assert store.verify().ok
 
 
-def test_freeze_flushes_buffered_metrics_first(sqlite_store, seed_session):
-    run = sqlite_store.start_run("r", flush_every=10_000, flush_seconds=3600)
+def test_freeze_flushes_buffered_metrics_first(store, seed_session):
+    run = store.start_run("r", flush_every=10_000, flush_seconds=3600)
     run.log(3, loss=0.5)
     run.freeze(seed_session, ["op_to_store"], step=3)
-    assert sqlite_store.steps("r")[0].metrics == {"loss": 0.5}
+    assert store.steps("r")[0].metrics == {"loss": 0.5}
+
+
+# --------------------------------------------------------------------------- the TensorFlow guard
+
+
+def test_tensorflow_tests_skip_without_tensorflow_but_fail_in_ci(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` raise ImportError
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="TensorFlow cannot be imported"):
+        require_tensorflow()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the TensorFlow tests"):
+        require_tensorflow()
