@@ -4,7 +4,8 @@
 The PostgreSQL cluster is created once per test session in a temp dir on a free loopback port
 (``initdb`` refuses root, so as root the cluster belongs to the ``postgres`` user) and each test
 gets a database of its own. Without ``initdb`` on PATH the PostgreSQL cases are skipped, except
-in CI (``CI=true``), where a missing server is a failure.
+in CI (``CI=true``), where a missing server is a failure. TensorFlow is the same:
+:func:`require_tensorflow` skips without it, and fails in CI.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +50,23 @@ def _pg_bin(name: str) -> str | None:
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tensorflow() -> Any:
+    """TensorFlow, for the test modules that need it: ``tf = require_tensorflow()`` at the top.
+
+    Without TensorFlow the calling module is skipped, as with ``pytest.importorskip``, except in
+    CI (``CI=true``): there an import that breaks fails the run, so a broken TensorFlow install
+    cannot turn every TensorFlow test into a silent skip and leave CI green.
+    """
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        reason = f"TensorFlow cannot be imported ({type(exc).__name__}: {exc})"
+        if _in_ci():
+            pytest.fail(f"{reason}; CI must run the TensorFlow tests", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
+    return tf
 
 
 class PgServer:

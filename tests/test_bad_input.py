@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from .conftest import require_tensorflow
+
+tf = require_tensorflow()
 
 import ckptstore  # noqa: E402
 from ckptstore import schema as S  # noqa: E402

@@ -46,7 +46,9 @@ def test_eight_processes_log_20000_values_each_without_losing_one(store_uri, bac
 
 def test_concurrent_writers_save_checkpoints_that_all_restore(store_uri, backend):
     """Writers that log and save at the same time, with gc running throughout."""
-    pytest.importorskip("tensorflow")
+    from .conftest import require_tensorflow
+
+    require_tensorflow()
     uri, root = store_uri
     res = stress.run_writers(
         uri, root, backend=backend, procs=3, values=2_000, checkpoints=4, flush_every=250, gc_loop=True, timeout=240

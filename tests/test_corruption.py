@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from .conftest import require_tensorflow
+
+tf = require_tensorflow()
 
 import ckptstore  # noqa: E402
 from ckptstore.errors import CorruptFileError, MissingFileError, StoreOpenError  # noqa: E402

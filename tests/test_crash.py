@@ -26,7 +26,9 @@ import ckptstore
 
 from .test_concurrency import stress
 
-pytest.importorskip("tensorflow")
+from .conftest import require_tensorflow
+
+require_tensorflow()
 
 
 @pytest.fixture(scope="module")
