@@ -4,7 +4,10 @@ Every command resolves its arguments, calls one library function and formats the
 rich tables for people, ``--json`` (the records' fields, via :func:`ckptstore.records.to_json`)
 for scripts. Errors the library raises on purpose (:class:`~ckptstore.errors.CkptstoreError`,
 and ``ValueError`` from its argument checks) are caught once, in :func:`main`, and printed as
-one line ``error: <message>`` on stderr with exit status 1; bad usage is Click's exit status 2.
+one line ``error: <message>`` on stderr with exit status 1; so is anything else a command raises
+(a database connection lost mid-command), named by its type, with the traceback kept for
+``CKPTSTORE_DEBUG=1``. Bad usage, including an option value out of range (steps are 0 to
+2**63-1, what the database's 64-bit integers hold), is Click's exit status 2.
 
 Start-up time is part of the interface (``ckptstore runs list`` on 1,000 runs answers in under
 0.3 s), so this module imports only Typer and the light parts of the package at load time:
@@ -24,6 +27,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
+# INT_MAX: the databases store 64-bit signed integers; a larger step would fail deep in the
+# driver instead of as bad usage here.
+from .constants import INT_MAX
 from .errors import CkptstoreError
 from .records import to_json
 
@@ -39,9 +45,10 @@ def _install_plain_coercion() -> None:
 
     Typer 0.2x converts every parameter through a pydantic ``TypeAdapter``, and importing
     pydantic takes ~0.13 s here: half the 0.3 s that ``ckptstore runs list`` may take. Values
-    that are already of their annotated type, or are plain decimal integers, are converted
-    here; everything else (ranges, choices, files, bad input and its error messages) still
-    goes to Typer's own conversion. Versions of Typer without that hook are left untouched.
+    that are already of their annotated type, or are plain decimal integers within the
+    option's ``min``/``max``, are converted here; everything else (choices, files, bad input
+    and its error messages, such as a step out of range) still goes to Typer's own conversion.
+    Versions of Typer without that hook are left untouched.
     """
     try:
         from typer import core
@@ -53,7 +60,8 @@ def _install_plain_coercion() -> None:
         return
     import re
 
-    integer = re.compile(r"[+-]?[0-9]+")
+    # At most 30 digits: int() refuses strings over 4,300 digits with a ValueError of its own.
+    integer = re.compile(r"[+-]?[0-9]{1,30}")
 
     @dataclass(frozen=True)
     class Plain(RuntimeParam):  # type: ignore[misc]
@@ -61,15 +69,20 @@ def _install_plain_coercion() -> None:
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
             ann, info = self.annotation, self.parameter_info
-            plain = getattr(info, "parser", None) is None and getattr(info, "click_type", None) is None and getattr(info, "min", None) is None and getattr(info, "max", None) is None
-            if plain:
+            low, high = getattr(info, "min", None), getattr(info, "max", None)
+            plain = getattr(info, "parser", None) is None and getattr(info, "click_type", None) is None
+            if plain and ann is int:
+                number = None
+                if isinstance(value, str) and integer.fullmatch(value):
+                    number = int(value)
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    number = value
+                if number is not None and (low is None or number >= low) and (high is None or number <= high):
+                    return number
+            elif plain and low is None and high is None:
                 if ann is str and isinstance(value, str):
                     return value
                 if ann is bool and isinstance(value, bool):
-                    return value
-                if ann is int and isinstance(value, str) and integer.fullmatch(value):
-                    return int(value)
-                if ann is int and isinstance(value, int) and not isinstance(value, bool):
                     return value
                 if ann == list[str] and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                     return list(value)
@@ -105,6 +118,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, see README) instead of a table.")]
+
 
 
 @dataclass
@@ -270,6 +284,16 @@ def _progress(what: str) -> Iterator[Optional[Callable[[int, int], None]]]:
         yield update
 
 
+def _check_status(value: Optional[str]) -> Optional[str]:
+    # A callback, not a Choice type: Typer converts choices through pydantic, which
+    # 'runs list' cannot afford to import (see _install_plain_coercion).
+    from .constants import RUN_STATUSES
+
+    if value is not None and value not in RUN_STATUSES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, RUN_STATUSES))}.")
+    return value
+
+
 def _parse_tags(items: Optional[list[str]]) -> Optional[dict[str, str]]:
     if not items:
         return None
@@ -288,7 +312,9 @@ def _parse_tags(items: Optional[list[str]]) -> Optional[dict[str, str]]:
 @runs_app.command("list")
 def runs_list(
     ctx: typer.Context,
-    status: Annotated[Optional[str], typer.Option(help="running, finished or failed.")] = None,
+    status: Annotated[
+        Optional[str], typer.Option(metavar="STATUS", callback=_check_status, help="running, finished or failed.")
+    ] = None,
     tag: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE; repeat to require several.")] = None,
     name: Annotated[Optional[str], typer.Option(help="A name or glob, e.g. 'resnet-*'.")] = None,
     as_json: JsonOpt = False,
@@ -375,8 +401,8 @@ def steps(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
     metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Only this metric; repeatable.")] = None,
-    start: Annotated[Optional[int], typer.Option("--from", help="First step (inclusive).")] = None,
-    stop: Annotated[Optional[int], typer.Option("--to", help="Last step (inclusive).")] = None,
+    start: Annotated[Optional[int], typer.Option("--from", min=0, max=INT_MAX, help="First step (inclusive).")] = None,
+    stop: Annotated[Optional[int], typer.Option("--to", min=0, max=INT_MAX, help="Last step (inclusive).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A run's metrics, step by step."""
@@ -398,7 +424,7 @@ def steps(
 @app.command()
 def at(
     ctx: typer.Context,
-    step: Annotated[int, typer.Argument(metavar="STEP", help="Training step.")],
+    step: Annotated[int, typer.Argument(metavar="STEP", min=0, max=INT_MAX, help="Training step.")],
     nearest: Annotated[bool, typer.Option(help="Each run's last step at or below STEP.")] = False,
     metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Only this metric; repeatable.")] = None,
     as_json: JsonOpt = False,
@@ -500,7 +526,9 @@ def restore(
     to: Annotated[str, typer.Option("--to", help="Directory to write (created if missing).")],
 ) -> None:
     """Write a checkpoint as a plain TensorFlow checkpoint directory (tf.train.latest_checkpoint reads it)."""
-    prefix = _open(ctx).materialize(ref, to)
+    store = _open(ctx)
+    with _progress("restoring") as progress:
+        prefix = store.materialize(ref, to, progress=progress)
     typer.echo(f"restored {ref} to {prefix}")
     typer.echo(f"  tf.train.latest_checkpoint({str(prefix.parent)!r}) -> {str(prefix)!r}")
 
@@ -604,10 +632,27 @@ def exports(
 def export(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="An export REF (export:ID, an alias, or run@step for the run's export there).")],
-    to: Annotated[str, typer.Option("--to", help="The .pb file to write (or a directory).")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The .pb file to write; or a directory (existing, or named with a trailing '/'), "
+            "which receives export-ID.pb.",
+        ),
+    ],
 ) -> None:
     """Write a frozen export's .pb for deployment, with a JSON sidecar (inputs, outputs, digest, lineage)."""
-    path = _open(ctx).export_frozen(ref, to)
+    store = _open(ctx)
+    target = to
+    if to.endswith(("/", os.sep)) or os.path.isdir(to):
+        # Without this, 'newdir/' would become a file named 'newdir' (pathlib drops the slash).
+        # The name is the library's for an existing directory, and it is resolved before
+        # anything is created, so a bad REF leaves no empty directory behind.
+        from .exports import export_of
+
+        info = export_of(store, ref)
+        ref, target = info.ref, os.path.join(to, f"export-{info.id}.pb")
+    path = store.export_frozen(ref, target)
     typer.echo(f"wrote {path} ({_size(path.stat().st_size)}) and {path}.json")
 
 
@@ -672,7 +717,9 @@ def gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove stored files no checkpoint or export references, and staging left by crashed saves."""
-    report = _open(ctx).gc(dry_run=dry_run)
+    store = _open(ctx)
+    with _progress("collecting") as progress:
+        report = store.gc(dry_run=dry_run, progress=progress)
     if as_json:
         _print_json(report)
         return
@@ -753,7 +800,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 @app.command()
 def demo(
     ctx: typer.Context,
-    steps_: Annotated[int, typer.Option("--steps", min=20, help="Training steps.")] = 300,
+    steps_: Annotated[int, typer.Option("--steps", min=20, max=INT_MAX, help="Training steps.")] = 300,
     plot_path: Annotated[str, typer.Option("--plot", help="Where to write the loss plot.")] = "demo-loss.png",
 ) -> None:
     """Train a small Keras model into the store, then tag, freeze, restore and plot it."""
@@ -787,13 +834,29 @@ def main() -> None:
     """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``)."""
     # TensorFlow's C++ start-up chatter would bury the one line a command prints.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # CKPTSTORE_DEBUG=1 lets any error end in its traceback, for a bug report.
+    debug = os.environ.get("CKPTSTORE_DEBUG", "") not in ("", "0")
     try:
         app(prog_name="ckptstore")
     except (CkptstoreError, ValueError) as exc:
+        if debug:
+            raise
         _error_line(str(exc) or type(exc).__name__)
         sys.exit(1)
     except OSError as exc:
+        if debug:
+            raise
         # A directory we may not write, a disk that is full: the user's to fix, not a bug.
         where = f": {exc.filename}" if exc.filename else ""
         _error_line(f"{exc.strerror or exc}{where}")
+        sys.exit(1)
+    except Exception as exc:
+        # Not raised on purpose (a PostgreSQL connection dropped mid-command, a bug): still one
+        # line, named by its type. Only the first line of the message: SQLAlchemy's go on with
+        # the SQL statement, its parameters and a link. Caught as Exception rather than by
+        # SQLAlchemy's classes, which 'runs list' must not import.
+        if debug:
+            raise
+        lines = str(exc).strip().splitlines()
+        _error_line(f"{type(exc).__name__}: {lines[0] if lines else '(no message)'} (CKPTSTORE_DEBUG=1 shows the traceback)")
         sys.exit(1)

@@ -29,6 +29,18 @@ finally:
     sys.stderr.write("\\nIMPORTED " + " ".join(m for m in ("tensorflow", "keras", "matplotlib") if m in sys.modules) + "\\n")
 """
 
+# Runs the CLI with one library call replaced by one that raises EXC (Python source).
+RAISES = """
+import runpy, sys
+import sqlalchemy.exc
+from ckptstore.store import Store
+def boom(self, *args, **kwargs):
+    raise {exc}
+Store.{method} = boom
+sys.argv = ["ckptstore", *sys.argv[1:]]
+runpy.run_module("ckptstore", run_name="__main__", alter_sys=True)
+"""
+
 NO_MATPLOTLIB = """
 import runpy, sys
 sys.modules["matplotlib"] = None  # as if it were not installed
@@ -73,6 +85,41 @@ def fails(*args: str, **kw) -> str:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     return lines[0]
+
+
+def bad_usage(*args: str, **kw) -> str:
+    """Run a command that must be refused as bad usage: exit 2, no traceback; the message, flattened."""
+    r = cli(*args, **kw)
+    assert r.returncode == 2, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    assert "Traceback" not in r.stderr
+    # Click may draw the message in a box over several lines.
+    return " ".join(r.stderr.replace("\u2502", " ").split())
+
+
+def on_terminal(*args: str, store: str | Path) -> tuple[int, str]:
+    """Run ``python -m ckptstore`` with stdout and stderr on a pseudo-terminal; (status, output)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ckptstore", "--store", str(store), *args], stdin=subprocess.DEVNULL,
+        stdout=slave, stderr=slave, env=_env({"TERM": "xterm-256color", "COLUMNS": "120"}),
+    )
+    os.close(slave)
+    out = b""
+    try:
+        while select.select([master], [], [], 300)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    return proc.wait(timeout=300), out.decode(errors="replace")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -170,6 +217,39 @@ def test_bad_usage_exits_2_without_traceback(built):
         assert "Traceback" not in r.stderr
 
 
+def test_numbers_beyond_64_bits_are_bad_usage(built):
+    too_big = "less than or equal to 9223372036854775807"
+    assert f"Invalid value for 'STEP': Input should be {too_big}" in bad_usage("at", "9223372036854775808", store=built)
+    assert f"'--from': Input should be {too_big}" in bad_usage("steps", "mlp", "--from", "9" * 23, store=built)
+    assert f"'--to': Input should be {too_big}" in bad_usage("steps", "mlp", "--to", "9" * 23, store=built)
+    assert "'--from': Input should be greater than or equal to 0" in bad_usage("steps", "mlp", "--from", "-1", store=built)
+    assert "Invalid value for '--to'" in bad_usage("steps", "mlp", "--to", "9" * 5000, store=built)
+    # the largest step there can be is a valid question
+    assert "no run has step 9223372036854775807" in ok("at", "9223372036854775807", store=built)
+    assert "in that range" in ok("steps", "mlp", "--from", "9223372036854775807", store=built)
+
+
+def test_huge_references_are_one_line_errors(built, tmp_path):
+    fails("export", "export:9223372036854775808", "--to", str(tmp_path / "f.pb"), store=built)
+    fails("export", "export:" + "9" * 30, "--to", str(tmp_path / "f.pb"), store=built)
+    fails("restore", "mlp@9223372036854775808", "--to", str(tmp_path / "r"), store=built)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unexpected_errors_are_one_line_exit_1(fresh):
+    dropped = 'sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))'
+    code = RAISES.format(exc=dropped, method="tag")
+    line = fails("tag", "mlp@10", "best", store=fresh, code=code)
+    assert line.startswith("error: OperationalError: ") and "server closed the connection unexpectedly" in line
+    assert "[SQL:" not in line and "CKPTSTORE_DEBUG=1" in line
+    line = fails("steps", "mlp", store=fresh, code=RAISES.format(exc='OverflowError("int too big")', method="steps"))
+    assert line.startswith("error: OverflowError: int too big")
+    r = cli("tag", "mlp@10", "best", store=fresh, code=code, env={"CKPTSTORE_DEBUG": "1"})
+    assert r.returncode == 1 and "Traceback" in r.stderr and "OperationalError" in r.stderr
+    with ckptstore.open_store(fresh, create=False) as store:
+        assert [a.name for a in store.versions()] == ["prod"]
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -196,7 +276,7 @@ def test_runs_list_filters(built):
     assert names("--tag", "team=vision", "--status", "finished") == ["mlp"]
     assert names("--name", "zzz*") == []
     assert "no runs match" in ok("runs", "list", "--name", "zzz*", store=built)
-    assert "status must be one of" in fails("runs", "list", "--status", "bogus", store=built)
+    assert "'bogus' is not one of 'running', 'finished', 'failed'" in bad_usage("runs", "list", "--status", "bogus", store=built)
 
 
 def test_store_comes_from_the_environment(built, tmp_path):
@@ -339,6 +419,19 @@ def test_exports_and_export(built, tmp_path):
     assert pb.stat().st_size == e["size"] and side["digest"] == e["digest"]
     assert side["lineage"] == {"run": "mlp", "step": 30, "checkpoint": "mlp@30"}
     assert "no export at step 10" in fails("export", "mlp@10", "--to", str(tmp_path / "x.pb"), store=built)
+
+
+def test_export_to_a_directory(built, tmp_path):
+    out = ok("export", "export:1", "--to", str(tmp_path / "new") + "/", store=built)
+    pb = tmp_path / "new" / "export-1.pb"
+    assert out.strip().startswith(f"wrote {pb} (") and out.strip().endswith(f"and {pb}.json")
+    assert json.loads((tmp_path / "new" / "export-1.pb.json").read_text())["export"] == "export:1"
+    (tmp_path / "existing").mkdir()
+    assert f"wrote {tmp_path / 'existing' / 'export-1.pb'}" in ok("export", "mlp@30", "--to", str(tmp_path / "existing"), store=built)
+    assert sorted(p.name for p in (tmp_path / "existing").iterdir()) == ["export-1.pb", "export-1.pb.json"]
+    # a bad REF leaves no directory behind
+    assert "no export at step 10" in fails("export", "mlp@10", "--to", str(tmp_path / "never") + "/", store=built)
+    assert not (tmp_path / "never").exists()
 
 
 # --------------------------------------------------------------------------- import, verify, gc
@@ -519,9 +612,19 @@ def test_runs_list_is_fast_on_1000_runs(tmp_path):
     assert sorted(times)[2] < 0.45, times
 
 
-def test_no_progress_bars_when_not_a_terminal(built):
-    r = cli("verify", store=built)
-    assert "\r" not in r.stdout + r.stderr and "\x1b[" not in r.stdout + r.stderr
+def test_no_progress_bars_when_not_a_terminal(built, tmp_path):
+    for args in (["verify"], ["restore", "prod", "--to", str(tmp_path / "r")], ["gc", "--dry-run"]):
+        r = cli(*args, store=built)
+        assert r.returncode == 0, r.stderr
+        assert "\r" not in r.stdout + r.stderr and "\x1b[" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("args, label", [(["restore", "prod", "--to", "{tmp}/r"], "restoring"),
+                                         (["gc", "--dry-run"], "collecting"), (["verify"], "verifying")])
+def test_progress_bars_on_a_terminal(built, tmp_path, args, label):
+    code, out = on_terminal(*[a.format(tmp=tmp_path) for a in args], store=built)
+    assert code == 0, out
+    assert label in out and "\x1b[" in out
 
 
 # --------------------------------------------------------------------------- plot
