@@ -13,6 +13,7 @@ __all__ = [
     "StoreOpenError",
     "SchemaTooNewError",
     "InvalidNameError",
+    "InvalidOptionError",
     "InvalidRefError",
     "UnknownRunError",
     "UnknownRefError",
@@ -50,6 +51,10 @@ class ReadOnlyStoreError(StoreOpenError):
 
 class InvalidNameError(CkptstoreError, ValueError):
     """A run or alias name breaks the naming rules."""
+
+
+class InvalidOptionError(CkptstoreError, ValueError):
+    """An option has a value it cannot take (a retention rule, a status filter, a buffer size)."""
 
 
 class InvalidRefError(CkptstoreError, ValueError):

@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from .errors import InvalidOptionError
+
 
 @dataclass(frozen=True)
 class KeepBest:
@@ -33,11 +35,11 @@ class KeepBest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
-            raise ValueError(f"keep_best metric must be a metric name, got {self.metric!r}")
+            raise InvalidOptionError(f"keep_best metric must be a metric name, got {self.metric!r}")
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
-            raise ValueError(f"keep_best k must be a whole number >= 1, got {self.k!r}")
+            raise InvalidOptionError(f"keep_best k must be a whole number >= 1, got {self.k!r}")
         if self.mode not in ("min", "max"):
-            raise ValueError(f"keep_best mode must be 'min' or 'max', got {self.mode!r}")
+            raise InvalidOptionError(f"keep_best mode must be 'min' or 'max', got {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Retention:
             # bool is an int to Python; max_to_keep=True is a mistake, not "keep 1".
             not isinstance(self.max_to_keep, int) or isinstance(self.max_to_keep, bool) or self.max_to_keep < 1
         ):
-            raise ValueError(
+            raise InvalidOptionError(
                 f"max_to_keep must be a whole number >= 1 (or None for all), got {self.max_to_keep!r}"
             )
         if self.keep_every_n_hours is not None and not (
@@ -59,7 +61,7 @@ class Retention:
             and not isinstance(self.keep_every_n_hours, bool)
             and self.keep_every_n_hours > 0
         ):
-            raise ValueError(
+            raise InvalidOptionError(
                 f"keep_every_n_hours must be a positive number of hours, got {self.keep_every_n_hours!r}"
             )
         if isinstance(self.keep_best, Mapping):

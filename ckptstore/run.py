@@ -28,7 +28,7 @@ from sqlalchemy import update
 
 from . import schema as S
 from .constants import INT_MAX
-from .errors import MetricValueError
+from .errors import InvalidOptionError, MetricValueError
 
 if TYPE_CHECKING:
     from .records import CheckpointInfo, ExportInfo
@@ -59,9 +59,9 @@ class Run:
         nonfinite: Literal["store", "raise", "skip"] = "store",
     ) -> None:
         if nonfinite not in ("store", "raise", "skip"):
-            raise ValueError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
+            raise InvalidOptionError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
         if flush_every < 1 or flush_seconds < 0:
-            raise ValueError("flush_every must be >= 1 and flush_seconds >= 0")
+            raise InvalidOptionError("flush_every must be >= 1 and flush_seconds >= 0")
         self.store = store
         self.id = run_id
         self.name = name

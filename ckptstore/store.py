@@ -24,6 +24,8 @@ from . import schema as S
 from .constants import INT_MAX
 from .errors import (
     ConflictError,
+    InvalidNameError,
+    InvalidOptionError,
     MetricValueError,
     ReadOnlyStoreError,
     StoreConfigError,
@@ -211,10 +213,10 @@ class Store:
         tag_items = {str(k): str(v) for k, v in (tags or {}).items()}
         for k, v in tag_items.items():
             if not k or len(k) > S.NAME_MAX:
-                raise ValueError(f"tag keys must be 1 to {S.NAME_MAX} characters, got {k!r:.60}")
+                raise InvalidNameError(f"tag keys must be 1 to {S.NAME_MAX} characters, got {k!r:.60}")
             if "\0" in k or "\0" in v:
                 # PostgreSQL text cannot hold NUL; refuse on every backend alike.
-                raise ValueError(f"tag {k!r:.60} must not contain NUL characters")
+                raise InvalidNameError(f"tag {k!r:.60} must not contain NUL characters")
         ret_json = retention.to_json() if retention is not None else None
         run_id = self._upsert_run(name, params, tag_items, ret_json)
         return Run(self, run_id, name, **logging_options)
@@ -291,7 +293,7 @@ class Store:
         >>> store.runs(status="finished", tags={"team": "vision"}, name="resnet-*")  # doctest: +SKIP
         """
         if status is not None and status not in S.RUN_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(S.RUN_STATUSES)}, got {status!r}")
+            raise InvalidOptionError(f"status must be one of {', '.join(S.RUN_STATUSES)}, got {status!r}")
         return self._runs_query(status=status, tags=tags, pattern=name)
 
     def _runs_query(
@@ -362,7 +364,7 @@ class Store:
 
     def set_status(self, name: str, status: str) -> None:
         if status not in S.RUN_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(S.RUN_STATUSES)}, got {status!r}")
+            raise InvalidOptionError(f"status must be one of {', '.join(S.RUN_STATUSES)}, got {status!r}")
         with self.write() as conn:
             rid = self._run_id(conn, name)
             conn.execute(
