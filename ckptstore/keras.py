@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import keras
 
+from .errors import InvalidOptionError
+
 if TYPE_CHECKING:
     from .records import CheckpointInfo
     from .run import Run
@@ -72,9 +74,9 @@ class StoreCallback(keras.callbacks.Callback):
         if save_every_n_steps is not None and (
             isinstance(save_every_n_steps, bool) or not isinstance(save_every_n_steps, int) or save_every_n_steps < 1
         ):
-            raise ValueError(f"save_every_n_steps must be a whole number >= 1, got {save_every_n_steps!r}")
+            raise InvalidOptionError(f"save_every_n_steps must be a whole number >= 1, got {save_every_n_steps!r}")
         if isinstance(initial_step, bool) or not isinstance(initial_step, int) or initial_step < 0:
-            raise ValueError(f"initial_step must be a whole number >= 0, got {initial_step!r}")
+            raise InvalidOptionError(f"initial_step must be a whole number >= 0, got {initial_step!r}")
         self.run = run
         self.save_every_n_steps = save_every_n_steps
         self.save_every_epoch = save_every_epoch
@@ -87,6 +89,7 @@ class StoreCallback(keras.callbacks.Callback):
         self._save_at_epoch_end = False  # a step save deferred until the epoch's metrics exist
         self._log_keys: set[str] = set()  # every key Keras logged during this fit
         self._saved_before_fit = 0
+        self._epoch_base = initial_step  # the step before the current epoch's first batch
 
     # Keras calls these -------------------------------------------------------------------
 
@@ -95,13 +98,25 @@ class StoreCallback(keras.callbacks.Callback):
         self._log_keys = set()
         self._saved_before_fit = len(self.saved)
 
+    def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._epoch_base = self.step
+
     def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
-        self.step += 1
+        # With steps_per_execution=K Keras calls this once per K batches, `batch` being the
+        # last one's index: the step follows the batch index, not the number of calls.
+        # Keras does not clip the last group at the epoch's end (batches 6-8 of 8 end at index 8).
+        done = batch + 1
+        steps = (self.params or {}).get("steps")
+        if steps:
+            done = min(done, steps)
+        prev = self.step
+        self.step = max(self._epoch_base + done, prev + 1)
         values = _numbers(logs)
         if values:
             self.run.log(self.step, **values)
             self._log_keys.update(values)
-        if not (self.save_every_n_steps and self.step % self.save_every_n_steps == 0):
+        every = self.save_every_n_steps
+        if not (every and self.step // every > prev // every):  # a multiple of `every` reached
             return
         if self.monitor is None or self.monitor in values:
             self._save(values.get(self.monitor) if self.monitor is not None else None)

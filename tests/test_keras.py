@@ -7,8 +7,10 @@ import pytest
 
 from ckptstore import KeepBest, Retention
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
+from .conftest import require_tensorflow
+
+tf = require_tensorflow()
+import keras  # noqa: E402  (ships with TensorFlow 2.16+)
 
 from ckptstore.keras import StoreCallback  # noqa: E402
 
@@ -44,6 +46,23 @@ def test_logs_batches_and_epochs_and_saves_every_n_steps(sqlite_store, data):
     assert [ck.step for ck in sqlite_store.checkpoints("fit")] == [3, 6, 9, 12]
     assert [ck.step for ck in cb.saved] == [3, 6, 9, 12]
     assert cb.step == 12
+
+
+def test_steps_follow_batches_when_keras_runs_several_per_call(sqlite_store, data):
+    # steps_per_execution=3: Keras calls on_train_batch_end once per 3 batches.
+    x, y = data
+    keras.utils.set_random_seed(0)
+    model = _model()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", steps_per_execution=3)
+    run = sqlite_store.start_run("spe")
+    cb = StoreCallback(run, save_every_n_steps=4)
+    # 64 / 8 = 8 batches per epoch, 2 epochs: calls after batches 3, 6, 8 of each epoch
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[cb], verbose=0, shuffle=False)
+    run.finish()
+    assert cb.step == 16
+    assert [r.step for r in sqlite_store.steps("spe", keys=["loss"])] == [3, 6, 8, 11, 14, 16]
+    # a multiple of 4 reached within a call saves at that call's step
+    assert [ck.step for ck in sqlite_store.checkpoints("spe")] == [6, 8, 14, 16]
 
 
 def test_saved_checkpoint_restores_into_a_fresh_model(sqlite_store, data):
