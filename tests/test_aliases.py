@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from .conftest import require_tensorflow
+
+tf = require_tensorflow()
 
 from ckptstore import Retention  # noqa: E402
 from ckptstore.errors import (  # noqa: E402

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+from .conftest import require_tensorflow
+
+tf = require_tensorflow()
 
 import ckptstore  # noqa: E402
 from ckptstore import KeepBest, Retention  # noqa: E402
@@ -142,7 +144,7 @@ def test_tf2_checkpoint_round_trip_and_variable_names(store):
 
 
 def test_keras_model_saved_and_restored_directly():
-    keras = pytest.importorskip("keras")
+    import keras  # ships with TensorFlow 2.16+
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -180,55 +182,56 @@ def test_restoring_a_tf1_checkpoint_into_a_tf2_object_is_a_clear_error(sqlite_st
 # --------------------------------------------------------------------------- files
 
 
-def test_identical_files_are_stored_once_and_read_only(sqlite_store):
+def test_identical_files_are_stored_once_and_read_only(store):
     _, sess, _ = seed_graph()
-    run = sqlite_store.start_run("r")
+    run = store.start_run("r")
     for step in (1, 2, 3):
         run.save(sess, step)
-    objects = [p for _, p in sqlite_store.files.object_digests()]
+    objects = [p for _, p in store.files.object_digests()]
     # data, index and meta are the same bytes at every step: three objects for nine files.
     assert len(objects) == 3
-    assert sum(len(c.files) for c in sqlite_store.checkpoints("r")) == 9
+    assert sum(len(c.files) for c in store.checkpoints("r")) == 9
     for p in objects:
         assert stat.S_IMODE(p.stat().st_mode) == 0o444
 
 
-def test_saving_a_step_again_replaces_it(sqlite_store):
+def test_saving_a_step_again_replaces_it(store):
     _, sess, b = seed_graph()
-    run = sqlite_store.start_run("r")
+    run = store.start_run("r")
     run.save(sess, 1)
     with sess.graph.as_default():
         sess.run(b.assign(3.0))
     run.save(sess, 1)
-    assert [c.step for c in sqlite_store.checkpoints("r")] == [1]
-    assert float(sqlite_store.read_variable("r@1", "b")) == 3.0
+    assert [c.step for c in store.checkpoints("r")] == [1]
+    assert float(store.read_variable("r@1", "b")) == 3.0
     run.save(sess, 1)  # the very same bytes again: the blobs must survive their own replacement
-    assert sqlite_store.verify().problems == []
-    assert float(sqlite_store.read_variable("r@1", "b")) == 3.0
-    sqlite_store.gc()
-    assert len(list(sqlite_store.files.object_digests())) == 3
+    assert store.verify().problems == []
+    assert float(store.read_variable("r@1", "b")) == 3.0
+    store.gc()
+    assert len(list(store.files.object_digests())) == 3
 
 
-def test_metrics_are_flushed_before_a_save(sqlite_store):
+def test_metrics_are_flushed_before_a_save(store, store_uri):
     _, sess, _ = seed_graph()
-    run = sqlite_store.start_run("r", flush_every=10_000, flush_seconds=3600)
+    run = store.start_run("r", flush_every=10_000, flush_seconds=3600)
     run.log(7, loss=0.5)
     run.save(sess, 7)
-    other = ckptstore.open_store(str(sqlite_store.root))
+    uri, root = store_uri
+    other = ckptstore.open_store(uri, root=root)  # another handle, as another process would
     assert other.at_step(7)[0].metrics == {"loss": 0.5}
     assert other.at_step(7)[0].checkpoint_step == 7
     other.close()
 
 
-def test_unknown_step_names_the_steps_that_exist(sqlite_store):
+def test_unknown_step_names_the_steps_that_exist(store):
     _, sess, _ = seed_graph()
-    run = sqlite_store.start_run("r")
+    run = store.start_run("r")
     run.save(sess, 100)
     run.save(sess, 200)
     with pytest.raises(UnknownRefError, match="100, 200"):
-        sqlite_store.restore("r@150", fresh_session())
+        store.restore("r@150", fresh_session())
     with pytest.raises(UnknownRefError, match="at or below step 50"):
-        sqlite_store.checkpoint("r@~50")
+        store.checkpoint("r@~50")
 
 
 def test_metadata_reads_do_not_import_tensorflow(sqlite_store):
@@ -252,11 +255,11 @@ def test_metadata_reads_do_not_import_tensorflow(sqlite_store):
 # --------------------------------------------------------------------------- materialize
 
 
-def test_materialized_directory_is_read_by_vanilla_tensorflow(sqlite_store, tmp_path):
+def test_materialized_directory_is_read_by_vanilla_tensorflow(store, tmp_path):
     _, sess, _ = seed_graph()
-    run = sqlite_store.start_run("r")
+    run = store.start_run("r")
     run.save(sess, 1000)
-    prefix = sqlite_store.materialize("r@1000", tmp_path / "plain")
+    prefix = store.materialize("r@1000", tmp_path / "plain")
     assert tf.train.latest_checkpoint(str(tmp_path / "plain")) == str(prefix)
     g = tf.Graph()
     with g.as_default():
@@ -307,66 +310,66 @@ def test_restore_refuses_a_corrupt_data_file(sqlite_store):
 # --------------------------------------------------------------------------- retention
 
 
-def test_max_to_keep_and_keep_best(sqlite_store):
+def test_max_to_keep_and_keep_best(store):
     _, sess, _ = seed_graph()
-    run = sqlite_store.start_run(
+    run = store.start_run(
         "r", retention=Retention(max_to_keep=2, keep_best=KeepBest("loss", k=1, mode="min"))
     )
     losses = {1: 0.9, 2: 0.1, 3: 0.5, 4: 0.7, 5: 0.8}
     for step, loss in losses.items():
         run.log(step, loss=loss)
         run.save(sess, step)
-    assert [c.step for c in sqlite_store.checkpoints("r")] == [2, 4, 5]
+    assert [c.step for c in store.checkpoints("r")] == [2, 4, 5]
 
 
-def test_keep_best_in_max_mode(sqlite_store):
+def test_keep_best_in_max_mode(store):
     _, sess, _ = seed_graph()
-    run = sqlite_store.start_run("r", retention=Retention(max_to_keep=1, keep_best=KeepBest("acc", k=2, mode="max")))
+    run = store.start_run("r", retention=Retention(max_to_keep=1, keep_best=KeepBest("acc", k=2, mode="max")))
     for step, acc in {1: 0.3, 2: 0.9, 3: 0.8, 4: 0.1, 5: 0.2}.items():
         run.log(step, acc=acc)
         run.save(sess, step)
-    assert [c.step for c in sqlite_store.checkpoints("r")] == [2, 3, 5]
+    assert [c.step for c in store.checkpoints("r")] == [2, 3, 5]
 
 
-def test_keep_every_n_hours_marks_checkpoints_kept(sqlite_store):
+def test_keep_every_n_hours_marks_checkpoints_kept(store):
     from sqlalchemy import update
 
     from ckptstore import schema as S
 
     _, sess, _ = seed_graph()
-    run = sqlite_store.start_run("r")
+    run = store.start_run("r")
     for step in range(1, 6):
         run.save(sess, step)
     # Pretend the run started with the first checkpoint and they were written one hour apart.
-    with sqlite_store.write() as conn:
-        for c in sqlite_store.checkpoints("r"):
+    with store.write() as conn:
+        for c in store.checkpoints("r"):
             conn.execute(update(S.Checkpoint).where(S.Checkpoint.id == c.id).values(
                 created_at=c.created_at - timedelta(hours=10 - c.step)))
             if c.step == 1:
                 conn.execute(update(S.Run).where(S.Run.name == "r").values(created_at=c.created_at - timedelta(hours=9)))
-    sqlite_store.set_retention("r", Retention(max_to_keep=1, keep_every_n_hours=2))
+    store.set_retention("r", Retention(max_to_keep=1, keep_every_n_hours=2))
     # As tf.train.Saver: the clock starts when the run starts; step 3 is the first one 2 h
     # later and is kept for good, step 5 is the newest.
-    assert sqlite_store.apply_retention("r") == [1, 2, 4]
-    assert {c.step: c.state for c in sqlite_store.checkpoints("r")} == {3: "kept", 5: "committed"}
+    assert store.apply_retention("r") == [1, 2, 4]
+    assert {c.step: c.state for c in store.checkpoints("r")} == {3: "kept", 5: "committed"}
 
 
-def test_retention_deletes_files_no_longer_referenced(sqlite_store):
+def test_retention_deletes_files_no_longer_referenced(store):
     m = Tiny()
-    run = sqlite_store.start_run("r", retention=Retention(max_to_keep=1))
+    run = store.start_run("r", retention=Retention(max_to_keep=1))
     ckpt = tf.train.Checkpoint(model=m)
     for step in (1, 2, 3):
         m.w.assign_add(tf.ones([3, 2]))
         run.save(ckpt, step)
-    assert [c.step for c in sqlite_store.checkpoints("r")] == [3]
-    referenced = {f.digest for f in sqlite_store.checkpoints("r")[0].files}
-    assert {d for d, _ in sqlite_store.files.object_digests()} == referenced
+    assert [c.step for c in store.checkpoints("r")] == [3]
+    referenced = {f.digest for f in store.checkpoints("r")[0].files}
+    assert {d for d, _ in store.files.object_digests()} == referenced
 
 
 # --------------------------------------------------------------------------- import
 
 
-def test_import_a_vanilla_saver_directory(sqlite_store, tmp_path):
+def test_import_a_vanilla_saver_directory(store, tmp_path):
     g, sess, b = seed_graph()
     with g.as_default():
         saver = tf.compat.v1.train.Saver(max_to_keep=2)
@@ -374,17 +377,17 @@ def test_import_a_vanilla_saver_directory(sqlite_store, tmp_path):
             sess.run(b.assign(float(step)))
             saver.save(sess, str(tmp_path / "ck" / "model.ckpt"), global_step=step)
     before = sorted(os.listdir(tmp_path / "ck"))
-    imported = sqlite_store.import_checkpoints(tmp_path / "ck", run="legacy")
+    imported = store.import_checkpoints(tmp_path / "ck", run="legacy")
     assert [c.step for c in imported] == [20, 30]
     assert sorted(os.listdir(tmp_path / "ck")) == before  # left untouched
-    assert float(sqlite_store.read_variable("legacy@30", "b")) == 30.0
-    assert sqlite_store.import_checkpoints(tmp_path / "ck", run="legacy") == []
+    assert float(store.read_variable("legacy@30", "b")) == 30.0
+    assert store.import_checkpoints(tmp_path / "ck", run="legacy") == []
     s2 = fresh_session()
-    sqlite_store.restore("legacy@20", s2)
+    store.restore("legacy@20", s2)
     assert run_op(s2) == 45.0
 
 
-def test_import_a_checkpoint_manager_directory_without_state_file(sqlite_store, tmp_path):
+def test_import_a_checkpoint_manager_directory_without_state_file(store, tmp_path):
     m = Tiny(1.0)
     ckpt = tf.train.Checkpoint(model=m)
     manager = tf.train.CheckpointManager(ckpt, str(tmp_path / "mgr"), max_to_keep=3)
@@ -392,21 +395,21 @@ def test_import_a_checkpoint_manager_directory_without_state_file(sqlite_store, 
         m.w.assign_add(tf.ones([3, 2]))
         manager.save()
     (tmp_path / "mgr" / "checkpoint").unlink()
-    imported = sqlite_store.import_checkpoints(tmp_path / "mgr", run="mgr")
+    imported = store.import_checkpoints(tmp_path / "mgr", run="mgr")
     assert [(c.step, c.format) for c in imported] == [(1, "tf2-checkpoint"), (2, "tf2-checkpoint"), (3, "tf2-checkpoint")]
     target = Tiny(0.0)
-    sqlite_store.restore("mgr@latest", tf.train.Checkpoint(model=target))
+    store.restore("mgr@latest", tf.train.Checkpoint(model=target))
     np.testing.assert_array_equal(target.w.numpy(), np.full([3, 2], 4.0))
 
 
-def test_import_refuses_a_directory_without_checkpoints(sqlite_store, tmp_path):
+def test_import_refuses_a_directory_without_checkpoints(store, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("hi")
     with pytest.raises(NoCheckpointFoundError):
-        sqlite_store.import_checkpoints(tmp_path / "empty", run="x")
+        store.import_checkpoints(tmp_path / "empty", run="x")
     with pytest.raises(NoCheckpointFoundError):
-        sqlite_store.import_checkpoints(tmp_path / "missing", run="x")
-    assert sqlite_store.runs() == []
+        store.import_checkpoints(tmp_path / "missing", run="x")
+    assert store.runs() == []
 
 
 def test_import_a_saver_directory_that_was_moved(store, tmp_path):

@@ -360,7 +360,9 @@ def test_queries_about_an_unknown_run_are_clear_errors(logged):
 
 @pytest.fixture(scope="module")
 def tf():
-    return pytest.importorskip("tensorflow")
+    from .conftest import require_tensorflow
+
+    return require_tensorflow()
 
 
 def test_save_flushes_buffered_metrics_first_and_at_step_reports_checkpoints(store, tf):
