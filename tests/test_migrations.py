@@ -336,7 +336,12 @@ def test_the_wheel_ships_the_migration_environment(built_wheel):
 
 def test_a_non_editable_install_creates_and_migrates_a_store(built_wheel, tmp_path):
     site = tmp_path / "site"
-    zipfile.ZipFile(built_wheel).extractall(site)
+    # A real, non-editable pip install of the wheel (dependencies are the test venv's own).
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", str(site), str(built_wheel)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert pip.returncode == 0, pip.stderr
     code = textwrap.dedent(
         """
         import sys, ckptstore
@@ -357,6 +362,14 @@ def test_a_non_editable_install_creates_and_migrates_a_store(built_wheel, tmp_pa
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [db.HEAD_REVISION, "0.5"]
+    # The console script pip wrote works on that store too.
+    cli = subprocess.run(
+        [str(site / "bin" / "ckptstore"), "--store", str(tmp_path / "store"), "db", "current"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(site)},
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.split()[0] == db.HEAD_REVISION
 
 
 def test_every_library_error_here_is_a_ckptstore_error():
