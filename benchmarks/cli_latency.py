@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _peers import find_mlflow_python  # noqa: E402
 
 STEPS = 20
 
@@ -68,16 +70,6 @@ MLFLOW_BUILD = textwrap.dedent(
         client.set_terminated(rid, "FAILED" if i % 10 == 9 else "FINISHED")
     """
 )
-
-
-def find_mlflow_python(explicit: str | None) -> str | None:
-    candidates = [explicit] if explicit else [sys.executable, "/tmp/mlflow-venv/bin/python"]
-    for py in candidates:
-        if py and Path(py).exists():
-            ok = subprocess.run([py, "-c", "import mlflow"], capture_output=True).returncode == 0
-            if ok:
-                return py
-    return None
 
 
 def time_command(cmd: list[str], env: dict[str, str], repeat: int) -> tuple[float, int]:

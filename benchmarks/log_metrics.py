@@ -3,26 +3,33 @@
 1. ``run.log()``: one call per step with 4 metrics, 1,000,000 values, default buffering,
    timed from the first call to the run's end (the final flush included).
    Target (issue 2): >= 100,000 values/s.
-2. When ``mlflow`` is importable: MLflow's ``log_metric`` (one call per value; a bounded number
-   of values, since it manages a few hundred per second, and the rate extrapolated) and
-   ``log_batch`` (1,000 metrics per call) against a SQLite-backed MLflow store, with ratios.
+2. When MLflow is importable (here, in /tmp/mlflow-venv, or the interpreter given with
+   ``--mlflow-python``; it runs in that interpreter): MLflow's ``log_metric`` (one call per
+   value; a bounded number of values, since it manages a few hundred per second, and the rate
+   extrapolated) and ``log_batch`` (1,000 metrics per call) against a SQLite-backed MLflow
+   store, with ratios.
 3. A store of 1,000 runs x 1,000 steps x 4 metrics, filled through the same batched path
    ``run.log`` uses, then the median time of ``store.at_step(S)`` exact and nearest.
    Target: <= 50 ms.
 
 Never imports TensorFlow.
 
-    python benchmarks/log_metrics.py [--values 1000000] [--runs 1000] [--steps 1000]
+    python benchmarks/log_metrics.py [--values 1000000] [--runs 1000] [--steps 1000] [--mlflow-python PY]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peers import find_mlflow_python  # noqa: E402
 
 N_KEYS = 4
 LOG_TARGET = 100_000  # values/s
@@ -125,7 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlflow-single", type=int, default=2_000, help="values for MLflow log_metric")
     ap.add_argument("--mlflow-batch", type=int, default=100_000, help="values for MLflow log_batch")
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--mlflow-python", default=None, help="an interpreter that can import mlflow")
+    ap.add_argument("--mlflow-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.mlflow_child:  # inside the MLflow interpreter: measure, print JSON, nothing else
+        import mlflow
+
+        single, batch = bench_mlflow(Path(args.mlflow_child), args.mlflow_single, args.mlflow_batch)
+        print(json.dumps({"version": mlflow.__version__, "single": single, "batch": batch}))
+        return 0
 
     ok = True
     with tempfile.TemporaryDirectory(prefix="ckptstore-bench-") as tmp:
@@ -134,18 +149,24 @@ def main(argv: list[str] | None = None) -> int:
         ok &= rate >= LOG_TARGET
         print(f"run.log: {rate:,.0f} values/s (target >= {LOG_TARGET:,}) {_verdict(rate >= LOG_TARGET)}")
 
-        try:
-            import mlflow  # noqa: F401
-        except ImportError:
-            print("mlflow: not installed, comparison skipped")
+        mlflow_py = find_mlflow_python(args.mlflow_python)
+        if mlflow_py is None:
+            print("mlflow: not importable (install it in /tmp/mlflow-venv to compare), comparison skipped")
         else:
-            single, batch = bench_mlflow(work, args.mlflow_single, args.mlflow_batch)
+            (work / "mlflow").mkdir()
+            out = subprocess.run(
+                [mlflow_py, __file__, "--mlflow-child", str(work / "mlflow"),
+                 "--mlflow-single", str(args.mlflow_single), "--mlflow-batch", str(args.mlflow_batch)],
+                capture_output=True, text=True, check=True, env={"GIT_PYTHON_REFRESH": "quiet", **__import__("os").environ},
+            )
+            peer = json.loads(out.stdout.strip().splitlines()[-1])
+            version, single, batch = peer["version"], peer["single"], peer["batch"]
             print(
-                f"mlflow {mlflow.__version__} log_metric: {single:,.0f} values/s "
+                f"mlflow {version} log_metric: {single:,.0f} values/s "
                 f"({args.mlflow_single:,} values, extrapolated); run.log is {rate / single:,.0f}x faster"
             )
             print(
-                f"mlflow {mlflow.__version__} log_batch: {batch:,.0f} values/s "
+                f"mlflow {version} log_batch: {batch:,.0f} values/s "
                 f"({args.mlflow_batch:,} values); run.log is {rate / batch:,.1f}x faster"
             )
 
