@@ -15,8 +15,6 @@ SQLAlchemy comes with the store, rich only when a table goes to a terminal, Tens
 with the commands that need it (``import``, ``demo``), matplotlib only with ``plot``.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from collections.abc import Iterator, Sequence
