@@ -835,7 +835,22 @@ def main() -> None:
     # CKPTSTORE_DEBUG=1 lets any error end in its traceback, for a bug report.
     debug = os.environ.get("CKPTSTORE_DEBUG", "") not in ("", "0")
     try:
-        app(prog_name="ckptstore")
+        # standalone_mode=False: Click's usage errors reach us, to be printed as one line like
+        # every other error, instead of Click's multi-line box.
+        status = app(prog_name="ckptstore", standalone_mode=False)
+    except typer.TyperException as exc:  # Click's UsageError, BadParameter, ...
+        if type(exc).__name__ == "NoArgsIsHelpError":  # 'ckptstore runs': the help is the answer
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None and exc.exit_code == 2 else ""
+        _error_line(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _error_line("aborted")
+        sys.exit(1)
     except (CkptstoreError, ValueError) as exc:
         if debug:
             raise
@@ -858,3 +873,5 @@ def main() -> None:
         lines = str(exc).strip().splitlines()
         _error_line(f"{type(exc).__name__}: {lines[0] if lines else '(no message)'} (CKPTSTORE_DEBUG=1 shows the traceback)")
         sys.exit(1)
+    # The command's return value, or the code of a typer.Exit it raised (Ctrl-C: 130).
+    sys.exit(status if isinstance(status, int) else 0)

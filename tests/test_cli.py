@@ -215,6 +215,9 @@ def test_bad_usage_exits_2_without_traceback(built):
         r = cli(*args, store=built)
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr
+        # one line, like every other error, pointing at the help
+        [line] = r.stderr.strip().splitlines()
+        assert line.startswith("error: ") and line.endswith("--help')"), line
 
 
 def test_numbers_beyond_64_bits_are_bad_usage(built):
