@@ -561,3 +561,24 @@ def test_saving_content_whose_stored_copy_was_damaged_replaces_the_damaged_copy(
     s2 = fresh_session()
     store.restore("a@1", s2, verify="full")
     assert run_op(s2) == 26.0
+
+
+def test_verify_does_not_call_files_deleted_meanwhile_damage(store):
+    # Retention or a delete in another process may remove a checkpoint while verify hashes:
+    # its files vanish, which is not damage. Here the deletion happens between two files.
+    m = Tiny()
+    run = store.start_run("r")
+    ckpt = tf.train.Checkpoint(model=m)
+    for step in (1, 2):
+        m.w.assign_add(tf.ones([3, 2]))  # distinct contents: deleting r@1 frees its files
+        run.save(ckpt, step)
+    deleted = []
+
+    def delete_once(done: int, total: int) -> None:
+        if not deleted:
+            store.delete_checkpoint("r@1")
+            deleted.append(True)
+
+    report = store.verify(progress=delete_once)
+    assert deleted and report.ok, report.problems
+    assert [c.step for c in store.checkpoints("r")] == [2]
