@@ -640,17 +640,7 @@ def export(
     ],
 ) -> None:
     """Write a frozen export's .pb for deployment, with a JSON sidecar (inputs, outputs, digest, lineage)."""
-    store = _open(ctx)
-    target = to
-    if to.endswith(("/", os.sep)) or os.path.isdir(to):
-        # Without this, 'newdir/' would become a file named 'newdir' (pathlib drops the slash).
-        # The name is the library's for an existing directory, and it is resolved before
-        # anything is created, so a bad REF leaves no empty directory behind.
-        from .exports import export_of
-
-        info = export_of(store, ref)
-        ref, target = info.ref, os.path.join(to, f"export-{info.id}.pb")
-    path = store.export_frozen(ref, target)
+    path = _open(ctx).export_frozen(ref, to)
     typer.echo(f"wrote {path} ({_size(path.stat().st_size)}) and {path}.json")
 
 

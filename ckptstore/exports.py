@@ -494,7 +494,8 @@ def export_frozen(
 ) -> Path:
     """Write an export's ``.pb`` to ``path`` plus a JSON sidecar ``path + ".json"``; returns the path.
 
-    An existing directory as ``path`` receives ``export-ID.pb``. The sidecar holds the inputs,
+    A directory as ``path`` (an existing one, or one named with a trailing ``/``, created then)
+    receives ``export-ID.pb``. The sidecar holds the inputs,
     outputs, digest, size, TensorFlow version and lineage (run, step, checkpoint), so a
     deployment can check what it serves without the store. Both files are written to a
     temporary name and renamed, so a reader never sees half a file.
@@ -502,7 +503,8 @@ def export_frozen(
     info = export_of(store, ref)
     check_files(store, [_file_info(info)], verify)
     dst = Path(path)
-    if dst.is_dir():
+    # Path() drops a trailing slash: 'newdir/' would otherwise become a file named 'newdir'.
+    if dst.is_dir() or os.fspath(path).endswith(("/", os.sep)):
         dst = dst / f"export-{info.id}.pb"
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
