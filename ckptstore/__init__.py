@@ -29,14 +29,19 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {"open_store": "store", "Store": "store", "Run": "run"}
+# Submodules reachable as attributes (``ckptstore.keras.StoreCallback`` after ``import
+# ckptstore``), imported on first use: ``keras`` imports TensorFlow.
+_SUBMODULES = ("keras", "demo", "plot")
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ckptstore' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

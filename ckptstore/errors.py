@@ -26,6 +26,8 @@ __all__ = [
     "ConflictError",
     "ReadOnlyStoreError",
     "TensorFlowMissingError",
+    "DiskFullError",
+    "AccessDeniedError",
 ]
 
 
@@ -99,3 +101,23 @@ class ConflictError(CkptstoreError):
 
 class TensorFlowMissingError(CkptstoreError):
     """The operation needs TensorFlow, which is not installed."""
+
+
+class DiskFullError(CkptstoreError):
+    """The disk (or a quota) ran out of space while writing."""
+
+
+class AccessDeniedError(CkptstoreError):
+    """The operating system refused access to a file or directory."""
+
+
+def from_os_error(what: str, exc: OSError) -> CkptstoreError:
+    """An ``OSError`` met while doing ``what`` ("cannot write /x"), as one line naming the file."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in what else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"{what}: no space left on the device{where}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return AccessDeniedError(f"{what}: permission denied{where}")
+    return CkptstoreError(f"{what}: {exc.strerror or exc}{where}")

@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from .errors import InvalidNameError, InvalidRefError
+from .errors import InvalidNameError, InvalidRefError, MetricValueError
 from .constants import INT_MAX, NAME_MAX
 
 RefKind = Literal["step", "latest", "nearest", "alias", "export"]
@@ -133,3 +133,25 @@ def parse_ref(text: object) -> Ref:
 
 def _short(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_step(step: object) -> int:
+    """``step`` as an int if it is a whole number from 0 to 2**63 - 1 (a BIGINT column), else
+    :class:`MetricValueError`: a larger step would fail deep in the database driver."""
+    if isinstance(step, bool):
+        raise MetricValueError(f"step must be a whole number >= 0, got {step!r}")
+    try:
+        i = int(step)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        raise MetricValueError(f"step must be a whole number >= 0, got {shown(step)}") from None
+    if i != step or i < 0:
+        raise MetricValueError(f"step must be a whole number >= 0, got {shown(step)}")
+    if i > INT_MAX:
+        raise MetricValueError(f"step {i} is larger than the largest step, 2**63 - 1")
+    return i
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters for an error message."""
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."

@@ -167,11 +167,15 @@ class AliasInfo:
 class Problem:
     """One thing ``verify`` found wrong."""
 
-    kind: str  # "missing", "corrupt", "unexpected", "stale-staging"
+    kind: str  # "missing", "corrupt", "unreadable", "database", "unexpected", "stale-staging"
     path: str
     detail: str
     checkpoint: Optional[str] = None  # run@step, when a checkpoint is affected
     export: Optional[int] = None
+
+
+#: The problems that mean stored data is damaged (the others are leftovers ``gc`` removes).
+DAMAGE = ("missing", "corrupt", "unreadable", "database")
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not any(p.kind in ("missing", "corrupt") for p in self.problems)
+        return not any(p.kind in DAMAGE for p in self.problems)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 ``run.log(step, **metrics)`` only appends to an in-memory buffer; rows reach the database in
 batches (every ``flush_every`` values, every ``flush_seconds``, before each checkpoint save, when
-the run ends and at interpreter exit), one transaction per batch. This is what makes per-step
-logging cost microseconds instead of a round trip.
+the run ends, when its store closes and at interpreter exit), one transaction per batch. This is
+what makes per-step logging cost microseconds instead of a round trip.
 
 Metric values policy:
 
@@ -13,6 +13,12 @@ Metric values policy:
 * NaN and +/-inf are stored by default (a diverging loss is worth seeing) and read back as such;
   ``nonfinite="raise"`` refuses them, ``nonfinite="skip"`` drops them silently.
 * Logging the same (step, key) twice keeps the last value.
+
+**Who keeps buffered values alive.** Each store has one :class:`LiveRuns` registry. It holds
+run handles *weakly* (a handle used only to save is not kept alive) and holds strongly only the
+buffers that have unwritten values, so a handle dropped without ``finish()`` (a training function
+that returns, ``store.run(n).log(...)`` as a one-liner) loses nothing: its buffer is written when
+the store closes or the interpreter exits.
 """
 
 from __future__ import annotations
@@ -22,27 +28,92 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence
+import weakref
+from typing import Any, Literal, Optional, Sequence
 
-from sqlalchemy import update
-
-from . import schema as S
-from .constants import INT_MAX
+from .constants import NAME_MAX
 from .errors import InvalidOptionError, MetricValueError
-
-if TYPE_CHECKING:
-    from .records import CheckpointInfo, ExportInfo
-    from .retention import Retention
-    from .store import Store
+from .flows import checkpoints as checkpoint_flows
+from .flows import exports as export_flows
+from .flows.backend import Backend
+from .metadata import writes as W
+from .names import check_step, shown
+from .records import CheckpointInfo, ExportInfo
+from .retention import Retention
 
 log = logging.getLogger(__name__)
 
-# Strong references on purpose: a run handle dropped without finish() (``store.run(n).log(...)``
-# as a one-liner, a training function that returns) still holds buffered metrics, which must
-# reach the database at close or at exit. A weak set lost them when the handle was collected.
-# A run leaves this set when it finishes or its store closes.
-_live_runs: "set[Run]" = set()
-_live_lock = threading.Lock()
+Row = tuple[int, int, str, Optional[float], float]
+
+
+class MetricBuffer:
+    """Unwritten metric values of one run handle, and how to write them."""
+
+    def __init__(self, backend: Backend, registry: "LiveRuns") -> None:
+        self.backend = backend
+        self.registry = registry
+        self.rows: list[Row] = []
+        self.lock = threading.Lock()
+        self.last_flush = time.monotonic()
+        self.sql = W.metrics_sql(backend.db.placeholder)
+
+    def flush(self) -> int:
+        """Write the buffered values now (one transaction); returns how many were written."""
+        with self.lock:
+            rows, self.rows = self.rows, []
+            self.last_flush = time.monotonic()
+        if not rows:
+            return 0
+        try:
+            with self.backend.db.write() as conn:
+                W.write_metrics(conn, self.sql, rows)
+        except BaseException:
+            with self.lock:  # keep them for the next attempt rather than lose them
+                self.rows[:0] = rows
+            raise
+        with self.lock:
+            if not self.rows:
+                self.registry.settled(self)
+        return len(rows)
+
+
+class LiveRuns:
+    """One store's run handles (weakly) and their unwritten buffers (strongly)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: set[MetricBuffer] = set()
+        self.runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+        _registries.add(self)
+
+    def pending(self, buf: MetricBuffer) -> None:
+        with self._lock:
+            self._pending.add(buf)
+
+    def settled(self, buf: MetricBuffer) -> None:
+        with self._lock:
+            self._pending.discard(buf)
+
+    def flush_all(self) -> None:
+        """Write every unwritten buffer (at close or exit); a failure is logged, not raised."""
+        with self._lock:
+            bufs = list(self._pending)
+        for buf in bufs:
+            try:
+                buf.flush()
+            except Exception:
+                log.exception("could not write buffered metrics")
+            else:
+                self.settled(buf)
+
+
+_registries: "weakref.WeakSet[LiveRuns]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for registry in list(_registries):
+        registry.flush_all()
 
 
 class Run:
@@ -50,7 +121,7 @@ class Run:
 
     def __init__(
         self,
-        store: "Store",
+        store: Any,
         run_id: int,
         name: str,
         *,
@@ -62,30 +133,20 @@ class Run:
             raise InvalidOptionError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
         if flush_every < 1 or flush_seconds < 0:
             raise InvalidOptionError("flush_every must be >= 1 and flush_seconds >= 0")
+        #: The :class:`~ckptstore.store.Store` this run belongs to.
         self.store = store
         self.id = run_id
         self.name = name
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self.nonfinite = nonfinite
-        self._buf: list[tuple[int, int, str, Optional[float], float]] = []
-        self._last_flush = time.monotonic()
-        self._lock = threading.Lock()
+        self._backend: Backend = store.backend
+        self._registry: LiveRuns = store.live_runs
+        self._buffer = MetricBuffer(self._backend, self._registry)
         # Keys already checked: a key PostgreSQL would refuse must fail at log(), not at a later
         # flush where it would block the whole buffer (and SQLite would store it silently).
         self._keys_ok: set[str] = set()
-        self._closed = False
-        self._track()
-
-    def _track(self) -> None:
-        with _live_lock:
-            _live_runs.add(self)
-            self._tracked = True
-
-    def _untrack(self) -> None:
-        with _live_lock:
-            _live_runs.discard(self)
-            self._tracked = False
+        self._registry.runs.add(self)
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, id={self.id})"
@@ -97,7 +158,7 @@ class Run:
 
         >>> run.log(100, loss=0.25, accuracy=0.91)   # doctest: +SKIP
         """
-        step = _check_step(step)
+        step = check_step(step)
         now = time.time()
         rows = []
         run_id = self.id
@@ -115,7 +176,7 @@ class Run:
                     v = float(value)
             except (TypeError, ValueError, OverflowError):
                 raise MetricValueError(
-                    f"metric {key!r} at step {step}: {_shown(value)} is not a number "
+                    f"metric {key!r} at step {step}: {shown(value)} is not a number "
                     f"({type(value).__name__})"
                 ) from None
             if not math.isfinite(v):
@@ -126,30 +187,18 @@ class Run:
                 if math.isnan(v):
                     v = None  # type: ignore[assignment]  # stored as NULL, read back as NaN
             rows.append((run_id, step, key, v, now))
-        if not self._tracked:  # logging again after finish() or the store's close()
-            self._track()
-        with self._lock:
-            self._buf.extend(rows)
-            due = len(self._buf) >= self.flush_every or (
-                time.monotonic() - self._last_flush >= self.flush_seconds
-            )
+        buf = self._buffer
+        with buf.lock:
+            if not buf.rows:
+                self._registry.pending(buf)
+            buf.rows.extend(rows)
+            due = len(buf.rows) >= self.flush_every or (time.monotonic() - buf.last_flush >= self.flush_seconds)
         if due:
-            self.flush()
+            buf.flush()
 
     def flush(self) -> int:
         """Write buffered metrics now; returns how many values were written."""
-        with self._lock:
-            buf, self._buf = self._buf, []
-            self._last_flush = time.monotonic()
-        if not buf:
-            return 0
-        try:
-            _write_metrics(self.store, buf)
-        except BaseException:
-            with self._lock:  # keep them for the next attempt rather than lose them
-                self._buf[:0] = buf
-            raise
-        return len(buf)
+        return self._buffer.flush()
 
     # ------------------------------------------------------------------ checkpoints and exports
 
@@ -161,7 +210,7 @@ class Run:
         var_list: Any = None,
         write_meta_graph: bool = True,
         prefix: str = "model.ckpt",
-    ) -> "CheckpointInfo":
+    ) -> CheckpointInfo:
         """Save a checkpoint of ``target`` at ``step``: files and metadata land together.
 
         ``target`` is a TF1 ``tf.compat.v1.Session`` (saved with ``tf.compat.v1.train.Saver``;
@@ -169,35 +218,35 @@ class Run:
         (a Keras model, a ``tf.Module``). Buffered metrics are flushed first, and the run's
         retention rule is applied after the commit.
         """
-        from .checkpoints import save
-
         self.flush()
-        return save(self, target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+        return checkpoint_flows.save(
+            self._backend, self.id, self.name, target, step,
+            var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix,
+        )
 
-    def freeze(self, target: Any, output_names: Optional[Sequence[str]] = None, *, step: Optional[int] = None) -> "ExportInfo":
+    def freeze(self, target: Any, output_names: Optional[Sequence[str]] = None, *, step: Optional[int] = None) -> ExportInfo:
         """Freeze a TF1 session's graph (``output_names`` required) or a TF2 ``tf.function``
-        into a self-contained GraphDef stored with this run."""
-        from .exports import freeze
+        into a self-contained GraphDef stored with this run.
 
+        >>> run.freeze(sess, ["op_to_store"], step=1000)      # doctest: +SKIP
+        >>> run.freeze(model.serve, step=1000)                # doctest: +SKIP
+        """
         self.flush()
-        return freeze(self, target, output_names, step=step)
+        return export_flows.freeze(self._backend, self.id, self.name, target, output_names, step=step)
 
-    def set_retention(self, retention: Optional["Retention"]) -> None:
+    def set_retention(self, retention: Optional[Retention]) -> None:
         self.store.set_retention(self.name, retention)
 
     # ------------------------------------------------------------------ lifecycle
 
     def finish(self, status: str = "finished") -> None:
         """Flush and mark the run ``finished`` (or ``failed``)."""
+        W.check_status(status)
         try:
             self.flush()
         finally:
-            with self.store.write() as conn:
-                conn.execute(
-                    update(S.Run).where(S.Run.id == self.id).values(status=status, ended_at=S.utcnow())
-                )
-            self._closed = True
-            self._untrack()
+            with self._backend.db.write() as conn:
+                W.set_status(conn, self.id, status)
 
     def __enter__(self) -> "Run":
         return self
@@ -212,80 +261,9 @@ class Run:
             log.exception("could not mark run %s failed", self.name)
 
 
-# Steps are BIGINT columns; a larger step would fail at flush time and block the buffer.
-_STEP_MAX = INT_MAX
-
-
 def _check_key(key: str, step: int) -> None:
-    from .schema import NAME_MAX
-
-    if not key or len(key) > NAME_MAX or any(ord(ch) < 32 for ch in key):
+    if not isinstance(key, str) or not key or len(key) > NAME_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
         raise MetricValueError(
-            f"metric name {_shown(key)} at step {step} must be 1 to {NAME_MAX} characters "
+            f"metric name {shown(key)} at step {step} must be 1 to {NAME_MAX} characters "
             "without control characters"
         )
-
-
-def _check_step(step: Any) -> int:
-    if isinstance(step, bool):
-        raise MetricValueError(f"step must be a whole number >= 0, got {step!r}")
-    try:
-        i = int(step)
-    except (TypeError, ValueError, OverflowError):
-        raise MetricValueError(f"step must be a whole number >= 0, got {_shown(step)}") from None
-    if i != step or i < 0:
-        raise MetricValueError(f"step must be a whole number >= 0, got {_shown(step)}")
-    if i > _STEP_MAX:
-        raise MetricValueError(f"step {i} is larger than the largest step, 2**63 - 1")
-    return i
-
-
-def _shown(v: Any) -> str:
-    r = repr(v)
-    return r if len(r) <= 40 else r[:37] + "..."
-
-
-_insert_cache: dict[str, Any] = {}
-
-
-def _write_metrics(store: "Store", rows: list[tuple[int, int, str, Optional[float], float]]) -> None:
-    """One transaction, one executemany; a repeated (run, step, key) keeps the newest value."""
-    dialect = store.dialect
-    sql = _insert_cache.get(dialect)
-    if sql is None:
-        ph = "%s" if store.engine.dialect.paramstyle in ("format", "pyformat") else "?"
-        # Straight to the driver: building a dict per value through SQLAlchemy costs more than
-        # the insert itself at 100k+ values/s.
-        sql = (
-            "INSERT INTO metrics (run_id, step, key, value, wall_time) "
-            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) "
-            "ON CONFLICT (run_id, step, key) DO UPDATE SET value = excluded.value, "
-            "wall_time = excluded.wall_time"
-        )
-        _insert_cache[dialect] = sql
-    with store.write() as conn:
-        conn.exec_driver_sql(sql, rows)
-
-
-def _flush_runs_of(store: "Store") -> None:
-    """Flush the unfinished runs of a store that is closing, and forget them."""
-    with _live_lock:
-        runs = [r for r in _live_runs if r.store is store]
-    for run in runs:
-        try:
-            run.flush()
-        except Exception:
-            log.exception("could not flush metrics of run %s", run.name)
-        else:
-            run._untrack()
-
-
-@atexit.register
-def _flush_all_at_exit() -> None:
-    with _live_lock:
-        runs = list(_live_runs)
-    for run in runs:
-        try:
-            run.flush()
-        except Exception:
-            log.exception("could not flush metrics of run %s at exit", run.name)

@@ -1,6 +1,6 @@
 """Alembic environment: runs migrations on the connection ckptstore hands in.
 
-``ckptstore.db`` passes an open connection in ``config.attributes["connection"]`` so that the
+``ckptstore.metadata.versions`` passes an open connection in ``config.attributes["connection"]`` so that the
 upgrade runs inside the caller's lock; the ``alembic`` command line (``-x url=...`` or the
 ``sqlalchemy.url`` option) gets an engine of its own. ``render_as_batch`` lets SQLite alter
 tables by copying them, so later revisions can change columns and constraints on both backends.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from ckptstore.schema import Base
+from ckptstore.metadata.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("staged", "moving", "moved", "committed")
+POINTS = ("staged", "moving", "moved", "committed", "materialized")
 
 
 def fault(point: str) -> None:

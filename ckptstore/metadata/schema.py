@@ -45,7 +45,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-from .constants import NAME_MAX, RUN_STATUSES  # noqa: E402  (re-exported)
+from ..constants import NAME_MAX, RUN_STATUSES  # noqa: E402  (re-exported)
 
 CHECKPOINT_FORMATS = ("tf1-saver", "tf2-checkpoint")
 CHECKPOINT_STATES = ("committed", "kept")

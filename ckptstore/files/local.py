@@ -1,4 +1,4 @@
-"""The file area: content-addressed, read-only blobs plus crash-safe staging.
+"""The local object area: content-addressed, read-only files in a directory, plus crash-safe staging.
 
 Layout under the store's file root::
 
@@ -35,60 +35,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import blake3
+from typing import BinaryIO
 
-from .errors import CorruptFileError, MissingFileError, ReadOnlyStoreError, StoreConfigError
+from ..errors import CorruptFileError, MissingFileError, ReadOnlyStoreError, StoreConfigError
+from .area import ObjectArea, StoredFile
+from .digest import digest_file, stat_signature
 
 log = logging.getLogger(__name__)
 
+#: Suffix of every temporary directory or file ckptstore creates, so that leftovers of a crash
+#: are recognisable (and ``gc`` can remove its own).
 STAGING_SUFFIX = ".ckptstore-tmp"
-_CHUNK = 8 << 20
-# Below this, threads cost more than they save.
-_THREADED_MIN = 16 << 20
+
+# ioctl(dst, FICLONE, src): share the blocks copy-on-write (btrfs, XFS, ...), see ioctl_ficlone(2).
+_FICLONE = 0x40049409
 
 
-@dataclass(frozen=True)
-class StoredFile:
-    """A file that has been moved into the object area."""
-
-    digest: str
-    size: int
-    stat_sig: str
-
-
-def digest_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """Return (blake3 hex digest, size) of a file, never holding it in memory whole.
-
-    Large files are memory-mapped and hashed by blake3 on every core (``update_mmap``): no
-    copy through a user-space buffer, 4x faster than reading here (256 MB: 45 ms instead of
-    190 ms); the kernel pages the mapping in and out, so memory stays bounded. Small files
-    are read through a fixed buffer, where a mapping costs more than it saves.
-    """
-    size = os.stat(path).st_size
-    if size >= _THREADED_MIN:
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        hasher.update_mmap(os.fspath(path))
-        return hasher.hexdigest(), size
-    hasher = blake3.blake3(max_threads=1)
-    buf = bytearray(min(_CHUNK, max(size, 1)))
-    view = memoryview(buf)
-    total = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            hasher.update(view[:n])
-            total += n
-    return hasher.hexdigest(), total
-
-
-def stat_signature(st: os.stat_result) -> str:
-    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
-
-
-class FileArea:
-    """The blobs and staging directories under one file root."""
+class LocalObjectArea(ObjectArea):
+    """The objects and staging directories under one local file root."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.root = Path(root)
@@ -98,6 +62,9 @@ class FileArea:
         self.fsync = fsync
 
     # ------------------------------------------------------------------ paths and locks
+
+    def describe(self, digest: Optional[str] = None) -> str:
+        return str(self.path_of(digest)) if digest is not None else str(self.root)
 
     def ensure(self) -> None:
         try:
@@ -109,7 +76,11 @@ class FileArea:
             ) from None
 
     def path_of(self, digest: str) -> Path:
+        """The object's file (a detail of this backend: nothing above the files layer uses it)."""
         return self.objects / digest[:2] / digest[2:]
+
+    def local_path(self, digest: str) -> Path:
+        return self.path_of(digest)
 
     @contextlib.contextmanager
     def _flock(self, mode: int) -> Iterator[None]:
@@ -157,17 +128,17 @@ class FileArea:
             shutil.rmtree(path, ignore_errors=True)
             os.close(fd)
 
-    def stale_staging(self) -> list[Path]:
+    def stale_staging(self) -> list[str]:
         """Staging directories whose owning process is gone."""
         if not self.staging_root.is_dir():
             return []
-        stale = []
+        stale: list[str] = []
         for entry in sorted(self.staging_root.iterdir()):
             lock = entry / ".lock"
             try:
                 fd = os.open(lock, os.O_RDWR)
             except FileNotFoundError:
-                stale.append(entry)  # killed before it could create its lock
+                stale.append(str(entry))  # killed before it could create its lock
                 continue
             except OSError:
                 continue
@@ -177,14 +148,14 @@ class FileArea:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
             else:
-                stale.append(entry)
+                stale.append(str(entry))
             finally:
                 os.close(fd)
         return stale
 
     # ------------------------------------------------------------------ ingest
 
-    def ingest(self, path: Path, digest: str, size: int, recorded_sig: Optional[str] = None) -> StoredFile:
+    def put(self, path: Path, digest: str, size: int, recorded_sig: Optional[str] = None) -> StoredFile:
         """Move a digested staging file into the object area (call inside :meth:`writing`).
 
         If the content is already stored, the staging copy is dropped: the same bytes are kept
@@ -251,6 +222,50 @@ class FileArea:
             )
         return sig if sig != stat_sig else None
 
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path_of(digest), "rb")
+        except FileNotFoundError:
+            raise MissingFileError(f"stored file {digest[:12]} is missing from {self.objects}") from None
+
+    def size_of(self, digest: str) -> Optional[int]:
+        try:
+            return os.stat(self.path_of(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    def digests(self) -> Iterator[str]:
+        for digest, _ in self.object_digests():
+            yield digest
+
+    def link_to(self, digest: str, dst: str | os.PathLike[str]) -> bool:
+        try:
+            os.link(self.path_of(digest), dst)
+        except FileNotFoundError:
+            raise MissingFileError(f"stored file {digest[:12]} is missing from {self.objects}") from None
+        except OSError:
+            return False  # another filesystem, or one without hard links
+        return True
+
+    def copy_to(self, digest: str, dst: str | os.PathLike[str]) -> None:
+        """A private copy at ``dst`` (created exclusively, never through a symlink): a reflink
+        where the filesystem shares blocks copy-on-write, else ``copy_file_range`` (in-kernel),
+        else a plain copy. Either way, changing ``dst`` never changes the stored object."""
+        try:
+            sfd = os.open(self.path_of(digest), os.O_RDONLY)
+        except FileNotFoundError:
+            raise MissingFileError(f"stored file {digest[:12]} is missing from {self.objects}") from None
+        try:
+            dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            try:
+                _copy_fd(sfd, dfd, os.fstat(sfd).st_size)
+                if self.fsync:
+                    os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+
     def object_digests(self) -> Iterator[tuple[str, Path]]:
         """Every object file present, as (digest, path)."""
         if not self.objects.is_dir():
@@ -261,7 +276,7 @@ class FileArea:
             for f in sub.iterdir():
                 yield sub.name + f.name, f
 
-    def unlink_objects(self, digests: Iterable[str]) -> int:
+    def delete(self, digests: Iterable[str]) -> int:
         """Remove object files (call inside :meth:`deleting`, after checking no row names them)."""
         n = 0
         for d in digests:
@@ -272,9 +287,9 @@ class FileArea:
                 pass
         return n
 
-    def remove_staging(self, paths: Iterable[Path]) -> int:
+    def remove_staging(self, names: Iterable[str]) -> int:
         n = 0
-        for p in paths:
+        for p in names:
             log.info("removing stale staging directory %s", p)
             shutil.rmtree(p, ignore_errors=True)
             n += 1
@@ -285,19 +300,28 @@ def _read_only(where: Path, exc: OSError) -> ReadOnlyStoreError:
     return ReadOnlyStoreError(f"cannot write to the file area at {where}: {exc.strerror} (read-only for this user)")
 
 
-def place_file(src: Path, dst: Path, *, link: str = "hard") -> None:
-    """Put a stored object at ``dst``: a hard link where possible, else a copy.
-
-    ``link="symlink"`` is for short-lived restore directories: a hard link changes the object's
-    ctime and would cost the next restore a full re-hash.
-    """
-    if link == "symlink":
-        os.symlink(src, dst)
-        return
+def _copy_fd(sfd: int, dfd: int, size: int) -> None:
     try:
-        os.link(src, dst)
+        fcntl.ioctl(dfd, _FICLONE, sfd)
+        return
     except OSError:
-        shutil.copyfile(src, dst)
+        pass  # no reflinks here (ext4, tmpfs, another filesystem)
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(sfd, dfd, size - done, done, done)
+            if n == 0:
+                break
+            done += n
+        if done == size:
+            return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    os.lseek(sfd, done, os.SEEK_SET)
+    os.lseek(dfd, done, os.SEEK_SET)
+    with open(sfd, "rb", closefd=False) as src, open(dfd, "wb", closefd=False) as out:
+        shutil.copyfileobj(src, out, 8 << 20)
 
 
 def _fsync_file(path: Path) -> None:
@@ -316,88 +340,3 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class DigestFollower:
-    """Hash a checkpoint's data file *while TensorFlow writes it*.
-
-    TensorFlow writes ``<prefix>.data-00000-of-00001.tempstate<N>`` front to back and renames
-    it when done. This thread opens that file as soon as it appears and hashes what has been
-    written so far, so when ``save`` returns only the tail is left: digesting overlaps the write
-    instead of following it (a 256 MB save costs ~5 ms more instead of ~45 ms).
-
-    The result is only used if the file it followed *is* the final data file (same inode, same
-    size); otherwise the caller digests the final file normally. Call :meth:`finish` after the
-    save returned.
-    """
-
-    def __init__(self, directory: Path, stem: str) -> None:
-        import threading
-
-        self.directory = directory
-        self.stem = stem + ".data-"
-        self._done = threading.Event()
-        self._result: Optional[tuple[int, int, str]] = None
-        self._thread = threading.Thread(target=self._run, name="ckptstore-digest", daemon=True)
-        self._thread.start()
-
-    def _find(self) -> Optional[int]:
-        try:
-            with os.scandir(self.directory) as it:
-                for e in it:
-                    if e.name.startswith(self.stem) and ".tempstate" in e.name:
-                        try:
-                            return os.open(e.path, os.O_RDONLY)
-                        except FileNotFoundError:
-                            return None
-        except FileNotFoundError:
-            pass
-        return None
-
-    def _run(self) -> None:
-        import time
-
-        fd = None
-        while fd is None:
-            if self._done.is_set():
-                return
-            fd = self._find()
-            if fd is None:
-                time.sleep(0.001)
-        try:
-            hasher = blake3.blake3(max_threads=1)
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            total = 0
-            with open(fd, "rb", buffering=0, closefd=False) as f:
-                while True:
-                    n = f.readinto(buf)
-                    if n:
-                        hasher.update(view[:n])
-                        total += n
-                        continue
-                    if self._done.is_set():
-                        # The writer is finished: one last read drains what it wrote meanwhile.
-                        n = f.readinto(buf)
-                        if n:
-                            hasher.update(view[:n])
-                            total += n
-                            continue
-                        break
-                    time.sleep(0.0005)
-            self._result = (os.fstat(fd).st_ino, total, hasher.hexdigest())
-        finally:
-            os.close(fd)
-
-    def finish(self) -> dict[str, tuple[str, int]]:
-        """Stop following; return {file name: (digest, size)} for the file it could vouch for."""
-        self._done.set()
-        self._thread.join()
-        if self._result is None:
-            return {}
-        ino, size, digest = self._result
-        for p in self.directory.glob(self.stem + "*"):
-            if ".tempstate" in p.name:
-                continue
-            st = os.stat(p)
-            if st.st_ino == ino and st.st_size == size:
-                return {p.name: (digest, size)}
-        return {}

@@ -1,11 +1,4 @@
-"""Frozen exports: one self-contained GraphDef (``.pb``) per export, for deployment.
-
-**How a freeze becomes visible.** The frozen GraphDef is serialized (deterministically, so the
-same graph always has the same digest) into a locked staging directory of the file area,
-digested there, moved into the content-addressed object area, and recorded by one database
-transaction together with its ``blobs`` row (``blobs.commit_files``). That transaction is the
-commit point: a crash before it leaves at most a staging directory or an unreferenced object,
-both of which ``gc`` removes; after it the export is complete.
+"""Frozen graphs: freezing a TF1 session or a TF2 function into one GraphDef, and loading one back.
 
 Two kinds of export:
 
@@ -15,71 +8,41 @@ Two kinds of export:
 * ``tf2-function``: a ``tf.function`` with an ``input_signature`` (or a concrete function),
   frozen with ``convert_variables_to_constants_v2``. Its inputs are the function's arguments;
   its outputs keep the keys (dict) or positions (tuple) the function returned, so
-  :func:`load_frozen` returns the same structure.
+  :class:`FrozenFunction` returns the same structure.
 
-Every export records its inputs and outputs (name, tensor, dtype, shape), node count, size,
-digest, TensorFlow version and lineage: the step it was frozen at and the run's checkpoint at
-that step, when there is one. TensorFlow is imported inside the functions that need it.
+The GraphDef is serialized deterministically, so the same graph always has the same digest.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import re
-import shutil
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Optional
 
-from sqlalchemy import Connection, select
-
-from . import schema as S
-from .blobs import check_files, commit_files, digest_staged
-from .errors import CkptstoreError, ConflictError, CorruptFileError, UnknownRefError
-from .files import StoredFile
-from .names import Ref, parse_ref
-from .records import CheckpointInfo, ExportInfo, FileInfo, to_json
-
-if TYPE_CHECKING:
-    from .run import Run
-    from .store import Store
-
-log = logging.getLogger(__name__)
+from ..errors import CkptstoreError, ConflictError, CorruptFileError
+from ..records import ExportInfo
+from .runtime import tf as _tf
 
 TF1_GRAPHDEF = "tf1-graphdef"
 TF2_FUNCTION = "tf2-function"
 
-__all__ = ["freeze", "list_exports", "load_frozen", "import_frozen", "export_frozen", "FrozenFunction"]
+
+@dataclass(frozen=True)
+class Frozen:
+    """A frozen graph ready to store: its bytes and what the database records about it."""
+
+    data: bytes
+    kind: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    node_count: int
+    tf_version: str
 
 
-# --------------------------------------------------------------------------- freeze
-
-
-def freeze(
-    run: "Run",
-    target: Any,
-    output_names: Optional[Sequence[Any]] = None,
-    *,
-    step: Optional[int] = None,
-) -> ExportInfo:
-    """Freeze ``target`` into a GraphDef stored with ``run``; see :meth:`ckptstore.run.Run.freeze`.
-
-    ``target`` is a ``tf.compat.v1.Session`` (then ``output_names`` lists the ops or tensors to
-    keep, e.g. ``["op_to_store"]``), or a ``tf.function`` with an ``input_signature``, or a
-    concrete function. ``step`` records which training step the export comes from; if the run
-    has a checkpoint at that step, the export is linked to it.
-
-    >>> run.freeze(sess, ["op_to_store"], step=1000)      # doctest: +SKIP
-    >>> run.freeze(model.serve, step=1000)                # doctest: +SKIP
-    """
-    from .run import _check_step
-    from .tfio import tf as _tf
-
+def freeze_target(target: Any, output_names: Optional[Sequence[Any]] = None) -> Frozen:
+    """Freeze a TF1 session (``output_names`` required) or a TF2 function into a :class:`Frozen`."""
     tf = _tf()
-    if step is not None:
-        step = _check_step(step)
     if isinstance(target, tf.compat.v1.Session):
         if not output_names:
             raise CkptstoreError(
@@ -96,36 +59,10 @@ def freeze(
             )
         graph_def, inputs, outputs = _freeze_tf2(tf, _concrete_function(target))
         kind = TF2_FUNCTION
-    data = graph_def.SerializeToString(deterministic=True)
-    node_count = len(graph_def.node)
-    tf_version = str(tf.__version__)[:32]
-    store = run.store
-    with store.files.staging(f"freeze-{run.id}") as sdir:
-        pb = sdir / "frozen.pb"
-        pb.write_bytes(data)
-        staged = digest_staged([pb])
-        _, digest, size = staged[0]
-
-        def rows(conn: Connection, stored: list[StoredFile]) -> int:
-            ck_id = None
-            if step is not None:
-                ck_id = conn.execute(
-                    select(S.Checkpoint.id).where(S.Checkpoint.run_id == run.id, S.Checkpoint.step == step)
-                ).scalar()
-            return conn.execute(
-                S.Export.__table__.insert()
-                .values(
-                    run_id=run.id, checkpoint_id=ck_id, step=step, kind=kind, inputs=inputs,
-                    outputs=outputs, node_count=node_count, size=size, digest=digest,
-                    tf_version=tf_version, created_at=S.utcnow(),
-                )
-                .returning(S.Export.__table__.c.id)
-            ).scalar_one()
-
-        export_id = commit_files(store, staged, rows)
-    log.info("froze export:%d of run %s (%s, %d nodes, %d bytes)", export_id, run.name, kind, node_count, size)
-    with store.read() as conn:
-        return store._export_info(conn, export_id, None)
+    return Frozen(
+        data=graph_def.SerializeToString(deterministic=True), kind=kind, inputs=inputs, outputs=outputs,
+        node_count=len(graph_def.node), tf_version=str(tf.__version__)[:32],
+    )
 
 
 def _shape(shape: Any) -> Optional[list[Optional[int]]]:
@@ -247,91 +184,17 @@ def _freeze_tf2(tf: Any, fn: Any) -> tuple[Any, list[dict[str, Any]], list[dict[
     return graph_def, inputs, outputs
 
 
-# --------------------------------------------------------------------------- listing and resolving
+# --------------------------------------------------------------------------- loading
 
 
-def list_exports(store: "Store", run: Optional[str] = None) -> list[ExportInfo]:
-    """Exports, oldest first, of one run or of the whole store, with their aliases."""
-    from .store import _aware
-
-    e = S.Export
-    with store.read() as conn:
-        q = select(*e.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).order_by(e.id)
-        aq = select(S.Alias.export_id, S.Alias.name).where(S.Alias.export_id.is_not(None)).order_by(S.Alias.name)
-        if run is not None:
-            rid = store._run_id(conn, run)
-            q = q.where(e.run_id == rid)
-            aq = aq.join(e, e.id == S.Alias.export_id).where(e.run_id == rid)
-        rows = conn.execute(q).all()
-        aliases: dict[int, list[str]] = {}
-        for eid, name in conn.execute(aq):
-            aliases.setdefault(eid, []).append(name)
-    return [
-        ExportInfo(
-            id=r.id, run=r.run_name, step=r.step, checkpoint_id=r.checkpoint_id, kind=r.kind,
-            inputs=r.inputs, outputs=r.outputs, node_count=r.node_count, size=r.size, digest=r.digest,
-            tf_version=r.tf_version, created_at=_aware(r.created_at), aliases=aliases.get(r.id, []),
-        )
-        for r in rows
-    ]
-
-
-def export_of(store: "Store", ref: Union[str, Ref]) -> ExportInfo:
-    """The export a reference names.
-
-    ``export:ID`` and aliases resolve as everywhere. For a run, ``run@STEP`` is the (newest)
-    export frozen at that step, ``run@latest`` the run's newest export and ``run@~N`` its export
-    at the highest step at or below N. A reference to a checkpoint is an error.
-    """
-    parsed = ref if isinstance(ref, Ref) else parse_ref(ref)
-    if parsed.kind in ("export", "alias"):
-        target = store.resolve(parsed)
-        if isinstance(target, CheckpointInfo):
-            raise UnknownRefError(
-                f"{parsed.text!r} names the checkpoint {target.ref}, not an export; "
-                "freeze it first (run.freeze) to load it as a frozen graph"
-            )
-        return target
-    e = S.Export
-    with store.read() as conn:
-        rid = store._run_id(conn, parsed.run)  # type: ignore[arg-type]
-        q = select(e.id).where(e.run_id == rid)
-        if parsed.kind == "step":
-            q = q.where(e.step == parsed.step).order_by(e.id.desc())
-        elif parsed.kind == "nearest":
-            q = q.where(e.step <= parsed.step).order_by(e.step.desc(), e.id.desc())
-        else:
-            q = q.order_by(e.id.desc())
-        export_id = conn.execute(q.limit(1)).scalar()
-        if export_id is None:
-            steps = sorted({s for s in conn.execute(select(e.step).where(e.run_id == rid)).scalars() if s is not None})
-            where = {"step": f" at step {parsed.step}", "nearest": f" at or below step {parsed.step}"}.get(parsed.kind, "")
-            hint = f" (its exports are at steps {', '.join(map(str, steps))})" if steps else ""
-            raise UnknownRefError(
-                f"run {parsed.run!r} has no export{where}{hint}; checkpoints load with restore, "
-                "frozen graphs come from run.freeze"
-            )
-        return store._export_info(conn, export_id, parsed)
-
-
-def _file_info(info: ExportInfo) -> FileInfo:
-    return FileInfo(role="graph", file_name=f"export-{info.id}.pb", size=info.size, digest=info.digest)
-
-
-def _graph_def(store: "Store", info: ExportInfo, verify: Union[bool, str]) -> Any:
-    from .tfio import tf as _tf
-
-    tf = _tf()
-    check_files(store, [_file_info(info)], verify)
-    graph_def = tf.compat.v1.GraphDef()
+def parse_graph_def(data: bytes, info: ExportInfo) -> Any:
+    """The GraphDef in ``data``; :class:`CorruptFileError` naming the export if it is not one."""
+    graph_def = _tf().compat.v1.GraphDef()
     try:
-        graph_def.ParseFromString(store.files.path_of(info.digest).read_bytes())
+        graph_def.ParseFromString(data)
     except Exception as exc:  # google.protobuf.message.DecodeError, without importing protobuf
         raise CorruptFileError(f"export:{info.id} is not a readable GraphDef ({exc})") from None
     return graph_def
-
-
-# --------------------------------------------------------------------------- loading
 
 
 class FrozenFunction:
@@ -387,18 +250,10 @@ class FrozenFunction:
         return tuple(results)
 
 
-def load_frozen(store: "Store", ref: Union[str, Ref], *, verify: Union[bool, str] = True) -> FrozenFunction:
-    """A callable over an export's declared inputs and outputs (see :class:`FrozenFunction`).
-
-    The stored ``.pb`` is checked against its digest first. The GraphDef is imported into a
-    ``tf.compat.v1.wrap_function`` and pruned to the recorded inputs and outputs, so it runs
-    eagerly in TF2 without a session.
-    """
-    from .tfio import tf as _tf
-
+def load_graph_def(graph_def: Any, info: ExportInfo) -> FrozenFunction:
+    """The GraphDef imported into a ``tf.compat.v1.wrap_function`` and pruned to the recorded
+    inputs and outputs, so it runs eagerly in TF2 without a session."""
     tf = _tf()
-    info = export_of(store, ref)
-    graph_def = _graph_def(store, info, verify)
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     try:
         pruned = wrapped.prune([i["tensor"] for i in info.inputs], [o["tensor"] for o in info.outputs])
@@ -407,29 +262,10 @@ def load_frozen(store: "Store", ref: Union[str, Ref], *, verify: Union[bool, str
     return FrozenFunction(info, wrapped, pruned)
 
 
-def import_frozen(
-    store: "Store",
-    ref: Union[str, Ref],
-    graph: Any = None,
-    *,
-    name: str = "",
-    verify: Union[bool, str] = True,
-) -> Any:
-    """Import an export's GraphDef into a TF1 graph (a new ``tf.Graph`` by default); returns it.
-
-    ``name`` prefixes the imported ops: with ``name="frozen"`` the frozen ``op_to_store`` is
-    ``frozen/op_to_store`` whatever name scope is open on the graph. With the default ``""`` they
-    keep their frozen names, so ``sess.run("op_to_store:0", {"x:0": 5.0, ...})`` works. An import
-    that would reuse a name the graph already has raises :class:`ConflictError` and leaves the
-    graph as it was; pass a (different) name prefix then.
-
-    >>> graph = store.import_frozen("prod", graph, name="frozen")    # doctest: +SKIP
-    """
-    from .tfio import tf as _tf
-
+def import_into_graph(graph_def: Any, info: ExportInfo, graph: Any = None, *, name: str = "") -> Any:
+    """Import the GraphDef into ``graph`` (a new one by default) under the name prefix ``name``,
+    refusing (and leaving the graph as it was) where a name is taken; returns the graph."""
     tf = _tf()
-    info = export_of(store, ref)
-    graph_def = _graph_def(store, info, verify)
     graph = graph if graph is not None else tf.Graph()
     prefix = name.rstrip("/")
     if prefix and not re.fullmatch(r"[A-Za-z0-9.][A-Za-z0-9_./>-]*", prefix):
@@ -487,52 +323,3 @@ def _free_prefix(graph: Any, base: str) -> str:
         n += 1
         candidate = f"{base}_{n}"
     return candidate
-
-
-def export_frozen(
-    store: "Store", ref: Union[str, Ref], path: Union[str, os.PathLike[str]], *, verify: Union[bool, str] = True
-) -> Path:
-    """Write an export's ``.pb`` to ``path`` plus a JSON sidecar ``path + ".json"``; returns the path.
-
-    A directory as ``path`` (an existing one, or one named with a trailing ``/``, created then)
-    receives ``export-ID.pb``. The sidecar holds the inputs,
-    outputs, digest, size, TensorFlow version and lineage (run, step, checkpoint), so a
-    deployment can check what it serves without the store. Both files are written to a
-    temporary name and renamed, so a reader never sees half a file.
-    """
-    info = export_of(store, ref)
-    check_files(store, [_file_info(info)], verify)
-    dst = Path(path)
-    # Path() drops a trailing slash: 'newdir/' would otherwise become a file named 'newdir'.
-    if dst.is_dir() or os.fspath(path).endswith(("/", os.sep)):
-        dst = dst / f"export-{info.id}.pb"
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CkptstoreError(f"cannot create {dst.parent}: {exc.strerror}") from None
-    sidecar = dst.with_name(dst.name + ".json")
-    lineage = {
-        "run": info.run,
-        "step": info.step,
-        "checkpoint": f"{info.run}@{info.step}" if info.checkpoint_id is not None else None,
-    }
-    meta = {
-        "export": info.ref, "kind": info.kind, "inputs": info.inputs, "outputs": info.outputs,
-        "digest": info.digest, "digest_algorithm": "blake3", "size": info.size,
-        "node_count": info.node_count, "tf_version": info.tf_version,
-        "created_at": to_json(info.created_at), "lineage": lineage, "aliases": info.aliases,
-    }
-    tmp_pb = dst.with_name(f".{dst.name}.ckptstore-tmp")
-    tmp_json = dst.with_name(f".{sidecar.name}.ckptstore-tmp")
-    try:
-        # A copy, not a link: the deployed file must not share an inode with the stored object.
-        shutil.copyfile(store.files.path_of(info.digest), tmp_pb)
-        tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp_pb, dst)
-        os.replace(tmp_json, sidecar)
-    except OSError as exc:
-        for t in (tmp_pb, tmp_json):
-            t.unlink(missing_ok=True)
-        raise CkptstoreError(f"cannot write {dst}: {exc.strerror}") from None
-    log.info("exported %s to %s", info.ref, dst)
-    return dst

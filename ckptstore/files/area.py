@@ -1,0 +1,121 @@
+"""The object area: where the bytes of stored files live, addressed by their digest.
+
+:class:`ObjectArea` is the seam for storage backends. A backend implements a few primitives:
+put an object from a local file, read it, tell its size, delete it, list what is there, and give
+TensorFlow a local staging directory to write into. Everything above this layer (the commit
+protocol, the flows, the facade) speaks digests and these methods, never paths inside the area.
+
+The commit protocol (``files.commit``) relies on two more guarantees of every backend:
+
+* ``writing()`` (shared) and ``deleting()`` (exclusive) exclude each other, so an object that a
+  save is about to reference is never deleted between its ``put`` and its database commit;
+* ``put`` is idempotent: putting the same content twice keeps one object.
+
+Objects are immutable once put. ``local_path`` hands out a local file whose bytes are the
+object's, for TensorFlow to read: the local backend's own file, which callers must not change.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Optional
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file that has been put into the object area."""
+
+    digest: str
+    size: int
+    stat_sig: str
+
+
+class ObjectArea(abc.ABC):
+    """Content-addressed, immutable objects plus crash-safe local staging (see module docstring)."""
+
+    # ------------------------------------------------------------------ primitives
+
+    @abc.abstractmethod
+    def put(self, path: Path, digest: str, size: int, recorded_sig: Optional[str] = None) -> StoredFile:
+        """Store the digested local file ``path`` as object ``digest`` (inside :meth:`writing`).
+
+        The file is consumed (moved or removed). ``recorded_sig`` is the signature the database
+        holds for that object: an existing object that no longer matches it is replaced.
+        """
+
+    @abc.abstractmethod
+    def open(self, digest: str) -> BinaryIO:
+        """The object's bytes; :class:`MissingFileError` if it is absent."""
+
+    @abc.abstractmethod
+    def size_of(self, digest: str) -> Optional[int]:
+        """The object's size in bytes, or None if it is absent."""
+
+    @abc.abstractmethod
+    def delete(self, digests: Iterable[str]) -> int:
+        """Remove objects (inside :meth:`deleting`, after checking no row names them); returns how many."""
+
+    @abc.abstractmethod
+    def digests(self) -> Iterator[str]:
+        """Every object present."""
+
+    @abc.abstractmethod
+    def staging(self, what: str) -> contextlib.AbstractContextManager[Path]:
+        """A fresh local directory for TensorFlow to write into, removed afterwards."""
+
+    @abc.abstractmethod
+    def stale_staging(self) -> list[str]:
+        """Staging directories left by processes that are gone."""
+
+    @abc.abstractmethod
+    def remove_staging(self, names: Iterable[str]) -> int:
+        """Remove stale staging directories (as returned by :meth:`stale_staging`)."""
+
+    @abc.abstractmethod
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Held by a save from its first ``put`` until its transaction commits (shared)."""
+
+    @abc.abstractmethod
+    def deleting(self) -> contextlib.AbstractContextManager[None]:
+        """Held by whoever deletes objects; waits for in-flight saves to commit (exclusive)."""
+
+    @abc.abstractmethod
+    def local_path(self, digest: str) -> Path:
+        """A local file holding the object's bytes, for TensorFlow to read; never to be changed."""
+
+    @abc.abstractmethod
+    def check(self, digest: str, size: int, stat_sig: Optional[str], *, full: bool, name: str) -> Optional[str]:
+        """Raise :class:`MissingFileError` / :class:`CorruptFileError` if the object is absent or
+        its bytes are wrong. With ``full=False`` a matching signature stands in for re-hashing.
+        Returns the current signature when the object was re-hashed and found intact (for the
+        caller to record), else None."""
+
+    @abc.abstractmethod
+    def describe(self, digest: Optional[str] = None) -> str:
+        """Where the area (or one object) is, for messages."""
+
+    # ------------------------------------------------------------------ derived
+
+    def exists(self, digest: str) -> bool:
+        return self.size_of(digest) is not None
+
+    def read_bytes(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def link_to(self, digest: str, dst: str | os.PathLike[str]) -> bool:
+        """Make ``dst`` share the object's storage (a hard link) where the backend can; returns
+        False where it cannot. A file made so must only be read: writing it changes the object."""
+        return False
+
+    def copy_to(self, digest: str, dst: str | os.PathLike[str]) -> None:
+        """Write the object's bytes to the new local file ``dst`` (created exclusively)."""
+        import shutil
+
+        with self.open(digest) as src, open(dst, "xb") as out:
+            shutil.copyfileobj(src, out, 8 << 20)

@@ -1,0 +1,116 @@
+"""Named versions: aliases that point at one checkpoint or one export, with their history.
+
+An alias row references its target by foreign key with ``ON DELETE RESTRICT``: while a name
+points at a checkpoint or export, neither retention, ``gc``, ``delete_checkpoint`` nor
+``delete_run`` can remove it. Every change of an alias (first ``tag``, ``move``, ``untag``) is
+appended to ``alias_events`` in the same transaction, with the targets written as text
+(``mnist@2000``, ``export:3``), so the history outlives the targets and the alias itself.
+
+Re-tagging an alias with the target it already has records no event (nothing moved); a new
+``message`` given then replaces the alias's message.
+
+Concurrency: on SQLite a write transaction holds the database's write lock from its first
+statement, so two processes tagging the same name are serialized. On PostgreSQL the alias row
+is read ``FOR UPDATE``; two processes creating the *same new* name race on its unique
+constraint, and the loser retries once, then finds the row and moves it (or leaves it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConflictError, UnknownAliasError
+from ..metadata import queries as Q
+from ..metadata import writes as W
+from ..metadata.schema import utcnow
+from ..names import Ref, check_alias_name
+from ..records import AliasInfo, CheckpointInfo
+from .backend import Backend
+from .resolve import as_ref
+
+log = logging.getLogger(__name__)
+
+__all__ = ["tag", "untag", "versions"]
+
+
+def tag(backend: Backend, ref: Any, name: str, *, message: Optional[str] = None) -> AliasInfo:
+    """Point the alias ``name`` at the checkpoint or export ``ref`` names; returns the alias.
+
+    ``ref`` is ``run@step``, ``run@latest``, ``run@~N``, ``export:ID``, another alias (the new
+    alias points at that alias's *current* target, not at the alias), or a record the API
+    returned. Moving an existing alias records the old and new target in its history.
+
+    >>> store.tag("mnist@latest", "prod", message="beats baseline")   # doctest: +SKIP
+    """
+    check_alias_name(name)
+    parsed = as_ref(ref)
+    for attempt in range(2):
+        try:
+            with backend.db.write() as conn:
+                _tag(conn, parsed, name, message)
+                return Q.aliases(conn, name)[0]
+        except IntegrityError as exc:
+            # PostgreSQL only: another process created the same alias (unique name) or deleted
+            # the target (foreign key) between our read and our write. Once more sees its commit.
+            log.debug("tag %r lost a race (%s); retrying", name, type(exc.orig).__name__)
+            if attempt == 1:
+                raise ConflictError(
+                    f"alias {name!r} was changed by another process at the same time; try again"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def _tag(conn: Connection, ref: Ref, name: str, message: Optional[str]) -> None:
+    target = Q.resolve(conn, ref)
+    new_text = target.ref
+    ck_id, ex_id = (target.id, None) if isinstance(target, CheckpointInfo) else (None, target.id)
+    row = Q.alias_row(conn, name, for_update=True)
+    now = utcnow()
+    if row is None:
+        W.insert_alias(conn, name, ck_id, ex_id, message, now)
+        W.alias_event(conn, name, "tag", None, new_text, message, now)
+        log.info("tagged %s as %r", new_text, name)
+        return
+    if (row.checkpoint_id, row.export_id) == (ck_id, ex_id):
+        # Same target: nothing moved, so no history event; only a new message is kept.
+        if message is not None and message != row.message:
+            W.update_alias(conn, row.id, now, message=message)
+        return
+    old_text = Q.target_text(conn, row.checkpoint_id, row.export_id)
+    W.update_alias(conn, row.id, now, checkpoint_id=ck_id, export_id=ex_id, message=message)
+    W.alias_event(conn, name, "move", old_text, new_text, message, now)
+    log.info("moved alias %r from %s to %s", name, old_text, new_text)
+
+
+def untag(backend: Backend, name: str, *, message: Optional[str] = None) -> None:
+    """Remove the alias ``name`` (its target is no longer protected); its history is kept."""
+    with backend.db.write() as conn:
+        row = Q.alias_row(conn, name, for_update=True)
+        if row is None:
+            raise UnknownAliasError(f"no version named {name!r} (see 'ckptstore versions')")
+        old_text = Q.target_text(conn, row.checkpoint_id, row.export_id)
+        W.delete_alias(conn, row.id)
+        W.alias_event(conn, name, "untag", old_text, None, message, utcnow())
+    log.info("untagged %r (was %s)", name, old_text)
+
+
+def versions(backend: Backend, name: Optional[str] = None) -> list[AliasInfo]:
+    """Aliases by name, each with its history, newest event first.
+
+    Without ``name``: every current alias. With ``name``: that alias; for a name that was
+    untagged, its history alone (``kind="untagged"``, ``target=""``); for a name never used,
+    :class:`UnknownAliasError`.
+    """
+    with backend.db.read() as conn:
+        infos = Q.aliases(conn, name)
+        if name is None or infos:
+            return infos
+        history = Q.alias_history(conn, [name]).get(name, [])
+    if not history:
+        raise UnknownAliasError(f"no version named {name!r} (see 'ckptstore versions')")
+    last = history[0]
+    return [AliasInfo(name=name, target="", kind="untagged", message=last.message, updated_at=last.at, history=history)]

@@ -1,0 +1,340 @@
+"""Checkpoints: save, and read back (restore into a model, materialize a directory, read one tensor).
+
+**How a save becomes visible.** TensorFlow writes the checkpoint into a locked staging directory
+of the object area; the files are digested there (the data shard while it is being written),
+then put into the content-addressed object area, and one database transaction records the
+checkpoint, its files and its variables (``files.commit.commit_files``). That transaction is the
+commit point: before it nothing is visible, after it everything is. A crash leaves at most a
+staging directory and unreferenced objects, which ``gc`` removes; ``verify`` re-digests what is
+committed.
+
+**How a directory is materialized.** Every file is written into a fresh temporary directory
+(``.<target>.<random>.ckptstore-tmp``, created exclusively) next to the target, by copies that
+share no inode with the stored objects (reflinks where the filesystem has them), and the whole
+directory is moved into place at the end: an interrupted restore leaves the target as it was,
+plus a temporary directory that is recognisable by its name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import CkptstoreError, ConflictError, InvalidOptionError, UnknownRefError, from_os_error
+from ..faults import fault
+from ..files.area import ObjectArea, StoredFile
+from ..files.commit import check_files, commit_files, release_unreferenced
+from ..files.digest import DigestFollower, digest_file
+from ..files.local import STAGING_SUFFIX
+from ..metadata import queries as Q
+from ..metadata import writes as W
+from ..names import Ref, check_step
+from ..records import CheckpointInfo, FileInfo
+from ..tf import formats
+from ..tf.reader import TF2_SUFFIX, file_role, list_variables, read_tensor
+from ..tf.state import STATE_FILE, CheckpointState, render
+from .backend import Backend
+from .deletion import apply_retention
+from .resolve import checkpoint_of
+
+log = logging.getLogger(__name__)
+
+Progress = Optional[Callable[[int, int], None]]
+LINK_MODES = ("copy", "hard")
+
+
+# --------------------------------------------------------------------------- save
+
+
+def save(
+    backend: Backend,
+    run_id: int,
+    run_name: str,
+    target: Any,
+    step: int,
+    *,
+    var_list: Any = None,
+    write_meta_graph: bool = True,
+    prefix: str = "model.ckpt",
+) -> CheckpointInfo:
+    """See :meth:`ckptstore.run.Run.save`."""
+    step = check_step(step)
+    check_prefix(prefix)
+    fmt = formats.for_target(target)
+    with backend.files.staging(f"save-{run_id}") as sdir:
+        follower = DigestFollower(sdir, f"{prefix}-{step}")
+        try:
+            path = fmt.save(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
+        finally:
+            known = follower.finish()
+        info = commit_checkpoint(backend, run_id, run_name, step, fmt, path, known)
+    apply_retention(backend, run_id)
+    return info
+
+
+def commit_checkpoint(
+    backend: Backend,
+    run_id: int,
+    run_name: str,
+    step: int,
+    fmt: formats.CheckpointFormat,
+    path: Path,
+    known: Optional[dict[str, tuple[str, int]]] = None,
+) -> CheckpointInfo:
+    """Record the checkpoint whose files are at staging prefix ``path`` (see module docstring)."""
+    files = fmt.files(path)
+    variables = list_variables(path)
+    known = known or {}
+    staged = [(p, *known[p.name]) if p.name in known else (p, *digest_file(p)) for p in files]
+    fault("staged")
+    names = [p.name for p in files]
+    replaced: list[str] = []
+
+    def rows(conn: Connection, stored: list[StoredFile]) -> int:
+        old = Q.checkpoint_id_at(conn, run_id, step)
+        freed: set[str] = set()
+        if old is not None:
+            # Saving a step again replaces it, as Saver.save does, unless a version is named after it.
+            aliases = Q.aliases_of_checkpoint(conn, old)
+            if aliases:
+                raise ConflictError(
+                    f"{run_name}@{step} already exists and is the version {', '.join(sorted(aliases))}; "
+                    "untag it before saving that step again"
+                )
+            freed = W.delete_checkpoints(conn, [old], drop_blobs=False)
+        cid = W.insert_checkpoint(
+            conn, run_id=run_id, step=step, fmt=fmt.name, prefix=path.name,
+            files=[(file_role(n), n, sf.size, sf.digest) for n, sf in zip(names, stored)],
+            variables=variables,
+        )
+        if freed:
+            # Only now: the new checkpoint may re-use some of the replaced one's blobs.
+            replaced.extend(W.drop_orphan_blobs(conn, freed))
+        return cid
+
+    try:
+        cid = commit_files(backend.db, backend.files, staged, rows)
+    except IntegrityError as exc:
+        if not _is_step_conflict(exc):
+            raise
+        # PostgreSQL: another process committed the same run and step first. Our moved files
+        # are unreferenced now; gc reclaims them.
+        raise ConflictError(f"{run_name}@{step} was saved by another process at the same time") from None
+    if replaced:
+        release_unreferenced(backend.db, backend.area, replaced)
+    log.info("saved %s@%d (%d files)", run_name, step, len(files))
+    with backend.db.read() as conn:
+        return Q.checkpoint_by_id(conn, cid)
+
+
+def _is_step_conflict(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is the (run, step) uniqueness of checkpoints, on either database."""
+    text = str(exc.orig)
+    return "uq_checkpoints_run_id_step" in text or "checkpoints.run_id, checkpoints.step" in text
+
+
+def check_prefix(prefix: object) -> str:
+    if not isinstance(prefix, str) or not prefix or "/" in prefix or "\\" in prefix or prefix.startswith(".") or "\0" in prefix:
+        raise CkptstoreError(f"checkpoint prefix {prefix!r} must be a plain file name such as 'model.ckpt'")
+    return prefix
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+class _Placed:
+    """A private temporary directory of symlinks giving stored objects their original names,
+    for TensorFlow to read (never to write)."""
+
+    def __init__(self, area: ObjectArea, ck: CheckpointInfo, files: Sequence[tuple[FileInfo, str]]) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ckptstore-read-")
+        self.dir = Path(self._tmp.name)
+        for f, name in files:
+            os.symlink(area.local_path(f.digest), self.dir / name)
+        self.prefix = self.dir / ck.prefix
+
+    def __enter__(self) -> "_Placed":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tmp.cleanup()
+
+
+def _with_meta(backend: Backend, ck: CheckpointInfo, fmt: formats.CheckpointFormat) -> list[tuple[FileInfo, str]]:
+    """(stored file, name to give it) for every file of ``ck``, plus the run's nearest meta graph
+    under this checkpoint's prefix when the format uses one and this save left it out
+    (``Saver.save(..., write_meta_graph=False)``): what users do by hand with ``import_meta_graph``."""
+    placed = [(f, f.file_name) for f in ck.files]
+    if fmt.uses_meta_graph and not any(f.role == "meta" for f in ck.files):
+        with backend.db.read() as conn:
+            meta = Q.nearest_meta(conn, ck.id, ck.step)
+        if meta is not None:
+            placed.append((meta, ck.prefix + ".meta"))
+    return placed
+
+
+def restore(
+    backend: Backend,
+    ref: Union[str, Ref, Any],
+    target: Any,
+    *,
+    verify: Union[bool, str] = True,
+    var_list: Any = None,
+) -> CheckpointInfo:
+    """Restore a checkpoint into ``target``; returns the checkpoint restored.
+
+    * TF1 ``tf.compat.v1.Session``: if its graph is empty, the stored meta graph is imported
+      first (as ``import_meta_graph`` would; for a checkpoint saved without one, the run's
+      nearest meta graph); otherwise the graph's variables (or ``var_list``) are restored, after
+      checking that the checkpoint holds every one of them with the right shape.
+    * TF2 ``tf.train.Checkpoint`` or trackable (restored as ``Checkpoint(model=obj)``, the way
+      ``run.save`` saved it).
+
+    ``verify``: True checks every file (a file whose stat signature changed since it was hashed
+    is re-hashed), ``"full"`` re-hashes all, False only checks presence and sizes.
+    """
+    ck = checkpoint_of(backend, ref)
+    fmt = formats.for_target(target)
+    if fmt.name != ck.format:
+        raise CkptstoreError(f"{ck.ref} is a {ck.format} checkpoint; restore it into a {formats.named(ck.format).target_kinds}")
+    wanted = _with_meta(backend, ck, fmt) if fmt.needs_meta_graph(target) else [(f, f.file_name) for f in ck.files if f.role != "meta"]
+    check_files(backend.db, backend.files, [f for f, _ in wanted], verify)
+    with backend.db.read() as conn:
+        saved = {v.name: (v.dtype, v.shape) for v in Q.variables(conn, ck.id)}
+    with _Placed(backend.files, ck, wanted) as placed:
+        meta = placed.dir / (ck.prefix + ".meta")
+        fmt.restore(target, placed.prefix, saved=saved, meta_path=meta if meta.is_symlink() else None, var_list=var_list)
+    return ck
+
+
+def read_variable(backend: Backend, ref: Union[str, Ref, Any], name: str, *, verify: Union[bool, str] = True) -> Any:
+    """One saved tensor as a numpy array. ``name`` is the saved name; for TF2 checkpoints the
+    ``/.ATTRIBUTES/VARIABLE_VALUE`` suffix may be left out."""
+    ck = checkpoint_of(backend, ref)
+    with backend.db.read() as conn:
+        names = {v.name for v in Q.variables(conn, ck.id)}
+    key = name if name in names else name + TF2_SUFFIX
+    if key not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(names), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownRefError(f"{ck.ref} has no variable {name!r}{hint}")
+    files = [(f, f.file_name) for f in ck.files if f.role != "meta"]
+    check_files(backend.db, backend.files, [f for f, _ in files], verify)
+    with _Placed(backend.files, ck, files) as placed:
+        return read_tensor(placed.prefix, key)
+
+
+# --------------------------------------------------------------------------- materialize
+
+
+def materialize(
+    backend: Backend,
+    ref: Union[str, Ref, Any],
+    to_dir: Union[str, os.PathLike[str]],
+    *,
+    verify: Union[bool, str] = True,
+    link: str = "copy",
+    force: bool = False,
+    progress: Progress = None,
+) -> Path:
+    """Write a plain TensorFlow checkpoint directory that vanilla TF reads; returns the prefix.
+
+    The files get their original names next to a ``checkpoint`` state file naming this
+    checkpoint, so ``tf.train.latest_checkpoint(to_dir)`` and ``Saver.restore`` accept the
+    directory. ``link="copy"`` (the default) writes private copies (reflinks where the
+    filesystem shares blocks copy-on-write); ``link="hard"`` hard-links the stored objects where
+    it can, which is faster but only for read-only use: editing such a file in place would damage
+    the stored checkpoint. An existing file of the same name (including a ``checkpoint`` state
+    file) is a :class:`ConflictError` unless ``force``; a file that already holds exactly the
+    bytes to be written (an earlier restore) is left as it is. ``progress(done, total)`` reports
+    the bytes checked.
+    """
+    if link not in LINK_MODES:
+        raise InvalidOptionError(f"link must be one of {', '.join(LINK_MODES)}, got {link!r}")
+    ck = checkpoint_of(backend, ref)
+    area = backend.files
+    placed = _with_meta(backend, ck, formats.named(ck.format))
+    check_files(backend.db, area, [f for f, _ in placed], verify, progress)
+    out = Path(to_dir)
+    state_text = render(CheckpointState(ck.prefix, [ck.prefix]))
+    todo: list[tuple[Optional[FileInfo], str]] = []
+    for f, name in [*placed, (None, STATE_FILE)]:  # every conflict before the first file is written
+        dst = out / name
+        if not (dst.exists() or dst.is_symlink()):
+            todo.append((f, name))
+            continue
+        if not dst.is_symlink() and dst.is_file() and _same_content(dst, f, state_text):
+            continue
+        if not force:
+            what = "a checkpoint state file" if f is None else "a file"
+            raise ConflictError(f"{dst} already exists ({what} this restore would replace); choose an empty directory or pass force")
+        if dst.is_dir() and not dst.is_symlink():
+            raise ConflictError(f"{dst} is a directory; a restore will not replace it")
+        todo.append((f, name))
+    if out.is_symlink() and not out.is_dir():
+        raise ConflictError(f"{out} is a symlink to nowhere; choose another directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=STAGING_SUFFIX, dir=out.parent))
+    except OSError as exc:
+        raise from_os_error(f"cannot create {out}", exc) from None
+    try:
+        for f, name in todo:
+            dst = tmp / name
+            if f is None:
+                with open(dst, "x", encoding="utf-8") as fh:
+                    fh.write(state_text)
+            elif link == "copy" or not area.link_to(f.digest, dst):
+                area.copy_to(f.digest, dst)
+        fault("materialized")
+        _move_into_place(tmp, out, [name for _, name in todo], force)
+    except OSError as exc:
+        raise from_os_error(f"cannot write {out}", exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / ck.prefix
+
+
+def _same_content(path: Path, f: Optional[FileInfo], state_text: str) -> bool:
+    try:
+        if f is None:
+            return path.read_text(encoding="utf-8") == state_text
+        return path.stat().st_size == f.size and digest_file(path)[0] == f.digest
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _move_into_place(tmp: Path, out: Path, names: list[str], force: bool) -> None:
+    """Move the finished files from ``tmp`` into ``out``: all at once where ``out`` does not
+    exist yet (one rename), else one by one with the state file last, never through a symlink
+    and, without ``force``, never over an existing entry."""
+    # mkdtemp made it 0700; the restored directory gets the permissions any new one would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        os.rename(tmp, out)  # atomic; fails if out exists and is not an empty directory
+        return
+    except OSError:
+        pass
+    ordered = sorted(names, key=lambda n: n == STATE_FILE)
+    for name in ordered:
+        src, dst = tmp / name, out / name
+        if force:
+            os.replace(src, dst)  # replaces a symlink itself, never its target
+        else:
+            try:
+                os.link(src, dst, follow_symlinks=False)  # EEXIST for anything there, links included
+            except FileExistsError:
+                raise ConflictError(f"{dst} appeared while restoring; nothing was replaced") from None
+            os.unlink(src)

@@ -1,0 +1,50 @@
+"""Runs: starting (or resuming) one, and deleting one with everything it stored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ConflictError
+from ..files.commit import release_unreferenced
+from ..metadata import queries as Q
+from ..metadata import writes as W
+from .backend import Backend
+
+
+def start_run(
+    backend: Backend, name: str, params: dict[str, Any], tags: Mapping[str, str], retention: Optional[dict[str, Any]]
+) -> int:
+    """Create the run or set it running again; returns its id."""
+    for attempt in range(3):
+        try:
+            with backend.db.write() as conn:
+                return W.start_run(conn, name, params, tags, retention)
+        except IntegrityError:
+            # Another process created the same run between our SELECT and INSERT (PostgreSQL).
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def delete_run(backend: Backend, name: str) -> int:
+    """Delete a run with its metrics, checkpoints and exports; returns checkpoints deleted.
+
+    Refused while an alias points at one of its checkpoints or exports.
+    """
+    with backend.db.write() as conn:
+        rid = Q.run_id(conn, name)
+        pinned = Q.aliases_on_run(conn, rid)
+        if pinned:
+            raise ConflictError(
+                f"run {name!r} has versions named {', '.join(sorted(pinned))}; "
+                "untag them before deleting the run"
+            )
+        n = Q.checkpoint_count(conn, rid)
+        digests = Q.digests_of_run(conn, rid)
+        W.delete_run(conn, rid)
+        gone = W.drop_orphan_blobs(conn, digests)
+    release_unreferenced(backend.db, backend.area, gone)
+    return n

@@ -1,0 +1,89 @@
+"""Where a store lives: a database URL with a scheme, or a directory taken literally.
+
+A location string is a URL only when it starts with a scheme (``sqlite://``,
+``postgresql+psycopg://``, ...). Anything else is a filesystem path, and no character in it
+(``?``, ``#``, ``%41``, ``@``) changes which file is opened: the SQLite URL of a directory store
+is built from its parts, never by pasting the path into a URL string that would then be parsed.
+
+This module imports neither SQLAlchemy nor TensorFlow: the CLI's quick paths use it to find a
+SQLite file without paying for either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+#: The store used when neither ``--store`` nor ``$CKPTSTORE_URI`` names one.
+DEFAULT_LOCATION = ".ckptstore"
+#: The SQLite file inside a directory store.
+DB_FILE = "store.db"
+
+# RFC 3986 scheme, then "://". A Windows drive ("C:\\x") or a relative path never matches.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed store location: exactly one of ``url`` and ``directory`` is set."""
+
+    text: str
+    url: Optional[str] = None
+    directory: Optional[Path] = None
+
+    @property
+    def is_url(self) -> bool:
+        return self.url is not None
+
+
+def chosen(uri: Optional[str | os.PathLike[str]]) -> str:
+    """The location text in force: ``uri``, else ``$CKPTSTORE_URI``, else the default."""
+    if uri:
+        return os.fspath(uri)
+    return os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION
+
+
+def parse_location(uri: Optional[str | os.PathLike[str]]) -> Location:
+    """Tell a URL from a directory (see the module docstring); nothing is opened or created."""
+    text = chosen(uri)
+    if isinstance(uri, os.PathLike):
+        # A pathlib.Path is a path even if its text happens to look like a URL.
+        return Location(text, directory=Path(text).expanduser())
+    if _SCHEME.match(text):
+        return Location(text, url=text)
+    return Location(text, directory=Path(text).expanduser())
+
+
+def sqlite_file_of(uri: Optional[str | os.PathLike[str]]) -> Optional[Path]:
+    """The SQLite file a location names, for the quick read path, or None if it names another
+    kind of store (or a URL with options, which only the full path interprets)."""
+    loc = parse_location(uri)
+    if loc.directory is not None:
+        return loc.directory / DB_FILE
+    prefix = "sqlite:///"
+    url = loc.url or ""
+    if not url.startswith(prefix) or "?" in url or "%" in url:
+        return None
+    return Path(url[len(prefix):])
+
+
+# user:password@ in anything URL-like, however malformed the rest is ("postgres:/u:pw@h",
+# "postgresql+pyscopg://u:pw@h/db", "u:pw@h"), and password=/key=/secret=/token= parameters.
+# The secret runs to the last "@" (a password may hold "@" or "/"): masking too much is harmless.
+_USERINFO = re.compile(r"(?P<user>[^\s:/@?#]*):(?!/)(?P<secret>\S*)@")
+_PARAM = re.compile(r"(?i)(?P<key>[a-z_]*(?:password|passwd|pwd|secret|token|key)[a-z_]*=)(?P<secret>[^&\s'\"]*)")
+
+
+def redact(text: str) -> str:
+    """``text`` with every password or key that a store location may carry replaced by ``***``.
+
+    Applied to every message that quotes a location the user gave, well formed or not:
+
+    >>> redact("postgresql+psycopg://bob:hunter2@db:5432/runs?sslpassword=x")
+    'postgresql+psycopg://bob:***@db:5432/runs?sslpassword=***'
+    """
+    text = _USERINFO.sub(lambda m: f"{m['user']}:***@" if m["secret"] else m[0], text)
+    return _PARAM.sub(lambda m: m["key"] + "***", text)

@@ -1,0 +1,190 @@
+"""Database connections: engines, transactions, and the errors a database can raise.
+
+One place decides how a store talks to its database:
+
+* **SQLite** runs in WAL mode with a long busy timeout, foreign keys on, and write transactions
+  opened with ``BEGIN IMMEDIATE``. A deferred transaction that reads and then writes can fail
+  with "database is locked" *without waiting* when another process committed in between (its
+  snapshot is stale); taking the write lock up front makes the busy timeout apply instead, which
+  is what lets several training processes log into one file.
+* **PostgreSQL** (``postgresql+psycopg://``) uses the same schema and the default READ COMMITTED
+  transactions; uniqueness races are settled by ``ON CONFLICT`` clauses.
+
+Every transaction of the library goes through :class:`Database` (``read()`` / ``write()``),
+which is also the one place where a database refusing a write becomes a
+:class:`ReadOnlyStoreError`. Schema versions are in ``versions``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+
+from ..errors import ReadOnlyStoreError, StoreConfigError, StoreOpenError
+from ..location import redact
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_S = 120.0
+
+
+def make_engine(url: Any) -> Engine:
+    """Create an engine for ``url`` with the connection settings a store relies on."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreConfigError(f"not a database URL: {redact(url)!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        try:
+            engine = create_engine(
+                parsed,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            )
+        except NoSuchModuleError:
+            raise StoreConfigError(
+                f"unsupported database URL: {redact(url)!r} (expected sqlite:///FILE or "
+                "postgresql+psycopg://USER@HOST/DB)"
+            ) from None
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "handle_error", _sqlite_on_error)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StoreConfigError(
+                f"unsupported database URL: {redact(url)!r} (expected sqlite:///FILE or "
+                "postgresql+psycopg://USER@HOST/DB)"
+            ) from None
+    except ModuleNotFoundError as exc:
+        raise StoreConfigError(
+            f"the driver for {parsed.drivername} is not installed ({exc.name}); "
+            "for PostgreSQL: pip install 'ckptstore[postgres]'"
+        ) from None
+
+
+def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Autocommit at the driver level: transactions are opened by _sqlite_on_begin.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    try:
+        mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
+    except sqlite3.OperationalError:
+        mode = None  # read-only file or directory: reads still work in the current mode
+    if mode and mode[0] == "wal":
+        # Durable at each checkpoint of the WAL, and much faster than FULL for many small commits.
+        cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def _sqlite_on_error(context: Any) -> Optional[BaseException]:
+    # A damaged file can open fine and fail only when a query reaches a bad page; turn that
+    # into the same one-line StoreOpenError wherever it happens, not only in open_store.
+    msg = str(context.original_exception).strip()
+    if "malformed" in msg or "file is not a database" in msg:
+        return StoreOpenError(f"{where(context.engine)} is not a usable SQLite database ({msg})")
+    if "readonly" in msg:
+        return read_only_error(context.engine, msg)
+    return None
+
+
+def read_only_error(engine: Engine, msg: str) -> ReadOnlyStoreError:
+    # WAL mode needs its -shm file even to read, so a store in a directory this process may
+    # not write cannot even be opened (SQLite's rule, not ours).
+    return ReadOnlyStoreError(
+        f"{where(engine)} is read-only for this user ({msg}); SQLite needs write access to "
+        "the store directory and its database file, even to read"
+    )
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("ckptstore_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+@contextlib.contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: BEGIN IMMEDIATE on SQLite, a plain transaction elsewhere."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(ckptstore_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextlib.contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    """A read transaction: one consistent snapshot for several queries."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def where(engine: Engine) -> str:
+    """The database as error messages name it: its file, or its URL without the password."""
+    if engine.dialect.name == "sqlite":
+        return engine.url.database or "the in-memory database"
+    return redact(engine.url.render_as_string(hide_password=True))
+
+
+def open_error(engine: Engine, exc: DBAPIError) -> StoreOpenError:
+    """A failure to reach or read the database, as one line naming it."""
+    orig = getattr(exc, "orig", exc)
+    msg = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if "file is not a database" in msg or "malformed" in msg:
+        return StoreOpenError(f"{where(engine)} is not a usable SQLite database ({msg})")
+    if engine.dialect.name == "sqlite" and "readonly" in msg:
+        return read_only_error(engine, msg)
+    return StoreOpenError(f"cannot open {where(engine)}: {redact(msg)}")
+
+
+class Database:
+    """One store's database: its engine, and the transactions every layer above opens.
+
+    ``write()`` is a write transaction (``BEGIN IMMEDIATE`` on SQLite) in which a database that
+    refuses to be written becomes :class:`ReadOnlyStoreError`; ``read()`` is one consistent
+    snapshot for several queries.
+    """
+
+    def __init__(self, url: Any) -> None:
+        self.engine = make_engine(url)
+        self.dialect: str = self.engine.dialect.name
+        #: The driver's placeholder for raw SQL (``?`` for sqlite3, ``%s`` for psycopg).
+        self.placeholder = "%s" if self.engine.dialect.paramstyle in ("format", "pyformat") else "?"
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=False)
+
+    def describe(self) -> str:
+        """Where this database is, for messages (never with a password)."""
+        return where(self.engine)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        try:
+            with write_tx(self.engine) as conn:
+                yield conn
+        except OperationalError as exc:  # at BEGIN, in the body or at COMMIT alike
+            raise self._translate(exc) from None
+
+    def read(self) -> contextlib.AbstractContextManager[Connection]:
+        return read_tx(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _translate(self, exc: OperationalError) -> Exception:
+        msg = str(getattr(exc, "orig", exc))
+        if "readonly" in msg or "read-only" in msg:
+            return ReadOnlyStoreError(f"the store at {self.describe()} is read-only ({msg})")
+        return exc

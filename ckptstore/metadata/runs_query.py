@@ -1,0 +1,99 @@
+"""The runs query, written once: ``Store.runs``/``get_run`` and the CLI's quick path both run it.
+
+It is plain SQL text for the driver (``sqlite3``, or psycopg through SQLAlchemy's
+``exec_driver_sql``) because the quick path must answer ``ckptstore runs list`` without importing
+SQLAlchemy; only the placeholder differs between drivers. Rows become records through
+``mappers.run_info``. Correlated subqueries use the (run_id, step, ...) primary keys: O(log n)
+per run, where a GROUP BY over metrics would scan every row of every run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Optional
+
+from ..records import RunInfo
+from .mappers import run_info
+
+GLOB_CHARS = "*?["
+
+RUN_COLUMNS = (
+    "r.id, r.name, r.status, r.params, r.retention, r.created_at, r.ended_at, "
+    "(SELECT MAX(m.step) FROM metrics m WHERE m.run_id = r.id), "
+    "(SELECT MAX(c.step) FROM checkpoints c WHERE c.run_id = r.id), "
+    "(SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.id)"
+)
+
+#: Beyond this many runs, all tags are read at once instead of by an IN list.
+_TAGS_IN_MAX = 500
+
+
+def is_glob(pattern: Optional[str]) -> bool:
+    return pattern is not None and any(ch in pattern for ch in GLOB_CHARS)
+
+
+def runs_sql(
+    ph: str,
+    *,
+    names: Optional[Sequence[str]] = None,
+    status: Optional[str] = None,
+    tags: Optional[Mapping[str, str]] = None,
+    pattern: Optional[str] = None,
+) -> tuple[str, list[Any]]:
+    """(SQL, parameters) selecting the runs that match, oldest first; ``ph`` is the placeholder.
+
+    A glob ``pattern`` is narrowed with LIKE in SQL and decided exactly by :func:`matches`.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    if names is not None:
+        where.append(f"r.name IN ({', '.join([ph] * len(names))})" if names else "1 = 0")
+        args.extend(names)
+    if status is not None:
+        where.append(f"r.status = {ph}")
+        args.append(status)
+    for k, v in (tags or {}).items():
+        where.append(f"EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = r.id AND t.key = {ph} AND t.value = {ph})")
+        args += [k, str(v)]
+    if is_glob(pattern):
+        # A bracket class has no LIKE form, so the SQL filter stops at the first '['.
+        head, bracket, _ = pattern.partition("[")  # type: ignore[union-attr]
+        like = head.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = like.replace("*", "%").replace("?", "_") + ("%" if bracket else "")
+        where.append(f"r.name LIKE {ph} ESCAPE '\\'")
+        args.append(like)
+    elif pattern is not None:
+        where.append(f"r.name = {ph}")
+        args.append(pattern)
+    sql = f"SELECT {RUN_COLUMNS} FROM runs r" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id"
+    return sql, args
+
+
+def tags_sql(ph: str, run_ids: Sequence[int]) -> tuple[str, list[Any]]:
+    """(SQL, parameters) reading the tags of ``run_ids``."""
+    if len(run_ids) < _TAGS_IN_MAX:
+        return f"SELECT run_id, key, value FROM run_tags WHERE run_id IN ({', '.join([ph] * len(run_ids))})", list(run_ids)
+    return "SELECT run_id, key, value FROM run_tags", []
+
+
+def select_runs(
+    execute: Callable[[str, list[Any]], Iterable[Sequence[Any]]],
+    ph: str,
+    *,
+    names: Optional[Sequence[str]] = None,
+    status: Optional[str] = None,
+    tags: Optional[Mapping[str, str]] = None,
+    pattern: Optional[str] = None,
+) -> list[RunInfo]:
+    """Run the query through ``execute(sql, params)`` (one snapshot) and map the rows."""
+    sql, args = runs_sql(ph, names=names, status=status, tags=tags, pattern=pattern)
+    rows = list(execute(sql, args))
+    if is_glob(pattern):
+        rows = [row for row in rows if fnmatch.fnmatchcase(row[1], pattern)]  # type: ignore[arg-type]
+    tag_map: dict[int, dict[str, str]] = defaultdict(dict)
+    if rows:
+        for run_id, key, value in execute(*tags_sql(ph, [row[0] for row in rows])):
+            tag_map[run_id][key] = value
+    return [run_info(row, tag_map.get(row[0], {})) for row in rows]

@@ -1,0 +1,209 @@
+"""Every write of the metadata: functions of an open write transaction.
+
+Callers open ``Database.write()`` and decide what belongs in one transaction (the commit point
+of a save is one of them: see ``files.commit``); nothing here opens or commits a transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional
+
+from sqlalchemy import Connection, delete, select, update
+
+from ..constants import RUN_STATUSES
+from ..errors import InvalidOptionError
+from . import schema as S
+
+
+def check_status(status: object) -> str:
+    """``status`` if it is a run status, else the one error every caller gives."""
+    if status not in RUN_STATUSES:
+        raise InvalidOptionError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    return status  # type: ignore[return-value]
+
+
+def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str], update_cols: list[str]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE the ``update_cols`` (or DO NOTHING)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as ins
+    else:
+        from sqlalchemy.dialects.sqlite import insert as ins  # type: ignore[assignment]
+    stmt = ins(table).values(**values)
+    if update_cols:
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update_cols})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    return conn.execute(stmt)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def start_run(
+    conn: Connection, name: str, params: dict[str, Any], tags: Mapping[str, str], retention: Optional[dict[str, Any]]
+) -> int:
+    """Create the run, or set an existing one running again with params and tags merged in."""
+    row = conn.execute(select(S.Run.id, S.Run.params).where(S.Run.name == name)).first()
+    if row is None:
+        rid = conn.execute(
+            S.Run.__table__.insert()
+            .values(name=name, status="running", params=params, retention=retention, created_at=S.utcnow())
+            .returning(S.Run.__table__.c.id)
+        ).scalar_one()
+    else:
+        rid = row.id
+        values: dict[str, Any] = {"status": "running", "ended_at": None, "params": {**(row.params or {}), **params}}
+        if retention is not None:
+            values["retention"] = retention
+        conn.execute(update(S.Run).where(S.Run.id == rid).values(**values))
+    for k, v in tags.items():
+        upsert(conn, S.RunTag.__table__, {"run_id": rid, "key": k, "value": v}, ["run_id", "key"], ["value"])
+    return rid
+
+
+def ensure_finished_run(conn: Connection, name: str) -> int:
+    """The run's id, creating it as a finished run (for imports) if it does not exist."""
+    now = S.utcnow()
+    upsert(conn, S.Run.__table__, {"name": name, "status": "finished", "params": {}, "created_at": now, "ended_at": now}, ["name"], [])
+    return conn.execute(select(S.Run.id).where(S.Run.name == name)).scalar_one()
+
+
+def set_status(conn: Connection, rid: int, status: str) -> None:
+    check_status(status)
+    conn.execute(
+        update(S.Run).where(S.Run.id == rid).values(status=status, ended_at=None if status == "running" else S.utcnow())
+    )
+
+
+def set_retention(conn: Connection, rid: int, retention: Optional[dict[str, Any]]) -> None:
+    conn.execute(update(S.Run).where(S.Run.id == rid).values(retention=retention))
+
+
+def delete_run(conn: Connection, rid: int) -> None:
+    """Delete the run; metrics, checkpoints, files, variables and exports cascade."""
+    conn.execute(delete(S.Run).where(S.Run.id == rid))
+
+
+def metrics_sql(ph: str) -> str:
+    """The driver-level upsert of one metric value; a repeated (run, step, key) keeps the newest.
+
+    Straight to the driver: building a dict per value through SQLAlchemy costs more than the
+    insert itself at 100k+ values/s.
+    """
+    return (
+        "INSERT INTO metrics (run_id, step, key, value, wall_time) "
+        f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}) "
+        "ON CONFLICT (run_id, step, key) DO UPDATE SET value = excluded.value, "
+        "wall_time = excluded.wall_time"
+    )
+
+
+def write_metrics(conn: Connection, sql: str, rows: Sequence[tuple[int, int, str, Optional[float], float]]) -> None:
+    conn.exec_driver_sql(sql, list(rows))
+
+
+# --------------------------------------------------------------------------- blobs and checkpoints
+
+
+def record_blob(conn: Connection, digest: str, size: int, stat_sig: str) -> None:
+    # DO UPDATE, not DO NOTHING: on PostgreSQL it locks an existing row, so a concurrent
+    # deletion of that blob waits for this commit and then fails its foreign-key check (and
+    # retries) instead of pulling the row from under the rows the caller inserts next.
+    upsert(conn, S.Blob.__table__, {"digest": digest, "size": size, "stat_sig": stat_sig, "created_at": S.utcnow()}, ["digest"], ["stat_sig"])
+
+
+def set_blob_signatures(conn: Connection, sigs: Mapping[str, str]) -> None:
+    for digest, sig in sigs.items():
+        conn.execute(update(S.Blob).where(S.Blob.digest == digest).values(stat_sig=sig))
+
+
+def drop_orphan_blobs(conn: Connection, digests: Iterable[str]) -> list[str]:
+    """Delete the ``blobs`` rows among ``digests`` that nothing references any more."""
+    digests = list(digests)
+    gone: list[str] = []
+    for i in range(0, len(digests), 500):
+        chunk = digests[i : i + 500]
+        still = set(conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.digest.in_(chunk))).scalars())
+        still.update(conn.execute(select(S.Export.digest).where(S.Export.digest.in_(chunk))).scalars())
+        orphans = [d for d in chunk if d not in still]
+        if orphans:
+            conn.execute(delete(S.Blob).where(S.Blob.digest.in_(orphans)))
+            gone.extend(orphans)
+    return gone
+
+
+def insert_checkpoint(
+    conn: Connection,
+    *,
+    run_id: int,
+    step: int,
+    fmt: str,
+    prefix: str,
+    files: Sequence[tuple[str, str, int, str]],
+    variables: Sequence[tuple[str, str, list[int]]],
+) -> int:
+    """One checkpoint with its files (role, name, size, digest) and variables; returns its id."""
+    cid = conn.execute(
+        S.Checkpoint.__table__.insert()
+        .values(run_id=run_id, step=step, format=fmt, state="committed", prefix=prefix,
+                total_bytes=sum(f[2] for f in files), created_at=S.utcnow())
+        .returning(S.Checkpoint.__table__.c.id)
+    ).scalar_one()
+    conn.execute(
+        S.CheckpointFile.__table__.insert(),
+        [{"checkpoint_id": cid, "role": role, "file_name": n, "size": size, "digest": d} for role, n, size, d in files],
+    )
+    if variables:
+        conn.execute(
+            S.Variable.__table__.insert(),
+            [{"checkpoint_id": cid, "name": n, "dtype": d, "shape": s} for n, d, s in variables],
+        )
+    return cid
+
+
+def delete_checkpoints(conn: Connection, ids: Sequence[int], *, drop_blobs: bool = True) -> Any:
+    """Delete checkpoint rows (cascading to files and variables).
+
+    Returns the blob digests freed (their rows dropped), or with ``drop_blobs=False`` the set of
+    digests the deleted rows referenced, for the caller to drop once it has added its own rows.
+    """
+    ids = list(ids)
+    digests = set(conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.checkpoint_id.in_(ids))).scalars())
+    conn.execute(delete(S.Checkpoint).where(S.Checkpoint.id.in_(ids)))
+    return drop_orphan_blobs(conn, digests) if drop_blobs else digests
+
+
+def mark_kept(conn: Connection, ids: Sequence[int]) -> None:
+    conn.execute(update(S.Checkpoint).where(S.Checkpoint.id.in_(list(ids))).values(state="kept"))
+
+
+def insert_export(conn: Connection, **values: Any) -> int:
+    return conn.execute(
+        S.Export.__table__.insert().values(created_at=S.utcnow(), **values).returning(S.Export.__table__.c.id)
+    ).scalar_one()
+
+
+# --------------------------------------------------------------------------- aliases
+
+
+def insert_alias(conn: Connection, name: str, checkpoint_id: Optional[int], export_id: Optional[int], message: Optional[str], now: Any) -> None:
+    conn.execute(S.Alias.__table__.insert().values(
+        name=name, checkpoint_id=checkpoint_id, export_id=export_id, message=message, updated_at=now
+    ))
+
+
+def update_alias(conn: Connection, alias_id: int, now: Any, **values: Any) -> None:
+    conn.execute(update(S.Alias).where(S.Alias.id == alias_id).values(updated_at=now, **values))
+
+
+def delete_alias(conn: Connection, alias_id: int) -> None:
+    conn.execute(delete(S.Alias).where(S.Alias.id == alias_id))
+
+
+def alias_event(
+    conn: Connection, name: str, action: str, old: Optional[str], new: Optional[str], message: Optional[str], at: Any
+) -> None:
+    conn.execute(S.AliasEvent.__table__.insert().values(
+        alias_name=name, action=action, old_target=old, new_target=new, message=message, at=at
+    ))

@@ -1,0 +1,284 @@
+"""The checkpoint-format seam: one small adapter per way TensorFlow saves variables.
+
+A :class:`CheckpointFormat` saves a target into a directory, restores a target from a prefix,
+and lists what a saved prefix holds; the flows never branch on the format. Two adapters:
+
+* :class:`TF1Saver` (``tf1-saver``): a ``tf.compat.v1.Session`` through ``train.Saver``, with a
+  ``.meta`` graph so that an empty session can be restored.
+* :class:`TF2Checkpoint` (``tf2-checkpoint``): a ``tf.train.Checkpoint`` or any trackable (Keras
+  model, ``tf.Module``), wrapped as ``Checkpoint(model=obj)``.
+
+TF1 savers are cached per graph and set of variables: building a ``tf.compat.v1.train.Saver``
+adds save and restore ops to the graph, so building one per save would grow the graph without
+bound in a training loop; a new one is built only when the graph's variables change. TF2
+objects are wrapped in one cached ``Checkpoint(model=obj)`` per object for the same reason (each
+new Checkpoint traces its save function again).
+
+A new format is a new subclass here plus an entry in :data:`FORMATS` (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import abc
+import weakref
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import CkptstoreError, RestoreMismatchError
+from .reader import OBJECT_GRAPH_KEY, file_role, is_tf2_checkpoint
+from .runtime import few, first_line, tf
+
+#: name -> (dtype, shape) of the tensors a checkpoint holds, as the database records them.
+SavedVariables = dict[str, tuple[str, list[int]]]
+
+
+class CheckpointFormat(abc.ABC):
+    """How one kind of target is saved and restored (see the module docstring)."""
+
+    #: The name the database records in ``checkpoints.format``.
+    name: str
+    #: What to pass to restore into this format, for error messages.
+    target_kinds: str
+    #: Whether a restore may need the graph itself (``.meta``), which a save may leave out.
+    uses_meta_graph: bool = False
+
+    @abc.abstractmethod
+    def accepts(self, target: Any) -> bool:
+        """Whether ``target`` is something this format saves and restores."""
+
+    @abc.abstractmethod
+    def save(self, target: Any, directory: Path, prefix: str, step: int, **options: Any) -> Path:
+        """Write ``target`` under ``directory`` as ``prefix-step``; returns the written prefix."""
+
+    @abc.abstractmethod
+    def restore(
+        self,
+        target: Any,
+        prefix: Path,
+        *,
+        saved: SavedVariables,
+        meta_path: Optional[Path] = None,
+        var_list: Any = None,
+    ) -> None:
+        """Load the checkpoint at ``prefix`` into ``target``, checking that everything fits first."""
+
+    def needs_meta_graph(self, target: Any) -> bool:
+        """Whether restoring into ``target`` needs the stored graph (a TF1 session with an empty graph)."""
+        return False
+
+    def files(self, prefix: Path) -> list[Path]:
+        """The files a save wrote for ``prefix`` (index, data shards, and a graph if any)."""
+        out = []
+        for p in sorted(prefix.parent.glob(prefix.name + ".*")):
+            if ".tempstate" in p.name or not p.is_file():
+                continue
+            try:
+                file_role(p.name)
+            except CkptstoreError:
+                continue
+            out.append(p)
+        return out
+
+
+# --------------------------------------------------------------------------- TF1
+
+_savers: "weakref.WeakKeyDictionary[Any, dict[Any, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _tf1_var_key(graph: Any, var_list: Any) -> Any:
+    if var_list is None:
+        # "All saveable variables" changes when the graph grows (a head added after the first
+        # save): a Saver built before would silently leave the new variables out.
+        keys = tf().compat.v1.GraphKeys
+        return ("all",) + tuple(
+            id(v) for v in graph.get_collection(keys.GLOBAL_VARIABLES) + graph.get_collection(keys.SAVEABLE_OBJECTS)
+        )
+    if isinstance(var_list, dict):
+        return tuple(sorted((k, id(v)) for k, v in var_list.items()))
+    return tuple(id(v) for v in var_list)
+
+
+def tf1_saver(graph: Any, var_list: Any = None) -> Any:
+    """The cached Saver of ``graph`` for ``var_list`` (all saveable variables when None)."""
+    t = tf()
+    per_graph = _savers.setdefault(graph, {})
+    key = _tf1_var_key(graph, var_list)
+    saver = per_graph.get(key)
+    if saver is None:
+        with graph.as_default():
+            try:
+                # max_to_keep=None: retention is the store's job, the Saver must not delete files.
+                saver = t.compat.v1.train.Saver(var_list=var_list, max_to_keep=None, save_relative_paths=True)
+            except ValueError as exc:
+                raise CkptstoreError(f"cannot save this graph: {exc}") from None
+        per_graph[key] = saver
+    return saver
+
+
+class TF1Saver(CheckpointFormat):
+    name = "tf1-saver"
+    target_kinds = "tf.compat.v1.Session"
+    uses_meta_graph = True
+
+    def accepts(self, target: Any) -> bool:
+        return isinstance(target, tf().compat.v1.Session)
+
+    def save(self, target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
+             write_meta_graph: bool = True, **_: Any) -> Path:
+        saver = tf1_saver(target.graph, var_list)
+        # Inside the session's graph: with eager execution on (the TF2 default) Saver would
+        # otherwise take the eager code path and refuse graph variables.
+        with target.graph.as_default():
+            path = saver.save(
+                target, str(directory / prefix), global_step=step,
+                write_meta_graph=write_meta_graph, write_state=False,
+            )
+        return Path(path)
+
+    def needs_meta_graph(self, target: Any) -> bool:
+        return not target.graph.get_operations()
+
+    def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Optional[Path] = None,
+                var_list: Any = None) -> None:
+        """Restore into the session: import the meta graph first if the graph is empty."""
+        t = tf()
+        graph = target.graph
+        if not graph.get_operations():
+            if meta_path is None:
+                raise RestoreMismatchError(
+                    "the session's graph is empty and no meta graph was stored for this run: "
+                    "build the model graph first, then restore into it"
+                )
+            with graph.as_default():
+                saver = t.compat.v1.train.import_meta_graph(str(meta_path), clear_devices=True)
+            if saver is None:
+                raise RestoreMismatchError("the stored meta graph has no variables to restore")
+            _savers.setdefault(graph, {})[_tf1_var_key(graph, var_list)] = saver
+        else:
+            _check_graph_matches(graph, saved, var_list)
+            saver = tf1_saver(graph, var_list)
+        try:
+            with graph.as_default():
+                saver.restore(target, str(prefix))
+        except (t.errors.NotFoundError, t.errors.InvalidArgumentError) as exc:
+            raise RestoreMismatchError(f"checkpoint does not fit the graph: {first_line(exc.message)}") from None
+
+
+def _check_graph_matches(graph: Any, saved: SavedVariables, var_list: Any) -> None:
+    """Fail before touching any variable if the graph wants what the checkpoint lacks."""
+    t = tf()
+    if var_list is None:
+        with graph.as_default():
+            variables = t.compat.v1.global_variables() + t.compat.v1.get_collection(t.compat.v1.GraphKeys.SAVEABLE_OBJECTS)
+        wanted = {v.op.name: v for v in variables if hasattr(v, "op")}
+    elif isinstance(var_list, dict):
+        wanted = dict(var_list)
+    else:
+        wanted = {v.op.name: v for v in var_list}
+    if not wanted:
+        raise RestoreMismatchError(
+            "the session's graph has operations but no variables to restore into: build the "
+            "model's variables first, or restore into an empty graph to import the stored meta graph"
+        )
+    missing, wrong = [], []
+    for name, var in wanted.items():
+        if name not in saved:
+            missing.append(name)
+            continue
+        shape = getattr(var, "shape", None)
+        if shape is not None and shape.is_fully_defined() and list(shape.as_list()) != list(saved[name][1]):
+            wrong.append(f"{name} {shape.as_list()} vs saved {saved[name][1]}")
+    _raise_mismatch("graph", missing, wrong)
+
+
+def _raise_mismatch(what: str, missing: list[str], wrong: list[str]) -> None:
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append(f"not in the checkpoint: {few(missing)}")
+        if wrong:
+            parts.append(f"shape or dtype differs: {few(wrong)}")
+        raise RestoreMismatchError(f"checkpoint does not fit the {what}; " + "; ".join(parts))
+
+
+# --------------------------------------------------------------------------- TF2
+
+_wrappers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def tf2_checkpoint(obj: Any) -> Any:
+    """``obj`` itself if it is a tf.train.Checkpoint, else a cached Checkpoint(model=obj)."""
+    t = tf()
+    if isinstance(obj, t.train.Checkpoint):
+        return obj
+    ckpt = _wrappers.get(obj)
+    if ckpt is None:
+        ckpt = t.train.Checkpoint(model=obj)
+        _wrappers[obj] = ckpt
+    return ckpt
+
+
+class TF2Checkpoint(CheckpointFormat):
+    name = "tf2-checkpoint"
+    target_kinds = "tf.train.Checkpoint or trackable"
+
+    def accepts(self, target: Any) -> bool:
+        t = tf()
+        try:
+            from tensorflow.python.trackable.base import Trackable
+        except ImportError:  # pragma: no cover - older layouts
+            Trackable = t.Module  # type: ignore[assignment,misc]
+        return isinstance(target, (t.train.Checkpoint, Trackable, t.Module))
+
+    def save(self, target: Any, directory: Path, prefix: str, step: int, **_: Any) -> Path:
+        ckpt = tf2_checkpoint(target)
+        # write(), not save(): no save_counter bump and no 'checkpoint' state file; the store keeps state.
+        return Path(ckpt.write(str(directory / f"{prefix}-{step}")))
+
+    def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Optional[Path] = None,
+                var_list: Any = None) -> None:
+        t = tf()
+        ckpt = tf2_checkpoint(target)
+        try:
+            status = ckpt.read(str(prefix))
+            status.assert_existing_objects_matched()
+            # Values the object does not have (a Keras model restored without its optimizer)
+            # are fine once every existing object matched; without this TF logs a warning per value.
+            status.expect_partial()
+        except AssertionError as exc:
+            raise RestoreMismatchError(f"checkpoint does not fit the object: {first_line(str(exc))}") from None
+        except (ValueError, t.errors.InvalidArgumentError, t.errors.NotFoundError) as exc:
+            raise RestoreMismatchError(f"checkpoint does not fit the object: {first_line(str(exc))}") from None
+
+
+# --------------------------------------------------------------------------- choosing a format
+
+#: Every format, by the name the database records.
+FORMATS: dict[str, CheckpointFormat] = {f.name: f for f in (TF1Saver(), TF2Checkpoint())}
+
+
+def for_target(target: Any) -> CheckpointFormat:
+    """The format that saves and restores ``target``."""
+    for fmt in FORMATS.values():
+        if fmt.accepts(target):
+            return fmt
+    raise CkptstoreError(
+        f"cannot save or restore a {type(target).__name__}: pass a tf.compat.v1.Session, "
+        "a tf.train.Checkpoint or a trackable object (Keras model, tf.Module)"
+    )
+
+
+def named(name: str) -> CheckpointFormat:
+    """The format a checkpoint was recorded with."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise CkptstoreError(f"unknown checkpoint format {name!r}: written by a newer ckptstore?") from None
+
+
+def of_prefix(prefix: Path) -> CheckpointFormat:
+    """The format that wrote the checkpoint at ``prefix`` (for imports)."""
+    return FORMATS[TF2Checkpoint.name if is_tf2_checkpoint(prefix) else TF1Saver.name]
+
+
+__all__ = ["CheckpointFormat", "FORMATS", "OBJECT_GRAPH_KEY", "TF1Saver", "TF2Checkpoint", "for_target", "named", "of_prefix"]
