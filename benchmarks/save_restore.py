@@ -6,6 +6,11 @@ vs ``store.restore`` with verification on (default: stat-signature check, re-has
 and with ``verify="full"`` (re-hash every byte). Peak memory is the peak RSS of two child
 processes doing the same save+restore work, one raw and one through the store.
 
+Also the cost of a private restored directory (issue 16): ``materialize`` of the same 256 MB
+with ``link="copy"`` (the default: reflinks where the filesystem has them, else an in-kernel
+copy) against ``link="hard"`` (hard links, read-only use), and against a plain ``cp -r`` of
+the raw TensorFlow directory.
+
 Targets (issue 3): save <= 1.10x, restore <= 1.15x, peak memory <= 64 MB above raw.
 
     python benchmarks/save_restore.py [--rounds 7]
@@ -143,6 +148,23 @@ def main() -> None:
               f"median paired ratio {med(r1):.3f}x (target <= 1.15x) {'OK' if med(r1) <= 1.15 else 'MISS'}")
         print(f"restore: ckptstore (verify='full', re-hash all 256 MB) {med(rest_full):.3f} s, "
               f"median paired ratio {med(r2):.3f}x")
+
+        import shutil
+
+        mat = {"copy": [], "hard": [], "cp": []}
+        raw_dir = Path(raw_prefix).parent
+        for i in range(args.rounds):
+            for mode in ("copy", "hard", "cp") if i % 2 else ("cp", "hard", "copy"):
+                dst = work / f"mat-{mode}-{i}"
+                t = time.perf_counter()
+                if mode == "cp":
+                    shutil.copytree(raw_dir, dst)
+                else:
+                    store.materialize(ref, dst, link=mode, verify=False)
+                mat[mode].append(time.perf_counter() - t)
+                shutil.rmtree(dst)
+        print(f"materialize 256 MB: copy {med(mat['copy']):.3f} s, hard links {med(mat['hard']):.3f} s, "
+              f"plain cp of the raw directory {med(mat['cp']):.3f} s (median of {args.rounds})")
 
         peaks = {}
         for mode in ("raw", "store"):

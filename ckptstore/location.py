@@ -24,6 +24,9 @@ DB_FILE = "store.db"
 
 # RFC 3986 scheme, then "://". A Windows drive ("C:\\x") or a relative path never matches.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# A database URL with a typo ("postgresql:/h/db", "postgresql//h/db", "sqlite:x.db"): taken
+# as a path it would quietly create a directory tree named after it.
+_URL_TYPO = re.compile(r"(?i)(sqlite|postgres(ql)?|mysql|mariadb|oracle|mssql)(\+[a-z0-9_]+)?(:(?!//)|//)")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,13 @@ def parse_location(uri: Optional[str | os.PathLike[str]]) -> Location:
         return Location(text, directory=Path(text).expanduser())
     if _SCHEME.match(text):
         return Location(text, url=text)
+    if _URL_TYPO.match(text):
+        from .errors import StoreConfigError
+
+        raise StoreConfigError(
+            f"{redact(text)!r} looks like a database URL but is not one (expected SCHEME://...); "
+            "for a directory of that name, write it as ./NAME"
+        )
     return Location(text, directory=Path(text).expanduser())
 
 

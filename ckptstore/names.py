@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal, Optional
+from collections.abc import Mapping
+from typing import Any, Literal, Optional
 
-from .errors import InvalidNameError, InvalidRefError, MetricValueError
+from .errors import InvalidNameError, InvalidOptionError, InvalidRefError, MetricValueError
 from .constants import INT_MAX, NAME_MAX
 
 RefKind = Literal["step", "latest", "nearest", "alias", "export"]
@@ -155,3 +156,52 @@ def shown(value: object, limit: int = 40) -> str:
     """``repr(value)``, cut to ``limit`` characters for an error message."""
     r = repr(value)
     return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def check_tags(tags: Mapping[Any, Any]) -> dict[str, str]:
+    """Tags as the store keeps them: text keys of 1 to NAME_MAX characters, text values.
+
+    Control characters are allowed in values (they are shown escaped in every table, never
+    raw); NUL is refused everywhere because PostgreSQL text cannot hold it.
+    """
+    out = {str(k): str(v) for k, v in tags.items()}
+    for k, v in out.items():
+        if not k or len(k) > NAME_MAX:
+            raise InvalidNameError(f"tag keys must be 1 to {NAME_MAX} characters, got {k!r:.60}")
+        if "\0" in k or "\0" in v:
+            raise InvalidNameError(f"tag {k!r:.60} must not contain NUL characters")
+    return out
+
+
+def check_params(params: Mapping[Any, Any]) -> dict[str, Any]:
+    """Params as JSON: numbers, text, booleans, None, lists and dicts of them.
+
+    NumPy scalars become numbers and arrays become (nested) lists; other objects are kept as
+    their ``repr`` text, as before. Non-finite floats become the text ``"nan"``, ``"inf"``,
+    ``"-inf"`` (JSON has no such numbers). NUL characters are refused, naming the param.
+    """
+    return {str(k): _param(v, str(k)) for k, v in params.items()}
+
+
+def _param(v: Any, where: str) -> Any:
+    import math
+
+    if v is None or isinstance(v, (bool, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(v, str):
+        if "\0" in v:
+            raise InvalidOptionError(f"param {where!r} must not contain NUL characters")
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _param(x, f"{where}.{k}") for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_param(x, f"{where}[{i}]") for i, x in enumerate(v)]
+    tolist = getattr(v, "tolist", None)  # NumPy scalars and arrays, without importing NumPy
+    if callable(tolist) and hasattr(v, "dtype"):
+        try:
+            return _param(tolist(), where)
+        except RecursionError:
+            raise InvalidOptionError(f"param {where!r} is nested too deeply to store") from None
+    return repr(v)

@@ -101,6 +101,23 @@ class VariableDiff:
     unchanged: int
 
 
+def diff_variables(before: list[VariableInfo], after: list[VariableInfo]) -> VariableDiff:
+    """Variables added, removed, and changed in dtype or shape (by name), from ``before`` to ``after``."""
+    b = {v.name: v for v in before}
+    a = {v.name: v for v in after}
+    changed = [
+        VariableChange(name, b[name], a[name])
+        for name in sorted(b.keys() & a.keys())
+        if (b[name].dtype, b[name].shape) != (a[name].dtype, a[name].shape)
+    ]
+    return VariableDiff(
+        added=[a[n] for n in sorted(a.keys() - b.keys())],
+        removed=[b[n] for n in sorted(b.keys() - a.keys())],
+        changed=changed,
+        unchanged=len(b.keys() & a.keys()) - len(changed),
+    )
+
+
 @dataclass(frozen=True)
 class CheckpointInfo:
     id: int

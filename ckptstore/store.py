@@ -8,7 +8,6 @@ imports SQLAlchemy, never TensorFlow.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Optional, Union
 from sqlalchemy.engine import URL
 
 from .constants import INT_MAX, NAME_MAX
-from .errors import InvalidNameError, InvalidOptionError, MetricValueError, StoreConfigError, StoreOpenError
+from .errors import ConflictError, MetricValueError, StoreConfigError, StoreOpenError
 from .files.local import LocalObjectArea
 from .flows import aliases as alias_flows
 from .flows import checkpoints as checkpoint_flows
@@ -30,9 +29,10 @@ from .location import DB_FILE, parse_location, redact
 from .metadata import queries as Q
 from .metadata import versions
 from .metadata.engine import Database
+from .metadata import writes as W
 from .metadata.writes import check_status
-from .names import check_run_name
-from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, RunAtStep, RunInfo, StepMetrics, VariableChange, VariableDiff, VariableInfo, VerifyReport
+from .names import check_params, check_run_name, check_tags
+from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, RunAtStep, RunInfo, StepMetrics, VariableDiff, VariableInfo, VerifyReport, diff_variables
 from .retention import Retention
 from .run import LiveRuns, Run
 
@@ -46,6 +46,7 @@ def open_store(
     create: bool = True,
     fsync: bool = False,
     check_schema: bool = True,
+    readonly: bool = False,
 ) -> "Store":
     """Open (and, if ``create``, create or upgrade) a store.
 
@@ -56,12 +57,15 @@ def open_store(
     disk before their commit, which makes saves survive power loss, not only process crashes, at
     the cost of disk time. ``check_schema=False`` opens the database as it is, neither creating,
     upgrading nor refusing its schema (``store.revision`` tells which it has): for ``ckptstore db``.
-    Any number of processes may create the same new store at once.
+    ``readonly=True`` (implies ``create=False``) opens it so that nothing on disk changes: no
+    file is created or rewritten and no schema is upgraded; writes then fail with
+    :class:`ReadOnlyStoreError`. Any number of processes may create the same new store at once.
 
     >>> store = open_store("/tmp/mystore")            # doctest: +SKIP
     >>> with store.start_run("mnist") as run:         # doctest: +SKIP
     ...     run.log(1, loss=0.5)
     """
+    create = create and not readonly
     loc = parse_location(uri)
     root = root or os.environ.get("CKPTSTORE_ROOT") or None
     url: Union[str, URL]
@@ -76,7 +80,7 @@ def open_store(
                 raise StoreConfigError(f"not a database URL: {redact(url)!r}") from None
             if database and database != ":memory:":
                 if not create and not Path(database).exists():
-                    raise StoreOpenError(f"no store at {database}")
+                    raise StoreOpenError(f"no store at {redact(database)}")
                 root = root or Path(database).resolve().parent
                 if create:
                     _make_dir(Path(database).parent)
@@ -84,17 +88,19 @@ def open_store(
         path = loc.directory
         assert path is not None
         if path.exists() and not path.is_dir():
-            raise StoreConfigError(f"{path} is a file; a store location is a directory or a database URL")
+            raise StoreConfigError(f"{redact(str(path))} is a file; a store location is a directory or a database URL")
         if not path.exists() and not create:
-            raise StoreOpenError(f"no store at {path.absolute()} (set --store / CKPTSTORE_URI, or create one by starting a run)")
+            raise StoreOpenError(
+                f"no store at {redact(str(path.absolute()))} (set --store / CKPTSTORE_URI, or create one by starting a run)"
+            )
         if create:
             _make_dir(path)
         elif not (path / DB_FILE).exists():
-            raise StoreOpenError(f"no store at {path.absolute()} ({DB_FILE} is missing)")
+            raise StoreOpenError(f"no store at {redact(str(path.absolute()))} ({DB_FILE} is missing)")
         # Built from its parts: no character of the path is read as URL syntax.
         url = URL.create("sqlite", database=str((path / DB_FILE).resolve()))
         root = root or path.resolve()
-    return Store(url, root=root, create=create, fsync=fsync, check_schema=check_schema)
+    return Store(url, root=root, create=create, fsync=fsync, check_schema=check_schema, readonly=readonly)
 
 
 def _make_dir(path: Path) -> None:
@@ -102,9 +108,9 @@ def _make_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise StoreConfigError(f"{path} is a file; a store location is a directory or a database URL") from None
+        raise StoreConfigError(f"{redact(str(path))} is a file; a store location is a directory or a database URL") from None
     except OSError as exc:
-        raise StoreConfigError(f"cannot create the store directory {path}: {exc.strerror}") from None
+        raise StoreConfigError(f"cannot create the store directory {redact(str(path))}: {exc.strerror}") from None
 
 
 class Store:
@@ -118,8 +124,10 @@ class Store:
         create: bool = True,
         fsync: bool = False,
         check_schema: bool = True,
+        readonly: bool = False,
     ) -> None:
-        self.db = Database(url)
+        create = create and not readonly
+        self.db = Database(url, readonly=readonly)
         self.url = self.db.url
         self.root: Optional[Path] = Path(root) if root is not None else None
         area = LocalObjectArea(self.root, fsync=fsync) if self.root is not None else None
@@ -194,8 +202,8 @@ class Store:
 
             name = f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         check_run_name(name)
-        params_json = _jsonable_params(params or {})
-        tag_items = _check_tags(tags or {})
+        params_json = check_params(params or {})
+        tag_items = check_tags(tags or {})
         ret_json = retention.to_json() if retention is not None else None
         run_id = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json)
         return Run(self, run_id, name, **logging_options)
@@ -209,10 +217,8 @@ class Store:
         """One run with its params, tags, last step and number of checkpoints."""
         with self.db.read() as conn:
             found = Q.runs(conn, names=[name])
-        if not found:
-            from .errors import UnknownRunError
-
-            raise UnknownRunError(f"no run named {name!r}")
+            if not found:
+                Q.run_id(conn, name)  # raises, naming the store
         return found[0]
 
     def runs(
@@ -230,16 +236,12 @@ class Store:
     def set_status(self, name: str, status: str) -> None:
         check_status(status)
         with self.db.write() as conn:
-            from .metadata import writes
-
-            writes.set_status(conn, Q.run_id(conn, name), status)
+            W.set_status(conn, Q.run_id(conn, name), status)
 
     def set_retention(self, name: str, retention: Optional[Retention]) -> None:
         """Replace a run's retention rule (applied at its next save, or by ``apply_retention``)."""
         with self.db.write() as conn:
-            from .metadata import writes
-
-            writes.set_retention(conn, Q.run_id(conn, name), retention.to_json() if retention else None)
+            W.set_retention(conn, Q.run_id(conn, name), retention.to_json() if retention else None)
 
     def delete_run(self, name: str) -> int:
         """Delete a run with its metrics, checkpoints and exports; returns checkpoints deleted.
@@ -305,19 +307,7 @@ class Store:
 
         >>> store.diff_variables("mnist@1000", "mnist-wide@latest").changed   # doctest: +SKIP
         """
-        before = {v.name: v for v in self.variables(ref)}
-        after = {v.name: v for v in self.variables(other)}
-        changed = [
-            VariableChange(name, before[name], after[name])
-            for name in sorted(before.keys() & after.keys())
-            if (before[name].dtype, before[name].shape) != (after[name].dtype, after[name].shape)
-        ]
-        return VariableDiff(
-            added=[after[n] for n in sorted(after.keys() - before.keys())],
-            removed=[before[n] for n in sorted(before.keys() - after.keys())],
-            changed=changed,
-            unchanged=len(before.keys() & after.keys()) - len(changed),
-        )
+        return diff_variables(self.variables(ref), self.variables(other))
 
     def restore(self, ref: Any, target: Any, *, verify: Union[bool, str] = True, **kwargs: Any) -> CheckpointInfo:
         """Restore a checkpoint into a TF1 session or a ``tf.train.Checkpoint`` / trackable.
@@ -354,8 +344,6 @@ class Store:
 
     def delete_checkpoint(self, ref: Any) -> None:
         """Delete one checkpoint (refused if an alias points at it)."""
-        from .errors import ConflictError
-
         ck = self.checkpoint(ref)
         if ck.aliases:
             raise ConflictError(f"checkpoint {ck.ref} is the version {', '.join(ck.aliases)}; untag it first")
@@ -412,26 +400,4 @@ class Store:
         return alias_flows.versions(self.backend, name)
 
 
-def _check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
-    out = {str(k): str(v) for k, v in tags.items()}
-    for k, v in out.items():
-        if not k or len(k) > NAME_MAX:
-            raise InvalidNameError(f"tag keys must be 1 to {NAME_MAX} characters, got {k!r:.60}")
-        if "\0" in k or "\0" in v:
-            # PostgreSQL text cannot hold NUL; refuse on every backend alike.
-            raise InvalidNameError(f"tag {k!r:.60} must not contain NUL characters")
-    return out
-
-
-def _jsonable_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        try:
-            json.dumps(v, allow_nan=False)
-            out[str(k)] = v
-        except (TypeError, ValueError):
-            out[str(k)] = repr(v) if not hasattr(v, "item") else v.item()
-    return out
-
-
-__all__ = ["open_store", "Store", "InvalidOptionError"]
+__all__ = ["open_store", "Store"]

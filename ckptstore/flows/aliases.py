@@ -91,7 +91,7 @@ def untag(backend: Backend, name: str, *, message: Optional[str] = None) -> None
     with backend.db.write() as conn:
         row = Q.alias_row(conn, name, for_update=True)
         if row is None:
-            raise UnknownAliasError(f"no version named {name!r} (see 'ckptstore versions')")
+            raise UnknownAliasError(f"no version named {name!r} in {backend.db.describe_store()} (see 'ckptstore versions')")
         old_text = Q.target_text(conn, row.checkpoint_id, row.export_id)
         W.delete_alias(conn, row.id)
         W.alias_event(conn, name, "untag", old_text, None, message, utcnow())
@@ -111,6 +111,6 @@ def versions(backend: Backend, name: Optional[str] = None) -> list[AliasInfo]:
             return infos
         history = Q.alias_history(conn, [name]).get(name, [])
     if not history:
-        raise UnknownAliasError(f"no version named {name!r} (see 'ckptstore versions')")
+        raise UnknownAliasError(f"no version named {name!r} in {backend.db.describe_store()} (see 'ckptstore versions')")
     last = history[0]
     return [AliasInfo(name=name, target="", kind="untagged", message=last.message, updated_at=last.at, history=history)]

@@ -17,11 +17,12 @@ plus a temporary directory that is recognisable by its name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -69,13 +70,16 @@ def save(
     step = check_step(step)
     check_prefix(prefix)
     fmt = formats.for_target(target)
-    with backend.files.staging(f"save-{run_id}") as sdir:
-        follower = DigestFollower(sdir, f"{prefix}-{step}")
-        try:
-            path = fmt.save(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
-        finally:
-            known = follower.finish()
-        info = commit_checkpoint(backend, run_id, run_name, step, fmt, path, known)
+    try:
+        with backend.files.staging(f"save-{run_id}") as sdir:
+            follower = DigestFollower(sdir, f"{prefix}-{step}")
+            try:
+                path = fmt.save(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
+            finally:
+                known = follower.finish()
+            info = commit_checkpoint(backend, run_id, run_name, step, fmt, path, known)
+    except OSError as exc:  # staging or moving into the object area: a full disk, a refused write
+        raise from_os_error(f"cannot save {run_name}@{step}", exc) from None
     apply_retention(backend, run_id)
     return info
 
@@ -206,13 +210,32 @@ def restore(
     if fmt.name != ck.format:
         raise CkptstoreError(f"{ck.ref} is a {ck.format} checkpoint; restore it into a {formats.named(ck.format).target_kinds}")
     wanted = _with_meta(backend, ck, fmt) if fmt.needs_meta_graph(target) else [(f, f.file_name) for f in ck.files if f.role != "meta"]
-    check_files(backend.db, backend.files, [f for f, _ in wanted], verify)
+    with _still_there(backend, ck):
+        check_files(backend.db, backend.files, [f for f, _ in wanted], verify)
     with backend.db.read() as conn:
         saved = {v.name: (v.dtype, v.shape) for v in Q.variables(conn, ck.id)}
-    with _Placed(backend.files, ck, wanted) as placed:
+    with _still_there(backend, ck), _Placed(backend.files, ck, wanted) as placed:
         meta = placed.dir / (ck.prefix + ".meta")
         fmt.restore(target, placed.prefix, saved=saved, meta_path=meta if meta.is_symlink() else None, var_list=var_list)
     return ck
+
+
+@contextlib.contextmanager
+def _still_there(backend: Backend, ck: CheckpointInfo) -> Iterator[None]:
+    """Report a checkpoint deleted by another process meanwhile as such, not as whatever error
+    its vanished files caused (a missing file, a graph that "does not fit")."""
+    try:
+        yield
+    except (OSError, CkptstoreError) as exc:
+        with backend.db.read() as conn:
+            gone = not Q.existing_checkpoints(conn, [ck.id])
+        if gone:
+            raise UnknownRefError(f"checkpoint {ck.ref} was deleted by another process while it was being read") from None
+        if isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError)):
+            raise  # a full disk at the destination: the caller names it
+        if isinstance(exc, OSError):
+            raise from_os_error(f"cannot read {ck.ref}", exc) from None
+        raise
 
 
 def read_variable(backend: Backend, ref: Union[str, Ref, Any], name: str, *, verify: Union[bool, str] = True) -> Any:
@@ -229,9 +252,10 @@ def read_variable(backend: Backend, ref: Union[str, Ref, Any], name: str, *, ver
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownRefError(f"{ck.ref} has no variable {name!r}{hint}")
     files = [(f, f.file_name) for f in ck.files if f.role != "meta"]
-    check_files(backend.db, backend.files, [f for f, _ in files], verify)
-    with _Placed(backend.files, ck, files) as placed:
-        return read_tensor(placed.prefix, key)
+    with _still_there(backend, ck):
+        check_files(backend.db, backend.files, [f for f, _ in files], verify)
+        with _Placed(backend.files, ck, files) as placed:
+            return read_tensor(placed.prefix, key)
 
 
 # --------------------------------------------------------------------------- materialize
@@ -264,7 +288,8 @@ def materialize(
     ck = checkpoint_of(backend, ref)
     area = backend.files
     placed = _with_meta(backend, ck, formats.named(ck.format))
-    check_files(backend.db, area, [f for f, _ in placed], verify, progress)
+    with _still_there(backend, ck):
+        check_files(backend.db, area, [f for f, _ in placed], verify, progress)
     out = Path(to_dir)
     state_text = render(CheckpointState(ck.prefix, [ck.prefix]))
     todo: list[tuple[Optional[FileInfo], str]] = []
@@ -289,13 +314,14 @@ def materialize(
     except OSError as exc:
         raise from_os_error(f"cannot create {out}", exc) from None
     try:
-        for f, name in todo:
-            dst = tmp / name
-            if f is None:
-                with open(dst, "x", encoding="utf-8") as fh:
-                    fh.write(state_text)
-            elif link == "copy" or not area.link_to(f.digest, dst):
-                area.copy_to(f.digest, dst)
+        with _still_there(backend, ck):
+            for f, name in todo:
+                dst = tmp / name
+                if f is None:
+                    with open(dst, "x", encoding="utf-8") as fh:
+                        fh.write(state_text)
+                elif link == "copy" or not area.link_to(f.digest, dst):
+                    area.copy_to(f.digest, dst)
         fault("materialized")
         _move_into_place(tmp, out, [name for _, name in todo], force)
     except OSError as exc:

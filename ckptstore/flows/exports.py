@@ -104,7 +104,7 @@ def export_of(backend: Backend, ref: Any) -> ExportInfo:
             where = {"step": f" at step {parsed.step}", "nearest": f" at or below step {parsed.step}"}.get(parsed.kind, "")
             hint = f" (its exports are at steps {', '.join(map(str, steps))})" if steps else ""
             raise UnknownRefError(
-                f"run {parsed.run!r} has no export{where}{hint}; checkpoints load with restore, "
+                f"run {parsed.run!r} has no export{where}{hint} in {backend.db.describe_store()}; checkpoints load with restore, "
                 "frozen graphs come from run.freeze"
             )
         return Q.export_by_id(conn, export_id, parsed)

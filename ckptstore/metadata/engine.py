@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any, Optional
@@ -27,7 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-from ..errors import ReadOnlyStoreError, StoreConfigError, StoreOpenError
+from ..errors import DiskFullError, ReadOnlyStoreError, StoreConfigError, StoreOpenError
 from ..location import redact
 
 log = logging.getLogger(__name__)
@@ -35,24 +36,29 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 120.0
 
 
-def make_engine(url: Any) -> Engine:
-    """Create an engine for ``url`` with the connection settings a store relies on."""
+def make_engine(url: Any, *, readonly: bool = False) -> Engine:
+    """Create an engine for ``url`` with the connection settings a store relies on.
+
+    ``readonly`` opens a SQLite file so that nothing on disk changes, not even the files SQLite
+    adds beside it (see :func:`_sqlite_readonly_creator`); on PostgreSQL it only marks intent.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreConfigError(f"not a database URL: {redact(url)!r}") from None
+        raise StoreConfigError(f"not a database URL: {redact(str(url))!r}") from None
     if parsed.get_backend_name() == "sqlite":
+        connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        kwargs: dict[str, Any] = {}
+        if readonly and parsed.database and parsed.database != ":memory:":
+            kwargs["creator"] = _sqlite_readonly_creator(parsed.database)
         try:
-            engine = create_engine(
-                parsed,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-            )
+            engine = create_engine(parsed, connect_args=connect_args, **kwargs)
         except NoSuchModuleError:
             raise StoreConfigError(
-                f"unsupported database URL: {redact(url)!r} (expected sqlite:///FILE or "
+                f"unsupported database URL: {redact(str(url))!r} (expected sqlite:///FILE or "
                 "postgresql+psycopg://USER@HOST/DB)"
             ) from None
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect", _sqlite_on_connect_ro if readonly else _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         event.listen(engine, "handle_error", _sqlite_on_error)
         return engine
@@ -60,9 +66,9 @@ def make_engine(url: Any) -> Engine:
         return create_engine(parsed, pool_pre_ping=True)
     except NoSuchModuleError:
         raise StoreConfigError(
-                f"unsupported database URL: {redact(url)!r} (expected sqlite:///FILE or "
-                "postgresql+psycopg://USER@HOST/DB)"
-            ) from None
+            f"unsupported database URL: {redact(str(url))!r} (expected sqlite:///FILE or "
+            "postgresql+psycopg://USER@HOST/DB)"
+        ) from None
     except ModuleNotFoundError as exc:
         raise StoreConfigError(
             f"the driver for {parsed.drivername} is not installed ({exc.name}); "
@@ -83,6 +89,35 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     if mode and mode[0] == "wal":
         # Durable at each checkpoint of the WAL, and much faster than FULL for many small commits.
         cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def _sqlite_readonly_creator(path: str) -> Any:
+    """Connections that never change the file system.
+
+    ``mode=ro`` alone is not enough: on a WAL database whose ``-wal``/``-shm`` files are gone
+    (every writer closed cleanly), a read-only connection creates them and cannot remove them.
+    Then, and only then, the file holds the whole database and is opened ``immutable``, which
+    creates nothing. (A writer that starts *and* checkpoints while such a command reads may
+    make it fail; running it again reads normally.)
+    """
+    from urllib.parse import quote
+
+    def connect() -> sqlite3.Connection:
+        uri = "file:" + quote(path)
+        if os.path.exists(path + "-wal") and os.path.exists(path + "-shm"):
+            uri += "?mode=ro"
+        else:
+            uri += "?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+
+    return connect
+
+
+def _sqlite_on_connect_ro(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cur.close()
 
 
@@ -147,6 +182,18 @@ def open_error(engine: Engine, exc: DBAPIError) -> StoreOpenError:
     return StoreOpenError(f"cannot open {where(engine)}: {redact(msg)}")
 
 
+def store_where(engine: Engine) -> str:
+    """"the store at ..." for messages about what a store lacks: a directory store by its
+    directory (``./.ckptstore`` depends on the current directory, which surprises people who
+    change it), a database URL without its password."""
+    if engine.dialect.name == "sqlite":
+        db = engine.url.database or ""
+        if db.endswith("/store.db"):
+            db = db[: -len("/store.db")]
+        return f"the store at {db or 'memory'}"
+    return f"the store at {where(engine)}"
+
+
 class Database:
     """One store's database: its engine, and the transactions every layer above opens.
 
@@ -155,8 +202,9 @@ class Database:
     snapshot for several queries.
     """
 
-    def __init__(self, url: Any) -> None:
-        self.engine = make_engine(url)
+    def __init__(self, url: Any, *, readonly: bool = False) -> None:
+        self.readonly = readonly
+        self.engine = make_engine(url, readonly=readonly)
         self.dialect: str = self.engine.dialect.name
         #: The driver's placeholder for raw SQL (``?`` for sqlite3, ``%s`` for psycopg).
         self.placeholder = "%s" if self.engine.dialect.paramstyle in ("format", "pyformat") else "?"
@@ -169,8 +217,13 @@ class Database:
         """Where this database is, for messages (never with a password)."""
         return where(self.engine)
 
+    def describe_store(self) -> str:
+        return store_where(self.engine)
+
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
+        if self.readonly:
+            raise ReadOnlyStoreError(f"{store_where(self.engine)} was opened read-only; this operation writes to it")
         try:
             with write_tx(self.engine) as conn:
                 yield conn
@@ -184,7 +237,10 @@ class Database:
         self.engine.dispose()
 
     def _translate(self, exc: OperationalError) -> Exception:
-        msg = str(getattr(exc, "orig", exc))
+        msg = str(getattr(exc, "orig", exc)).strip()
+        first = msg.splitlines()[0] if msg else type(exc).__name__
         if "readonly" in msg or "read-only" in msg:
-            return ReadOnlyStoreError(f"the store at {self.describe()} is read-only ({msg})")
+            return ReadOnlyStoreError(f"the store at {self.describe()} is read-only ({first})")
+        if "disk is full" in msg or "No space left" in msg or "disk full" in msg:
+            return DiskFullError(f"cannot write to {self.describe()}: no space left on the device ({first})")
         return exc

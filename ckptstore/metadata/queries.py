@@ -17,6 +17,7 @@ from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
 from ..names import Ref
 from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, RunAtStep, RunInfo, StepMetrics, VariableInfo
 from . import schema as S
+from .engine import store_where
 from .mappers import alias_event_info, alias_info, aware, checkpoint_info, export_info, file_info, metric_value
 from .runs_query import select_runs
 
@@ -33,7 +34,7 @@ def placeholder(conn: Connection) -> str:
 def run_id(conn: Connection, name: str) -> int:
     rid = conn.execute(select(S.Run.id).where(S.Run.name == name)).scalar()
     if rid is None:
-        raise UnknownRunError(f"no run named {name!r}")
+        raise UnknownRunError(f"no run named {name!r} in {store_where(conn.engine)}")
     return rid
 
 
@@ -213,7 +214,7 @@ def _checkpoint(conn: Connection, cond: Any, ref: Optional[Ref]) -> CheckpointIn
                 select(c.step).join(S.Run, S.Run.id == c.run_id).where(S.Run.name == ref.run).order_by(c.step)
             ).scalars())
             hint = f"; its checkpoints are at steps {_steps_summary(steps)}" if steps else "; it has no checkpoints"
-        raise UnknownRefError(f"no checkpoint {what}{hint}")
+        raise UnknownRefError(f"no checkpoint {what} in {store_where(conn.engine)}{hint}")
     cf = S.CheckpointFile
     files = conn.execute(
         select(cf.role, cf.file_name, cf.size, cf.digest).where(cf.checkpoint_id == row.id).order_by(cf.file_name)
@@ -308,7 +309,9 @@ def export_by_id(conn: Connection, export_id: Optional[int], ref: Optional[Ref] 
         select(*e.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).where(e.id == export_id)
     ).first()
     if row is None:
-        raise UnknownRefError(f"no export {export_id}" + (f" (from {ref.text!r})" if ref and ref.kind == "alias" else ""))
+        raise UnknownRefError(
+            f"no export {export_id} in {store_where(conn.engine)}" + (f" (from {ref.text!r})" if ref and ref.kind == "alias" else "")
+        )
     aliases = conn.execute(select(S.Alias.name).where(S.Alias.export_id == row.id).order_by(S.Alias.name)).scalars()
     return export_info(row, row.run_name, list(aliases))
 
@@ -361,7 +364,7 @@ def resolve(conn: Connection, ref: Ref) -> Target:
         row = conn.execute(select(S.Alias.checkpoint_id, S.Alias.export_id).where(S.Alias.name == ref.alias)).first()
         if row is None:
             raise UnknownAliasError(
-                f"no version named {ref.alias!r} (see 'ckptstore versions'; "
+                f"no version named {ref.alias!r} in {store_where(conn.engine)} (see 'ckptstore versions'; "
                 "checkpoints are referred to as run@step)"
             )
         if row.checkpoint_id is not None:
@@ -379,7 +382,7 @@ def resolve(conn: Connection, ref: Ref) -> Target:
         st = conn.execute(q).scalar()
         if st is None:
             below = f" at or below step {ref.step}" if ref.kind == "nearest" else ""
-            raise UnknownRefError(f"run {ref.run!r} has no checkpoint{below}")
+            raise UnknownRefError(f"run {ref.run!r} has no checkpoint{below} in {store_where(conn.engine)}")
         cond = and_(c.run_id == rid, c.step == st)
     return _checkpoint(conn, cond, ref)
 

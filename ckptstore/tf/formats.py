@@ -24,7 +24,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import CkptstoreError, RestoreMismatchError
+from ..errors import AccessDeniedError, CkptstoreError, DiskFullError, RestoreMismatchError, from_os_error
 from .reader import OBJECT_GRAPH_KEY, file_role, is_tf2_checkpoint
 from .runtime import few, first_line, tf
 
@@ -46,9 +46,24 @@ class CheckpointFormat(abc.ABC):
     def accepts(self, target: Any) -> bool:
         """Whether ``target`` is something this format saves and restores."""
 
-    @abc.abstractmethod
     def save(self, target: Any, directory: Path, prefix: str, step: int, **options: Any) -> Path:
-        """Write ``target`` under ``directory`` as ``prefix-step``; returns the written prefix."""
+        """Write ``target`` under ``directory`` as ``prefix-step``; returns the written prefix.
+
+        A full disk or a refused write is one :class:`CkptstoreError` naming the checkpoint,
+        whatever TensorFlow raised."""
+        t = tf()
+        try:
+            return self._save(target, directory, prefix, step, **options)
+        except t.errors.ResourceExhaustedError as exc:
+            raise DiskFullError(f"cannot save {prefix}-{step}: no space left on the device ({first_line(exc.message)})") from None
+        except t.errors.PermissionDeniedError as exc:
+            raise AccessDeniedError(f"cannot save {prefix}-{step}: permission denied ({first_line(exc.message)})") from None
+        except OSError as exc:
+            raise from_os_error(f"cannot save {prefix}-{step}", exc) from None
+
+    @abc.abstractmethod
+    def _save(self, target: Any, directory: Path, prefix: str, step: int, **options: Any) -> Path:
+        """The format's own save (see :meth:`save`)."""
 
     @abc.abstractmethod
     def restore(
@@ -123,7 +138,7 @@ class TF1Saver(CheckpointFormat):
     def accepts(self, target: Any) -> bool:
         return isinstance(target, tf().compat.v1.Session)
 
-    def save(self, target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
+    def _save(self, target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
              write_meta_graph: bool = True, **_: Any) -> Path:
         saver = tf1_saver(target.graph, var_list)
         # Inside the session's graph: with eager execution on (the TF2 default) Saver would
@@ -230,7 +245,7 @@ class TF2Checkpoint(CheckpointFormat):
             Trackable = t.Module  # type: ignore[assignment,misc]
         return isinstance(target, (t.train.Checkpoint, Trackable, t.Module))
 
-    def save(self, target: Any, directory: Path, prefix: str, step: int, **_: Any) -> Path:
+    def _save(self, target: Any, directory: Path, prefix: str, step: int, **_: Any) -> Path:
         ckpt = tf2_checkpoint(target)
         # write(), not save(): no save_counter bump and no 'checkpoint' state file; the store keeps state.
         return Path(ckpt.write(str(directory / f"{prefix}-{step}")))
@@ -239,6 +254,9 @@ class TF2Checkpoint(CheckpointFormat):
                 var_list: Any = None) -> None:
         t = tf()
         ckpt = tf2_checkpoint(target)
+        # TensorFlow assigns each value as it reads it: a mismatch found while reading would
+        # leave the object half restored. Everything is compared first, as for TF1.
+        _check_object_matches(ckpt, prefix, saved)
         try:
             status = ckpt.read(str(prefix))
             status.assert_existing_objects_matched()
@@ -249,6 +267,55 @@ class TF2Checkpoint(CheckpointFormat):
             raise RestoreMismatchError(f"checkpoint does not fit the object: {first_line(str(exc))}") from None
         except (ValueError, t.errors.InvalidArgumentError, t.errors.NotFoundError) as exc:
             raise RestoreMismatchError(f"checkpoint does not fit the object: {first_line(str(exc))}") from None
+
+
+def _check_object_matches(root: Any, prefix: Path, saved: SavedVariables) -> None:
+    """Walk the object's trackable graph beside the checkpoint's object graph and fail before
+    anything is assigned if a variable the object has is missing or differs in shape or dtype."""
+    t = tf()
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    try:
+        graph.ParseFromString(t.train.load_checkpoint(str(prefix)).get_tensor(OBJECT_GRAPH_KEY))
+    except Exception as exc:  # an unreadable index is the reader's error to report, below
+        raise RestoreMismatchError(f"cannot read the checkpoint's object graph: {first_line(str(exc))}") from None
+    missing: list[str] = []
+    wrong: list[str] = []
+    seen: set[int] = set()
+    todo: list[tuple[Any, int, str]] = [(root, 0, "")]
+    while todo:
+        obj, node_id, path = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        node = graph.nodes[node_id]
+        if _is_variable(obj):
+            key = next((a.checkpoint_key for a in node.attributes if a.name == "VARIABLE_VALUE"), None)
+            if key is None or key not in saved:
+                missing.append(path)
+                continue
+            dtype, shape = saved[key]
+            have_shape = [None if d is None else int(d) for d in obj.shape]
+            have_dtype = getattr(obj.dtype, "name", str(obj.dtype))
+            if None not in have_shape and have_shape != list(shape):
+                wrong.append(f"{path} {have_shape} vs saved {list(shape)}")
+            elif have_dtype != dtype:
+                wrong.append(f"{path} {have_dtype} vs saved {dtype}")
+            continue
+        children = {c.local_name: c.node_id for c in node.children}
+        for name, child in t.train.TrackableView.children(obj).items():
+            child_path = f"{path}/{name}" if path else name
+            if name in children:
+                todo.append((child, children[name], child_path))
+            elif _is_variable(child):
+                missing.append(child_path)
+    _raise_mismatch("object", sorted(missing), sorted(wrong))
+
+
+def _is_variable(obj: Any) -> bool:
+    # tf.Variable, and Keras 3 variables, which wrap one without subclassing it.
+    return hasattr(obj, "assign") and hasattr(obj, "shape") and hasattr(obj, "dtype")
 
 
 # --------------------------------------------------------------------------- choosing a format
