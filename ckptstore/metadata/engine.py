@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any, Optional
@@ -30,6 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from ..errors import DiskFullError, ReadOnlyStoreError, StoreConfigError, StoreOpenError
 from ..location import redact
+from .sqlite_ro import connect_readonly
 
 log = logging.getLogger(__name__)
 
@@ -93,23 +93,10 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 
 
 def _sqlite_readonly_creator(path: str) -> Any:
-    """Connections that never change the file system.
-
-    ``mode=ro`` alone is not enough: on a WAL database whose ``-wal``/``-shm`` files are gone
-    (every writer closed cleanly), a read-only connection creates them and cannot remove them.
-    Then, and only then, the file holds the whole database and is opened ``immutable``, which
-    creates nothing. (A writer that starts *and* checkpoints while such a command reads may
-    make it fail; running it again reads normally.)
-    """
-    from urllib.parse import quote
+    """Connections that never change the file system (see ``sqlite_ro``)."""
 
     def connect() -> sqlite3.Connection:
-        uri = "file:" + quote(path)
-        if os.path.exists(path + "-wal") and os.path.exists(path + "-shm"):
-            uri += "?mode=ro"
-        else:
-            uri += "?mode=ro&immutable=1"
-        return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        return connect_readonly(path, SQLITE_BUSY_TIMEOUT_S)
 
     return connect
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import quote
 
 from ..constants import HEAD_REVISION, RUN_STATUSES
 from ..location import sqlite_file_of
 from ..records import RunInfo
 from .runs_query import select_runs
+from .sqlite_ro import connect_readonly
 
 
 def list_runs(
@@ -37,9 +36,7 @@ def list_runs(
     if path is None or not path.is_file():
         return None
     try:
-        # A file: URI, so its path is percent-encoded: '?' or '#' in a directory name must stay
-        # part of the name. mode=ro: a query never creates or changes a file.
-        con = sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro", uri=True, timeout=30)
+        con = connect_readonly(str(path), 30)  # a query never creates or changes a file
     except sqlite3.Error:
         return None
     try:

@@ -1,0 +1,24 @@
+"""Opening a SQLite store so that nothing on disk changes (standard library only).
+
+``mode=ro`` alone is not enough: on a WAL database whose ``-wal``/``-shm`` files are gone (every
+writer closed cleanly), a read-only connection creates them and cannot remove them. Then, and
+only then, the main file holds the whole database and is opened ``immutable``, which creates
+nothing. A writer that starts *and* checkpoints while such a read runs may make it fail;
+running it again then reads normally. Used by the read-only engine and by the quick path.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from urllib.parse import quote
+
+
+def connect_readonly(path: str, timeout: float) -> sqlite3.Connection:
+    # A file: URI, so its path is percent-encoded: '?' or '#' in a name stay part of the name.
+    uri = "file:" + quote(os.path.abspath(path))
+    if os.path.exists(path + "-wal") and os.path.exists(path + "-shm"):
+        uri += "?mode=ro"
+    else:
+        uri += "?mode=ro&immutable=1"
+    return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
