@@ -169,6 +169,11 @@ def open_error(engine: Engine, exc: DBAPIError) -> StoreOpenError:
     return StoreOpenError(f"cannot open {where(engine)}: {redact(msg)}")
 
 
+def placeholder(dialect: Any) -> str:
+    """The driver's parameter placeholder for raw SQL: ``?`` (sqlite3) or ``%s`` (psycopg)."""
+    return "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+
+
 def store_where(engine: Engine) -> str:
     """"the store at ..." for messages about what a store lacks: a directory store by its
     directory (``./.ckptstore`` depends on the current directory, which surprises people who
@@ -194,7 +199,7 @@ class Database:
         self.engine = make_engine(url, readonly=readonly)
         self.dialect: str = self.engine.dialect.name
         #: The driver's placeholder for raw SQL (``?`` for sqlite3, ``%s`` for psycopg).
-        self.placeholder = "%s" if self.engine.dialect.paramstyle in ("format", "pyformat") else "?"
+        self.placeholder = placeholder(self.engine.dialect)
 
     @property
     def url(self) -> str:

@@ -17,15 +17,11 @@ from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
 from ..names import Ref
 from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, RunAtStep, RunInfo, StepMetrics, VariableInfo
 from . import schema as S
-from .engine import store_where
+from .engine import placeholder, store_where
 from .mappers import alias_event_info, alias_info, aware, checkpoint_info, export_info, file_info, metric_value
 from .runs_query import select_runs
 
 Target = Union[CheckpointInfo, ExportInfo]
-
-
-def placeholder(conn: Connection) -> str:
-    return "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
 
 
 # --------------------------------------------------------------------------- runs
@@ -49,7 +45,7 @@ def runs(
     def execute(sql: str, args: list[Any]) -> Any:
         return conn.exec_driver_sql(sql, tuple(args)).all()
 
-    return select_runs(execute, placeholder(conn), names=names, status=status, tags=tags, pattern=pattern)
+    return select_runs(execute, placeholder(conn.dialect), names=names, status=status, tags=tags, pattern=pattern)
 
 
 def run_retention(conn: Connection, rid: int) -> tuple[Optional[dict[str, Any]], Any]:
@@ -143,7 +139,7 @@ def at_step(conn: Connection, step: int, *, nearest: bool, keys: Optional[Iterab
     # row: 0.8 s instead of milliseconds on 100 runs x 1,000 steps. The SQL is written out at
     # the driver level: building ~1,000 SQLAlchemy expressions per call would cost more than
     # the query itself.
-    ph = placeholder(conn)
+    ph = placeholder(conn.dialect)
     if nearest:
         pairs: list[tuple[Optional[int], int]] = [(row.run_id, row.step) for row in found if row.step is not None]
     else:
