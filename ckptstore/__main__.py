@@ -1,3 +1,5 @@
+"""``python -m ckptstore``: the ``ckptstore`` command."""
+
 from .cli import main
 
 main()

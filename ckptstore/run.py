@@ -32,10 +32,13 @@ import weakref
 from typing import Any, Literal, Optional, Sequence
 
 from .constants import NAME_MAX
-from .errors import InvalidOptionError, MetricValueError
+from sqlalchemy.exc import IntegrityError
+
+from .errors import InvalidOptionError, MetricValueError, UnknownRunError
 from .flows import checkpoints as checkpoint_flows
 from .flows import exports as export_flows
 from .flows.backend import Backend
+from .metadata import queries as Q
 from .metadata import writes as W
 from .names import check_step, shown
 from .records import CheckpointInfo, ExportInfo
@@ -49,8 +52,10 @@ Row = tuple[int, int, str, Optional[float], float]
 class MetricBuffer:
     """Unwritten metric values of one run handle, and how to write them."""
 
-    def __init__(self, backend: Backend, registry: "LiveRuns") -> None:
+    def __init__(self, backend: Backend, registry: "LiveRuns", run_id: int, run_name: str) -> None:
         self.backend = backend
+        self.run_id = run_id
+        self.run_name = run_name
         self.registry = registry
         self.rows: list[Row] = []
         self.lock = threading.Lock()
@@ -67,6 +72,19 @@ class MetricBuffer:
         try:
             with self.backend.db.write() as conn:
                 W.write_metrics(conn, self.sql, rows)
+        except IntegrityError:
+            # The only foreign key is the run's: another process deleted the run. Keeping the
+            # values would fail every later flush (and the store's close) the same way.
+            with self.backend.db.read() as conn:
+                if Q.run_exists(conn, self.run_id):
+                    with self.lock:
+                        self.rows[:0] = rows
+                    raise
+            self.registry.settled(self)
+            raise UnknownRunError(
+                f"run {self.run_name!r} was deleted from {self.backend.db.describe_store()} while it was "
+                f"logging; {len(rows)} buffered value(s) were dropped"
+            ) from None
         except BaseException:
             with self.lock:  # keep them for the next attempt rather than lose them
                 self.rows[:0] = rows
@@ -142,7 +160,7 @@ class Run:
         self.nonfinite = nonfinite
         self._backend: Backend = store.backend
         self._registry: LiveRuns = store.live_runs
-        self._buffer = MetricBuffer(self._backend, self._registry)
+        self._buffer = MetricBuffer(self._backend, self._registry, run_id, name)
         # Keys already checked: a key PostgreSQL would refuse must fail at log(), not at a later
         # flush where it would block the whole buffer (and SQLite would store it silently).
         self._keys_ok: set[str] = set()
@@ -246,7 +264,9 @@ class Run:
             self.flush()
         finally:
             with self._backend.db.write() as conn:
-                W.set_status(conn, self.id, status)
+                found = W.set_status(conn, self.id, status)
+            if not found:
+                raise UnknownRunError(f"run {self.name!r} was deleted from {self._backend.db.describe_store()}")
 
     def __enter__(self) -> "Run":
         return self

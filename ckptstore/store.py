@@ -79,8 +79,8 @@ def open_store(
             except Exception:
                 raise StoreConfigError(f"not a database URL: {redact(url)!r}") from None
             if database and database != ":memory:":
-                if not create and not Path(database).exists():
-                    raise StoreOpenError(f"no store at {redact(database)}")
+                if not create and _is_empty(Path(database), check_schema):
+                    readonly = True
                 root = root or Path(database).resolve().parent
                 if create:
                     _make_dir(Path(database).parent)
@@ -97,10 +97,28 @@ def open_store(
             _make_dir(path)
         elif not (path / DB_FILE).exists():
             raise StoreOpenError(f"no store at {redact(str(path.absolute()))} ({DB_FILE} is missing)")
+        elif _is_empty(path / DB_FILE, check_schema):
+            readonly = True
         # Built from its parts: no character of the path is read as URL syntax.
         url = URL.create("sqlite", database=str((path / DB_FILE).resolve()))
         root = root or path.resolve()
     return Store(url, root=root, create=create, fsync=fsync, check_schema=check_schema, readonly=readonly)
+
+
+def _is_empty(database: Path, check_schema: bool) -> bool:
+    """Whether an existing SQLite file is empty; refused at once when a schema is expected.
+
+    Connecting normally would write a header into it: an empty file is only ever opened
+    read-only (``ckptstore db current`` reports it as an empty database)."""
+    try:
+        size = database.stat().st_size
+    except FileNotFoundError:
+        raise StoreOpenError(f"no store at {redact(str(database))}") from None
+    except OSError as exc:
+        raise StoreOpenError(f"cannot open {redact(str(database))}: {exc.strerror}") from None
+    if size == 0 and check_schema:
+        raise StoreOpenError(f"{redact(str(database))} is an empty file, not a ckptstore store")
+    return size == 0
 
 
 def _make_dir(path: Path) -> None:

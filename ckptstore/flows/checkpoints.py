@@ -29,7 +29,7 @@ from typing import Any, Optional, Union
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import CkptstoreError, ConflictError, InvalidOptionError, UnknownRefError, from_os_error
+from ..errors import CkptstoreError, ConflictError, InvalidOptionError, UnknownRefError, UnknownRunError, from_os_error
 from ..faults import fault
 from ..files.area import ObjectArea, StoredFile
 from ..files.commit import check_files, commit_files, release_unreferenced
@@ -128,6 +128,7 @@ def commit_checkpoint(
         cid = commit_files(backend.db, backend.files, staged, rows)
     except IntegrityError as exc:
         if not _is_step_conflict(exc):
+            raise_if_run_gone(backend, run_id, run_name, [d for _, d, _ in staged])
             raise
         # PostgreSQL: another process committed the same run and step first. Our moved files
         # are unreferenced now; gc reclaims them.
@@ -137,6 +138,16 @@ def commit_checkpoint(
     log.info("saved %s@%d (%d files)", run_name, step, len(files))
     with backend.db.read() as conn:
         return Q.checkpoint_by_id(conn, cid)
+
+
+def raise_if_run_gone(backend: Backend, run_id: int, run_name: str, digests: Sequence[str]) -> None:
+    """After a foreign-key failure: if another process deleted the run, remove the objects this
+    save put (those no row names) and raise UnknownRunError."""
+    with backend.db.read() as conn:
+        gone = not Q.run_exists(conn, run_id)
+    if gone:
+        release_unreferenced(backend.db, backend.area, digests)
+        raise UnknownRunError(f"run {run_name!r} was deleted from {backend.db.describe_store()} during the save") from None
 
 
 def _is_step_conflict(exc: IntegrityError) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError, UnknownRefError, from_os_error
 from ..files.area import StoredFile
@@ -33,6 +34,7 @@ from ..names import check_step
 from ..records import CheckpointInfo, ExportInfo, FileInfo, to_json
 from ..tf.frozen import FrozenFunction, freeze_target, import_into_graph, load_graph_def, parse_graph_def
 from .backend import Backend
+from .checkpoints import raise_if_run_gone
 from .resolve import as_ref, resolve
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,11 @@ def freeze(
                 tf_version=frozen.tf_version,
             )
 
-        export_id = commit_files(backend.db, backend.files, staged, rows)
+        try:
+            export_id = commit_files(backend.db, backend.files, staged, rows)
+        except IntegrityError:
+            raise_if_run_gone(backend, run_id, run_name, [digest])
+            raise
     log.info("froze export:%d of run %s (%s, %d nodes, %d bytes)", export_id, run_name, frozen.kind, frozen.node_count, size)
     with backend.db.read() as conn:
         return Q.export_by_id(conn, export_id)

@@ -44,8 +44,9 @@ def make_engine(url: Any, *, readonly: bool = False) -> Engine:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise StoreConfigError(f"not a database URL: {redact(str(url))!r}") from None
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        detail = "" if isinstance(exc, ArgumentError) else " (its port is not a number)"
+        raise StoreConfigError(f"not a database URL: {redact(str(url))!r}{detail}") from None
     if parsed.get_backend_name() == "sqlite":
         connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
         kwargs: dict[str, Any] = {}

@@ -34,6 +34,10 @@ def run_id(conn: Connection, name: str) -> int:
     return rid
 
 
+def run_exists(conn: Connection, rid: int) -> bool:
+    return conn.execute(select(S.Run.id).where(S.Run.id == rid)).first() is not None
+
+
 def runs(
     conn: Connection,
     *,

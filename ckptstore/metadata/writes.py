@@ -69,11 +69,13 @@ def ensure_finished_run(conn: Connection, name: str) -> int:
     return conn.execute(select(S.Run.id).where(S.Run.name == name)).scalar_one()
 
 
-def set_status(conn: Connection, rid: int, status: str) -> None:
+def set_status(conn: Connection, rid: int, status: str) -> bool:
+    """Set the run's status; False if the run no longer exists."""
     check_status(status)
-    conn.execute(
+    result = conn.execute(
         update(S.Run).where(S.Run.id == rid).values(status=status, ended_at=None if status == "running" else S.utcnow())
     )
+    return bool(result.rowcount)
 
 
 def set_retention(conn: Connection, rid: int, retention: Optional[dict[str, Any]]) -> None:

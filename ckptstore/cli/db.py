@@ -1,0 +1,75 @@
+"""``ckptstore db current | history | upgrade``: the store's schema revision.
+
+These commands open the store without checking its schema, so that they can name a revision
+this ckptstore does not know, and upgrade one it does.
+"""
+
+from types import ModuleType
+from typing import Optional
+
+import typer
+
+from ..constants import HEAD_REVISION
+from .app import JsonOpt, command, group, open_store
+from .output import print_json, table
+
+db_app = group("db", "Schema version of the store: current, history, upgrade.")
+
+
+def _versions() -> ModuleType:
+    # Alembic and SQLAlchemy come with it: only for these commands.
+    from ..metadata import versions
+
+    return versions
+
+
+def _schema_status(revision: Optional[str]) -> str:
+    """A store's revision compared with this ckptstore's head: current, behind, ahead or empty."""
+    if revision is None:
+        return "empty"
+    if revision == HEAD_REVISION:
+        return "current"
+    known = [r for r, _, _ in _versions().history()]
+    return "behind" if revision in known else "ahead"
+
+
+@command(db_app, "current")
+def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The store's schema revision (without changing it)."""
+    store = open_store(ctx, check_schema=False)
+    status, head = _schema_status(store.revision), HEAD_REVISION
+    if as_json:
+        print_json({"revision": store.revision, "head": head, "status": status})
+        return
+    note = {
+        "current": "(head)",
+        "behind": f"(head is {head}: run 'ckptstore db upgrade')",
+        "ahead": f"(newer than this ckptstore, whose head is {head})",
+        "empty": f"(empty database; 'ckptstore db upgrade' creates the schema at {head})",
+    }[status]
+    typer.echo(f"{store.revision or 'none'} {note}")
+
+
+@command(db_app, "history")
+def db_history(as_json: JsonOpt = False) -> None:
+    """Every schema revision this ckptstore knows, oldest first."""
+    revs = _versions().history()
+    if as_json:
+        print_json([{"revision": r, "down_revision": d, "message": m} for r, d, m in revs])
+        return
+    table(
+        ["revision", "down", "message"],
+        [[r + (" (head)" if r == HEAD_REVISION else ""), d or "-", " ".join(m.split("\n\n")[0].split())] for r, d, m in revs],
+    )
+
+
+@command(db_app, "upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create the schema, or upgrade it to this ckptstore's head (SQLite: a backup is made first)."""
+    store = open_store(ctx, create=True, check_schema=False)
+    before = store.revision
+    after = _versions().ensure_schema(store.engine, create=True)
+    if before == after:
+        typer.echo(f"already at {after} (head)")
+    else:
+        typer.echo(f"upgraded from {before or 'an empty database'} to {after}")

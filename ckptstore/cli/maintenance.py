@@ -1,0 +1,87 @@
+"""``ckptstore import``, ``verify`` and ``gc``: bringing checkpoints in, checking the stored files,
+and removing what nothing references."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..records import to_json
+from .app import JsonOpt, command, fail, open_store
+from .output import print_json, progress, size, table
+
+
+@command(name="import")
+def import_(
+    ctx: typer.Context,
+    directory: Annotated[
+        str,
+        typer.Argument(
+            metavar="DIR", help="A directory written by tf.compat.v1.train.Saver or tf.train.CheckpointManager."
+        ),
+    ],
+    run: Annotated[str, typer.Option("--run", metavar="RUN", help="Run to import into (created if missing).")],
+) -> None:
+    """Register existing TensorFlow checkpoints (files are copied; the directory is left as it was)."""
+    store = open_store(ctx, create=True)
+    with progress("importing") as bar:
+        imported = store.import_checkpoints(directory, run=run, progress=bar)
+    if not imported:
+        typer.echo(f"nothing new to import: run {run} already has every checkpoint in {directory}")
+        return
+    steps_text = ", ".join(str(ck.step) for ck in imported)
+    total = sum(ck.total_bytes for ck in imported)
+    n = len(imported)
+    typer.echo(f"imported {n} checkpoint{'s' if n != 1 else ''} into run {run} (steps {steps_text}; {size(total)})")
+
+
+@command()
+def verify(
+    ctx: typer.Context,
+    run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's files.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-digest stored files; exit status 1 if any is missing or corrupt."""
+    store = open_store(ctx)
+    with progress("verifying") as bar:
+        report = store.verify(run, progress=bar)
+    if as_json:
+        print_json({**to_json(report), "ok": report.ok})
+    else:
+        if report.problems:
+            table(
+                ["problem", "checkpoint/export", "detail"],
+                [
+                    [p.kind, p.checkpoint or (f"export:{p.export}" if p.export is not None else "-"), p.detail]
+                    for p in report.problems
+                ],
+            )
+        leftovers = any(p.kind in ("unexpected", "stale-staging") for p in report.problems)
+        typer.echo(
+            f"checked {report.checked_files} files ({size(report.checked_bytes)}): "
+            + ("ok" if report.ok else "damaged")
+            + ("; 'ckptstore gc' removes the leftovers" if leftovers else "")
+        )
+    if not report.ok:
+        bad = [p for p in report.problems if p.kind in ("missing", "corrupt")]
+        kinds = ", ".join(f"{sum(p.kind == k for p in bad)} {k}" for k in ("missing", "corrupt") if any(p.kind == k for p in bad))
+        fail(f"verify found {len(bad)} damaged file(s) ({kinds})")
+
+
+@command()
+def gc(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove stored files no checkpoint or export references, and staging left by crashed saves."""
+    store = open_store(ctx)
+    with progress("collecting") as bar:
+        report = store.gc(dry_run=dry_run, progress=bar)
+    if as_json:
+        print_json(report)
+        return
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(
+        f"{verb} {report.removed_objects} unreferenced file(s) ({size(report.removed_bytes)}) "
+        f"and {report.removed_staging} staging director{'y' if report.removed_staging == 1 else 'ies'}"
+    )

@@ -1,0 +1,143 @@
+"""How the CLI prints: tables, ``key  value`` blocks, JSON, sizes, dates, progress bars, error lines.
+
+Everything goes to stdout except progress bars and error lines (stderr), so that a script can
+read a command's output while a person watches its progress. Rich is imported only when a table
+or a progress bar is drawn on a terminal: piped output is plain aligned text, and a command that
+prints no table never pays for rich's import.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from ..records import to_json
+
+#: Rich lays out about 5,000 table rows a second here; a listing longer than this is printed in
+#: the same columns without rich, so that 1,000 runs still answer in well under 0.3 s.
+RICH_MAX_ROWS = 200
+
+
+def error_line(message: str) -> None:
+    """Print ``error: <message>`` on stderr as one line, whatever the message holds."""
+    # One line: scripts read stderr line by line.
+    text = " ".join(str(message).split())
+    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.flush()
+
+
+def print_json(data: Any) -> None:
+    """Print records (or lists and dicts of them) as indented JSON with the records' field names."""
+    import json
+
+    sys.stdout.write(json.dumps(to_json(data), indent=2, ensure_ascii=False) + "\n")
+
+
+def console() -> Any:
+    """A rich console on stdout that prints user text exactly as typed."""
+    from rich.console import Console
+
+    # markup off: run names, tags and messages are user text, "[x]" must print as typed.
+    return Console(highlight=False, markup=False, emoji=False)
+
+
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Sequence[int] = (),
+    title: Optional[str] = None,
+) -> None:
+    """Print rows under column headers: a rich table on a terminal, aligned text otherwise.
+
+    ``right`` lists the columns (by index) aligned to the right, numbers mostly.
+    """
+    if sys.stdout.isatty() and len(rows) <= RICH_MAX_ROWS:
+        from rich.table import Table
+
+        t = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left", title_style="bold")
+        for i, c in enumerate(columns):
+            t.add_column(c, justify="right" if i in right else "left", overflow="fold")
+        for r in rows:
+            t.add_row(*r)
+        console().print(t)
+        return
+    widths = [len(c) for c in columns]
+    for r in rows:
+        for i, cell in enumerate(r):
+            if len(cell) > widths[i]:
+                widths[i] = len(cell)
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)]
+        return "  ".join(parts).rstrip()
+
+    out = [title] if title else []
+    out.append(line(columns))
+    out.extend(line(r) for r in rows)
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def fields(pairs: Sequence[tuple[str, str]]) -> None:
+    """Print ``key  value`` lines, keys aligned (the layout of ``runs show``)."""
+    w = max(len(k) for k, _ in pairs)
+    sys.stdout.write("".join(f"{k.ljust(w)}  {v}\n" for k, v in pairs))
+
+
+def when(dt: Optional[datetime]) -> str:
+    """A timestamp in local time to the second, or "" for none."""
+    return "" if dt is None else dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def size(n: int) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KiB``, ... up to GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def number(v: float) -> str:
+    """A metric value in at most 6 significant digits."""
+    return f"{v:.6g}"
+
+
+def or_dash(v: Any) -> str:
+    """``str(v)``, or ``-`` for None."""
+    return "-" if v is None else str(v)
+
+
+def key_values(d: dict[str, Any]) -> str:
+    """``k=v k2=v2``: tags on one line."""
+    return " ".join(f"{k}={v}" for k, v in d.items())
+
+
+def shape(dims: Optional[Sequence[Optional[int]]]) -> str:
+    """A tensor shape as ``[3,?]``; ``[unknown]`` when even the rank is unknown."""
+    if dims is None:
+        return "[unknown]"
+    return "[" + ",".join("?" if s is None or s < 0 else str(s) for s in dims) + "]"
+
+
+@contextmanager
+def progress(what: str) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A ``progress(done, total)`` callback drawing a rich bar on stderr, or None when stdout or
+    stderr is not a terminal (no escape codes in logs and pipes)."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
