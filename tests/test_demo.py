@@ -1,4 +1,7 @@
-"""``ckptstore demo`` as ``make demo`` runs it: in the default store of the current directory, twice."""
+"""``ckptstore demo`` as ``make demo`` runs it: in the default store of the current directory, twice.
+
+Every test here shares the two demo runs (a Keras model trained twice): the module is slow.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,16 @@ import json
 import pytest
 
 import ckptstore
+from tests.helpers.cli import as_json, cli, ok
+from tests.helpers.skips import require_tensorflow
 
-from .test_cli import as_json, cli, ok
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def demo_twice(tmp_path_factory):
     """Run the demo twice in one directory (default store ./.ckptstore); return (cwd, outputs)."""
+    require_tensorflow()
     cwd = tmp_path_factory.mktemp("demo")
     outputs = []
     for _ in range(2):
@@ -56,8 +62,7 @@ def test_demo_leaves_a_store_the_library_reads(demo_twice):
 
 
 def test_cli_commands_work_on_the_demo_store(demo_twice, tmp_path):
-    import tensorflow as tf
-
+    tf = require_tensorflow()
     cwd, _ = demo_twice
     runs = as_json("runs", "list", cwd=cwd)
     name = runs[-1]["name"]

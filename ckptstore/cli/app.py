@@ -70,12 +70,14 @@ class StoreLocation:
     store: str
     root: Optional[str]
 
-    def open(self, *, create: bool = False, check_schema: bool = True) -> "Store":
-        """Open the store (imports SQLAlchemy). Commands that only read pass create=False, so that a
-        mistyped --store is an error rather than a new empty store."""
+    def open(self, *, create: bool = False, check_schema: bool = True, readonly: bool = False) -> "Store":
+        """Open the store (imports SQLAlchemy). Commands that only read pass readonly=True: a
+        mistyped --store is an error rather than a new empty store, and nothing on disk changes."""
         from .. import open_store as open_library_store
 
-        return open_library_store(self.store, root=self.root, create=create, check_schema=check_schema)
+        return open_library_store(
+            self.store, root=self.root, create=create, check_schema=check_schema, readonly=readonly
+        )
 
 
 def location(ctx: typer.Context) -> StoreLocation:
@@ -83,9 +85,12 @@ def location(ctx: typer.Context) -> StoreLocation:
     return ctx.obj
 
 
-def open_store(ctx: typer.Context, *, create: bool = False, check_schema: bool = True) -> "Store":
-    """Open the command line's store; it is closed when the command ends."""
-    store = location(ctx).open(create=create, check_schema=check_schema)
+def open_store(
+    ctx: typer.Context, *, create: bool = False, check_schema: bool = True, readonly: bool = False
+) -> "Store":
+    """Open the command line's store; it is closed when the command ends. Commands that only read
+    the store pass ``readonly=True`` (no file is created or changed, nothing is upgraded)."""
+    store = location(ctx).open(create=create, check_schema=check_schema, readonly=readonly)
     ctx.call_on_close(store.close)
     return store
 

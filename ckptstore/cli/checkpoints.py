@@ -21,7 +21,7 @@ def checkpoints(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's checkpoints: steps, sizes, aliases, kept (by keep_every_n_hours) or pinned (by an alias)."""
-    cks = open_store(ctx).checkpoints(run)
+    cks = open_store(ctx, readonly=True).checkpoints(run)
     if as_json:
         print_json([_checkpoint_json(ck) for ck in cks])
         return
@@ -77,10 +77,25 @@ def restore(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.")],
     to: Annotated[str, typer.Option("--to", metavar="DIR", help="Directory to write (created if missing).")],
+    link: Annotated[
+        str,
+        typer.Option(
+            "--link", metavar="copy|hard",
+            help="copy: private copies (reflinks where the filesystem has them), the default; "
+            "hard: hard links to the stored files, for read-only use only.",
+        ),
+    ] = "copy",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace files of the same names already in DIR, a 'checkpoint' file included.")
+    ] = False,
 ) -> None:
-    """Write a checkpoint as a plain TensorFlow checkpoint directory (tf.train.latest_checkpoint reads it)."""
-    store = open_store(ctx)
+    """Write a checkpoint as a plain TensorFlow checkpoint directory (tf.train.latest_checkpoint reads it).
+
+    All or nothing: files are written into a temporary directory beside DIR and moved into
+    place at the end; existing files are never replaced without --force.
+    """
+    store = open_store(ctx, readonly=True)
     with progress("restoring") as bar:
-        prefix = store.materialize(ref, to, progress=bar)
+        prefix = store.materialize(ref, to, link=link, force=force, progress=bar)
     typer.echo(f"restored {ref} to {prefix}")
     typer.echo(f"  tf.train.latest_checkpoint({str(prefix.parent)!r}) -> {str(prefix)!r}")

@@ -36,7 +36,7 @@ def _schema_status(revision: Optional[str]) -> str:
 @command(db_app, "current")
 def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The store's schema revision (without changing it)."""
-    store = open_store(ctx, check_schema=False)
+    store = open_store(ctx, check_schema=False, readonly=True)
     status, head = _schema_status(store.revision), HEAD_REVISION
     if as_json:
         print_json({"revision": store.revision, "head": head, "status": status})

@@ -25,7 +25,7 @@ def exports(
     as_json: JsonOpt = False,
 ) -> None:
     """Frozen exports (self-contained GraphDefs), with lineage and aliases."""
-    items = open_store(ctx).exports(run)
+    items = open_store(ctx, readonly=True).exports(run)
     if as_json:
         print_json([_export_json(e) for e in items])
         return
@@ -61,7 +61,8 @@ def export(
             "which receives export-ID.pb.",
         ),
     ],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file (and its .json sidecar).")] = False,
 ) -> None:
     """Write a frozen export's .pb for deployment, with a JSON sidecar (inputs, outputs, digest, lineage)."""
-    path = open_store(ctx).export_frozen(ref, to)
+    path = open_store(ctx, readonly=True).export_frozen(ref, to, force=force)
     typer.echo(f"wrote {path} ({size(path.stat().st_size)}) and {path}.json")

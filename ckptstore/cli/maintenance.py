@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..records import to_json
+from ..records import DAMAGE, to_json
 from .app import JsonOpt, command, fail, open_store
 from .output import print_json, progress, size, table
 
@@ -40,8 +40,9 @@ def verify(
     run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's files.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-digest stored files; exit status 1 if any is missing or corrupt."""
-    store = open_store(ctx)
+    """Re-digest stored files; exit status 1 if any is missing, corrupt or unreadable, or the
+    database fails its integrity check."""
+    store = open_store(ctx, readonly=True)
     with progress("verifying") as bar:
         report = store.verify(run, progress=bar)
     if as_json:
@@ -62,9 +63,10 @@ def verify(
             + ("; 'ckptstore gc' removes the leftovers" if leftovers else "")
         )
     if not report.ok:
-        bad = [p for p in report.problems if p.kind in ("missing", "corrupt")]
-        kinds = ", ".join(f"{sum(p.kind == k for p in bad)} {k}" for k in ("missing", "corrupt") if any(p.kind == k for p in bad))
-        fail(f"verify found {len(bad)} damaged file(s) ({kinds})")
+        bad = [p for p in report.problems if p.kind in DAMAGE]
+        kinds = ", ".join(f"{sum(p.kind == k for p in bad)} {k}" for k in DAMAGE if any(p.kind == k for p in bad))
+        what = "problem(s)" if any(p.kind == "database" for p in bad) else "damaged file(s)"
+        fail(f"verify found {len(bad)} {what} ({kinds})")
 
 
 @command()

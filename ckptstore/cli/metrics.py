@@ -29,7 +29,7 @@ def steps(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's metrics, step by step."""
-    rows = open_store(ctx).steps(run, start=start, stop=stop, keys=metric)
+    rows = open_store(ctx, readonly=True).steps(run, start=start, stop=stop, keys=metric)
     if as_json:
         print_json(rows)
         return
@@ -55,7 +55,7 @@ def at(
     as_json: JsonOpt = False,
 ) -> None:
     """Every run's metrics at a step, and whether a checkpoint exists there."""
-    rows = open_store(ctx).at_step(step, nearest=nearest, keys=metric)
+    rows = open_store(ctx, readonly=True).at_step(step, nearest=nearest, keys=metric)
     if as_json:
         print_json(rows)
         return
@@ -83,5 +83,5 @@ def plot(
     """Plot metrics against step for one or more runs into a PNG (needs matplotlib)."""
     from ..plot import plot_metrics
 
-    path = plot_metrics(open_store(ctx), runs, metric, output)
+    path = plot_metrics(open_store(ctx, readonly=True), runs, metric, output)
     typer.echo(f"wrote {path}")

@@ -8,12 +8,14 @@ prints no table never pays for rich's import.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Callable, Optional
 
+from ..location import redact
 from ..records import to_json
 
 #: Rich lays out about 5,000 table rows a second here; a listing longer than this is printed in
@@ -22,11 +24,27 @@ RICH_MAX_ROWS = 200
 
 
 def error_line(message: str) -> None:
-    """Print ``error: <message>`` on stderr as one line, whatever the message holds."""
+    """Print ``error: <message>`` on stderr as one line, whatever the message holds, with any
+    password or key masked (a message may quote a store URL the user mistyped)."""
     # One line: scripts read stderr line by line.
-    text = " ".join(str(message).split())
+    text = redact(" ".join(printable(str(message)).split()))
     sys.stderr.write(f"error: {text}\n")
     sys.stderr.flush()
+
+
+# Every control character (C0, DEL, C1): shown as an escape, so that user text (tags, params,
+# alias messages) can neither start a new row nor send a terminal escape sequence.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): how every table
+    and ``key  value`` block shows user text. The stored text is unchanged; ``--json`` has it
+    exactly, JSON-escaped."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\x{ord(m[0]):02x}"), text)
 
 
 def print_json(data: Any) -> None:
@@ -53,8 +71,11 @@ def table(
 ) -> None:
     """Print rows under column headers: a rich table on a terminal, aligned text otherwise.
 
-    ``right`` lists the columns (by index) aligned to the right, numbers mostly.
+    ``right`` lists the columns (by index) aligned to the right, numbers mostly. Cells are shown
+    through :func:`printable`.
     """
+    rows = [[printable(c) for c in r] for r in rows]
+    title = printable(title) if title else title
     if sys.stdout.isatty() and len(rows) <= RICH_MAX_ROWS:
         from rich.table import Table
 
@@ -84,7 +105,7 @@ def table(
 def fields(pairs: Sequence[tuple[str, str]]) -> None:
     """Print ``key  value`` lines, keys aligned (the layout of ``runs show``)."""
     w = max(len(k) for k, _ in pairs)
-    sys.stdout.write("".join(f"{k.ljust(w)}  {v}\n" for k, v in pairs))
+    sys.stdout.write("".join(f"{k.ljust(w)}  {printable(v)}\n" for k, v in pairs))
 
 
 def when(dt: Optional[datetime]) -> str:

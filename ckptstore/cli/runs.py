@@ -57,7 +57,7 @@ def list_runs(
     # the store's own path, which also words the errors.
     runs = quick_list_runs(where.store, status=status, tags=tags, name=name)
     if runs is None:
-        with where.open() as store:
+        with where.open(readonly=True) as store:
             runs = store.runs(status=status, tags=tags, name=name)
     return runs
 
@@ -127,7 +127,7 @@ def runs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One run: status, params, tags, retention, metric names, checkpoints."""
-    store = open_store(ctx)
+    store = open_store(ctx, readonly=True)
     info = store.get_run(run)
     metrics = store.metric_keys(run)
     if as_json:

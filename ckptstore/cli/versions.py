@@ -46,7 +46,7 @@ def versions(
     as_json: JsonOpt = False,
 ) -> None:
     """Named versions (aliases): what each points at; with NAME, its history."""
-    aliases = open_store(ctx).versions(name)
+    aliases = open_store(ctx, readonly=True).versions(name)
     if as_json:
         print_json(aliases)
         return
