@@ -49,7 +49,7 @@ def vars_(
     as_json: JsonOpt = False,
 ) -> None:
     """The variables saved in a checkpoint; with --diff, what was added, removed or changed in REF2."""
-    store = open_store(ctx)
+    store = open_store(ctx, readonly=True)
     if diff is None:
         variables = store.variables(ref)
         if as_json:

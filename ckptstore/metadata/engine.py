@@ -121,12 +121,14 @@ def _sqlite_on_error(context: Any) -> Optional[BaseException]:
 
 
 def read_only_error(engine: Engine, msg: str) -> ReadOnlyStoreError:
-    # WAL mode needs its -shm file even to read, so a store in a directory this process may
-    # not write cannot even be opened (SQLite's rule, not ours).
-    return ReadOnlyStoreError(
-        f"{where(engine)} is read-only for this user ({msg}); SQLite needs write access to "
-        "the store directory and its database file, even to read"
-    )
+    """The one wording of "this database refused a write", wherever it is detected."""
+    hint = ""
+    if engine.dialect.name == "sqlite":
+        # A normal SQLite connection in WAL mode needs its -shm file even to read, so writing
+        # needs write access to the directory too (SQLite's rule, not ours).
+        hint = "; writing needs write access to the store directory and its database file"
+    first = msg.strip().splitlines()[0] if msg.strip() else "read-only"
+    return ReadOnlyStoreError(f"{where(engine)} is read-only for this user ({first}){hint}")
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -233,7 +235,7 @@ class Database:
         msg = str(getattr(exc, "orig", exc)).strip()
         first = msg.splitlines()[0] if msg else type(exc).__name__
         if "readonly" in msg or "read-only" in msg:
-            return ReadOnlyStoreError(f"the store at {self.describe()} is read-only ({first})")
+            return read_only_error(self.engine, msg)
         if "disk is full" in msg or "No space left" in msg or "disk full" in msg:
             return DiskFullError(f"cannot write to {self.describe()}: no space left on the device ({first})")
         return exc
