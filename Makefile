@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast install bench clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 1; }
@@ -21,8 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ckptstore demo
 
+# The whole suite (target: under 20 minutes on 2 cores).
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The fast tier: every module, without the tests marked slow (target: under 2 minutes on 2 cores).
+test-fast: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/log_metrics.py

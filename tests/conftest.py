@@ -1,135 +1,41 @@
-"""Shared fixtures: stores on SQLite and on a real, throwaway PostgreSQL server.
+"""Shared fixtures: stores on SQLite and on a real, throwaway PostgreSQL server, the tiny
+TensorFlow models, and child processes that cannot outlive their test.
 
 ``store_uri`` / ``store`` are parametrized over both databases, so every store test runs twice.
-The PostgreSQL cluster is created once per test session in a temp dir on a free loopback port
-(``initdb`` refuses root, so as root the cluster belongs to the ``postgres`` user) and each test
-gets a database of its own. Without ``initdb`` on PATH the PostgreSQL cases are skipped, except
-in CI (``CI=true``), where a missing server is a failure. TensorFlow is the same:
-:func:`require_tensorflow` skips without it, and fails in CI.
+The PostgreSQL cluster is created once per test session (:mod:`tests.helpers.postgres`) and
+each test gets a database of its own. Without ``initdb`` on PATH the PostgreSQL cases are
+skipped, except in CI (``CI=true``), where a missing server is a failure. TensorFlow is the
+same: :func:`tests.helpers.skips.require_tensorflow` skips without it, and fails in CI.
+
+Tiers: ``make test-fast`` runs ``pytest -m "not slow"``; tests of more than a couple of seconds
+(crashes, many processes, packaging, the PostgreSQL half of ``backend``) carry
+``@pytest.mark.slow``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import uuid
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-# Both `from .conftest import run_py` and `from conftest import run_py` work in test modules.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
+from tests.helpers.postgres import PgServer, have_postgres
+from tests.helpers.processes import ChildProcesses
+from tests.helpers.skips import in_ci, require_tensorflow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_bin(name: str) -> str | None:
-    # CKPTSTORE_PG_BINDIR pins the PostgreSQL binaries (and lets a test pretend there are none).
-    pinned = os.environ.get("CKPTSTORE_PG_BINDIR")
-    if pinned is not None:
-        cand = Path(pinned) / name
-        return str(cand) if cand.is_file() else None
-    found = shutil.which(name)
-    if found:
-        return found
-    for cand in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(cand)
-    return None
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_tensorflow() -> Any:
-    """TensorFlow, for the test modules that need it: ``tf = require_tensorflow()`` at the top.
-
-    Without TensorFlow the calling module is skipped, as with ``pytest.importorskip``, except in
-    CI (``CI=true``): there an import that breaks fails the run, so a broken TensorFlow install
-    cannot turn every TensorFlow test into a silent skip and leave CI green.
-    """
-    try:
-        import tensorflow as tf
-    except ImportError as exc:
-        reason = f"TensorFlow cannot be imported ({type(exc).__name__}: {exc})"
-        if _in_ci():
-            pytest.fail(f"{reason}; CI must run the TensorFlow tests", pytrace=False)
-        pytest.skip(reason, allow_module_level=True)
-    return tf
-
-
-class PgServer:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.data = base / "data"
-        self.port = _free_port()
-        self.as_root = os.geteuid() == 0
-        self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")
-
-    def _run(self, *args: str) -> None:
-        cmd = list(args)
-        if self.as_root:
-            # initdb refuses to run as root; the cluster belongs to the postgres user instead.
-            cmd = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--", *cmd]
-        out = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
-        if out.returncode != 0:
-            log = self.base / "log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}\n{tail}")
-
-    def start(self) -> None:
-        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-        if self.as_root:
-            shutil.chown(self.base, "postgres", "postgres")
-        self._run(initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
-        for attempt in range(3):
-            opts = (
-                f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
-            try:
-                self._run(pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.base / "log"), "-w", "start")
-                return
-            except RuntimeError:
-                # The free port may have been taken between probing and binding: try another.
-                if attempt == 2:
-                    raise
-                self.port = _free_port()
-
-    def stop(self) -> None:
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    def admin_url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def new_database(self) -> str:
-        import psycopg
-
-        name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+# --------------------------------------------------------------------------- databases and stores
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    if not (_pg_bin("initdb") and _pg_bin("pg_ctl")):
-        if _in_ci():
+def pg_server():
+    if not have_postgres():
+        if in_ci():
             pytest.fail("PostgreSQL (initdb, pg_ctl) not found: CI must test PostgreSQL")
         pytest.skip("PostgreSQL (initdb) is not installed")
-    import tempfile
-
     # Not under pytest's tmp dir: its parents are 0700 root, which the postgres user cannot traverse.
     base = Path(tempfile.mkdtemp(prefix="ckptstore-pg-"))
     server = PgServer(base)
@@ -147,7 +53,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory):
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# The PostgreSQL half of every store test is in the slow tier: a database of its own and its
+# schema cost ~0.7 s per test here against ~0.1 s for a SQLite file, and there are hundreds of
+# them. The fast tier still reaches PostgreSQL through test_postgres.py and test_migrations.py.
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -161,11 +70,27 @@ def store_uri(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> t
     return server.new_database(), tmp_path / "files"
 
 
+@pytest.fixture(scope="session")
+def new_sqlite_store_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of a SQLite store as ``open_store`` creates it (schema at head, no runs),
+    made once per session. Creating one runs the Alembic migrations (~50 ms and more on a busy
+    machine); the store fixtures copy this one instead. Creation itself is tested on its own
+    (test_migrations.py, test_runs.py)."""
+    import ckptstore
+
+    path = tmp_path_factory.mktemp("new-store") / "store"
+    ckptstore.open_store(str(path)).close()
+    return path
+
+
 @pytest.fixture
-def store(store_uri: tuple[str, Path]):
+def store(store_uri: tuple[str, Path], backend: str, new_sqlite_store_files: Path):
+    """An open, empty store at ``store_uri`` on the parametrized backend."""
     import ckptstore
 
     uri, root = store_uri
+    if backend == "sqlite":
+        shutil.copytree(new_sqlite_store_files, root)
     s = ckptstore.open_store(uri, root=root)
     try:
         yield s
@@ -174,9 +99,11 @@ def store(store_uri: tuple[str, Path]):
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: Path):
+def sqlite_store(tmp_path: Path, new_sqlite_store_files: Path):
+    """An open, empty SQLite store in ``tmp_path / "store"``."""
     import ckptstore
 
+    shutil.copytree(new_sqlite_store_files, tmp_path / "store")
     s = ckptstore.open_store(str(tmp_path / "store"))
     try:
         yield s
@@ -184,9 +111,61 @@ def sqlite_store(tmp_path: Path):
         s.close()
 
 
-def run_py(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run Python code in a fresh interpreter (real processes for concurrency and crash tests)."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env, timeout=timeout
-    )
+# --------------------------------------------------------------------------- child processes
+
+
+@pytest.fixture
+def children():
+    """Start child processes through this (:class:`tests.helpers.processes.ChildProcesses`):
+    each has a deadline of its own, and whatever still runs when the test ends is killed."""
+    procs = ChildProcesses()
+    try:
+        yield procs
+    finally:
+        procs.kill_all()
+
+
+# --------------------------------------------------------------------------- tiny TensorFlow models
+
+
+@pytest.fixture(scope="session")
+def seed_session():
+    """The seed's TF1 graph (``op_to_store = x * y + b``, b = 1, and ``diff = x - y``) in one
+    session shared by the whole test session. Save, freeze and read it; never change ``b`` or add
+    to the graph (take ``new_seed_graph`` for that)."""
+    require_tensorflow()
+    from tests.helpers.models import seed_graph
+
+    seed = seed_graph()
+    try:
+        yield seed.sess
+    finally:
+        seed.sess.close()
+
+
+@pytest.fixture
+def new_seed_graph() -> Callable[..., Any]:
+    """``new_seed_graph(b=1.0)`` -> a :class:`tests.helpers.models.SeedGraph` of the test's own
+    (graph, session, variable ``b``), to change at will; its session is closed after the test."""
+    require_tensorflow()
+    from tests.helpers.models import seed_graph
+
+    made = []
+
+    def make(b: float = 1.0) -> Any:
+        made.append(seed_graph(b))
+        return made[-1]
+
+    yield make
+    for seed in made:
+        seed.sess.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Callable[..., Any]:
+    """``tiny_model(scale=1.0, bias=0.0)`` -> a new TF2 ``tf.Module`` with ``w`` (3x2, filled with
+    ``scale``) and ``b`` (2, filled with ``bias``)."""
+    require_tensorflow()
+    from tests.helpers.models import tiny_module
+
+    return tiny_module

@@ -3,16 +3,16 @@ alias gives its target against retention, gc and deletion."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import require_tensorflow
+from tests.helpers.models import empty_session, run_op
+from tests.helpers.processes import run_py
+from tests.helpers.skips import require_tensorflow
 
-tf = require_tensorflow()
+require_tensorflow()
 
 from ckptstore import Retention  # noqa: E402
 from ckptstore.errors import (  # noqa: E402
@@ -24,24 +24,6 @@ from ckptstore.errors import (  # noqa: E402
     UnknownRunError,
 )
 from ckptstore.records import CheckpointInfo, ExportInfo  # noqa: E402
-
-from .conftest import run_py  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def seed_session():
-    """The seed's graph (op_to_store = x * y + b, b = 1) in one session shared by the module."""
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, name="x")
-        y = tf.compat.v1.placeholder(tf.float32, name="y")
-        b = tf.Variable(1.0, name="b")
-        tf.add(tf.multiply(x, y), b, name="op_to_store")
-        init = tf.compat.v1.global_variables_initializer()
-    sess = tf.compat.v1.Session(graph=g)
-    sess.run(init)
-    yield sess
-    sess.close()
 
 
 @pytest.fixture
@@ -236,9 +218,9 @@ def test_gc_keeps_what_aliases_point_at(store, mnist, seed_session):
     report = store.gc()
     assert report.removed_objects == 0  # retention already released what it deleted
     assert store.verify().ok
-    sess = tf.compat.v1.Session(graph=tf.Graph())
+    sess = empty_session()
     store.restore("best", sess)
-    assert float(sess.run("op_to_store:0", {"x:0": 5.0, "y:0": 5.0})) == 26.0
+    assert run_op(sess) == 26.0
     assert float(store.load_frozen("prod")(x=5.0, y=5.0)) == 26.0
 
 
@@ -257,16 +239,11 @@ print("ok")
 """
 
 
-def test_processes_tagging_the_same_new_names_at_once_all_succeed(store_uri, store, mnist):
+@pytest.mark.slow
+def test_processes_tagging_the_same_new_names_at_once_all_succeed(store_uri, store, mnist, children):
     uri, root = store_uri
     start = time.time() + 2.0
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _TAGGER, uri, str(root), target, str(start)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for target in ("mnist@10", "mnist@20", "mnist@30")
-    ]
+    procs = [children.python(_TAGGER, uri, str(root), target, str(start)) for target in ("mnist@10", "mnist@20", "mnist@30")]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]

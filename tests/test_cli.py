@@ -200,6 +200,7 @@ def test_bad_usage_exits_2_without_traceback(meta):
         assert line.startswith("error: ") and line.endswith("--help')"), line
 
 
+@pytest.mark.slow
 def test_numbers_beyond_64_bits_are_bad_usage(meta):
     too_big = "less than or equal to 9223372036854775807"
     assert f"Invalid value for 'STEP': Input should be {too_big}" in bad_usage("at", "9223372036854775808", store=meta)
@@ -212,6 +213,7 @@ def test_numbers_beyond_64_bits_are_bad_usage(meta):
     assert "in that range" in ok("steps", "mlp", "--from", "9223372036854775807", store=meta)
 
 
+@pytest.mark.slow
 def test_huge_references_are_one_line_errors(meta, tmp_path):
     assert "no export id is that large" in fails(
         "export", "export:9223372036854775808", "--to", str(tmp_path / "f.pb"), store=meta)
@@ -224,6 +226,7 @@ def test_huge_references_are_one_line_errors(meta, tmp_path):
 # --------------------------------------------------------------------------- the error edge
 
 
+@pytest.mark.slow
 def test_unexpected_errors_are_one_line_exit_1(meta_copy):
     dropped = 'sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))'
     code = RAISES.format(exc=dropped, method="tag")
@@ -242,8 +245,8 @@ def test_unexpected_errors_are_one_line_exit_1(meta_copy):
     "exc, line",
     [
         ('ValueError("step must be an int")', "error: ValueError: step must be an int"),
-        ('OSError(28, "No space left on device")', "error: OSError: [Errno 28] No space left on device"),
-        ('PermissionError(13, "Permission denied", "/x")', "error: PermissionError: [Errno 13] Permission denied: '/x'"),
+        pytest.param('OSError(28, "No space left on device")', "error: OSError: [Errno 28] No space left on device", marks=pytest.mark.slow),
+        pytest.param('PermissionError(13, "Permission denied", "/x")', "error: PermissionError: [Errno 13] Permission denied: '/x'", marks=pytest.mark.slow),
     ],
 )
 def test_bare_library_errors_are_unexpected_not_user_errors(meta, exc, line):
@@ -266,31 +269,31 @@ def test_library_errors_are_user_errors_and_debug_shows_their_traceback(meta):
     "args, message",
     [
         (["runs", "show", "nope"], "no run named 'nope'"),
-        (["runs", "delete", "nope", "--yes"], "no run named 'nope'"),
+        pytest.param(["runs", "delete", "nope", "--yes"], "no run named 'nope'", marks=pytest.mark.slow),
         (["steps", "nope"], "no run named 'nope'"),
-        (["checkpoints", "nope"], "no run named 'nope'"),
-        (["exports", "nope"], "no run named 'nope'"),
-        (["verify", "nope"], "no run named 'nope'"),
-        (["vars", "nope@1"], "no run named 'nope'"),
-        (["vars", "broken@latest"], "has no checkpoint"),
-        (["vars", "ghost"], "no version named 'ghost'"),
-        (["vars", "mlp@"], "bad reference 'mlp@'"),
-        (["vars", "@3"], "no run name before '@'"),
-        (["vars", "mlp@-1"], "bad reference 'mlp@-1'"),
-        (["vars", "mlp@~x"], "bad reference 'mlp@~x'"),
-        (["vars", "export:x"], "an export id is a number"),
+        pytest.param(["checkpoints", "nope"], "no run named 'nope'", marks=pytest.mark.slow),
+        pytest.param(["exports", "nope"], "no run named 'nope'", marks=pytest.mark.slow),
+        pytest.param(["verify", "nope"], "no run named 'nope'", marks=pytest.mark.slow),
+        pytest.param(["vars", "nope@1"], "no run named 'nope'", marks=pytest.mark.slow),
+        pytest.param(["vars", "broken@latest"], "has no checkpoint", marks=pytest.mark.slow),
+        pytest.param(["vars", "ghost"], "no version named 'ghost'", marks=pytest.mark.slow),
+        pytest.param(["vars", "mlp@"], "bad reference 'mlp@'", marks=pytest.mark.slow),
+        pytest.param(["vars", "@3"], "no run name before '@'", marks=pytest.mark.slow),
+        pytest.param(["vars", "mlp@-1"], "bad reference 'mlp@-1'", marks=pytest.mark.slow),
+        pytest.param(["vars", "mlp@~x"], "bad reference 'mlp@~x'", marks=pytest.mark.slow),
+        pytest.param(["vars", "export:x"], "an export id is a number", marks=pytest.mark.slow),
         (["vars", "export:99"], "no export 99"),
-        (["restore", "a@b@3", "--to", "/tmp/ckptstore-never"], "more than one '@'"),
-        (["tag", "mlp@10", "a/b"], "must not contain '/'"),
+        pytest.param(["restore", "a@b@3", "--to", "/tmp/ckptstore-never"], "more than one '@'", marks=pytest.mark.slow),
+        pytest.param(["tag", "mlp@10", "a/b"], "must not contain '/'", marks=pytest.mark.slow),
         (["tag", "mlp@10", "latest"], "reserved"),
-        (["tag", "mlp@10", "x" * 201], "the limit is 200"),
-        (["tag", "mlp@11", "x"], "no checkpoint mlp@11"),
-        (["untag", "nope"], "no version named 'nope'"),
-        (["versions", "nope"], "no version named 'nope'"),
+        pytest.param(["tag", "mlp@10", "x" * 201], "the limit is 200", marks=pytest.mark.slow),
+        pytest.param(["tag", "mlp@11", "x"], "no checkpoint mlp@11", marks=pytest.mark.slow),
+        pytest.param(["untag", "nope"], "no version named 'nope'", marks=pytest.mark.slow),
+        pytest.param(["versions", "nope"], "no version named 'nope'", marks=pytest.mark.slow),
         (["export", "export:1", "--to", "/tmp/ckptstore-never"], "no export 1"),
         (["import", "/tmp/ckptstore-never", "--run", "x"], "is not a directory"),
-        (["plot", "mlp", "-m", "nope", "-o", "/tmp/ckptstore-never.png"], "no values of 'nope'"),
-        (["plot", "nope", "-m", "loss", "-o", "/tmp/ckptstore-never.png"], "no run named 'nope'"),
+        pytest.param(["plot", "mlp", "-m", "nope", "-o", "/tmp/ckptstore-never.png"], "no values of 'nope'", marks=pytest.mark.slow),
+        pytest.param(["plot", "nope", "-m", "loss", "-o", "/tmp/ckptstore-never.png"], "no run named 'nope'", marks=pytest.mark.slow),
     ],
 )
 def test_user_errors_are_one_line_exit_1(meta, args, message):
@@ -298,14 +301,17 @@ def test_user_errors_are_one_line_exit_1(meta, args, message):
     assert not Path("/tmp/ckptstore-never").exists()
 
 
-@pytest.mark.parametrize("args", [["runs", "list"], ["runs", "show", "x"], ["checkpoints", "x"], ["versions"],
-                                  ["verify"], ["gc"], ["db", "current"], ["tag", "x@1", "y"]])
+@pytest.mark.parametrize("args", [["runs", "list"], ["runs", "show", "x"], *[
+    pytest.param(a, marks=pytest.mark.slow)
+    for a in (["checkpoints", "x"], ["versions"], ["verify"], ["gc"], ["db", "current"], ["tag", "x@1", "y"])
+]])
 def test_missing_store_is_an_error_and_is_not_created(tmp_path, args):
     missing = tmp_path / "missing"
     assert "no store at" in fails(*args, store=missing)
     assert not missing.exists()
 
 
+@pytest.mark.slow
 def test_corrupt_store_file(meta_copy, tmp_path):
     (meta_copy / "store.db").write_bytes(b"this is not a database" * 100)
     for f in meta_copy.glob("store.db-*"):
@@ -316,6 +322,7 @@ def test_corrupt_store_file(meta_copy, tmp_path):
     assert "is a file" in fails("runs", "list", store=tmp_path / "afile")
 
 
+@pytest.mark.slow
 def test_store_from_a_newer_ckptstore_is_refused(meta_copy):
     with sqlite3.connect(meta_copy / "store.db") as con:
         con.execute("UPDATE alembic_version SET version_num = '9999'")
@@ -355,6 +362,7 @@ def test_runs_list_filters(meta):
     assert "'bogus' is not one of 'running', 'finished', 'failed'" in bad_usage("runs", "list", "--status", "bogus", store=meta)
 
 
+@pytest.mark.slow
 def test_store_comes_from_the_environment(meta, tmp_path):
     runs = json.loads(ok("runs", "list", "--json", env={"CKPTSTORE_URI": str(meta)}))
     assert len(runs) == 3
@@ -391,6 +399,7 @@ def test_quick_option_parser_reads_options_as_click_does_or_declines():
         assert parse(*declined) is None, declined
 
 
+@pytest.mark.slow
 def test_runs_list_command_lines_left_to_typer_give_the_same_answers(meta):
     # An option given twice is one the quick parser leaves to Typer (which takes the last one).
     quick = cli("runs", "list", "--name", "mlp*", "--json", store=meta, code=IMPORTS_CHECK)
@@ -413,6 +422,7 @@ def test_runs_show(meta):
     assert "failed" in out and "loss" in out
 
 
+@pytest.mark.slow
 def test_runs_delete_asks_then_deletes(meta_copy):
     assert "--yes" in fails("runs", "delete", "mlp-wide", store=meta_copy)
     assert "deleted run mlp-wide (0 checkpoints)" in ok("runs", "delete", "mlp-wide", "--yes", store=meta_copy)
@@ -444,6 +454,7 @@ def test_steps(meta):
     assert out.split() == ["step", "acc", "loss", "1", "0.0333333", "1", "2", "0.0666667", "0.5"]
 
 
+@pytest.mark.slow
 def test_at_step(meta):
     rows = as_json("at", "10", store=meta)
     assert {r["run"]: (r["metrics"]["loss"], r["checkpoint_step"]) for r in rows} == {"mlp": (0.1, None), "mlp-wide": (0.5, None)}
@@ -456,12 +467,14 @@ def test_at_step(meta):
     assert ok("at", "25", "--nearest", "-m", "loss", store=meta).split()[:4] == ["run", "step", "checkpoint", "loss"]
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png(meta, tmp_path):
     out = tmp_path / "plots" / "loss.png"
     assert f"wrote {out}" in ok("plot", "mlp", "mlp-wide", "-m", "loss", "-m", "acc", "-o", str(out), store=meta)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_plot_without_matplotlib_says_how_to_install_it(meta, tmp_path):
     line = fails("plot", "mlp", "-m", "loss", "-o", str(tmp_path / "x.png"), store=meta, code=NO_MATPLOTLIB)
     assert "pip install 'ckptstore[plot]'" in line
@@ -471,6 +484,7 @@ def test_plot_without_matplotlib_says_how_to_install_it(meta, tmp_path):
 # without checkpoints: what the commands say about an empty run or store
 
 
+@pytest.mark.slow
 def test_checkpoint_commands_on_runs_without_checkpoints(meta):
     assert as_json("checkpoints", "mlp", store=meta) == []
     assert "run broken has no checkpoints" in ok("checkpoints", "broken", store=meta)
@@ -484,6 +498,7 @@ def test_checkpoint_commands_on_runs_without_checkpoints(meta):
 # --------------------------------------------------------------------------- verify, gc, db
 
 
+@pytest.mark.slow
 def test_verify_and_gc_on_a_store_without_checkpoints(meta_copy):
     report = as_json("verify", store=meta_copy)
     assert report["ok"] is True and report["problems"] == [] and report["checked_files"] == 0
@@ -514,8 +529,10 @@ def test_db_commands(meta_copy, tmp_path):
 @pytest.mark.parametrize(
     "args",
     [
-        ["runs", "show", "mlp"], ["steps", "mlp"], ["checkpoints", "mlp"], ["versions"], ["exports"],
-        ["gc", "--dry-run"], ["db", "current"], ["runs", "show", "nope"],
+        ["runs", "show", "mlp"], ["checkpoints", "mlp"],
+        *[pytest.param(a, marks=pytest.mark.slow) for a in (
+            ["steps", "mlp"], ["versions"], ["exports"], ["gc", "--dry-run"], ["db", "current"], ["runs", "show", "nope"],
+        )],
     ],
 )
 def test_metadata_commands_never_import_tensorflow(meta, args):
@@ -747,6 +764,7 @@ def test_progress_bars_on_a_terminal(built, tmp_path, args, label):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_cli_on_a_postgresql_store(pg_server, tmp_path):
     url, root = pg_server.new_database(), tmp_path / "files"
     store = ckptstore.open_store(url, root=root)

@@ -1,37 +1,23 @@
 """Several processes writing into one store at once, on SQLite and on PostgreSQL.
 
-The scenarios are those of ``benchmarks/stress.py`` (same code, smaller numbers): real writer
-processes start together at a gate, log metrics and save checkpoints while one more process runs
-``gc`` in a loop; then every value must be in the database exactly as logged and every
-checkpoint must restore to exactly the values saved.
+The scenarios are those of ``benchmarks/stress.py`` (the same harness, ``tests/helpers/stress.py``,
+with smaller numbers): real writer processes start together at a gate, log metrics and save
+checkpoints while one more process runs ``gc`` in a loop; then every value must be in the
+database exactly as logged and every checkpoint must restore to exactly the values saved.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
+import time
 
 import pytest
 
 import ckptstore
+from tests.helpers import stress
+from tests.helpers.skips import require_tensorflow
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_stress():
-    spec = importlib.util.spec_from_file_location("ckptstore_stress", ROOT / "benchmarks" / "stress.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules["ckptstore_stress"] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
-
-
-stress = _load_stress()
+pytestmark = pytest.mark.slow  # many processes each, several seconds per test
 
 
 def test_eight_processes_log_20000_values_each_without_losing_one(store_uri, backend):
@@ -46,8 +32,6 @@ def test_eight_processes_log_20000_values_each_without_losing_one(store_uri, bac
 
 def test_concurrent_writers_save_checkpoints_that_all_restore(store_uri, backend):
     """Writers that log and save at the same time, with gc running throughout."""
-    from .conftest import require_tensorflow
-
     require_tensorflow()
     uri, root = store_uri
     res = stress.run_writers(
@@ -76,19 +60,12 @@ SAME_RUN = textwrap.dedent(
 )
 
 
-def test_two_processes_resume_and_log_into_the_same_run(store_uri):
+def test_two_processes_resume_and_log_into_the_same_run(store_uri, children):
     """Both start (or resume) the run "shared" at the same moment; neither fails, no step is lost."""
-    import time
-
     uri, root = store_uri
     ckptstore.open_store(uri, root=root).close()
     start = time.time() + 1.5
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", SAME_RUN, uri, str(root), str(start), str(i)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for i in (0, 1)
-    ]
+    procs = [children.python(SAME_RUN, uri, str(root), str(start), str(i)) for i in (0, 1)]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -99,26 +76,26 @@ def test_two_processes_resume_and_log_into_the_same_run(store_uri):
         assert all(m.metrics == {"x": float(m.step)} for m in steps)
 
 
-def test_a_reader_sees_whole_batches_while_a_writer_logs(store_uri):
+BATCH_WRITER = textwrap.dedent(
+    """
+    import sys, time, ckptstore
+    s = ckptstore.open_store(sys.argv[1], root=sys.argv[2])
+    run = s.start_run("r", flush_every=500, flush_seconds=3600)
+    for step in range(20_000):
+        run.log(step, a=1.0)
+        if step % 500 == 0:
+            time.sleep(0.01)  # leave the reader time to look between batches
+    run.finish()
+    """
+)
+
+
+def test_a_reader_sees_whole_batches_while_a_writer_logs(store_uri, children):
     """Metric batches are transactions: a concurrent reader never sees half of one."""
     uri, root = store_uri
     with ckptstore.open_store(uri, root=root) as s:
         s.start_run("r").finish()
-    writer = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(
-            """
-            import sys, time, ckptstore
-            s = ckptstore.open_store(sys.argv[1], root=sys.argv[2])
-            run = s.start_run("r", flush_every=500, flush_seconds=3600)
-            for step in range(20_000):
-                run.log(step, a=1.0)
-                if step % 500 == 0:
-                    time.sleep(0.01)  # leave the reader time to look between batches
-            run.finish()
-            """
-        ), uri, str(root)],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    writer = children.python(BATCH_WRITER, uri, str(root), stdout=None)
     seen = set()
     with ckptstore.open_store(uri, root=root) as s:
         while writer.poll() is None:

@@ -9,16 +9,20 @@ run name at once (the create-or-resume race) and write into it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import ckptstore
+from tests.helpers.processes import ChildProcesses
+
+pytestmark = pytest.mark.slow  # 50,000 values per process through hundreds of contended transactions
 
 STEPS = 12_500  # x 4 values per step (2 in the shared run, 2 in the process's own run) = 50,000
+START_WITHIN = 120  # seconds a writer waits at the gate before it gives up
+DEADLINE = 420  # seconds a writer may live in all: the gate, the logging, the exit
 
 _WRITER = textwrap.dedent(
     """
@@ -26,9 +30,13 @@ _WRITER = textwrap.dedent(
     import ckptstore
 
     uri, root, me, go, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    start_within = float(sys.argv[6])
     store = ckptstore.open_store(uri, root=root)
     open(f"{go}.ready-{me}", "w").close()
+    give_up = time.monotonic() + start_within
     while not os.path.exists(go):   # start together
+        if time.monotonic() > give_up:
+            sys.exit(f"writer {me}: the start signal never came")
         time.sleep(0.005)
     t0 = time.time()
     with store.start_run("shared", flush_every=100, tags={"kind": "shared"}) as shared, \\
@@ -43,26 +51,22 @@ _WRITER = textwrap.dedent(
 )
 
 
-def _log_concurrently(uri: str, root: Path, tmp_path: Path, n: int = 2) -> list[dict]:
+def _log_concurrently(children: ChildProcesses, uri: str, root: Path, tmp_path: Path, n: int = 2) -> list[dict]:
     go = tmp_path / "go"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, uri, str(root), str(i), str(go), str(STEPS)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )
+        children.python(_WRITER, uri, str(root), str(i), str(go), str(STEPS), str(START_WITHIN), deadline=DEADLINE)
         for i in range(n)
     ]
     # Release them at once, when every process has imported ckptstore and opened the store.
-    deadline = time.monotonic() + 120
+    give_up = time.monotonic() + START_WITHIN
     while not all((tmp_path / f"go.ready-{i}").exists() for i in range(n)):
         assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
-        assert time.monotonic() < deadline, "writers did not get ready"
+        assert time.monotonic() < give_up, "writers did not get ready"
         time.sleep(0.01)
     go.touch()
     results = []
     for p in procs:
-        out, err = p.communicate(timeout=300)
+        out, err = p.communicate(timeout=DEADLINE)
         assert p.returncode == 0, err
         assert "Traceback" not in err and "locked" not in err, err
         results.append(json.loads(out.strip().splitlines()[-1]))
@@ -98,24 +102,24 @@ def _overlapped(results: list[dict]) -> bool:
     return max(r["start"] for r in results) < min(r["end"] for r in results)
 
 
-def test_two_processes_log_into_one_sqlite_store_at_once_without_losing_a_row(tmp_path):
+def test_two_processes_log_into_one_sqlite_store_at_once_without_losing_a_row(tmp_path, children):
     uri, root = str(tmp_path / "store"), tmp_path / "store"
     ckptstore.open_store(uri).close()  # schema creation is tested elsewhere; here: logging
-    results = _log_concurrently(uri, root, tmp_path)
+    results = _log_concurrently(children, uri, root, tmp_path)
     assert _overlapped(results), results
     _check_every_row(uri, root)
 
 
-def test_two_processes_log_into_one_postgres_store_at_once_without_losing_a_row(pg_server, tmp_path):
+def test_two_processes_log_into_one_postgres_store_at_once_without_losing_a_row(pg_server, tmp_path, children):
     uri, root = pg_server.new_database(), tmp_path / "files"
     ckptstore.open_store(uri, root=root).close()
-    results = _log_concurrently(uri, root, tmp_path)
+    results = _log_concurrently(children, uri, root, tmp_path)
     assert _overlapped(results), results
     _check_every_row(uri, root)
 
 
-def test_two_processes_creating_a_new_sqlite_store_and_logging_at_once(tmp_path):
+def test_two_processes_creating_a_new_sqlite_store_and_logging_at_once(tmp_path, children):
     # No store yet: both processes race to create the schema, then log.
     uri, root = str(tmp_path / "fresh"), tmp_path / "fresh"
-    _log_concurrently(uri, root, tmp_path)
+    _log_concurrently(children, uri, root, tmp_path)
     _check_every_row(uri, root)

@@ -9,41 +9,25 @@ and ``verify`` must report it with the checkpoint(s) it breaks.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from .conftest import require_tensorflow
+import ckptstore
+from tests.helpers.damage import DAMAGE, flip_byte, truncate
+from tests.helpers.models import empty_session, run_op
+from tests.helpers.processes import assert_one_line_error, run_cli
+from tests.helpers.skips import require_tensorflow
 
-tf = require_tensorflow()
+require_tensorflow()
 
-import ckptstore  # noqa: E402
 from ckptstore.errors import CorruptFileError, MissingFileError, StoreOpenError  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-CLI_READY = (ROOT / "ckptstore" / "cli.py").exists()
-needs_cli = pytest.mark.skipif(not CLI_READY, reason="ckptstore/cli.py has not landed yet")
-
-
-def seed_session(b_value: float = 1.0):
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, name="x")
-        b = tf.compat.v1.get_variable("b", initializer=tf.constant(b_value))
-        tf.add(x, b, name="out")
-        init = tf.compat.v1.global_variables_initializer()
-    sess = tf.compat.v1.Session(graph=g)
-    sess.run(init)
-    return g, sess, b
 
 
 @pytest.fixture
-def saved(store):
+def saved(store, new_seed_graph):
     """A store holding r@1 (b=1) and r@2 (b=2); both share one meta graph file."""
-    g, sess, b = seed_session()
+    g, sess, b = new_seed_graph()
     with g.as_default():
         set_two = b.assign(2.0)  # built before the first save, so both saves share the graph
     with store.start_run("r") as run:
@@ -56,29 +40,6 @@ def saved(store):
 def stored_path(store, ref: str, role: str) -> tuple[Path, str]:
     f = next(f for f in store.checkpoint(ref).files if f.role == role)
     return store.files.path_of(f.digest), f.file_name
-
-
-def flip_byte(path: Path, offset: int = 0) -> None:
-    os.chmod(path, 0o644)
-    raw = bytearray(path.read_bytes())
-    raw[offset] ^= 0xFF
-    with open(path, "r+b") as f:  # in place: same inode, as bit rot or a stray write would
-        f.write(raw)
-    os.chmod(path, 0o444)
-
-
-def truncate(path: Path) -> None:
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.truncate(path.stat().st_size // 2)
-    os.chmod(path, 0o444)
-
-
-DAMAGE = {"flipped": flip_byte, "truncated": truncate, "deleted": Path.unlink}
-
-
-def fresh_session():
-    return tf.compat.v1.Session(graph=tf.Graph())
 
 
 def snapshot(store) -> dict:
@@ -109,7 +70,7 @@ def test_every_reading_path_refuses_a_damaged_file_by_name(saved, damage, tmp_pa
     DAMAGE[damage](path)
     error = MissingFileError if damage == "deleted" else CorruptFileError
     with pytest.raises(error, match=name.replace(".", r"\.")):
-        saved.restore("r@1", fresh_session())
+        saved.restore("r@1", empty_session())
     with pytest.raises(error, match=name.replace(".", r"\.")):
         saved.materialize("r@1", tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
@@ -121,19 +82,19 @@ def test_restore_refuses_a_damaged_index_file(saved):
     path, name = stored_path(saved, "r@2", "index")
     flip_byte(path, offset=path.stat().st_size // 2)
     with pytest.raises(CorruptFileError, match=name.replace(".", r"\.")):
-        saved.restore("r@2", fresh_session())
+        saved.restore("r@2", empty_session())
 
 
 def test_in_place_change_with_the_old_mtime_put_back_is_still_caught(saved):
     """The default restore trusts an unchanged stat signature; ctime cannot be put back."""
     path, name = stored_path(saved, "r@1", "data")
-    saved.restore("r@1", fresh_session())  # records the signature of the intact file
+    saved.restore("r@1", empty_session())  # records the signature of the intact file
     st = path.stat()
     flip_byte(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
     with pytest.raises(CorruptFileError, match="does not match its digest"):
-        saved.restore("r@1", fresh_session())
+        saved.restore("r@1", empty_session())
 
 
 def test_damage_to_a_shared_file_names_every_checkpoint_that_uses_it(saved):
@@ -144,12 +105,11 @@ def test_damage_to_a_shared_file_names_every_checkpoint_that_uses_it(saved):
     report = saved.verify()
     assert sorted((p.kind, p.checkpoint) for p in report.problems) == [("corrupt", "r@1"), ("corrupt", "r@2")]
     with pytest.raises(CorruptFileError, match=r"\.meta"):
-        saved.restore("r@2", fresh_session())  # an empty graph needs the meta graph
+        saved.restore("r@2", empty_session())  # an empty graph needs the meta graph
 
 
-def test_verify_of_one_run_checks_only_that_run(saved):
-    g, sess, _ = seed_session(5.0)
-    other = saved.start_run("other").save(sess, 1)
+def test_verify_of_one_run_checks_only_that_run(saved, new_seed_graph):
+    other = saved.start_run("other").save(new_seed_graph(5.0).sess, 1)
     path = saved.files.path_of(next(f for f in other.files if f.role == "data").digest)
     flip_byte(path)
     assert saved.verify("r").ok
@@ -164,7 +124,7 @@ def test_verify_without_rehashing_still_finds_size_changes_and_missing_files(sav
     kinds = sorted((p.kind, p.checkpoint) for p in saved.verify(full=False).problems)
     assert kinds == [("corrupt", "r@1"), ("missing", "r@2")]
     with pytest.raises(MissingFileError):
-        saved.restore("r@2", fresh_session(), verify=False)
+        saved.restore("r@2", empty_session(), verify=False)
 
 
 def test_gc_keeps_a_damaged_file_that_a_checkpoint_still_references(saved):
@@ -186,9 +146,9 @@ def test_a_repaired_file_verifies_clean_again(saved):
     path.write_bytes(good)  # e.g. copied back from a backup
     os.chmod(path, 0o444)
     assert saved.verify().problems == []
-    s2 = fresh_session()
+    s2 = empty_session()
     saved.restore("r@1", s2)
-    assert float(s2.run("out:0", {"x:0": 0.0})) == 1.0
+    assert run_op(s2, 0.0, 0.0) == 1.0
 
 
 def test_an_unexpected_file_in_the_object_area_is_reported_not_fatal(saved):
@@ -259,40 +219,25 @@ def test_a_sqlite_file_with_other_tables_is_not_taken_for_a_store(tmp_path):
 # --------------------------------------------------------------------------- the command line
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200", **(env or {})}
-    full.pop("CKPTSTORE_URI", None)
-    return subprocess.run([sys.executable, "-m", "ckptstore", *args], capture_output=True, text=True, env=full, timeout=120)
-
-
-def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
-    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
-    err = out.stderr.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for n in needles:
-        assert n in err, err
-
-
-@needs_cli
+@pytest.mark.slow
 def test_cli_damaged_database_is_one_line(tmp_path):
     for name, d in _damaged_stores(tmp_path).items():
-        out = cli("--store", str(d), "steps", "a")
+        out = run_cli("steps", "a", store=d)
         assert_one_line_error(out, "store.db")
 
 
-@needs_cli
-def test_cli_verify_and_restore_report_a_damaged_file(tmp_path):
+@pytest.mark.slow
+def test_cli_verify_and_restore_report_a_damaged_file(tmp_path, seed_session):
     store = ckptstore.open_store(str(tmp_path / "s"))
-    _, sess, _ = seed_session()
-    ck = store.start_run("r").save(sess, 1)
+    ck = store.start_run("r").save(seed_session, 1)
     data = next(f for f in ck.files if f.role == "data")
     flip_byte(store.files.path_of(data.digest))
     store.close()
 
-    out = cli("--store", str(tmp_path / "s"), "verify")
+    out = run_cli("verify", store=tmp_path / "s")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "r@1" in out.stdout + out.stderr and data.file_name in out.stdout + out.stderr
 
-    out = cli("--store", str(tmp_path / "s"), "restore", "r@1", "--to", str(tmp_path / "out"))
+    out = run_cli("restore", "r@1", "--to", str(tmp_path / "out"), store=tmp_path / "s")
     assert_one_line_error(out, data.file_name)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -7,14 +7,14 @@ Everything that writes or reads export rows, aliases or lineage runs on SQLite a
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import blake3
 import numpy as np
 import pytest
 
-from .conftest import require_tensorflow
+from tests.helpers.damage import flip_byte
+from tests.helpers.skips import require_tensorflow
 
 tf = require_tensorflow()
 
@@ -28,24 +28,7 @@ from ckptstore.errors import (  # noqa: E402
     UnknownRefError,
     UnknownRunError,
 )
-from ckptstore.exports import FrozenFunction  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def seed_session():
-    """The seed's graph: op_to_store = x * y + b with float32 placeholders x, y and b = 1."""
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, name="x")
-        y = tf.compat.v1.placeholder(tf.float32, name="y")
-        b = tf.Variable(1.0, name="b")
-        tf.add(tf.multiply(x, y), b, name="op_to_store")
-        tf.subtract(x, y, name="diff")
-        init = tf.compat.v1.global_variables_initializer()
-    sess = tf.compat.v1.Session(graph=g)
-    sess.run(init)
-    yield sess
-    sess.close()
+from ckptstore.tf.frozen import FrozenFunction  # noqa: E402
 
 
 class Classifier(tf.Module):
@@ -76,14 +59,6 @@ def keras_model():
 
 
 INPUT = np.random.RandomState(0).randn(5, 3).astype("float32")
-
-
-def _flip_first_byte(store, digest):
-    path = store.files.path_of(digest)
-    os.chmod(path, 0o644)
-    raw = bytearray(path.read_bytes())
-    raw[0] ^= 0xFF
-    path.write_bytes(bytes(raw))
 
 
 # --------------------------------------------------------------------------- the seed's pb scenario
@@ -292,7 +267,7 @@ def test_a_checkpoint_is_not_a_frozen_graph(store, seed_session, tmp_path):
 
 def test_loading_verifies_the_digest_first(store, seed_session, tmp_path):
     export = store.start_run("r").freeze(seed_session, ["op_to_store"])
-    _flip_first_byte(store, export.digest)
+    flip_byte(store.files.path_of(export.digest))
     with pytest.raises(CorruptFileError, match=f"export-{export.id}.pb"):
         store.load_frozen(export.ref)
     with pytest.raises(CorruptFileError):

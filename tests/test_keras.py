@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ckptstore import KeepBest, Retention
-
-from .conftest import require_tensorflow
+from tests.helpers.processes import run_py
+from tests.helpers.skips import require_tensorflow
 
 tf = require_tensorflow()
 import keras  # noqa: E402  (ships with TensorFlow 2.16+)
@@ -29,6 +29,7 @@ def data():
     return x, y
 
 
+@pytest.mark.slow
 def test_logs_batches_and_epochs_and_saves_every_n_steps(sqlite_store, data):
     x, y = data
     keras.utils.set_random_seed(0)
@@ -48,6 +49,7 @@ def test_logs_batches_and_epochs_and_saves_every_n_steps(sqlite_store, data):
     assert cb.step == 12
 
 
+@pytest.mark.slow
 def test_steps_follow_batches_when_keras_runs_several_per_call(sqlite_store, data):
     # steps_per_execution=3: Keras calls on_train_batch_end once per 3 batches.
     x, y = data
@@ -77,6 +79,7 @@ def test_saved_checkpoint_restores_into_a_fresh_model(sqlite_store, data):
     np.testing.assert_allclose(fresh.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_retention_and_monitor_keep_the_best_epoch(sqlite_store, data):
     x, y = data
     keras.utils.set_random_seed(2)
@@ -108,6 +111,7 @@ def _monitored(store, run, key="val_loss"):
     return {r.step: r.metrics[key] for r in store.steps(run, keys=[key])}
 
 
+@pytest.mark.slow
 def test_step_saves_on_epoch_ends_carry_that_epochs_val_loss_and_keep_the_best(sqlite_store, data):
     x, y = data
     keras.utils.set_random_seed(3)
@@ -136,6 +140,7 @@ def test_step_saves_on_epoch_ends_carry_that_epochs_val_loss_and_keep_the_best(s
         np.testing.assert_array_equal(restored, at_epoch_end)
 
 
+@pytest.mark.slow
 def test_mid_epoch_saves_log_no_epoch_metric_and_no_step_is_saved_twice(sqlite_store, data):
     x, y = data
     keras.utils.set_random_seed(4)
@@ -164,6 +169,7 @@ def test_a_batch_metric_is_monitored_with_the_saving_batchs_value(sqlite_store, 
     assert _monitored(sqlite_store, "batch-monitor", "loss")[3] == pytest.approx(float(batch_loss[2]), rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")
 def test_unknown_epoch_length_saves_at_the_batch_without_a_stale_value(sqlite_store, data):
     x, y = data
@@ -205,8 +211,6 @@ def test_bad_arguments_are_refused(sqlite_store, kwargs):
 
 
 def test_the_package_and_cli_do_not_import_keras():
-    from conftest import run_py
-
     r = run_py("import sys, ckptstore, ckptstore.cli; print('keras' in sys.modules, 'tensorflow' in sys.modules)")
     assert r.stdout.strip() == "False False", r.stderr
 

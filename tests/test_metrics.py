@@ -15,8 +15,7 @@ import pytest
 
 import ckptstore
 from ckptstore.errors import MetricValueError
-
-from .conftest import run_py
+from tests.helpers.processes import ROOT, child_env, run_py, with_deadline
 
 
 def stored(store, run: str) -> int:
@@ -90,7 +89,7 @@ _DROPPED_HANDLES = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how", ["close", "exit"])
+@pytest.mark.parametrize("how", ["close", pytest.param("exit", marks=pytest.mark.slow)])
 def test_a_dropped_run_handle_loses_no_buffered_value(store_uri, how):
     uri, root = store_uri
     out = run_py(_DROPPED_HANDLES, uri, str(root), how)
@@ -126,7 +125,8 @@ _EXIT_WITHOUT_CLOSE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how,code", [("end", 0), ("exit", 3), ("raise", 1)])
+# One fresh interpreter each (~1.5 s): the fast tier keeps one case of each test.
+@pytest.mark.parametrize("how,code", [("end", 0), pytest.param("exit", 3, marks=pytest.mark.slow), pytest.param("raise", 1, marks=pytest.mark.slow)])
 def test_buffered_values_reach_the_database_at_interpreter_exit(store_uri, how, code):
     uri, root = store_uri
     out = run_py(_EXIT_WITHOUT_CLOSE, uri, str(root), how)
@@ -143,13 +143,14 @@ def test_buffered_values_reach_the_database_at_interpreter_exit(store_uri, how, 
 
 def test_nan_and_infinities_are_stored_and_read_back(store):
     with store.start_run("nonfinite") as run:
-        run.log(1, loss=float("nan"), up=float("inf"), down=float("-inf"), ok=1.5)
+        run.log(1, loss=float("nan"), up=float("inf"), down=float("-inf"), ok=1.5, big=1e308)
         run.log(2, loss=np.float32("nan"))
     got = store.steps("nonfinite")
     assert math.isnan(got[0].metrics["loss"])
     assert got[0].metrics["up"] == math.inf
     assert got[0].metrics["down"] == -math.inf
     assert got[0].metrics["ok"] == 1.5
+    assert got[0].metrics["big"] == 1e308
     assert math.isnan(got[1].metrics["loss"])
     (at,) = store.at_step(1)
     assert math.isnan(at.metrics["loss"]) and at.metrics["up"] == math.inf
@@ -177,14 +178,26 @@ def test_unknown_nonfinite_policy_is_refused(store):
         store.start_run("bad-policy", nonfinite="ignore")
 
 
-@pytest.mark.parametrize("value", ["0.5", None, [1.0], {"a": 1}, b"1", object(), np.array([1.0, 2.0]), 10**400, 1 + 2j])
+@pytest.mark.parametrize("value", ["0.5", "abc", None, [1.0], {"a": 1}, b"1", object(), np.array([1.0, 2.0]), 10**400, 1 + 2j])
 def test_non_numeric_values_are_refused_naming_metric_and_step(store, value):
     with store.start_run("types") as run:
         with pytest.raises(MetricValueError) as err:
             run.log(42, fine=1.0, weird=value)
+        run.log(43, ok=1.0)  # the buffer is not blocked by the refused call
     msg = str(err.value)
     assert "'weird'" in msg and "step 42" in msg and "\n" not in msg
-    assert store.steps("types") == []
+    # Nothing of the refused call was kept, not even its good value.
+    assert [(s.step, s.metrics) for s in store.steps("types")] == [(43, {"ok": 1.0})]
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "k" * 201, ""], ids=["nul", "201-chars", "empty"])
+def test_bad_metric_names_fail_at_the_call_not_at_a_later_flush(store, key):
+    run = store.start_run("m")
+    with pytest.raises(MetricValueError, match="metric name"):
+        run.log(1, **{"good": 1.0, key: 2.0})
+    run.log(2, good=2.0)
+    run.finish()  # the buffer is not blocked by the refused name
+    assert [(s.step, s.metrics) for s in store.steps("m")] == [(2, {"good": 2.0})]
 
 
 def test_numpy_scalars_ints_bools_and_zero_d_arrays_are_accepted(store):
@@ -325,7 +338,7 @@ def test_at_step_nearest_over_many_runs_at_different_steps(store):
     with store.write() as conn:
         from sqlalchemy import insert
 
-        from ckptstore import schema as S
+        from ckptstore.metadata import schema as S
 
         conn.execute(insert(S.Run), [{"name": f"r{i:03d}", "status": "finished", "params": {}} for i in range(600)])
     for i in range(600):
@@ -358,20 +371,12 @@ def test_queries_about_an_unknown_run_are_clear_errors(logged):
 # --------------------------------------------------------------------------- with checkpoints (real TF)
 
 
-@pytest.fixture(scope="module")
-def tf():
-    from .conftest import require_tensorflow
-
-    return require_tensorflow()
-
-
-def test_save_flushes_buffered_metrics_first_and_at_step_reports_checkpoints(store, tf):
-    ckpt = tf.train.Checkpoint(w=tf.Variable([1.0, 2.0]))
+def test_save_flushes_buffered_metrics_first_and_at_step_reports_checkpoints(store, tiny_model):
     run = store.start_run("ck", flush_every=1_000_000, flush_seconds=3600)
     for step in range(1, 21):
         run.log(step, loss=1.0 / step)
     assert stored(store, "ck") == 0
-    run.save(ckpt, 10)
+    run.save(tiny_model(), 10)
     assert stored(store, "ck") == 20  # the save's flush wrote everything logged so far
     run.log(21, loss=0.01)
     run.finish()
@@ -390,11 +395,10 @@ def test_save_flushes_buffered_metrics_first_and_at_step_reports_checkpoints(sto
 # --------------------------------------------------------------------------- the benchmark stays runnable
 
 
+@pytest.mark.slow
 def test_metrics_benchmark_runs_small_and_never_imports_tensorflow(tmp_path):
     import subprocess
     import sys
-
-    from .conftest import ROOT
 
     code = (
         "import runpy, sys; sys.argv = ['log_metrics.py', '--values', '8000', '--runs', '12', "
@@ -406,7 +410,8 @@ def test_metrics_benchmark_runs_small_and_never_imports_tensorflow(tmp_path):
         "builtins.__import__ = guard\n"
         f"runpy.run_path({str(ROOT / 'benchmarks' / 'log_metrics.py')!r}, run_name='__main__')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", with_deadline(code, 130)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env=child_env())
     assert "Traceback" not in out.stderr, out.stderr
     lines = out.stdout.splitlines()
     assert any(line.startswith("run.log: ") and "values/s (target >= 100,000)" in line for line in lines), lines

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 
 import pytest
 
 import ckptstore
-from ckptstore import quick
-
-from .conftest import run_py
+from ckptstore.metadata import quick
+from tests.helpers.processes import run_py
 
 
 @pytest.fixture
@@ -71,7 +69,7 @@ def test_quick_listing_imports_neither_sqlalchemy_nor_tensorflow(populated):
     code = textwrap.dedent(
         """
         import sys
-        from ckptstore import quick
+        from ckptstore.metadata import quick
         runs = quick.list_runs(sys.argv[1])
         print(len(runs), "sqlalchemy" in sys.modules, "tensorflow" in sys.modules)
         """

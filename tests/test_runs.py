@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import ckptstore
-from ckptstore import db
 from ckptstore.errors import InvalidNameError, StoreConfigError, UnknownRunError
 
 
@@ -292,5 +291,38 @@ def test_created_and_ended_times_are_timezone_aware(store):
     assert math.isclose(info.created_at.utcoffset().total_seconds(), 0)
 
 
-def test_revision_of_an_open_store_is_head(store):
-    assert store.revision == db.HEAD_REVISION
+
+# --------------------------------------------------------------------------- the live-run registry
+
+
+def test_a_handle_is_not_kept_alive_by_its_store_but_its_unwritten_values_are(sqlite_store):
+    import gc
+    import weakref
+
+    saver = sqlite_store.start_run("saver")
+    saver.finish()
+    ref = weakref.ref(saver)
+    del saver
+    gc.collect()
+    assert ref() is None  # the store holds handles weakly
+
+    logger = sqlite_store.start_run("logger", flush_every=10**9, flush_seconds=10**9)
+    logger.log(1, loss=0.5)
+    ref = weakref.ref(logger)
+    del logger
+    gc.collect()
+    assert ref() is None
+    sqlite_store.live_runs.flush_all()  # what close() and interpreter exit do
+    assert [s.metrics for s in sqlite_store.steps("logger")] == [{"loss": 0.5}]
+
+
+def test_finish_refuses_an_unknown_status_as_set_status_does(sqlite_store):
+    from ckptstore.errors import InvalidOptionError
+
+    run = sqlite_store.start_run("r")
+    with pytest.raises(InvalidOptionError) as finishing:
+        run.finish("bogus")
+    with pytest.raises(InvalidOptionError) as setting:
+        sqlite_store.set_status("r", "bogus")
+    assert str(finishing.value) == str(setting.value)
+    assert sqlite_store.get_run("r").status == "running"
