@@ -84,7 +84,10 @@ def sqlite_file_of(uri: Optional[str | os.PathLike[str]]) -> Optional[Path]:
 # "postgresql+pyscopg://u:pw@h/db", "u:pw@h"), and password=/key=/secret=/token= parameters.
 # The secret runs to the last "@" (a password may hold "@" or "/"): masking too much is harmless.
 _USERINFO = re.compile(r"(?P<user>[^\s:/@?#]*):(?!/)(?P<secret>\S*)@")
-_PARAM = re.compile(r"(?i)(?P<key>[a-z_]*(?:password|passwd|pwd|secret|token|key)[a-z_]*=)(?P<secret>[^&\s'\"]*)")
+# With a scheme, everything from the first ':' after '//' to the last '@' is the password,
+# whatever it holds ('/', ':' or '@' included).
+_SCHEME_USERINFO = re.compile(r"(?P<head>[A-Za-z][\w+.\-]*://[^\s:/@]*):(?P<secret>\S*)@")
+_PARAM = re.compile(r"""(?i)(?P<key>[a-z_]*(?:password|passwd|pwd|secret|token|key)[a-z_]*=)(?P<secret>'[^']*'|"[^"]*"|[^&\s'"]*)""")
 
 
 def redact(text: str) -> str:
@@ -95,5 +98,6 @@ def redact(text: str) -> str:
     >>> redact("postgresql+psycopg://bob:hunter2@db:5432/runs?sslpassword=x")
     'postgresql+psycopg://bob:***@db:5432/runs?sslpassword=***'
     """
+    text = _SCHEME_USERINFO.sub(lambda m: f"{m['head']}:***@" if m["secret"] else m[0], text)
     text = _USERINFO.sub(lambda m: f"{m['user']}:***@" if m["secret"] else m[0], text)
     return _PARAM.sub(lambda m: m["key"] + "***", text)

@@ -59,11 +59,18 @@ class MetricBuffer:
         self.registry = registry
         self.rows: list[Row] = []
         self.lock = threading.Lock()
+        # Serializes writes (not log()): of two flushes of one run, the later rows commit last,
+        # so a (step, key) logged twice keeps the newer value.
+        self.write_lock = threading.Lock()
         self.last_flush = time.monotonic()
         self.sql = W.metrics_sql(backend.db.placeholder)
 
     def flush(self) -> int:
         """Write the buffered values now (one transaction); returns how many were written."""
+        with self.write_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self.lock:
             rows, self.rows = self.rows, []
             self.last_flush = time.monotonic()
@@ -80,7 +87,9 @@ class MetricBuffer:
                     with self.lock:
                         self.rows[:0] = rows
                     raise
-            self.registry.settled(self)
+            with self.lock:
+                if not self.rows:
+                    self.registry.settled(self)
             raise UnknownRunError(
                 f"run {self.run_name!r} was deleted from {self.backend.db.describe_store()} while it was "
                 f"logging; {len(rows)} buffered value(s) were dropped"
@@ -96,21 +105,28 @@ class MetricBuffer:
 
 
 class LiveRuns:
-    """One store's run handles (weakly) and their unwritten buffers (strongly)."""
+    """One store's run handles (weakly) and their unwritten buffers (strongly).
+
+    While it has unwritten buffers, the registry itself is held by the module (``_active``), so
+    that a store dropped without ``close()`` (a training function that returns) still has its
+    values written at interpreter exit.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: set[MetricBuffer] = set()
         self.runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
-        _registries.add(self)
 
     def pending(self, buf: MetricBuffer) -> None:
         with self._lock:
             self._pending.add(buf)
+            _active.add(self)
 
     def settled(self, buf: MetricBuffer) -> None:
         with self._lock:
             self._pending.discard(buf)
+            if not self._pending:
+                _active.discard(self)
 
     def flush_all(self) -> None:
         """Write every unwritten buffer (at close or exit); a failure is logged, not raised."""
@@ -118,19 +134,18 @@ class LiveRuns:
             bufs = list(self._pending)
         for buf in bufs:
             try:
-                buf.flush()
+                buf.flush()  # settles the buffer itself, under its lock, once it is empty
             except Exception:
                 log.exception("could not write buffered metrics")
-            else:
-                self.settled(buf)
 
 
-_registries: "weakref.WeakSet[LiveRuns]" = weakref.WeakSet()
+#: Registries with unwritten values (strong references; see LiveRuns).
+_active: "set[LiveRuns]" = set()
 
 
 @atexit.register
 def _flush_at_exit() -> None:
-    for registry in list(_registries):
+    for registry in list(_active):
         registry.flush_all()
 
 

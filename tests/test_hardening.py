@@ -1132,3 +1132,75 @@ def test_records_the_api_returns_are_accepted_as_references(store, seed_session,
     listed = store.exports("r")[0]
     assert store.load_frozen(listed)(5.0, 5.0) is not None
     assert store.diff_variables(ck, store.checkpoints("r")[0]).changed == []
+
+
+# =========================================================================== found in review
+
+
+def test_a_store_dropped_without_close_still_writes_its_buffered_metrics_at_exit(tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys, ckptstore
+        def train():  # returns without finish() or close(): store and run are garbage
+            store = ckptstore.open_store(sys.argv[1])
+            run = store.start_run("r", flush_every=10**9, flush_seconds=10**9)
+            for i in range(10):
+                run.log(i, loss=0.1)
+        train()
+        import gc; gc.collect()
+        """
+    )
+    r = run_py(code, str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    with ckptstore.open_store(tmp_path / "s", readonly=True) as store:
+        assert [s.step for s in store.steps("r")] == list(range(10))
+
+
+def test_a_variable_reachable_by_two_paths_restores_and_unknown_rank_is_no_error(sqlite_store):
+    src = tf.Module()
+    src.v = tf.Variable([1.0, 2.0])
+    src.u = tf.Variable([1.0, 2.0, 3.0], shape=tf.TensorShape(None))
+    ck = sqlite_store.start_run("alias").save(src, 1)
+    dst = tf.Module()
+    dst.v = tf.Variable([0.0, 0.0])
+    dst.alias = dst.v  # the same variable under a second name, as TensorFlow allows
+    dst.u = tf.Variable([0.0], shape=tf.TensorShape(None))
+    sqlite_store.restore(ck, dst)
+    assert dst.v.numpy().tolist() == [1.0, 2.0] and dst.u.numpy().tolist() == [1.0, 2.0, 3.0]
+
+
+def test_materialize_keeps_an_existing_directory_and_works_across_filesystems(saved, tmp_path):
+    store, ck, _ = saved
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    os.chmod(mine, 0o2750)
+    before = os.stat(mine)
+    store.materialize(ck, mine)
+    after = os.stat(mine)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)  # the user's directory, kept
+    assert tf.train.latest_checkpoint(str(mine))
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    elsewhere = Path(tempfile_dir := __import__("tempfile").mkdtemp(dir=shm))
+    try:
+        (elsewhere / "keep.txt").write_text("x")
+        link = tmp_path / "link"
+        link.symlink_to(elsewhere)
+        store.materialize(ck, link)
+        assert (elsewhere / "keep.txt").read_text() == "x" and tf.train.latest_checkpoint(str(link))
+        assert not [p for p in elsewhere.iterdir() if p.name.endswith(".ckptstore-tmp")]
+    finally:
+        __import__("shutil").rmtree(tempfile_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("text", [
+    "postgresql://bob:/s3cr3t-pw@h/db",
+    "postgresql://bob:s3cr3t-pw:more@h/db",
+    "x password='s3cr3t-pw and more' y",
+    'postgresql://u@h/db?password="s3cr3t-pw x"',
+])
+def test_redact_masks_passwords_with_slashes_colons_and_quotes(text):
+    from ckptstore.location import redact
+
+    assert "s3cr3t" not in redact(text)

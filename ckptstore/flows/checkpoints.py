@@ -18,6 +18,7 @@ plus a temporary directory that is recognisable by its name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -47,6 +48,10 @@ from .deletion import apply_retention
 from .resolve import checkpoint_of
 
 log = logging.getLogger(__name__)
+
+# Read once: os.umask can only be read by setting it, which would race with other threads.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 Progress = Optional[Callable[[int, int], None]]
 LINK_MODES = ("copy", "hard")
@@ -319,9 +324,15 @@ def materialize(
         todo.append((f, name))
     if out.is_symlink() and not out.is_dir():
         raise ConflictError(f"{out} is a symlink to nowhere; choose another directory")
+    fresh = not (out.exists() or out.is_symlink())
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=STAGING_SUFFIX, dir=out.parent))
+        # Beside the target, on its filesystem: a new target is then moved into place by one
+        # rename. An existing target on another filesystem than its parent (a mount point, a
+        # symlink to elsewhere) gets it inside, so that each file's move stays a rename.
+        if fresh:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        beside = fresh or os.stat(out).st_dev == os.stat(out.parent).st_dev
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=STAGING_SUFFIX, dir=out.parent if beside else out))
     except OSError as exc:
         raise from_os_error(f"cannot create {out}", exc) from None
     try:
@@ -334,7 +345,7 @@ def materialize(
                 elif link == "copy" or not area.link_to(f.digest, dst):
                     area.copy_to(f.digest, dst)
         fault("materialized")
-        _move_into_place(tmp, out, [name for _, name in todo], force)
+        _move_into_place(tmp, out, [name for _, name in todo], force, fresh)
     except OSError as exc:
         raise from_os_error(f"cannot write {out}", exc) from None
     finally:
@@ -351,27 +362,33 @@ def _same_content(path: Path, f: Optional[FileInfo], state_text: str) -> bool:
         return False
 
 
-def _move_into_place(tmp: Path, out: Path, names: list[str], force: bool) -> None:
-    """Move the finished files from ``tmp`` into ``out``: all at once where ``out`` does not
-    exist yet (one rename), else one by one with the state file last, never through a symlink
-    and, without ``force``, never over an existing entry."""
-    # mkdtemp made it 0700; the restored directory gets the permissions any new one would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        os.rename(tmp, out)  # atomic; fails if out exists and is not an empty directory
-        return
-    except OSError:
-        pass
-    ordered = sorted(names, key=lambda n: n == STATE_FILE)
-    for name in ordered:
+def _move_into_place(tmp: Path, out: Path, names: list[str], force: bool, fresh: bool) -> None:
+    """Move the finished files from ``tmp`` into ``out``: all at once where ``out`` did not exist
+    (one rename), else one by one with the state file last, never through a symlink and, without
+    ``force``, never over an existing entry (and then undone if one appears meanwhile)."""
+    if fresh:
+        # mkdtemp made it 0700; the restored directory gets the permissions any new one would.
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        try:
+            os.rename(tmp, out)
+            return
+        except FileExistsError:
+            raise ConflictError(f"{out} appeared while restoring; nothing was replaced") from None
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+            raise ConflictError(f"{out} appeared while restoring; nothing was replaced") from None
+    placed: list[Path] = []
+    for name in sorted(names, key=lambda n: n == STATE_FILE):
         src, dst = tmp / name, out / name
         if force:
             os.replace(src, dst)  # replaces a symlink itself, never its target
-        else:
-            try:
-                os.link(src, dst, follow_symlinks=False)  # EEXIST for anything there, links included
-            except FileExistsError:
-                raise ConflictError(f"{dst} appeared while restoring; nothing was replaced") from None
-            os.unlink(src)
+            continue
+        try:
+            os.link(src, dst, follow_symlinks=False)  # EEXIST for anything there, links included
+        except FileExistsError:
+            for p in placed:
+                p.unlink(missing_ok=True)
+            raise ConflictError(f"{dst} appeared while restoring; nothing was replaced") from None
+        placed.append(dst)
+        os.unlink(src)

@@ -51,7 +51,11 @@ def make_engine(url: Any, *, readonly: bool = False) -> Engine:
         connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
         kwargs: dict[str, Any] = {}
         if readonly and parsed.database and parsed.database != ":memory:":
+            from sqlalchemy.pool import NullPool
+
             kwargs["creator"] = _sqlite_readonly_creator(parsed.database)
+            # A pooled immutable connection would go on reading a file a writer changes later.
+            kwargs["poolclass"] = NullPool
         try:
             engine = create_engine(parsed, connect_args=connect_args, **kwargs)
         except NoSuchModuleError:

@@ -2,8 +2,9 @@
 
 ``mode=ro`` alone is not enough: on a WAL database whose ``-wal``/``-shm`` files are gone (every
 writer closed cleanly), a read-only connection creates them and cannot remove them. Then, and
-only then, the main file holds the whole database and is opened ``immutable``, which creates
-nothing. A writer that starts *and* checkpoints while such a read runs may make it fail;
+only then (no ``-wal``, ``-shm`` or ``-journal`` at all), the main file holds the whole
+database and is opened ``immutable``, which creates nothing. The read-only engine does not pool
+connections, so the choice is made again for every transaction. A writer that starts *and* checkpoints while such a read runs may make it fail;
 running it again then reads normally. Used by the read-only engine and by the quick path.
 """
 
@@ -17,7 +18,9 @@ from urllib.parse import quote
 def connect_readonly(path: str, timeout: float) -> sqlite3.Connection:
     # A file: URI, so its path is percent-encoded: '?' or '#' in a name stay part of the name.
     uri = "file:" + quote(os.path.abspath(path))
-    if os.path.exists(path + "-wal") and os.path.exists(path + "-shm"):
+    if any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm", "-journal")):
+        # A writer is (or was, and crashed) at work: its WAL or journal holds committed data
+        # that an immutable open would ignore.
         uri += "?mode=ro"
     else:
         uri += "?mode=ro&immutable=1"

@@ -280,7 +280,8 @@ def _check_object_matches(root: Any, prefix: Path, saved: SavedVariables) -> Non
         graph.ParseFromString(t.train.load_checkpoint(str(prefix)).get_tensor(OBJECT_GRAPH_KEY))
     except Exception as exc:  # an unreadable index is the reader's error to report, below
         raise RestoreMismatchError(f"cannot read the checkpoint's object graph: {first_line(str(exc))}") from None
-    missing: list[str] = []
+    missing: dict[int, str] = {}  # id(variable) -> path, unless matched by another path
+    matched: set[int] = set()
     wrong: list[str] = []
     seen: set[int] = set()
     todo: list[tuple[Any, int, str]] = [(root, 0, "")]
@@ -293,10 +294,12 @@ def _check_object_matches(root: Any, prefix: Path, saved: SavedVariables) -> Non
         if _is_variable(obj):
             key = next((a.checkpoint_key for a in node.attributes if a.name == "VARIABLE_VALUE"), None)
             if key is None or key not in saved:
-                missing.append(path)
+                missing.setdefault(id(obj), path)
                 continue
+            matched.add(id(obj))
             dtype, shape = saved[key]
-            have_shape = [None if d is None else int(d) for d in obj.shape]
+            rank = obj.shape.rank if hasattr(obj.shape, "rank") else len(obj.shape)  # Keras: a tuple
+            have_shape = [None] if rank is None else [None if d is None else int(d) for d in obj.shape]
             have_dtype = getattr(obj.dtype, "name", str(obj.dtype))
             if None not in have_shape and have_shape != list(shape):
                 wrong.append(f"{path} {have_shape} vs saved {list(shape)}")
@@ -309,8 +312,9 @@ def _check_object_matches(root: Any, prefix: Path, saved: SavedVariables) -> Non
             if name in children:
                 todo.append((child, children[name], child_path))
             elif _is_variable(child):
-                missing.append(child_path)
-    _raise_mismatch("object", sorted(missing), sorted(wrong))
+                missing.setdefault(id(child), child_path)
+    # A variable reachable by two paths (an alias attribute) is fine once one of them matched.
+    _raise_mismatch("object", sorted(p for i, p in missing.items() if i not in matched), sorted(wrong))
 
 
 def _is_variable(obj: Any) -> bool:
