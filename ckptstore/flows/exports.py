@@ -201,7 +201,11 @@ def export_frozen(
         with open(tmp_json, "x", encoding="utf-8") as fh:  # exclusive: never through a planted link
             fh.write(json.dumps(meta, indent=2) + "\n")
         _place(tmp_pb, dst, force)
-        _place(tmp_json, sidecar, force)
+        try:
+            _place(tmp_json, sidecar, force)
+        except ConflictError:
+            dst.unlink(missing_ok=True)  # a sidecar appeared meanwhile: place neither file
+            raise
     except OSError as exc:
         raise from_os_error(f"cannot write {dst}", exc) from None
     finally:
