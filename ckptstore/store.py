@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 
 from sqlalchemy.engine import URL
 
-from .constants import INT_MAX, NAME_MAX
+from .constants import INT_MAX
 from .errors import ConflictError, MetricValueError, StoreConfigError, StoreOpenError
 from .files.local import LocalObjectArea
 from .flows import aliases as alias_flows

@@ -6,15 +6,14 @@ Anywhere a reference is accepted, so is a record that carries one (``CheckpointI
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 from ..errors import UnknownRefError
 from ..metadata import queries as Q
+from ..metadata.queries import Target
 from ..names import Ref, parse_ref
-from ..records import CheckpointInfo, ExportInfo
+from ..records import CheckpointInfo
 from .backend import Backend
-
-Target = Union[CheckpointInfo, ExportInfo]
 
 
 def as_ref(ref: Any) -> Ref:
