@@ -99,6 +99,15 @@ class ConflictError(CkptstoreError):
     """The operation would break an invariant (e.g. delete a checkpoint an alias points at)."""
 
 
+class RunExistsError(ConflictError):
+    """``start_run(name)`` named a run that already exists, without ``resume=True``."""
+
+
+class QuerySyntaxError(CkptstoreError, ValueError):
+    """A ``where``/``order_by`` expression of a run search is malformed (the message points at
+    the bad token)."""
+
+
 class TensorFlowMissingError(CkptstoreError):
     """The operation needs TensorFlow, which is not installed."""
 

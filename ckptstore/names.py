@@ -5,6 +5,11 @@ A reference names one checkpoint or export::
     run@1000      the checkpoint of run "run" at step 1000
     run@latest    its newest checkpoint
     run@~50000    its newest checkpoint at or below step 50000
+    run@best:val_loss
+                  its checkpoint with the best ``val_loss`` logged at the checkpoint's step
+                  (lowest for losses, highest for accuracy-like names: see
+                  ``retention.resolve_mode``; ``run@best:max:score`` / ``run@best:min:x``
+                  give the direction explicitly)
     export:7      export number 7
     prod          whatever the alias "prod" points at
 
@@ -24,7 +29,7 @@ from typing import Any, Literal, Optional
 from .errors import InvalidNameError, InvalidOptionError, InvalidRefError, MetricValueError
 from .constants import INT_MAX, NAME_MAX
 
-RefKind = Literal["step", "latest", "nearest", "alias", "export"]
+RefKind = Literal["step", "latest", "nearest", "best", "alias", "export"]
 
 _STEP = re.compile(r"[0-9]+")
 _EXPORT = re.compile(r"export:([0-9]+)")
@@ -80,13 +85,16 @@ class Ref:
     step: Optional[int] = None
     alias: Optional[str] = None
     export_id: Optional[int] = None
+    #: For ``run@best:METRIC``: the metric, and "min", "max" or "auto".
+    metric: Optional[str] = None
+    mode: Optional[str] = None
 
 
 def parse_ref(text: object) -> Ref:
     """Parse a reference string, raising :class:`InvalidRefError` with the reason if malformed.
 
     >>> parse_ref("mnist@~5000")
-    Ref(kind='nearest', text='mnist@~5000', run='mnist', step=5000, alias=None, export_id=None)
+    Ref(kind='nearest', text='mnist@~5000', run='mnist', step=5000, alias=None, export_id=None, metric=None, mode=None)
     """
     if not isinstance(text, str):
         raise InvalidRefError(f"a reference must be a string, not {type(text).__name__}")
@@ -102,6 +110,17 @@ def parse_ref(text: object) -> Ref:
             raise InvalidRefError(f"bad reference {_short(text)!r}: {exc}") from None
         if rest == "latest":
             return Ref("latest", text, run=run)
+        if rest.startswith("best:"):
+            metric, mode = rest[5:], "auto"
+            head, colon, tail = metric.partition(":")
+            if colon and head in ("min", "max"):
+                metric, mode = tail, head
+            if not metric or any(ord(ch) < 32 or ord(ch) == 127 for ch in metric):
+                raise InvalidRefError(
+                    f"bad reference {_short(text)!r}: after 'best:' expected a metric name, "
+                    "e.g. run@best:val_loss or run@best:max:score"
+                )
+            return Ref("best", text, run=run, metric=metric, mode=mode)
         if rest.startswith("~") and _STEP.fullmatch(rest[1:]):
             # "at or below N" for an N past the largest step is every step: the newest one.
             return Ref("nearest", text, run=run, step=min(int(rest[1:]), INT_MAX))
@@ -112,7 +131,7 @@ def parse_ref(text: object) -> Ref:
             return Ref("step", text, run=run, step=step)
         raise InvalidRefError(
             f"bad reference {_short(text)!r}: after '@' expected a step (1000), "
-            "'latest' or '~N' (nearest step at or below N)"
+            "'latest', '~N' (nearest step at or below N) or 'best:METRIC'"
         )
     m = _EXPORT.fullmatch(text)
     if m:
@@ -205,3 +224,13 @@ def _param(v: Any, where: str) -> Any:
         except RecursionError:
             raise InvalidOptionError(f"param {where!r} is nested too deeply to store") from None
     return repr(v)
+
+
+def new_run_name() -> str:
+    """A fresh, readable run name: ``run-<local date>-<time>-<4 hex digits>``, sortable by
+    start time and unique unless two runs start in the same second with the same 16 random bits
+    (``start_run`` then draws again)."""
+    import secrets
+    from datetime import datetime
+
+    return f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"

@@ -54,6 +54,17 @@ class StepMetrics:
 
 
 @dataclass(frozen=True)
+class MetricChange:
+    """A metric value that a later ``log`` of the same step replaced (``replaced_at``: unix time)."""
+
+    step: int
+    key: str
+    value: float
+    wall_time: float
+    replaced_at: float
+
+
+@dataclass(frozen=True)
 class RunAtStep:
     """One run's metrics at (or, with ``nearest``, at or below) a step."""
 

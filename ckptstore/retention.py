@@ -20,6 +20,7 @@ JSON-serialisable set of options that selects them.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
@@ -27,19 +28,45 @@ from typing import Any, Literal, Optional
 from .errors import InvalidOptionError
 
 
+#: Words of a metric name that mean "higher is better" (as Keras' ModelCheckpoint(mode="auto"),
+#: which looks for "acc", extended to the usual scores). Any other name is a loss or an error.
+HIGHER_IS_BETTER = frozenset({
+    "acc", "accuracy", "auc", "precision", "recall", "f1", "fmeasure", "fbeta", "iou", "miou",
+    "map", "ap", "dice", "r2", "top1", "top5", "bleu", "rouge", "ndcg", "psnr", "ssim", "score",
+})
+
+
+def resolve_mode(metric: str, mode: str = "auto") -> Literal["min", "max"]:
+    """``mode`` as "min" or "max"; "auto" is "max" for accuracy/auc/precision/recall/f1/iou/map-like
+    names (``val_accuracy``, ``top_5_acc``, ``mean_iou``, ``f1_score``) and "min" otherwise."""
+    if mode in ("min", "max"):
+        return mode  # type: ignore[return-value]
+    if mode != "auto":
+        raise InvalidOptionError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    words = [w for w in re.split(r"[^a-z0-9]+", metric.lower()) if w]
+    if any(w in HIGHER_IS_BETTER or w.startswith("acc") for w in words):
+        return "max"
+    return "min"
+
+
 @dataclass(frozen=True)
 class KeepBest:
+    """Keep the ``k`` best checkpoints by ``metric``. ``mode="auto"`` (the default) resolves at
+    once to "max" for accuracy-like names and "min" otherwise (:func:`resolve_mode`); the
+    resolved mode is what ``mode`` holds and what the run's retention JSON records."""
+
     metric: str
     k: int = 1
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["auto", "min", "max"] = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
             raise InvalidOptionError(f"keep_best metric must be a metric name, got {self.metric!r}")
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
             raise InvalidOptionError(f"keep_best k must be a whole number >= 1, got {self.k!r}")
-        if self.mode not in ("min", "max"):
-            raise InvalidOptionError(f"keep_best mode must be 'min' or 'max', got {self.mode!r}")
+        if self.mode not in ("auto", "min", "max"):
+            raise InvalidOptionError(f"keep_best mode must be 'auto', 'min' or 'max', got {self.mode!r}")
+        object.__setattr__(self, "mode", resolve_mode(self.metric, self.mode))
 
 
 @dataclass(frozen=True)

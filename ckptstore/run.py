@@ -12,7 +12,10 @@ Metric values policy:
   naming the metric and step, and nothing of that call is buffered;
 * NaN and +/-inf are stored by default (a diverging loss is worth seeing) and read back as such;
   ``nonfinite="raise"`` refuses them, ``nonfinite="skip"`` drops them silently.
-* Logging the same (step, key) twice keeps the last value.
+* Logging the same (step, key) twice keeps the last value as *the* value (what ``steps``, ``at``,
+  search and retention see) and the one it replaced in the ``metric_history`` table, with when
+  it was replaced (``store.metric_history(run)``): a resumed run that logs steps again after
+  restoring an older checkpoint just works, and nothing logged is ever lost.
 
 **Who keeps buffered values alive.** Each store has one :class:`LiveRuns` registry. It holds
 run handles *weakly* (a handle used only to save is not kept alive) and holds strongly only the
@@ -161,6 +164,7 @@ class Run:
         flush_every: int = 20_000,
         flush_seconds: float = 5.0,
         nonfinite: Literal["store", "raise", "skip"] = "store",
+        manage_status: bool = True,
     ) -> None:
         if nonfinite not in ("store", "raise", "skip"):
             raise InvalidOptionError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
@@ -173,6 +177,9 @@ class Run:
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self.nonfinite = nonfinite
+        # A handle from start_run marks the run finished/failed when its ``with`` block ends; one
+        # from ``store.run(name)`` (a later freeze or tag) leaves status and times alone.
+        self.manage_status = manage_status
         self._backend: Backend = store.backend
         self._registry: LiveRuns = store.live_runs
         self._buffer = MetricBuffer(self._backend, self._registry, run_id, name)
@@ -287,6 +294,9 @@ class Run:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.manage_status:
+            self.flush()
+            return
         if exc_type is None:
             self.finish("finished")
             return

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 from sqlalchemy.engine import URL
 
 from .constants import INT_MAX
-from .errors import ConflictError, MetricValueError, StoreConfigError, StoreOpenError
+from .errors import ConflictError, InvalidOptionError, MetricValueError, StoreConfigError, StoreOpenError
 from .files.local import LocalObjectArea
 from .flows import aliases as alias_flows
 from .flows import checkpoints as checkpoint_flows
@@ -31,8 +31,8 @@ from .metadata import versions
 from .metadata.engine import Database
 from .metadata import writes as W
 from .metadata.writes import check_status
-from .names import check_params, check_run_name, check_tags
-from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, RunAtStep, RunInfo, StepMetrics, VariableDiff, VariableInfo, VerifyReport, diff_variables
+from .names import check_params, check_run_name, check_tags, new_run_name
+from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, RunAtStep, RunInfo, StepMetrics, VariableDiff, VariableInfo, VerifyReport, diff_variables
 from .retention import Retention
 from .run import LiveRuns, Run
 
@@ -103,6 +103,17 @@ def open_store(
         url = URL.create("sqlite", database=str((path / DB_FILE).resolve()))
         root = root or path.resolve()
     return Store(url, root=root, create=create, fsync=fsync, check_schema=check_schema, readonly=readonly)
+
+
+def _resume_mode(resume: Union[bool, str]) -> str:
+    """``resume`` as "never", "allow" or "must" (True is "allow", False "never")."""
+    if resume is True:
+        return "allow"
+    if resume is False:
+        return "never"
+    if resume in ("never", "allow", "must"):
+        return resume  # type: ignore[return-value]
+    raise InvalidOptionError(f"resume must be True, False, 'never', 'allow' or 'must', got {resume!r}")
 
 
 def _is_empty(database: Path, check_schema: bool) -> bool:
@@ -204,32 +215,55 @@ class Store:
         params: Optional[Mapping[str, Any]] = None,
         tags: Optional[Mapping[str, Any]] = None,
         retention: Optional[Retention] = None,
+        resume: Union[bool, str] = "never",
         **logging_options: Any,
     ) -> Run:
-        """Start a run, or resume the run of that name; use it as a context manager.
+        """Start a new run (or, with ``resume``, continue one); use it as a context manager.
+
+        A name already used is refused (:class:`~ckptstore.errors.RunExistsError`) unless the
+        caller says what it means: ``resume=True`` (or ``"allow"``) continues the run of that
+        name, or starts it if there is none; ``resume="must"`` continues it and refuses a name
+        that does not exist; ``resume=False`` (or ``"never"``, the default) refuses an existing
+        run. Without ``name``, a new unique name such as ``run-20261129-141530-3fa2`` is made.
 
         On normal exit of the ``with`` block the run is marked finished, on an exception failed;
-        logged metrics are flushed either way. ``params`` and ``tags`` are merged into what a
-        resumed run already has; ``retention`` replaces its retention rule.
-        ``logging_options`` tune :meth:`Run.log` buffering (``flush_every``, ``flush_seconds``,
-        ``nonfinite``).
+        logged metrics are flushed either way. A resumed run is ``running`` again (its
+        ``ended_at`` cleared) until then, when ``ended_at`` becomes the time it last ended.
+        ``params`` and ``tags`` are merged into what a resumed run already has; ``retention``
+        replaces its retention rule. ``logging_options`` tune :meth:`Run.log` buffering
+        (``flush_every``, ``flush_seconds``, ``nonfinite``).
         """
-        if name is None:
-            import secrets
-            from datetime import datetime
-
-            name = f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-        check_run_name(name)
+        mode = _resume_mode(resume)
         params_json = check_params(params or {})
         tag_items = check_tags(tags or {})
         ret_json = retention.to_json() if retention is not None else None
-        run_id = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json)
+        if name is None:
+            from .errors import RunExistsError
+
+            for _ in range(5):  # a clash needs the same second and the same 16 random bits
+                try:
+                    name = new_run_name()
+                    run_id, _ = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume="never")
+                    break
+                except RunExistsError:
+                    continue
+            else:
+                raise RunExistsError("could not find an unused run name; pass one")
+        else:
+            check_run_name(name)
+            run_id, _ = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume=mode)
         return Run(self, run_id, name, **logging_options)
 
     def run(self, name: str) -> Run:
-        """A handle on an existing run (for logging or saving without changing its status)."""
+        """A handle on an existing run, e.g. a finished one, to freeze, save, log or tag later.
+
+        Getting it changes nothing: the run keeps its status and times, also when the handle is
+        used as a context manager (``with store.run("mnist") as run: run.freeze(...)``); only
+        :meth:`Run.finish` called explicitly changes them. To continue training a run, use
+        ``start_run(name, resume=True)``.
+        """
         info = self.get_run(name)
-        return Run(self, info.id, info.name)
+        return Run(self, info.id, info.name, manage_status=False)
 
     def get_run(self, name: str) -> RunInfo:
         """One run with its params, tags, last step and number of checkpoints."""
@@ -280,6 +314,29 @@ class Store:
         """One run's metrics step by step, for steps in [start, stop] (both inclusive)."""
         with self.db.read() as conn:
             return Q.steps(conn, Q.run_id(conn, run), start=start, stop=stop, keys=keys)
+
+    def metric_history(self, run: str, key: Optional[str] = None) -> list[MetricChange]:
+        """Values of ``run`` that a later ``log`` of the same step replaced (a resumed run that
+        logged its steps again), oldest step first; ``steps`` shows the newest values."""
+        with self.db.read() as conn:
+            return Q.metric_history(conn, Q.run_id(conn, run), key)
+
+    def best(self, run: str, metric: str, mode: str = "auto") -> CheckpointInfo:
+        """The run's checkpoint with the best ``metric`` logged at its step.
+
+        ``mode``: "min", "max", or "auto" (max for accuracy/auc/precision/recall/f1/iou-like
+        names, else min; see :func:`ckptstore.retention.resolve_mode`). Checkpoints without a
+        value (or NaN) at their step never count; ties go to the newer step. The same as the
+        reference ``run@best:METRIC``.
+
+        >>> store.best("mnist", "val_accuracy").ref      # doctest: +SKIP
+        'mnist@1200'
+        """
+        from .names import Ref
+        from .retention import resolve_mode
+
+        resolved = resolve_mode(metric, mode)
+        return self.checkpoint(Ref("best", f"{run}@best:{resolved}:{metric}", run=run, metric=metric, mode=resolved))
 
     def at_step(self, step: int, *, nearest: bool = False, keys: Optional[Iterable[str]] = None) -> list[RunAtStep]:
         """Every run's metrics at ``step``; with ``nearest``, at its last step at or below it.

@@ -218,9 +218,11 @@ def test_logging_a_step_and_key_twice_keeps_the_last_value(store):
         run.log(5, loss=1.0, acc=0.1)
         run.log(5, loss=2.0)  # same batch
     assert store.steps("dup")[0].metrics == {"acc": 0.1, "loss": 2.0}
-    with store.start_run("dup") as run:
+    with store.start_run("dup", resume=True) as run:
         run.log(5, loss=3.0)  # a later batch, after a resume
     assert store.steps("dup")[0].metrics == {"acc": 0.1, "loss": 3.0}
+    # Nothing is lost: the replaced values are the run's metric history, oldest first.
+    assert [(h.step, h.key, h.value) for h in store.metric_history("dup")] == [(5, "loss", 1.0), (5, "loss", 2.0)]
 
 
 @pytest.mark.parametrize("step", [-1, 1.5, True, False, "10", None, float("nan"), float("inf"), 2**63])

@@ -124,13 +124,13 @@ def test_starting_an_existing_name_resumes_and_merges_params_and_tags(store):
         run.log(1, loss=1.0)
     first = store.get_run("resumable")
     with pytest.raises(ValueError):
-        with store.start_run("resumable", params={"lr": 0.05}, tags={"b": "3", "c": "4"}) as run:
+        with store.start_run("resumable", params={"lr": 0.05}, tags={"b": "3", "c": "4"}, resume=True) as run:
             assert store.get_run("resumable").status == "running"
             assert store.get_run("resumable").ended_at is None
             run.log(2, loss=0.5)
             raise ValueError("crash in the second session")
     assert store.get_run("resumable").status == "failed"
-    with store.start_run("resumable") as run:
+    with store.start_run("resumable", resume="must") as run:
         run.log(3, loss=0.25)
     info = store.get_run("resumable")
     assert info.id == first.id

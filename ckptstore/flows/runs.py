@@ -15,13 +15,19 @@ from .backend import Backend
 
 
 def start_run(
-    backend: Backend, name: str, params: dict[str, Any], tags: Mapping[str, str], retention: Optional[dict[str, Any]]
-) -> int:
-    """Create the run or set it running again; returns its id."""
+    backend: Backend,
+    name: str,
+    params: dict[str, Any],
+    tags: Mapping[str, str],
+    retention: Optional[dict[str, Any]],
+    *,
+    resume: str = "allow",
+) -> tuple[int, bool]:
+    """Create the run or (as ``resume`` allows) set it running again; returns (id, resumed)."""
     for attempt in range(3):
         try:
             with backend.db.write() as conn:
-                return W.start_run(conn, name, params, tags, retention)
+                return W.start_run(conn, name, params, tags, retention, resume=resume)
         except IntegrityError:
             # Another process created the same run between our SELECT and INSERT (PostgreSQL).
             if attempt == 2:

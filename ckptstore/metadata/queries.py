@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Connection, and_, func, literal, or_, select
 from ..constants import INT_MAX
 from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
 from ..names import Ref
-from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, RunAtStep, RunInfo, StepMetrics, VariableInfo
+from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, MetricChange, RunAtStep, RunInfo, StepMetrics, VariableInfo
 from . import schema as S
 from .engine import placeholder, store_where
 from .mappers import alias_event_info, alias_info, aware, checkpoint_info, export_info, file_info, metric_value
@@ -188,6 +188,33 @@ def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) ->
     return out
 
 
+def best_checkpoint_step(conn: Connection, rid: int, key: str, mode: str) -> Optional[tuple[int, float]]:
+    """(step, value) of the run's checkpoint with the best ``key`` at its step (``mode`` "min" or
+    "max"; ties: the newer step), or None if no checkpoint has a (non-NaN) value there."""
+    c, m = S.Checkpoint, S.Metric
+    order = m.value.asc() if mode == "min" else m.value.desc()
+    row = conn.execute(
+        select(c.step, m.value)
+        .join(m, and_(m.run_id == c.run_id, m.step == c.step, m.key == key))
+        .where(c.run_id == rid, m.value.is_not(None))
+        .order_by(order, c.step.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def metric_history(conn: Connection, rid: int, key: Optional[str] = None) -> list[MetricChange]:
+    """Values that a later log of the same (step, key) replaced, by step, oldest first."""
+    h = S.MetricHistory
+    q = select(h.step, h.key, h.value, h.wall_time, h.replaced_at).where(h.run_id == rid)
+    if key is not None:
+        q = q.where(h.key == key)
+    return [
+        MetricChange(step=st, key=k, value=metric_value(v), wall_time=w, replaced_at=r)
+        for st, k, v, w, r in conn.execute(q.order_by(h.step, h.key, h.id))
+    ]
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -333,6 +360,8 @@ def exports(conn: Connection, rid: Optional[int]) -> list[ExportInfo]:
 
 def export_id_at(conn: Connection, rid: int, kind: str, step: Optional[int]) -> Optional[int]:
     """The run's export for a step reference: ``kind`` is "step", "nearest" or "latest"."""
+    if kind == "best":
+        raise UnknownRefError("run@best:METRIC names a checkpoint; name its export by step (run@STEP)")
     e = S.Export
     q = select(e.id).where(e.run_id == rid)
     if kind == "step":
@@ -373,6 +402,16 @@ def resolve(conn: Connection, ref: Ref) -> Target:
     if ref.kind == "export":
         return export_by_id(conn, ref.export_id, ref)
     rid = run_id(conn, ref.run)  # type: ignore[arg-type]
+    if ref.kind == "best":
+        from ..retention import resolve_mode
+
+        found = best_checkpoint_step(conn, rid, ref.metric or "", resolve_mode(ref.metric or "", ref.mode or "auto"))
+        if found is None:
+            raise UnknownRefError(
+                f"run {ref.run!r} has no checkpoint with {ref.metric!r} logged at its step "
+                f"in {store_where(conn.engine)}"
+            )
+        return _checkpoint(conn, and_(c.run_id == rid, c.step == found[0]), ref)
     if ref.kind == "step":
         cond = and_(c.run_id == rid, c.step == ref.step)
     else:

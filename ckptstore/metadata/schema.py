@@ -87,7 +87,12 @@ class Run(Base):
         back_populates="run", passive_deletes=True, lazy="raise"
     )
 
-    __table_args__ = (CheckConstraint(_in("status", RUN_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        # Run search (issue 17): newest-first listing and status filters stay index scans.
+        Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_status", "status"),
+    )
 
 
 class RunTag(Base):
@@ -130,6 +135,29 @@ class Metric(Base):
         Index("ix_metrics_step_run", "step", "run_id"),
         {"sqlite_with_rowid": False},
     )
+
+
+class MetricHistory(Base):
+    """A metric value that a later ``log`` of the same (run, step, key) replaced.
+
+    Rows are written by a database trigger on ``metrics`` (migration 0002), so the batched
+    driver-level upsert of ``Run.log`` stays one statement and pays nothing when no value is
+    replaced. A resumed run that logs its steps again after restoring an older checkpoint keeps
+    both: ``metrics`` holds the newest value, this table what it replaced and when.
+    """
+
+    __tablename__ = "metric_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(String(NAME_MAX))
+    value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    wall_time: Mapped[float] = mapped_column(Float)
+    # When the value was replaced: the wall time of the value that replaced it.
+    replaced_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_metric_history_run_step_key", "run_id", "step", "key"),)
 
 
 class Blob(Base):
@@ -292,6 +320,7 @@ __all__ = [
     "Run",
     "RunTag",
     "Metric",
+    "MetricHistory",
     "Blob",
     "Checkpoint",
     "CheckpointFile",

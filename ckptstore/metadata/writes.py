@@ -12,8 +12,9 @@ from typing import Any, Optional
 from sqlalchemy import Connection, delete, select, update
 
 from ..constants import RUN_STATUSES
-from ..errors import InvalidOptionError
+from ..errors import InvalidOptionError, RunExistsError, UnknownRunError
 from . import schema as S
+from .engine import store_where
 
 
 def check_status(status: object) -> str:
@@ -41,10 +42,28 @@ def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str]
 
 
 def start_run(
-    conn: Connection, name: str, params: dict[str, Any], tags: Mapping[str, str], retention: Optional[dict[str, Any]]
-) -> int:
-    """Create the run, or set an existing one running again with params and tags merged in."""
-    row = conn.execute(select(S.Run.id, S.Run.params).where(S.Run.name == name)).first()
+    conn: Connection,
+    name: str,
+    params: dict[str, Any],
+    tags: Mapping[str, str],
+    retention: Optional[dict[str, Any]],
+    *,
+    resume: str = "allow",
+) -> tuple[int, bool]:
+    """Create the run, or set an existing one running again with params and tags merged in.
+
+    ``resume``: "never" refuses an existing run, "must" a missing one, "allow" takes either.
+    Returns (run id, whether it was resumed).
+    """
+    row = conn.execute(select(S.Run.id, S.Run.params, S.Run.status).where(S.Run.name == name)).first()
+    if row is None and resume == "must":
+        raise UnknownRunError(f"no run named {name!r} to resume in {store_where(conn.engine)}")
+    if row is not None and resume == "never":
+        raise RunExistsError(
+            f"run {name!r} already exists in {store_where(conn.engine)} ({row.status}); "
+            "pass resume=True to continue it, or use another name (start_run() without a name "
+            "picks a new one)"
+        )
     if row is None:
         rid = conn.execute(
             S.Run.__table__.insert()
@@ -59,7 +78,7 @@ def start_run(
         conn.execute(update(S.Run).where(S.Run.id == rid).values(**values))
     for k, v in tags.items():
         upsert(conn, S.RunTag.__table__, {"run_id": rid, "key": k, "value": v}, ["run_id", "key"], ["value"])
-    return rid
+    return rid, row is not None
 
 
 def ensure_finished_run(conn: Connection, name: str) -> int:
