@@ -9,7 +9,7 @@ imports SQLAlchemy, never TensorFlow.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -274,16 +274,28 @@ class Store:
         return found[0]
 
     def runs(
-        self, *, status: Optional[str] = None, tags: Optional[Mapping[str, str]] = None, name: Optional[str] = None
+        self,
+        *,
+        status: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        name: Optional[str] = None,
+        where: Optional[str] = None,
+        order_by: Union[None, str, Sequence[str]] = None,
+        limit: Optional[int] = None,
     ) -> list[RunInfo]:
-        """Runs, oldest first, filtered by status, tags (all must match) and a name glob.
+        """Runs, newest first, filtered by status, tags (all must match), a name glob and a
+        ``where`` expression, sorted by ``order_by`` (``-`` or ``desc``: descending), at most
+        ``limit`` of them. See :mod:`ckptstore.metadata.run_search` for the language.
 
-        >>> store.runs(status="finished", tags={"team": "vision"}, name="resnet-*")  # doctest: +SKIP
+        >>> store.runs(where="params.lr = 0.01 and metrics.val_loss.min < 0.2",
+        ...            order_by="metrics.val_loss.min", limit=5)  # doctest: +SKIP
         """
         if status is not None:
             check_status(status)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidOptionError(f"limit must be a whole number >= 0, got {limit!r}")
         with self.db.read() as conn:
-            return Q.runs(conn, status=status, tags=tags, pattern=name)
+            return Q.runs(conn, status=status, tags=tags, pattern=name, where=where, order_by=order_by, limit=limit)
 
     def set_status(self, name: str, status: str) -> None:
         check_status(status)

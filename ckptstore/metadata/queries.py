@@ -45,11 +45,18 @@ def runs(
     status: Optional[str] = None,
     tags: Optional[Mapping[str, str]] = None,
     pattern: Optional[str] = None,
+    where: Optional[str] = None,
+    order_by: Union[None, str, Sequence[str]] = None,
+    limit: Optional[int] = None,
 ) -> list[RunInfo]:
+    """Runs that match, newest first unless ``order_by`` (see ``run_search``) says otherwise."""
     def execute(sql: str, args: list[Any]) -> Any:
         return conn.exec_driver_sql(sql, tuple(args)).all()
 
-    return select_runs(execute, placeholder(conn.dialect), names=names, status=status, tags=tags, pattern=pattern)
+    return select_runs(
+        execute, placeholder(conn.dialect), names=names, status=status, tags=tags, pattern=pattern,
+        where_expr=where, order_by=order_by, limit=limit,
+    )
 
 
 def run_retention(conn: Connection, rid: int) -> tuple[Optional[dict[str, Any]], Any]:

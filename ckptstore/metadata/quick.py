@@ -28,6 +28,9 @@ def list_runs(
     status: Optional[str] = None,
     tags: Optional[Mapping[str, str]] = None,
     name: Optional[str] = None,
+    where: Optional[str] = None,
+    order_by: Optional[str] = None,
+    limit: Optional[int] = None,
 ) -> Optional[list[RunInfo]]:
     """Same result as ``open_store(uri).runs(...)``, or None when the quick path does not apply."""
     if status is not None and status not in RUN_STATUSES:
@@ -48,7 +51,9 @@ def list_runs(
             return con.execute(sql, args).fetchall()
 
         con.execute("BEGIN")  # one snapshot for the runs and their tags
-        return select_runs(execute, "?", status=status, tags=tags, pattern=name)
+        return select_runs(
+            execute, "?", status=status, tags=tags, pattern=name, where_expr=where, order_by=order_by, limit=limit
+        )
     except sqlite3.Error:
         return None
     finally:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..records import RunInfo
 from .mappers import run_info
+from .run_search import compile_search
 
 GLOB_CHARS = "*?["
 
@@ -41,11 +42,18 @@ def runs_sql(
     status: Optional[str] = None,
     tags: Optional[Mapping[str, str]] = None,
     pattern: Optional[str] = None,
+    where_expr: Optional[str] = None,
+    order_by: Union[None, str, Sequence[str]] = None,
+    limit: Optional[int] = None,
 ) -> tuple[str, list[Any]]:
-    """(SQL, parameters) selecting the runs that match, oldest first; ``ph`` is the placeholder.
+    """(SQL, parameters) selecting the runs that match, newest first unless ``order_by`` says
+    otherwise; ``ph`` is the placeholder (``?``: SQLite, ``%s``: PostgreSQL).
 
-    A glob ``pattern`` is narrowed with LIKE in SQL and decided exactly by :func:`matches`.
+    ``where_expr`` and ``order_by`` are the search language of :mod:`.run_search`. A glob
+    ``pattern`` is narrowed with LIKE in SQL and decided exactly in :func:`select_runs`, which
+    then applies ``limit`` itself.
     """
+    search = compile_search(where_expr, order_by, dialect="sqlite" if ph == "?" else "postgresql", ph=ph)
     where: list[str] = []
     args: list[Any] = []
     if names is not None:
@@ -67,7 +75,15 @@ def runs_sql(
     elif pattern is not None:
         where.append(f"r.name = {ph}")
         args.append(pattern)
-    sql = f"SELECT {RUN_COLUMNS} FROM runs r" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id"
+    if search.where:
+        where.append(search.where)
+        args.extend(search.where_args)
+    sql = f"SELECT {RUN_COLUMNS} FROM runs r" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY " + search.order
+    args.extend(search.order_args)
+    if limit is not None and not is_glob(pattern):
+        sql += f" LIMIT {ph}"
+        args.append(limit)
     return sql, args
 
 
@@ -86,12 +102,19 @@ def select_runs(
     status: Optional[str] = None,
     tags: Optional[Mapping[str, str]] = None,
     pattern: Optional[str] = None,
+    where_expr: Optional[str] = None,
+    order_by: Union[None, str, Sequence[str]] = None,
+    limit: Optional[int] = None,
 ) -> list[RunInfo]:
     """Run the query through ``execute(sql, params)`` (one snapshot) and map the rows."""
-    sql, args = runs_sql(ph, names=names, status=status, tags=tags, pattern=pattern)
+    sql, args = runs_sql(
+        ph, names=names, status=status, tags=tags, pattern=pattern, where_expr=where_expr, order_by=order_by, limit=limit
+    )
     rows = list(execute(sql, args))
     if is_glob(pattern):
         rows = [row for row in rows if fnmatch.fnmatchcase(row[1], pattern)]  # type: ignore[arg-type]
+        if limit is not None:
+            rows = rows[:limit]
     tag_map: dict[int, dict[str, str]] = defaultdict(dict)
     if rows:
         for run_id, key, value in execute(*tags_sql(ph, [row[0] for row in rows])):
