@@ -1,4 +1,4 @@
-"""Metric plots: one PNG with a panel per metric and a line per run.
+"""Metric plots: one PNG, SVG or PDF with a panel per metric and a line per run.
 
 matplotlib is an optional extra (``pip install 'ckptstore[plot]'``), imported only here, with
 the Agg backend so that plotting works without a display.
@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_metrics"]
 
+#: The formats ``plot_metrics`` writes, by file suffix.
+FORMATS = ("png", "svg", "pdf")
+
+
+def _smoothed(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start."""
+    out, last, n = [], 0.0, 0
+    for v in values:
+        n += 1
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight**n))
+    return out
+
 
 def plot_metrics(
     store: "Store",
@@ -26,8 +39,14 @@ def plot_metrics(
     path: str | os.PathLike[str],
     *,
     title: Optional[str] = None,
+    log_y: bool = False,
+    smooth: float = 0.0,
 ) -> Path:
-    """Write a PNG of ``metrics`` against step for ``runs``; returns its path.
+    """Write a plot of ``metrics`` against step for ``runs``; returns its path.
+
+    The format is the one the suffix names: ``.png``, ``.svg`` or ``.pdf`` (anything else is
+    refused before any work). ``log_y`` makes the y axes logarithmic; ``smooth`` (0 to below 1)
+    draws an exponential moving average as TensorBoard's smoothing does, over a faint raw line.
 
     Steps where a run has a checkpoint are marked on its line. An unknown run is
     :class:`~ckptstore.errors.UnknownRunError`; a metric no run has is a
@@ -37,6 +56,11 @@ def plot_metrics(
     """
     if not runs or not metrics:
         raise CkptstoreError("plot needs at least one run and one metric")
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise CkptstoreError(f"cannot tell the format of {str(path)!r}: name a .png, .svg or .pdf file")
+    if not (isinstance(smooth, (int, float)) and 0 <= smooth < 1):
+        raise CkptstoreError(f"smooth must be from 0 to below 1, got {smooth!r}")
     series = {run: store.steps(run, keys=metrics) for run in runs}  # unknown runs fail here
     ckpt_steps = {run: {ck.step for ck in store.checkpoints(run)} for run in runs}
     present = {k for rows in series.values() for r in rows for k in r.metrics}
@@ -62,12 +86,18 @@ def plot_metrics(
                 if not points:
                     continue
                 xs, ys = zip(*points)
-                (line,) = ax.plot(xs, ys, label=run, linewidth=1.2)
+                if smooth:
+                    (raw,) = ax.plot(xs, ys, linewidth=0.8, alpha=0.25)
+                    (line,) = ax.plot(xs, _smoothed(ys, smooth), label=run, linewidth=1.2, color=raw.get_color())
+                else:
+                    (line,) = ax.plot(xs, ys, label=run, linewidth=1.2)
                 marks = [(x, y) for x, y in points if x in ckpt_steps[run]]
                 if marks:
                     mx, my = zip(*marks)
                     ax.plot(mx, my, "o", color=line.get_color(), markersize=4)
             ax.set_ylabel(metric)
+            if log_y:
+                ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
         axes[0, 0].legend(fontsize="small", title="dots: checkpoints", title_fontsize="small")
         axes[-1, 0].set_xlabel("step")
@@ -76,7 +106,7 @@ def plot_metrics(
         out = Path(path)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(out, format="png", dpi=110)
+            fig.savefig(out, format=fmt, dpi=110)
         except OSError as exc:
             raise CkptstoreError(f"cannot write {out}: {exc.strerror}") from None
     finally:

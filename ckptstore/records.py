@@ -65,6 +65,34 @@ class MetricChange:
 
 
 @dataclass(frozen=True)
+class MetricSummary:
+    """One metric of one run: its last value, and its best (``mode``: "min" or "max", from the
+    name; see ``retention.resolve_mode``) with the steps they were logged at. NaN never counts
+    as best."""
+
+    key: str
+    last: float
+    last_step: int
+    best: Optional[float]
+    best_step: Optional[int]
+    mode: str
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Runs side by side (``Store.compare_runs``): params (``differing``: the names whose values
+    are not all equal, a missing param counting as a difference) and metric summaries."""
+
+    runs: list[str]
+    params: dict[str, dict[str, Any]]
+    differing: list[str]
+    metrics: dict[str, dict[str, MetricSummary]]
+    info: list[RunInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RunAtStep:
     """One run's metrics at (or, with ``nearest``, at or below) a step."""
 

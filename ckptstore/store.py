@@ -32,7 +32,7 @@ from .metadata.engine import Database
 from .metadata import writes as W
 from .metadata.writes import check_status
 from .names import check_params, check_run_name, check_tags, new_run_name
-from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, RunAtStep, RunInfo, StepMetrics, VariableDiff, VariableInfo, VerifyReport, diff_variables
+from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, MetricSummary, RunComparison, RunAtStep, RunInfo, StepMetrics, VariableDiff, VariableInfo, VerifyReport, diff_variables
 from .retention import Retention
 from .run import LiveRuns, Run
 
@@ -297,6 +297,19 @@ class Store:
         with self.db.read() as conn:
             return Q.runs(conn, status=status, tags=tags, pattern=name, where=where, order_by=order_by, limit=limit)
 
+    def compare_runs(self, runs: Sequence[str]) -> RunComparison:
+        """Runs side by side: their params (and which differ) and, per metric, the last value
+        and the best (min or max by the metric's name) with their steps."""
+        if not runs:
+            raise InvalidOptionError("compare needs at least one run")
+        with self.db.read() as conn:
+            return Q.compare_runs(conn, list(dict.fromkeys(runs)))
+
+    def metric_summaries(self, run: str) -> dict[str, MetricSummary]:
+        """Each metric of ``run``: last value and step, best value and step, min and max."""
+        with self.db.read() as conn:
+            return Q.metric_summaries(conn, Q.run_id(conn, run))
+
     def set_status(self, name: str, status: str) -> None:
         check_status(status)
         with self.db.write() as conn:
@@ -381,6 +394,13 @@ class Store:
         """A run's checkpoints, oldest step first, with their aliases and files."""
         with self.db.read() as conn:
             return Q.checkpoints(conn, Q.run_id(conn, run), run)
+
+    def checkpoint_metric(self, run: str, metric: str) -> dict[int, float]:
+        """{checkpoint step: value of ``metric`` logged at that step} for ``run``'s checkpoints
+        that have one (NaN left out)."""
+        with self.db.read() as conn:
+            rid = Q.run_id(conn, run)
+            return Q.metric_values(conn, rid, metric, sorted(Q.checkpoint_steps(conn, rid)))
 
     def variables(self, ref: Any) -> list[VariableInfo]:
         """The variables (name, dtype, shape) saved in a checkpoint, read from the database."""

@@ -35,6 +35,18 @@ app = typer.Typer(
 )
 
 
+def _argument_type(self: Any, ctx: Any) -> Optional[str]:
+    # Typer's plain help prints 'RUN <str>' for every argument; our arguments all have a
+    # metavar that says what they are, so the type is noise there.
+    return None if self.metavar else _typer_argument_type(self, ctx)
+
+
+from typer.core import TyperArgument  # noqa: E402
+
+_typer_argument_type = TyperArgument.display_type_rich
+TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]
+
+
 def group(name: str, help: str) -> typer.Typer:
     """A command group (``ckptstore NAME ...``) registered on :data:`app`."""
     sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
@@ -45,7 +57,9 @@ def group(name: str, help: str) -> typer.Typer:
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-def command(on: typer.Typer = app, name: Optional[str] = None) -> Callable[[Command], Command]:
+def command(
+    on: typer.Typer = app, name: Optional[str] = None, *, context_settings: Optional[dict[str, Any]] = None
+) -> Callable[[Command], Command]:
     """Register a command on :data:`app` (or on a group), like ``on.command(name)``.
 
     Its line in the list of commands is the whole first paragraph of its docstring: plain help
@@ -54,7 +68,7 @@ def command(on: typer.Typer = app, name: Optional[str] = None) -> Callable[[Comm
 
     def register(function: Command) -> Command:
         summary = inspect.cleandoc(function.__doc__ or "").split("\n\n")[0]
-        on.command(name, short_help=summary)(function)
+        on.command(name, short_help=summary, context_settings=context_settings)(function)
         return function
 
     return register

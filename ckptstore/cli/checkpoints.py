@@ -6,46 +6,90 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..records import CheckpointInfo, to_json
+from ..retention import resolve_mode
 from .app import JsonOpt, command, open_store
-from .output import print_json, progress, shape, size, table, when
+from .complete import complete_refs, complete_runs
+from .output import number, print_json, progress, shape, size, table, when
 
 
 def _checkpoint_json(ck: CheckpointInfo) -> dict[str, Any]:
     return {**to_json(ck), "ref": ck.ref, "pinned": ck.pinned}
 
 
-@command()
-def checkpoints(
-    ctx: typer.Context,
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
-    as_json: JsonOpt = False,
+def print_checkpoints(
+    run: str, cks: list[CheckpointInfo], *, metric: Optional[str], values: dict[int, float], as_json: bool
 ) -> None:
-    """A run's checkpoints: steps, sizes, aliases, kept (by keep_every_n_hours) or pinned (by an alias)."""
-    cks = open_store(ctx, readonly=True).checkpoints(run)
+    best = _best_step(metric, values) if metric is not None else None
     if as_json:
-        print_json([_checkpoint_json(ck) for ck in cks])
+        out = []
+        for ck in cks:
+            item = _checkpoint_json(ck)
+            if metric is not None:
+                item["metric"] = {"name": metric, "value": values.get(ck.step), "best": ck.step == best}
+            out.append(item)
+        print_json(out)
         return
     if not cks:
         typer.echo(f"run {run} has no checkpoints")
         return
+    head = ["ref", "step"] + ([metric, "best"] if metric is not None else [])
     table(
-        ["step", "size", "files", "format", "state", "aliases", "created"],
+        [*head, "size", "files", "format", "state", "aliases", "created"],
         [
             [
-                str(ck.step), size(ck.total_bytes), str(len(ck.files)), ck.format,
+                ck.ref, str(ck.step),
+                *([number(values[ck.step]) if ck.step in values else "-", "*" if ck.step == best else ""] if metric is not None else []),
+                size(ck.total_bytes), str(len(ck.files)), ck.format,
                 "pinned" if ck.pinned else ck.state, ", ".join(ck.aliases), when(ck.created_at),
             ]
             for ck in cks
         ],
-        right=(0, 1, 2),
+        right=(1, 2, 4, 5) if metric is not None else (1, 2, 3),
     )
+    if metric is not None:
+        mode = resolve_mode(metric)
+        typer.echo(
+            f"best by {metric} ({mode}): {run}@{best}" if best is not None
+            else f"no checkpoint of {run} has {metric} logged at its step"
+        )
+
+
+def _best_step(metric: str, values: dict[int, float]) -> Optional[int]:
+    """As ``store.best``: the min or max by the metric's name, the newer step on a tie."""
+    if not values:
+        return None
+    sign = 1.0 if resolve_mode(metric) == "min" else -1.0
+    return min(values, key=lambda step: (sign * values[step], -step))
+
+
+@command()
+def checkpoints(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
+    metric: Annotated[
+        Optional[str],
+        typer.Option(
+            "--metric", "-m", metavar="METRIC",
+            help="Show this metric's value at each checkpoint and mark the best (max for "
+            "accuracy-like names, else min).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A run's checkpoints: refs, steps, sizes, aliases, kept (by keep_every_n_hours) or pinned (by an alias)."""
+    store = open_store(ctx, readonly=True)
+    cks = store.checkpoints(run)
+    values = store.checkpoint_metric(run, metric) if metric is not None else {}
+    print_checkpoints(run, cks, metric=metric, values=values, as_json=as_json)
 
 
 @command(name="vars")
 def vars_(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.")],
-    diff: Annotated[Optional[str], typer.Option("--diff", metavar="REF2", help="Compare with this checkpoint.")] = None,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.", autocompletion=complete_refs)],
+    diff: Annotated[
+        Optional[str], typer.Option("--diff", metavar="REF2", help="Compare with this checkpoint.", autocompletion=complete_refs)
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The variables saved in a checkpoint; with --diff, what was added, removed or changed in REF2."""
@@ -75,7 +119,7 @@ def vars_(
 @command()
 def restore(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.", autocompletion=complete_refs)],
     to: Annotated[str, typer.Option("--to", metavar="DIR", help="Directory to write (created if missing).")],
     link: Annotated[
         str,

@@ -7,6 +7,7 @@ import typer
 
 from ..records import ExportInfo, to_json
 from .app import JsonOpt, command, open_store
+from .complete import complete_refs, complete_runs
 from .output import or_dash, print_json, shape, size, table, when
 
 
@@ -21,7 +22,7 @@ def _signature(specs: Sequence[dict[str, Any]]) -> str:
 @command()
 def exports(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's exports.")] = None,
+    run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's exports.", autocompletion=complete_runs)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Frozen exports (self-contained GraphDefs), with lineage and aliases."""
@@ -50,7 +51,8 @@ def export(
     ctx: typer.Context,
     ref: Annotated[
         str,
-        typer.Argument(metavar="REF", help="An export REF (export:ID, an alias, or run@step for the run's export there)."),
+        typer.Argument(metavar="REF", help="An export REF (export:ID, an alias, or run@step for the run's export there).",
+                      autocompletion=complete_refs),
     ],
     to: Annotated[
         str,

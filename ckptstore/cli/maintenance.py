@@ -7,6 +7,7 @@ import typer
 
 from ..records import DAMAGE, to_json
 from .app import JsonOpt, command, fail, open_store
+from .complete import complete_runs
 from .output import print_json, progress, size, table
 
 
@@ -37,7 +38,7 @@ def import_(
 @command()
 def verify(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's files.")] = None,
+    run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's files.", autocompletion=complete_runs)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-digest stored files; exit status 1 if any is missing, corrupt or unreadable, or the

@@ -4,37 +4,32 @@ Steps are 0 to 2**63-1 (INT_MAX), what the databases' 64-bit integers hold: a la
 usage here rather than an overflow deep in the driver.
 """
 
+import fnmatch
 from typing import Annotated, Optional
 
 import typer
 
 from ..constants import INT_MAX
+from ..records import RunAtStep, StepMetrics
 from .app import JsonOpt, command, open_store
-from .output import number, or_dash, print_json, table
+from .complete import complete_runs
+from .output import number, or_dash, param_text, print_json, table
 
 
-@command()
-def steps(
-    ctx: typer.Context,
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
-    metric: Annotated[
-        Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
-    ] = None,
-    start: Annotated[
-        Optional[int], typer.Option("--from", metavar="STEP", min=0, max=INT_MAX, help="First step (inclusive).")
-    ] = None,
-    stop: Annotated[
-        Optional[int], typer.Option("--to", metavar="STEP", min=0, max=INT_MAX, help="Last step (inclusive).")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """A run's metrics, step by step."""
-    rows = open_store(ctx, readonly=True).steps(run, start=start, stop=stop, keys=metric)
+def check_step(value: Optional[int]) -> Optional[int]:
+    """A step option or argument: 0 to 2**63-1. A callback rather than min=/max=, which would
+    print the bounds '[0<=x<=9223372036854775807]' in every --help."""
+    if value is not None and not 0 <= value <= INT_MAX:
+        raise typer.BadParameter(f"a step is a whole number from 0 to 2**63-1, got {value}")
+    return value
+
+
+def print_steps(run: str, rows: list[StepMetrics], *, filtered: bool, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
     if not rows:
-        typer.echo(f"no metrics logged for run {run}" + (" in that range" if start is not None or stop is not None or metric else ""))
+        typer.echo(f"no metrics logged for run {run}" + (" in that range" if filtered else ""))
         return
     keys = sorted({k for r in rows for k in r.metrics})
     table(
@@ -44,44 +39,112 @@ def steps(
     )
 
 
-@command()
-def at(
-    ctx: typer.Context,
-    step: Annotated[int, typer.Argument(metavar="STEP", min=0, max=INT_MAX, help="Training step.")],
-    nearest: Annotated[bool, typer.Option(help="Each run's last step at or below STEP.")] = False,
-    metric: Annotated[
-        Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
-    ] = None,
-    as_json: JsonOpt = False,
+def print_at(
+    step: int, rows: list[RunAtStep], *, nearest: bool, params: dict[str, dict[str, object]], param_names: list[str],
+    as_json: bool,
 ) -> None:
-    """Every run's metrics at a step, and whether a checkpoint exists there."""
-    rows = open_store(ctx, readonly=True).at_step(step, nearest=nearest, keys=metric)
     if as_json:
-        print_json(rows)
+        from ..records import to_json
+
+        out = [to_json(r) for r in rows]
+        if param_names:
+            for item in out:
+                item["params"] = {p: params.get(item["run"], {}).get(p) for p in param_names}
+        print_json(out)
         return
     if not rows:
         typer.echo(f"no run has step {step}" + ("" if nearest else " (try --nearest)"))
         return
     keys = sorted({k for r in rows for k in r.metrics})
     table(
-        ["run", "step", "checkpoint", *keys],
+        ["run", "step", "checkpoint", *(f"params.{p}" for p in param_names), *keys],
         [
-            [r.run, str(r.step), or_dash(r.checkpoint_step), *(number(r.metrics[k]) if k in r.metrics else "" for k in keys)]
+            [
+                r.run, str(r.step), or_dash(r.checkpoint_step),
+                *(param_text(params[r.run][p]) if p in params.get(r.run, {}) else "-" for p in param_names),
+                *(number(r.metrics[k]) if k in r.metrics else "" for k in keys),
+            ]
             for r in rows
         ],
-        right=range(1, len(keys) + 3),
+        right=[1, 2, *range(3 + len(param_names), 3 + len(param_names) + len(keys))],
     )
+
+
+@command()
+def steps(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
+    metric: Annotated[
+        Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
+    ] = None,
+    start: Annotated[
+        Optional[int], typer.Option("--from", metavar="STEP", callback=check_step, help="First step (inclusive).")
+    ] = None,
+    stop: Annotated[
+        Optional[int], typer.Option("--to", metavar="STEP", callback=check_step, help="Last step (inclusive).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A run's metrics, step by step."""
+    rows = open_store(ctx, readonly=True).steps(run, start=start, stop=stop, keys=metric)
+    print_steps(run, rows, filtered=start is not None or stop is not None or bool(metric), as_json=as_json)
+
+
+def at_rows(
+    store: object, step: int, *, nearest: bool, metric: Optional[list[str]], run: Optional[str], param: Optional[list[str]]
+) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
+    """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
+    rows = store.at_step(step, nearest=nearest, keys=metric)  # type: ignore[attr-defined]
+    if run is not None:
+        rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
+    params: dict[str, dict[str, object]] = {}
+    if param and rows:
+        params = {r.name: r.params for r in store.runs(name=run)}  # type: ignore[attr-defined]
+    return rows, params
+
+
+@command(context_settings={"ignore_unknown_options": True})
+def at(
+    ctx: typer.Context,
+    step: Annotated[int, typer.Argument(metavar="STEP", callback=check_step, help="Training step (0 or more).")],
+    nearest: Annotated[bool, typer.Option("--nearest", help="Each run's last step at or below STEP.")] = False,
+    metric: Annotated[
+        Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
+    ] = None,
+    run: Annotated[
+        Optional[str],
+        typer.Option("--run", metavar="GLOB", help="Only runs whose name matches, e.g. 'resnet-*'.", autocompletion=complete_runs),
+    ] = None,
+    param: Annotated[
+        Optional[list[str]], typer.Option("--param", "-p", metavar="NAME", help="Add a column with this param; repeatable.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every run's metrics at a step, and whether a checkpoint exists there."""
+    rows, params = at_rows(open_store(ctx, readonly=True), step, nearest=nearest, metric=metric, run=run, param=param)
+    print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=as_json)
 
 
 @command()
 def plot(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="One or more runs.")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="One or more runs.", autocompletion=complete_runs)],
     metric: Annotated[list[str], typer.Option("--metric", "-m", metavar="METRIC", help="Metric to plot; repeatable.")],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="PNG", help="PNG file to write.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="FILE", help="The file to write: .png, .svg or .pdf (by its suffix).")
+    ],
+    log_y: Annotated[bool, typer.Option("--log-y", help="A logarithmic y axis.")] = False,
+    smooth: Annotated[
+        float,
+        typer.Option(
+            "--smooth", metavar="W",
+            help="Exponential moving average weight from 0 (none, the default) to below 1, as TensorBoard's "
+            "smoothing; the raw values stay as a faint line.",
+        ),
+    ] = 0.0,
 ) -> None:
-    """Plot metrics against step for one or more runs into a PNG (needs matplotlib)."""
+    """Plot metrics against step for one or more runs into a PNG, SVG or PDF (needs matplotlib)."""
     from ..plot import plot_metrics
 
-    path = plot_metrics(open_store(ctx, readonly=True), runs, metric, output)
+    path = plot_metrics(open_store(ctx, readonly=True), runs, metric, output, log_y=log_y, smooth=smooth)
     typer.echo(f"wrote {path}")

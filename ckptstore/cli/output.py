@@ -1,9 +1,10 @@
 """How the CLI prints: tables, ``key  value`` blocks, JSON, sizes, dates, progress bars, error lines.
 
 Everything goes to stdout except progress bars and error lines (stderr), so that a script can
-read a command's output while a person watches its progress. Rich is imported only when a table
-or a progress bar is drawn on a terminal: piped output is plain aligned text, and a command that
-prints no table never pays for rich's import.
+read a command's output while a person watches its progress. Tables are plain aligned text,
+the same for any number of rows on a terminal or in a pipe (:func:`table`); rich is imported
+only for a progress bar on a terminal. Nothing here imports SQLAlchemy: the quick paths print
+through these same functions, so both paths print the same bytes.
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ from typing import Any, Callable, Optional
 
 from ..location import redact
 from ..records import to_json
-
-#: Rich lays out about 5,000 table rows a second here; a listing longer than this is printed in
-#: the same columns without rich, so that 1,000 runs still answer in well under 0.3 s.
-RICH_MAX_ROWS = 200
-
 
 def error_line(message: str) -> None:
     """Print ``error: <message>`` on stderr as one line, whatever the message holds, with any
@@ -69,37 +65,53 @@ def table(
     right: Sequence[int] = (),
     title: Optional[str] = None,
 ) -> None:
-    """Print rows under column headers: a rich table on a terminal, aligned text otherwise.
+    """Print rows under column headers, aligned, two spaces apart: one renderer for any number
+    of rows, on a terminal or not.
 
     ``right`` lists the columns (by index) aligned to the right, numbers mostly. Cells are shown
-    through :func:`printable`.
+    through :func:`printable`. A cell is never broken or folded, so identifiers (run names,
+    REFs, aliases, variable names) copy and paste whole: when the table is wider than the
+    terminal (stdout a terminal, or ``$COLUMNS`` set), whole columns are dropped from the right
+    instead, the first one always kept, and a note on stderr says which (``--json`` has all).
     """
     rows = [[printable(c) for c in r] for r in rows]
     title = printable(title) if title else title
-    if sys.stdout.isatty() and len(rows) <= RICH_MAX_ROWS:
-        from rich.table import Table
-
-        t = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left", title_style="bold")
-        for i, c in enumerate(columns):
-            t.add_column(c, justify="right" if i in right else "left", overflow="fold")
-        for r in rows:
-            t.add_row(*r)
-        console().print(t)
-        return
     widths = [len(c) for c in columns]
     for r in rows:
         for i, cell in enumerate(r):
             if len(cell) > widths[i]:
                 widths[i] = len(cell)
+    shown = len(columns)
+    limit = terminal_width()
+    if limit is not None:
+        while shown > 1 and sum(widths[:shown]) + 2 * (shown - 1) > limit:
+            shown -= 1
+        if shown < len(columns):
+            sys.stderr.write(f"(not shown for want of width: {', '.join(c or '?' for c in columns[shown:])})\n")
 
     def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)]
+        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells[:shown])]
         return "  ".join(parts).rstrip()
 
     out = [title] if title else []
     out.append(line(columns))
     out.extend(line(r) for r in rows)
     sys.stdout.write("\n".join(out) + "\n")
+
+
+def terminal_width() -> Optional[int]:
+    """The width tables must fit: ``$COLUMNS`` if set, else the terminal's when stdout is one;
+    None (no limit) for a pipe or a file, so scripts always get every column."""
+    import os
+
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if sys.stdout.isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def fields(pairs: Sequence[tuple[str, str]]) -> None:
@@ -126,6 +138,15 @@ def size(n: int) -> str:
 def number(v: float) -> str:
     """A metric value in at most 6 significant digits."""
     return f"{v:.6g}"
+
+
+def param_text(v: Any) -> str:
+    """A param value as a cell: text as is, anything else as JSON (``0.01``, ``true``, ``[1,2]``)."""
+    if isinstance(v, str):
+        return v
+    import json
+
+    return json.dumps(v, ensure_ascii=False)
 
 
 def or_dash(v: Any) -> str:

@@ -1,4 +1,4 @@
-"""``ckptstore runs list | show | delete``.
+"""``ckptstore runs list | show | compare | delete``.
 
 ``runs list`` is the command people type all day, so it answers in under 0.3 s on 1,000 runs:
 its usual command lines are taken by :func:`quick_runs_list` before Typer parses anything (see
@@ -13,7 +13,7 @@ import typer
 
 from ..constants import RUN_STATUSES
 from ..metadata.quick import list_runs as quick_list_runs
-from ..records import RunInfo, to_json
+from ..records import RunComparison, RunInfo, to_json
 from .app import (
     JsonOpt,
     StoreLocation,
@@ -25,9 +25,10 @@ from .app import (
     parse_plain_options,
     quick_command,
 )
-from .output import fields, key_values, or_dash, print_json, table, when
+from .complete import complete_runs
+from .output import fields, key_values, number, or_dash, param_text, print_json, table, when
 
-runs_app = group("runs", "List, show and delete runs.")
+runs_app = group("runs", "List, search, show, compare and delete runs.")
 
 
 def _check_status(value: Optional[str]) -> Optional[str]:
@@ -50,15 +51,22 @@ def _parse_tags(items: Optional[list[str]]) -> Optional[dict[str, str]]:
 
 
 def list_runs(
-    where: StoreLocation, *, status: Optional[str], tags: Optional[dict[str, str]], name: Optional[str]
+    where: StoreLocation,
+    *,
+    status: Optional[str],
+    tags: Optional[dict[str, str]],
+    name: Optional[str],
+    search: Optional[str] = None,
+    sort: Optional[str] = None,
+    limit: Optional[int] = None,
 ) -> list[RunInfo]:
-    """The runs of a store, oldest first; without SQLAlchemy for a SQLite store."""
-    # Anything but a readable SQLite store at the current schema, and every error case, takes
-    # the store's own path, which also words the errors.
-    runs = quick_list_runs(where.store, status=status, tags=tags, name=name)
+    """The runs of a store, newest first (or by ``sort``); without SQLAlchemy for a SQLite store."""
+    # Anything but a readable SQLite store at the current schema, and every error case but a bad
+    # search (worded the same either way), takes the store's own path, which words the errors.
+    runs = quick_list_runs(where.store, status=status, tags=tags, name=name, where=search, order_by=sort, limit=limit)
     if runs is None:
         with where.open(readonly=True) as store:
-            runs = store.runs(status=status, tags=tags, name=name)
+            runs = store.runs(status=status, tags=tags, name=name, where=search, order_by=sort, limit=limit)
     return runs
 
 
@@ -76,6 +84,12 @@ def print_runs(runs: list[RunInfo], *, filtered: bool, as_json: bool) -> None:
     )
 
 
+def _check_limit(value: Optional[int]) -> Optional[int]:
+    if value is not None and value < 0:
+        raise typer.BadParameter(f"{value} is below 0.", param_hint="--limit")
+    return value
+
+
 @command(runs_app, "list")
 def runs_list(
     ctx: typer.Context,
@@ -85,25 +99,47 @@ def runs_list(
     tag: Annotated[
         Optional[list[str]], typer.Option(metavar="KEY=VALUE", help="Only runs with this tag; repeat to require several.")
     ] = None,
-    name: Annotated[Optional[str], typer.Option(metavar="PATTERN", help="A name or glob, e.g. 'resnet-*'.")] = None,
+    name: Annotated[
+        Optional[str], typer.Option(metavar="PATTERN", help="A name or glob, e.g. 'resnet-*'.", autocompletion=complete_runs)
+    ] = None,
+    search: Annotated[
+        Optional[str],
+        typer.Option(
+            "--where", metavar="EXPR",
+            help="Only runs where EXPR holds, e.g. \"params.lr = 0.01 and metrics.val_loss.min < 0.2\". "
+            "Fields: name, status, created, ended, last_step, checkpoints, params.X, tags.X, tag, "
+            "metrics.X[.last|.min|.max|.best]; = != < <= > >=, and, or, not, parentheses.",
+        ),
+    ] = None,
+    sort: Annotated[
+        Optional[str],
+        typer.Option(
+            "--sort", metavar="FIELDS",
+            help="Sort by these fields (comma separated; '-' before one or 'desc' after it: descending), "
+            "e.g. metrics.val_loss.min. Default: newest first.",
+        ),
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", metavar="N", callback=_check_limit, help="At most N runs.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Runs, oldest first."""
+    """Runs, newest first: filtered (--status, --tag, --name, --where), sorted (--sort), limited (--limit)."""
     tags = _parse_tags(tag)
-    runs = list_runs(location(ctx), status=status, tags=tags, name=name)
-    print_runs(runs, filtered=bool(status or tags or name), as_json=as_json)
+    runs = list_runs(location(ctx), status=status, tags=tags, name=name, search=search, sort=sort, limit=limit)
+    print_runs(runs, filtered=bool(status or tags or name or search), as_json=as_json)
 
 
 @quick_command
 def quick_runs_list(where: StoreLocation, args: list[str]) -> bool:
-    """``runs list [--status S] [--tag K=V]... [--name P] [--json]``, parsed without Typer.
-
-    Any other form, and a status or tag that ``runs_list`` would refuse, is left to Typer.
+    """``runs list [--status S] [--tag K=V]... [--name P] [--where E] [--sort F] [--limit N] [--json]``,
+    parsed without Typer. Any other form, and a value that ``runs_list`` would refuse, is left to Typer.
     """
     if args[:2] != ["runs", "list"]:
         return False
     parsed = parse_plain_options(
-        args[2:], values=frozenset({"--status", "--name"}), repeatable=frozenset({"--tag"}), flags=frozenset({"--json"})
+        args[2:], values=frozenset({"--status", "--name", "--where", "--sort", "--limit"}),
+        repeatable=frozenset({"--tag"}), flags=frozenset({"--json"}),
     )
     if parsed is None or parsed[1]:
         return False
@@ -111,19 +147,25 @@ def quick_runs_list(where: StoreLocation, args: list[str]) -> bool:
     status, name = options.get("--status"), options.get("--name")
     if status is not None and status not in RUN_STATUSES:
         return False
+    limit = options.get("--limit")
+    if limit is not None:
+        if not limit.isdigit():
+            return False
+        limit = int(limit)
     try:
         tags = _parse_tags(options.get("--tag"))
     except typer.BadParameter:
         return False
-    runs = list_runs(where, status=status, tags=tags, name=name)
-    print_runs(runs, filtered=bool(status or tags or name), as_json=options.get("--json", False))
+    search = options.get("--where")
+    runs = list_runs(where, status=status, tags=tags, name=name, search=search, sort=options.get("--sort"), limit=limit)
+    print_runs(runs, filtered=bool(status or tags or name or search), as_json=options.get("--json", False))
     return True
 
 
 @command(runs_app, "show")
 def runs_show(
     ctx: typer.Context,
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
     as_json: JsonOpt = False,
 ) -> None:
     """One run: status, params, tags, retention, metric names, checkpoints."""
@@ -151,18 +193,68 @@ def runs_show(
     )
 
 
+def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
+    if as_json:
+        print_json({
+            "runs": cmp.runs, "params": cmp.params, "differing_params": cmp.differing,
+            "metrics": {k: {run: to_json(m) for run, m in per_run.items()} for k, per_run in cmp.metrics.items()},
+        })
+        return
+    info = {r.name: r for r in cmp.info}
+    rows = [["", "status", *(info[n].status for n in cmp.runs)], ["", "last step", *(or_dash(info[n].last_step) for n in cmp.runs)]]
+    for k, per_run in cmp.params.items():
+        mark = "*" if k in cmp.differing else ""
+        rows.append([mark, f"params.{k}", *(param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs)])
+    for k, per_run in cmp.metrics.items():
+        for what in ("last", "best"):
+            cells = []
+            for n in cmp.runs:
+                m = per_run.get(n)
+                if m is None:
+                    cells.append("-")
+                elif what == "last":
+                    cells.append(f"{number(m.last)} @{m.last_step}")
+                else:
+                    cells.append("-" if m.best is None else f"{number(m.best)} @{m.best_step}")
+            label = f"metrics.{k}.{what}" + (f" ({'max' if per_run and next(iter(per_run.values())).mode == 'max' else 'min'})" if what == "best" else "")
+            rows.append(["", label, *cells])
+    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2))
+    if cmp.differing:
+        typer.echo(f"* differs: {', '.join(cmp.differing)}")
+
+
+@command(runs_app, "compare")
+def runs_compare(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Two or more runs.", autocompletion=complete_runs)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Runs side by side: params (differences marked with *), and each metric's last and best value with its step."""
+    cmp = open_store(ctx, readonly=True).compare_runs(runs)
+    print_comparison(cmp, as_json=as_json)
+
+
 @command(runs_app, "delete")
 def runs_delete(
     ctx: typer.Context,
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a run with its metrics, checkpoints and exports (refused while an alias points at them)."""
     store = open_store(ctx)
     info = store.get_run(run)
+    n_exports = len(store.exports(run))
+    what = (
+        f"run {run!r} with {_count(info.checkpoints, 'checkpoint')}, {_count(n_exports, 'export')} "
+        f"and its metrics"
+    )
     if not yes:
         if not sys.stdin.isatty():
-            fail(f"deleting run {run!r} needs --yes when not asked on a terminal")
-        typer.confirm(f"Delete run {run!r} with {info.checkpoints} checkpoint(s)?", abort=True)
+            fail(f"deleting {what} needs --yes when not asked on a terminal")
+        typer.confirm(f"Delete {what}?", abort=True)
     n = store.delete_run(run)
-    typer.echo(f"deleted run {run} ({n} checkpoint{'s' if n != 1 else ''})")
+    typer.echo(f"deleted run {run} ({_count(n, 'checkpoint')}, {_count(n_exports, 'export')}, its metrics)")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"

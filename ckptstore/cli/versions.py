@@ -5,13 +5,14 @@ from typing import Annotated, Optional
 import typer
 
 from .app import JsonOpt, command, open_store
+from .complete import complete_aliases, complete_refs
 from .output import print_json, table, when
 
 
 @command()
 def tag(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint or export REF.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint or export REF.", autocompletion=complete_refs)],
     name: Annotated[str, typer.Argument(metavar="NAME", help="Alias name, e.g. 'prod'.")],
     message: Annotated[
         Optional[str], typer.Option("--message", "-m", metavar="TEXT", help="Why (kept in the history).")
@@ -27,7 +28,7 @@ def tag(
 @command()
 def untag(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Alias name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Alias name.", autocompletion=complete_aliases)],
     message: Annotated[
         Optional[str], typer.Option("--message", "-m", metavar="TEXT", help="Why (kept in the history).")
     ] = None,
@@ -42,7 +43,7 @@ def untag(
 @command()
 def versions(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="One alias, with its full history.")] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="One alias, with its full history.", autocompletion=complete_aliases)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Named versions (aliases): what each points at; with NAME, its history."""

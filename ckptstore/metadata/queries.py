@@ -15,10 +15,11 @@ from sqlalchemy import BigInteger, Connection, and_, func, literal, or_, select
 from ..constants import INT_MAX
 from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
 from ..names import Ref
-from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, MetricChange, RunAtStep, RunInfo, StepMetrics, VariableInfo
+from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, MetricChange, MetricSummary, RunAtStep, RunComparison, RunInfo, StepMetrics, VariableInfo
 from . import schema as S
 from .engine import placeholder, store_where
 from .mappers import alias_event_info, alias_info, aware, checkpoint_info, export_info, file_info, metric_value
+from . import summaries
 from .runs_query import select_runs
 
 Target = Union[CheckpointInfo, ExportInfo]
@@ -57,6 +58,27 @@ def runs(
         execute, placeholder(conn.dialect), names=names, status=status, tags=tags, pattern=pattern,
         where_expr=where, order_by=order_by, limit=limit,
     )
+
+
+def runs_in_order(conn: Connection, names: Sequence[str]) -> list[RunInfo]:
+    """The named runs in the order given; an unknown name raises :class:`UnknownRunError`."""
+    found = {r.name: r for r in runs(conn, names=list(names))}
+    for n in names:
+        if n not in found:
+            run_id(conn, n)  # raises, naming the store
+    return [found[n] for n in names]
+
+
+def metric_summaries(conn: Connection, rid: int) -> dict[str, MetricSummary]:
+    def execute(sql: str, args: list[Any]) -> Any:
+        return conn.exec_driver_sql(sql, tuple(args)).all()
+
+    return summaries.metric_summaries(execute, placeholder(conn.dialect), rid)
+
+
+def compare_runs(conn: Connection, names: Sequence[str]) -> RunComparison:
+    infos = runs_in_order(conn, names)
+    return summaries.compare(infos, [metric_summaries(conn, r.id) for r in infos])
 
 
 def run_retention(conn: Connection, rid: int) -> tuple[Optional[dict[str, Any]], Any]:

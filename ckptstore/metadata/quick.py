@@ -58,3 +58,48 @@ def list_runs(
         return None
     finally:
         con.close()
+
+
+def _open(uri: Optional[str | os.PathLike[str]]) -> Optional[sqlite3.Connection]:
+    """A read-only ``sqlite3`` connection to the store at ``uri`` at the current schema, or None."""
+    path = sqlite_file_of(uri)
+    if path is None or not path.is_file():
+        return None
+    try:
+        con = connect_readonly(str(path), 30)
+    except sqlite3.Error:
+        return None
+    try:
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        con.close()
+        return None
+    if row is None or row[0] != HEAD_REVISION:
+        con.close()
+        return None
+    return con
+
+
+def completion_names(uri: Optional[str | os.PathLike[str]]) -> Optional[dict[str, Any]]:
+    """Run names, alias names, checkpoint steps and metric names (per run) for shell completion."""
+    con = _open(uri)
+    if con is None:
+        return None
+    try:
+        runs = [r[0] for r in con.execute("SELECT name FROM runs ORDER BY name")]
+        aliases = [r[0] for r in con.execute("SELECT name FROM aliases ORDER BY name")]
+        steps: dict[str, list[int]] = {}
+        for name, step in con.execute(
+            "SELECT r.name, c.step FROM checkpoints c JOIN runs r ON r.id = c.run_id ORDER BY c.step"
+        ):
+            steps.setdefault(name, []).append(step)
+        metrics: dict[str, list[str]] = {}
+        for name, key in con.execute(
+            "SELECT r.name, k.key FROM runs r JOIN (SELECT DISTINCT run_id, key FROM metrics) k ON k.run_id = r.id ORDER BY k.key"
+        ):
+            metrics.setdefault(name, []).append(key)
+        return {"runs": runs, "aliases": aliases, "steps": steps, "metrics": metrics}
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()

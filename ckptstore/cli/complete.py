@@ -1,0 +1,70 @@
+"""Dynamic shell completion of run names, aliases and REFs (Typer ``autocompletion`` callbacks).
+
+Completion runs on every Tab, so for a SQLite store it reads through the standard library's
+``sqlite3`` (``metadata.quick``), read-only; other stores go through the library. Any error
+completes nothing: a completion must never print an error into the user's command line.
+Install with ``ckptstore --install-completion``.
+"""
+
+import os
+from typing import Any, Callable, Optional
+
+import typer
+
+from ..location import DEFAULT_LOCATION
+
+
+def _names(ctx: typer.Context) -> Optional[dict[str, Any]]:
+    # Completion parses the command line without running callbacks, so --store is read from the
+    # root context's parameters (or the environment), not from ctx.obj.
+    root = ctx.find_root()
+    store = root.params.get("store") or os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION
+    files = root.params.get("root") or os.environ.get("CKPTSTORE_ROOT") or None
+    try:
+        from ..metadata.quick import completion_names
+
+        found = completion_names(store)
+        if found is None:
+            from .. import open_store
+
+            with open_store(store, root=files, readonly=True) as s:
+                runs = [r.name for r in s.runs(order_by="name")]
+                found = {
+                    "runs": runs,
+                    "aliases": [a.name for a in s.versions() if a.target],
+                    "steps": {r: [ck.step for ck in s.checkpoints(r)] for r in runs[:200]},
+                    "metrics": {r: s.metric_keys(r) for r in runs[:200]},
+                }
+        return found
+    except Exception:
+        return None
+
+
+def complete_runs(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Run names starting with what was typed."""
+    found = _names(ctx)
+    return [n for n in (found or {}).get("runs", []) if n.startswith(incomplete)]
+
+
+def complete_aliases(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Alias names starting with what was typed."""
+    found = _names(ctx)
+    return [a for a in (found or {}).get("aliases", []) if a.startswith(incomplete)]
+
+
+def complete_refs(ctx: typer.Context, incomplete: str) -> list[str]:
+    """REFs: ``run@`` + a step, ``latest`` or ``best:METRIC``; aliases; ``export:ID``."""
+    found = _names(ctx)
+    if not found:
+        return []
+    if "@" in incomplete:
+        run = incomplete.rpartition("@")[0]
+        tails = ["latest", *(str(s) for s in found.get("steps", {}).get(run, []))]
+        tails += [f"best:{m}" for m in found.get("metrics", {}).get(run, [])]
+        return [c for c in (f"{run}@{t}" for t in tails) if c.startswith(incomplete)]
+    out = [a for a in found.get("aliases", []) if a.startswith(incomplete)]
+    out += [f"{r}@" for r in found.get("runs", []) if r.startswith(incomplete)]
+    return out
+
+
+Completer = Callable[[typer.Context, str], list[str]]
