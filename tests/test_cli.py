@@ -342,7 +342,7 @@ def test_runs_list_table_and_json(meta, tmp_path):
     assert out.splitlines()[0].split()[:2] == ["name", "status"]
     assert {"mlp", "mlp-wide", "broken"} <= {line.split()[0] for line in out.splitlines()[1:]}
     runs = as_json("runs", "list", store=meta)
-    assert [r["name"] for r in runs] == ["mlp", "mlp-wide", "broken"]
+    assert [r["name"] for r in runs] == ["broken", "mlp-wide", "mlp"]  # newest first
     assert all(set(r) == RUN_KEYS for r in runs)
     mlp = runs[0]
     assert mlp["status"] == "finished" and mlp["last_step"] == 30 and mlp["checkpoints"] == 0
@@ -355,7 +355,7 @@ def test_runs_list_filters(meta):
     names = lambda *a: [r["name"] for r in as_json("runs", "list", *a, store=meta)]  # noqa: E731
     assert names("--status", "failed") == ["broken"]
     assert names("--tag", "team=nlp") == ["mlp-wide"]
-    assert names("--name", "mlp*") == ["mlp", "mlp-wide"]
+    assert names("--name", "mlp*") == ["mlp-wide", "mlp"]
     assert names("--tag", "team=vision", "--status=finished") == ["mlp"]
     assert names("--name", "zzz*") == []
     assert "no runs match" in ok("runs", "list", "--name", "zzz*", store=meta)
@@ -425,18 +425,18 @@ def test_runs_show(meta):
 @pytest.mark.slow
 def test_runs_delete_asks_then_deletes(meta_copy):
     assert "--yes" in fails("runs", "delete", "mlp-wide", store=meta_copy)
-    assert "deleted run mlp-wide (0 checkpoints)" in ok("runs", "delete", "mlp-wide", "--yes", store=meta_copy)
+    assert "deleted run mlp-wide (0 checkpoints, 0 exports, its metrics)" in ok("runs", "delete", "mlp-wide", "--yes", store=meta_copy)
     with ckptstore.open_store(meta_copy, create=False) as store:
-        assert [r.name for r in store.runs()] == ["mlp", "broken"]
+        assert [r.name for r in store.runs()] == ["broken", "mlp"]
     assert "no run named 'mlp-wide'" in fails("runs", "delete", "mlp-wide", "-y", store=meta_copy)
 
 
 @pytest.mark.slow
 def test_runs_delete_refuses_a_pinned_run(fresh):
     assert "prod" in fails("runs", "delete", "mlp", "--yes", store=fresh)  # an alias pins mlp@20
-    assert "deleted run mlp-wide (1 checkpoint)" in ok("runs", "delete", "mlp-wide", "--yes", store=fresh)
+    assert "deleted run mlp-wide (1 checkpoint, " in ok("runs", "delete", "mlp-wide", "--yes", store=fresh)
     with ckptstore.open_store(fresh, create=False) as store:
-        assert [r.name for r in store.runs()] == ["mlp", "broken"]
+        assert [r.name for r in store.runs()] == ["broken", "mlp"]
         assert store.verify().ok
 
 
@@ -516,13 +516,15 @@ def test_verify_and_gc_on_a_store_without_checkpoints(meta_copy):
 
 
 def test_db_commands(meta_copy, tmp_path):
-    assert as_json("db", "current", store=meta_copy) == {"revision": "0001", "head": "0001", "status": "current"}
-    assert ok("db", "current", store=meta_copy).strip() == "0001 (head)"
+    from ckptstore.constants import HEAD_REVISION as head
+
+    assert as_json("db", "current", store=meta_copy) == {"revision": head, "head": head, "status": "current"}
+    assert ok("db", "current", store=meta_copy).strip() == f"{head} (head)"
     history = as_json("db", "history")
     assert history[0]["revision"] == "0001" and history[0]["down_revision"] is None
     assert ok("db", "history").splitlines()[0].split() == ["revision", "down", "message"]
-    assert "already at 0001" in ok("db", "upgrade", store=meta_copy)
-    assert "upgraded from an empty database to 0001" in ok("db", "upgrade", store=tmp_path / "new")
+    assert f"already at {head}" in ok("db", "upgrade", store=meta_copy)
+    assert f"upgraded from an empty database to {head}" in ok("db", "upgrade", store=tmp_path / "new")
     assert as_json("runs", "list", store=tmp_path / "new") == []
 
 
@@ -559,7 +561,7 @@ def test_checkpoints(built):
     assert "pinned" in table and "prod" in table
     assert "has no checkpoints" in ok("checkpoints", "broken", store=built)
     # the other commands count and find them too
-    assert [r["checkpoints"] for r in as_json("runs", "list", store=built)] == [3, 1, 0]
+    assert [r["checkpoints"] for r in as_json("runs", "list", "--sort", "created", store=built)] == [3, 1, 0]
     assert as_json("runs", "show", "mlp", store=built)["checkpoints"] == 3
     assert {r["run"]: r["checkpoint_step"] for r in as_json("at", "10", store=built)} == {"mlp": 10, "mlp-wide": 10}
     rows = as_json("at", "25", "--nearest", store=built)

@@ -107,7 +107,7 @@ def at_rows(
 def at(
     ctx: typer.Context,
     step: Annotated[int, typer.Argument(metavar="STEP", callback=check_step, help="Training step (0 or more).")],
-    nearest: Annotated[bool, typer.Option("--nearest", help="Each run's last step at or below STEP.")] = False,
+    nearest: Annotated[bool, typer.Option(help="Each run's last step at or below STEP.")] = False,
     metric: Annotated[
         Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
     ] = None,
