@@ -5,10 +5,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..records import CheckpointInfo, to_json
+from ..records import CheckpointInfo, VariableDiff, VariableInfo, diff_variables, to_json
 from ..retention import resolve_mode
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, StoreLocation, command, open_store, quick_command
 from .complete import complete_refs, complete_runs
+from .quick import parse_command_line, quick_read
 from .output import number, print_json, progress, shape, size, table, when
 
 
@@ -95,13 +96,19 @@ def vars_(
     """The variables saved in a checkpoint; with --diff, what was added, removed or changed in REF2."""
     store = open_store(ctx, readonly=True)
     if diff is None:
-        variables = store.variables(ref)
-        if as_json:
-            print_json(variables)
-            return
-        table(["name", "dtype", "shape"], [[v.name, v.dtype, shape(v.shape)] for v in variables])
+        print_variables(store.variables(ref), as_json=as_json)
         return
-    d = store.diff_variables(ref, diff)
+    print_diff(ref, diff, store.diff_variables(ref, diff), as_json=as_json)
+
+
+def print_variables(variables: list[VariableInfo], *, as_json: bool) -> None:
+    if as_json:
+        print_json(variables)
+        return
+    table(["name", "dtype", "shape"], [[v.name, v.dtype, shape(v.shape)] for v in variables])
+
+
+def print_diff(ref: str, diff: str, d: VariableDiff, *, as_json: bool) -> None:
     if as_json:
         print_json(d)
         return
@@ -143,3 +150,39 @@ def restore(
         prefix = store.materialize(ref, to, link=link, force=force, progress=bar)
     typer.echo(f"restored {ref} to {prefix}")
     typer.echo(f"  tf.train.latest_checkpoint({str(prefix.parent)!r}) -> {str(prefix)!r}")
+
+
+@quick_command
+def quick_checkpoints_vars(where: StoreLocation, args: list[str]) -> bool:
+    """``checkpoints RUN [-m METRIC] [--json]`` and ``vars REF [--diff REF2] [--json]`` without
+    Typer or SQLAlchemy."""
+    if not args or args[0] not in ("checkpoints", "vars"):
+        return False
+    if args[0] == "checkpoints":
+        parsed = parse_command_line(args[1:], values={"--metric": "metric", "-m": "metric"}, flags={"--json": "json"})
+        if parsed is None or len(parsed[1]) != 1:
+            return False
+        options, (run,) = parsed
+        metric = options.get("metric")
+        got = quick_read(where, lambda r: (r.checkpoints(run), r.checkpoint_metric(run, metric) if metric is not None else {}))
+        if got is None:
+            return False
+        cks, values = got[0]
+        print_checkpoints(run, cks, metric=metric, values=values, as_json=options.get("json", False))
+        return True
+    parsed = parse_command_line(args[1:], values={"--diff": "diff"}, flags={"--json": "json"})
+    if parsed is None or len(parsed[1]) != 1:
+        return False
+    options, (ref,) = parsed
+    other = options.get("diff")
+    if other is None:
+        got = quick_read(where, lambda r: r.variables(ref))
+        if got is None:
+            return False
+        print_variables(got[0], as_json=options.get("json", False))
+        return True
+    got = quick_read(where, lambda r: diff_variables(r.variables(ref), r.variables(other)))
+    if got is None:
+        return False
+    print_diff(ref, other, got[0], as_json=options.get("json", False))
+    return True

@@ -6,8 +6,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..records import ExportInfo, to_json
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, StoreLocation, command, open_store, quick_command
 from .complete import complete_refs, complete_runs
+from .quick import parse_command_line, quick_read
 from .output import or_dash, print_json, shape, size, table, when
 
 
@@ -26,7 +27,10 @@ def exports(
     as_json: JsonOpt = False,
 ) -> None:
     """Frozen exports (self-contained GraphDefs), with lineage and aliases."""
-    items = open_store(ctx, readonly=True).exports(run)
+    print_exports(open_store(ctx, readonly=True).exports(run), run, as_json=as_json)
+
+
+def print_exports(items: list[ExportInfo], run: Optional[str], *, as_json: bool) -> None:
     if as_json:
         print_json([_export_json(e) for e in items])
         return
@@ -68,3 +72,20 @@ def export(
     """Write a frozen export's .pb for deployment, with a JSON sidecar (inputs, outputs, digest, lineage)."""
     path = open_store(ctx, readonly=True).export_frozen(ref, to, force=force)
     typer.echo(f"wrote {path} ({size(path.stat().st_size)}) and {path}.json")
+
+
+@quick_command
+def quick_exports(where: StoreLocation, args: list[str]) -> bool:
+    """``exports [RUN] [--json]`` without Typer or SQLAlchemy."""
+    if args[:1] != ["exports"]:
+        return False
+    parsed = parse_command_line(args[1:], flags={"--json": "json"})
+    if parsed is None or len(parsed[1]) > 1:
+        return False
+    options, runs = parsed
+    run = runs[0] if runs else None
+    got = quick_read(where, lambda r: r.exports(run))
+    if got is None:
+        return False
+    print_exports(got[0], run, as_json=options.get("json", False))
+    return True

@@ -11,8 +11,9 @@ import typer
 
 from ..constants import INT_MAX
 from ..records import RunAtStep, StepMetrics
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, StoreLocation, command, open_store, quick_command
 from .complete import complete_runs
+from .quick import parse_command_line, quick_read, step_value
 from .output import number, or_dash, param_text, print_json, table
 
 
@@ -148,3 +149,52 @@ def plot(
 
     path = plot_metrics(open_store(ctx, readonly=True), runs, metric, output, log_y=log_y, smooth=smooth)
     typer.echo(f"wrote {path}")
+
+
+@quick_command
+def quick_steps_at(where: StoreLocation, args: list[str]) -> bool:
+    """``steps RUN [-m M]... [--from N] [--to N] [--json]`` and ``at STEP [--nearest] [-m M]...
+    [--run GLOB] [-p NAME]... [--json]`` without Typer or SQLAlchemy."""
+    if not args or args[0] not in ("steps", "at"):
+        return False
+    metric = {"--metric": "metric", "-m": "metric"}
+    if args[0] == "steps":
+        parsed = parse_command_line(
+            args[1:], values={**metric, "--from": "from", "--to": "to"}, repeatable=frozenset({"metric"}),
+            flags={"--json": "json"},
+        )
+        if parsed is None or len(parsed[1]) != 1:
+            return False
+        options, (run,) = parsed
+        try:
+            start, stop = step_value(options.get("from")), step_value(options.get("to"))
+        except ValueError:
+            return False
+        keys = options.get("metric")
+        got = quick_read(where, lambda r: r.steps(run, start=start, stop=stop, keys=keys))
+        if got is None:
+            return False
+        print_steps(run, got[0], filtered=start is not None or stop is not None or bool(keys), as_json=options.get("json", False))
+        return True
+    parsed = parse_command_line(
+        args[1:], values={**metric, "--run": "run", "--param": "param", "-p": "param"},
+        repeatable=frozenset({"metric", "param"}), flags={"--json": "json", "--nearest": "nearest", "--no-nearest": "far"},
+    )
+    if parsed is None or len(parsed[1]) != 1 or ("nearest" in parsed[0] and "far" in parsed[0]):
+        return False
+    options, (text,) = parsed
+    try:
+        step = step_value(text)
+    except ValueError:
+        return False
+    assert step is not None
+    nearest, param = options.get("nearest", False), options.get("param")
+    got = quick_read(
+        where,
+        lambda r: at_rows(r, step, nearest=nearest, metric=options.get("metric"), run=options.get("run"), param=param),
+    )
+    if got is None:
+        return False
+    rows, params = got[0]
+    print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=options.get("json", False))
+    return True

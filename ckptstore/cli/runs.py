@@ -26,6 +26,7 @@ from .app import (
     quick_command,
 )
 from .complete import complete_runs
+from .quick import parse_command_line, quick_read
 from .output import fields, key_values, number, or_dash, param_text, print_json, table, when
 
 runs_app = group("runs", "List, search, show, compare and delete runs.")
@@ -170,8 +171,10 @@ def runs_show(
 ) -> None:
     """One run: status, params, tags, retention, metric names, checkpoints."""
     store = open_store(ctx, readonly=True)
-    info = store.get_run(run)
-    metrics = store.metric_keys(run)
+    print_run(store.get_run(run), store.metric_keys(run), as_json=as_json)
+
+
+def print_run(info: RunInfo, metrics: list[str], *, as_json: bool) -> None:
     if as_json:
         print_json({**to_json(info), "metrics": metrics})
         return
@@ -191,6 +194,30 @@ def runs_show(
             ("retention", json.dumps(info.retention) if info.retention else "-"),
         ]
     )
+
+
+@quick_command
+def quick_runs_show_compare(where: StoreLocation, args: list[str]) -> bool:
+    """``runs show RUN [--json]`` and ``runs compare RUN... [--json]`` without Typer or SQLAlchemy."""
+    if args[:2] not in (["runs", "show"], ["runs", "compare"]):
+        return False
+    parsed = parse_command_line(args[2:], flags={"--json": "json"})
+    if parsed is None or not parsed[1]:
+        return False
+    options, names = parsed
+    if args[1] == "show":
+        if len(names) != 1:
+            return False
+        got = quick_read(where, lambda r: (r.get_run(names[0]), r.metric_keys(names[0])))
+        if got is None:
+            return False
+        print_run(*got[0], as_json=options.get("json", False))
+        return True
+    got = quick_read(where, lambda r: r.compare_runs(names))
+    if got is None:
+        return False
+    print_comparison(got[0], as_json=options.get("json", False))
+    return True
 
 
 def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:

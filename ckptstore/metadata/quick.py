@@ -60,7 +60,7 @@ def list_runs(
         con.close()
 
 
-def _open(uri: Optional[str | os.PathLike[str]]) -> Optional[sqlite3.Connection]:
+def open_current(uri: Optional[str | os.PathLike[str]]) -> Optional[sqlite3.Connection]:
     """A read-only ``sqlite3`` connection to the store at ``uri`` at the current schema, or None."""
     path = sqlite_file_of(uri)
     if path is None or not path.is_file():
@@ -82,7 +82,7 @@ def _open(uri: Optional[str | os.PathLike[str]]) -> Optional[sqlite3.Connection]
 
 def completion_names(uri: Optional[str | os.PathLike[str]]) -> Optional[dict[str, Any]]:
     """Run names, alias names, checkpoint steps and metric names (per run) for shell completion."""
-    con = _open(uri)
+    con = open_current(uri)
     if con is None:
         return None
     try:
