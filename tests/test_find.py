@@ -192,3 +192,22 @@ def test_search_text_is_never_sql(store):
     assert store.runs(where="name = 'a''; DROP TABLE runs; --'") == []
     assert store.runs(where="params.\"x') OR 1=1 --\" = 1") == []
     assert len(store.runs()) == 4
+
+
+def test_a_store_at_revision_0001_upgrades_and_then_keeps_metric_history(store_uri):
+    import ckptstore
+    from ckptstore.metadata import versions
+
+    uri, root = store_uri
+    with ckptstore.open_store(uri, root=root) as s:
+        with s.start_run("old") as run:
+            run.log(1, loss=1.0)
+        versions.run_downgrade(s.engine, "0001")
+        assert versions.current_revision(s.engine) == "0001"
+    with ckptstore.open_store(uri, root=root) as s:  # upgrades to head
+        assert s.revision == versions.HEAD_REVISION
+        with s.start_run("old", resume=True) as run:
+            run.log(1, loss=0.5)
+        assert s.steps("old")[0].metrics == {"loss": 0.5}
+        assert [(h.step, h.value) for h in s.metric_history("old")] == [(1, 1.0)]
+        assert [r.name for r in s.runs(where="metrics.loss < 1")] == ["old"]

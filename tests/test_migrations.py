@@ -1,8 +1,8 @@
 """Schema versions: the Alembic revisions against the models, on SQLite and PostgreSQL.
 
-How an "older store" is simulated: only revision 0001 exists, so a test copies the migration
-environment, adds a revision 0002 (one small table) and points ``ckptstore.metadata.versions`` at the copy with
-``HEAD_REVISION = "0002"``. A store created by the real code at 0001 is then, honestly, older
+How an "older store" is simulated: a test copies the migration environment, adds a revision
+0099 after the real head (one small table) and points ``ckptstore.metadata.versions`` at the copy with
+``HEAD_REVISION = "0099"``. A store created by the real code at its head is then, honestly, older
 than the code that opens it, and the real upgrade path (lock, backup, ``alembic upgrade``) runs.
 
 States of the version table and what opening does with them:
@@ -34,6 +34,8 @@ from ckptstore.metadata import versions as db
 from ckptstore.metadata.engine import make_engine
 from ckptstore.errors import CkptstoreError, SchemaTooNewError, StoreOpenError
 from tests.helpers.processes import ROOT, with_deadline
+
+HEAD = db.HEAD_REVISION  # the real head, before any test pretends otherwise
 
 
 def _engine_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -123,12 +125,12 @@ def test_reopening_a_store_at_head_makes_no_backup(tmp_path):
 
 
 _REV_0002 = '''\
-"""Test-only revision: a small extra table, so a store at 0001 is older than the code."""
+"""Test-only revision: a small extra table, so a store at the real head is older than the code."""
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0002"
-down_revision = "0001"
+revision = "0099"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -144,36 +146,36 @@ def downgrade() -> None:
 
 @pytest.fixture
 def code_with_revision_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make ``ckptstore.metadata.versions`` believe its head is 0002, with a real migration to get there."""
+    """Make ``ckptstore.metadata.versions`` believe its head is 0099 (after the real head), with a real migration to get there."""
     scripts = tmp_path / "migrations-0002"
     shutil.copytree(db.migrations_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_upgrade_probe.py").write_text(_REV_0002)
+    (scripts / "versions" / "0099_upgrade_probe.py").write_text(_REV_0002.replace("{head}", HEAD))
     monkeypatch.setattr(db, "migrations_dir", lambda: scripts)
-    monkeypatch.setattr(db, "HEAD_REVISION", "0002")
+    monkeypatch.setattr(db, "HEAD_REVISION", "0099")
     return scripts
 
 
 def test_an_older_sqlite_store_is_backed_up_then_upgraded(tmp_path, monkeypatch, request):
     loc = tmp_path / "old"
-    with ckptstore.open_store(loc) as s:  # written by the real code, at 0001
+    with ckptstore.open_store(loc) as s:  # written by the real code, at its head
         with s.start_run("before-upgrade", params={"lr": 0.1}) as run:
             run.log(5, loss=0.25)
-    assert db.HEAD_REVISION == "0001"
+    assert db.HEAD_REVISION == HEAD
 
     request.getfixturevalue("code_with_revision_0002")
     with ckptstore.open_store(loc) as s:
-        assert s.revision == "0002"
-        assert db.current_revision(s.engine) == "0002"
+        assert s.revision == "0099"
+        assert db.current_revision(s.engine) == "0099"
         assert "upgrade_probe" in inspect(s.engine).get_table_names()
         assert s.get_run("before-upgrade").params == {"lr": 0.1}
         assert s.steps("before-upgrade")[0].metrics == {"loss": 0.25}
 
-    backups = list(loc.glob("store.db.backup-0001-*"))
+    backups = list(loc.glob(f"store.db.backup-{HEAD}-*"))
     assert len(backups) == 1, list(loc.iterdir())
     bk = sqlite3.connect(backups[0])
     try:
         assert bk.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # one self-contained file
-        assert bk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert bk.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         assert bk.execute("SELECT name FROM runs").fetchall() == [("before-upgrade",)]
         assert bk.execute("SELECT value FROM metrics").fetchall() == [(0.25,)]
     finally:
@@ -181,7 +183,7 @@ def test_an_older_sqlite_store_is_backed_up_then_upgraded(tmp_path, monkeypatch,
 
     # A second open finds the store at head: no second backup.
     with ckptstore.open_store(loc) as s:
-        assert s.revision == "0002"
+        assert s.revision == "0099"
     assert len(list(loc.glob("store.db.backup-*"))) == 1
 
 
@@ -192,7 +194,7 @@ def test_an_older_postgres_store_is_upgraded(pg_server, tmp_path, request):
             run.log(1, acc=0.5)
     request.getfixturevalue("code_with_revision_0002")
     with ckptstore.open_store(url, root=tmp_path / "f") as s:
-        assert db.current_revision(s.engine) == "0002"
+        assert db.current_revision(s.engine) == "0099"
         assert s.steps("pg-old")[0].metrics == {"acc": 0.5}
 
 
@@ -202,9 +204,9 @@ def test_open_without_upgrade_refuses_an_older_store(tmp_path, request):
     request.getfixturevalue("code_with_revision_0002")
     engine = make_engine(f"sqlite:///{loc / 'store.db'}")
     try:
-        with pytest.raises(StoreOpenError, match="0001.*ckptstore db upgrade"):
+        with pytest.raises(StoreOpenError, match=f"{HEAD}.*ckptstore db upgrade"):
             db.ensure_schema(engine, upgrade=False)
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == HEAD
     finally:
         engine.dispose()
 
