@@ -1,10 +1,10 @@
 """The ``ckptstore`` command line: a thin Typer shell over the library.
 
 Every command resolves its arguments, calls one library function and formats the result: plain
-or rich tables for people, ``--json`` (the records' fields, via :func:`ckptstore.to_json`) for
-scripts.
+aligned tables for people (``output.table``: the same for any number of rows, never folding a
+name), ``--json`` (the records' fields, via :func:`ckptstore.to_json`) for scripts.
 
-The error edge is :func:`main`, and nothing else catches errors:
+The error edge is ``app.main``, and nothing else catches errors:
 
 * a :class:`~ckptstore.errors.CkptstoreError` (or a subclass), which the library raises for
   anything the user can fix, is printed as one line ``error: <message>`` on stderr; exit 1;
@@ -19,21 +19,62 @@ The error edge is :func:`main`, and nothing else catches errors:
 ``CKPTSTORE_DEBUG=1`` in the environment lets every error but a usage error end in its
 traceback instead, for a bug report.
 
-Layout: ``app.py`` holds the Typer app, the global options and :func:`main`; ``output.py`` the
-printing (tables, JSON, sizes, dates, progress bars); one module per command group registers
-its commands on the app. Command modules import ``app`` and ``output``, never each other;
-``app`` imports no command module: this ``__init__`` imports them all, once, so that they
-register.
+Layout: ``app.py`` holds the Typer app, the global options and the error edge; ``output.py``
+the printing (tables, JSON, sizes, dates, progress bars); ``views.py`` what the read commands
+print; ``fast.py`` the quick path; ``complete.py`` shell completion; one module per command
+group registers its commands on the app (listed in :func:`load_commands`). Command modules
+import ``app``, ``output`` and ``views``, never each other; ``app`` imports no command module.
 
-Start-up time is part of the interface (``ckptstore runs list`` on 1,000 runs answers in under
-0.3 s): at load time only Typer and the light parts of the package are imported. SQLAlchemy
-comes with the store, rich only when a table or a bar goes to a terminal, TensorFlow only with
-the commands that need it (``import``, ``demo``), matplotlib only with ``plot``, and the usual
-``runs list`` command lines are answered before Typer parses them (see ``app.py`` for why).
+Start-up time is part of the interface (every metadata command on 1,000 runs answers in under
+0.3 s): :func:`main` first tries the quick path (``fast.py``: standard library only, no Typer,
+no SQLAlchemy), and only a command line it does not take imports Typer and the commands.
+SQLAlchemy comes with the store, rich only with a progress bar on a terminal, TensorFlow only
+with the commands that need it (``import``, ``demo``, ``restore``), matplotlib only with ``plot``.
 """
 
-# Imported for their side effect: each registers its commands on the app, in this order in --help.
-from . import metrics, checkpoints, versions, exports, maintenance, demo, runs, db  # noqa: F401,I001
-from .app import app, main
+from typing import Any
+
+
+def load_commands() -> None:
+    """Import the command modules: each registers its commands on the app, in this order in --help."""
+    from . import metrics, checkpoints, versions, exports, maintenance, demo, runs, db  # noqa: F401,I001
+
+
+def main() -> None:
+    """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``): the quick path,
+    else Typer (``app.main``, the error edge)."""
+    import os
+    import sys
+
+    # TensorFlow's C++ start-up chatter would bury the one line a command prints.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .fast import run_quick
+
+    try:
+        status = run_quick(sys.argv[1:])
+    except (EOFError, KeyboardInterrupt):
+        from .output import error_line
+
+        # What the normal path does with them (Click's Abort), so that both paths end alike.
+        sys.stderr.write("\n")
+        error_line("aborted")
+        sys.exit(1)
+    if status is not None:
+        sys.exit(status)
+    load_commands()
+    from .app import main as typer_main
+
+    typer_main()
+
+
+def __getattr__(name: str) -> Any:
+    # ``from ckptstore.cli import app``: the Typer app with every command registered.
+    if name == "app":
+        load_commands()
+        from .app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["app", "main"]

@@ -8,14 +8,14 @@ would otherwise evaluate every one of them at start-up.
 import inspect
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
 from ..errors import CkptstoreError
 from ..location import DEFAULT_LOCATION
+from .fast import StoreLocation, parse_plain_options, quick_command  # noqa: F401  (re-exported)
 from .output import error_line
 
 if TYPE_CHECKING:
@@ -77,23 +77,6 @@ def command(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, see README) instead of a table.")]
 
 
-@dataclass(frozen=True)
-class StoreLocation:
-    """The store named by --store/$CKPTSTORE_URI and --root/$CKPTSTORE_ROOT."""
-
-    store: str
-    root: Optional[str]
-
-    def open(self, *, create: bool = False, check_schema: bool = True, readonly: bool = False) -> "Store":
-        """Open the store (imports SQLAlchemy). Commands that only read pass readonly=True: a
-        mistyped --store is an error rather than a new empty store, and nothing on disk changes."""
-        from .. import open_store as open_library_store
-
-        return open_library_store(
-            self.store, root=self.root, create=create, check_schema=check_schema, readonly=readonly
-        )
-
-
 def location(ctx: typer.Context) -> StoreLocation:
     """The store location given to this command line (set by the global options)."""
     return ctx.obj
@@ -149,102 +132,6 @@ def _global_options(
     ctx.obj = StoreLocation(store, root)
 
 
-# --------------------------------------------------------------------------- quick commands
-#
-# Typer (0.29 here) converts the value of every parameter but a boolean flag through a pydantic
-# TypeAdapter, built when the command line is parsed, even for an option left out; it offers no
-# public way around it (no click_type= since it vendors Click; parser= builds an adapter too).
-# Importing pydantic and building the first adapter take about 0.22 s here, most of the 0.3 s
-# that 'ckptstore runs list' may take. So the few command
-# lines that must answer at once are recognised here, with the standard library, before Typer
-# parses anything; every other command line, and every doubt (an unknown or repeated option,
-# '--', --help, a value the command would refuse), is left to Typer, which parses it and
-# reports any mistake exactly as it always does.
-
-QuickCommand = Callable[[StoreLocation, list[str]], bool]
-
-#: The quick commands, in the order they are tried.
-QUICK_COMMANDS: list[QuickCommand] = []
-
-
-def quick_command(command: QuickCommand) -> QuickCommand:
-    """Register ``command(location, args)``: it runs the command line ``args`` (the arguments after
-    the global options) and returns True, or returns False at once if it is not one it knows."""
-    QUICK_COMMANDS.append(command)
-    return command
-
-
-def parse_plain_options(
-    args: Sequence[str],
-    *,
-    values: frozenset[str] = frozenset(),
-    repeatable: frozenset[str] = frozenset(),
-    flags: frozenset[str] = frozenset(),
-) -> Optional[tuple[dict[str, Any], list[str]]]:
-    """The leading long options of ``args`` as Click reads them, and the arguments after them.
-
-    ``values`` take one value (``--opt V`` or ``--opt=V``; the next argument is the value whatever
-    it looks like, as in Click), ``repeatable`` ones collect a list, ``flags`` are True when given.
-    Anything else (another option, an option given twice, ``--``, a flag with ``=``, a missing
-    value) gives None: that command line is left to Typer.
-    """
-    found: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            return None
-        if not arg.startswith("-") or arg == "-":
-            break
-        name, eq, value = arg.partition("=")
-        if name in flags and not eq and name not in found:
-            found[name] = True
-            i += 1
-            continue
-        if name not in values and name not in repeatable:
-            return None
-        if not eq:
-            if i + 1 == len(args):
-                return None
-            value = args[i + 1]
-        i += 1 if eq else 2
-        if name in repeatable:
-            found.setdefault(name, []).append(value)
-        elif name in found:
-            return None
-        else:
-            found[name] = value
-    return found, list(args[i:])
-
-
-def run_quick(args: Sequence[str]) -> Optional[int]:
-    """Run ``args`` as a quick command and return its exit status, or None if none takes it.
-
-    ``CKPTSTORE_QUICK=0`` turns the quick path off (tests compare both paths' output)."""
-    if os.environ.get("CKPTSTORE_QUICK") == "0":
-        return None
-    parsed = parse_plain_options(args, values=frozenset({"--store", "--root"}))
-    if parsed is None:
-        return None
-    options, rest = parsed
-    # As Click reads them: the option, else its environment variable if not empty, else the default.
-    where = StoreLocation(
-        options["--store"] if "--store" in options else os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION,
-        options["--root"] if "--root" in options else os.environ.get("CKPTSTORE_ROOT") or None,
-    )
-    try:
-        for command in QUICK_COMMANDS:
-            if command(where, rest):
-                return 0
-    except typer.Exit as exc:
-        return exc.exit_code
-    except (EOFError, KeyboardInterrupt):
-        # What Click does with them, so that both paths end alike.
-        sys.stderr.write("\n")
-        raise typer.Abort() from None
-    return None
-
-
 # --------------------------------------------------------------------------- the error edge
 
 
@@ -261,11 +148,10 @@ def main() -> None:
     # CKPTSTORE_DEBUG=1 lets any error end in its traceback, for a bug report.
     debug = os.environ.get("CKPTSTORE_DEBUG", "") not in ("", "0")
     try:
-        status = run_quick(sys.argv[1:])
-        if status is None:
-            # standalone_mode=False: Click's usage errors reach us, to be printed as one line like
-            # every other error, instead of Click's multi-line box.
-            status = app(prog_name="ckptstore", standalone_mode=False)
+        # standalone_mode=False: Click's usage errors reach us, to be printed as one line like
+        # every other error, instead of Click's multi-line box. (The quick path, tried before
+        # this module is even imported, is ``fast.run_quick``: see ``ckptstore.cli.main``.)
+        status = app(prog_name="ckptstore", standalone_mode=False)
     except typer.TyperException as exc:  # Click's UsageError, BadParameter, ...
         if type(exc).__name__ == "NoArgsIsHelpError":
             # 'ckptstore runs': the help is the answer, on stdout as --help prints it (Click

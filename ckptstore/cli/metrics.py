@@ -4,17 +4,14 @@ Steps are 0 to 2**63-1 (INT_MAX), what the databases' 64-bit integers hold: a la
 usage here rather than an overflow deep in the driver.
 """
 
-import fnmatch
 from typing import Annotated, Optional
 
 import typer
 
 from ..constants import INT_MAX
-from ..records import RunAtStep, StepMetrics
-from .app import JsonOpt, StoreLocation, command, open_store, quick_command
+from .app import JsonOpt, command, open_store
 from .complete import complete_runs
-from .quick import parse_command_line, quick_read, step_value
-from .output import number, or_dash, param_text, print_json, table
+from .views import at_rows, print_at, print_steps
 
 
 def check_step(value: Optional[int]) -> Optional[int]:
@@ -23,52 +20,6 @@ def check_step(value: Optional[int]) -> Optional[int]:
     if value is not None and not 0 <= value <= INT_MAX:
         raise typer.BadParameter(f"a step is a whole number from 0 to 2**63-1, got {value}")
     return value
-
-
-def print_steps(run: str, rows: list[StepMetrics], *, filtered: bool, as_json: bool) -> None:
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        typer.echo(f"no metrics logged for run {run}" + (" in that range" if filtered else ""))
-        return
-    keys = sorted({k for r in rows for k in r.metrics})
-    table(
-        ["step", *keys],
-        [[str(r.step), *(number(r.metrics[k]) if k in r.metrics else "" for k in keys)] for r in rows],
-        right=range(len(keys) + 1),
-    )
-
-
-def print_at(
-    step: int, rows: list[RunAtStep], *, nearest: bool, params: dict[str, dict[str, object]], param_names: list[str],
-    as_json: bool,
-) -> None:
-    if as_json:
-        from ..records import to_json
-
-        out = [to_json(r) for r in rows]
-        if param_names:
-            for item in out:
-                item["params"] = {p: params.get(item["run"], {}).get(p) for p in param_names}
-        print_json(out)
-        return
-    if not rows:
-        typer.echo(f"no run has step {step}" + ("" if nearest else " (try --nearest)"))
-        return
-    keys = sorted({k for r in rows for k in r.metrics})
-    table(
-        ["run", "step", "checkpoint", *(f"params.{p}" for p in param_names), *keys],
-        [
-            [
-                r.run, str(r.step), or_dash(r.checkpoint_step),
-                *(param_text(params[r.run][p]) if p in params.get(r.run, {}) else "-" for p in param_names),
-                *(number(r.metrics[k]) if k in r.metrics else "" for k in keys),
-            ]
-            for r in rows
-        ],
-        right=[1, 2, *range(3 + len(param_names), 3 + len(param_names) + len(keys))],
-    )
 
 
 @command()
@@ -89,19 +40,6 @@ def steps(
     """A run's metrics, step by step."""
     rows = open_store(ctx, readonly=True).steps(run, start=start, stop=stop, keys=metric)
     print_steps(run, rows, filtered=start is not None or stop is not None or bool(metric), as_json=as_json)
-
-
-def at_rows(
-    store: object, step: int, *, nearest: bool, metric: Optional[list[str]], run: Optional[str], param: Optional[list[str]]
-) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
-    """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
-    rows = store.at_step(step, nearest=nearest, keys=metric)  # type: ignore[attr-defined]
-    if run is not None:
-        rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
-    params: dict[str, dict[str, object]] = {}
-    if param and rows:
-        params = {r.name: r.params for r in store.runs(name=run)}  # type: ignore[attr-defined]
-    return rows, params
 
 
 @command(context_settings={"ignore_unknown_options": True})
@@ -151,50 +89,3 @@ def plot(
     typer.echo(f"wrote {path}")
 
 
-@quick_command
-def quick_steps_at(where: StoreLocation, args: list[str]) -> bool:
-    """``steps RUN [-m M]... [--from N] [--to N] [--json]`` and ``at STEP [--nearest] [-m M]...
-    [--run GLOB] [-p NAME]... [--json]`` without Typer or SQLAlchemy."""
-    if not args or args[0] not in ("steps", "at"):
-        return False
-    metric = {"--metric": "metric", "-m": "metric"}
-    if args[0] == "steps":
-        parsed = parse_command_line(
-            args[1:], values={**metric, "--from": "from", "--to": "to"}, repeatable=frozenset({"metric"}),
-            flags={"--json": "json"},
-        )
-        if parsed is None or len(parsed[1]) != 1:
-            return False
-        options, (run,) = parsed
-        try:
-            start, stop = step_value(options.get("from")), step_value(options.get("to"))
-        except ValueError:
-            return False
-        keys = options.get("metric")
-        got = quick_read(where, lambda r: r.steps(run, start=start, stop=stop, keys=keys))
-        if got is None:
-            return False
-        print_steps(run, got[0], filtered=start is not None or stop is not None or bool(keys), as_json=options.get("json", False))
-        return True
-    parsed = parse_command_line(
-        args[1:], values={**metric, "--run": "run", "--param": "param", "-p": "param"},
-        repeatable=frozenset({"metric", "param"}), flags={"--json": "json", "--nearest": "nearest", "--no-nearest": "far"},
-    )
-    if parsed is None or len(parsed[1]) != 1 or ("nearest" in parsed[0] and "far" in parsed[0]):
-        return False
-    options, (text,) = parsed
-    try:
-        step = step_value(text)
-    except ValueError:
-        return False
-    assert step is not None
-    nearest, param = options.get("nearest", False), options.get("param")
-    got = quick_read(
-        where,
-        lambda r: at_rows(r, step, nearest=nearest, metric=options.get("metric"), run=options.get("run"), param=param),
-    )
-    if got is None:
-        return False
-    rows, params = got[0]
-    print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=options.get("json", False))
-    return True

@@ -114,6 +114,12 @@ def terminal_width() -> Optional[int]:
     return None
 
 
+def echo(text: str = "") -> None:
+    """Print one line on stdout (as ``typer.echo`` does, without importing Typer)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def fields(pairs: Sequence[tuple[str, str]]) -> None:
     """Print ``key  value`` lines, keys aligned (the layout of ``runs show``)."""
     w = max(len(k) for k, _ in pairs)

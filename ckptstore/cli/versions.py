@@ -4,11 +4,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..records import AliasInfo
-from .app import JsonOpt, StoreLocation, command, open_store, quick_command
+from .app import JsonOpt, command, open_store
 from .complete import complete_aliases, complete_refs
-from .quick import parse_command_line, quick_read
-from .output import print_json, table, when
+from .views import print_versions
 
 
 @command()
@@ -52,38 +50,3 @@ def versions(
     print_versions(open_store(ctx, readonly=True).versions(name), name, as_json=as_json)
 
 
-def print_versions(aliases: list[AliasInfo], name: Optional[str], *, as_json: bool) -> None:
-    if as_json:
-        print_json(aliases)
-        return
-    if not aliases:
-        typer.echo("no named versions yet (create one with 'ckptstore tag REF NAME')")
-        return
-    table(
-        ["name", "target", "kind", "updated", "message"],
-        [[a.name, a.target or "-", a.kind, when(a.updated_at), a.message or ""] for a in aliases],
-    )
-    if name is not None:
-        typer.echo("")
-        table(
-            ["when", "action", "from", "to", "message"],
-            [[when(e.at), e.action, e.old_target or "", e.new_target or "", e.message or ""] for e in aliases[0].history],
-            title="history (newest first)",
-        )
-
-
-@quick_command
-def quick_versions(where: StoreLocation, args: list[str]) -> bool:
-    """``versions [NAME] [--json]`` without Typer or SQLAlchemy."""
-    if args[:1] != ["versions"]:
-        return False
-    parsed = parse_command_line(args[1:], flags={"--json": "json"})
-    if parsed is None or len(parsed[1]) > 1:
-        return False
-    options, names = parsed
-    name = names[0] if names else None
-    got = quick_read(where, lambda r: r.versions(name))
-    if got is None:
-        return False
-    print_versions(got[0], name, as_json=options.get("json", False))
-    return True

@@ -16,7 +16,6 @@ from typing import Any, Optional, Union
 
 from ..records import RunInfo
 from .mappers import run_info
-from .run_search import compile_search
 
 GLOB_CHARS = "*?["
 
@@ -53,7 +52,13 @@ def runs_sql(
     ``pattern`` is narrowed with LIKE in SQL and decided exactly in :func:`select_runs`, which
     then applies ``limit`` itself.
     """
-    search = compile_search(where_expr, order_by, dialect="sqlite" if ph == "?" else "postgresql", ph=ph)
+    if where_expr is None and order_by is None:
+        search_where, search_args, order = "", [], "r.created_at DESC, r.id DESC"  # newest first
+    else:
+        from .run_search import compile_search  # only a search pays for the parser's import
+
+        search = compile_search(where_expr, order_by, dialect="sqlite" if ph == "?" else "postgresql", ph=ph)
+        search_where, search_args, order = search.where, search.where_args + search.order_args, search.order
     where: list[str] = []
     args: list[Any] = []
     if names is not None:
@@ -75,12 +80,11 @@ def runs_sql(
     elif pattern is not None:
         where.append(f"r.name = {ph}")
         args.append(pattern)
-    if search.where:
-        where.append(search.where)
-        args.extend(search.where_args)
+    if search_where:
+        where.append(search_where)
     sql = f"SELECT {RUN_COLUMNS} FROM runs r" + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY " + search.order
-    args.extend(search.order_args)
+    sql += " ORDER BY " + order
+    args.extend(search_args)
     if limit is not None and not is_glob(pattern):
         sql += f" LIMIT {ph}"
         args.append(limit)

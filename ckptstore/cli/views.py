@@ -1,0 +1,264 @@
+"""What the read commands print, for both of their paths: the Typer commands and the quick
+path (``fast.py``) call these same functions with the same records, so both print the same
+bytes. No Typer, no SQLAlchemy here (the quick path must not import them).
+"""
+
+import fnmatch
+import json
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from ..records import (
+    AliasInfo, CheckpointInfo, ExportInfo, RunAtStep, RunComparison, RunInfo, StepMetrics, VariableDiff, VariableInfo,
+    to_json,
+)
+from .output import (
+    echo, fields, key_values, number, or_dash, param_text, print_json, shape, size, table, when,
+)
+
+
+def print_runs(runs: list[RunInfo], *, filtered: bool, as_json: bool) -> None:
+    if as_json:
+        print_json(runs)
+        return
+    if not runs:
+        echo("no runs" + (" match" if filtered else " yet"))
+        return
+    table(
+        ["name", "status", "last step", "checkpoints", "created", "tags"],
+        [[r.name, r.status, or_dash(r.last_step), str(r.checkpoints), when(r.created_at), key_values(r.tags)] for r in runs],
+        right=(2, 3),
+    )
+
+
+def print_run(info: RunInfo, metrics: list[str], *, as_json: bool) -> None:
+    if as_json:
+        print_json({**to_json(info), "metrics": metrics})
+        return
+    fields(
+        [
+            ("name", info.name),
+            ("status", info.status),
+            ("created", when(info.created_at)),
+            ("ended", when(info.ended_at) or "-"),
+            ("last step", or_dash(info.last_step)),
+            ("checkpoints", str(info.checkpoints)),
+            ("metrics", ", ".join(metrics) or "-"),
+            ("params", json.dumps(info.params, ensure_ascii=False) if info.params else "-"),
+            ("tags", key_values(info.tags) or "-"),
+            ("retention", json.dumps(info.retention) if info.retention else "-"),
+        ]
+    )
+
+
+def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
+    if as_json:
+        print_json({
+            "runs": cmp.runs, "params": cmp.params, "differing_params": cmp.differing,
+            "metrics": {k: {run: to_json(m) for run, m in per_run.items()} for k, per_run in cmp.metrics.items()},
+        })
+        return
+    info = {r.name: r for r in cmp.info}
+    rows = [["", "status", *(info[n].status for n in cmp.runs)], ["", "last step", *(or_dash(info[n].last_step) for n in cmp.runs)]]
+    for k, per_run in cmp.params.items():
+        mark = "*" if k in cmp.differing else ""
+        rows.append([mark, f"params.{k}", *(param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs)])
+    for k, per_run in cmp.metrics.items():
+        for what in ("last", "best"):
+            cells = []
+            for n in cmp.runs:
+                m = per_run.get(n)
+                if m is None:
+                    cells.append("-")
+                elif what == "last":
+                    cells.append(f"{number(m.last)} @{m.last_step}")
+                else:
+                    cells.append("-" if m.best is None else f"{number(m.best)} @{m.best_step}")
+            label = f"metrics.{k}.{what}" + (f" ({'max' if per_run and next(iter(per_run.values())).mode == 'max' else 'min'})" if what == "best" else "")
+            rows.append(["", label, *cells])
+    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2))
+    if cmp.differing:
+        echo(f"* differs: {', '.join(cmp.differing)}")
+
+
+def print_steps(run: str, rows: list[StepMetrics], *, filtered: bool, as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        echo(f"no metrics logged for run {run}" + (" in that range" if filtered else ""))
+        return
+    keys = sorted({k for r in rows for k in r.metrics})
+    table(
+        ["step", *keys],
+        [[str(r.step), *(number(r.metrics[k]) if k in r.metrics else "" for k in keys)] for r in rows],
+        right=range(len(keys) + 1),
+    )
+
+
+def print_at(
+    step: int, rows: list[RunAtStep], *, nearest: bool, params: dict[str, dict[str, object]], param_names: list[str],
+    as_json: bool,
+) -> None:
+    if as_json:
+        from ..records import to_json
+
+        out = [to_json(r) for r in rows]
+        if param_names:
+            for item in out:
+                item["params"] = {p: params.get(item["run"], {}).get(p) for p in param_names}
+        print_json(out)
+        return
+    if not rows:
+        echo(f"no run has step {step}" + ("" if nearest else " (try --nearest)"))
+        return
+    keys = sorted({k for r in rows for k in r.metrics})
+    table(
+        ["run", "step", "checkpoint", *(f"params.{p}" for p in param_names), *keys],
+        [
+            [
+                r.run, str(r.step), or_dash(r.checkpoint_step),
+                *(param_text(params[r.run][p]) if p in params.get(r.run, {}) else "-" for p in param_names),
+                *(number(r.metrics[k]) if k in r.metrics else "" for k in keys),
+            ]
+            for r in rows
+        ],
+        right=[1, 2, *range(3 + len(param_names), 3 + len(param_names) + len(keys))],
+    )
+
+
+def at_rows(
+    store: object, step: int, *, nearest: bool, metric: Optional[list[str]], run: Optional[str], param: Optional[list[str]]
+) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
+    """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
+    rows = store.at_step(step, nearest=nearest, keys=metric)  # type: ignore[attr-defined]
+    if run is not None:
+        rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
+    params: dict[str, dict[str, object]] = {}
+    if param and rows:
+        params = {r.name: r.params for r in store.runs(name=run)}  # type: ignore[attr-defined]
+    return rows, params
+
+
+def checkpoint_json(ck: CheckpointInfo) -> dict[str, Any]:
+    return {**to_json(ck), "ref": ck.ref, "pinned": ck.pinned}
+
+
+def print_checkpoints(
+    run: str, cks: list[CheckpointInfo], *, metric: Optional[str], values: dict[int, float], as_json: bool
+) -> None:
+    best = best_step(metric, values) if metric is not None else None
+    if as_json:
+        out = []
+        for ck in cks:
+            item = checkpoint_json(ck)
+            if metric is not None:
+                item["metric"] = {"name": metric, "value": values.get(ck.step), "best": ck.step == best}
+            out.append(item)
+        print_json(out)
+        return
+    if not cks:
+        echo(f"run {run} has no checkpoints")
+        return
+    head = ["ref", "step"] + ([metric, "best"] if metric is not None else [])
+    table(
+        [*head, "size", "files", "format", "state", "aliases", "created"],
+        [
+            [
+                ck.ref, str(ck.step),
+                *([number(values[ck.step]) if ck.step in values else "-", "*" if ck.step == best else ""] if metric is not None else []),
+                size(ck.total_bytes), str(len(ck.files)), ck.format,
+                "pinned" if ck.pinned else ck.state, ", ".join(ck.aliases), when(ck.created_at),
+            ]
+            for ck in cks
+        ],
+        right=(1, 2, 4, 5) if metric is not None else (1, 2, 3),
+    )
+    if metric is not None:
+        from ..retention import resolve_mode
+
+        mode = resolve_mode(metric)
+        echo(
+            f"best by {metric} ({mode}): {run}@{best}" if best is not None
+            else f"no checkpoint of {run} has {metric} logged at its step"
+        )
+
+
+def best_step(metric: str, values: dict[int, float]) -> Optional[int]:
+    """As ``store.best``: the min or max by the metric's name, the newer step on a tie."""
+    if not values:
+        return None
+    from ..retention import resolve_mode
+
+    sign = 1.0 if resolve_mode(metric) == "min" else -1.0
+    return min(values, key=lambda step: (sign * values[step], -step))
+
+
+def print_variables(variables: list[VariableInfo], *, as_json: bool) -> None:
+    if as_json:
+        print_json(variables)
+        return
+    table(["name", "dtype", "shape"], [[v.name, v.dtype, shape(v.shape)] for v in variables])
+
+
+def print_diff(ref: str, diff: str, d: VariableDiff, *, as_json: bool) -> None:
+    if as_json:
+        print_json(d)
+        return
+    rows = [["+", v.name, "", f"{v.dtype}{shape(v.shape)}"] for v in d.added]
+    rows += [["-", v.name, f"{v.dtype}{shape(v.shape)}", ""] for v in d.removed]
+    rows += [
+        ["~", c.name, f"{c.before.dtype}{shape(c.before.shape)}", f"{c.after.dtype}{shape(c.after.shape)}"]
+        for c in d.changed
+    ]
+    if rows:
+        table(["", "name", ref, diff], rows)
+    echo(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, {d.unchanged} unchanged")
+
+
+def print_versions(aliases: list[AliasInfo], name: Optional[str], *, as_json: bool) -> None:
+    if as_json:
+        print_json(aliases)
+        return
+    if not aliases:
+        echo("no named versions yet (create one with 'ckptstore tag REF NAME')")
+        return
+    table(
+        ["name", "target", "kind", "updated", "message"],
+        [[a.name, a.target or "-", a.kind, when(a.updated_at), a.message or ""] for a in aliases],
+    )
+    if name is not None:
+        echo("")
+        table(
+            ["when", "action", "from", "to", "message"],
+            [[when(e.at), e.action, e.old_target or "", e.new_target or "", e.message or ""] for e in aliases[0].history],
+            title="history (newest first)",
+        )
+
+
+def export_json(e: ExportInfo) -> dict[str, Any]:
+    return {**to_json(e), "ref": e.ref}
+
+
+def signature(specs: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"{s.get('name')}:{s.get('dtype')}{shape(s.get('shape'))}" for s in specs)
+
+
+def print_exports(items: list[ExportInfo], run: Optional[str], *, as_json: bool) -> None:
+    if as_json:
+        print_json([export_json(e) for e in items])
+        return
+    if not items:
+        echo("no exports" + (f" in run {run}" if run else " yet"))
+        return
+    table(
+        ["ref", "run", "step", "kind", "inputs", "outputs", "nodes", "size", "aliases", "created"],
+        [
+            [
+                e.ref, e.run, or_dash(e.step), e.kind, signature(e.inputs), signature(e.outputs),
+                str(e.node_count), size(e.size), ", ".join(e.aliases), when(e.created_at),
+            ]
+            for e in items
+        ],
+        right=(2, 6, 7),
+    )
