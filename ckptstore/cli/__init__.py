@@ -32,6 +32,8 @@ SQLAlchemy comes with the store, rich only with a progress bar on a terminal, Te
 with the commands that need it (``import``, ``demo``, ``restore``), matplotlib only with ``plot``.
 """
 
+import sys
+import types
 from typing import Any
 
 
@@ -67,14 +69,26 @@ def main() -> None:
     typer_main()
 
 
-def __getattr__(name: str) -> Any:
-    # ``from ckptstore.cli import app``: the Typer app with every command registered.
-    if name == "app":
-        load_commands()
-        from .app import app
+class _Package(types.ModuleType):
+    """This package, whose ``app`` attribute is the Typer app with every command registered.
 
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Importing the submodule ``app.py`` makes the import system set ``ckptstore.cli.app`` to
+    that module; the package used to import the Typer object over it at load time, which would
+    import Typer on the quick path. A property answers ``from ckptstore.cli import app``
+    instead, loading the commands on first use, whatever was imported before.
+    """
+
+    @property
+    def app(self) -> Any:
+        load_commands()
+        return sys.modules[__name__ + ".app"].app
+
+    @app.setter
+    def app(self, module: Any) -> None:
+        pass  # the import system recording the submodule; the property answers for it
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = ["app", "main"]

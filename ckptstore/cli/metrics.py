@@ -67,7 +67,7 @@ def at(
 @command()
 def plot(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="One or more runs.", autocompletion=complete_runs)],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="One or more runs.", autocompletion=complete_runs)],
     metric: Annotated[list[str], typer.Option("--metric", "-m", metavar="METRIC", help="Metric to plot; repeatable.")],
     output: Annotated[
         str, typer.Option("--output", "-o", metavar="FILE", help="The file to write: .png, .svg or .pdf (by its suffix).")
