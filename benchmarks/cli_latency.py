@@ -130,6 +130,78 @@ def build_big_store(path: Path, n_runs: int) -> None:
     con.close()
 
 
+def big_rows(n_runs: int) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """(runs, run_tags, metrics) rows of :func:`build_big_store`'s runs, for any database."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime.now(timezone.utc)
+    runs = [
+        (i + 1, f"run-{i:05d}", "failed" if i % 10 == 9 else "finished",
+         json.dumps({"lr": 10 ** -(1 + i % 4), "layers": 2 + i % 3}), t0 + timedelta(seconds=i), t0 + timedelta(seconds=i + 1))
+        for i in range(n_runs)
+    ]
+    tags = [(i + 1, k, v) for i in range(n_runs) for k, v in (("team", ("vision", "nlp", "speech")[i % 3]), ("seed", str(i % 5)))]
+    metrics = [
+        (i + 1, step, key, value, 0.0)
+        for i in range(n_runs) for step in range(1, STEPS + 1)
+        for key, value in (("loss", 1.0 / (step + i % 7)), ("accuracy", step / STEPS))
+    ]
+    return runs, tags, metrics
+
+
+def time_postgres_search(n_runs: int, repeat: int) -> list[tuple[str, float]]:
+    """Median seconds of ``store.runs(where=..., order_by=..., limit=20)`` (the library call the
+    CLI makes) on a throwaway PostgreSQL cluster holding ``n_runs`` runs, loaded with COPY."""
+    from tests.helpers.postgres import PgServer, have_postgres
+
+    import ckptstore
+
+    if not have_postgres():
+        print("PostgreSQL is not installed (initdb not found); skipping the PostgreSQL search")
+        return []
+    base = Path(tempfile.mkdtemp(prefix="ckptstore-pg-"))
+    server = PgServer(base)
+    server.start()
+    try:
+        url = server.new_database()
+        store = ckptstore.open_store(url, root=base / "files")
+        runs, tags, metrics = big_rows(n_runs)
+        raw = store.engine.raw_connection()
+        try:
+            pg = raw.driver_connection
+            with pg.cursor() as cur:
+                with cur.copy("COPY runs (id, name, status, params, created_at, ended_at) FROM STDIN") as copy:
+                    for row in runs:
+                        copy.write_row(row)
+                with cur.copy("COPY run_tags (run_id, key, value) FROM STDIN") as copy:
+                    for row in tags:
+                        copy.write_row(row)
+                with cur.copy("COPY metrics (run_id, step, key, value, wall_time) FROM STDIN") as copy:
+                    for row in metrics:
+                        copy.write_row(row)
+                cur.execute("ANALYZE")
+            pg.commit()
+        finally:
+            raw.close()
+        out = []
+        for cmd in SEARCHES:
+            where = cmd[cmd.index("--where") + 1] if "--where" in cmd else None
+            sort = cmd[cmd.index("--sort") + 1] if "--sort" in cmd else None
+            store.runs(where=where, order_by=sort, limit=20)  # warm-up
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                store.runs(where=where, order_by=sort, limit=20)
+                times.append(time.perf_counter() - t)
+            out.append((f"[{n_runs} runs, PostgreSQL] store.runs(where={where!r}, order_by={sort!r}, limit=20)", statistics.median(times)))
+        store.close()
+        return out
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 MLFLOW_BUILD = textwrap.dedent(
     """
     import sys, time
@@ -179,6 +251,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--mlflow-python", default=None, help="an interpreter that can import mlflow")
     ap.add_argument("--search-runs", type=int, default=10_000, help="runs in the store searched (0: skip)")
+    ap.add_argument("--postgres", action="store_true", help="also time the search on a throwaway PostgreSQL cluster")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ckptstore-cli-latency-"))
@@ -224,6 +297,9 @@ def main() -> None:
         print(f"\nmedian wall time (and CPU time) of {args.repeat} runs, {args.runs} runs in the store:")
         for name, med, cpu, lines in results:
             print(f"  {name:<72} {med:6.3f} s  (cpu {cpu:5.3f} s)   ({lines} lines of output)")
+        if args.postgres and args.search_runs:
+            for name, med in time_postgres_search(args.search_runs, args.repeat):
+                print(f"  {name:<72} {med:6.3f} s")
         budget = min(0.3, 2 * start_up + 0.15)
         slow = [(n, m) for n, m, _, _ in results[: len(COMMANDS)] if m > budget]
         print(f"\ntarget: every metadata command <= min(0.300, 2 x {start_up:.3f} + 0.150) = {budget:.3f} s: "
