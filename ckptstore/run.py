@@ -295,7 +295,13 @@ class Run:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if not self.manage_status:
-            self.flush()
+            if exc_type is None:
+                self.flush()
+                return
+            try:
+                self.flush()
+            except Exception:  # never hide the caller's own exception
+                log.exception("could not write the metrics of run %s", self.name)
             return
         if exc_type is None:
             self.finish("finished")

@@ -74,7 +74,9 @@ def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
                     cells.append(f"{number(m.last)} @{m.last_step}")
                 else:
                     cells.append("-" if m.best is None else f"{number(m.best)} @{m.best_step}")
-            label = f"metrics.{k}.{what}" + (f" ({'max' if per_run and next(iter(per_run.values())).mode == 'max' else 'min'})" if what == "best" else "")
+            # Every run's summary of one metric has the same mode: it comes from the name.
+            mode = next(iter(per_run.values())).mode
+            label = f"metrics.{k}.{what}" + (f" ({mode})" if what == "best" else "")
             rows.append(["", label, *cells])
     table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2))
     if cmp.differing:
