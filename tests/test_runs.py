@@ -193,30 +193,31 @@ def three_runs(store):
     return store
 
 
-def test_runs_are_listed_oldest_first_with_their_last_step(three_runs):
+def test_runs_are_listed_newest_first_with_their_last_step(three_runs):
     runs = three_runs.runs()
-    assert [r.name for r in runs] == ["resnet-a", "resnet-b", "bert_1"]
-    assert [r.last_step for r in runs] == [10, 20, 5]
+    assert [r.name for r in runs] == ["bert_1", "resnet-b", "resnet-a"]
+    assert [r.last_step for r in runs] == [5, 20, 10]
     assert [r.checkpoints for r in runs] == [0, 0, 0]
+    assert [r.name for r in three_runs.runs(order_by="created")] == ["resnet-a", "resnet-b", "bert_1"]
 
 
 def test_runs_filter_by_status(three_runs):
     assert [r.name for r in three_runs.runs(status="failed")] == ["resnet-b"]
-    assert [r.name for r in three_runs.runs(status="finished")] == ["resnet-a", "bert_1"]
+    assert [r.name for r in three_runs.runs(status="finished")] == ["bert_1", "resnet-a"]
     assert three_runs.runs(status="running") == []
     with pytest.raises(ValueError, match="status must be one of"):
         three_runs.runs(status="done")
 
 
 def test_runs_filter_by_tags_all_of_which_must_match(three_runs):
-    assert [r.name for r in three_runs.runs(tags={"team": "vision"})] == ["resnet-a", "resnet-b"]
+    assert [r.name for r in three_runs.runs(tags={"team": "vision"})] == ["resnet-b", "resnet-a"]
     assert [r.name for r in three_runs.runs(tags={"team": "vision", "gpu": "a100"})] == ["resnet-a"]
     assert three_runs.runs(tags={"team": "audio"}) == []
 
 
 def test_runs_filter_by_name_glob(three_runs):
-    assert [r.name for r in three_runs.runs(name="resnet-*")] == ["resnet-a", "resnet-b"]
-    assert [r.name for r in three_runs.runs(name="resnet-?")] == ["resnet-a", "resnet-b"]
+    assert [r.name for r in three_runs.runs(name="resnet-*")] == ["resnet-b", "resnet-a"]
+    assert [r.name for r in three_runs.runs(name="resnet-?")] == ["resnet-b", "resnet-a"]
     assert [r.name for r in three_runs.runs(name="bert_1")] == ["bert_1"]
     # '_' and '%' are literal characters in names, not SQL wildcards.
     assert three_runs.runs(name="bert%") == []
@@ -246,7 +247,7 @@ def test_a_run_with_nothing_logged_has_no_last_step(store):
 def test_delete_run_removes_it_with_its_metrics_and_tags(three_runs):
     s = three_runs
     assert s.delete_run("resnet-a") == 0
-    assert [r.name for r in s.runs()] == ["resnet-b", "bert_1"]
+    assert [r.name for r in s.runs()] == ["bert_1", "resnet-b"]
     with pytest.raises(UnknownRunError):
         s.steps("resnet-a")
     with s.read() as conn:

@@ -12,7 +12,6 @@ output byte for byte.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import sqlite3
 from collections import defaultdict
@@ -290,6 +289,3 @@ class QuickReader:
             hist.setdefault(row.alias_name, []).append(alias_event_info(row))
         return [alias_info(row, hist.get(row.name, [])) for row in rows]
 
-
-def filter_runs(rows: list[RunAtStep], pattern: Optional[str]) -> list[RunAtStep]:
-    return rows if pattern is None else [r for r in rows if fnmatch.fnmatchcase(r.run, pattern)]
