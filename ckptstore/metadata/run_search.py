@@ -397,12 +397,9 @@ def compile_search(
         way = " DESC" if key.descending else " ASC"
         # Numbers before text for params (PostgreSQL's JSON text would sort 1e-05 after 0.01).
         for numeric in ((True, False) if f.kind == "param" else (f.kind == "metric",)):
-            a1: list[Any] = []
-            a2: list[Any] = []
-            # Missing values last in both directions (PostgreSQL sorts NULL first descending).
-            parts.append(f"({c.expr(f, a1, numeric)} IS NULL)")
-            parts.append(c.expr(f, a2, numeric) + way)
-            out.order_args += a1 + a2
+            # Missing values last in both directions (PostgreSQL would put NULL first descending,
+            # SQLite first ascending); NULLS LAST is SQLite 3.30+ and PostgreSQL.
+            parts.append(c.expr(f, out.order_args, numeric) + way + " NULLS LAST")
     parts += ["r.created_at DESC", "r.id DESC"] if not parts else ["r.id DESC"]
     out.order = ", ".join(parts)
     return out
