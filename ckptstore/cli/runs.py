@@ -99,7 +99,7 @@ def runs_show(
 @command(runs_app, "compare")
 def runs_compare(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Two or more runs.", autocompletion=complete_runs)],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="The runs to compare (two or more).", autocompletion=complete_runs)],
     as_json: JsonOpt = False,
 ) -> None:
     """Runs side by side: params (differences marked with *), and each metric's last and best value with its step."""
