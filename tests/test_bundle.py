@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ckptstore.errors import BundleIndexError
-from ckptstore.tf import bundle
+from ckptstore import bundle
 from tests.helpers.models import seed_graph, tiny_module
 from tests.helpers.skips import require_tensorflow
 
@@ -154,5 +154,5 @@ def test_fuzzed_index_never_crashes_or_hangs(tf, tmp_path: Path) -> None:
 
 
 def test_module_never_imports_tensorflow() -> None:
-    code = "import sys, ckptstore.tf.bundle as b; b.parse_index; assert 'tensorflow' not in sys.modules"
+    code = "import sys, ckptstore.bundle as b; b.parse_index; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from ..errors import BundleIndexError
+from .errors import BundleIndexError
 
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER = 48
