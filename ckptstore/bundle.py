@@ -404,14 +404,20 @@ def check_tensor_crc(entry: BundleEntry, data: Union[bytes, memoryview]) -> bool
 def decode(entry: BundleEntry, data: Union[bytes, memoryview]) -> object:
     """The numpy array the entry's bytes hold; None for dtypes without a plain numpy layout
     (strings, bfloat16, ...), which callers read through TensorFlow instead."""
+    return decode_array(entry.dtype, entry.shape, data)
+
+
+def decode_array(dtype: str, shape: Union[tuple[int, ...], list[int]], data: Union[bytes, memoryview]) -> object:
+    """``data`` as a numpy array of ``dtype`` (a numpy name) and ``shape``; None if it has no
+    plain little-endian numpy layout or the sizes disagree."""
     import numpy as np
 
-    if entry.dtype not in NUMPY_DTYPES or len(data) != entry.size:
+    if dtype not in NUMPY_DTYPES:
         return None
-    dt = np.dtype(entry.dtype).newbyteorder("<")
+    dt = np.dtype(dtype).newbyteorder("<")
     count = 1
-    for d in entry.shape:
-        count *= d
-    if count * dt.itemsize != entry.size:
+    for d in shape:
+        count *= int(d)
+    if count * dt.itemsize != len(data):
         return None
-    return np.frombuffer(data, dtype=dt).reshape(entry.shape)
+    return np.frombuffer(data, dtype=dt).reshape(tuple(int(d) for d in shape))

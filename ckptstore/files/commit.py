@@ -17,7 +17,7 @@ the crash tests kill a save at each step of this protocol.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Optional, TypeVar, Union
 
@@ -26,11 +26,13 @@ from sqlalchemy import Connection
 from ..errors import CorruptFileError, MissingFileError
 from ..faults import fault
 from ..metadata import queries as Q
+from ..metadata import pieces as P
 from ..metadata import writes as W
 from ..metadata.engine import Database
 from ..records import FileInfo
 from .area import ObjectArea, StoredFile
 from .digest import digest_file
+from .pieces import DataPlan, Extent, store_assembled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,22 +49,60 @@ def commit_files(
     area: ObjectArea,
     staged: Sequence[tuple[Path, str, int]],
     write_rows: Callable[[Connection, list[StoredFile]], T],
+    plans: Optional[Mapping[str, DataPlan]] = None,
 ) -> T:
-    """Put ``staged`` files into the area and commit them with the caller's rows, atomically."""
+    """Put ``staged`` files into the area and commit them with the caller's rows, atomically.
+
+    ``plans`` (data file name -> pieces and tensors, ``files.pieces``) lets a data file whose
+    pieces are partly stored already be stored as extents over them plus one pack of the rest;
+    its per-tensor digests are recorded either way. The caller's rows see the file's whole
+    digest and size in both cases.
+    """
+    plans = plans or {}
     with area.writing():
         with db.read() as conn:
             recorded = Q.blob_signatures(conn, [d for _, d, _ in staged])
-        stored = []
+            assembled = P.extents(conn, [d for _, d, _ in staged])
+            wanted = [pd for p, d, _ in staged if p.name in plans and d not in recorded for _, _, pd in plans[p.name].pieces]
+            located = P.locate_pieces(conn, wanted) if wanted else {}
+            used = P.blob_sizes(conn, {obj for obj, _ in located.values()})
+        stored: list[StoredFile] = []
+        layouts: dict[str, Optional[list[Extent]]] = {}
+        packs: list[StoredFile] = []
         for p, d, n in staged:
-            stored.append(area.put(p, d, n, recorded.get(d)))
+            plan = plans.get(p.name)
+            if d in assembled:  # the same bytes saved before, assembled: nothing new to store
+                p.unlink()
+                stored.append(StoredFile(d, n, ""))
+                fault("moving")
+                continue
+            result = store_assembled(area, p, plan, located, {}) if plan is not None and d not in recorded else None
+            if result is None:
+                stored.append(area.put(p, d, n, recorded.get(d)))
+                layouts[d] = None
+            else:
+                extents, pack = result
+                stored.append(StoredFile(d, n, ""))
+                layouts[d] = extents
+                if pack is not None:
+                    packs.append(pack)
             fault("moving")
         fault("moved")
         with db.write() as conn:
-            for sf in {s.digest: s for s in stored}.values():
-                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig)
-            result = write_rows(conn, stored)
+            for sf in {s.digest: s for s in [*packs, *stored]}.values():
+                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig or None)
+            for obj in {o for ext in layouts.values() if ext for _, _, o, _ in ext} - {s.digest for s in [*packs, *stored]}:
+                # Lock (PostgreSQL) or re-create the row of each object re-used, so a deletion
+                # racing with this save cannot leave the new extents pointing at nothing.
+                size, sig = used.get(obj) or (area.size_of(obj) or 0, None)
+                W.record_blob(conn, obj, size, sig)
+            for p, d, _ in staged:
+                plan = plans.get(p.name)
+                if plan is not None and d in layouts:
+                    P.record_layout(conn, d, plan.pieces, plan.tensors, layouts[d])
+            result_rows = write_rows(conn, stored)
         fault("committed")
-        return result
+        return result_rows
 
 
 def release_unreferenced(db: Database, area: Optional[ObjectArea], digests: Iterable[str]) -> int:
@@ -90,27 +130,42 @@ def check_files(
 
     ``verify``: ``True``/``"auto"`` trusts an unchanged stat signature (see ``schema.Blob``),
     ``"full"`` always re-hashes, ``False`` only checks presence and size. ``progress(done,
-    total)`` is called in bytes after each file.
+    total)`` is called in bytes after each file. A file assembled from pieces is checked
+    through the objects holding them (and again as a whole when it is rebuilt).
     """
+    with db.read() as conn:
+        layouts = P.extents(conn, [f.digest for f in files])
+        objects = {o for f in files for _, _, o, _ in layouts.get(f.digest, ())}
+        info = P.blob_sizes(conn, objects) if objects else {}
+    todo: list[tuple[str, int, str]] = []  # digest, size, name for messages
+    seen: set[str] = set()
+    for f in files:
+        if f.digest not in layouts:
+            todo.append((f.digest, f.size, f.file_name))
+            continue
+        for _, _, obj, _ in layouts[f.digest]:
+            if obj not in seen:
+                seen.add(obj)
+                todo.append((obj, info.get(obj, (0, None))[0], f"{f.file_name} (piece {obj[:12]})"))
     if verify is False:
-        for f in files:
-            size = area.size_of(f.digest)
+        for digest, size_expected, name in todo:
+            size = area.size_of(digest)
             if size is None:
-                raise MissingFileError(f"stored file {f.file_name} ({f.digest[:12]}) is missing")
-            if size != f.size:
-                raise CorruptFileError(f"stored file {f.file_name} ({f.digest[:12]}) is {size} bytes, expected {f.size}")
+                raise MissingFileError(f"stored file {name} ({digest[:12]}) is missing")
+            if size != size_expected:
+                raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {size} bytes, expected {size_expected}")
         return
     full = verify == "full"
     with db.read() as conn:
-        sigs = Q.blob_signatures(conn, [f.digest for f in files])
+        sigs = Q.blob_signatures(conn, [d for d, _, _ in todo])
     refreshed = {}
-    total = sum(f.size for f in files)
+    total = sum(n for _, n, _ in todo)
     done = 0
-    for f in files:
-        new_sig = area.check(f.digest, f.size, sigs.get(f.digest), full=full, name=f.file_name)
+    for digest, size, name in todo:
+        new_sig = area.check(digest, size, sigs.get(digest), full=full, name=name)
         if new_sig is not None:
-            refreshed[f.digest] = new_sig
-        done += f.size
+            refreshed[digest] = new_sig
+        done += size
         if progress is not None:
             progress(done, total)
     if refreshed:

@@ -1,0 +1,162 @@
+"""Reads and writes of the tensor-level tables (``file_pieces``, ``file_tensors``,
+``file_extents``, ``variable_names``): functions of an open connection, like ``queries`` and
+``writes``. See ``files.pieces`` for what they mean."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional
+
+from sqlalchemy import Connection, delete, select
+
+from . import schema as S
+
+_CHUNK = 500
+
+Extent = tuple[int, int, str, int]  # file offset, size, object digest, object offset
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _insert_missing(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, batched: the rows are keyed by content, so another
+    save of the same bytes may have written them already."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as ins
+    else:
+        from sqlalchemy.dialects.sqlite import insert as ins  # type: ignore[assignment]
+    for chunk in _chunks(rows):
+        conn.execute(ins(table).on_conflict_do_nothing(index_elements=keys), list(chunk))
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def extents(conn: Connection, file_digests: Iterable[str]) -> dict[str, list[Extent]]:
+    """The layout of every assembled file among ``file_digests`` (files stored whole are absent)."""
+    digests = list(dict.fromkeys(file_digests))
+    out: dict[str, list[Extent]] = {}
+    e = S.FileExtent
+    for chunk in _chunks(digests):
+        rows = conn.execute(
+            select(e.file_digest, e.offset, e.size, e.object_digest, e.object_offset)
+            .where(e.file_digest.in_(chunk)).order_by(e.file_digest, e.offset)
+        ).all()
+        for r in rows:
+            out.setdefault(r.file_digest, []).append((r.offset, r.size, r.object_digest, r.object_offset))
+    return out
+
+
+def blob_sizes(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[int, Optional[str]]]:
+    """(size, stat signature) of each recorded blob among ``digests``."""
+    digests = list(dict.fromkeys(digests))
+    out: dict[str, tuple[int, Optional[str]]] = {}
+    for chunk in _chunks(digests):
+        for r in conn.execute(select(S.Blob.digest, S.Blob.size, S.Blob.stat_sig).where(S.Blob.digest.in_(chunk))):
+            out[r.digest] = (r.size, r.stat_sig)
+    return out
+
+
+def locate_pieces(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """Where the bytes of each already-stored piece among ``digests`` are: (object, offset)."""
+    digests = list(dict.fromkeys(digests))
+    found: dict[str, tuple[str, int]] = {}
+    for chunk in _chunks(digests):
+        for r in conn.execute(select(S.FilePiece.digest, S.FilePiece.file_digest, S.FilePiece.offset).where(S.FilePiece.digest.in_(chunk))):
+            found.setdefault(r.digest, (r.file_digest, r.offset))
+    layouts = extents(conn, {f for f, _ in found.values()})
+    out: dict[str, tuple[str, int]] = {}
+    for digest, (file_digest, offset) in found.items():
+        layout = layouts.get(file_digest)
+        if layout is None:
+            out[digest] = (file_digest, offset)  # a file stored whole is its own object
+            continue
+        for off, size, obj, obj_off in layout:
+            if off <= offset < off + size:
+                out[digest] = (obj, obj_off + offset - off)
+                break
+    return out
+
+
+def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str, tuple[int, int, str]]]:
+    """{file digest: {tensor name: (offset, size, digest)}} for the files recorded tensor by tensor."""
+    digests = list(dict.fromkeys(file_digests))
+    out: dict[str, dict[str, tuple[int, int, str]]] = {}
+    t = S.FileTensor
+    for chunk in _chunks(digests):
+        for r in conn.execute(select(t.file_digest, t.name, t.offset, t.size, t.digest).where(t.file_digest.in_(chunk))):
+            out.setdefault(r.file_digest, {})[r.name] = (r.offset, r.size, r.digest)
+    return out
+
+
+def readable_names(conn: Connection, checkpoint_id: int) -> dict[str, str]:
+    """{checkpoint key: readable name} recorded at save."""
+    v = S.VariableName
+    return dict(conn.execute(select(v.key, v.readable).where(v.checkpoint_id == checkpoint_id)).all())
+
+
+def object_references(conn: Connection, digests: Sequence[str]) -> set[str]:
+    """The digests among ``digests`` that an assembled file uses as an object."""
+    used: set[str] = set()
+    for chunk in _chunks(list(digests)):
+        used.update(conn.execute(select(S.FileExtent.object_digest).where(S.FileExtent.object_digest.in_(chunk))).scalars())
+    return used
+
+
+def all_object_references(conn: Connection) -> set[str]:
+    return set(conn.execute(select(S.FileExtent.object_digest).distinct()).scalars())
+
+
+def layout_digests(conn: Connection) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """({pieced-or-whole file digest: its size} for files with per-tensor rows, {object: files
+    using it}), for space accounting."""
+    uses: dict[str, set[str]] = {}
+    for r in conn.execute(select(S.FileExtent.file_digest, S.FileExtent.object_digest)):
+        uses.setdefault(r.object_digest, set()).add(r.file_digest)
+    return {}, uses
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def record_layout(
+    conn: Connection,
+    file_digest: str,
+    pieces: Sequence[tuple[int, int, str]],
+    tensors_: Sequence[tuple[str, int, int, str]],
+    extents_: Optional[Sequence[Extent]],
+) -> None:
+    """Pieces (offset, size, digest), tensors (name, offset, size, digest) and, for an assembled
+    file, extents of the file ``file_digest`` (whose ``blobs`` row the caller has written)."""
+    _insert_missing(conn, S.FilePiece.__table__, [
+        {"file_digest": file_digest, "offset": o, "size": n, "digest": d} for o, n, d in pieces
+    ], ["file_digest", "offset"])
+    _insert_missing(conn, S.FileTensor.__table__, [
+        {"file_digest": file_digest, "name": name, "offset": o, "size": n, "digest": d} for name, o, n, d in tensors_
+    ], ["file_digest", "name"])
+    if extents_:
+        _insert_missing(conn, S.FileExtent.__table__, [
+            {"file_digest": file_digest, "offset": o, "size": n, "object_digest": obj, "object_offset": oo}
+            for o, n, obj, oo in extents_
+        ], ["file_digest", "offset"])
+
+
+def record_readable_names(conn: Connection, checkpoint_id: int, names: Mapping[str, str]) -> None:
+    rows = [{"checkpoint_id": checkpoint_id, "key": k, "readable": v} for k, v in names.items() if v and v != k]
+    _insert_missing(conn, S.VariableName.__table__, rows, ["checkpoint_id", "key"])
+
+
+def forget_files(conn: Connection, file_digests: Sequence[str]) -> list[str]:
+    """Delete the layout rows of files whose ``blobs`` rows are going; returns the objects
+    their extents used (candidates to become orphans in turn)."""
+    used: set[str] = set()
+    for chunk in _chunks(list(file_digests)):
+        used.update(conn.execute(select(S.FileExtent.object_digest).where(S.FileExtent.file_digest.in_(chunk))).scalars())
+        for table in (S.FileExtent, S.FilePiece, S.FileTensor):
+            conn.execute(delete(table).where(table.file_digest.in_(chunk)))
+    return sorted(used)
