@@ -311,10 +311,16 @@ def read_variable(backend: Backend, ref: Union[str, Ref, Any], name: str, *, ver
             if hit is None:
                 continue
             offset, size, digest = hit
-            with _still_there(backend, ck):
-                data = pieces.read_range(backend.files, f.digest, layouts.get(f.digest), offset, size)
+            try:
+                with _still_there(backend, ck):
+                    data = pieces.read_range(backend.files, f.digest, layouts.get(f.digest), offset, size)
+            except CorruptFileError as exc:  # MissingFileError too: name the checkpoint's file
+                raise type(exc)(f"stored file {f.file_name} of {ck.ref}: {exc}") from None
             if verify is not False and pieces.hash_bytes(data) != digest:
-                raise CorruptFileError(f"stored bytes of {key!r} in {ck.ref} do not match their digest: the stored file was changed on disk")
+                raise CorruptFileError(
+                    f"stored file {f.file_name} ({f.digest[:12]}) of {ck.ref}: the bytes of {key!r} do not match "
+                    "their digest; the stored file was changed on disk"
+                )
             value = decode_array(var.dtype, var.shape, data)
             if value is not None:
                 return value.copy()
