@@ -57,6 +57,12 @@ class DataPlan:
     tensors: list[tuple[str, int, int, str]] = field(default_factory=list)  # name, offset, size, digest
 
 
+def db_name(name: str) -> str:
+    """A bundle key as stored in the database: a partitioned variable's slice keys hold NUL
+    bytes, which PostgreSQL text cannot."""
+    return name.replace("\x00", "\\x00")
+
+
 def _hash(view: memoryview) -> str:
     h = blake3.blake3(max_threads=blake3.blake3.AUTO if len(view) >= _THREADED_MIN else 1)
     h.update(view)
@@ -89,7 +95,7 @@ def plan_file(path: Path, digest: str, size: int, bundle: Bundle, shard: int) ->
     plan = DataPlan(path.name, digest, size)
     entries = [e for e in bundle.shard_entries(shard) if e.offset + e.size <= size]
     if size == 0:
-        plan.tensors = [(e.name, e.offset, 0, _hash(memoryview(b""))) for e in entries]
+        plan.tensors = [(db_name(e.name), e.offset, 0, _hash(memoryview(b""))) for e in entries]
         return plan
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         view = memoryview(mm)
@@ -101,7 +107,7 @@ def plan_file(path: Path, digest: str, size: int, bundle: Bundle, shard: int) ->
                 plan.pieces.append((off, n, d))
             for e in entries:
                 d = piece_digest.get((e.offset, e.size)) or _hash(view[e.offset : e.offset + e.size])
-                plan.tensors.append((e.name, e.offset, e.size, d))
+                plan.tensors.append((db_name(e.name), e.offset, e.size, d))
         finally:
             view.release()
     return plan

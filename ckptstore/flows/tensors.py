@@ -1,0 +1,185 @@
+"""Checkpoints compared tensor by tensor, and space accounting, from the digests recorded at save.
+
+``diff`` says for every variable of two checkpoints (of one run or of different runs) whether it
+was added, removed, changed in dtype or shape, changed in value, or identical, comparing the
+blake3 digests of the tensors' bytes recorded at save (``files.pieces``): no TensorFlow, no
+tensor bytes read. For checkpoints saved before tensor-level storage the digests are computed
+once on demand from the stored index and data files, and recorded for next time.
+
+``stats`` (``vars --diff --stats``) then reads only the tensors whose value changed, in chunks
+of :data:`STATS_CHUNK` bytes from each side, so memory stays bounded whatever the tensor size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from ..bundle import read_index
+from ..errors import CkptstoreError
+from ..files import pieces
+from ..metadata import pieces as MP
+from ..metadata import queries as Q
+from ..names import Ref
+from ..records import CheckpointInfo, SpaceUsage, TensorStats, VariableChange, VariableDiff, VariableInfo, VariableStatus
+from .backend import Backend
+from .resolve import checkpoint_of
+
+log = logging.getLogger(__name__)
+
+#: Bytes read from each side at a time by ``--stats``.
+STATS_CHUNK = 8 << 20
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+@dataclass(frozen=True)
+class TensorLocation:
+    file_digest: str
+    extents: Optional[list[pieces.Extent]]
+    offset: int
+    size: int
+    digest: str
+
+
+def _slice_prefix(key: str) -> str:
+    # How a partitioned variable's slices are named (TF's OrderedCode of the name, NULs escaped).
+    return pieces.db_name("\x00" + key + "\x00\x01")
+
+
+def tensor_locations(backend: Backend, ck: CheckpointInfo) -> dict[str, TensorLocation]:
+    """{tensor name in the bundle: where its bytes are and their digest}, computing (and
+    recording) the digests of data files saved before tensor-level storage."""
+    data = [f for f in ck.files if f.role == "data"]
+    with backend.db.read() as conn:
+        rows = MP.tensors(conn, [f.digest for f in data])
+        layouts = MP.extents(conn, [f.digest for f in data])
+    missing = [f for f in data if f.digest not in rows]
+    if missing:
+        rows.update(_digest_on_demand(backend, ck, missing))
+    out: dict[str, TensorLocation] = {}
+    for f in data:
+        for name, (offset, size, digest) in rows.get(f.digest, {}).items():
+            out[name] = TensorLocation(f.digest, layouts.get(f.digest), offset, size, digest)
+    return out
+
+
+def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) -> dict[str, dict[str, tuple[int, int, str]]]:
+    index = next((f for f in ck.files if f.role == "index"), None)
+    if index is None:
+        raise CkptstoreError(f"{ck.ref} has no index file: its tensors cannot be compared")
+    area = backend.files
+    bundle = read_index(area.local_path(index.digest))
+    n = bundle.header.num_shards
+    out: dict[str, dict[str, tuple[int, int, str]]] = {}
+    plans = []
+    for f in files:
+        shard = next((s for s in range(n) if f.file_name.endswith(f".data-{s:05d}-of-{n:05d}")), None)
+        if shard is None:
+            continue
+        plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard)
+        plans.append(plan)
+        out[f.digest] = {name: (o, size, d) for name, o, size, d in plan.tensors}
+    try:  # an optimisation only: the store may be read-only, the file deleted meanwhile
+        with backend.db.write() as conn:
+            alive = Q.existing_blobs(conn, [p.digest for p in plans])
+            for p in plans:
+                if p.digest in alive:
+                    MP.record_layout(conn, p.digest, p.pieces, p.tensors, None)
+    except Exception as exc:  # noqa: BLE001
+        log.debug("could not record tensor digests of %s: %s", ck.ref, exc)
+    return out
+
+
+def variable_digests(locations: Mapping[str, TensorLocation], variables: Mapping[str, VariableInfo]) -> dict[str, str]:
+    """{variable key: digest of its saved value}; a partitioned variable's value is the digest
+    of its slices' digests."""
+    out: dict[str, str] = {}
+    for key, v in variables.items():
+        prefix = _slice_prefix(key)
+        slices = sorted((n, loc.digest) for n, loc in locations.items() if n.startswith(prefix)) if key in locations and locations[key].size == 0 else []
+        if slices:
+            out[key] = pieces.hash_bytes("\n".join(f"{n}:{d}" for n, d in slices).encode())
+        elif key in locations:
+            out[key] = locations[key].digest
+    return out
+
+
+def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, stats: bool = False) -> VariableDiff:
+    """See :meth:`ckptstore.store.Store.diff_variables`."""
+    cka, ckb = checkpoint_of(backend, a), checkpoint_of(backend, b)
+    with backend.db.read() as conn:
+        va = {v.name: v for v in Q.variables(conn, cka.id)}
+        vb = {v.name: v for v in Q.variables(conn, ckb.id)}
+        names = {**MP.readable_names(conn, cka.id), **MP.readable_names(conn, ckb.id)}
+    loc_a, loc_b = tensor_locations(backend, cka), tensor_locations(backend, ckb)
+    da, db_ = variable_digests(loc_a, va), variable_digests(loc_b, vb)
+    added, removed, changed, value_changed, identical = [], [], [], [], []
+    statuses: list[VariableStatus] = []
+    for key in sorted(va.keys() | vb.keys(), key=lambda k: names.get(k, k)):
+        before, after = va.get(key), vb.get(key)
+        st: Optional[TensorStats] = None
+        if before is None:
+            status = "added"
+            added.append(after)
+        elif after is None:
+            status = "removed"
+            removed.append(before)
+        elif (before.dtype, before.shape) != (after.dtype, after.shape):
+            status = "dtype/shape changed"
+            changed.append(VariableChange(key, before, after))
+        elif key not in da or key not in db_:
+            status = "unknown"
+        elif da[key] == db_[key]:
+            status = "identical"
+            identical.append(after)
+        else:
+            status = "value changed"
+            value_changed.append(after)
+            if stats and after.dtype in FLOAT_DTYPES and key in loc_a and key in loc_b and loc_a[key].size:
+                st = tensor_stats(backend, loc_a[key], loc_b[key], after.dtype)
+        statuses.append(VariableStatus(names.get(key, key), key, status, before, after, st))
+    return VariableDiff(
+        added=added, removed=removed, changed=changed,
+        unchanged=len(va.keys() & vb.keys()) - len(changed),
+        value_changed=value_changed, identical=identical, by_value=True, variables=statuses,
+    )
+
+
+def tensor_stats(backend: Backend, a: TensorLocation, b: TensorLocation, dtype: str) -> Optional[TensorStats]:
+    """max |Δ|, mean |Δ| and ‖a-b‖/‖a‖ of two float tensors, read chunk by chunk."""
+    import numpy as np
+
+    if a.size != b.size:
+        return None
+    dt = np.dtype(dtype).newbyteorder("<")
+    step = max(dt.itemsize, STATS_CHUNK - STATS_CHUNK % dt.itemsize)
+    area = backend.files
+    max_abs, sum_abs, sum_d2, sum_a2, count = 0.0, 0.0, 0.0, 0.0, 0
+    for off in range(0, a.size, step):
+        n = min(step, a.size - off)
+        xa = np.frombuffer(pieces.read_range(area, a.file_digest, a.extents, a.offset + off, n), dtype=dt).astype(np.float64)
+        xb = np.frombuffer(pieces.read_range(area, b.file_digest, b.extents, b.offset + off, n), dtype=dt).astype(np.float64)
+        d = np.abs(xb - xa)
+        if d.size:
+            max_abs = max(max_abs, float(d.max()))
+        sum_abs += float(d.sum())
+        sum_d2 += float(np.dot(d, d))
+        sum_a2 += float(np.dot(xa, xa))
+        count += d.size
+    if not count:
+        return None
+    rel = (sum_d2 ** 0.5) / (sum_a2 ** 0.5) if sum_a2 else (0.0 if sum_d2 == 0 else float("inf"))
+    return TensorStats(max_abs=max_abs, mean_abs=sum_abs / count, rel_l2=rel)
+
+
+# --------------------------------------------------------------------------- space
+
+
+def space(backend: Backend, runs: Optional[list[str]] = None) -> list[SpaceUsage]:
+    """Logical against stored bytes, per run (all runs, or ``runs``) and for the whole store."""
+    from ..metadata import space as SQ
+
+    with backend.db.read() as conn:
+        return SQ.space_usage(conn, runs)
