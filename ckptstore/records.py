@@ -80,6 +80,8 @@ class VariableInfo:
     name: str
     dtype: str
     shape: list[int]
+    #: The name recorded at save that people know it by (``model/dense/kernel``), if any.
+    readable: Optional[str] = None
 
 
 @dataclass(frozen=True)

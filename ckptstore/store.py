@@ -315,10 +315,9 @@ class Store:
             return Q.checkpoints(conn, Q.run_id(conn, run), run)
 
     def variables(self, ref: Any) -> list[VariableInfo]:
-        """The variables (name, dtype, shape) saved in a checkpoint, read from the database."""
-        ck = self.checkpoint(ref)
-        with self.db.read() as conn:
-            return Q.variables(conn, ck.id)
+        """The variables (name, dtype, shape, and the readable name recorded at save, such as
+        ``model/dense/kernel``) saved in a checkpoint, read from the database."""
+        return tensor_flows.variables(self.backend, ref)
 
     def diff_variables(self, ref: Any, other: Any, *, stats: bool = False) -> VariableDiff:
         """What changed in the variables from checkpoint ``ref`` to checkpoint ``other`` (of

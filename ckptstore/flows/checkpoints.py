@@ -45,6 +45,7 @@ from ..names import Ref, check_step
 from ..records import CheckpointInfo, FileInfo
 from ..tf import formats
 from ..tf.reader import TF2_SUFFIX, file_role, list_variables, read_tensor
+from ..tf.varnames import readable_names
 from ..tf.state import STATE_FILE, CheckpointState, render
 from .backend import Backend
 from .deletion import apply_retention
@@ -85,7 +86,8 @@ def save(
                 path = fmt.save(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
             finally:
                 known = follower.finish()
-            info = commit_checkpoint(backend, run_id, run_name, step, fmt, path, known)
+            names = readable_names(target, path)
+            info = commit_checkpoint(backend, run_id, run_name, step, fmt, path, known, readable=names)
     except OSError as exc:  # staging or moving into the object area: a full disk, a refused write
         raise from_os_error(f"cannot save {run_name}@{step}", exc) from None
     apply_retention(backend, run_id)
@@ -100,8 +102,11 @@ def commit_checkpoint(
     fmt: formats.CheckpointFormat,
     path: Path,
     known: Optional[dict[str, tuple[str, int]]] = None,
+    *,
+    readable: Optional[Mapping[str, str]] = None,
 ) -> CheckpointInfo:
-    """Record the checkpoint whose files are at staging prefix ``path`` (see module docstring)."""
+    """Record the checkpoint whose files are at staging prefix ``path`` (see module docstring).
+    ``readable``: readable names of its variables ({key: name}, ``tf.varnames``)."""
     files = fmt.files(path)
     variables = list_variables(path)
     known = known or {}
@@ -128,6 +133,9 @@ def commit_checkpoint(
             files=[(file_role(n), n, sf.size, sf.digest) for n, sf in zip(names, stored)],
             variables=variables,
         )
+        if readable:
+            saved_keys = {v[0] for v in variables}
+            MP.record_readable_names(conn, cid, {k: v for k, v in readable.items() if k in saved_keys})
         if freed:
             # Only now: the new checkpoint may re-use some of the replaced one's blobs.
             replaced.extend(W.drop_orphan_blobs(conn, freed))

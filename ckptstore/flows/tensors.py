@@ -106,6 +106,18 @@ def variable_digests(locations: Mapping[str, TensorLocation], variables: Mapping
     return out
 
 
+def variables(backend: Backend, ref: Union[str, Ref, Any]) -> list[VariableInfo]:
+    """The checkpoint's variables with their readable names, in readable-name order."""
+    import dataclasses
+
+    ck = checkpoint_of(backend, ref)
+    with backend.db.read() as conn:
+        found = Q.variables(conn, ck.id)
+        names = MP.readable_names(conn, ck.id)
+    out = [dataclasses.replace(v, readable=names[v.name]) if v.name in names else v for v in found]
+    return sorted(out, key=lambda v: v.readable or v.name)
+
+
 def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, stats: bool = False) -> VariableDiff:
     """See :meth:`ckptstore.store.Store.diff_variables`."""
     cka, ckb = checkpoint_of(backend, a), checkpoint_of(backend, b)
