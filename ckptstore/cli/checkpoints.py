@@ -7,6 +7,7 @@ import typer
 
 from ..records import CheckpointInfo, to_json
 from .app import JsonOpt, command, open_store
+from .diffview import show_diff
 from .output import print_json, progress, shape, size, table, when
 
 
@@ -46,30 +47,20 @@ def vars_(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.")],
     diff: Annotated[Optional[str], typer.Option("--diff", metavar="REF2", help="Compare with this checkpoint.")] = None,
+    stats: Annotated[bool, typer.Option("--stats", help="With --diff: max|Δ|, mean|Δ|, relative L2 of changed float tensors.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The variables saved in a checkpoint; with --diff, what was added, removed or changed in REF2."""
+    """The variables saved in a checkpoint; with --diff, each one's status in REF2 (added, removed,
+    dtype/shape changed, value changed, identical), compared by the digests of their bytes."""
     store = open_store(ctx, readonly=True)
     if diff is None:
         variables = store.variables(ref)
         if as_json:
             print_json(variables)
             return
-        table(["name", "dtype", "shape"], [[v.name, v.dtype, shape(v.shape)] for v in variables])
+        table(["name", "dtype", "shape"], [[v.readable or v.name, v.dtype, shape(v.shape)] for v in variables])
         return
-    d = store.diff_variables(ref, diff)
-    if as_json:
-        print_json(d)
-        return
-    rows = [["+", v.name, "", f"{v.dtype}{shape(v.shape)}"] for v in d.added]
-    rows += [["-", v.name, f"{v.dtype}{shape(v.shape)}", ""] for v in d.removed]
-    rows += [
-        ["~", c.name, f"{c.before.dtype}{shape(c.before.shape)}", f"{c.after.dtype}{shape(c.after.shape)}"]
-        for c in d.changed
-    ]
-    if rows:
-        table(["", "name", ref, diff], rows)
-    typer.echo(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, {d.unchanged} unchanged")
+    show_diff(store.diff_variables(ref, diff, stats=stats), ref, diff, stats=stats, as_json=as_json)
 
 
 @command()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from ..bundle import read_index
+from ..bundle import parse_index
 from ..errors import CkptstoreError
 from ..files import pieces
 from ..metadata import pieces as MP
@@ -70,7 +70,7 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
     if index is None:
         raise CkptstoreError(f"{ck.ref} has no index file: its tensors cannot be compared")
     area = backend.files
-    bundle = read_index(area.local_path(index.digest))
+    bundle = parse_index(area.read_bytes(index.digest), index.file_name)
     n = bundle.header.num_shards
     out: dict[str, dict[str, tuple[int, int, str]]] = {}
     plans = []
@@ -78,7 +78,18 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
         shard = next((s for s in range(n) if f.file_name.endswith(f".data-{s:05d}-of-{n:05d}")), None)
         if shard is None:
             continue
-        plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard)
+        with backend.db.read() as conn:
+            layout = MP.extents(conn, [f.digest]).get(f.digest)
+        if layout is None:
+            plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard)
+        else:  # assembled from pieces but its tensor rows are gone: rebuild it privately
+            import tempfile
+            from pathlib import Path
+
+            with tempfile.TemporaryDirectory(prefix="ckptstore-diff-") as tmp:
+                rebuilt = Path(tmp) / f.file_name
+                pieces.assemble(area, layout, f.digest, f.size, rebuilt)
+                plan = pieces.plan_file(rebuilt, f.digest, f.size, bundle, shard)
         plans.append(plan)
         out[f.digest] = {name: (o, size, d) for name, o, size, d in plan.tensors}
     try:  # an optimisation only: the store may be read-only, the file deleted meanwhile
