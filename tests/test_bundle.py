@@ -73,6 +73,7 @@ def test_tf1_saver_seed_graph(tf, tmp_path: Path) -> None:
     assert bundle.decode(ours.entries["b"], Path(prefix + ".data-00000-of-00001").read_bytes()[ours.entries["b"].offset:][:4]) == 3.0
 
 
+@pytest.mark.slow
 def test_keras_model_with_optimizer_slots(tf, tmp_path: Path) -> None:
     keras = tf.keras
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"), keras.layers.Dense(1, name="out")])
@@ -82,6 +83,7 @@ def test_keras_model_with_optimizer_slots(tf, tmp_path: Path) -> None:
     _check_against_tf(prefix)
 
 
+@pytest.mark.slow
 def test_sharded_saver_with_partitioned_variables(tmp_path: Path) -> None:
     """Saver(sharded=True) over two CPU devices writes two data shards; the partitioned
     variable's slices are separate entries under binary keys. In a child process: the device

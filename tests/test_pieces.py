@@ -194,6 +194,7 @@ def test_readable_names_for_keras_models_and_their_optimizer_slots(store):
     assert sum(v.status == "identical" for v in d.variables) == len(d.variables) - 1
 
 
+@pytest.mark.slow
 def test_cli_vars_diff_and_du(sqlite_store, tmp_path):
     store = sqlite_store
     _finetune(store, n=2)

@@ -94,6 +94,23 @@ def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str
     return out
 
 
+def variables_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, list[tuple[str, str, list[int]]]]:
+    """{checkpoint id: [(key, dtype, shape)]} in one query (the diff's hot path)."""
+    v = S.Variable
+    out: dict[int, list[tuple[str, str, list[int]]]] = {i: [] for i in checkpoint_ids}
+    for r in conn.execute(select(v.checkpoint_id, v.name, v.dtype, v.shape).where(v.checkpoint_id.in_(list(checkpoint_ids)))):
+        out[r.checkpoint_id].append((r.name, r.dtype, list(r.shape)))
+    return out
+
+
+def readable_names_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    v = S.VariableName
+    out: dict[int, dict[str, str]] = {i: {} for i in checkpoint_ids}
+    for r in conn.execute(select(v.checkpoint_id, v.key, v.readable).where(v.checkpoint_id.in_(list(checkpoint_ids)))):
+        out[r.checkpoint_id][r.key] = r.readable
+    return out
+
+
 def readable_names(conn: Connection, checkpoint_id: int) -> dict[str, str]:
     """{checkpoint key: readable name} recorded at save."""
     v = S.VariableName
