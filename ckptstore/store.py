@@ -330,6 +330,11 @@ class Store:
         """
         return tensor_flows.diff(self.backend, ref, other, stats=stats)
 
+    def repack(self) -> int:
+        """Index checkpoints saved before tensor-level storage piece by piece (their bytes stay
+        as they are), so later saves re-use their tensors; returns the number of files indexed."""
+        return tensor_flows.repack(self.backend)
+
     def space(self, runs: Optional[list[str]] = None) -> list[SpaceUsage]:
         """Logical against stored bytes per run (all, or ``runs``), then the whole store (run None)."""
         return tensor_flows.space(self.backend, runs)

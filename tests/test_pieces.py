@@ -224,9 +224,12 @@ def test_a_store_written_at_0001_upgrades_and_restores_old_and_new_side_by_side(
         versions.run_downgrade(s.engine, "0001")
     with ckptstore.open_store(loc) as s:
         assert versions.current_revision(s.engine) == ckptstore.metadata.versions.HEAD_REVISION
+        assert s.repack() == 1  # the old data file, indexed tensor by tensor in place
         m.head.assign_add(tf.ones(HEAD))
         with s.start_run("r") as r:
             r.save(m, 2)
+        with s.read() as conn:  # ... so the new save re-uses its backbone
+            assert conn.execute(select(S.FileExtent)).first() is not None
         old, new = _model(seed=5), _model(seed=6)
         s.restore("r@1", old, verify="full")
         s.restore("r@2", new, verify="full")
@@ -235,6 +238,7 @@ def test_a_store_written_at_0001_upgrades_and_restores_old_and_new_side_by_side(
         statuses = {v.key.split("/")[1]: v.status for v in s.diff_variables("r@1", "r@2").variables}
         assert statuses["backbone"] == "identical" and statuses["head"] == "value changed"
         assert s.verify().ok
+        assert s.repack() == 0
         s.delete_checkpoint("r@1")
         s.gc()
         s.restore("r@2", _model(seed=7), verify="full")

@@ -30,3 +30,11 @@ def du(
         for u in usage
     ]
     table(["run", "checkpoints", "logical", "stored", "only this run", "saved"], rows, right=(1, 2, 3, 4, 5))
+
+
+@command()
+def repack(ctx: typer.Context) -> None:
+    """Index data files saved before tensor-level storage tensor by tensor (bytes unchanged), so
+    new saves re-use their tensors and diffs need no on-demand digests."""
+    n = open_store(ctx).repack()
+    typer.echo(f"indexed {n} data file{'s' if n != 1 else ''} tensor by tensor")

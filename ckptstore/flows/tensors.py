@@ -222,3 +222,30 @@ def space(backend: Backend, runs: Optional[list[str]] = None) -> list[SpaceUsage
 
     with backend.db.read() as conn:
         return SQ.space_usage(conn, runs)
+
+
+def repack(backend: Backend) -> int:
+    """Record pieces and per-tensor digests for every data file saved before tensor-level
+    storage (the bytes stay where they are): later saves then re-use their tensors and diffs
+    need no on-demand digests. Returns how many files were indexed."""
+    from ..metadata import schema as S
+    from sqlalchemy import select
+
+    with backend.db.read() as conn:
+        c, cf = S.Checkpoint, S.CheckpointFile
+        rows = conn.execute(select(c.id, cf.digest).join(cf, cf.checkpoint_id == c.id).where(cf.role == "data")).all()
+        have = set(MP.tensors(conn, [r.digest for r in rows]))
+    todo: dict[int, None] = {r.id: None for r in rows if r.digest not in have}
+    n = 0
+    for cid in todo:
+        with backend.db.read() as conn:
+            try:
+                ck = Q.checkpoint_by_id(conn, cid)
+            except CkptstoreError:
+                continue  # deleted meanwhile
+        missing = [f for f in ck.files if f.role == "data" and f.digest not in have]
+        if missing:
+            _digest_on_demand(backend, ck, missing)
+            have.update(f.digest for f in missing)
+            n += len(missing)
+    return n
