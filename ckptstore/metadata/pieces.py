@@ -156,7 +156,9 @@ def record_layout(
     _insert_missing(conn, S.FileTensor.__table__, [
         {"file_digest": file_digest, "name": name, "offset": o, "size": n, "digest": d} for name, o, n, d in tensors_
     ], ["file_digest", "name"])
-    if extents_:
+    # Another process may have recorded the same bytes (same digest) with another layout first:
+    # both are right, but rows of the two must never mix.
+    if extents_ and conn.execute(select(S.FileExtent.offset).where(S.FileExtent.file_digest == file_digest).limit(1)).first() is None:
         _insert_missing(conn, S.FileExtent.__table__, [
             {"file_digest": file_digest, "offset": o, "size": n, "object_digest": obj, "object_offset": oo}
             for o, n, obj, oo in extents_
