@@ -33,7 +33,7 @@ from .metadata.engine import Database
 from .metadata import writes as W
 from .metadata.writes import check_status
 from .names import check_params, check_run_name, check_tags
-from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, RunAtStep, RunInfo, SpaceUsage, StepMetrics, VariableDiff, VariableInfo, VerifyReport, diff_variables
+from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, RunAtStep, RunInfo, SpaceUsage, StepMetrics, VariableDiff, VariableInfo, VerifyReport
 from .retention import Retention
 from .run import LiveRuns, Run
 

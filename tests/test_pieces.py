@@ -4,7 +4,6 @@ readable names, space accounting, and old stores upgraded side by side."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -133,20 +133,21 @@ def check_files(
     total)`` is called in bytes after each file. A file assembled from pieces is checked
     through the objects holding them (and again as a whole when it is rebuilt).
     """
-    with db.read() as conn:
+    todo: list[tuple[str, int, str]] = []  # digest, size, name for messages
+    with db.read() as conn:  # one round trip: this runs before every restore
         layouts = P.extents(conn, [f.digest for f in files])
         objects = {o for f in files for _, _, o, _ in layouts.get(f.digest, ())}
         info = P.blob_sizes(conn, objects) if objects else {}
-    todo: list[tuple[str, int, str]] = []  # digest, size, name for messages
-    seen: set[str] = set()
-    for f in files:
-        if f.digest not in layouts:
-            todo.append((f.digest, f.size, f.file_name))
-            continue
-        for _, _, obj, _ in layouts[f.digest]:
-            if obj not in seen:
-                seen.add(obj)
-                todo.append((obj, info.get(obj, (0, None))[0], f"{f.file_name} (piece {obj[:12]})"))
+        seen: set[str] = set()
+        for f in files:
+            if f.digest not in layouts:
+                todo.append((f.digest, f.size, f.file_name))
+                continue
+            for _, _, obj, _ in layouts[f.digest]:
+                if obj not in seen:
+                    seen.add(obj)
+                    todo.append((obj, info.get(obj, (0, None))[0], f"{f.file_name} (piece {obj[:12]})"))
+        sigs = Q.blob_signatures(conn, [d for d, _, _ in todo]) if verify is not False else {}
     if verify is False:
         for digest, size_expected, name in todo:
             size = area.size_of(digest)
@@ -156,8 +157,6 @@ def check_files(
                 raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {size} bytes, expected {size_expected}")
         return
     full = verify == "full"
-    with db.read() as conn:
-        sigs = Q.blob_signatures(conn, [d for d, _, _ in todo])
     refreshed = {}
     total = sum(n for _, n, _ in todo)
     done = 0

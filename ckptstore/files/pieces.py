@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -269,5 +269,3 @@ def read_range(area: ObjectArea, file_digest: str, extents: Optional[Sequence[Ex
 def hash_bytes(data: bytes) -> str:
     return _hash(memoryview(data))
 
-
-Progress = Optional[Callable[[int, int], None]]

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from ..bundle import NUMPY_DTYPES, decode_array
 from ..errors import CkptstoreError, ConflictError, CorruptFileError, InvalidOptionError, UnknownRefError, UnknownRunError, from_os_error
 from ..faults import fault
-from ..files.area import ObjectArea, StoredFile
+from ..files.area import StoredFile
 from ..files.commit import check_files, commit_files, release_unreferenced
 from ..files.digest import DigestFollower, digest_file
 from ..files import pieces

@@ -125,19 +125,6 @@ def object_references(conn: Connection, digests: Sequence[str]) -> set[str]:
     return used
 
 
-def all_object_references(conn: Connection) -> set[str]:
-    return set(conn.execute(select(S.FileExtent.object_digest).distinct()).scalars())
-
-
-def layout_digests(conn: Connection) -> tuple[dict[str, int], dict[str, set[str]]]:
-    """({pieced-or-whole file digest: its size} for files with per-tensor rows, {object: files
-    using it}), for space accounting."""
-    uses: dict[str, set[str]] = {}
-    for r in conn.execute(select(S.FileExtent.file_digest, S.FileExtent.object_digest)):
-        uses.setdefault(r.object_digest, set()).add(r.file_digest)
-    return {}, uses
-
-
 # --------------------------------------------------------------------------- writes
 
 
