@@ -242,3 +242,21 @@ def test_a_store_written_at_0001_upgrades_and_restores_old_and_new_side_by_side(
         s.gc()
         s.restore("r@2", _model(seed=7), verify="full")
         assert s.verify().ok
+
+
+def test_a_training_step_that_changes_everything_hashes_no_tensor_twice(store):
+    """Big tensors are identified by the crc32c the index holds; with no stored piece of the same
+    crc and size nothing is hashed at save, and the diff proves the change from the crc alone."""
+    m = _model()
+    with store.start_run("train") as r:
+        r.save(m, 1)
+        m.backbone.assign_add(tf.ones(BIG))
+        r.save(m, 2)
+    with store.read() as conn:
+        rows = conn.execute(select(S.FileTensor.digest, S.FileTensor.crc32c).where(S.FileTensor.name.like("model/backbone/%"))).all()
+    assert len(rows) == 2 and all(d is None and c is not None for d, c in rows)
+    status = {v.key.split("/")[1]: v.status for v in store.diff_variables("train@1", "train@2").variables}
+    assert status["backbone"] == "value changed" and status["head"] == "identical"
+    with store.read() as conn:
+        rows = conn.execute(select(S.FileTensor.digest).where(S.FileTensor.name.like("model/backbone/%"))).all()
+    assert all(d is None for (d,) in rows)  # no tensor bytes were read

@@ -32,7 +32,7 @@ from ..metadata.engine import Database
 from ..records import FileInfo
 from .area import ObjectArea, StoredFile
 from .digest import digest_file
-from .pieces import DataPlan, Extent, store_assembled
+from .pieces import DataPlan, Extent, confirm, hash_stored, store_assembled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,8 +63,34 @@ def commit_files(
         with db.read() as conn:
             recorded = Q.blob_signatures(conn, [d for _, d, _ in staged])
             assembled = P.extents(conn, [d for _, d, _ in staged])
-            wanted = [pd for p, d, _ in staged if p.name in plans and d not in recorded for _, _, pd in plans[p.name].pieces]
+            fresh = [(p, plans[p.name]) for p, d, _ in staged if p.name in plans and d not in recorded and d not in assembled]
+            wanted = [pc[2] for _, plan in fresh for pc in plan.pieces if pc[2] is not None]
             located = P.locate_pieces(conn, wanted) if wanted else {}
+            weak = [(pc[3], pc[1]) for _, plan in fresh for pc in plan.pieces if pc[2] is None and pc[3] is not None]
+            candidates = P.crc_candidates(conn, weak) if weak else {}
+        # A crc32c match is a candidate only: hash both sides to confirm (under the shared lock,
+        # so the stored side cannot be deleted meanwhile). A full training step has none.
+        fills: list[tuple[str, int, int, str]] = []
+        for p, plan in fresh:
+            for pc in plan.pieces:
+                if pc[2] is not None or (pc[3], pc[1]) not in candidates:
+                    continue
+                mine = confirm(p, plan, pc[0], pc[1])
+                for fd, off, their, obj, oo in candidates[(pc[3], pc[1])]:
+                    if their is None:
+                        try:
+                            their = hash_stored(area, obj, oo, pc[1])
+                        except (CorruptFileError, OSError):
+                            continue  # a damaged or missing object is no source: store the bytes again
+                        if their != mine:
+                            # Equal crc32c and size but other bytes: far likelier damage on
+                            # disk than a collision, so this digest is not recorded as theirs.
+                            continue
+                        fills.append((fd, off, pc[1], their))
+                    if their == mine:
+                        located[mine] = (obj, oo)
+                        break
+        with db.read() as conn:
             used = P.blob_sizes(conn, {obj for obj, _ in located.values()})
         stored: list[StoredFile] = []
         layouts: dict[str, Optional[list[Extent]]] = {}
@@ -96,6 +122,7 @@ def commit_files(
                 # racing with this save cannot leave the new extents pointing at nothing.
                 size, sig = used.get(obj) or (area.size_of(obj) or 0, None)
                 W.record_blob(conn, obj, size, sig)
+            P.fill_digests(conn, fills)
             for p, d, _ in staged:
                 plan = plans.get(p.name)
                 if plan is not None and d in layouts:

@@ -48,13 +48,19 @@ Extent = tuple[int, int, str, int]  # file offset, size, object digest, object o
 
 @dataclass
 class DataPlan:
-    """One staged data shard cut into pieces, with every piece's and tensor's digest."""
+    """One staged data shard cut into pieces, with each piece's and tensor's identity.
+
+    A piece or tensor of its own (at least :data:`GROUP_BYTES`) starts with its crc32c from the
+    bundle index and no digest (None): hashing every byte of every save would cost more than
+    TensorFlow's write. Its blake3 digest is computed only when another stored piece has the
+    same crc32c and size (a candidate for the same bytes), to confirm the match. Grouped tiny
+    tensors are always hashed (they are few bytes)."""
 
     name: str
     digest: str
     size: int
-    pieces: list[tuple[int, int, str]] = field(default_factory=list)  # offset, size, digest
-    tensors: list[tuple[str, int, int, str]] = field(default_factory=list)  # name, offset, size, digest
+    pieces: list[list] = field(default_factory=list)  # [offset, size, digest | None, crc | None]
+    tensors: list[list] = field(default_factory=list)  # [name, offset, size, digest | None, crc | None]
 
 
 def db_name(name: str) -> str:
@@ -90,27 +96,61 @@ def cut(entries: Sequence[tuple[int, int]], size: int, group: int = GROUP_BYTES)
     return out
 
 
-def plan_file(path: Path, digest: str, size: int, bundle: Bundle, shard: int) -> DataPlan:
-    """Digest the pieces and tensors of the data shard at ``path`` (one pass over its bytes)."""
+def plan_file(path: Path, digest: str, size: int, bundle: Bundle, shard: int, *, strong: bool = False) -> DataPlan:
+    """Cut the data shard at ``path`` into pieces; hash the grouped ones (and, with ``strong``,
+    every piece and tensor)."""
     plan = DataPlan(path.name, digest, size)
     entries = [e for e in bundle.shard_entries(shard) if e.offset + e.size <= size]
     if size == 0:
-        plan.tensors = [(db_name(e.name), e.offset, 0, _hash(memoryview(b""))) for e in entries]
+        plan.tensors = [[db_name(e.name), e.offset, 0, _hash(memoryview(b"")), e.crc32c] for e in entries]
         return plan
+    own = {(e.offset, e.size): e for e in entries if e.size >= GROUP_BYTES}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         view = memoryview(mm)
         try:
-            piece_digest: dict[tuple[int, int], str] = {}
+            piece_digest: dict[tuple[int, int], Optional[str]] = {}
             for off, n in cut([(e.offset, e.size) for e in entries], size):
-                d = _hash(view[off : off + n])
+                e = own.get((off, n))
+                d = _hash(view[off : off + n]) if strong or e is None else None
                 piece_digest[(off, n)] = d
-                plan.pieces.append((off, n, d))
+                plan.pieces.append([off, n, d, e.crc32c if e is not None else None])
             for e in entries:
-                d = piece_digest.get((e.offset, e.size)) or _hash(view[e.offset : e.offset + e.size])
-                plan.tensors.append((db_name(e.name), e.offset, e.size, d))
+                key = (e.offset, e.size)
+                d = piece_digest[key] if key in piece_digest else _hash(view[e.offset : e.offset + e.size])
+                plan.tensors.append([db_name(e.name), e.offset, e.size, d, e.crc32c])
         finally:
             view.release()
     return plan
+
+
+def confirm(path: Path, plan: DataPlan, offset: int, size: int) -> str:
+    """Hash one piece of the staged file (a crc32c match is only a candidate) and record the
+    digest in the plan, for the piece and the tensor it is."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with memoryview(mm)[offset : offset + size] as view:
+            d = _hash(view)
+    for p in plan.pieces:
+        if p[0] == offset and p[1] == size:
+            p[2] = d
+    for t in plan.tensors:
+        if t[1] == offset and t[2] == size:
+            t[3] = d
+    return d
+
+
+def hash_stored(area: ObjectArea, obj: str, offset: int, size: int) -> str:
+    """blake3 of ``size`` bytes of object ``obj`` from ``offset``, read in chunks."""
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= _THREADED_MIN else 1)
+    with area.open(obj) as f:
+        f.seek(offset)
+        left = size
+        while left:
+            buf = f.read(min(left, 8 << 20))
+            if not buf:
+                raise CorruptFileError(f"stored object {obj[:12]} is shorter than recorded")
+            h.update(buf)
+            left -= len(buf)
+    return h.hexdigest()
 
 
 def plan_checkpoint(prefix: Path, staged: Sequence[tuple[Path, str, int]]) -> dict[str, DataPlan]:
@@ -143,13 +183,13 @@ def store_assembled(
     extents and the pack put (None when every piece was stored already). The staged file is
     consumed either way the caller goes.
     """
-    reused = sum(n for _, n, d in plan.pieces if d in located)
+    reused = sum(n for _, n, d, _ in plan.pieces if d is not None and d in located)
     if not reused or reused < plan.size * MIN_REUSE_FRACTION:
         return None
     # Objects can vanish only under the exclusive lock, which our shared one excludes; but a
     # row may name an object damaged or lost since: check sizes before relying on them.
     ok_objects = {}
-    for obj in {located[d][0] for _, _, d in plan.pieces if d in located}:
+    for obj in {located[d][0] for _, _, d, _ in plan.pieces if d is not None and d in located}:
         ok_objects[obj] = area.size_of(obj)
     extents: list[Extent] = []
     pack_path = path.with_name(path.name + ".pack")
@@ -160,11 +200,13 @@ def store_assembled(
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if plan.size else None
         try:
             view = memoryview(mm) if mm is not None else memoryview(b"")
-            for off, n, d in plan.pieces:
-                loc = located.get(d)
+            for off, n, d, _ in plan.pieces:
+                loc = located.get(d) if d is not None else None
                 if loc is not None and (ok_objects.get(loc[0]) or -1) >= loc[1] + n:
                     extents.append((off, n, loc[0], loc[1]))
                     continue
+                if d is None:
+                    d = f"@{off}"  # never confirmed: no other piece is known to hold these bytes
                 if d not in in_pack:  # the same bytes twice in one file (zero-initialised slots) once
                     with view[off : off + n] as chunk:
                         out.write(chunk)
@@ -264,6 +306,19 @@ def read_range(area: ObjectArea, file_digest: str, extents: Optional[Sequence[Ex
     if len(out) != size:
         raise CorruptFileError(f"stored file {file_digest[:12]} has no bytes {offset}..{want_end}")
     return out
+
+
+def read_chunks(area: ObjectArea, file_digest: str, extents: Optional[Sequence[Extent]], offset: int, size: int, chunk: int):  # noqa: ANN201
+    """Bytes [offset, offset + size) of a stored file, ``chunk`` bytes at a time."""
+    for off in range(offset, offset + size, chunk):
+        yield read_range(area, file_digest, extents, off, min(chunk, offset + size - off))
+
+
+def hash_stream(chunks) -> str:  # noqa: ANN001
+    h = blake3.blake3()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
 
 
 def hash_bytes(data: bytes) -> str:

@@ -34,13 +34,14 @@ STATS_CHUNK = 8 << 20
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
-@dataclass(frozen=True)
+@dataclass
 class TensorLocation:
     file_digest: str
     extents: Optional[list[pieces.Extent]]
     offset: int
     size: int
-    digest: str
+    digest: Optional[str]  # blake3, None until needed (see files.pieces.DataPlan)
+    crc: Optional[int]
 
 
 def _slice_prefix(key: str) -> str:
@@ -49,7 +50,7 @@ def _slice_prefix(key: str) -> str:
 
 
 def tensor_locations(backend: Backend, ck: CheckpointInfo, *, with_extents: bool = True,
-                     rows: Optional[dict[str, dict[str, tuple[int, int, str]]]] = None) -> dict[str, TensorLocation]:
+                     rows: Optional[dict[str, dict[str, MP.TensorRow]]] = None) -> dict[str, TensorLocation]:
     """{tensor name in the bundle: where its bytes are and their digest}, computing (and
     recording) the digests of data files saved before tensor-level storage. ``rows``: the
     ``file_tensors`` rows if the caller read them already."""
@@ -67,19 +68,19 @@ def tensor_locations(backend: Backend, ck: CheckpointInfo, *, with_extents: bool
         rows.update(_digest_on_demand(backend, ck, missing))
     out: dict[str, TensorLocation] = {}
     for f in data:
-        for name, (offset, size, digest) in rows.get(f.digest, {}).items():
-            out[name] = TensorLocation(f.digest, layouts.get(f.digest), offset, size, digest)
+        for name, (offset, size, digest, crc) in rows.get(f.digest, {}).items():
+            out[name] = TensorLocation(f.digest, layouts.get(f.digest), offset, size, digest, crc)
     return out
 
 
-def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) -> dict[str, dict[str, tuple[int, int, str]]]:
+def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) -> dict[str, dict[str, MP.TensorRow]]:
     index = next((f for f in ck.files if f.role == "index"), None)
     if index is None:
         raise CkptstoreError(f"{ck.ref} has no index file: its tensors cannot be compared")
     area = backend.files
     bundle = parse_index(area.read_bytes(index.digest), index.file_name)
     n = bundle.header.num_shards
-    out: dict[str, dict[str, tuple[int, int, str]]] = {}
+    out: dict[str, dict[str, MP.TensorRow]] = {}
     plans = []
     for f in files:
         shard = next((s for s in range(n) if f.file_name.endswith(f".data-{s:05d}-of-{n:05d}")), None)
@@ -88,7 +89,7 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
         with backend.db.read() as conn:
             layout = MP.extents(conn, [f.digest]).get(f.digest)
         if layout is None:
-            plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard)
+            plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard, strong=True)
         else:  # assembled from pieces but its tensor rows are gone: rebuild it privately
             import tempfile
             from pathlib import Path
@@ -96,9 +97,9 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
             with tempfile.TemporaryDirectory(prefix="ckptstore-diff-") as tmp:
                 rebuilt = Path(tmp) / f.file_name
                 pieces.assemble(area, layout, f.digest, f.size, rebuilt)
-                plan = pieces.plan_file(rebuilt, f.digest, f.size, bundle, shard)
+                plan = pieces.plan_file(rebuilt, f.digest, f.size, bundle, shard, strong=True)
         plans.append(plan)
-        out[f.digest] = {name: (o, size, d) for name, o, size, d in plan.tensors}
+        out[f.digest] = {name: (o, size, d, c) for name, o, size, d, c in plan.tensors}
     try:  # an optimisation only: the store may be read-only, the file deleted meanwhile
         with backend.db.write() as conn:
             alive = Q.existing_blobs(conn, [p.digest for p in plans])
@@ -110,18 +111,42 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
     return out
 
 
-def variable_digests(locations: Mapping[str, TensorLocation], variables: Mapping[str, VariableInfo]) -> dict[str, str]:
-    """{variable key: digest of its saved value}; a partitioned variable's value is the digest
-    of its slices' digests."""
-    out: dict[str, str] = {}
-    for key, v in variables.items():
+def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, int, str]]) -> str:
+    """The tensor's blake3, hashing its stored bytes if it has none yet (remembered in ``fills``)."""
+    if loc.digest is None:
+        h = pieces.hash_stream(pieces.read_chunks(backend.files, loc.file_digest, loc.extents, loc.offset, loc.size, STATS_CHUNK))
+        fills.append((loc.file_digest, loc.offset, loc.size, h))
+        loc.digest = h
+    return loc.digest
+
+
+def variable_identity(backend: Backend, locations: Mapping[str, TensorLocation], key: str,
+                      fills: list[tuple[str, int, int, str]]) -> Optional[list[TensorLocation]]:
+    """The tensors holding variable ``key``'s value: itself, or a partitioned variable's slices."""
+    loc = locations.get(key)
+    if loc is None:
+        return None
+    if loc.size == 0:
         prefix = _slice_prefix(key)
-        slices = sorted((n, loc.digest) for n, loc in locations.items() if n.startswith(prefix)) if key in locations and locations[key].size == 0 else []
+        slices = [locations[n] for n in sorted(locations) if n.startswith(prefix)]
         if slices:
-            out[key] = pieces.hash_bytes("\n".join(f"{n}:{d}" for n, d in slices).encode())
-        elif key in locations:
-            out[key] = locations[key].digest
-    return out
+            return slices
+    return [loc]
+
+
+def same_value(backend: Backend, a: list[TensorLocation], b: list[TensorLocation], fills: list[tuple[str, int, int, str]]) -> bool:
+    """Whether two tensors (or slice lists) hold the same bytes: a different size or crc32c
+    proves a change without reading anything; equal digests prove identity; a tensor whose
+    digest was never needed before is hashed now (only when its crc32c matches)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x.size != y.size or (x.crc is not None and y.crc is not None and x.crc != y.crc):
+            return False
+    for x, y in zip(a, b):
+        if _strong(backend, x, fills) != _strong(backend, y, fills):
+            return False
+    return True
 
 
 def variables(backend: Backend, ref: Union[str, Ref, Any]) -> list[VariableInfo]:
@@ -147,14 +172,16 @@ def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, 
     va = {k: VariableInfo(k, dt, sh) for k, dt, sh in found[cka.id]}
     vb = {k: VariableInfo(k, dt, sh) for k, dt, sh in found[ckb.id]}
     names = {**readable[cka.id], **readable[ckb.id]}
-    loc_a = tensor_locations(backend, cka, with_extents=stats, rows=rows)
-    loc_b = tensor_locations(backend, ckb, with_extents=stats, rows=rows)
-    da, db_ = variable_digests(loc_a, va), variable_digests(loc_b, vb)
+    loc_a = tensor_locations(backend, cka, with_extents=True, rows=rows)
+    loc_b = tensor_locations(backend, ckb, with_extents=True, rows=rows)
+    fills: list[tuple[str, int, int, str]] = []
     added, removed, changed, value_changed, identical = [], [], [], [], []
     statuses: list[VariableStatus] = []
     for key in sorted(va.keys() | vb.keys(), key=lambda k: names.get(k, k)):
         before, after = va.get(key), vb.get(key)
         st: Optional[TensorStats] = None
+        ta = variable_identity(backend, loc_a, key, fills) if before is not None else None
+        tb = variable_identity(backend, loc_b, key, fills) if after is not None else None
         if before is None:
             status = "added"
             added.append(after)
@@ -164,17 +191,23 @@ def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, 
         elif (before.dtype, before.shape) != (after.dtype, after.shape):
             status = "dtype/shape changed"
             changed.append(VariableChange(key, before, after))
-        elif key not in da or key not in db_:
+        elif ta is None or tb is None:
             status = "unknown"
-        elif da[key] == db_[key]:
+        elif same_value(backend, ta, tb, fills):
             status = "identical"
             identical.append(after)
         else:
             status = "value changed"
             value_changed.append(after)
-            if stats and after.dtype in FLOAT_DTYPES and key in loc_a and key in loc_b and loc_a[key].size:
-                st = tensor_stats(backend, loc_a[key], loc_b[key], after.dtype)
+            if stats and after.dtype in FLOAT_DTYPES and len(ta) == 1 and len(tb) == 1 and ta[0].size:
+                st = tensor_stats(backend, ta[0], tb[0], after.dtype)
         statuses.append(VariableStatus(names.get(key, key), key, status, before, after, st))
+    if fills:
+        try:  # remembered for next time; an optimisation only (the store may be read-only)
+            with backend.db.write() as conn:
+                MP.fill_digests(conn, fills)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("could not record tensor digests: %s", exc)
     return VariableDiff(
         added=added, removed=removed, changed=changed,
         unchanged=len(va.keys() & vb.keys()) - len(changed),

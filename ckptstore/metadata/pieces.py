@@ -62,6 +62,22 @@ def blob_sizes(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[int,
     return out
 
 
+def _objects_at(conn: Connection, found: dict[Any, tuple[str, int]]) -> dict[Any, tuple[str, int]]:
+    """(file digest, offset) -> (object, object offset), through the extents of assembled files."""
+    layouts = extents(conn, {f for f, _ in found.values()})
+    out: dict[Any, tuple[str, int]] = {}
+    for k, (file_digest, offset) in found.items():
+        layout = layouts.get(file_digest)
+        if layout is None:
+            out[k] = (file_digest, offset)  # a file stored whole is its own object
+            continue
+        for off, size, obj, obj_off in layout:
+            if off <= offset < off + size:
+                out[k] = (obj, obj_off + offset - off)
+                break
+    return out
+
+
 def locate_pieces(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[str, int]]:
     """Where the bytes of each already-stored piece among ``digests`` are: (object, offset)."""
     digests = list(dict.fromkeys(digests))
@@ -69,28 +85,42 @@ def locate_pieces(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[s
     for chunk in _chunks(digests):
         for r in conn.execute(select(S.FilePiece.digest, S.FilePiece.file_digest, S.FilePiece.offset).where(S.FilePiece.digest.in_(chunk))):
             found.setdefault(r.digest, (r.file_digest, r.offset))
-    layouts = extents(conn, {f for f, _ in found.values()})
-    out: dict[str, tuple[str, int]] = {}
-    for digest, (file_digest, offset) in found.items():
-        layout = layouts.get(file_digest)
-        if layout is None:
-            out[digest] = (file_digest, offset)  # a file stored whole is its own object
-            continue
-        for off, size, obj, obj_off in layout:
-            if off <= offset < off + size:
-                out[digest] = (obj, obj_off + offset - off)
-                break
+    return _objects_at(conn, found)
+
+
+Candidate = tuple[str, int, Optional[str], str, int]  # file digest, offset, digest, object, object offset
+
+
+def crc_candidates(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[Candidate]]:
+    """Stored pieces with the same (crc32c, size) as each of ``keys``: maybe the same bytes."""
+    keys = set(keys)
+    rows: dict[tuple[str, int], tuple[tuple[int, int], Optional[str]]] = {}
+    crcs = sorted({c for c, _ in keys})
+    p = S.FilePiece
+    for chunk in _chunks(crcs):
+        for r in conn.execute(select(p.file_digest, p.offset, p.size, p.digest, p.crc32c).where(p.crc32c.in_(chunk))):
+            if (r.crc32c, r.size) in keys:
+                rows[(r.file_digest, r.offset)] = ((r.crc32c, r.size), r.digest)
+    where = _objects_at(conn, {k: k for k in rows})
+    out: dict[tuple[int, int], list[Candidate]] = {}
+    for (fd, off), (key, digest) in rows.items():
+        if (fd, off) in where:
+            obj, oo = where[(fd, off)]
+            out.setdefault(key, []).append((fd, off, digest, obj, oo))
     return out
 
 
-def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str, tuple[int, int, str]]]:
-    """{file digest: {tensor name: (offset, size, digest)}} for the files recorded tensor by tensor."""
+TensorRow = tuple[int, int, Optional[str], Optional[int]]  # offset, size, digest, crc32c
+
+
+def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str, TensorRow]]:
+    """{file digest: {tensor name: (offset, size, digest, crc32c)}} for the files recorded tensor by tensor."""
     digests = list(dict.fromkeys(file_digests))
-    out: dict[str, dict[str, tuple[int, int, str]]] = {}
+    out: dict[str, dict[str, TensorRow]] = {}
     t = S.FileTensor
     for chunk in _chunks(digests):
-        for r in conn.execute(select(t.file_digest, t.name, t.offset, t.size, t.digest).where(t.file_digest.in_(chunk))):
-            out.setdefault(r.file_digest, {})[r.name] = (r.offset, r.size, r.digest)
+        for r in conn.execute(select(t.file_digest, t.name, t.offset, t.size, t.digest, t.crc32c).where(t.file_digest.in_(chunk))):
+            out.setdefault(r.file_digest, {})[r.name] = (r.offset, r.size, r.digest, r.crc32c)
     return out
 
 
@@ -131,18 +161,21 @@ def object_references(conn: Connection, digests: Sequence[str]) -> set[str]:
 def record_layout(
     conn: Connection,
     file_digest: str,
-    pieces: Sequence[tuple[int, int, str]],
-    tensors_: Sequence[tuple[str, int, int, str]],
+    pieces: Sequence[Sequence[Any]],
+    tensors_: Sequence[Sequence[Any]],
     extents_: Optional[Sequence[Extent]],
 ) -> None:
-    """Pieces (offset, size, digest), tensors (name, offset, size, digest) and, for an assembled
-    file, extents of the file ``file_digest`` (whose ``blobs`` row the caller has written)."""
+    """Pieces [offset, size, digest, crc32c], tensors [name, offset, size, digest, crc32c] and,
+    for an assembled file, extents of the file ``file_digest`` (whose ``blobs`` row the caller
+    has written)."""
     _insert_missing(conn, S.FilePiece.__table__, [
-        {"file_digest": file_digest, "offset": o, "size": n, "digest": d} for o, n, d in pieces
+        {"file_digest": file_digest, "offset": o, "size": n, "digest": d, "crc32c": c} for o, n, d, c in pieces
     ], ["file_digest", "offset"])
     _insert_missing(conn, S.FileTensor.__table__, [
-        {"file_digest": file_digest, "name": name, "offset": o, "size": n, "digest": d} for name, o, n, d in tensors_
+        {"file_digest": file_digest, "name": name, "offset": o, "size": n, "digest": d, "crc32c": c}
+        for name, o, n, d, c in tensors_
     ], ["file_digest", "name"])
+    fill_digests(conn, [(file_digest, p[0], p[1], p[2]) for p in pieces if p[2] is not None])
     # Another process may have recorded the same bytes (same digest) with another layout first:
     # both are right, but rows of the two must never mix.
     if extents_ and conn.execute(select(S.FileExtent.offset).where(S.FileExtent.file_digest == file_digest).limit(1)).first() is None:
@@ -150,6 +183,17 @@ def record_layout(
             {"file_digest": file_digest, "offset": o, "size": n, "object_digest": obj, "object_offset": oo}
             for o, n, obj, oo in extents_
         ], ["file_digest", "offset"])
+
+
+def fill_digests(conn: Connection, fills: Sequence[tuple[str, int, int, str]]) -> None:
+    """Record blake3 digests computed later for pieces and tensors (file, offset, size, digest)
+    that had none."""
+    from sqlalchemy import and_, update
+
+    for fd, off, n, d in fills:
+        p, t = S.FilePiece, S.FileTensor
+        conn.execute(update(p).where(and_(p.file_digest == fd, p.offset == off, p.size == n, p.digest.is_(None))).values(digest=d))
+        conn.execute(update(t).where(and_(t.file_digest == fd, t.offset == off, t.size == n, t.digest.is_(None))).values(digest=d))
 
 
 def record_readable_names(conn: Connection, checkpoint_id: int, names: Mapping[str, str]) -> None:

@@ -306,12 +306,15 @@ class FilePiece(Base):
     file_digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), index=True)
+    # NULL until needed: a piece that is one tensor is found by its crc32c (free, from the
+    # bundle index) and hashed only to confirm a match (see files.pieces.DataPlan).
+    digest: Mapped[Optional[str]] = mapped_column(String(DIGEST_LEN), nullable=True, index=True)
+    crc32c: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True, index=True)
 
 
 class FileTensor(Base):
-    """One saved tensor of a data file and the blake3 digest of its bytes: diffs by value
-    compare these, never the bytes."""
+    """One saved tensor of a data file, its crc32c and the blake3 digest of its bytes: diffs by
+    value compare these, never the bytes."""
 
     __tablename__ = "file_tensors"
 
@@ -319,7 +322,9 @@ class FileTensor(Base):
     name: Mapped[str] = mapped_column(String(1024), primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(BigInteger)
-    digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    # blake3, or NULL until needed; crc32c from the index: a different crc proves a change.
+    digest: Mapped[Optional[str]] = mapped_column(String(DIGEST_LEN), nullable=True)
+    crc32c: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
 
 
 class FileExtent(Base):

@@ -26,17 +26,20 @@ def upgrade() -> None:
     sa.Column('file_digest', sa.String(length=64), nullable=False),
     sa.Column('offset', sa.BigInteger(), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
-    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('digest', sa.String(length=64), nullable=True),
+    sa.Column('crc32c', sa.BigInteger(), nullable=True),
     sa.ForeignKeyConstraint(['file_digest'], ['blobs.digest'], name=op.f('fk_file_pieces_file_digest_blobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('file_digest', 'offset', name=op.f('pk_file_pieces'))
     )
     op.create_index(op.f('ix_file_pieces_digest'), 'file_pieces', ['digest'], unique=False)
+    op.create_index(op.f('ix_file_pieces_crc32c'), 'file_pieces', ['crc32c'], unique=False)
     op.create_table('file_tensors',
     sa.Column('file_digest', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=1024), nullable=False),
     sa.Column('offset', sa.BigInteger(), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
-    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('digest', sa.String(length=64), nullable=True),
+    sa.Column('crc32c', sa.BigInteger(), nullable=True),
     sa.ForeignKeyConstraint(['file_digest'], ['blobs.digest'], name=op.f('fk_file_tensors_file_digest_blobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('file_digest', 'name', name=op.f('pk_file_tensors'))
     )
@@ -65,5 +68,6 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_file_extents_object_digest'), table_name='file_extents')
     op.drop_table('file_extents')
     op.drop_table('file_tensors')
+    op.drop_index(op.f('ix_file_pieces_crc32c'), table_name='file_pieces')
     op.drop_index(op.f('ix_file_pieces_digest'), table_name='file_pieces')
     op.drop_table('file_pieces')
