@@ -42,6 +42,7 @@ class TensorLocation:
     size: int
     digest: Optional[str]  # blake3, None until needed (see files.pieces.DataPlan)
     crc: Optional[int]
+    extents_known: bool = True  # False: ``extents`` not read yet (None may mean "not loaded")
 
 
 def _slice_prefix(key: str) -> str:
@@ -69,7 +70,7 @@ def tensor_locations(backend: Backend, ck: CheckpointInfo, *, with_extents: bool
     out: dict[str, TensorLocation] = {}
     for f in data:
         for name, (offset, size, digest, crc) in rows.get(f.digest, {}).items():
-            out[name] = TensorLocation(f.digest, layouts.get(f.digest), offset, size, digest, crc)
+            out[name] = TensorLocation(f.digest, layouts.get(f.digest), offset, size, digest, crc, with_extents)
     return out
 
 
@@ -114,6 +115,10 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
 def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, int, str]]) -> str:
     """The tensor's blake3, hashing its stored bytes if it has none yet (remembered in ``fills``)."""
     if loc.digest is None:
+        if not loc.extents_known:
+            with backend.db.read() as conn:
+                loc.extents = MP.extents(conn, [loc.file_digest]).get(loc.file_digest)
+            loc.extents_known = True
         h = pieces.hash_stream(pieces.read_chunks(backend.files, loc.file_digest, loc.extents, loc.offset, loc.size, STATS_CHUNK))
         fills.append((loc.file_digest, loc.offset, loc.size, h))
         loc.digest = h
@@ -172,8 +177,8 @@ def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, 
     va = {k: VariableInfo(k, dt, sh) for k, dt, sh in found[cka.id]}
     vb = {k: VariableInfo(k, dt, sh) for k, dt, sh in found[ckb.id]}
     names = {**readable[cka.id], **readable[ckb.id]}
-    loc_a = tensor_locations(backend, cka, with_extents=True, rows=rows)
-    loc_b = tensor_locations(backend, ckb, with_extents=True, rows=rows)
+    loc_a = tensor_locations(backend, cka, with_extents=stats, rows=rows)
+    loc_b = tensor_locations(backend, ckb, with_extents=stats, rows=rows)
     fills: list[tuple[str, int, int, str]] = []
     added, removed, changed, value_changed, identical = [], [], [], [], []
     statuses: list[VariableStatus] = []
