@@ -87,6 +87,10 @@ class MissingFileError(CorruptFileError):
     """A stored file recorded in the database is absent from the file area."""
 
 
+class BundleIndexError(CorruptFileError):
+    """A tensor-bundle ``.index`` file that cannot be parsed: damaged, truncated, or compressed."""
+
+
 class RestoreMismatchError(CkptstoreError):
     """The checkpoint's variables do not fit the target graph or object."""
 

@@ -119,6 +119,8 @@ class VariableInfo:
     name: str
     dtype: str
     shape: list[int]
+    #: The name recorded at save that people know it by (``model/dense/kernel``), if any.
+    readable: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,62 @@ class VariableChange:
 
 
 @dataclass(frozen=True)
+class TensorStats:
+    """How much a float tensor moved between two checkpoints (``vars --diff --stats``)."""
+
+    max_abs: float
+    mean_abs: float
+    rel_l2: float  # ||a - b|| / ||a||, inf when a is all zeros and b is not
+
+
+#: What ``diff_variables`` says about each variable.
+DIFF_STATUSES = ("added", "removed", "dtype/shape changed", "value changed", "identical", "unknown")
+
+
+@dataclass(frozen=True)
+class VariableStatus:
+    """One variable of a diff: its readable name (the key where none was recorded), its
+    checkpoint key, and its status (one of :data:`DIFF_STATUSES`)."""
+
+    name: str
+    key: str
+    status: str
+    before: Optional[VariableInfo] = None
+    after: Optional[VariableInfo] = None
+    stats: Optional[TensorStats] = None
+
+
+@dataclass(frozen=True)
 class VariableDiff:
-    """How one checkpoint's variables differ from another's (``Store.diff_variables``)."""
+    """How one checkpoint's variables differ from another's (``Store.diff_variables``).
+
+    ``added``/``removed``/``changed`` (dtype or shape)/``unchanged`` compare names, dtypes and
+    shapes; ``value_changed`` and ``identical`` split the unchanged ones by the digests of
+    their bytes (``by_value`` False: no digests, e.g. a diff built from variable lists only).
+    ``variables`` lists every variable with its status, in name order.
+    """
 
     added: list[VariableInfo]
     removed: list[VariableInfo]
     changed: list[VariableChange]
     unchanged: int
+    value_changed: list[VariableInfo] = field(default_factory=list)
+    identical: list[VariableInfo] = field(default_factory=list)
+    by_value: bool = False
+    variables: list[VariableStatus] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpaceUsage:
+    """Logical bytes (what plain TensorFlow directories of these checkpoints would take) and
+    stored bytes (the distinct objects they use), per run and for the whole store."""
+
+    run: Optional[str]  # None: the whole store
+    checkpoints: int
+    logical_bytes: int
+    stored_bytes: int
+    #: Stored bytes no other run uses (None for the whole store).
+    unique_bytes: Optional[int] = None
 
 
 def diff_variables(before: list[VariableInfo], after: list[VariableInfo]) -> VariableDiff:

@@ -23,6 +23,7 @@ from .flows import checkpoints as checkpoint_flows
 from .flows import deletion, imports, maintenance
 from .flows import exports as export_flows
 from .flows import runs as run_flows
+from .flows import tensors as tensor_flows
 from .flows.backend import Backend
 from .flows.resolve import Target, checkpoint_of, resolve
 from .location import DB_FILE, parse_location, redact
@@ -32,7 +33,7 @@ from .metadata.engine import Database
 from .metadata import writes as W
 from .metadata.writes import check_status
 from .names import check_params, check_run_name, check_tags, new_run_name
-from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, MetricSummary, RunComparison, RunAtStep, RunInfo, StepMetrics, VariableDiff, VariableInfo, VerifyReport, diff_variables
+from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, MetricSummary, RunComparison, RunAtStep, RunInfo, SpaceUsage, StepMetrics, VariableDiff, VariableInfo, VerifyReport
 from .retention import Retention
 from .run import LiveRuns, Run
 
@@ -403,18 +404,29 @@ class Store:
             return Q.metric_values(conn, rid, metric, sorted(Q.checkpoint_steps(conn, rid)))
 
     def variables(self, ref: Any) -> list[VariableInfo]:
-        """The variables (name, dtype, shape) saved in a checkpoint, read from the database."""
-        ck = self.checkpoint(ref)
-        with self.db.read() as conn:
-            return Q.variables(conn, ck.id)
+        """The variables (name, dtype, shape, and the readable name recorded at save, such as
+        ``model/dense/kernel``) saved in a checkpoint, read from the database."""
+        return tensor_flows.variables(self.backend, ref)
 
-    def diff_variables(self, ref: Any, other: Any) -> VariableDiff:
-        """What changed in the variables from checkpoint ``ref`` to checkpoint ``other``:
-        variables added, removed, and those whose dtype or shape changed (by name).
+    def diff_variables(self, ref: Any, other: Any, *, stats: bool = False) -> VariableDiff:
+        """What changed in the variables from checkpoint ``ref`` to checkpoint ``other`` (of
+        any runs): each variable added, removed, changed in dtype or shape, changed in value,
+        or identical, from the digests recorded at save (no TensorFlow, no tensor bytes read).
+        ``stats`` adds max |Δ|, mean |Δ| and relative L2 for float tensors whose value changed
+        (reading only those, in bounded memory).
 
-        >>> store.diff_variables("mnist@1000", "mnist-wide@latest").changed   # doctest: +SKIP
+        >>> store.diff_variables("base@1000", "finetune@latest").value_changed   # doctest: +SKIP
         """
-        return diff_variables(self.variables(ref), self.variables(other))
+        return tensor_flows.diff(self.backend, ref, other, stats=stats)
+
+    def repack(self) -> int:
+        """Index checkpoints saved before tensor-level storage piece by piece (their bytes stay
+        as they are), so later saves re-use their tensors; returns the number of files indexed."""
+        return tensor_flows.repack(self.backend)
+
+    def space(self, runs: Optional[list[str]] = None) -> list[SpaceUsage]:
+        """Logical against stored bytes per run (all, or ``runs``), then the whole store (run None)."""
+        return tensor_flows.space(self.backend, runs)
 
     def restore(self, ref: Any, target: Any, *, verify: Union[bool, str] = True, **kwargs: Any) -> CheckpointInfo:
         """Restore a checkpoint into a TF1 session or a ``tf.train.Checkpoint`` / trackable.

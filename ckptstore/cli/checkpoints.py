@@ -7,8 +7,9 @@ import typer
 
 from .app import JsonOpt, command, open_store
 from .complete import complete_refs, complete_runs
+from .diffview import show_diff
 from .output import progress
-from .views import print_checkpoints, print_diff, print_variables
+from .views import print_checkpoints, print_variables
 
 
 @command()
@@ -39,14 +40,16 @@ def vars_(
     diff: Annotated[
         Optional[str], typer.Option("--diff", metavar="REF2", help="Compare with this checkpoint.", autocompletion=complete_refs)
     ] = None,
+    stats: Annotated[bool, typer.Option("--stats", help="With --diff: max|Δ|, mean|Δ|, relative L2 of changed float tensors.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The variables saved in a checkpoint; with --diff, what was added, removed or changed in REF2."""
+    """The variables saved in a checkpoint; with --diff, each one's status in REF2 (added, removed,
+    dtype/shape changed, value changed, identical), compared by the digests of their bytes."""
     store = open_store(ctx, readonly=True)
     if diff is None:
         print_variables(store.variables(ref), as_json=as_json)
         return
-    print_diff(ref, diff, store.diff_variables(ref, diff), as_json=as_json)
+    show_diff(store.diff_variables(ref, diff, stats=stats), ref, diff, stats=stats, as_json=as_json)
 
 
 @command()

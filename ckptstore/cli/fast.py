@@ -23,9 +23,8 @@ from ..constants import RUN_STATUSES
 from ..location import DEFAULT_LOCATION
 from ..metadata.quick import list_runs as quick_list_runs
 from ..records import RunInfo
-from ..records import diff_variables
 from .views import (
-    at_rows, print_at, print_checkpoints, print_comparison, print_diff, print_exports, print_run, print_runs,
+    at_rows, print_at, print_checkpoints, print_comparison, print_exports, print_run, print_runs,
     print_steps, print_variables, print_versions,
 )
 
@@ -348,7 +347,7 @@ def quick_steps_at(where: StoreLocation, args: list[str]) -> bool:
 
 @quick_command
 def quick_checkpoints_vars(where: StoreLocation, args: list[str]) -> bool:
-    """``checkpoints RUN [-m METRIC] [--json]`` and ``vars REF [--diff REF2] [--json]`` without
+    """``checkpoints RUN [-m METRIC] [--json]`` and ``vars REF [--json]`` without
     Typer or SQLAlchemy."""
     if not args or args[0] not in ("checkpoints", "vars"):
         return False
@@ -368,17 +367,14 @@ def quick_checkpoints_vars(where: StoreLocation, args: list[str]) -> bool:
     if parsed is None or len(parsed[1]) != 1:
         return False
     options, (ref,) = parsed
-    other = options.get("diff")
-    if other is None:
-        got = quick_read(where, lambda r: r.variables(ref))
-        if got is None:
-            return False
-        print_variables(got[0], as_json=options.get("json", False))
-        return True
-    got = quick_read(where, lambda r: diff_variables(r.variables(ref), r.variables(other)))
+    if options.get("diff") is not None:
+        # A diff by value may compute and record the digests of checkpoints saved before
+        # tensor-level storage, and --stats reads tensors: that is the library's job.
+        return False
+    got = quick_read(where, lambda r: r.variables(ref))
     if got is None:
         return False
-    print_diff(ref, other, got[0], as_json=options.get("json", False))
+    print_variables(got[0], as_json=options.get("json", False))
     return True
 
 

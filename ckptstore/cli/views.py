@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from ..records import (
-    AliasInfo, CheckpointInfo, ExportInfo, RunAtStep, RunComparison, RunInfo, StepMetrics, VariableDiff, VariableInfo,
+    AliasInfo, CheckpointInfo, ExportInfo, RunAtStep, RunComparison, RunInfo, StepMetrics, VariableInfo,
     to_json,
 )
 from .output import (
@@ -200,22 +200,7 @@ def print_variables(variables: list[VariableInfo], *, as_json: bool) -> None:
     if as_json:
         print_json(variables)
         return
-    table(["name", "dtype", "shape"], [[v.name, v.dtype, shape(v.shape)] for v in variables])
-
-
-def print_diff(ref: str, diff: str, d: VariableDiff, *, as_json: bool) -> None:
-    if as_json:
-        print_json(d)
-        return
-    rows = [["+", v.name, "", f"{v.dtype}{shape(v.shape)}"] for v in d.added]
-    rows += [["-", v.name, f"{v.dtype}{shape(v.shape)}", ""] for v in d.removed]
-    rows += [
-        ["~", c.name, f"{c.before.dtype}{shape(c.before.shape)}", f"{c.after.dtype}{shape(c.after.shape)}"]
-        for c in d.changed
-    ]
-    if rows:
-        table(["", "name", ref, diff], rows)
-    echo(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed, {d.unchanged} unchanged")
+    table(["name", "dtype", "shape"], [[v.readable or v.name, v.dtype, shape(v.shape)] for v in variables])
 
 
 def print_versions(aliases: list[AliasInfo], name: Optional[str], *, as_json: bool) -> None:

@@ -17,7 +17,7 @@ the crash tests kill a save at each step of this protocol.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Optional, TypeVar, Union
 
@@ -26,11 +26,13 @@ from sqlalchemy import Connection
 from ..errors import CorruptFileError, MissingFileError
 from ..faults import fault
 from ..metadata import queries as Q
+from ..metadata import pieces as P
 from ..metadata import writes as W
 from ..metadata.engine import Database
 from ..records import FileInfo
 from .area import ObjectArea, StoredFile
 from .digest import digest_file
+from .pieces import DataPlan, Extent, confirm, hash_stored, store_assembled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,22 +49,87 @@ def commit_files(
     area: ObjectArea,
     staged: Sequence[tuple[Path, str, int]],
     write_rows: Callable[[Connection, list[StoredFile]], T],
+    plans: Optional[Mapping[str, DataPlan]] = None,
 ) -> T:
-    """Put ``staged`` files into the area and commit them with the caller's rows, atomically."""
+    """Put ``staged`` files into the area and commit them with the caller's rows, atomically.
+
+    ``plans`` (data file name -> pieces and tensors, ``files.pieces``) lets a data file whose
+    pieces are partly stored already be stored as extents over them plus one pack of the rest;
+    its per-tensor digests are recorded either way. The caller's rows see the file's whole
+    digest and size in both cases.
+    """
+    plans = plans or {}
     with area.writing():
         with db.read() as conn:
             recorded = Q.blob_signatures(conn, [d for _, d, _ in staged])
-        stored = []
+            assembled = P.extents(conn, [d for _, d, _ in staged])
+            fresh = [(p, plans[p.name]) for p, d, _ in staged if p.name in plans and d not in recorded and d not in assembled]
+            wanted = [pc[2] for _, plan in fresh for pc in plan.pieces if pc[2] is not None]
+            located = P.locate_pieces(conn, wanted) if wanted else {}
+            weak = [(pc[3], pc[1]) for _, plan in fresh for pc in plan.pieces if pc[2] is None and pc[3] is not None]
+            candidates = P.crc_candidates(conn, weak) if weak else {}
+        # A crc32c match is a candidate only: hash both sides to confirm (under the shared lock,
+        # so the stored side cannot be deleted meanwhile). A full training step has none.
+        fills: list[tuple[str, int, int, str]] = []
+        for p, plan in fresh:
+            for pc in plan.pieces:
+                if pc[2] is not None or (pc[3], pc[1]) not in candidates:
+                    continue
+                mine = confirm(p, plan, pc[0], pc[1])
+                for fd, off, their, obj, oo in candidates[(pc[3], pc[1])]:
+                    if their is None:
+                        try:
+                            their = hash_stored(area, obj, oo, pc[1])
+                        except (CorruptFileError, OSError):
+                            continue  # a damaged or missing object is no source: store the bytes again
+                        if their != mine:
+                            # Equal crc32c and size but other bytes: far likelier damage on
+                            # disk than a collision, so this digest is not recorded as theirs.
+                            continue
+                        fills.append((fd, off, pc[1], their))
+                    if their == mine:
+                        located[mine] = (obj, oo)
+                        break
+        with db.read() as conn:
+            used = P.blob_sizes(conn, {obj for obj, _ in located.values()})
+        stored: list[StoredFile] = []
+        layouts: dict[str, Optional[list[Extent]]] = {}
+        packs: list[StoredFile] = []
         for p, d, n in staged:
-            stored.append(area.put(p, d, n, recorded.get(d)))
+            plan = plans.get(p.name)
+            if d in assembled:  # the same bytes saved before, assembled: nothing new to store
+                p.unlink()
+                stored.append(StoredFile(d, n, ""))
+                fault("moving")
+                continue
+            result = store_assembled(area, p, plan, located, {}) if plan is not None and d not in recorded else None
+            if result is None:
+                stored.append(area.put(p, d, n, recorded.get(d)))
+                layouts[d] = None
+            else:
+                extents, pack = result
+                stored.append(StoredFile(d, n, ""))
+                layouts[d] = extents
+                if pack is not None:
+                    packs.append(pack)
             fault("moving")
         fault("moved")
         with db.write() as conn:
-            for sf in {s.digest: s for s in stored}.values():
-                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig)
-            result = write_rows(conn, stored)
+            for sf in {s.digest: s for s in [*packs, *stored]}.values():
+                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig or None)
+            for obj in {o for ext in layouts.values() if ext for _, _, o, _ in ext} - {s.digest for s in [*packs, *stored]}:
+                # Lock (PostgreSQL) or re-create the row of each object re-used, so a deletion
+                # racing with this save cannot leave the new extents pointing at nothing.
+                size, sig = used.get(obj) or (area.size_of(obj) or 0, None)
+                W.record_blob(conn, obj, size, sig)
+            P.fill_digests(conn, fills)
+            for p, d, _ in staged:
+                plan = plans.get(p.name)
+                if plan is not None and d in layouts:
+                    P.record_layout(conn, d, plan.pieces, plan.tensors, layouts[d])
+            result_rows = write_rows(conn, stored)
         fault("committed")
-        return result
+        return result_rows
 
 
 def release_unreferenced(db: Database, area: Optional[ObjectArea], digests: Iterable[str]) -> int:
@@ -90,27 +157,41 @@ def check_files(
 
     ``verify``: ``True``/``"auto"`` trusts an unchanged stat signature (see ``schema.Blob``),
     ``"full"`` always re-hashes, ``False`` only checks presence and size. ``progress(done,
-    total)`` is called in bytes after each file.
+    total)`` is called in bytes after each file. A file assembled from pieces is checked
+    through the objects holding them (and again as a whole when it is rebuilt).
     """
-    if verify is False:
+    todo: list[tuple[str, int, str]] = []  # digest, size, name for messages
+    with db.read() as conn:  # one round trip: this runs before every restore
+        layouts = P.extents(conn, [f.digest for f in files])
+        objects = {o for f in files for _, _, o, _ in layouts.get(f.digest, ())}
+        info = P.blob_sizes(conn, objects) if objects else {}
+        seen: set[str] = set()
         for f in files:
-            size = area.size_of(f.digest)
+            if f.digest not in layouts:
+                todo.append((f.digest, f.size, f.file_name))
+                continue
+            for _, _, obj, _ in layouts[f.digest]:
+                if obj not in seen:
+                    seen.add(obj)
+                    todo.append((obj, info.get(obj, (0, None))[0], f"{f.file_name} (piece {obj[:12]})"))
+        sigs = Q.blob_signatures(conn, [d for d, _, _ in todo]) if verify is not False else {}
+    if verify is False:
+        for digest, size_expected, name in todo:
+            size = area.size_of(digest)
             if size is None:
-                raise MissingFileError(f"stored file {f.file_name} ({f.digest[:12]}) is missing")
-            if size != f.size:
-                raise CorruptFileError(f"stored file {f.file_name} ({f.digest[:12]}) is {size} bytes, expected {f.size}")
+                raise MissingFileError(f"stored file {name} ({digest[:12]}) is missing")
+            if size != size_expected:
+                raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {size} bytes, expected {size_expected}")
         return
     full = verify == "full"
-    with db.read() as conn:
-        sigs = Q.blob_signatures(conn, [f.digest for f in files])
     refreshed = {}
-    total = sum(f.size for f in files)
+    total = sum(n for _, n, _ in todo)
     done = 0
-    for f in files:
-        new_sig = area.check(f.digest, f.size, sigs.get(f.digest), full=full, name=f.file_name)
+    for digest, size, name in todo:
+        new_sig = area.check(digest, size, sigs.get(digest), full=full, name=name)
         if new_sig is not None:
-            refreshed[f.digest] = new_sig
-        done += f.size
+            refreshed[digest] = new_sig
+        done += size
         if progress is not None:
             progress(done, total)
     if refreshed:

@@ -23,25 +23,29 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import CkptstoreError, ConflictError, InvalidOptionError, UnknownRefError, UnknownRunError, from_os_error
+from ..bundle import NUMPY_DTYPES, crc32c, decode_array
+from ..errors import CkptstoreError, ConflictError, CorruptFileError, InvalidOptionError, UnknownRefError, UnknownRunError, from_os_error
 from ..faults import fault
-from ..files.area import ObjectArea, StoredFile
+from ..files.area import StoredFile
 from ..files.commit import check_files, commit_files, release_unreferenced
 from ..files.digest import DigestFollower, digest_file
+from ..files import pieces
 from ..files.local import STAGING_SUFFIX
+from ..metadata import pieces as MP
 from ..metadata import queries as Q
 from ..metadata import writes as W
 from ..names import Ref, check_step
 from ..records import CheckpointInfo, FileInfo
 from ..tf import formats
 from ..tf.reader import TF2_SUFFIX, file_role, list_variables, read_tensor
+from ..tf.varnames import readable_names
 from ..tf.state import STATE_FILE, CheckpointState, render
 from .backend import Backend
 from .deletion import apply_retention
@@ -82,7 +86,8 @@ def save(
                 path = fmt.save(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
             finally:
                 known = follower.finish()
-            info = commit_checkpoint(backend, run_id, run_name, step, fmt, path, known)
+            names = readable_names(target, path)
+            info = commit_checkpoint(backend, run_id, run_name, step, fmt, path, known, readable=names)
     except OSError as exc:  # staging or moving into the object area: a full disk, a refused write
         raise from_os_error(f"cannot save {run_name}@{step}", exc) from None
     apply_retention(backend, run_id)
@@ -97,12 +102,16 @@ def commit_checkpoint(
     fmt: formats.CheckpointFormat,
     path: Path,
     known: Optional[dict[str, tuple[str, int]]] = None,
+    *,
+    readable: Optional[Mapping[str, str]] = None,
 ) -> CheckpointInfo:
-    """Record the checkpoint whose files are at staging prefix ``path`` (see module docstring)."""
+    """Record the checkpoint whose files are at staging prefix ``path`` (see module docstring).
+    ``readable``: readable names of its variables ({key: name}, ``tf.varnames``)."""
     files = fmt.files(path)
     variables = list_variables(path)
     known = known or {}
     staged = [(p, *known[p.name]) if p.name in known else (p, *digest_file(p)) for p in files]
+    plans = _plans(path, staged)
     fault("staged")
     names = [p.name for p in files]
     replaced: list[str] = []
@@ -124,13 +133,16 @@ def commit_checkpoint(
             files=[(file_role(n), n, sf.size, sf.digest) for n, sf in zip(names, stored)],
             variables=variables,
         )
+        if readable:
+            saved_keys = {v[0] for v in variables}
+            MP.record_readable_names(conn, cid, {k: v for k, v in readable.items() if k in saved_keys})
         if freed:
             # Only now: the new checkpoint may re-use some of the replaced one's blobs.
             replaced.extend(W.drop_orphan_blobs(conn, freed))
         return cid
 
     try:
-        cid = commit_files(backend.db, backend.files, staged, rows)
+        cid = commit_files(backend.db, backend.files, staged, rows, plans)
     except IntegrityError as exc:
         if not _is_step_conflict(exc):
             raise_if_run_gone(backend, run_id, run_name, [d for _, d, _ in staged])
@@ -143,6 +155,18 @@ def commit_checkpoint(
     log.info("saved %s@%d (%d files)", run_name, step, len(files))
     with backend.db.read() as conn:
         return Q.checkpoint_by_id(conn, cid)
+
+
+def _plans(path: Path, staged: Sequence[tuple[Path, str, int]]) -> dict[str, pieces.DataPlan]:
+    """Pieces and per-tensor digests of the staged data files (empty if the index cannot be
+    read without TensorFlow: the files are then stored whole, as before tensor-level storage)."""
+    if not path.with_name(path.name + ".index").exists():
+        return {}
+    try:
+        return pieces.plan_checkpoint(path, staged)
+    except CkptstoreError as exc:
+        log.warning("storing %s whole: %s", path.name, exc)
+        return {}
 
 
 def raise_if_run_gone(backend: Backend, run_id: int, run_name: str, digests: Sequence[str]) -> None:
@@ -171,14 +195,24 @@ def check_prefix(prefix: object) -> str:
 
 
 class _Placed:
-    """A private temporary directory of symlinks giving stored objects their original names,
-    for TensorFlow to read (never to write)."""
+    """A private temporary directory giving stored files their original names, for TensorFlow
+    to read (never to write): symlinks to whole objects, files assembled from pieces rebuilt
+    (and checked against their whole-file digest)."""
 
-    def __init__(self, area: ObjectArea, ck: CheckpointInfo, files: Sequence[tuple[FileInfo, str]]) -> None:
+    def __init__(self, backend: Backend, ck: CheckpointInfo, files: Sequence[tuple[FileInfo, str]], *, check: bool = True) -> None:
+        area = backend.files
         self._tmp = tempfile.TemporaryDirectory(prefix="ckptstore-read-")
         self.dir = Path(self._tmp.name)
-        for f, name in files:
-            os.symlink(area.local_path(f.digest), self.dir / name)
+        layouts = _layouts(backend, [f for f, _ in files])
+        try:
+            for f, name in files:
+                if f.digest in layouts:
+                    pieces.assemble(area, layouts[f.digest], f.digest, f.size, self.dir / name, check=check)
+                else:
+                    os.symlink(area.local_path(f.digest), self.dir / name)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
         self.prefix = self.dir / ck.prefix
 
     def __enter__(self) -> "_Placed":
@@ -186,6 +220,12 @@ class _Placed:
 
     def __exit__(self, *exc: object) -> None:
         self._tmp.cleanup()
+
+
+def _layouts(backend: Backend, files: Sequence[FileInfo]) -> dict[str, list[pieces.Extent]]:
+    """The extents of those ``files`` that are assembled from pieces."""
+    with backend.db.read() as conn:
+        return MP.extents(conn, [f.digest for f in files])
 
 
 def _with_meta(backend: Backend, ck: CheckpointInfo, fmt: formats.CheckpointFormat) -> list[tuple[FileInfo, str]]:
@@ -230,7 +270,7 @@ def restore(
         check_files(backend.db, backend.files, [f for f, _ in wanted], verify)
     with backend.db.read() as conn:
         saved = {v.name: (v.dtype, v.shape) for v in Q.variables(conn, ck.id)}
-    with _still_there(backend, ck), _Placed(backend.files, ck, wanted) as placed:
+    with _still_there(backend, ck), _Placed(backend, ck, wanted, check=verify is not False) as placed:
         meta = placed.dir / (ck.prefix + ".meta")
         fmt.restore(target, placed.prefix, saved=saved, meta_path=meta if meta.is_symlink() else None, var_list=var_list)
     return ck
@@ -255,23 +295,65 @@ def _still_there(backend: Backend, ck: CheckpointInfo) -> Iterator[None]:
 
 
 def read_variable(backend: Backend, ref: Union[str, Ref, Any], name: str, *, verify: Union[bool, str] = True) -> Any:
-    """One saved tensor as a numpy array. ``name`` is the saved name; for TF2 checkpoints the
-    ``/.ATTRIBUTES/VARIABLE_VALUE`` suffix may be left out."""
+    """One saved tensor as a numpy array. ``name`` is the saved name, or the readable name
+    recorded at save (``hidden/kernel``); for TF2 checkpoints the ``/.ATTRIBUTES/VARIABLE_VALUE``
+    suffix may be left out.
+
+    A numeric tensor whose digest was recorded is read from its own piece only (its blake3 is
+    checked unless ``verify`` is False); anything else (strings, bfloat16, checkpoints saved
+    before tensor-level storage) is read through TensorFlow from the checked files.
+    """
     ck = checkpoint_of(backend, ref)
     with backend.db.read() as conn:
-        names = {v.name for v in Q.variables(conn, ck.id)}
-    key = name if name in names else name + TF2_SUFFIX
-    if key not in names:
-        import difflib
-
-        close = difflib.get_close_matches(name, sorted(names), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownRefError(f"{ck.ref} has no variable {name!r}{hint}")
+        saved = {v.name: v for v in Q.variables(conn, ck.id)}
+        readable = MP.readable_names(conn, ck.id)
+    key = resolve_variable_name(ck.ref, name, saved, readable)
+    data_files = [f for f in ck.files if f.role == "data"]
+    with backend.db.read() as conn:
+        per_file = MP.tensors(conn, [f.digest for f in data_files])
+        layouts = MP.extents(conn, [f.digest for f in data_files])
+    var = saved[key]
+    if var.dtype in NUMPY_DTYPES:
+        for f in data_files:
+            hit = per_file.get(f.digest, {}).get(key)
+            if hit is None:
+                continue
+            offset, size, digest, crc = hit
+            try:
+                with _still_there(backend, ck):
+                    data = pieces.read_range(backend.files, f.digest, layouts.get(f.digest), offset, size)
+            except CorruptFileError as exc:  # MissingFileError too: name the checkpoint's file
+                raise type(exc)(f"stored file {f.file_name} of {ck.ref}: {exc}") from None
+            intact = (pieces.hash_bytes(data) == digest) if digest is not None else (crc is not None and crc32c(data) == crc)
+            if verify is not False and not intact:
+                raise CorruptFileError(
+                    f"stored file {f.file_name} ({f.digest[:12]}) of {ck.ref}: the bytes of {key!r} do not match "
+                    "their digest; the stored file was changed on disk"
+                )
+            value = decode_array(var.dtype, var.shape, data)
+            if value is not None:
+                return value.copy()
     files = [(f, f.file_name) for f in ck.files if f.role != "meta"]
     with _still_there(backend, ck):
         check_files(backend.db, backend.files, [f for f, _ in files], verify)
-        with _Placed(backend.files, ck, files) as placed:
+        with _Placed(backend, ck, files, check=verify is not False) as placed:
             return read_tensor(placed.prefix, key)
+
+
+def resolve_variable_name(ref: str, name: str, saved: Mapping[str, Any], readable: Mapping[str, str]) -> str:
+    """The checkpoint key ``name`` means: a key, a key without the TF2 suffix, or a readable name."""
+    if name in saved:
+        return name
+    if name + TF2_SUFFIX in saved:
+        return name + TF2_SUFFIX
+    by_readable = {v: k for k, v in readable.items()}
+    if name in by_readable and by_readable[name] in saved:
+        return by_readable[name]
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted({*saved, *by_readable}), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownRefError(f"{ref} has no variable {name!r}{hint}")
 
 
 # --------------------------------------------------------------------------- materialize
@@ -335,6 +417,7 @@ def materialize(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=STAGING_SUFFIX, dir=out.parent if beside else out))
     except OSError as exc:
         raise from_os_error(f"cannot create {out}", exc) from None
+    layouts = _layouts(backend, [f for f, _ in todo if f is not None])
     try:
         with _still_there(backend, ck):
             for f, name in todo:
@@ -342,6 +425,8 @@ def materialize(
                 if f is None:
                     with open(dst, "x", encoding="utf-8") as fh:
                         fh.write(state_text)
+                elif f.digest in layouts:
+                    pieces.assemble(area, layouts[f.digest], f.digest, f.size, dst, check=verify is not False)
                 elif link == "copy" or not area.link_to(f.digest, dst):
                     area.copy_to(f.digest, dst)
         fault("materialized")

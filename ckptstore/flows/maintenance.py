@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Optional
 
 from ..errors import CorruptFileError, MissingFileError
+from ..files import pieces
+from ..metadata import pieces as MP
 from ..metadata import queries as Q
 from ..metadata import writes as W
 from ..records import GcReport, Problem, VerifyReport
@@ -41,6 +43,19 @@ def verify(backend: Backend, run: Optional[str] = None, *, full: bool = True, pr
         by_digest[row.digest] = row.size
     for row in exports:
         by_digest[row.digest] = row.size
+    # A data file assembled from pieces is checked through the objects holding them, then
+    # (full) rebuilt in memory against its whole-file digest.
+    with backend.db.read() as conn:
+        layouts = MP.extents(conn, list(by_digest))
+        object_sizes = MP.blob_sizes(conn, {o for ext in layouts.values() for _, _, o, _ in ext})
+    users: dict[str, list[str]] = {}
+    for fd, ext in layouts.items():
+        del by_digest[fd]
+        for _, _, obj, _ in ext:
+            users.setdefault(obj, [])
+            if fd not in users[obj]:
+                users[obj].append(fd)
+            by_digest.setdefault(obj, object_sizes.get(obj, (0, None))[0])
     total = sum(by_digest.values())
     done = 0
     bad: dict[str, tuple[str, str]] = {}
@@ -56,6 +71,20 @@ def verify(backend: Backend, run: Optional[str] = None, *, full: bool = True, pr
         done += size
         if progress:
             progress(done, total)
+    for obj, files in users.items():
+        if obj in bad:
+            for fd in files:
+                kind, detail = bad[obj]
+                bad.setdefault(fd, (kind, f"piece {obj[:12]}: {detail}"))
+    if full:
+        sizes = {row.digest: row.size for row in refs}
+        for fd, ext in layouts.items():
+            if fd in bad:
+                continue
+            try:
+                pieces.assemble(area, ext, fd, sizes[fd], None)
+            except (CorruptFileError, OSError) as exc:
+                bad[fd] = ("corrupt", str(exc))
     if bad:
         # Retention or a delete in another process may have removed a checkpoint (and its
         # files) while we were hashing: that is not damage. Report only what still exists.

@@ -526,8 +526,12 @@ def existing_blobs(conn: Connection, digests: Optional[Sequence[str]] = None) ->
 
 
 def referenced_digests(conn: Connection) -> set[str]:
-    """Digests that a checkpoint file or an export references."""
-    return set(conn.execute(select(S.CheckpointFile.digest)).scalars()) | set(conn.execute(select(S.Export.digest)).scalars())
+    """Digests that a checkpoint file, an export or an assembled file's extents reference."""
+    return (
+        set(conn.execute(select(S.CheckpointFile.digest)).scalars())
+        | set(conn.execute(select(S.Export.digest)).scalars())
+        | set(conn.execute(select(S.FileExtent.object_digest)).scalars())
+    )
 
 
 def stored_files(conn: Connection, rid: Optional[int]) -> tuple[list[Any], list[Any]]:

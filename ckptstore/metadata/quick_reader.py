@@ -245,10 +245,18 @@ class QuickReader:
 
     def variables(self, ref: str) -> list[VariableInfo]:
         cid = self._checkpoint_id(ref)
-        return [
-            VariableInfo(name, dtype, list(json_value(shape)))
-            for name, dtype, shape in self._rows("SELECT name, dtype, shape FROM variables WHERE checkpoint_id = ? ORDER BY name", [cid])
+        # The readable names recorded at save (``model/dense/kernel``), as flows/tensors.variables
+        # gives them: the same rows, in the same order, on both paths.
+        found = [
+            VariableInfo(name, dtype, list(json_value(shape)), readable)
+            for name, dtype, shape, readable in self._rows(
+                "SELECT v.name, v.dtype, v.shape, n.readable FROM variables v"
+                " LEFT JOIN variable_names n ON n.checkpoint_id = v.checkpoint_id AND n.key = v.name"
+                " WHERE v.checkpoint_id = ?",
+                [cid],
+            )
         ]
+        return sorted(found, key=lambda v: v.readable or v.name)
 
     # ------------------------------------------------------------------ exports and aliases
 

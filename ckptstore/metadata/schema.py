@@ -315,6 +315,71 @@ class AliasEvent(Base):
     )
 
 
+# --------------------------------------------------------------------------- tensor-level storage (0003)
+#
+# A data file is recorded by its whole-file digest (a ``blobs`` row, which checkpoint files
+# reference). Its bytes live either in the object of that digest (every file saved before
+# revision 0003, and any file none of whose tensors were stored before), or, when
+# ``file_extents`` rows exist for it, as a sequence of byte ranges of other objects: pieces
+# stored earlier plus one new object holding only the bytes not stored yet. All three tables
+# are keyed by the file's content, so re-imports of the same bytes share them.
+
+
+class FilePiece(Base):
+    """A tensor-aligned piece of a data file: one big tensor, or a run of tiny ones grouped
+    (``files.pieces.GROUP_BYTES``). The unit of deduplication across saves, runs and imports."""
+
+    __tablename__ = "file_pieces"
+
+    file_digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # NULL until needed: a piece that is one tensor is found by its crc32c (free, from the
+    # bundle index) and hashed only to confirm a match (see files.pieces.DataPlan).
+    digest: Mapped[Optional[str]] = mapped_column(String(DIGEST_LEN), nullable=True, index=True)
+    crc32c: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True, index=True)
+
+
+class FileTensor(Base):
+    """One saved tensor of a data file, its crc32c and the blake3 digest of its bytes: diffs by
+    value compare these, never the bytes."""
+
+    __tablename__ = "file_tensors"
+
+    file_digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # blake3, or NULL until needed; crc32c from the index: a different crc proves a change.
+    digest: Mapped[Optional[str]] = mapped_column(String(DIGEST_LEN), nullable=True)
+    crc32c: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+
+
+class FileExtent(Base):
+    """Bytes [offset, offset + size) of a file assembled from objects are the object's bytes
+    from ``object_offset``. RESTRICT: an object is removed only once no file uses it."""
+
+    __tablename__ = "file_extents"
+
+    file_digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    object_digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="RESTRICT"), index=True)
+    object_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class VariableName(Base):
+    """The name a person knows a saved variable by (Keras ``variable.path`` such as
+    ``hidden/kernel``, a tf.Module attribute path, ``<var>/optimizer/m`` for an optimizer
+    slot), recorded at save time while the live object is at hand."""
+
+    __tablename__ = "variable_names"
+
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    readable: Mapped[str] = mapped_column(String(1024))
+
+
 __all__ = [
     "Base",
     "Run",
@@ -328,6 +393,10 @@ __all__ = [
     "Export",
     "Alias",
     "AliasEvent",
+    "FilePiece",
+    "FileTensor",
+    "FileExtent",
+    "VariableName",
     "RUN_STATUSES",
     "CHECKPOINT_FORMATS",
     "FILE_ROLES",

@@ -140,17 +140,31 @@ def set_blob_signatures(conn: Connection, sigs: Mapping[str, str]) -> None:
 
 
 def drop_orphan_blobs(conn: Connection, digests: Iterable[str]) -> list[str]:
-    """Delete the ``blobs`` rows among ``digests`` that nothing references any more."""
-    digests = list(digests)
+    """Delete the ``blobs`` rows among ``digests`` that nothing references any more.
+
+    An assembled data file references the objects its extents use (``file_extents``): once its
+    own row goes, those objects are checked in turn, so the result can name more digests than
+    were passed in.
+    """
+    from . import pieces as P
+
+    todo = list(dict.fromkeys(digests))
     gone: list[str] = []
-    for i in range(0, len(digests), 500):
-        chunk = digests[i : i + 500]
-        still = set(conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.digest.in_(chunk))).scalars())
-        still.update(conn.execute(select(S.Export.digest).where(S.Export.digest.in_(chunk))).scalars())
-        orphans = [d for d in chunk if d not in still]
-        if orphans:
-            conn.execute(delete(S.Blob).where(S.Blob.digest.in_(orphans)))
-            gone.extend(orphans)
+    seen: set[str] = set()
+    while todo:
+        seen.update(todo)
+        nxt: list[str] = []
+        for i in range(0, len(todo), 500):
+            chunk = todo[i : i + 500]
+            still = set(conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.digest.in_(chunk))).scalars())
+            still.update(conn.execute(select(S.Export.digest).where(S.Export.digest.in_(chunk))).scalars())
+            still.update(P.object_references(conn, chunk))
+            orphans = [d for d in chunk if d not in still]
+            if orphans:
+                nxt.extend(P.forget_files(conn, orphans))
+                conn.execute(delete(S.Blob).where(S.Blob.digest.in_(orphans)))
+                gone.extend(orphans)
+        todo = [d for d in dict.fromkeys(nxt) if d not in seen]
     return gone
 
 

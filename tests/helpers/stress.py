@@ -345,6 +345,8 @@ def victim_main(spec: dict[str, Any]) -> None:
     w = tf.Variable(tf.zeros(VICTIM_SHAPE), name="w")
     model = tf.Module()
     model.w = w
+    # Never changes: from the second save on, data files are assembled from stored pieces.
+    model.frozen = tf.Variable(tf.ones(VICTIM_SHAPE), name="frozen")
     # "ready" once saving (or after ``warmup_saves`` committed saves, so that a kill cannot come
     # before the victim got some work done however slow the machine is).
     warmup = spec.get("warmup_saves", 0)
@@ -572,9 +574,12 @@ def check_store_after_crash(uri: str, root: str | Path, res: KillsResult, *, ful
             blobs = set(conn.execute(sql_select(S.Blob.digest)).scalars())
             used = set(conn.execute(sql_select(S.CheckpointFile.digest)).scalars())
             used |= set(conn.execute(sql_select(S.Export.digest)).scalars())
+            # Objects holding pieces of assembled files; assembled files have no object of their own.
+            used |= set(conn.execute(sql_select(S.FileExtent.object_digest)).scalars())
+            assembled = set(conn.execute(sql_select(S.FileExtent.file_digest)).scalars())
         on_disk = {d for d, _ in store.files.object_digests()}
         staging = list(store.files.staging_root.iterdir()) if store.files.staging_root.exists() else []
-        bad = len(on_disk - blobs) + len(blobs - on_disk) + len(blobs ^ used) + len(staging)
+        bad = len(on_disk - blobs) + len(blobs - assembled - on_disk) + len(blobs ^ used) + len(staging)
         if bad:
             res.orphans_after_gc += bad
             res.errors.append(

@@ -1,0 +1,212 @@
+"""Reads and writes of the tensor-level tables (``file_pieces``, ``file_tensors``,
+``file_extents``, ``variable_names``): functions of an open connection, like ``queries`` and
+``writes``. See ``files.pieces`` for what they mean."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional
+
+from sqlalchemy import Connection, delete, select
+
+from . import schema as S
+
+_CHUNK = 500
+
+Extent = tuple[int, int, str, int]  # file offset, size, object digest, object offset
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _insert_missing(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, batched: the rows are keyed by content, so another
+    save of the same bytes may have written them already."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as ins
+    else:
+        from sqlalchemy.dialects.sqlite import insert as ins  # type: ignore[assignment]
+    for chunk in _chunks(rows):
+        conn.execute(ins(table).on_conflict_do_nothing(index_elements=keys), list(chunk))
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def extents(conn: Connection, file_digests: Iterable[str]) -> dict[str, list[Extent]]:
+    """The layout of every assembled file among ``file_digests`` (files stored whole are absent)."""
+    digests = list(dict.fromkeys(file_digests))
+    out: dict[str, list[Extent]] = {}
+    e = S.FileExtent
+    for chunk in _chunks(digests):
+        rows = conn.execute(
+            select(e.file_digest, e.offset, e.size, e.object_digest, e.object_offset)
+            .where(e.file_digest.in_(chunk)).order_by(e.file_digest, e.offset)
+        ).all()
+        for r in rows:
+            out.setdefault(r.file_digest, []).append((r.offset, r.size, r.object_digest, r.object_offset))
+    return out
+
+
+def blob_sizes(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[int, Optional[str]]]:
+    """(size, stat signature) of each recorded blob among ``digests``."""
+    digests = list(dict.fromkeys(digests))
+    out: dict[str, tuple[int, Optional[str]]] = {}
+    for chunk in _chunks(digests):
+        for r in conn.execute(select(S.Blob.digest, S.Blob.size, S.Blob.stat_sig).where(S.Blob.digest.in_(chunk))):
+            out[r.digest] = (r.size, r.stat_sig)
+    return out
+
+
+def _objects_at(conn: Connection, found: dict[Any, tuple[str, int]]) -> dict[Any, tuple[str, int]]:
+    """(file digest, offset) -> (object, object offset), through the extents of assembled files."""
+    layouts = extents(conn, {f for f, _ in found.values()})
+    out: dict[Any, tuple[str, int]] = {}
+    for k, (file_digest, offset) in found.items():
+        layout = layouts.get(file_digest)
+        if layout is None:
+            out[k] = (file_digest, offset)  # a file stored whole is its own object
+            continue
+        for off, size, obj, obj_off in layout:
+            if off <= offset < off + size:
+                out[k] = (obj, obj_off + offset - off)
+                break
+    return out
+
+
+def locate_pieces(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """Where the bytes of each already-stored piece among ``digests`` are: (object, offset)."""
+    digests = list(dict.fromkeys(digests))
+    found: dict[str, tuple[str, int]] = {}
+    for chunk in _chunks(digests):
+        for r in conn.execute(select(S.FilePiece.digest, S.FilePiece.file_digest, S.FilePiece.offset).where(S.FilePiece.digest.in_(chunk))):
+            found.setdefault(r.digest, (r.file_digest, r.offset))
+    return _objects_at(conn, found)
+
+
+Candidate = tuple[str, int, Optional[str], str, int]  # file digest, offset, digest, object, object offset
+
+
+def crc_candidates(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[Candidate]]:
+    """Stored pieces with the same (crc32c, size) as each of ``keys``: maybe the same bytes."""
+    keys = set(keys)
+    rows: dict[tuple[str, int], tuple[tuple[int, int], Optional[str]]] = {}
+    crcs = sorted({c for c, _ in keys})
+    p = S.FilePiece
+    for chunk in _chunks(crcs):
+        for r in conn.execute(select(p.file_digest, p.offset, p.size, p.digest, p.crc32c).where(p.crc32c.in_(chunk))):
+            if (r.crc32c, r.size) in keys:
+                rows[(r.file_digest, r.offset)] = ((r.crc32c, r.size), r.digest)
+    where = _objects_at(conn, {k: k for k in rows})
+    out: dict[tuple[int, int], list[Candidate]] = {}
+    for (fd, off), (key, digest) in rows.items():
+        if (fd, off) in where:
+            obj, oo = where[(fd, off)]
+            out.setdefault(key, []).append((fd, off, digest, obj, oo))
+    return out
+
+
+TensorRow = tuple[int, int, Optional[str], Optional[int]]  # offset, size, digest, crc32c
+
+
+def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str, TensorRow]]:
+    """{file digest: {tensor name: (offset, size, digest, crc32c)}} for the files recorded tensor by tensor."""
+    digests = list(dict.fromkeys(file_digests))
+    out: dict[str, dict[str, TensorRow]] = {}
+    t = S.FileTensor
+    for chunk in _chunks(digests):
+        for r in conn.execute(select(t.file_digest, t.name, t.offset, t.size, t.digest, t.crc32c).where(t.file_digest.in_(chunk))):
+            out.setdefault(r.file_digest, {})[r.name] = (r.offset, r.size, r.digest, r.crc32c)
+    return out
+
+
+def variables_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, list[tuple[str, str, list[int]]]]:
+    """{checkpoint id: [(key, dtype, shape)]} in one query (the diff's hot path)."""
+    v = S.Variable
+    out: dict[int, list[tuple[str, str, list[int]]]] = {i: [] for i in checkpoint_ids}
+    for r in conn.execute(select(v.checkpoint_id, v.name, v.dtype, v.shape).where(v.checkpoint_id.in_(list(checkpoint_ids)))):
+        out[r.checkpoint_id].append((r.name, r.dtype, list(r.shape)))
+    return out
+
+
+def readable_names_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    v = S.VariableName
+    out: dict[int, dict[str, str]] = {i: {} for i in checkpoint_ids}
+    for r in conn.execute(select(v.checkpoint_id, v.key, v.readable).where(v.checkpoint_id.in_(list(checkpoint_ids)))):
+        out[r.checkpoint_id][r.key] = r.readable
+    return out
+
+
+def readable_names(conn: Connection, checkpoint_id: int) -> dict[str, str]:
+    """{checkpoint key: readable name} recorded at save."""
+    v = S.VariableName
+    return dict(conn.execute(select(v.key, v.readable).where(v.checkpoint_id == checkpoint_id)).all())
+
+
+def object_references(conn: Connection, digests: Sequence[str]) -> set[str]:
+    """The digests among ``digests`` that an assembled file uses as an object."""
+    used: set[str] = set()
+    for chunk in _chunks(list(digests)):
+        used.update(conn.execute(select(S.FileExtent.object_digest).where(S.FileExtent.object_digest.in_(chunk))).scalars())
+    return used
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def record_layout(
+    conn: Connection,
+    file_digest: str,
+    pieces: Sequence[Sequence[Any]],
+    tensors_: Sequence[Sequence[Any]],
+    extents_: Optional[Sequence[Extent]],
+) -> None:
+    """Pieces [offset, size, digest, crc32c], tensors [name, offset, size, digest, crc32c] and,
+    for an assembled file, extents of the file ``file_digest`` (whose ``blobs`` row the caller
+    has written)."""
+    _insert_missing(conn, S.FilePiece.__table__, [
+        {"file_digest": file_digest, "offset": o, "size": n, "digest": d, "crc32c": c} for o, n, d, c in pieces
+    ], ["file_digest", "offset"])
+    _insert_missing(conn, S.FileTensor.__table__, [
+        {"file_digest": file_digest, "name": name, "offset": o, "size": n, "digest": d, "crc32c": c}
+        for name, o, n, d, c in tensors_
+    ], ["file_digest", "name"])
+    fill_digests(conn, [(file_digest, p[0], p[1], p[2]) for p in pieces if p[2] is not None])
+    # Another process may have recorded the same bytes (same digest) with another layout first:
+    # both are right, but rows of the two must never mix.
+    if extents_ and conn.execute(select(S.FileExtent.offset).where(S.FileExtent.file_digest == file_digest).limit(1)).first() is None:
+        _insert_missing(conn, S.FileExtent.__table__, [
+            {"file_digest": file_digest, "offset": o, "size": n, "object_digest": obj, "object_offset": oo}
+            for o, n, obj, oo in extents_
+        ], ["file_digest", "offset"])
+
+
+def fill_digests(conn: Connection, fills: Sequence[tuple[str, int, int, str]]) -> None:
+    """Record blake3 digests computed later for pieces and tensors (file, offset, size, digest)
+    that had none."""
+    from sqlalchemy import and_, update
+
+    for fd, off, n, d in fills:
+        p, t = S.FilePiece, S.FileTensor
+        conn.execute(update(p).where(and_(p.file_digest == fd, p.offset == off, p.size == n, p.digest.is_(None))).values(digest=d))
+        conn.execute(update(t).where(and_(t.file_digest == fd, t.offset == off, t.size == n, t.digest.is_(None))).values(digest=d))
+
+
+def record_readable_names(conn: Connection, checkpoint_id: int, names: Mapping[str, str]) -> None:
+    rows = [{"checkpoint_id": checkpoint_id, "key": k, "readable": v} for k, v in names.items() if v and v != k]
+    _insert_missing(conn, S.VariableName.__table__, rows, ["checkpoint_id", "key"])
+
+
+def forget_files(conn: Connection, file_digests: Sequence[str]) -> list[str]:
+    """Delete the layout rows of files whose ``blobs`` rows are going; returns the objects
+    their extents used (candidates to become orphans in turn)."""
+    used: set[str] = set()
+    for chunk in _chunks(list(file_digests)):
+        used.update(conn.execute(select(S.FileExtent.object_digest).where(S.FileExtent.file_digest.in_(chunk))).scalars())
+        for table in (S.FileExtent, S.FilePiece, S.FileTensor):
+            conn.execute(delete(table).where(table.file_digest.in_(chunk)))
+    return sorted(used)
