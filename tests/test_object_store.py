@@ -1,0 +1,220 @@
+"""The storage scenarios on both object areas (a local directory and an S3 bucket on moto's
+server) and both databases: save, restore, verify, gc, crash and corruption, plus what only a
+bucket has (a shared cache, the grace period, faults of the server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ckptstore
+from ckptstore.errors import CkptstoreError, CorruptFileError, ObjectStoreError, StoreConfigError
+from tests.helpers.s3 import FAKE_SECRET
+
+
+@pytest.fixture(params=["local", "s3"])
+def area_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def ostore(area_kind: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """An open, empty store on (local | s3) x (sqlite | postgres)."""
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    uri = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_server").new_database()
+    if area_kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        root = f"s3://{server.new_bucket()}/team/a"
+    else:
+        root = str(tmp_path / "files")
+    s = ckptstore.open_store(uri, root=root)
+    s.test_uri = uri  # type: ignore[attr-defined]
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _save(store, model, step: int = 1):  # noqa: ANN001, ANN202
+    with store.start_run("r") if not store.runs() else _existing(store) as run:
+        return run.save(model, step=step)
+
+
+class _existing:
+    def __init__(self, store) -> None:  # noqa: ANN001
+        self.run = store.run("r")
+
+    def __enter__(self):  # noqa: ANN204
+        return self.run
+
+    def __exit__(self, *a: object) -> None:
+        pass
+
+
+def test_save_restore_verify_gc(ostore, tiny_model) -> None:  # noqa: ANN001
+    m = tiny_model(scale=2.0)
+    ck = _save(ostore, m)
+    target = tiny_model(scale=0.0)
+    ostore.restore(ck.ref, target)
+    assert np.allclose(target.w.numpy(), 2.0)
+    report = ostore.verify()
+    assert report.ok, report.problems
+    gc = ostore.gc(grace=timedelta(0))
+    assert gc.removed_objects == 0
+    assert ostore.verify().ok
+
+
+def test_gc_removes_orphans_past_grace_only(ostore, tiny_model, area_kind: str) -> None:  # noqa: ANN001
+    run = ostore.start_run("r")
+    run.save(tiny_model(scale=1.0), step=1)
+    ck2 = run.save(tiny_model(scale=3.0), step=2)
+    run.finish()
+    n_before = len(list(ostore.files.digests()))
+    ostore.delete_checkpoint(ck2.ref)
+    if area_kind == "s3":
+        # Within the grace period nothing goes; past it, the orphans do.
+        assert ostore.gc().removed_objects == 0
+    report = ostore.gc(grace=timedelta(0))
+    # A local area deletes at once under its lock; a bucket leaves it to gc.
+    assert report.removed_objects >= (1 if area_kind == "s3" else 0)
+    assert len(list(ostore.files.digests())) < n_before
+    assert ostore.verify().ok
+    target = tiny_model(scale=0.0)
+    ostore.restore("r@1", target)
+    assert np.allclose(target.w.numpy(), 1.0)
+
+
+def test_verify_reports_and_restore_refuses_damaged_object(ostore, tiny_model, area_kind: str, s3_server_opt) -> None:  # noqa: ANN001
+    ck = _save(ostore, tiny_model(scale=2.0))
+    data = next(f for f in ck.files if f.role == "data")
+    _damage(ostore, area_kind, data.digest, s3_server_opt)
+    report = ostore.verify()
+    assert not report.ok
+    assert any(p.kind == "corrupt" for p in report.problems)
+    with pytest.raises(CorruptFileError):
+        ostore.restore(ck.ref, tiny_model(scale=0.0), verify="full")
+
+
+@pytest.fixture
+def s3_server_opt(area_kind: str, request: pytest.FixtureRequest):  # noqa: ANN201
+    return request.getfixturevalue("s3_server") if area_kind == "s3" else None
+
+
+def _damage(store, area_kind: str, digest: str, server) -> None:  # noqa: ANN001
+    if area_kind == "local":
+        p = store.files.path_of(digest)
+        os.chmod(p, 0o644)
+        with open(p, "r+b") as f:
+            f.write(b"garbage!")
+        return
+    area = store.files
+    body = area.client.get_object(Bucket=area.bucket, Key=area.key_of(digest))["Body"].read()
+    server.client().put_object(Bucket=area.bucket, Key=area.key_of(digest), Body=b"garbage!" + body[8:])
+    area.cache.discard(digest)
+
+
+def test_second_restore_reads_nothing_from_the_bucket(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache-writer"))
+    root = f"s3://{s3_server.new_bucket()}/p"
+    with ckptstore.open_store(tmp_path / "store", root=root) as s:
+        ck = _save(s, tiny_model(scale=5.0))
+    # Another host: its own cache, the database alone names the bucket.
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache-reader"))
+    with ckptstore.open_store(tmp_path / "store") as s:
+        assert str(s.root) == root
+        target = tiny_model(scale=0.0)
+        s.restore(ck.ref, target)
+        assert np.allclose(target.w.numpy(), 5.0)
+        first = s.files.cache.downloads
+        assert first >= 1
+        before = dict(s.files.requests)
+        s.restore(ck.ref, tiny_model(scale=0.0))
+        assert s.files.cache.downloads == first
+        assert s.files.requests.get("GetObject", 0) == before.get("GetObject", 0)
+
+
+def test_cache_stays_within_its_limit(tmp_path: Path) -> None:
+    from ckptstore.files import cache as C
+    from ckptstore.files.digest import digest_file
+
+    c = C.ObjectCache(tmp_path / "c", limit=3000)
+    old = C.IN_USE_S
+    C.IN_USE_S = 0.0
+    try:
+        for i in range(5):
+            src = tmp_path / f"f{i}"
+            src.write_bytes(bytes([i]) * 1000)
+            d, n = digest_file(src)
+            c.fill(d, n, lambda tmp, src=src: shutil.copyfile(src, tmp))
+        assert c.usage() <= 3000
+        assert c.downloads == 5
+    finally:
+        C.IN_USE_S = old
+
+
+def test_cache_refuses_a_download_that_does_not_match(tmp_path: Path) -> None:
+    from ckptstore.files.cache import ObjectCache
+
+    c = ObjectCache(tmp_path / "c", limit=1 << 20)
+    with pytest.raises(CorruptFileError):
+        c.fill("ab" * 32, 3, lambda tmp: tmp.write_bytes(b"xyz"))
+    assert not list((tmp_path / "c" / "objects").rglob("*")) if (tmp_path / "c" / "objects").exists() else True
+
+
+def test_root_is_recorded_and_a_different_one_refused(s3_server, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    b = s3_server.new_bucket()
+    ckptstore.open_store(tmp_path / "s", root=f"s3://{b}/x").close()
+    with pytest.raises(StoreConfigError, match="root copy"):
+        ckptstore.open_store(tmp_path / "s", root=f"s3://{b}/y")
+
+
+@pytest.mark.parametrize("bad", ["s3://Bad_Bucket/x", "s3://u:pw@bucket/x", "s3://bucket/a/../b"])
+def test_malformed_bucket_roots_are_one_line(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigError) as e:
+        ckptstore.open_store(tmp_path / "s", root=bad)
+    assert "pw" not in str(e.value)
+
+
+def test_missing_bucket_and_wrong_credentials_are_one_line(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    with ckptstore.open_store(tmp_path / "s1", root="s3://no-such-bucket-here/x") as s:
+        with pytest.raises(StoreConfigError, match="does not exist"):
+            _save(s, tiny_model())
+        assert s.checkpoints("r") == []
+
+
+def test_http_500_and_slowdown_are_retried(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    from tests.helpers.s3 import FaultProxy
+
+    proxy = FaultProxy(s3_server.endpoint)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+        with ckptstore.open_store(tmp_path / "s", root=f"s3://{s3_server.new_bucket()}/p") as s:
+            proxy.inject("500", 1, "PUT")
+            proxy.inject("slowdown", 1, "PUT")
+            ck = _save(s, tiny_model(scale=4.0))
+            monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache2"))
+        with ckptstore.open_store(tmp_path / "s") as s:
+            proxy.inject("slowdown", 1, "GET")
+            proxy.inject("truncate", 1, "GET")
+            target = tiny_model(scale=0.0)
+            s.restore(ck.ref, target)
+            assert np.allclose(target.w.numpy(), 4.0)
+            # Past the retries: one line, nothing committed.
+            proxy.inject("500", 50, "PUT")
+            with pytest.raises(ObjectStoreError, match="InternalError|500") as e:
+                s.run("r").save(tiny_model(scale=6.0), step=2)
+            assert "\n" not in str(e.value) and FAKE_SECRET not in str(e.value)
+            assert [c.step for c in s.checkpoints("r")] == [1]
+            assert s.verify().ok
+    finally:
+        proxy.close()
