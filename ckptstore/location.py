@@ -100,7 +100,16 @@ def redact(text: str) -> str:
     """
     text = _SCHEME_USERINFO.sub(lambda m: f"{m['head']}:***@" if m["secret"] else m[0], text)
     text = _USERINFO.sub(lambda m: f"{m['user']}:***@" if m["secret"] else m[0], text)
-    return _PARAM.sub(lambda m: m["key"] + "***", text)
+    text = _PARAM.sub(lambda m: m["key"] + "***", text)
+    # The S3 secrets of this process, should a library ever quote them.
+    for var in _SECRET_VARS:
+        value = os.environ.get(var)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 @dataclass(frozen=True)

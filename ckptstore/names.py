@@ -205,3 +205,17 @@ def _param(v: Any, where: str) -> Any:
         except RecursionError:
             raise InvalidOptionError(f"param {where!r} is nested too deeply to store") from None
     return repr(v)
+
+
+_DURATION = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*")
+
+
+def parse_duration(text: str) -> "timedelta":
+    """``"0s"``, ``"30m"``, ``"1h"``, ``"2d"`` (a bare number is seconds) -> timedelta."""
+    from datetime import timedelta
+
+    m = _DURATION.fullmatch(text or "")
+    if not m:
+        raise InvalidOptionError(f"not a duration: {text!r} (examples: 0s, 30m, 1h, 2d)")
+    unit = (m[2] or "s").lower()[0]
+    return timedelta(seconds=float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])

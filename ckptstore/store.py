@@ -387,6 +387,17 @@ class Store:
         """Re-digest stored files; report every missing, corrupt, unreadable and unexpected one."""
         return maintenance.verify(self.backend, run, full=full, progress=progress)
 
+    def copy_root(self, to: str, *, progress: Progress = None) -> dict[str, int]:
+        """Copy this store's local file area into the bucket ``to`` (``s3://bucket/prefix``),
+        verify the copies, then switch the store to it; resumable (see ``flows.areas.copy_root``)."""
+        from .flows.areas import copy_root
+        from .location import parse_bucket_root
+
+        target = parse_bucket_root(to)
+        if target is None:
+            raise StoreConfigError(f"{redact(str(to))!r} is not an s3://BUCKET/PREFIX root")
+        return copy_root(self.db, self.files, target, progress)
+
     def gc(self, *, dry_run: bool = False, progress: Progress = None, grace: Optional[timedelta] = None) -> GcReport:
         """Remove unreferenced files and stale staging directories.
 

@@ -218,3 +218,16 @@ def test_http_500_and_slowdown_are_retried(s3_server, tmp_path: Path, tiny_model
             assert s.verify().ok
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_many_hosts_share_one_database_and_one_bucket(pg_server, s3_server, tmp_path: Path) -> None:
+    """4 hosts (own HOME, cache, staging) save, restore, tag, delete and gc at once, with
+    SIGKILLs: nothing committed is lost or broken, and gc past the grace leaves no orphan."""
+    from tests.helpers.s3_hosts import run_hosts
+
+    uri = pg_server.new_database()
+    result = run_hosts(uri, f"s3://{s3_server.new_bucket()}/shared", tmp_path, hosts=4, seconds=25, kill_every=4)
+    assert result.ok, result
+    assert result.checkpoints > 0 and result.kills > 0

@@ -33,7 +33,7 @@ the commands that need it (``import``, ``demo``), matplotlib only with ``plot``,
 """
 
 # Imported for their side effect: each registers its commands on the app, in this order in --help.
-from . import metrics, checkpoints, versions, exports, maintenance, demo, runs, db  # noqa: F401,I001
+from . import metrics, checkpoints, versions, exports, maintenance, demo, runs, db, root  # noqa: F401,I001
 from .app import app, main
 
 __all__ = ["app", "main"]
