@@ -73,6 +73,8 @@ def copy_root(db: Database, source: ObjectArea, to: BucketRoot, progress: Any = 
     checked). Saves that commit meanwhile into the local area are picked up by a second pass;
     the switch itself is one transaction. Returns counts: copied, present, bytes."""
     from ..files.s3 import S3ObjectArea
+    if isinstance(source, S3ObjectArea) and source.root == to:
+        return {"copied": 0, "present": 0, "bytes": 0}  # already done (and switched)
     if not isinstance(source, LocalObjectArea):
         raise StoreConfigError(f"this store's files are already in {source.describe()}; root copy moves a local file area")
     target = S3ObjectArea(to)
