@@ -231,3 +231,78 @@ def test_many_hosts_share_one_database_and_one_bucket(pg_server, s3_server, tmp_
     result = run_hosts(uri, f"s3://{s3_server.new_bucket()}/shared", tmp_path, hosts=4, seconds=25, kill_every=4)
     assert result.ok, result
     assert result.checkpoints > 0 and result.kills > 0
+
+
+@pytest.fixture
+def proxied(s3_server, tmp_path: Path, monkeypatch):  # noqa: ANN001, ANN201
+    """(proxy, root): a bucket reached through a FaultProxy in front of moto."""
+    from tests.helpers.s3 import FaultProxy
+
+    proxy = FaultProxy(s3_server.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        yield proxy, f"s3://{s3_server.new_bucket()}/p"
+    finally:
+        proxy.close()
+
+
+def _big_module(mb: int):  # noqa: ANN202
+    import tensorflow as tf
+
+    m = tf.Module()
+    m.v = tf.Variable(tf.fill([mb * 256, 1024], 3.0))
+    return m
+
+
+@pytest.mark.slow
+def test_server_gone_mid_upload_commits_nothing(proxied, tmp_path: Path, tiny_model) -> None:  # noqa: ANN001
+    proxy, root = proxied
+    with ckptstore.open_store(tmp_path / "s", root=root) as s:
+        run = s.start_run("r")
+        run.save(tiny_model(scale=1.0), step=1)
+        proxy.go_down_after(4)  # a few HEADs and parts of the 40 MB upload, then nothing
+        with pytest.raises(ObjectStoreError) as e:
+            run.save(_big_module(40), step=2)
+        assert "\n" not in str(e.value) and "did not answer" in str(e.value)
+        proxy.come_back()
+        assert [c.step for c in s.checkpoints("r")] == [1]
+        with s.read() as conn:
+            from ckptstore.metadata import intents as I
+
+            assert I.pending_count(conn) == 0
+        assert s.verify().ok or all(p.kind == "unexpected" for p in s.verify().problems)
+        s.gc(grace=timedelta(0))
+        assert s.verify().ok
+
+
+@pytest.mark.slow
+def test_server_gone_mid_download_is_one_line_and_nothing_cached(proxied, tmp_path: Path) -> None:  # noqa: ANN001
+    proxy, root = proxied
+    with ckptstore.open_store(tmp_path / "s", root=root) as s:
+        ck = s.start_run("r").save(_big_module(40), step=1)
+    os.environ["CKPTSTORE_CACHE_DIR"] = str(tmp_path / "cache-2")  # monkeypatch restores it
+    with ckptstore.open_store(tmp_path / "s") as s:
+        target = _big_module(40)
+        target.v.assign(target.v * 0)
+        proxy.go_down_after(3)
+        with pytest.raises(ObjectStoreError) as e:
+            s.restore(ck.ref, target)
+        assert "\n" not in str(e.value)
+        assert float(target.v.numpy()[0, 0]) == 0.0  # untouched
+        assert not list((tmp_path / "cache-2" / "cache" / "objects").rglob("*-*")) if (tmp_path / "cache-2" / "cache" / "objects").exists() else True
+        proxy.come_back()
+        s.restore(ck.ref, target)
+        assert float(target.v.numpy()[0, 0]) == 3.0
+
+
+def test_garbled_object_is_replaced_by_the_next_save_of_that_content(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    with ckptstore.open_store(tmp_path / "s", root=f"s3://{s3_server.new_bucket()}/p") as s:
+        run = s.start_run("r")
+        ck = run.save(tiny_model(scale=2.0), step=1)
+        data = next(f for f in ck.files if f.role == "data")
+        _damage(s, "s3", data.digest, s3_server)
+        run.save(tiny_model(scale=2.0), step=2)  # same bytes: the fresh copy replaces the bad one
+        assert s.verify().ok

@@ -114,7 +114,9 @@ def commit_shared(
     digests = list(dict.fromkeys(d for _, d, _ in staged))
     ids = record_uploads(db, digests)
     try:
-        stored = area.put_many(staged, after_each=lambda: fault("moving"))
+        with db.read() as conn:
+            recorded = Q.blob_signatures(conn, digests)
+        stored = area.put_many(staged, recorded, after_each=lambda: fault("moving"))
         fault("moved")
         with db.write() as conn:
             I.take_lock(conn)

@@ -202,8 +202,23 @@ class S3ObjectArea(ObjectArea):
         returns when every one is complete in the bucket. The local files are consumed (moved
         into this host's cache)."""
         unique = {d: (p, d, n) for p, d, n in items}
+        recorded = recorded or {}
+
+        def usable(d: str) -> Optional[str]:
+            # Present with the right size, and (if the database knows its signature) unchanged
+            # since it was put: otherwise the fresh copy replaces it (a garbled object would
+            # else be referenced by a new checkpoint too).
+            head = self.head(d)
+            if head is None or head[0] != unique[d][2]:
+                return None
+            if _is_etag(recorded.get(d)) and recorded[d] != head[1]:
+                log.warning("replacing object %s: it changed since it was stored", d[:12])
+                return None
+            return head[1]
+
         with ThreadPoolExecutor(CONCURRENCY) as pool:
-            present = dict(zip(unique, pool.map(lambda d: self.size_of(d) == unique[d][2], unique)))
+            sigs = dict(zip(unique, pool.map(usable, unique)))
+        present = {d: sig is not None for d, sig in sigs.items()}
         futures = []
         with self._translated(f"uploading to {self.root}"):
             for d, (p, _, n) in unique.items():
@@ -219,19 +234,29 @@ class S3ObjectArea(ObjectArea):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         log.info("put %d objects into %s (%d uploaded, %d already there)", len(unique), self.root, len(futures), len(unique) - len(futures))
-        return [StoredFile(d, n, None) for _, d, n in items]
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            for d, sig in zip([d for d in unique if not present[d]], pool.map(self.head, [d for d in unique if not present[d]])):
+                sigs[d] = sig[1] if sig is not None else None
+        return [StoredFile(d, n, sigs.get(d)) for _, d, n in items]
 
     # ------------------------------------------------------------------ reading and checking
 
     def size_of(self, digest: str) -> Optional[int]:
+        head = self.head(digest)
+        return head[0] if head is not None else None
+
+    def head(self, digest: str) -> Optional[tuple[int, str]]:
+        """(size, signature) of the object, or None if absent. The signature is the ETag: any
+        rewrite of the object with other bytes changes it."""
         with self._translated(f"looking up {self.describe(digest)}"):
             try:
-                return int(self.client.head_object(Bucket=self.bucket, Key=self.key_of(digest))["ContentLength"])
+                resp = self.client.head_object(Bucket=self.bucket, Key=self.key_of(digest))
             except Exception as exc:  # noqa: BLE001
                 if _code(exc) in _MISSING:
                     self._check_bucket()
                     return None
                 raise
+            return int(resp["ContentLength"]), "etag:" + str(resp.get("ETag", "")).strip('"')
 
     def local_path(self, digest: str, size: Optional[int] = None) -> Path:
         """The object in this host's cache, downloaded (and digest-checked) if needed."""
@@ -265,12 +290,14 @@ class S3ObjectArea(ObjectArea):
         if not full:
             if self.cache.get(digest, size) is not None:
                 return None
-            actual = self.size_of(digest)
-            if actual is None:
+            head = self.head(digest)
+            if head is None:
                 raise MissingFileError(f"stored file {name} ({digest[:12]}) is missing from {self.root}")
-            if actual != size:
-                raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {actual} bytes in {self.root}, expected {size}")
-            return None
+            if head[0] != size:
+                raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {head[0]} bytes in {self.root}, expected {size}")
+            if not _is_etag(stat_sig) or stat_sig == head[1]:
+                return None
+            # Rewritten since it was stored: only its bytes can tell (the download is checked too).
         import blake3
 
         hasher = blake3.blake3()
@@ -335,6 +362,11 @@ class S3ObjectArea(ObjectArea):
             with contextlib.suppress(Exception):
                 self._transfer.shutdown()
             self._transfer = None
+
+
+def _is_etag(sig: Optional[str]) -> bool:
+    # Rows copied from a local area hold that area's stat signatures: not comparable.
+    return bool(sig) and str(sig).startswith("etag:")
 
 
 def _code(exc: BaseException) -> str:

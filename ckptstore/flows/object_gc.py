@@ -48,7 +48,9 @@ def gc_shared(backend: Backend, *, grace: Optional[timedelta] = None, dry_run: b
         chunk = candidates[i : i + _BATCH]
         if dry_run:
             with db.read() as conn:
-                used = I.in_use(conn, chunk) | (Q.existing_blobs(conn, chunk) - Q.referenced_digests(conn))
+                # What gc would keep: referenced rows and intents (orphan rows it would drop).
+                orphan_rows = Q.existing_blobs(conn, chunk) - Q.referenced_digests(conn)
+                used = (I.in_use(conn, chunk) - orphan_rows) | I.pending_digests(conn, chunk)
             removed += [d for d in chunk if d not in used]
             continue
         started = time.monotonic()  # before the claim's own timestamp: the deadline errs early

@@ -126,3 +126,10 @@ def in_use(conn: Connection, digests: Sequence[str]) -> set[str]:
 
 def pending_count(conn: Connection) -> int:
     return len(conn.execute(select(S.PendingObject.id)).all())
+
+
+def pending_digests(conn: Connection, digests: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(digests), 500):
+        found.update(conn.execute(select(S.PendingObject.digest).where(S.PendingObject.digest.in_(digests[i : i + 500]))).scalars())
+    return found

@@ -107,6 +107,8 @@ class FaultProxy:
         self.faults: list[tuple[str, Optional[str]]] = []
         self.lock = threading.Lock()
         self.seen = 0
+        #: Requests still answered before the "server" goes away (None: it stays up).
+        self.down_after: Optional[int] = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -121,6 +123,9 @@ class FaultProxy:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     body = _read_chunked(self.rfile)
                 fault = proxy._take(self.command)
+                if fault == "drop":  # the server is gone: no answer, the connection closes
+                    self.close_connection = True
+                    return
                 if fault == "500":
                     return self._reply(500, b"<Error><Code>InternalError</Code><Message>injected</Message></Error>")
                 if fault == "slowdown":
@@ -169,9 +174,22 @@ class FaultProxy:
         with self.lock:
             self.faults += [(kind, method)] * count
 
+    def go_down_after(self, n: int) -> None:
+        """Answer ``n`` more requests, then drop every connection (a server that stopped)."""
+        with self.lock:
+            self.down_after = n
+
+    def come_back(self) -> None:
+        with self.lock:
+            self.down_after = None
+
     def _take(self, method: str) -> Optional[str]:
         with self.lock:
             self.seen += 1
+            if self.down_after is not None:
+                if self.down_after <= 0:
+                    return "drop"
+                self.down_after -= 1
             for i, (kind, m) in enumerate(self.faults):
                 if m is None or m == method:
                     del self.faults[i]
