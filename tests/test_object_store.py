@@ -306,3 +306,44 @@ def test_garbled_object_is_replaced_by_the_next_save_of_that_content(s3_server, 
         _damage(s, "s3", data.digest, s3_server)
         run.save(tiny_model(scale=2.0), step=2)  # same bytes: the fresh copy replaces the bad one
         assert s.verify().ok
+
+
+_SAVER = """
+import sys, ckptstore
+from tests.helpers.models import tiny_module
+s = ckptstore.open_store(sys.argv[1])
+try:
+    s.start_run("r")
+except ckptstore.errors.ConflictError:
+    pass
+s.run("r").save(tiny_module(scale=float(sys.argv[2])), step=int(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["staged", "moving", "moved", "committed"])
+def test_sigkill_at_each_point_of_an_s3_save(point: str, s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    import signal
+
+    from ckptstore.metadata import queries as Q
+
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    ckptstore.open_store(tmp_path / "s", root=f"s3://{s3_server.new_bucket()}/p").close()
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", _SAVER, str(tmp_path / "s"), "1"], env=env, check=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", _SAVER, str(tmp_path / "s"), "2"], env={**env, "CKPTSTORE_FAULT": point}, timeout=300)
+    assert r.returncode == -signal.SIGKILL
+    with ckptstore.open_store(tmp_path / "s") as s:
+        assert [c.step for c in s.checkpoints("r")] == ([1, 2] if point == "committed" else [1])
+        report = s.verify()
+        assert not [p for p in report.problems if p.kind not in ("unexpected", "stale-staging")]
+        s.gc(grace=timedelta(0))
+        with s.read() as conn:
+            known = Q.existing_blobs(conn)
+        assert set(s.files.digests()) == known  # 0 orphans, nothing referenced is missing
+        assert s.files.stale_staging() == []
+        for c in s.checkpoints("r"):
+            target = tiny_model(scale=0.0)
+            s.restore(c.ref, target, verify="full")
+            assert np.allclose(target.w.numpy(), float(c.step))

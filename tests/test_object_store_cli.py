@@ -11,6 +11,9 @@ import ckptstore
 from tests.helpers.cli import fails, ok
 from tests.helpers.s3 import FAKE_SECRET
 
+# Each test runs the CLI in several subprocesses (and the first one TensorFlow).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def cache_env(tmp_path: Path) -> dict[str, str]:
