@@ -58,12 +58,17 @@ class _existing:
         pass
 
 
-def test_save_restore_verify_gc(ostore, tiny_model) -> None:  # noqa: ANN001
+def test_save_restore_verify_gc(ostore, tiny_model, tmp_path: Path) -> None:  # noqa: ANN001
     m = tiny_model(scale=2.0)
     ck = _save(ostore, m)
     target = tiny_model(scale=0.0)
     ostore.restore(ck.ref, target)
     assert np.allclose(target.w.numpy(), 2.0)
+    names = [v.name for v in ostore.variables(ck.ref)]
+    w = next(n for n in names if n.split("/")[-1].startswith("w") or "/w/" in n or n == "w")
+    assert np.allclose(ostore.read_variable(ck.ref, w), 2.0)
+    prefix = ostore.materialize(ck.ref, tmp_path / "plain")
+    assert Path(str(prefix) + ".index").exists()
     report = ostore.verify()
     assert report.ok, report.problems
     gc = ostore.gc(grace=timedelta(0))

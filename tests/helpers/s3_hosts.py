@@ -47,6 +47,9 @@ def worker_main(host: int, uri: str, seconds: float, seed: int) -> None:
         except ckptstore.errors.ConflictError:
             pass
         run = store.run(name)
+        # Ready to be killed: TensorFlow is imported and the store open (a kill before that
+        # would test nothing but start-up).
+        Path(os.environ["HOME"], f"ready-{os.getpid()}").touch()
         while time.monotonic() < deadline:
             cks = store.checkpoints(name)
             step = (cks[-1].step + 1) if cks else 1
@@ -88,7 +91,17 @@ class HostsResult:
 
     @property
     def ok(self) -> bool:
-        return not self.lost_or_broken and not self.orphans and not self.failures
+        return not self.lost_or_broken and not self.orphans and not self.failures and self.checkpoints > 0
+
+    @property
+    def errors(self) -> list[str]:
+        return self.failures + self.lost_or_broken
+
+    def lines(self) -> list[str]:
+        head = (f"hosts: {self.checkpoints} committed checkpoints checked, {self.kills} SIGKILLs, "
+                f"{len(self.lost_or_broken)} lost or broken, {self.orphans} orphans after gc: "
+                + ("ok" if self.ok else "FAILED"))
+        return [head] + [f"  {e}" for e in self.errors[:20]]
 
 
 def _spawn(host: int, uri: str, base: Path, seconds: float, seed: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -119,10 +132,12 @@ def run_hosts(uri: str, root: str, base: Path, *, hosts: int = 4, seconds: float
             time.sleep(rng.uniform(0.5, 2 * kill_every))
             h = rng.randrange(hosts)
             p = procs[h]
-            if p.poll() is None:
+            if p.poll() is None and (base / f"host{h}" / f"ready-{p.pid}").exists():
                 p.kill()
                 p.wait()
                 result.kills += 1
+            else:
+                continue
             left = end - time.monotonic()
             if left > 2:
                 procs[h] = _spawn(h, uri, base, left, seed + 100 * result.kills + h, env)
