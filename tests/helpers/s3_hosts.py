@@ -54,6 +54,8 @@ def worker_main(host: int, uri: str, seconds: float, seed: int) -> None:
             cks = store.checkpoints(name)
             step = (cks[-1].step + 1) if cks else 1
             ck = run.save(tiny_module(scale=value_of(host, step)), step=step)
+            with open(Path(os.environ["HOME"], "saves.log"), "a") as log:
+                log.write(f"{step}\n")
             action = rng.random()
             if action < 0.3:
                 store.tag(ck.ref, f"{name}-best")
@@ -70,7 +72,7 @@ def worker_main(host: int, uri: str, seconds: float, seed: int) -> None:
                         continue  # deleted meanwhile by its host
                     h = int(victim[1:])
                     assert np.allclose(target.w.numpy(), value_of(h, c.step)), (victim, c.step)
-            elif action < 0.8 and len(cks) > 3:
+            elif action < 0.8 and len(cks) > 5:
                 old = cks[0]
                 if not old.aliases:
                     try:
@@ -84,6 +86,7 @@ def worker_main(host: int, uri: str, seconds: float, seed: int) -> None:
 @dataclass
 class HostsResult:
     kills: int = 0
+    saves: int = 0
     checkpoints: int = 0
     lost_or_broken: list[str] = field(default_factory=list)
     orphans: int = 0
@@ -98,7 +101,7 @@ class HostsResult:
         return self.failures + self.lost_or_broken
 
     def lines(self) -> list[str]:
-        head = (f"hosts: {self.checkpoints} committed checkpoints checked, {self.kills} SIGKILLs, "
+        head = (f"hosts: {self.saves} saves committed, {self.checkpoints} checkpoints left and checked, {self.kills} SIGKILLs, "
                 f"{len(self.lost_or_broken)} lost or broken, {self.orphans} orphans after gc: "
                 + ("ok" if self.ok else "FAILED"))
         return [head] + [f"  {e}" for e in self.errors[:20]]
@@ -151,6 +154,9 @@ def run_hosts(uri: str, root: str, base: Path, *, hosts: int = 4, seconds: float
             if p.poll() is None:
                 p.kill()
                 p.wait()
+    for h in range(hosts):
+        log = base / f"host{h}" / "saves.log"
+        result.saves += len(log.read_text().split()) if log.exists() else 0
     check_hosts_store(uri, result)
     return result
 
