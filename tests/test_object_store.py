@@ -352,3 +352,53 @@ def test_sigkill_at_each_point_of_an_s3_save(point: str, s3_server, tmp_path: Pa
             target = tiny_model(scale=0.0)
             s.restore(c.ref, target, verify="full")
             assert np.allclose(target.w.numpy(), float(c.step))
+
+
+def _s3_store(s3_server, tmp_path: Path, monkeypatch):  # noqa: ANN001, ANN202
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    return ckptstore.open_store(tmp_path / "s", root=f"s3://{s3_server.new_bucket()}/p")
+
+
+def test_gc_keeps_an_object_an_upload_intent_names(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    from ckptstore.metadata import intents as I
+
+    with _s3_store(s3_server, tmp_path, monkeypatch) as s:
+        run = s.start_run("r")
+        ck = run.save(tiny_model(scale=2.0), step=1)
+        digests = [f.digest for f in ck.files]
+        s.delete_checkpoint(ck.ref)
+        with s.write() as conn:  # a save on another host is about to reuse these objects
+            ids = I.add(conn, digests, "upload")
+        assert s.gc(grace=timedelta(0)).removed_objects == 0
+        assert set(digests) <= set(s.files.digests())
+        with s.write() as conn:
+            I.remove(conn, ids)
+        assert s.gc(grace=timedelta(0)).removed_objects == len(set(digests))
+
+
+def test_a_save_waits_while_gc_claims_its_objects(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    import threading
+
+    from ckptstore.metadata import intents as I
+
+    with _s3_store(s3_server, tmp_path, monkeypatch) as s:
+        run = s.start_run("r")
+        ck = run.save(tiny_model(scale=2.0), step=1)
+        s.delete_checkpoint(ck.ref)
+        with s.write() as conn:  # gc on another host is deleting them right now
+            ids = I.add(conn, [f.digest for f in ck.files], "delete")
+        model = tiny_model(scale=2.0)
+        done: list[object] = []
+        t = threading.Thread(target=lambda: done.append(run.save(model, step=2)))
+        t.start()
+        t.join(1.5)
+        assert t.is_alive() and not done  # waiting for the claim to go
+        for f in ck.files:  # ... which deletes the objects, then drops the claim
+            s.files.delete([f.digest])
+        with s.write() as conn:
+            I.remove(conn, ids)
+        t.join(60)
+        assert done
+        target = tiny_model(scale=0.0)
+        s.restore("r@2", target, verify="full")
+        assert np.allclose(target.w.numpy(), 2.0)
