@@ -402,3 +402,34 @@ def test_a_save_waits_while_gc_claims_its_objects(s3_server, tmp_path: Path, tin
         target = tiny_model(scale=0.0)
         s.restore("r@2", target, verify="full")
         assert np.allclose(target.w.numpy(), 2.0)
+
+
+def test_an_object_gone_from_the_bucket_is_reported_and_refused(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    from ckptstore.errors import MissingFileError
+
+    with _s3_store(s3_server, tmp_path, monkeypatch) as s:
+        ck = s.start_run("r").save(tiny_model(scale=2.0), step=1)
+        data = next(f for f in ck.files if f.role == "data")
+        s3_server.client().delete_object(Bucket=s.files.bucket, Key=s.files.key_of(data.digest))
+        s.files.cache.discard(data.digest)
+        report = s.verify()
+        assert [p.kind for p in report.problems] == ["missing"]
+        with pytest.raises(MissingFileError) as e:
+            s.restore(ck.ref, tiny_model(scale=0.0))
+        assert "missing" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_bucket_removed_under_the_store_is_one_line(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
+    with _s3_store(s3_server, tmp_path, monkeypatch) as s:
+        ck = s.start_run("r").save(tiny_model(scale=2.0), step=1)
+        bucket = s.files.bucket
+        c = s3_server.client()
+        for obj in c.list_objects_v2(Bucket=bucket).get("Contents", []):
+            c.delete_object(Bucket=bucket, Key=obj["Key"])
+        c.delete_bucket(Bucket=bucket)
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache-other"))
+    with ckptstore.open_store(tmp_path / "s") as s:
+        with pytest.raises(StoreConfigError, match="does not exist"):
+            s.restore(ck.ref, tiny_model(scale=0.0))
+        with pytest.raises(StoreConfigError, match="does not exist"):
+            s.verify()
