@@ -78,7 +78,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", choices=["all", "writers", "kills", "hosts"], default="all")
     p.add_argument("--hosts", type=int, default=4, help="hosts scenario: worker processes")
-    p.add_argument("--hosts-seconds", type=float, default=120)
+    p.add_argument("--hosts-seconds", type=float, default=240)
+    p.add_argument("--kill-every", type=float, default=12, help="hosts scenario: mean seconds between SIGKILLs")
     p.add_argument("--backend", choices=["both", "sqlite", "postgres"], default="both")
     p.add_argument("--procs", type=int, default=8)
     p.add_argument("--values", type=int, default=20_000, help="metric values per writer (multiple of 4)")
@@ -112,7 +113,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 os.environ.update(moto.env())
                 uri, _ = _pg(args, stack, tmp)
                 r = run_hosts(uri, f"s3://{moto.new_bucket()}/stress", tmp, hosts=args.hosts,
-                              seconds=args.hosts_seconds, seed=args.seed)
+                              seconds=args.hosts_seconds, kill_every=args.kill_every, seed=args.seed)
                 print("\n".join(r.lines()), flush=True)
                 results.append(r)
             finally:

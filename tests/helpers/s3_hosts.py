@@ -132,7 +132,9 @@ def run_hosts(uri: str, root: str, base: Path, *, hosts: int = 4, seconds: float
     end = time.monotonic() + seconds
     try:
         while time.monotonic() < end - 1:
-            time.sleep(rng.uniform(0.5, 2 * kill_every))
+            time.sleep(max(0.0, min(rng.uniform(0.5, 2 * kill_every), end - 1 - time.monotonic())))
+            if time.monotonic() >= end - 1:
+                break
             h = rng.randrange(hosts)
             p = procs[h]
             if p.poll() is None and (base / f"host{h}" / f"ready-{p.pid}").exists():
