@@ -16,6 +16,7 @@ Alias names also exclude ``:`` so that ``export:N`` can never be an alias.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 import unicodedata
 from dataclasses import dataclass
 from collections.abc import Mapping
@@ -210,10 +211,8 @@ def _param(v: Any, where: str) -> Any:
 _DURATION = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*")
 
 
-def parse_duration(text: str) -> "timedelta":
+def parse_duration(text: str) -> timedelta:
     """``"0s"``, ``"30m"``, ``"1h"``, ``"2d"`` (a bare number is seconds) -> timedelta."""
-    from datetime import timedelta
-
     m = _DURATION.fullmatch(text or "")
     if not m:
         raise InvalidOptionError(f"not a duration: {text!r} (examples: 0s, 30m, 1h, 2d)")

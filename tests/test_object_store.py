@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import ckptstore
-from ckptstore.errors import CkptstoreError, CorruptFileError, ObjectStoreError, StoreConfigError
+from ckptstore.errors import CorruptFileError, ObjectStoreError, StoreConfigError
 from tests.helpers.s3 import FAKE_SECRET
 
 
@@ -233,7 +233,7 @@ def test_many_hosts_share_one_database_and_one_bucket(pg_server, s3_server, tmp_
     from tests.helpers.s3_hosts import run_hosts
 
     uri = pg_server.new_database()
-    result = run_hosts(uri, f"s3://{s3_server.new_bucket()}/shared", tmp_path, hosts=4, seconds=25, kill_every=4)
+    result = run_hosts(uri, f"s3://{s3_server.new_bucket()}/shared", tmp_path, hosts=4, seconds=45, kill_every=10)
     assert result.ok, result
     assert result.checkpoints > 0 and result.kills > 0
 
@@ -433,3 +433,34 @@ def test_a_bucket_removed_under_the_store_is_one_line(s3_server, tmp_path: Path,
             s.restore(ck.ref, tiny_model(scale=0.0))
         with pytest.raises(StoreConfigError, match="does not exist"):
             s.verify()
+
+
+_FILLER = """
+import sys, time
+from pathlib import Path
+from ckptstore.files.cache import ObjectCache
+root, digest, size, src, log = sys.argv[1:6]
+def fetch(tmp):
+    with open(log, "a") as f:
+        f.write("x")
+    time.sleep(0.3)
+    tmp.write_bytes(Path(src).read_bytes())
+p = ObjectCache(root, limit=1 << 30).fill(digest, int(size), fetch)
+assert p.read_bytes() == Path(src).read_bytes()
+"""
+
+
+def test_processes_sharing_a_cache_download_an_object_once(tmp_path: Path) -> None:
+    from ckptstore.files.digest import digest_file
+
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(100_000))
+    digest, size = digest_file(src)
+    log = tmp_path / "log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _FILLER, str(tmp_path / "cache"), digest, str(size), str(src), str(log)], env=env)
+        for _ in range(4)
+    ]
+    assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
+    assert log.read_text() == "x"

@@ -11,7 +11,6 @@ rows reference (0 orphans). Children run as ``python -m tests.helpers.s3_hosts _
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -21,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
