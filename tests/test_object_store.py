@@ -86,9 +86,11 @@ def test_gc_removes_orphans_past_grace_only(ostore, tiny_model, area_kind: str) 
     if area_kind == "s3":
         # Within the grace period nothing goes; past it, the orphans do.
         assert ostore.gc().removed_objects == 0
+        dry = ostore.gc(grace=timedelta(0), dry_run=True)
+        assert dry.removed_objects >= 1 and len(list(ostore.files.digests())) == n_before
     report = ostore.gc(grace=timedelta(0))
     # A local area deletes at once under its lock; a bucket leaves it to gc.
-    assert report.removed_objects >= (1 if area_kind == "s3" else 0)
+    assert report.removed_objects == (dry.removed_objects if area_kind == "s3" else 0)
     assert len(list(ostore.files.digests())) < n_before
     assert ostore.verify().ok
     target = tiny_model(scale=0.0)
