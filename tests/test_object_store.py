@@ -198,6 +198,7 @@ def test_missing_bucket_and_wrong_credentials_are_one_line(s3_server, tmp_path: 
         assert s.checkpoints("r") == []
 
 
+@pytest.mark.slow
 def test_http_500_and_slowdown_are_retried(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
     from tests.helpers.s3 import FaultProxy
 
@@ -378,6 +379,7 @@ def test_gc_keeps_an_object_an_upload_intent_names(s3_server, tmp_path: Path, ti
         assert s.gc(grace=timedelta(0)).removed_objects == len(set(digests))
 
 
+@pytest.mark.slow
 def test_a_save_waits_while_gc_claims_its_objects(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
     import threading
 
@@ -421,6 +423,7 @@ def test_an_object_gone_from_the_bucket_is_reported_and_refused(s3_server, tmp_p
         assert "missing" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_bucket_removed_under_the_store_is_one_line(s3_server, tmp_path: Path, tiny_model, monkeypatch) -> None:  # noqa: ANN001
     with _s3_store(s3_server, tmp_path, monkeypatch) as s:
         ck = s.start_run("r").save(tiny_model(scale=2.0), step=1)
