@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[tf-cpu,test,postgres,plot]'
+	$(PY) -m pip install --quiet -e '.[tf-cpu,test,postgres,plot,s3]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/log_metrics.py
 	$(PY) benchmarks/save_restore.py
 	$(PY) benchmarks/cli_latency.py
+	$(PY) benchmarks/object_store.py
 
 clean:
 	rm -rf $(VENV) .ckptstore build *.egg-info

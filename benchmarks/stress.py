@@ -28,6 +28,12 @@ The harness itself lives in ``tests/helpers/stress.py``; the tests (``tests/test
     python benchmarks/stress.py writers --backend sqlite --procs 8 --values 20000 --checkpoints 10
     python benchmarks/stress.py kills --backend postgres --kills 200
     python benchmarks/stress.py --pg-url postgresql+psycopg://u@host/db --pg-root /data/files
+    python benchmarks/stress.py hosts --hosts 4 --hosts-seconds 120   # one bucket, many hosts
+
+**hosts** (issue 13, ``tests/helpers/s3_hosts.py``) — N worker processes stand in for hosts
+(own HOME, cache and staging) sharing only a PostgreSQL URL and a bucket on moto's server; they
+save, restore, tag, delete and gc (grace 0) at once while the parent SIGKILLs them. Then: 0
+lost or broken committed checkpoints, 0 orphans after gc past the grace period.
 
 Without ``--pg-url`` a throwaway PostgreSQL cluster is started (``initdb``/``pg_ctl`` on PATH).
 Exit status 0 only if every check held.
@@ -70,7 +76,10 @@ def _pg(args: argparse.Namespace, stack: list[Any], tmp: Path) -> tuple[str, Pat
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", nargs="?", choices=["all", "writers", "kills"], default="all")
+    p.add_argument("scenario", nargs="?", choices=["all", "writers", "kills", "hosts"], default="all")
+    p.add_argument("--hosts", type=int, default=4, help="hosts scenario: worker processes")
+    p.add_argument("--hosts-seconds", type=float, default=240)
+    p.add_argument("--kill-every", type=float, default=12, help="hosts scenario: mean seconds between SIGKILLs")
     p.add_argument("--backend", choices=["both", "sqlite", "postgres"], default="both")
     p.add_argument("--procs", type=int, default=8)
     p.add_argument("--values", type=int, default=20_000, help="metric values per writer (multiple of 4)")
@@ -94,6 +103,22 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     print(f"ckptstore {ckptstore.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, seed {args.seed}")
     try:
+        if args.scenario == "hosts":
+            from tests.helpers.s3 import MotoServer
+            from tests.helpers.s3_hosts import run_hosts
+
+            moto = MotoServer()
+            moto.start()
+            try:
+                os.environ.update(moto.env())
+                uri, _ = _pg(args, stack, tmp)
+                r = run_hosts(uri, f"s3://{moto.new_bucket()}/stress", tmp, hosts=args.hosts,
+                              seconds=args.hosts_seconds, kill_every=args.kill_every, seed=args.seed)
+                print("\n".join(r.lines()), flush=True)
+                results.append(r)
+            finally:
+                moto.stop()
+            backends = []
         for backend in backends:
             if args.scenario in ("all", "writers"):
                 uri, root = (str(tmp / f"w-{backend}"), tmp / f"w-{backend}") if backend == "sqlite" else _pg(args, stack, tmp)

@@ -11,6 +11,7 @@ __all__ = [
     "CkptstoreError",
     "StoreConfigError",
     "StoreOpenError",
+    "ObjectStoreError",
     "SchemaTooNewError",
     "InvalidNameError",
     "InvalidOptionError",
@@ -118,6 +119,10 @@ class TensorFlowMissingError(CkptstoreError):
 
 class DiskFullError(CkptstoreError):
     """The disk (or a quota) ran out of space while writing."""
+
+
+class ObjectStoreError(CkptstoreError):
+    """The object store (S3) failed a request after retries, or could not be reached."""
 
 
 class AccessDeniedError(CkptstoreError):

@@ -100,4 +100,53 @@ def redact(text: str) -> str:
     """
     text = _SCHEME_USERINFO.sub(lambda m: f"{m['head']}:***@" if m["secret"] else m[0], text)
     text = _USERINFO.sub(lambda m: f"{m['user']}:***@" if m["secret"] else m[0], text)
-    return _PARAM.sub(lambda m: m["key"] + "***", text)
+    text = _PARAM.sub(lambda m: m["key"] + "***", text)
+    # The S3 secrets of this process, should a library ever quote them.
+    for var in _SECRET_VARS:
+        value = os.environ.get(var)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+@dataclass(frozen=True)
+class BucketRoot:
+    """An object-storage file root, ``s3://bucket/prefix`` (prefix may be empty)."""
+
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+# S3 bucket names: 3-63 of lowercase letters, digits, '.', '-' (MinIO/Ceph accept the same).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+
+
+def parse_bucket_root(root: Optional[str | os.PathLike[str]]) -> Optional[BucketRoot]:
+    """``s3://bucket/prefix`` -> :class:`BucketRoot`; anything else (a directory) -> None.
+    A malformed ``s3://`` root is a :class:`StoreConfigError`, never a directory named "s3:"."""
+    if root is None or isinstance(root, os.PathLike):
+        return None
+    text = str(root)
+    if not text.lower().startswith("s3://"):
+        return None
+    from .errors import StoreConfigError
+
+    rest = text[5:]
+    if "@" in rest.split("/", 1)[0]:
+        raise StoreConfigError(
+            f"{redact(text)!r}: credentials do not belong in the root; use the AWS environment "
+            "(AWS_ACCESS_KEY_ID, AWS_PROFILE, ...)"
+        )
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    if not _BUCKET.fullmatch(bucket):
+        raise StoreConfigError(f"{redact(text)!r} is not a bucket root (expected s3://BUCKET/PREFIX)")
+    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+        raise StoreConfigError(f"{redact(text)!r}: the prefix must not hold empty, '.' or '..' parts")
+    return BucketRoot(bucket, prefix)

@@ -21,6 +21,7 @@ Alias names also exclude ``:`` so that ``export:N`` can never be an alias.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 import unicodedata
 from dataclasses import dataclass
 from collections.abc import Mapping
@@ -234,3 +235,15 @@ def new_run_name() -> str:
     from datetime import datetime
 
     return f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+_DURATION = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"0s"``, ``"30m"``, ``"1h"``, ``"2d"`` (a bare number is seconds) -> timedelta."""
+    m = _DURATION.fullmatch(text or "")
+    if not m:
+        raise InvalidOptionError(f"not a duration: {text!r} (examples: 0s, 30m, 1h, 2d)")
+    unit = (m[2] or "s").lower()[0]
+    return timedelta(seconds=float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])

@@ -9,6 +9,7 @@ imports SQLAlchemy, never TensorFlow.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -17,7 +18,7 @@ from sqlalchemy.engine import URL
 
 from .constants import INT_MAX
 from .errors import ConflictError, InvalidOptionError, MetricValueError, StoreConfigError, StoreOpenError
-from .files.local import LocalObjectArea
+from .flows.areas import select_area
 from .flows import aliases as alias_flows
 from .flows import checkpoints as checkpoint_flows
 from .flows import deletion, imports, maintenance
@@ -69,6 +70,9 @@ def open_store(
     create = create and not readonly
     loc = parse_location(uri)
     root = root or os.environ.get("CKPTSTORE_ROOT") or None
+    # The directory next to a SQLite file is the file root only if the store records no other
+    # (an s3:// root recorded in the database wins, see Store).
+    default_root: Optional[str | os.PathLike[str]] = None
     url: Union[str, URL]
     if loc.url is not None:
         url = loc.url
@@ -82,7 +86,7 @@ def open_store(
             if database and database != ":memory:":
                 if not create and _is_empty(Path(database), check_schema):
                     readonly = True
-                root = root or Path(database).resolve().parent
+                default_root = Path(database).resolve().parent
                 if create:
                     _make_dir(Path(database).parent)
     else:
@@ -102,8 +106,10 @@ def open_store(
             readonly = True
         # Built from its parts: no character of the path is read as URL syntax.
         url = URL.create("sqlite", database=str((path / DB_FILE).resolve()))
-        root = root or path.resolve()
-    return Store(url, root=root, create=create, fsync=fsync, check_schema=check_schema, readonly=readonly)
+        default_root = path.resolve()
+    return Store(
+        url, root=root, create=create, fsync=fsync, check_schema=check_schema, readonly=readonly, default_root=default_root
+    )
 
 
 def _resume_mode(resume: Union[bool, str]) -> str:
@@ -155,13 +161,11 @@ class Store:
         fsync: bool = False,
         check_schema: bool = True,
         readonly: bool = False,
+        default_root: Optional[str | os.PathLike[str]] = None,
     ) -> None:
         create = create and not readonly
         self.db = Database(url, readonly=readonly)
         self.url = self.db.url
-        self.root: Optional[Path] = Path(root) if root is not None else None
-        area = LocalObjectArea(self.root, fsync=fsync) if self.root is not None else None
-        self.backend = Backend(self.db, area)
         #: Run handles of this store and their unwritten metrics (see ``ckptstore.run``).
         self.live_runs = LiveRuns()
         try:
@@ -169,9 +173,13 @@ class Store:
                 versions.ensure_schema(self.db.engine, create=create, upgrade=create)
                 if check_schema else versions.current_revision(self.db.engine)
             )
+            area, where = select_area(self.db, root, default_root, fsync=fsync, record=not readonly and check_schema)
         except Exception:
             self.db.dispose()
             raise
+        #: The file root: a local directory (Path) or an ``s3://`` root (BucketRoot), or None.
+        self.root: Any = where
+        self.backend = Backend(self.db, area)
 
     @property
     def engine(self) -> Any:
@@ -196,6 +204,8 @@ class Store:
 
     def close(self) -> None:
         self.live_runs.flush_all()
+        if self.backend.area is not None:
+            self.backend.area.close()
         self.db.dispose()
 
     def __enter__(self) -> "Store":
@@ -478,12 +488,23 @@ class Store:
         """Re-digest stored files; report every missing, corrupt, unreadable and unexpected one."""
         return maintenance.verify(self.backend, run, full=full, progress=progress)
 
-    def gc(self, *, dry_run: bool = False, progress: Progress = None) -> GcReport:
+    def copy_root(self, to: str, *, progress: Progress = None) -> dict[str, int]:
+        """Copy this store's local file area into the bucket ``to`` (``s3://bucket/prefix``),
+        verify the copies, then switch the store to it; resumable (see ``flows.areas.copy_root``)."""
+        from .flows.areas import copy_root
+        from .location import parse_bucket_root
+
+        target = parse_bucket_root(to)
+        if target is None:
+            raise StoreConfigError(f"{redact(str(to))!r} is not an s3://BUCKET/PREFIX root")
+        return copy_root(self.db, self.files, target, progress)
+
+    def gc(self, *, dry_run: bool = False, progress: Progress = None, grace: Optional[timedelta] = None) -> GcReport:
         """Remove unreferenced files and stale staging directories.
 
         ``progress(done, total)`` is called with the number of unreferenced files removed so far.
         """
-        return maintenance.gc(self.backend, dry_run=dry_run, progress=progress)
+        return maintenance.gc(self.backend, dry_run=dry_run, progress=progress, grace=grace)
 
     # ------------------------------------------------------------------ exports and named versions
 

@@ -169,3 +169,30 @@ def tiny_model() -> Callable[..., Any]:
     from tests.helpers.models import tiny_module
 
     return tiny_module
+
+
+# --------------------------------------------------------------------------- object storage (S3)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a free loopback port for the whole session (tests.helpers.s3); the
+    AWS variables that point clients at it are set in this process, so child processes inherit
+    them: the store finds its endpoint and credentials as it would a real one's."""
+    import os
+
+    from tests.helpers.s3 import MotoServer
+
+    server = MotoServer()
+    server.start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()

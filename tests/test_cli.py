@@ -171,7 +171,7 @@ def test_help_shows_placeholders_for_values_and_none_for_flags():
     for name, page in pages.items():
         assert "<bool>" not in page, name
     lines = {line.split()[0]: line for line in pages[""].splitlines() if line.strip().startswith("--")}
-    assert lines["--store"].split()[1] == "DIR|URL" and lines["--root"].split()[1] == "DIR"
+    assert lines["--store"].split()[1] == "DIR|URL" and lines["--root"].split()[1] == "DIR|s3://BUCKET/PREFIX"
     assert lines["--version"].split()[1] == "Print"  # a flag: its help follows at once
     assert "--tag KEY=VALUE" in pages["runs list"] and "--status STATUS" in pages["runs list"]
     assert "--from STEP" in pages["steps"] and "-m, --metric METRIC" in pages["steps"]

@@ -122,7 +122,9 @@ def _global_options(
     root: Annotated[
         Optional[str],
         typer.Option(
-            "--root", envvar="CKPTSTORE_ROOT", metavar="DIR", help="File area of a PostgreSQL store (a directory)."
+            "--root", envvar="CKPTSTORE_ROOT", metavar="DIR|s3://BUCKET/PREFIX",
+            help="File area: a directory (PostgreSQL stores), or an S3 bucket, recorded in the store "
+            "on first use (endpoint and credentials from the AWS environment).",
         ),
     ] = None,
     version: Annotated[

@@ -74,12 +74,18 @@ def verify(
 def gc(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
+    grace: Annotated[
+        Optional[str],
+        typer.Option("--grace", metavar="AGE", help="S3 roots: keep unreferenced objects younger than this (default 1h; e.g. 0s, 30m)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove stored files no checkpoint or export references, and staging left by crashed saves."""
+    from ..names import parse_duration
+
     store = open_store(ctx)
     with progress("collecting") as bar:
-        report = store.gc(dry_run=dry_run, progress=bar)
+        report = store.gc(dry_run=dry_run, progress=bar, grace=parse_duration(grace) if grace is not None else None)
     if as_json:
         print_json(report)
         return

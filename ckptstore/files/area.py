@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional
@@ -100,6 +100,28 @@ class ObjectArea(abc.ABC):
         """Where the area (or one object) is, for messages."""
 
     # ------------------------------------------------------------------ derived
+
+    #: True for an area several hosts share without a common lock (S3): deletion is then
+    #: coordinated through intents in the database (``files.commit``, ``flows.maintenance``).
+    shared_across_hosts: bool = False
+
+    def put_many(
+        self,
+        items: "Sequence[tuple[Path, str, int]]",
+        recorded: Optional[dict[str, Optional[str]]] = None,
+        after_each: Optional[Callable[[], None]] = None,
+    ) -> list[StoredFile]:
+        """:meth:`put` each (path, digest, size); a backend may do them in parallel."""
+        recorded = recorded or {}
+        out = []
+        for p, d, n in items:
+            out.append(self.put(p, d, n, recorded.get(d)))
+            if after_each:
+                after_each()
+        return out
+
+    def close(self) -> None:
+        """Release clients and threads (nothing for a local directory)."""
 
     def exists(self, digest: str) -> bool:
         return self.size_of(digest) is not None

@@ -17,14 +17,16 @@ the crash tests kill a save at each step of this protocol.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Optional, TypeVar, Union
 
 from sqlalchemy import Connection
 
-from ..errors import CorruptFileError, MissingFileError
+from ..errors import CorruptFileError, MissingFileError, ObjectStoreError
 from ..faults import fault
+from ..metadata import intents as I
 from ..metadata import queries as Q
 from ..metadata import pieces as P
 from ..metadata import writes as W
@@ -58,6 +60,11 @@ def commit_files(
     its per-tensor digests are recorded either way. The caller's rows see the file's whole
     digest and size in both cases.
     """
+    if area.shared_across_hosts:
+        # Whole files on a shared (S3) area for now: its commit protocol (upload intents, no
+        # cross-host lock) does not record extents yet. Per-tensor digests of such files are
+        # computed on demand by diff, as for files saved before tensor-level storage.
+        return commit_shared(db, area, staged, write_rows)
     plans = plans or {}
     with area.writing():
         with db.read() as conn:
@@ -132,10 +139,77 @@ def commit_files(
         return result_rows
 
 
+class _Busy(Exception):
+    """Rolls back an intent transaction that found a deletion in progress."""
+
+
+def record_uploads(db: Database, digests: Sequence[str]) -> list[int]:
+    """Record that this process is about to upload (or reuse) ``digests``, after waiting for any
+    deletion of one of them that is in progress (see docs/architecture.md)."""
+    delay = 0.05
+    while True:
+        try:
+            with db.write() as conn:
+                I.take_lock(conn)
+                if I.deleting_now(conn, digests, I.DELETE_WINDOW):
+                    raise _Busy
+                return I.add(conn, digests, "upload")
+        except _Busy:
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def forget_uploads(db: Database, ids: Sequence[int]) -> None:
+    """Best effort after a failed save: gc would drop the intents once their owner is gone."""
+    try:
+        with db.write() as conn:
+            I.remove(conn, ids)
+    except Exception as exc:  # noqa: BLE001 - the save's own error is the one to report
+        log.debug("could not drop upload intents: %s", exc)
+
+
+def commit_shared(
+    db: Database,
+    area: ObjectArea,
+    staged: Sequence[tuple[Path, str, int]],
+    write_rows: Callable[[Connection, list[StoredFile]], T],
+) -> T:
+    """:func:`commit_files` for an area shared across hosts (S3): intents instead of a lock.
+
+    1. One transaction records an ``upload`` intent per object (after any ``delete`` claim on
+       one of them is over). 2. The objects are uploaded, or found present. 3. The commit
+       transaction drops the intents and inserts the rows; if ``gc`` dropped the intents
+       meanwhile (their owner looked dead), nothing is committed.
+    """
+    digests = list(dict.fromkeys(d for _, d, _ in staged))
+    ids = record_uploads(db, digests)
+    try:
+        with db.read() as conn:
+            recorded = Q.blob_signatures(conn, digests)
+        stored = area.put_many(staged, recorded, after_each=lambda: fault("moving"))
+        fault("moved")
+        with db.write() as conn:
+            I.take_lock(conn)
+            if I.remove(conn, ids) != len(ids):
+                raise ObjectStoreError(
+                    "this save's uploads outlived their record (gc took its process for dead); "
+                    "nothing was committed: save again"
+                )
+            for sf in {s.digest: s for s in stored}.values():
+                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig)
+            result = write_rows(conn, stored)
+    except BaseException:
+        forget_uploads(db, ids)
+        raise
+    fault("committed")
+    return result
+
+
 def release_unreferenced(db: Database, area: Optional[ObjectArea], digests: Iterable[str]) -> int:
     """Delete the objects among ``digests`` that no ``blobs`` row names any more."""
     digests = list(dict.fromkeys(digests))
-    if not digests or area is None:
+    # In an area shared across hosts only gc deletes, past its grace period (see commit_shared).
+    if not digests or area is None or area.shared_across_hosts:
         return 0
     with area.deleting():
         with db.read() as conn:

@@ -11,6 +11,7 @@ collected; named versions are safe, their checkpoints and exports are referenced
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Optional
 
 from ..errors import CorruptFileError, MissingFileError
@@ -20,6 +21,7 @@ from ..metadata import queries as Q
 from ..metadata import writes as W
 from ..records import GcReport, Problem, VerifyReport
 from .backend import Backend
+from .object_gc import gc_shared
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -110,9 +112,12 @@ def verify(backend: Backend, run: Optional[str] = None, *, full: bool = True, pr
     return VerifyReport(checked_files=len(by_digest), checked_bytes=total, problems=problems)
 
 
-def gc(backend: Backend, *, dry_run: bool = False, progress: Progress = None) -> GcReport:
-    """Remove stored files nothing references and staging directories of dead processes."""
+def gc(backend: Backend, *, dry_run: bool = False, progress: Progress = None, grace: Optional[timedelta] = None) -> GcReport:
+    """Remove stored files nothing references and staging directories of dead processes.
+    ``grace`` (shared areas only, e.g. S3): leave objects younger than that (default 1 hour)."""
     area = backend.files
+    if area.shared_across_hosts:
+        return gc_shared(backend, grace=grace, dry_run=dry_run, progress=progress)
     with area.deleting():
         removed_rows = 0
         if not dry_run:

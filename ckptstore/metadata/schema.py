@@ -403,3 +403,42 @@ __all__ = [
     "EXPORT_KINDS",
     "NAME_MAX",
 ]
+
+
+class StoreSetting(Base):
+    """One setting of the store, kept in its database so that every host agrees on it.
+
+    ``root`` is the object area (``s3://bucket/prefix``) chosen when the store was created:
+    later commands need only the database URL. ``object_lock`` is a row that the object-intent
+    transactions update first, so that they run one after another (see ``metadata.intents``).
+    Never a credential: endpoints and keys come from the AWS environment of each host.
+    """
+
+    __tablename__ = "store_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+
+OBJECT_INTENTS = ("upload", "delete")
+
+
+class PendingObject(Base):
+    """An object that a process is about to upload (``upload``) or delete (``delete``) in a
+    shared object area (S3), recorded before it starts and removed when it is done.
+
+    A save's ``upload`` rows are removed in its commit transaction; ``gc`` never deletes an
+    object named by one (unless it is older than the grace period: its owner died). A ``delete``
+    row makes a save that needs the same object wait until the deletion is over.
+    """
+
+    __tablename__ = "pending_objects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (CheckConstraint("kind IN ('upload', 'delete')", name="kind"),)

@@ -1,0 +1,207 @@
+"""A bounded local cache of downloaded objects, shared by the processes of one host.
+
+Layout under the cache directory::
+
+    objects/ab/cdef...              complete, digest-checked objects, mode 0444; mtime = last use
+    tmp/<digest>.<pid>.<random>.ckptstore-tmp   downloads in progress
+    tmp/<digest>.lock               held (flock) by the one process downloading that object
+    cache.lock                      held exclusively while evicting
+
+A download lands in ``tmp/`` and is renamed into ``objects/`` only once its blake3 digest
+matches, so a file under ``objects/`` is always complete and correct (a crash leaves a tmp file
+that the next eviction removes). Two processes wanting the same object wait for each other on
+its ``.lock`` instead of downloading it twice.
+
+Eviction is least-recently-used by mtime (every use touches the file), down to the size limit,
+under ``cache.lock``. A file used in the last :data:`IN_USE_S` seconds is never evicted: a
+restore in another process may be reading it through a path it was handed. So the cache may
+exceed its limit for a while when everything in it is in use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Optional
+
+from ..errors import CorruptFileError
+from .digest import digest_file
+
+log = logging.getLogger(__name__)
+
+#: Default size limit of a host's cache: ``$CKPTSTORE_CACHE_SIZE`` (bytes, or with K/M/G/T) overrides.
+DEFAULT_LIMIT = 20 << 30
+#: Files used more recently than this are never evicted (a reader may hold their path).
+IN_USE_S = 600.0
+_SUFFIX = ".ckptstore-tmp"
+
+
+def parse_size(text: str) -> int:
+    """``"512M"`` -> bytes; plain digits are bytes."""
+    t = text.strip().upper().removesuffix("B")
+    mult = 1
+    for i, unit in enumerate("KMGT", start=1):
+        if t.endswith(unit):
+            mult, t = 1024**i, t[:-1]
+            break
+    try:
+        value = float(t) * mult
+    except ValueError:
+        from ..errors import InvalidOptionError
+
+        raise InvalidOptionError(f"not a size: {text!r} (examples: 500M, 20G)") from None
+    return int(value)
+
+
+class ObjectCache:
+    """Digest-checked local copies of remote objects, LRU-bounded (see module docstring)."""
+
+    def __init__(self, root: str | os.PathLike[str], limit: Optional[int] = None) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.tmp = self.root / "tmp"
+        if limit is None:
+            env = os.environ.get("CKPTSTORE_CACHE_SIZE")
+            limit = parse_size(env) if env else DEFAULT_LIMIT
+        self.limit = limit
+        #: Objects fetched from the remote side by this process (tests and benchmarks read it).
+        self.downloads = 0
+
+    def path_of(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    def get(self, digest: str, size: int) -> Optional[Path]:
+        """The cached file, touched as used, or None if absent (or of the wrong size)."""
+        p = self.path_of(digest)
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            return None
+        if st.st_size != size:
+            self.discard(digest)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(p)
+        return p
+
+    def fill(self, digest: str, size: int, fetch: Callable[[Path], None]) -> Path:
+        """The cached file, calling ``fetch(tmp_path)`` to download it first if needed. The
+        download is digest-checked before it becomes visible: :class:`CorruptFileError` if it
+        does not match (the remote object is damaged)."""
+        hit = self.get(digest, size)
+        if hit is not None:
+            return hit
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        with _flocked(self.tmp / f"{digest}.lock", fcntl.LOCK_EX):
+            hit = self.get(digest, size)  # another process fetched it while we waited
+            if hit is not None:
+                return hit
+            tmp = self.tmp / f"{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_SUFFIX}"
+            try:
+                fetch(tmp)
+                self.downloads += 1
+                actual, n = digest_file(tmp)
+                if actual != digest or n != size:
+                    raise CorruptFileError(
+                        f"stored file {digest[:12]} is damaged in the object store: "
+                        + (f"{n} bytes, expected {size}" if n != size else "its content does not match its digest")
+                    )
+                self._place(tmp, digest)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        self.evict(keep=digest)
+        return self.path_of(digest)
+
+    def adopt(self, path: Path, digest: str) -> None:
+        """Move a local file already known to hold ``digest`` (a save's staged file) into the
+        cache; a later restore on this host then downloads nothing."""
+        try:
+            self._place(path, digest)
+        except OSError:  # another filesystem: not worth a copy
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return
+        self.evict(keep=digest)
+
+    def _place(self, path: Path, digest: str) -> None:
+        dest = self.path_of(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o444)
+        os.replace(path, dest)  # atomic: readers see nothing or the whole checked file
+
+    def discard(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path_of(digest).unlink()
+
+    def usage(self) -> int:
+        return sum(size for _, size, _ in self._entries())
+
+    def _entries(self) -> Iterator[tuple[Path, int, float]]:
+        if not self.objects.is_dir():
+            return
+        for sub in self.objects.iterdir():
+            with contextlib.suppress(OSError):
+                for f in sub.iterdir():
+                    with contextlib.suppress(FileNotFoundError):
+                        st = f.stat()
+                        yield f, st.st_size, st.st_mtime
+
+    def evict(self, keep: Optional[str] = None) -> int:
+        """Remove least recently used files until the cache is within its limit; returns bytes freed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _flocked(self.root / "cache.lock", fcntl.LOCK_EX):
+            entries = list(self._entries())
+            total = sum(n for _, n, _ in entries)
+            freed = 0
+            now = time.time()
+            self._remove_abandoned_tmp(now)
+            if total <= self.limit:
+                return 0
+            keep_path = self.path_of(keep) if keep else None
+            for path, n, mtime in sorted(entries, key=lambda e: e[2]):
+                if total - freed <= self.limit:
+                    break
+                if path == keep_path or now - mtime < IN_USE_S:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    freed += n
+            if freed:
+                log.info("cache %s: evicted %d bytes", self.root, freed)
+            return freed
+
+    def _remove_abandoned_tmp(self, now: float) -> None:
+        if not self.tmp.is_dir():
+            return
+        for f in self.tmp.glob(f"*{_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                pid = int(f.name.split(".")[1])
+                if not _alive(pid) or now - f.stat().st_mtime > 24 * 3600:
+                    f.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _flocked(path: Path, mode: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,135 @@
+"""Object intents: uploads in flight and deletions in progress in a shared object area, and the
+store's settings row.
+
+Every transaction of the protocol (a save recording its uploads, a save committing, ``gc``
+claiming objects to delete) first updates the ``object_lock`` row of ``store_settings``. On
+PostgreSQL that row lock makes them run one after another; SQLite serialises writers anyway.
+So each of them sees the others' effects whole, never half (docs/architecture.md, "Sharing one
+bucket between hosts").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from sqlalchemy import Connection, delete, insert, select, union, update
+
+from . import schema as S
+
+LOCK_KEY = "object_lock"
+#: A ``delete`` claim older than this belongs to a deleter that has stopped: a deleter sends no
+#: request later than DELETE_DEADLINE after its claim, and a request with all its retries ends
+#: well within the rest of the window.
+DELETE_WINDOW = timedelta(minutes=15)
+DELETE_DEADLINE = timedelta(minutes=1)
+#: An ``upload`` intent older than this (or of a dead process on this host) is dropped by gc.
+UPLOAD_TTL = timedelta(hours=1)
+ROOT_KEY = "root"
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(t: datetime) -> datetime:
+    # SQLite hands back naive datetimes (stored as UTC).
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def take_lock(conn: Connection) -> None:
+    """Serialise this write transaction with every other intent transaction (see module doc)."""
+    n = conn.execute(update(S.StoreSetting).where(S.StoreSetting.key == LOCK_KEY).values(value="")).rowcount
+    if not n:  # a store whose row was lost: put it back (creating it also takes the lock)
+        conn.execute(insert(S.StoreSetting).values(key=LOCK_KEY, value=""))
+
+
+def get_setting(conn: Connection, key: str) -> Optional[str]:
+    return conn.execute(select(S.StoreSetting.value).where(S.StoreSetting.key == key)).scalar_one_or_none()
+
+
+def set_setting(conn: Connection, key: str, value: str) -> None:
+    if conn.execute(update(S.StoreSetting).where(S.StoreSetting.key == key).values(value=value)).rowcount == 0:
+        conn.execute(insert(S.StoreSetting).values(key=key, value=value))
+
+
+def deleting_now(conn: Connection, digests: Sequence[str], window: timedelta) -> set[str]:
+    """Digests among ``digests`` that a live deleter has claimed (claims older than ``window``
+    belong to a deleter that has stopped: it never deletes past half of it)."""
+    cutoff = now() - window
+    found: set[str] = set()
+    for i in range(0, len(digests), 500):
+        rows = conn.execute(
+            select(S.PendingObject.digest, S.PendingObject.started_at).where(
+                S.PendingObject.kind == "delete", S.PendingObject.digest.in_(digests[i : i + 500])
+            )
+        )
+        found.update(d for d, t in rows if _aware(t) > cutoff)
+    return found
+
+
+def add(conn: Connection, digests: Iterable[str], kind: str) -> list[int]:
+    """Record intents for ``digests`` by this process; returns their ids."""
+    host, pid, at = socket.gethostname()[:255], os.getpid(), now()
+    ids = []
+    for d in dict.fromkeys(digests):
+        ids.append(conn.execute(insert(S.PendingObject).values(digest=d, kind=kind, host=host, pid=pid, started_at=at)).inserted_primary_key[0])
+    return ids
+
+
+def remove(conn: Connection, ids: Sequence[int]) -> int:
+    """Drop intents by id; returns how many were still there."""
+    n = 0
+    for i in range(0, len(ids), 500):
+        n += conn.execute(delete(S.PendingObject).where(S.PendingObject.id.in_(ids[i : i + 500]))).rowcount
+    return n
+
+
+def drop_stale(conn: Connection, older_than: datetime) -> int:
+    """Forget intents of processes that died: started before ``older_than``, or owned by a
+    process of this host that no longer exists."""
+    n = conn.execute(delete(S.PendingObject).where(S.PendingObject.started_at < older_than)).rowcount
+    host = socket.gethostname()[:255]
+    rows = conn.execute(select(S.PendingObject.id, S.PendingObject.pid).where(S.PendingObject.host == host)).all()
+    dead = [i for i, pid in rows if not _alive(pid)]
+    if dead:
+        n += remove(conn, dead)
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def in_use(conn: Connection, digests: Sequence[str]) -> set[str]:
+    """Digests among ``digests`` that a ``blobs`` row or an intent names. One statement per
+    chunk, so a save committing meanwhile (dropping its intent, adding its row) is seen whole."""
+    found: set[str] = set()
+    for i in range(0, len(digests), 500):
+        chunk = digests[i : i + 500]
+        q = union(
+            select(S.Blob.digest).where(S.Blob.digest.in_(chunk)),
+            select(S.PendingObject.digest).where(S.PendingObject.digest.in_(chunk)),
+        )
+        found.update(conn.execute(q).scalars())
+    return found
+
+
+def pending_count(conn: Connection) -> int:
+    return len(conn.execute(select(S.PendingObject.id)).all())
+
+
+def pending_digests(conn: Connection, digests: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(digests), 500):
+        found.update(conn.execute(select(S.PendingObject.digest).where(S.PendingObject.digest.in_(digests[i : i + 500]))).scalars())
+    return found
