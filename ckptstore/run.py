@@ -29,7 +29,7 @@ import math
 import threading
 import time
 import weakref
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, Union
 
 from .constants import NAME_MAX
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from .errors import InvalidOptionError, MetricValueError, UnknownRunError
 from .flows import checkpoints as checkpoint_flows
 from .flows import exports as export_flows
+from .flows.async_save import PendingSave, SaveQueue
 from .flows.backend import Backend
 from .metadata import queries as Q
 from .metadata import writes as W
@@ -161,6 +162,7 @@ class Run:
         flush_every: int = 20_000,
         flush_seconds: float = 5.0,
         nonfinite: Literal["store", "raise", "skip"] = "store",
+        saves_in_flight: int = 1,
     ) -> None:
         if nonfinite not in ("store", "raise", "skip"):
             raise InvalidOptionError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
@@ -180,6 +182,8 @@ class Run:
         # flush where it would block the whole buffer (and SQLite would store it silently).
         self._keys_ok: set[str] = set()
         self._registry.runs.add(self)
+        #: Background saves (``save(..., blocking=False)``), at most ``saves_in_flight`` pending.
+        self._saves = SaveQueue(self._backend, run_id, name, saves_in_flight)
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, id={self.id})"
@@ -243,15 +247,25 @@ class Run:
         var_list: Any = None,
         write_meta_graph: bool = True,
         prefix: str = "model.ckpt",
-    ) -> CheckpointInfo:
+        blocking: bool = True,
+    ) -> Union[CheckpointInfo, PendingSave]:
         """Save a checkpoint of ``target`` at ``step``: files and metadata land together.
 
         ``target`` is a TF1 ``tf.compat.v1.Session`` (saved with ``tf.compat.v1.train.Saver``;
         ``var_list`` as the Saver takes it) or a TF2 ``tf.train.Checkpoint`` or any trackable
         (a Keras model, a ``tf.Module``). Buffered metrics are flushed first, and the run's
         retention rule is applied after the commit.
+
+        ``blocking=False`` returns a :class:`~ckptstore.flows.async_save.PendingSave` as soon as
+        the variables' values are snapshotted; writing, digesting and the commit happen in the
+        background (see ``ckptstore.flows.async_save``). ``wait()``, ``finish()`` and the
+        store's ``close()`` wait for them; a background failure is raised at the next
+        ``save``, ``wait`` or ``finish``.
         """
         self.flush()
+        if not blocking:
+            return self._saves.submit(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+        self._saves.wait()  # in order, and a background failure surfaces here
         return checkpoint_flows.save(
             self._backend, self.id, self.name, target, step,
             var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix,
@@ -267,6 +281,15 @@ class Run:
         self.flush()
         return export_flows.freeze(self._backend, self.id, self.name, target, output_names, step=step)
 
+    def wait(self) -> None:
+        """Wait until every background save of this handle has committed; raise a failure."""
+        self._saves.wait()
+
+    @property
+    def pending_saves(self) -> list[PendingSave]:
+        """Background saves of this handle not committed yet."""
+        return self._saves.pending
+
     def set_retention(self, retention: Optional[Retention]) -> None:
         self.store.set_retention(self.name, retention)
 
@@ -276,7 +299,10 @@ class Run:
         """Flush and mark the run ``finished`` (or ``failed``)."""
         W.check_status(status)
         try:
-            self.flush()
+            try:
+                self._saves.wait()
+            finally:
+                self.flush()
         finally:
             with self._backend.db.write() as conn:
                 found = W.set_status(conn, self.id, status)

@@ -19,6 +19,7 @@ from .constants import INT_MAX
 from .errors import ConflictError, MetricValueError, StoreConfigError, StoreOpenError
 from .files.local import LocalObjectArea
 from .flows import aliases as alias_flows
+from .flows import async_save
 from .flows import checkpoints as checkpoint_flows
 from .flows import deletion, imports, maintenance
 from .flows import exports as export_flows
@@ -183,8 +184,12 @@ class Store:
         return self.db.read()
 
     def close(self) -> None:
-        self.live_runs.flush_all()
-        self.db.dispose()
+        """Wait for background saves, write buffered metrics, release the database."""
+        try:
+            async_save.wait_all(self.backend)
+        finally:
+            self.live_runs.flush_all()
+            self.db.dispose()
 
     def __enter__(self) -> "Store":
         return self
