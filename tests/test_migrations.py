@@ -1,8 +1,8 @@
 """Schema versions: the Alembic revisions against the models, on SQLite and PostgreSQL.
 
-How an "older store" is simulated: only revision 0001 exists, so a test copies the migration
-environment, adds a revision 0002 (one small table) and points ``ckptstore.metadata.versions`` at the copy with
-``HEAD_REVISION = "0002"``. A store created by the real code at 0001 is then, honestly, older
+How an "older store" is simulated: a test copies the migration environment, adds a revision
+9000 (one small table) on top of the real head and points ``ckptstore.metadata.versions`` at the
+copy with ``HEAD_REVISION = "9000"``. A store created by the real code at its head is then, honestly, older
 than the code that opens it, and the real upgrade path (lock, backup, ``alembic upgrade``) runs.
 
 States of the version table and what opening does with them:
@@ -127,8 +127,8 @@ _REV_0002 = '''\
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0002"
-down_revision = "0001"
+revision = "9000"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -142,14 +142,18 @@ def downgrade() -> None:
 '''
 
 
+# The real head when the tests run; the probe revision "9000" chains onto it.
+REAL_HEAD = db.HEAD_REVISION
+
+
 @pytest.fixture
 def code_with_revision_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make ``ckptstore.metadata.versions`` believe its head is 0002, with a real migration to get there."""
+    """Make ``ckptstore.metadata.versions`` believe its head is 9000 (on top of the real head), with a real migration to get there."""
     scripts = tmp_path / "migrations-0002"
     shutil.copytree(db.migrations_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_upgrade_probe.py").write_text(_REV_0002)
+    (scripts / "versions" / "9000_upgrade_probe.py").write_text(_REV_0002.replace("{head}", REAL_HEAD))
     monkeypatch.setattr(db, "migrations_dir", lambda: scripts)
-    monkeypatch.setattr(db, "HEAD_REVISION", "0002")
+    monkeypatch.setattr(db, "HEAD_REVISION", "9000")
     return scripts
 
 
@@ -158,22 +162,22 @@ def test_an_older_sqlite_store_is_backed_up_then_upgraded(tmp_path, monkeypatch,
     with ckptstore.open_store(loc) as s:  # written by the real code, at 0001
         with s.start_run("before-upgrade", params={"lr": 0.1}) as run:
             run.log(5, loss=0.25)
-    assert db.HEAD_REVISION == "0001"
+    assert db.HEAD_REVISION == REAL_HEAD
 
     request.getfixturevalue("code_with_revision_0002")
     with ckptstore.open_store(loc) as s:
-        assert s.revision == "0002"
-        assert db.current_revision(s.engine) == "0002"
+        assert s.revision == "9000"
+        assert db.current_revision(s.engine) == "9000"
         assert "upgrade_probe" in inspect(s.engine).get_table_names()
         assert s.get_run("before-upgrade").params == {"lr": 0.1}
         assert s.steps("before-upgrade")[0].metrics == {"loss": 0.25}
 
-    backups = list(loc.glob("store.db.backup-0001-*"))
+    backups = list(loc.glob(f"store.db.backup-{REAL_HEAD}-*"))
     assert len(backups) == 1, list(loc.iterdir())
     bk = sqlite3.connect(backups[0])
     try:
         assert bk.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # one self-contained file
-        assert bk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert bk.execute("SELECT version_num FROM alembic_version").fetchall() == [(REAL_HEAD,)]
         assert bk.execute("SELECT name FROM runs").fetchall() == [("before-upgrade",)]
         assert bk.execute("SELECT value FROM metrics").fetchall() == [(0.25,)]
     finally:
@@ -181,7 +185,7 @@ def test_an_older_sqlite_store_is_backed_up_then_upgraded(tmp_path, monkeypatch,
 
     # A second open finds the store at head: no second backup.
     with ckptstore.open_store(loc) as s:
-        assert s.revision == "0002"
+        assert s.revision == "9000"
     assert len(list(loc.glob("store.db.backup-*"))) == 1
 
 
@@ -192,7 +196,7 @@ def test_an_older_postgres_store_is_upgraded(pg_server, tmp_path, request):
             run.log(1, acc=0.5)
     request.getfixturevalue("code_with_revision_0002")
     with ckptstore.open_store(url, root=tmp_path / "f") as s:
-        assert db.current_revision(s.engine) == "0002"
+        assert db.current_revision(s.engine) == "9000"
         assert s.steps("pg-old")[0].metrics == {"acc": 0.5}
 
 
@@ -202,9 +206,9 @@ def test_open_without_upgrade_refuses_an_older_store(tmp_path, request):
     request.getfixturevalue("code_with_revision_0002")
     engine = make_engine(f"sqlite:///{loc / 'store.db'}")
     try:
-        with pytest.raises(StoreOpenError, match="0001.*ckptstore db upgrade"):
+        with pytest.raises(StoreOpenError, match=f"{REAL_HEAD}.*ckptstore db upgrade"):
             db.ensure_schema(engine, upgrade=False)
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == REAL_HEAD
     finally:
         engine.dispose()
 

@@ -50,7 +50,7 @@ from ..constants import NAME_MAX, RUN_STATUSES  # noqa: E402  (re-exported)
 CHECKPOINT_FORMATS = ("tf1-saver", "tf2-checkpoint")
 CHECKPOINT_STATES = ("committed", "kept")
 FILE_ROLES = ("index", "data", "meta")
-EXPORT_KINDS = ("tf1-graphdef", "tf2-function")
+EXPORT_KINDS = ("tf1-graphdef", "tf2-function", "saved-model", "keras")
 
 # Digests are blake3, hex encoded.
 DIGEST_LEN = 64
@@ -217,7 +217,7 @@ class Variable(Base):
 
 
 class Export(Base):
-    """A frozen, self-contained GraphDef (.pb) for deployment."""
+    """A deployment artifact: a frozen GraphDef (.pb), a SavedModel (one deterministic tar) or a .keras file."""
 
     __tablename__ = "exports"
 
