@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .errors import InvalidOptionError, MetricValueError, UnknownRunError
 from .flows import checkpoints as checkpoint_flows
+from .flows import deploy_exports
 from .flows import exports as export_flows
 from .flows.async_save import PendingSave, SaveQueue
 from .flows.backend import Backend
@@ -284,6 +285,17 @@ class Run:
     def wait(self) -> None:
         """Wait until every background save of this handle has committed; raise a failure."""
         self._saves.wait()
+
+    def export_saved_model(self, obj: Any, *, step: Optional[int] = None, signatures: Any = None) -> ExportInfo:
+        """Store ``tf.saved_model.save(obj, signatures=signatures)`` as an export of this run
+        (a file set), with lineage to the run's checkpoint at ``step`` if there is one."""
+        self.flush()
+        return deploy_exports.export_saved_model(self._backend, self.id, self.name, obj, step=step, signatures=signatures)
+
+    def export_keras(self, model: Any, *, step: Optional[int] = None) -> ExportInfo:
+        """Store ``model.save("model.keras")`` as an export of this run."""
+        self.flush()
+        return deploy_exports.export_keras(self._backend, self.id, self.name, model, step=step)
 
     @property
     def pending_saves(self) -> list[PendingSave]:

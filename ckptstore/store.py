@@ -19,7 +19,7 @@ from .constants import INT_MAX
 from .errors import ConflictError, MetricValueError, StoreConfigError, StoreOpenError
 from .files.local import LocalObjectArea
 from .flows import aliases as alias_flows
-from .flows import async_save
+from .flows import async_save, deploy_exports
 from .flows import checkpoints as checkpoint_flows
 from .flows import deletion, imports, maintenance
 from .flows import exports as export_flows
@@ -409,6 +409,19 @@ class Store:
     def export_frozen(self, ref: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Write an export's ``.pb`` and a JSON sidecar (``path + ".json"``) for deployment."""
         return export_flows.export_frozen(self.backend, ref, path, **kwargs)
+
+    def load_saved_model(self, ref: Any, **kwargs: Any) -> Any:
+        """``tf.saved_model.load`` of a SavedModel export (``run.export_saved_model``), checked first."""
+        return deploy_exports.load_saved_model(self.backend, ref, **kwargs)
+
+    def load_keras(self, ref: Any, **kwargs: Any) -> Any:
+        """``keras.saving.load_model`` of a ``.keras`` export (``run.export_keras``), checked first."""
+        return deploy_exports.load_keras(self.backend, ref, **kwargs)
+
+    def export_to(self, ref: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write any export out for deployment: a ``.pb`` or ``.keras`` file with a JSON sidecar,
+        or a SavedModel directory. See :func:`ckptstore.flows.deploy_exports.export_to`."""
+        return deploy_exports.export_to(self.backend, ref, path, **kwargs)
 
     def tag(self, ref: Any, name: str, *, message: Optional[str] = None) -> AliasInfo:
         """Point the alias ``name`` at what ``ref`` names, keeping the alias's history."""

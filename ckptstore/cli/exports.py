@@ -24,7 +24,7 @@ def exports(
     run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's exports.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Frozen exports (self-contained GraphDefs), with lineage and aliases."""
+    """Exports (frozen GraphDefs, SavedModels, .keras files), with lineage and aliases."""
     items = open_store(ctx, readonly=True).exports(run)
     if as_json:
         print_json([_export_json(e) for e in items])
@@ -57,12 +57,16 @@ def export(
         typer.Option(
             "--to",
             metavar="FILE|DIR",
-            help="The .pb file to write; or a directory (existing, or named with a trailing '/'), "
-            "which receives export-ID.pb.",
+            help="The .pb / .keras file to write; or a directory (existing, or named with a trailing '/'), "
+            "which receives export-ID.pb. A SavedModel export is written as the directory DIR.",
         ),
     ],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file (and its .json sidecar).")] = False,
 ) -> None:
-    """Write a frozen export's .pb for deployment, with a JSON sidecar (inputs, outputs, digest, lineage)."""
-    path = open_store(ctx, readonly=True).export_frozen(ref, to, force=force)
+    """Write an export for deployment, with a JSON sidecar (inputs, outputs, digest, lineage):
+    a frozen .pb or a .keras file, or a SavedModel directory."""
+    path = open_store(ctx, readonly=True).export_to(ref, to, force=force)
+    if path.is_dir():
+        typer.echo(f"wrote SavedModel directory {path}")
+        return
     typer.echo(f"wrote {path} ({size(path.stat().st_size)}) and {path}.json")

@@ -34,6 +34,8 @@ from .resolve import checkpoint_of
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^c(\d+)-([0-9a-f]{16})$")
+#: Exports loaded back (``flows.deploy_exports``) are cached beside, as ``e<id>-<digest>``.
+_EXPORT_NAME = re.compile(r"^e(\d+)-([0-9a-f]{16})$")
 
 
 def _key(ck: CheckpointInfo) -> str:
@@ -93,15 +95,18 @@ def _ref_by_id(backend: Backend, ck_id: int) -> str:
 
 
 def prune(backend: Backend) -> int:
-    """Remove cached copies of checkpoints that no longer exist; returns how many."""
+    """Remove cached copies of checkpoints (and exports) that no longer exist; returns how many."""
     root = backend.files.cache_root()
     if not root.is_dir():
         return 0
     entries = {e.name: e for e in root.iterdir()}
     ids = {int(m.group(1)): name for name in entries if (m := _NAME.match(name))}
+    eids = {int(m.group(1)): name for name in entries if (m := _EXPORT_NAME.match(name))}
     with backend.db.read() as conn:
         alive = Q.existing_checkpoints(conn, list(ids))
+        alive_exports = Q.existing_exports(conn, list(eids))
     doomed = [entries[name] for i, name in ids.items() if i not in alive]
+    doomed += [entries[name] for i, name in eids.items() if i not in alive_exports]
     doomed += [e for name, e in entries.items() if name.endswith(STAGING_SUFFIX) and _old(e)]
     for e in doomed:
         shutil.rmtree(e, ignore_errors=True)

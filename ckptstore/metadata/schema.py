@@ -246,6 +246,23 @@ class Export(Base):
     )
 
 
+class ExportFile(Base):
+    """One file of an export that is a directory (a SavedModel): its path inside the directory
+    and its content. The export's own ``digest`` is that of its manifest (every path, size and
+    digest), so the directory as a whole is content-addressed too."""
+
+    __tablename__ = "export_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    export_id: Mapped[int] = mapped_column(ForeignKey("exports.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # RESTRICT, as for checkpoint files: a blob goes only once nothing references it.
+    digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="RESTRICT"), index=True)
+
+    __table_args__ = (UniqueConstraint("export_id", "path"),)
+
+
 class Alias(Base):
     """A named version: points at exactly one checkpoint or one export."""
 
@@ -297,6 +314,7 @@ __all__ = [
     "CheckpointFile",
     "Variable",
     "Export",
+    "ExportFile",
     "Alias",
     "AliasEvent",
     "RUN_STATUSES",
