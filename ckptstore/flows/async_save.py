@@ -26,11 +26,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import CkptstoreError, InvalidOptionError, from_os_error
+from ..files.digest import digest_file
 from ..names import check_step
 from ..records import CheckpointInfo
 from ..tf import formats, snapshot
@@ -119,8 +121,10 @@ class SaveQueue:
                 self._slots.release()
                 pending._done.set()
             return pending
+        # The thread holds the snapshot through a box it empties once written: Thread keeps its
+        # args until run() returns, which would keep two snapshots alive across the next call.
         thread = threading.Thread(
-            target=self._finish, args=(pending, stack, snap, fmt, sdir, prefix, step),
+            target=self._finish, args=(pending, stack, [snap], fmt, sdir, prefix, step),
             name=f"ckptstore-save-{self.run_name}@{step}",
         )
         with self._lock:
@@ -156,17 +160,20 @@ class SaveQueue:
 
     # ------------------------------------------------------------------ the background thread
 
-    def _finish(self, pending: PendingSave, stack: contextlib.ExitStack, snap: snapshot.Snapshot,
+    def _finish(self, pending: PendingSave, stack: contextlib.ExitStack, box: list[snapshot.Snapshot],
                 fmt: formats.CheckpointFormat, sdir: Path, prefix: str, step: int) -> None:
+        _lower_priority()
         try:
             try:
                 with stack:
                     try:
-                        path = snap.write(sdir, prefix, step)
+                        path = box.pop().write(sdir, prefix, step)  # the snapshot is freed once written
+                        # One core, buffered reads: training keeps the other cores and the
+                        # checkpoint's pages are not mapped into this process.
+                        known = {p.name: digest_file(p, mmap=False) for p in fmt.files(path)}
                     except OSError as exc:
                         raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
-                    del snap  # the snapshot's memory is free once written
-                    pending._info = commit_checkpoint(self.backend, self.run_id, self.run_name, step, fmt, path)
+                    pending._info = commit_checkpoint(self.backend, self.run_id, self.run_name, step, fmt, path, known)
             except OSError as exc:  # moving into the object area
                 raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
             apply_retention(self.backend, self.run_id)
@@ -184,6 +191,15 @@ class SaveQueue:
                 self._pending = [p for p in self._pending if p is not pending]
                 if not self._threads and not self._failures:
                     _queues.discard(self)
+
+
+def _lower_priority() -> None:
+    """Run this background thread at a lower CPU priority (Linux: threads have their own nice
+    value), so that writing and digesting a checkpoint takes idle CPU, not the training loop's."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not allowed: same priority then
+        pass
 
 
 def fmt_snapshot(target: Any, sdir: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Optional[snapshot.Snapshot]:
