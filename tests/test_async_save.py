@@ -156,3 +156,28 @@ def test_sigkill_with_async_saves_pending_leaves_no_broken_checkpoint(store_uri,
         assert not list((root / "staging").iterdir())
         assert store.verify().ok
         assert steps == [c.step for c in store.checkpoints("victim")]
+
+
+def test_tf1_snapshots_write_what_saver_writes(new_seed_graph, tmp_path):
+    """The async path really snapshots a TF1 session (list, dict and all-variables forms) and
+    writes the same names and values as tf.compat.v1.train.Saver."""
+    import tensorflow as tf
+
+    from ckptstore.tf import snapshot
+
+    g, sess, b = new_seed_graph(b=3.0)
+    for i, var_list in enumerate([None, [b], {"renamed": b}]):
+        snap = snapshot.take(sess, tmp_path, f"s{i}", 1, var_list=var_list, write_meta_graph=False)
+        assert snap is not None, var_list
+        path = snap.write(tmp_path, f"s{i}", 1)
+        with g.as_default():
+            tf.compat.v1.train.Saver(var_list=var_list).save(sess, str(tmp_path / f"v{i}"), write_meta_graph=False)
+        assert tf.train.list_variables(str(path)) == tf.train.list_variables(str(tmp_path / f"v{i}"))
+        name = tf.train.list_variables(str(path))[0][0]
+        assert tf.train.load_checkpoint(str(path)).get_tensor(name) == 3.0
+
+
+def test_tf2_snapshot_is_taken_for_a_trackable(tiny_model, tmp_path):
+    from ckptstore.tf import snapshot
+
+    assert snapshot.take(tiny_model(), tmp_path, "p", 1) is not None

@@ -115,12 +115,23 @@ def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any,
             var_list = graph.get_collection(keys.GLOBAL_VARIABLES)
         try:
             # A dict already names its values, as Saver takes it; a list is named by TF's rule.
-            named = dict(var_list) if isinstance(var_list, dict) else saveable_object_util.op_list_to_dict(list(var_list))
+            named = dict(var_list) if isinstance(var_list, dict) else saveable_object_util.op_list_to_dict(
+                list(var_list), convert_variable_to_tensor=False)
         except (TypeError, ValueError):
             return None  # the synchronous save reports it
+        # op_list_to_dict names each variable as Saver does, but hands back what Saver reads
+        # (a resource variable's handle, a ref variable's tensor): map those back to variables.
+        lookup: dict[int, Any] = {}
+        for v in var_list if not isinstance(var_list, dict) else var_list.values():
+            lookup[id(v)] = v
+            for attr in ("handle", "_graph_element", "_variable"):
+                inner = getattr(v, attr, None)
+                if inner is not None:
+                    lookup[id(inner)] = v
         plain: dict[str, Any] = {}
-        for name, var in named.items():
-            if isinstance(var, (list, tuple)) or not isinstance(var, t.Variable):
+        for name, value in named.items():
+            var = lookup.get(id(value)) if not isinstance(value, (list, tuple)) else None
+            if var is None or not isinstance(var, t.Variable):
                 return None  # partitioned variables and saveables: Saver's own slicing
             plain[name] = var
         if not plain:
