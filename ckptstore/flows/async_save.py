@@ -215,11 +215,16 @@ def _return_freed_memory() -> None:
 _malloc_trim: Any = None
 
 
+#: Nice value of the background save threads: lower than training, but not so low that a busy
+#: machine starves them (a starved save keeps the next one waiting for its slot).
+_NICE = 5
+
+
 def _lower_priority() -> None:
     """Run this background thread at a lower CPU priority (Linux: threads have their own nice
     value), so that writing and digesting a checkpoint takes idle CPU, not the training loop's."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
     except (AttributeError, OSError):  # not Linux, or not allowed: same priority then
         pass
 
