@@ -35,6 +35,7 @@ def _keras_model():
     return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(4, activation="relu"), tf.keras.layers.Dense(2)])
 
 
+@pytest.mark.slow  # tf.saved_model.save traces and writes a few MB: seconds
 def test_saved_model_export_loads_back_and_predicts_like_the_live_model(store):
     model = Scaler()
     run = store.start_run("sm")
@@ -52,6 +53,7 @@ def test_saved_model_export_loads_back_and_predicts_like_the_live_model(store):
     assert store.verify().ok
 
 
+@pytest.mark.slow  # tf.saved_model.save traces and writes a few MB: seconds
 def test_a_saved_model_is_a_file_set_whose_unchanged_files_are_stored_once(sqlite_store):
     from ckptstore.flows.deploy_exports import export_files
 
@@ -70,6 +72,7 @@ def test_a_saved_model_is_a_file_set_whose_unchanged_files_are_stored_once(sqlit
     assert len(objects) == len(set(fa.values()) | set(fb.values())) + 2  # plus the two manifests
 
 
+@pytest.mark.slow  # tf.saved_model.save traces and writes a few MB: seconds
 def test_saved_model_is_written_out_as_a_directory_tensorflow_loads(store, tmp_path):
     model = Scaler()
     run = store.start_run("sm")
@@ -103,6 +106,7 @@ def test_keras_export_loads_back_and_predicts_like_the_live_model(store, tmp_pat
     np.testing.assert_allclose(keras.saving.load_model(path).predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6)
 
 
+@pytest.mark.slow  # tf.saved_model.save traces and writes a few MB: seconds
 def test_deployment_exports_are_not_frozen_graphs(sqlite_store):
     model = Scaler()
     run = sqlite_store.start_run("sm")
@@ -113,6 +117,7 @@ def test_deployment_exports_are_not_frozen_graphs(sqlite_store):
         sqlite_store.load_keras(info)
 
 
+@pytest.mark.slow  # tf.saved_model.save traces and writes a few MB: seconds
 def test_deleting_the_run_releases_every_file_of_its_saved_model(store):
     model = Scaler()
     run = store.start_run("sm")
