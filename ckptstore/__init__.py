@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 _LAZY = {"open_store": "store", "Store": "store", "Run": "run"}
 # Submodules reachable as attributes (``ckptstore.keras.StoreCallback`` after ``import
 # ckptstore``), imported on first use: ``keras`` imports TensorFlow.
-_SUBMODULES = ("keras", "demo", "plot")
+_SUBMODULES = ("keras", "demo", "plot", "tf1", "tf2")
 
 
 def __getattr__(name: str) -> Any:

@@ -32,14 +32,16 @@ import math
 import threading
 import time
 import weakref
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, Union
 
 from .constants import NAME_MAX
 from sqlalchemy.exc import IntegrityError
 
 from .errors import InvalidOptionError, MetricValueError, UnknownRunError
 from .flows import checkpoints as checkpoint_flows
+from .flows import deploy_exports
 from .flows import exports as export_flows
+from .flows.async_save import PendingSave, SaveQueue
 from .flows.backend import Backend
 from .metadata import queries as Q
 from .metadata import writes as W
@@ -165,6 +167,7 @@ class Run:
         flush_seconds: float = 5.0,
         nonfinite: Literal["store", "raise", "skip"] = "store",
         manage_status: bool = True,
+        saves_in_flight: int = 1,
     ) -> None:
         if nonfinite not in ("store", "raise", "skip"):
             raise InvalidOptionError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
@@ -187,6 +190,8 @@ class Run:
         # flush where it would block the whole buffer (and SQLite would store it silently).
         self._keys_ok: set[str] = set()
         self._registry.runs.add(self)
+        #: Background saves (``save(..., blocking=False)``), at most ``saves_in_flight`` pending.
+        self._saves = SaveQueue(self._backend, run_id, name, saves_in_flight)
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, id={self.id})"
@@ -250,15 +255,25 @@ class Run:
         var_list: Any = None,
         write_meta_graph: bool = True,
         prefix: str = "model.ckpt",
-    ) -> CheckpointInfo:
+        blocking: bool = True,
+    ) -> Union[CheckpointInfo, PendingSave]:
         """Save a checkpoint of ``target`` at ``step``: files and metadata land together.
 
         ``target`` is a TF1 ``tf.compat.v1.Session`` (saved with ``tf.compat.v1.train.Saver``;
         ``var_list`` as the Saver takes it) or a TF2 ``tf.train.Checkpoint`` or any trackable
         (a Keras model, a ``tf.Module``). Buffered metrics are flushed first, and the run's
         retention rule is applied after the commit.
+
+        ``blocking=False`` returns a :class:`~ckptstore.flows.async_save.PendingSave` as soon as
+        the variables' values are snapshotted; writing, digesting and the commit happen in the
+        background (see ``ckptstore.flows.async_save``). ``wait()``, ``finish()`` and the
+        store's ``close()`` wait for them; a background failure is raised at the next
+        ``save``, ``wait`` or ``finish``.
         """
         self.flush()
+        if not blocking:
+            return self._saves.submit(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+        self._saves.wait()  # in order, and a background failure surfaces here
         return checkpoint_flows.save(
             self._backend, self.id, self.name, target, step,
             var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix,
@@ -274,6 +289,26 @@ class Run:
         self.flush()
         return export_flows.freeze(self._backend, self.id, self.name, target, output_names, step=step)
 
+    def wait(self) -> None:
+        """Wait until every background save of this handle has committed; raise a failure."""
+        self._saves.wait()
+
+    def export_saved_model(self, obj: Any, *, step: Optional[int] = None, signatures: Any = None) -> ExportInfo:
+        """Store ``tf.saved_model.save(obj, signatures=signatures)`` as an export of this run
+        (a file set), with lineage to the run's checkpoint at ``step`` if there is one."""
+        self.flush()
+        return deploy_exports.export_saved_model(self._backend, self.id, self.name, obj, step=step, signatures=signatures)
+
+    def export_keras(self, model: Any, *, step: Optional[int] = None) -> ExportInfo:
+        """Store ``model.save("model.keras")`` as an export of this run."""
+        self.flush()
+        return deploy_exports.export_keras(self._backend, self.id, self.name, model, step=step)
+
+    @property
+    def pending_saves(self) -> list[PendingSave]:
+        """Background saves of this handle not committed yet."""
+        return self._saves.pending
+
     def set_retention(self, retention: Optional[Retention]) -> None:
         self.store.set_retention(self.name, retention)
 
@@ -283,7 +318,10 @@ class Run:
         """Flush and mark the run ``finished`` (or ``failed``)."""
         W.check_status(status)
         try:
-            self.flush()
+            try:
+                self._saves.wait()
+            finally:
+                self.flush()
         finally:
             with self._backend.db.write() as conn:
                 found = W.set_status(conn, self.id, status)

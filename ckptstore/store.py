@@ -20,6 +20,7 @@ from .constants import INT_MAX
 from .errors import ConflictError, InvalidOptionError, MetricValueError, StoreConfigError, StoreOpenError
 from .flows.areas import select_area
 from .flows import aliases as alias_flows
+from .flows import async_save, deploy_exports
 from .flows import checkpoints as checkpoint_flows
 from .flows import deletion, imports, maintenance
 from .flows import exports as export_flows
@@ -203,10 +204,14 @@ class Store:
         return self.db.read()
 
     def close(self) -> None:
-        self.live_runs.flush_all()
-        if self.backend.area is not None:
-            self.backend.area.close()
-        self.db.dispose()
+        """Wait for background saves, write buffered metrics, release the area and the database."""
+        try:
+            async_save.wait_all(self.backend)
+        finally:
+            self.live_runs.flush_all()
+            if self.backend.area is not None:
+                self.backend.area.close()
+            self.db.dispose()
 
     def __enter__(self) -> "Store":
         return self
@@ -526,6 +531,19 @@ class Store:
     def export_frozen(self, ref: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Write an export's ``.pb`` and a JSON sidecar (``path + ".json"``) for deployment."""
         return export_flows.export_frozen(self.backend, ref, path, **kwargs)
+
+    def load_saved_model(self, ref: Any, **kwargs: Any) -> Any:
+        """``tf.saved_model.load`` of a SavedModel export (``run.export_saved_model``), checked first."""
+        return deploy_exports.load_saved_model(self.backend, ref, **kwargs)
+
+    def load_keras(self, ref: Any, **kwargs: Any) -> Any:
+        """``keras.saving.load_model`` of a ``.keras`` export (``run.export_keras``), checked first."""
+        return deploy_exports.load_keras(self.backend, ref, **kwargs)
+
+    def export_to(self, ref: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write any export out for deployment: a ``.pb`` or ``.keras`` file with a JSON sidecar,
+        or a SavedModel directory. See :func:`ckptstore.flows.deploy_exports.export_to`."""
+        return deploy_exports.export_to(self.backend, ref, path, **kwargs)
 
     def tag(self, ref: Any, name: str, *, message: Optional[str] = None) -> AliasInfo:
         """Point the alias ``name`` at what ``ref`` names, keeping the alias's history."""

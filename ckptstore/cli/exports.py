@@ -1,4 +1,4 @@
-"""``ckptstore exports`` and ``export``: frozen GraphDefs, listed and written out for deployment."""
+"""``ckptstore exports`` and ``export``: exports (frozen GraphDefs, SavedModels, .keras files), listed and written out for deployment."""
 
 from typing import Annotated, Optional
 
@@ -16,7 +16,7 @@ def exports(
     run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's exports.", autocompletion=complete_runs)] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Frozen exports (self-contained GraphDefs), with lineage and aliases."""
+    """Exports (frozen GraphDefs, SavedModels, .keras files), with lineage and aliases."""
     print_exports(open_store(ctx, readonly=True).exports(run), run, as_json=as_json)
 
 
@@ -33,14 +33,18 @@ def export(
         typer.Option(
             "--to",
             metavar="FILE|DIR",
-            help="The .pb file to write; or a directory (existing, or named with a trailing '/'), "
-            "which receives export-ID.pb.",
+            help="The .pb / .keras file to write; or a directory (existing, or named with a trailing '/'), "
+            "which receives export-ID.pb. A SavedModel export is written as the directory DIR.",
         ),
     ],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file (and its .json sidecar).")] = False,
 ) -> None:
-    """Write a frozen export's .pb for deployment, with a JSON sidecar (inputs, outputs, digest, lineage)."""
-    path = open_store(ctx, readonly=True).export_frozen(ref, to, force=force)
+    """Write an export for deployment, with a JSON sidecar (inputs, outputs, digest, lineage):
+    a frozen .pb or a .keras file, or a SavedModel directory."""
+    path = open_store(ctx, readonly=True).export_to(ref, to, force=force)
+    if path.is_dir():
+        typer.echo(f"wrote SavedModel directory {path}")
+        return
     typer.echo(f"wrote {path} ({size(path.stat().st_size)}) and {path}.json")
 
 

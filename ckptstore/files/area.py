@@ -123,6 +123,15 @@ class ObjectArea(abc.ABC):
     def close(self) -> None:
         """Release clients and threads (nothing for a local directory)."""
 
+    def cache_root(self) -> Path:
+        """A local directory for read-only materialized copies (``flows.materialized``); per
+        user under the system's temporary directory unless the backend has a better place."""
+        import hashlib
+        import tempfile
+
+        key = hashlib.sha256(self.describe().encode("utf-8")).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"ckptstore-{os.getuid()}" / key
+
     def exists(self, digest: str) -> bool:
         return self.size_of(digest) is not None
 

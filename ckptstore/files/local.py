@@ -74,6 +74,10 @@ class LocalObjectArea(ObjectArea):
                 f"cannot create the file area at {self.root}: {exc.strerror}"
             ) from None
 
+    def cache_root(self) -> Path:
+        # Beside objects/, on the same filesystem: materialized copies are hard links to them.
+        return self.root / "materialized"
+
     def path_of(self, digest: str) -> Path:
         """The object's file (a detail of this backend: nothing above the files layer uses it)."""
         return self.objects / digest[:2] / digest[2:]

@@ -1,10 +1,16 @@
-"""Frozen exports: one self-contained GraphDef (``.pb``) per export, for deployment.
+"""Exports for deployment: frozen GraphDefs (``.pb``), SavedModels (a directory) and ``.keras`` files.
 
 **How a freeze becomes visible.** The frozen GraphDef (``tf.frozen``) is written into a locked
 staging directory of the object area, digested there, put into the object area, and recorded
 by one database transaction together with its ``blobs`` row (``files.commit.commit_files``).
 That transaction is the commit point: a crash before it leaves at most a staging directory or
 an unreferenced object, both of which ``gc`` removes; after it the export is complete.
+
+A ``.keras`` export is one object like a ``.pb``. A SavedModel is a directory, stored as a file
+set: every file is its own content-addressed object (a row of ``export_files``: path, size,
+digest; files equal to earlier exports' are stored once) and the export's ``digest`` is that of
+a manifest listing them all (``FILE_SET_FORMAT``), so the directory as a whole is
+content-addressed. The files and the manifest are committed in the same one transaction.
 
 Every export records its inputs and outputs (name, tensor, dtype, shape), node count, size,
 digest, TensorFlow version and lineage: the step it was frozen at and the run's checkpoint at
@@ -24,7 +30,7 @@ from typing import Any, Optional, Union
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ConflictError, UnknownRefError, from_os_error
+from ..errors import CkptstoreError, ConflictError, UnknownRefError, from_os_error
 from ..files.area import StoredFile
 from ..files.commit import check_files, commit_files, digest_staged
 from ..files.local import STAGING_SUFFIX
@@ -32,6 +38,7 @@ from ..metadata import queries as Q
 from ..metadata import writes as W
 from ..names import check_step
 from ..records import CheckpointInfo, ExportInfo, FileInfo, to_json
+from ..tf import saved_model as sm
 from ..tf.frozen import FrozenFunction, freeze_target, import_into_graph, load_graph_def, parse_graph_def
 from .backend import Backend
 from .checkpoints import raise_if_run_gone
@@ -39,7 +46,15 @@ from .resolve import as_ref, resolve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["freeze", "list_exports", "export_of", "load_frozen", "import_frozen", "export_frozen", "FrozenFunction"]
+__all__ = [
+    "freeze", "list_exports", "export_of", "load_frozen", "import_frozen", "export_frozen", "FrozenFunction",
+]
+
+#: The manifest of a file set: ``{"format": FILE_SET_FORMAT, "files": [[path, size, digest], ...]}``.
+FILE_SET_FORMAT = "ckptstore-file-set-1"
+#: Written into an exported SavedModel directory beside its files (TensorFlow ignores it).
+DIR_SIDECAR = "ckptstore-export.json"
+_FILE_KINDS = {sm.KERAS: ".keras"}
 
 
 def freeze(
@@ -117,10 +132,18 @@ def export_of(backend: Backend, ref: Any) -> ExportInfo:
 
 
 def _file_info(info: ExportInfo) -> FileInfo:
-    return FileInfo(role="graph", file_name=f"export-{info.id}.pb", size=info.size, digest=info.digest)
+    return FileInfo(role="graph", file_name=f"export-{info.id}{_FILE_KINDS.get(info.kind, '.pb')}", size=info.size, digest=info.digest)
+
+
+def _not_a_graph(info: ExportInfo) -> None:
+    if info.kind == sm.SAVED_MODEL:
+        raise CkptstoreError(f"{info.ref} is a SavedModel, not a frozen graph: load it with load_saved_model, write it out with export")
+    if info.kind == sm.KERAS:
+        raise CkptstoreError(f"{info.ref} is a .keras model, not a frozen graph: load it with load_keras, write it out with export")
 
 
 def _graph_def(backend: Backend, info: ExportInfo, verify: Union[bool, str]) -> Any:
+    _not_a_graph(info)
     check_files(backend.db, backend.files, [_file_info(info)], verify)
     return parse_graph_def(backend.files.read_bytes(info.digest), info)
 
@@ -164,11 +187,13 @@ def export_frozen(
     :class:`ConflictError` unless ``force``, and a symlink there is replaced, never followed.
     """
     info = export_of(backend, ref)
+    if info.kind == sm.SAVED_MODEL:
+        raise CkptstoreError(f"{info.ref} is a SavedModel, a directory: write it out with export_to")
     check_files(backend.db, backend.files, [_file_info(info)], verify)
     dst = Path(path)
     # Path() drops a trailing slash: 'newdir/' would otherwise become a file named 'newdir'.
     if dst.is_dir() or os.fspath(path).endswith(("/", os.sep)):
-        dst = dst / f"export-{info.id}.pb"
+        dst = dst / _file_info(info).file_name
     sidecar = dst.with_name(dst.name + ".json")
     if not force:
         for p in (dst, sidecar):
@@ -177,17 +202,7 @@ def export_frozen(
     for p in (dst, sidecar):
         if p.is_dir() and not p.is_symlink():
             raise ConflictError(f"{p} is a directory")
-    lineage = {
-        "run": info.run,
-        "step": info.step,
-        "checkpoint": f"{info.run}@{info.step}" if info.checkpoint_id is not None else None,
-    }
-    meta = {
-        "export": info.ref, "kind": info.kind, "inputs": info.inputs, "outputs": info.outputs,
-        "digest": info.digest, "digest_algorithm": "blake3", "size": info.size,
-        "node_count": info.node_count, "tf_version": info.tf_version,
-        "created_at": to_json(info.created_at), "lineage": lineage, "aliases": info.aliases,
-    }
+    meta = sidecar_of(info)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -213,6 +228,20 @@ def export_frozen(
             t.unlink(missing_ok=True)
     log.info("exported %s to %s", info.ref, dst)
     return dst
+
+
+def sidecar_of(info: ExportInfo) -> dict[str, Any]:
+    lineage = {
+        "run": info.run,
+        "step": info.step,
+        "checkpoint": f"{info.run}@{info.step}" if info.checkpoint_id is not None else None,
+    }
+    return {
+        "export": info.ref, "kind": info.kind, "inputs": info.inputs, "outputs": info.outputs,
+        "digest": info.digest, "digest_algorithm": "blake3", "size": info.size,
+        "node_count": info.node_count, "tf_version": info.tf_version,
+        "created_at": to_json(info.created_at), "lineage": lineage, "aliases": info.aliases,
+    }
 
 
 def _fresh(dst: Path, temps: list[Path]) -> Path:

@@ -107,6 +107,9 @@ def digests_of_run(conn: Connection, rid: int) -> set[str]:
         .where(S.Checkpoint.run_id == rid)
     ).scalars())
     d.update(conn.execute(select(S.Export.digest).where(S.Export.run_id == rid)).scalars())
+    d.update(conn.execute(
+        select(S.ExportFile.digest).join(S.Export, S.Export.id == S.ExportFile.export_id).where(S.Export.run_id == rid)
+    ).scalars())
     return d
 
 
@@ -402,6 +405,12 @@ def export_id_at(conn: Connection, rid: int, kind: str, step: Optional[int]) -> 
     return conn.execute(q.limit(1)).scalar()
 
 
+def export_files(conn: Connection, export_id: int) -> list[tuple[str, int, str]]:
+    """(path, size, digest) of each file of a directory export, by path."""
+    f = S.ExportFile
+    return [tuple(r) for r in conn.execute(select(f.path, f.size, f.digest).where(f.export_id == export_id).order_by(f.path))]  # type: ignore[misc]
+
+
 def export_steps(conn: Connection, rid: int) -> list[int]:
     e = S.Export
     return sorted({s for s in conn.execute(select(e.step).where(e.run_id == rid)).scalars() if s is not None})
@@ -526,10 +535,11 @@ def existing_blobs(conn: Connection, digests: Optional[Sequence[str]] = None) ->
 
 
 def referenced_digests(conn: Connection) -> set[str]:
-    """Digests that a checkpoint file, an export or an assembled file's extents reference."""
+    """Digests that a checkpoint file, an export, an export's file or an assembled file's extents reference."""
     return (
         set(conn.execute(select(S.CheckpointFile.digest)).scalars())
         | set(conn.execute(select(S.Export.digest)).scalars())
+        | set(conn.execute(select(S.ExportFile.digest)).scalars())
         | set(conn.execute(select(S.FileExtent.object_digest)).scalars())
     )
 
@@ -541,11 +551,18 @@ def stored_files(conn: Connection, rid: Optional[int]) -> tuple[list[Any], list[
     """
     c, cf, r = S.Checkpoint, S.CheckpointFile, S.Run
     q = select(c.id, r.name, c.step, cf.file_name, cf.digest, cf.size).join(c, c.id == cf.checkpoint_id).join(r, r.id == c.run_id)
-    eq = select(S.Export.id, S.Export.digest, S.Export.size)
+    # The object's own size (the blob's): for a SavedModel the export's size is that of all its
+    # files, while its digest names the manifest.
+    eq = select(S.Export.id, S.Export.digest, S.Blob.size).join(S.Blob, S.Blob.digest == S.Export.digest)
+    # The files of directory exports (SavedModels) are checked like the export's own object.
+    fq = select(S.ExportFile.export_id.label("id"), S.ExportFile.digest, S.ExportFile.size).join(
+        S.Export, S.Export.id == S.ExportFile.export_id
+    )
     if rid is not None:
         q = q.where(c.run_id == rid)
         eq = eq.where(S.Export.run_id == rid)
-    return conn.execute(q.order_by(r.name, c.step, cf.file_name)).all(), conn.execute(eq).all()
+        fq = fq.where(S.Export.run_id == rid)
+    return conn.execute(q.order_by(r.name, c.step, cf.file_name)).all(), [*conn.execute(eq).all(), *conn.execute(fq).all()]
 
 
 def integrity_problems(conn: Connection) -> list[str]:

@@ -50,7 +50,7 @@ from ..constants import NAME_MAX, RUN_STATUSES  # noqa: E402  (re-exported)
 CHECKPOINT_FORMATS = ("tf1-saver", "tf2-checkpoint")
 CHECKPOINT_STATES = ("committed", "kept")
 FILE_ROLES = ("index", "data", "meta")
-EXPORT_KINDS = ("tf1-graphdef", "tf2-function")
+EXPORT_KINDS = ("tf1-graphdef", "tf2-function", "saved-model", "keras")
 
 # Digests are blake3, hex encoded.
 DIGEST_LEN = 64
@@ -245,7 +245,7 @@ class Variable(Base):
 
 
 class Export(Base):
-    """A frozen, self-contained GraphDef (.pb) for deployment."""
+    """A deployment artifact: a frozen GraphDef (.pb), a SavedModel (one deterministic tar) or a .keras file."""
 
     __tablename__ = "exports"
 
@@ -272,6 +272,23 @@ class Export(Base):
         CheckConstraint("step IS NULL OR step >= 0", name="step_nonnegative"),
         Index("ix_exports_run_id", "run_id"),
     )
+
+
+class ExportFile(Base):
+    """One file of an export that is a directory (a SavedModel): its path inside the directory
+    and its content. The export's own ``digest`` is that of its manifest (every path, size and
+    digest), so the directory as a whole is content-addressed too."""
+
+    __tablename__ = "export_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    export_id: Mapped[int] = mapped_column(ForeignKey("exports.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # RESTRICT, as for checkpoint files: a blob goes only once nothing references it.
+    digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="RESTRICT"), index=True)
+
+    __table_args__ = (UniqueConstraint("export_id", "path"),)
 
 
 class Alias(Base):
@@ -391,6 +408,7 @@ __all__ = [
     "CheckpointFile",
     "Variable",
     "Export",
+    "ExportFile",
     "Alias",
     "AliasEvent",
     "FilePiece",

@@ -158,6 +158,7 @@ def drop_orphan_blobs(conn: Connection, digests: Iterable[str]) -> list[str]:
             chunk = todo[i : i + 500]
             still = set(conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.digest.in_(chunk))).scalars())
             still.update(conn.execute(select(S.Export.digest).where(S.Export.digest.in_(chunk))).scalars())
+            still.update(conn.execute(select(S.ExportFile.digest).where(S.ExportFile.digest.in_(chunk))).scalars())
             still.update(P.object_references(conn, chunk))
             orphans = [d for d in chunk if d not in still]
             if orphans:
@@ -217,6 +218,15 @@ def insert_export(conn: Connection, **values: Any) -> int:
     return conn.execute(
         S.Export.__table__.insert().values(created_at=S.utcnow(), **values).returning(S.Export.__table__.c.id)
     ).scalar_one()
+
+
+def insert_export_files(conn: Connection, export_id: int, files: Sequence[tuple[str, int, str]]) -> None:
+    """The files (path, size, digest) of an export that is a directory."""
+    if files:
+        conn.execute(
+            S.ExportFile.__table__.insert(),
+            [{"export_id": export_id, "path": p, "size": n, "digest": d} for p, n, d in files],
+        )
 
 
 # --------------------------------------------------------------------------- aliases

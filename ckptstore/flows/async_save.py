@@ -1,0 +1,266 @@
+"""Asynchronous saves: the training loop pays for a snapshot, a background thread for the rest.
+
+``run.save(target, step, blocking=False)`` takes a snapshot of the variables in the caller's
+thread (``tf.snapshot``: host copies for TF1, copy-on-write reads for TF2) and returns a
+:class:`PendingSave`. A background thread then writes the checkpoint into the staging directory
+the call created, digests it and commits it with the same ``commit_checkpoint`` as a
+synchronous save, then applies the run's retention rule.
+
+**Crash safety is the synchronous save's.** The staging directory is created (and locked) by
+the caller before the snapshot, and the commit point is still the one database transaction: a
+process killed with saves pending leaves staging directories whose lock died with it and
+perhaps unreferenced objects, both of which ``gc`` removes; no committed checkpoint is partial.
+
+**Bounded.** At most ``max_in_flight`` saves of one run handle are pending (default 1); a further
+save waits for a slot *before* taking its snapshot, so memory holds at most that many snapshots.
+
+**Failures are never lost.** A background failure is logged (``logging``) when it happens and
+raised, once, at the run's next ``save``, ``wait`` or ``finish`` (and at ``store.close``).
+``wait()`` / ``finish()`` / ``close()`` wait for every pending commit; the worker threads are
+not daemons, so interpreter exit waits for them too (Python joins them before ``atexit``), and
+an ``atexit`` hook reports failures nobody collected.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import CkptstoreError, InvalidOptionError, from_os_error
+from ..files.digest import digest_file
+from ..names import check_step
+from ..records import CheckpointInfo
+from ..tf import formats, snapshot
+from .backend import Backend
+from .checkpoints import check_prefix, commit_checkpoint
+from .checkpoints import save as save_now
+from .deletion import apply_retention
+
+log = logging.getLogger(__name__)
+
+
+class PendingSave:
+    """A checkpoint being written in the background; :meth:`result` waits for its commit."""
+
+    def __init__(self, run_name: str, step: int) -> None:
+        self.run_name = run_name
+        self.step = step
+        #: What a reference to this checkpoint will be once committed (``run@step``).
+        self.ref = f"{run_name}@{step}"
+        self._done = threading.Event()
+        self._info: Optional[CheckpointInfo] = None
+        self._error: Optional[BaseException] = None
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: Optional[float] = None) -> CheckpointInfo:
+        """The committed checkpoint; raises what the background save raised."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"{self.ref} is still being saved")
+        if self._error is not None:
+            raise self._error
+        assert self._info is not None
+        return self._info
+
+    def __repr__(self) -> str:
+        state = "pending" if not self.done() else ("failed" if self._error else "committed")
+        return f"PendingSave({self.ref!r}, {state})"
+
+
+class SaveQueue:
+    """The background saves of one run handle (see the module docstring)."""
+
+    def __init__(self, backend: Backend, run_id: int, run_name: str, max_in_flight: int = 1) -> None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise InvalidOptionError(f"saves_in_flight must be a whole number >= 1, got {max_in_flight!r}")
+        self.backend = backend
+        self.run_id = run_id
+        self.run_name = run_name
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._lock = threading.Lock()
+        self._pending: list[PendingSave] = []
+        self._threads: list[threading.Thread] = []
+        self._failures: list[BaseException] = []
+
+    # ------------------------------------------------------------------ the caller's side
+
+    def submit(self, target: Any, step: int, *, var_list: Any = None, write_meta_graph: bool = True,
+               prefix: str = "model.ckpt") -> PendingSave:
+        """Snapshot ``target`` now and save it in the background; returns at once after the snapshot."""
+        step = check_step(step)
+        check_prefix(prefix)
+        fmt = formats.for_target(target)
+        self.raise_failure()
+        self._slots.acquire()  # a further save waits here, before its snapshot costs memory
+        stack = contextlib.ExitStack()
+        try:
+            sdir = stack.enter_context(self.backend.files.staging(f"save-{self.run_id}"))
+            snap = fmt_snapshot(target, sdir, prefix, step, var_list, write_meta_graph)
+        except BaseException as exc:
+            stack.close()
+            self._slots.release()
+            if isinstance(exc, OSError):
+                raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
+            raise
+        pending = PendingSave(self.run_name, step)
+        if snap is None:
+            # Nothing to snapshot cheaply (partitioned variables, lookup tables, graph mode TF2):
+            # the save is made now, synchronously, and reported as already committed.
+            stack.close()
+            try:
+                pending._info = save_now(self.backend, self.run_id, self.run_name, target, step,
+                                         var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+            finally:
+                self._slots.release()
+                pending._done.set()
+            return pending
+        # The thread holds the snapshot through a box it empties once written: Thread keeps its
+        # args until run() returns, which would keep two snapshots alive across the next call.
+        thread = threading.Thread(
+            target=self._finish, args=(pending, stack, [snap], fmt, sdir, prefix, step),
+            name=f"ckptstore-save-{self.run_name}@{step}",
+        )
+        with self._lock:
+            self._pending.append(pending)
+            self._threads.append(thread)
+            _queues.add(self)
+        thread.start()
+        return pending
+
+    def wait(self) -> None:
+        """Wait until every pending save has committed (or failed); raise the first failure."""
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join()
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        """Raise a background failure not raised yet (each is raised once)."""
+        with self._lock:
+            if not self._failures:
+                return
+            exc, rest = self._failures[0], self._failures[1:]
+            self._failures = []
+        if rest:
+            log.error("%d more background save(s) of run %s failed (logged above)", len(rest), self.run_name)
+        raise exc
+
+    @property
+    def pending(self) -> list[PendingSave]:
+        with self._lock:
+            return [p for p in self._pending if not p.done()]
+
+    # ------------------------------------------------------------------ the background thread
+
+    def _finish(self, pending: PendingSave, stack: contextlib.ExitStack, box: list[snapshot.Snapshot],
+                fmt: formats.CheckpointFormat, sdir: Path, prefix: str, step: int) -> None:
+        _lower_priority()
+        try:
+            try:
+                with stack:
+                    try:
+                        path = box.pop().write(sdir, prefix, step)  # the snapshot is freed once written
+                        _return_freed_memory()
+                        # One core, buffered reads: training keeps the other cores and the
+                        # checkpoint's pages are not mapped into this process.
+                        known = {p.name: digest_file(p, mmap=False) for p in fmt.files(path)}
+                    except OSError as exc:
+                        raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
+                    pending._info = commit_checkpoint(self.backend, self.run_id, self.run_name, step, fmt, path, known)
+            except OSError as exc:  # moving into the object area
+                raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
+            apply_retention(self.backend, self.run_id)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, never dropped
+            pending._error = exc
+            log.error("background save of %s@%d failed: %s", self.run_name, step, exc,
+                      exc_info=not isinstance(exc, CkptstoreError))
+            with self._lock:
+                self._failures.append(exc)
+        finally:
+            self._slots.release()
+            pending._done.set()
+            with self._lock:
+                self._threads = [t for t in self._threads if t is not threading.current_thread()]
+                self._pending = [p for p in self._pending if p is not pending]
+                if not self._threads and not self._failures:
+                    _queues.discard(self)
+
+
+def _return_freed_memory() -> None:
+    """Hand the freed snapshot's pages back to the system. glibc keeps freed memory in the arena
+    of the thread that allocated it, and TensorFlow allocates from many threads: without this,
+    each snapshot's buffers (freed here) and the copy-on-write buffers training allocates next
+    land in different arenas, and the process grows by about the model's size per save for the
+    first few saves (benchmarks/async_save.py: +500 MB instead of +256 MB for a 256 MB model)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
+
+
+#: Nice value of the background save threads: lower than training, but not so low that a busy
+#: machine starves them (a starved save keeps the next one waiting for its slot).
+_NICE = 5
+
+
+def _lower_priority() -> None:
+    """Run this background thread at a lower CPU priority (Linux: threads have their own nice
+    value), so that writing and digesting a checkpoint takes idle CPU, not the training loop's."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: same priority then
+        pass
+
+
+def fmt_snapshot(target: Any, sdir: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Optional[snapshot.Snapshot]:
+    return snapshot.take(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
+
+
+#: Queues with pending saves or uncollected failures (strong references until settled).
+_queues: "set[SaveQueue]" = set()
+
+
+def wait_all(backend: Optional[Backend] = None) -> None:
+    """Wait for every pending save (of ``backend``'s store, or of all stores); raise the first
+    failure not yet raised."""
+    first: Optional[BaseException] = None
+    for q in list(_queues):
+        if backend is not None and q.backend.db is not backend.db:
+            continue
+        try:
+            q.wait()
+        except BaseException as exc:  # noqa: BLE001 - every queue is waited for first
+            first = first or exc
+        finally:
+            with q._lock:
+                if not q._threads and not q._failures:
+                    _queues.discard(q)
+    if first is not None:
+        raise first
+
+
+@atexit.register
+def _wait_at_exit() -> None:
+    # The worker threads are not daemons, so they have finished by now (Python joins them before
+    # atexit); what remains is to make uncollected failures visible.
+    try:
+        wait_all()
+    except BaseException as exc:  # noqa: BLE001
+        log.error("a background save failed and was never collected: %s", exc)

@@ -1,0 +1,231 @@
+"""SavedModel and ``.keras`` exports: store, load back, write out (see ``flows.exports`` for the
+storage layout and the commit point, which are the frozen graphs' own).
+
+* ``export_saved_model``: ``tf.saved_model.save`` into a locked staging directory, then every
+  file digested and the whole set committed in one transaction with its manifest (the export's
+  digest). A crash before the commit leaves staging and unreferenced objects, removed by ``gc``.
+* ``export_keras``: ``model.save("model.keras")`` in staging, committed as one object.
+* ``load_saved_model`` / ``load_keras``: the stored files are checked, written once into the
+  store's cache directory (``e<id>-<digest>``, read-only, beside the materialized checkpoints)
+  and loaded from there with ``tf.saved_model.load`` / ``keras.saving.load_model``.
+* ``export_to``: a frozen graph or ``.keras`` file as ``export_frozen`` writes it; a SavedModel as
+  a directory (``--to DIR``) with a ``ckptstore-export.json`` sidecar inside, built in a
+  temporary directory beside the target and renamed into place, so a reader never sees half of
+  it; an existing non-empty directory is a :class:`ConflictError` unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Optional, Union
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import CkptstoreError, ConflictError, CorruptFileError, from_os_error
+from ..files.area import StoredFile
+from ..files.commit import check_files, commit_files, digest_staged
+from ..files.local import STAGING_SUFFIX
+from ..metadata import queries as Q
+from ..metadata import writes as W
+from ..names import check_step
+from ..records import ExportInfo, FileInfo
+from ..tf import saved_model as sm
+from .backend import Backend
+from .checkpoints import raise_if_run_gone
+from .exports import DIR_SIDECAR, FILE_SET_FORMAT, export_frozen, export_of, sidecar_of
+
+log = logging.getLogger(__name__)
+
+__all__ = ["export_saved_model", "export_keras", "load_saved_model", "load_keras", "export_to", "export_files"]
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+# --------------------------------------------------------------------------- storing
+
+
+def export_saved_model(
+    backend: Backend, run_id: int, run_name: str, obj: Any, *, step: Optional[int] = None, signatures: Any = None
+) -> ExportInfo:
+    """Store ``tf.saved_model.save(obj, signatures=signatures)`` as an export of the run."""
+    if step is not None:
+        step = check_step(step)
+    with backend.files.staging(f"savedmodel-{run_id}") as sdir:
+        model_dir = sdir / "saved_model"
+        desc = sm.write_saved_model(obj, model_dir, signatures)
+        rel = sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.is_symlink())
+        staged = digest_staged(rel)
+        files = [(PurePosixPath(p.relative_to(model_dir)).as_posix(), n, d) for p, d, n in staged]
+        manifest = sdir / "manifest.json"
+        manifest.write_text(json.dumps({"format": FILE_SET_FORMAT, "files": [list(f) for f in files]}, sort_keys=True))
+        (m,) = digest_staged([manifest])
+        total = sum(n for _, n, _ in files)
+        return _commit(backend, run_id, run_name, step, desc, [m, *staged], m[1], total, files)
+
+
+def export_keras(backend: Backend, run_id: int, run_name: str, model: Any, *, step: Optional[int] = None) -> ExportInfo:
+    """Store ``model.save("model.keras")`` as an export of the run."""
+    if step is not None:
+        step = check_step(step)
+    with backend.files.staging(f"keras-{run_id}") as sdir:
+        path = sdir / "model.keras"
+        desc = sm.write_keras(model, path)
+        (m,) = digest_staged([path])
+        return _commit(backend, run_id, run_name, step, desc, [m], m[1], m[2], [])
+
+
+def _commit(backend: Backend, run_id: int, run_name: str, step: Optional[int], desc: sm.Description,
+            staged: list[tuple[Path, str, int]], digest: str, size: int, files: list[tuple[str, int, str]]) -> ExportInfo:
+    def rows(conn: Connection, stored: list[StoredFile]) -> int:
+        ck_id = Q.checkpoint_id_at(conn, run_id, step) if step is not None else None
+        export_id = W.insert_export(
+            conn, run_id=run_id, checkpoint_id=ck_id, step=step, kind=desc.kind, inputs=desc.inputs,
+            outputs=desc.outputs, node_count=desc.node_count, size=size, digest=digest, tf_version=desc.tf_version,
+        )
+        W.insert_export_files(conn, export_id, files)
+        return export_id
+
+    try:
+        export_id = commit_files(backend.db, backend.files, staged, rows)
+    except IntegrityError:
+        raise_if_run_gone(backend, run_id, run_name, [d for _, d, _ in staged])
+        raise
+    except OSError as exc:
+        raise from_os_error(f"cannot store the {desc.kind} export of {run_name}", exc) from None
+    log.info("stored export:%d of run %s (%s, %d files, %d bytes)", export_id, run_name, desc.kind, max(1, len(files)), size)
+    with backend.db.read() as conn:
+        return Q.export_by_id(conn, export_id)
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def export_files(backend: Backend, info: ExportInfo) -> list[FileInfo]:
+    """The files of a SavedModel export as checkable records (``file_name`` is the path)."""
+    with backend.db.read() as conn:
+        rows = Q.export_files(conn, info.id)
+    out = []
+    for path, size, digest in rows:
+        p = PurePosixPath(path)
+        if p.is_absolute() or ".." in p.parts or not p.parts:
+            raise CorruptFileError(f"{info.ref} lists an unsafe path {path!r}")
+        out.append(FileInfo(role="file", file_name=path, size=size, digest=digest))
+    return out
+
+
+def _write_tree(backend: Backend, files: list[FileInfo], into: Path) -> None:
+    for f in files:
+        dst = into / f.file_name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        backend.files.copy_to(f.digest, dst)
+
+
+def _cached(backend: Backend, info: ExportInfo, verify: Union[bool, str]) -> Path:
+    """The export written once into the store's cache (a SavedModel directory, or a directory
+    holding ``model.keras``); checked before the first write."""
+    root = backend.files.cache_root()
+    out = root / f"e{info.id}-{info.digest[:16]}"
+    if out.is_dir():
+        return out
+    if info.kind == sm.SAVED_MODEL:
+        files = export_files(backend, info)
+    else:
+        files = [FileInfo(role="file", file_name="model.keras", size=info.size, digest=info.digest)]
+    check_files(backend.db, backend.files, files, verify)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=STAGING_SUFFIX, dir=root))
+    except OSError as exc:
+        raise from_os_error(f"cannot create {root}", exc) from None
+    try:
+        _write_tree(backend, files, tmp)
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if not out.is_dir():  # not another process that finished the same copy first
+                raise
+    except OSError as exc:
+        raise from_os_error(f"cannot write {out}", exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def load_saved_model(backend: Backend, ref: Any, *, verify: Union[bool, str] = True) -> Any:
+    """``tf.saved_model.load`` of a stored SavedModel export, its files checked first."""
+    info = export_of(backend, ref)
+    if info.kind != sm.SAVED_MODEL:
+        raise CkptstoreError(f"{info.ref} is a {info.kind} export, not a SavedModel")
+    return sm.load_saved_model(_cached(backend, info, verify))
+
+
+def load_keras(backend: Backend, ref: Any, *, verify: Union[bool, str] = True, **kwargs: Any) -> Any:
+    """``keras.saving.load_model`` of a stored ``.keras`` export, checked first."""
+    info = export_of(backend, ref)
+    if info.kind != sm.KERAS:
+        raise CkptstoreError(f"{info.ref} is a {info.kind} export, not a .keras model")
+    return sm.load_keras(_cached(backend, info, verify) / "model.keras", **kwargs)
+
+
+# --------------------------------------------------------------------------- writing out
+
+
+def export_to(
+    backend: Backend, ref: Any, path: Union[str, os.PathLike[str]], *, verify: Union[bool, str] = True, force: bool = False
+) -> Path:
+    """Write an export for deployment; returns what was written (file or directory).
+
+    A frozen graph or a ``.keras`` file: as :func:`~ckptstore.flows.exports.export_frozen`. A
+    SavedModel: the directory ``path`` (created; an existing empty one is filled) holding the
+    SavedModel's files and ``ckptstore-export.json`` (inputs, outputs, digest, lineage)."""
+    info = export_of(backend, ref)
+    if info.kind != sm.SAVED_MODEL:
+        return export_frozen(backend, info, path, verify=verify, force=force)
+    files = export_files(backend, info)
+    check_files(backend.db, backend.files, files, verify)
+    dst = Path(path)
+    if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+        raise ConflictError(f"{dst} exists and is not a directory; a SavedModel is written as a directory")
+    occupied = dst.is_dir() and any(dst.iterdir())
+    if occupied and not force:
+        raise ConflictError(f"{dst} is not empty; choose a new directory or pass force")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=STAGING_SUFFIX, dir=dst.parent))
+    except OSError as exc:
+        raise from_os_error(f"cannot create {dst}", exc) from None
+    old: Optional[Path] = None
+    try:
+        _write_tree(backend, files, tmp)
+        with open(tmp / DIR_SIDECAR, "x", encoding="utf-8") as fh:
+            fh.write(json.dumps({**sidecar_of(info), "files": len(files)}, indent=2) + "\n")
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        if occupied:
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", suffix=STAGING_SUFFIX, dir=dst.parent))
+            os.rename(dst, old / "replaced")
+        try:
+            os.rename(tmp, dst)  # onto a missing or empty directory: atomic
+        except OSError as exc:
+            if old is not None:
+                os.rename(old / "replaced", dst)
+            raise ConflictError(f"{dst} appeared or filled while exporting; nothing was replaced") from exc
+    except OSError as exc:
+        raise from_os_error(f"cannot write {dst}", exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    log.info("exported %s to %s (%d files)", info.ref, dst, len(files))
+    return dst

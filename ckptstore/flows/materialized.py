@@ -1,0 +1,122 @@
+"""Read-only materialized copies of checkpoints, for APIs that insist on a file path.
+
+``tf.train.Checkpoint.restore(path)``, ``tf.train.load_checkpoint(path)`` and a TF1
+``Saver.restore(sess, path)`` take a path prefix, not a reference. :func:`cached_prefix` gives
+one: the checkpoint written once (by :func:`checkpoints.materialize`, private copies, with its
+``checkpoint`` state file and, for TF1, the run's nearest ``.meta``) into the object area's cache
+directory (``<file root>/materialized/`` for a local store), under a name keyed by the
+checkpoint's id and the digest of its index file, and reused while that checkpoint exists.
+
+The copies are made read-only (0444): they stand for a committed checkpoint and must not drift
+from it. A copy whose checkpoint was deleted (retention, ``delete``) is removed by the next call;
+an interrupted materialization leaves only a ``.ckptstore-tmp`` directory there, removed the same
+way. The cache is disposable: deleting the whole directory loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import ConflictError
+from ..files.local import STAGING_SUFFIX
+from ..metadata import queries as Q
+from ..records import CheckpointInfo
+from .backend import Backend
+from .checkpoints import materialize
+from .resolve import checkpoint_of
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^c(\d+)-([0-9a-f]{16})$")
+#: Exports loaded back (``flows.deploy_exports``) are cached beside, as ``e<id>-<digest>``.
+_EXPORT_NAME = re.compile(r"^e(\d+)-([0-9a-f]{16})$")
+
+
+def _key(ck: CheckpointInfo) -> str:
+    index = next((f for f in ck.files if f.role == "index"), None)
+    digest = index.digest if index is not None else min(f.digest for f in ck.files)
+    return f"c{ck.id}-{digest[:16]}"
+
+
+def cached_prefix(backend: Backend, ref: Any) -> Path:
+    """A path prefix of a read-only copy of the checkpoint ``ref`` names (made on first use)."""
+    ck = checkpoint_of(backend, ref)
+    root = backend.files.cache_root()
+    out = root / _key(ck)
+    prefix = out / ck.prefix
+    if not (out / "checkpoint").is_file():
+        prune(backend)
+        try:
+            materialize(backend, ck, out)
+        except ConflictError:
+            if not (out / "checkpoint").is_file():  # not another process finishing the same copy
+                raise
+        else:
+            for p in out.iterdir():
+                os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        log.debug("materialized %s into %s", ck.ref, out)
+    return prefix
+
+
+def checkpoint_at(backend: Backend, path: Any) -> Optional[CheckpointInfo]:
+    """The checkpoint a path given out by :func:`cached_prefix` stands for (a prefix, or a file
+    of it such as ``.meta``), or None if ``path`` is not in this store's cache."""
+    try:
+        p = Path(os.fspath(path))
+    except TypeError:
+        return None
+    root = backend.files.cache_root()
+    try:
+        rel = p.absolute().relative_to(root.absolute())
+    except ValueError:
+        return None
+    m = _NAME.match(rel.parts[0]) if rel.parts else None
+    if m is None:
+        return None
+    try:
+        with backend.db.read() as conn:
+            if not Q.existing_checkpoints(conn, [int(m.group(1))]):
+                return None
+        ck = checkpoint_of(backend, _ref_by_id(backend, int(m.group(1))))
+    except Exception:  # noqa: BLE001 - not ours after all
+        return None
+    return ck if _key(ck) == rel.parts[0] else None
+
+
+def _ref_by_id(backend: Backend, ck_id: int) -> str:
+    with backend.db.read() as conn:
+        return Q.checkpoint_by_id(conn, ck_id).ref
+
+
+def prune(backend: Backend) -> int:
+    """Remove cached copies of checkpoints (and exports) that no longer exist; returns how many."""
+    root = backend.files.cache_root()
+    if not root.is_dir():
+        return 0
+    entries = {e.name: e for e in root.iterdir()}
+    ids = {int(m.group(1)): name for name in entries if (m := _NAME.match(name))}
+    eids = {int(m.group(1)): name for name in entries if (m := _EXPORT_NAME.match(name))}
+    with backend.db.read() as conn:
+        alive = Q.existing_checkpoints(conn, list(ids))
+        alive_exports = Q.existing_exports(conn, list(eids))
+    doomed = [entries[name] for i, name in ids.items() if i not in alive]
+    doomed += [entries[name] for i, name in eids.items() if i not in alive_exports]
+    doomed += [e for name, e in entries.items() if name.endswith(STAGING_SUFFIX) and _old(e)]
+    for e in doomed:
+        shutil.rmtree(e, ignore_errors=True)
+    return len(doomed)
+
+
+def _old(path: Path, seconds: float = 3600.0) -> bool:
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False

@@ -1,0 +1,183 @@
+"""Asynchronous saves: the values of the call, bounded in flight, failures surfaced, crash-safe."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import ckptstore
+from ckptstore.errors import ConflictError
+from tests.helpers.processes import run_py
+from tests.helpers.skips import require_tensorflow
+
+require_tensorflow()
+
+
+def test_tf2_async_save_keeps_the_values_of_the_call(sqlite_store, tiny_model):
+    run = sqlite_store.start_run("a")
+    model = tiny_model(scale=2.0)
+    pending = run.save(model, 1, blocking=False)
+    model.w.assign(np.zeros((3, 2), np.float32))  # training goes on right after the call
+    run.wait()
+    assert pending.done() and pending.result().step == 1
+    fresh = tiny_model(scale=0.0)
+    sqlite_store.restore("a@1", fresh)
+    assert (fresh.w.numpy() == 2.0).all()
+
+
+def test_tf1_async_save_keeps_the_values_of_the_call(sqlite_store, new_seed_graph):
+    from tests.helpers.models import empty_session, run_op
+
+    g, sess, b = new_seed_graph(b=1.0)
+    run = sqlite_store.start_run("a")
+    run.save(sess, 7, blocking=False)
+    with g.as_default():
+        sess.run(b.assign(100.0))
+    run.finish()  # waits for the commit
+    restored = empty_session()
+    sqlite_store.restore("a@7", restored)  # through the meta graph written at the call
+    assert run_op(restored) == 26.0
+
+
+def test_at_most_one_save_in_flight_by_default(sqlite_store, tiny_model):
+    run = sqlite_store.start_run("a")
+    model = tiny_model()
+    first = run.save(model, 1, blocking=False)
+    second = run.save(model, 2, blocking=False)
+    assert first.done()  # the second call waited for a slot
+    run.wait()
+    assert second.done()
+    assert [c.step for c in sqlite_store.checkpoints("a")] == [1, 2]
+
+
+def test_a_background_failure_is_logged_and_raised_at_the_next_wait(sqlite_store, tiny_model, caplog):
+    run = sqlite_store.start_run("a")
+    model = tiny_model()
+    sqlite_store.tag(run.save(model, 1), "v1")
+    with caplog.at_level(logging.ERROR, logger="ckptstore"):
+        pending = run.save(model, 1, blocking=False)  # replacing a tagged step: refused
+        while not pending.done():
+            time.sleep(0.01)
+    assert any("background save of a@1 failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ConflictError, match="untag"):
+        run.wait()
+    run.wait()  # raised once, not forever
+    with pytest.raises(ConflictError):
+        pending.result()
+
+
+def test_a_background_failure_is_raised_at_the_next_save(sqlite_store, tiny_model):
+    run = sqlite_store.start_run("a")
+    model = tiny_model()
+    sqlite_store.tag(run.save(model, 1), "v1")
+    pending = run.save(model, 1, blocking=False)
+    while not pending.done():
+        time.sleep(0.01)
+    with pytest.raises(ConflictError):
+        run.save(model, 2, blocking=False)
+    run.save(model, 2, blocking=False).result()
+
+
+def test_manager_enable_async_option(sqlite_store):
+    import tensorflow as tf
+
+    run = sqlite_store.start_run("m")
+    v = tf.Variable(3.0)
+    ckpt = tf.train.Checkpoint(v=v)
+    manager = ckptstore.tf2.CheckpointManager(ckpt, run, max_to_keep=2)
+    ref = manager.save(options=tf.train.CheckpointOptions(enable_async=True))
+    v.assign(-1.0)
+    assert ref == "m@1"
+    path = manager.latest_checkpoint  # waits for the commit
+    ckpt.restore(path)
+    assert float(v.numpy()) == 3.0
+
+
+@pytest.mark.slow
+def test_interpreter_exit_waits_for_pending_commits(tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys, tensorflow as tf, ckptstore
+        store = ckptstore.open_store(sys.argv[1])
+        run = store.start_run("exit")
+        m = tf.Module(); m.v = tf.Variable(tf.fill([256, 256], 4.0))
+        run.save(m, 1, blocking=False)
+        # no wait, no finish, no close
+        """
+    )
+    out = run_py(code, str(tmp_path / "store"), timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with ckptstore.open_store(str(tmp_path / "store")) as store:
+        assert [c.step for c in store.checkpoints("exit")] == [1]
+        assert (store.read_variable("exit@1", "model/v") == 4.0).all()
+        assert store.verify().ok
+
+
+VICTIM = textwrap.dedent(
+    """
+    import sys, tensorflow as tf, ckptstore
+    store = ckptstore.open_store(sys.argv[1], root=sys.argv[2])
+    run = store.start_run("victim", saves_in_flight=2)
+    m = tf.Module(); m.v = tf.Variable(tf.zeros([1024, 1024, 4]))
+    step = 0
+    while True:
+        step += 1
+        m.v.assign_add(tf.ones([1024, 1024, 4]))
+        run.save(m, step, blocking=False)
+        if step == 3:
+            print("pending", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_with_async_saves_pending_leaves_no_broken_checkpoint(store_uri, children):
+    uri, root = store_uri
+    proc = children.python(VICTIM, uri, str(root), deadline=120)
+    line = proc.stdout.readline()
+    assert line.strip() == "pending", proc.stderr.read() if proc.poll() is not None else line
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with ckptstore.open_store(uri, root=root) as store:
+        report = store.verify()
+        assert report.ok, report.problems
+        steps = [c.step for c in store.checkpoints("victim")]
+        for ck in store.checkpoints("victim"):
+            value = store.read_variable(ck, "model/v")
+            assert (value == float(ck.step)).all()  # each committed checkpoint holds its own step's values
+        gc = store.gc()
+        assert gc.removed_staging >= 1  # the kill left the pending saves' staging
+        assert not list((root / "staging").iterdir())
+        assert store.verify().ok
+        assert steps == [c.step for c in store.checkpoints("victim")]
+
+
+def test_tf1_snapshots_write_what_saver_writes(new_seed_graph, tmp_path):
+    """The async path really snapshots a TF1 session (list, dict and all-variables forms) and
+    writes the same names and values as tf.compat.v1.train.Saver."""
+    import tensorflow as tf
+
+    from ckptstore.tf import snapshot
+
+    g, sess, b = new_seed_graph(b=3.0)
+    for i, var_list in enumerate([None, [b], {"renamed": b}]):
+        snap = snapshot.take(sess, tmp_path, f"s{i}", 1, var_list=var_list, write_meta_graph=False)
+        assert snap is not None, var_list
+        path = snap.write(tmp_path, f"s{i}", 1)
+        with g.as_default():
+            tf.compat.v1.train.Saver(var_list=var_list).save(sess, str(tmp_path / f"v{i}"), write_meta_graph=False)
+        assert tf.train.list_variables(str(path)) == tf.train.list_variables(str(tmp_path / f"v{i}"))
+        name = tf.train.list_variables(str(path))[0][0]
+        assert tf.train.load_checkpoint(str(path)).get_tensor(name) == 3.0
+
+
+def test_tf2_snapshot_is_taken_for_a_trackable(tiny_model, tmp_path):
+    from ckptstore.tf import snapshot
+
+    assert snapshot.take(tiny_model(), tmp_path, "p", 1) is not None
