@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[tf-cpu,test,postgres,plot]'
+	$(PY) -m pip install --quiet -e '.[tf-cpu,test,postgres,plot,ui]'
 	@touch $(STAMP)
 
 install: $(STAMP)

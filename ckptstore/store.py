@@ -281,6 +281,15 @@ class Store:
         with self.db.read() as conn:
             return Q.steps(conn, Q.run_id(conn, run), start=start, stop=stop, keys=keys)
 
+    def metric_series(self, run: str, key: str, *, start: Optional[int] = None) -> tuple[Any, Any]:
+        """One metric of one run as numpy arrays ``(steps, values)`` (int64, float64; NaN kept),
+        steps >= ``start``: the fast path for charts (a million steps in well under a second).
+        An unknown run is :class:`UnknownRunError`; a metric the run never logged gives empty arrays."""
+        from .metadata.series import metric_series
+
+        with self.db.read() as conn:
+            return metric_series(conn, Q.run_id(conn, run), key, start=start)
+
     def at_step(self, step: int, *, nearest: bool = False, keys: Optional[Iterable[str]] = None) -> list[RunAtStep]:
         """Every run's metrics at ``step``; with ``nearest``, at its last step at or below it.
 

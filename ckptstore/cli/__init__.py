@@ -34,6 +34,7 @@ the commands that need it (``import``, ``demo``), matplotlib only with ``plot``,
 
 # Imported for their side effect: each registers its commands on the app, in this order in --help.
 from . import metrics, checkpoints, versions, exports, maintenance, demo, runs, db  # noqa: F401,I001
+from . import ui, tensorboard  # noqa: F401,E402  (issue 15: the web view, TensorBoard export)
 from .app import app, main
 
 __all__ = ["app", "main"]
