@@ -8,6 +8,7 @@ versions, one moved (so it has a history). Built once per test module (TensorFlo
 from __future__ import annotations
 
 import math
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -86,3 +87,15 @@ def serve_in_thread(store_path: Path) -> Iterator[Served]:
         thread.join(10)
         sock.close()
         store.close()
+
+
+def shared_store(tmp_path_factory: Any) -> Path:
+    """The store of :func:`build_store`, built once per test session and shared by the web-view
+    test modules: they only read it (the server opens it read-only)."""
+    path = Path(tmp_path_factory.getbasetemp()) / "ui-store" / "store"
+    done = path.parent / "built"
+    if not done.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        build_store(path)
+        done.touch()  # written last: a build cut short is not taken for a store
+    return path
