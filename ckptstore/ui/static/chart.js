@@ -80,6 +80,8 @@ export class MetricChart {
     this.plot.over.addEventListener("dblclick", () => this.resetZoom());
     this.container.dataset.series = String(series.length);
     this.container.dataset.points = series.map((s) => s.points).join(",");
+    this.container.dataset.range = this.range ? this.range.join(",") : "";
+    this.container.dataset.log = this.log ? "1" : "0";
     this.container.dataset.ready = "1";
     this.container.dispatchEvent(new CustomEvent("chart-drawn", { bubbles: true }));
   }

@@ -67,7 +67,7 @@ try {
   content.replaceChildren(
     el("h1", { id: "checkpoint-ref", text: ck.ref }),
     fields([
-      ["run", link(runHref(ck.run), ck.run)],
+      ["run", link(runHref(ck.run), ck.run, "run-link")],
       ["step", String(ck.step)],
       ["format", ck.format],
       ["state", ck.state],
