@@ -57,7 +57,10 @@ def write_event_files(
     for target in targets:
         old = sorted(target.glob(EVENT_FILE_GLOB)) if target.is_dir() else []
         if old and not force:
-            raise ConflictError(f"{target} already holds TensorBoard event files; pass force to replace them")
+            raise ConflictError(
+                f"{target} already holds TensorBoard event files (from an earlier export); "
+                "replace them with force=True, or --force"
+            )
     key_list = list(keys) if keys is not None else None
     written: list[Path] = []
     for info, target in zip(infos, targets):
