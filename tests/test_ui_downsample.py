@@ -70,3 +70,29 @@ def test_width_must_be_positive():
 def test_empty_series():
     xs, ys = minmax(np.empty(0, np.int64), np.empty(0), 10)
     assert len(xs) == 0 and len(ys) == 0
+
+
+def reference(steps: np.ndarray, values: np.ndarray, width: int) -> set[int]:
+    """Per bucket (by step, as minmax cuts them), the first index of its min and of its max."""
+    x0, span = int(steps[0]), int(steps[-1]) - int(steps[0]) + 1
+    edges = x0 + (np.arange(width, dtype=np.float64) * (span / width)).astype(np.int64)
+    keep = {0, len(steps) - 1}
+    bounds = list(np.searchsorted(steps, edges)) + [len(steps)]
+    for lo, hi in zip(bounds, bounds[1:]):
+        if hi > lo:
+            keep.add(lo + int(np.argmin(values[lo:hi])))
+            keep.add(lo + int(np.argmax(values[lo:hi])))
+    return keep
+
+
+@pytest.mark.parametrize("steps", [
+    np.arange(10_000),                                   # dense: the 2-D fast path
+    np.arange(0, 30_000, 3),                             # even stride
+    np.r_[np.arange(5000), np.arange(10**6, 10**6 + 5000)],  # two far-apart blocks
+    np.cumsum(np.random.default_rng(3).integers(1, 50, 10_000)),  # irregular
+])
+def test_matches_a_plain_loop_over_buckets(steps):
+    values = np.random.default_rng(7).normal(size=len(steps)).round(1)  # ties: first index wins
+    for width in (1, 7, 100, 1000):
+        xs, _ = minmax(steps, values, width)
+        assert set(np.searchsorted(steps, xs).tolist()) == reference(steps, values, width), width

@@ -41,6 +41,13 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+def plain_json_response(data: Any) -> Response:
+    """Data already made of plain JSON values (the metrics series: thousands of numbers, which
+    :func:`to_json` would walk one by one to no effect)."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(body, media_type="application/json")
+
+
 def checkpoint_json(ck: CheckpointInfo) -> dict[str, Any]:
     """A checkpoint as ``checkpoints list --json`` prints it: its fields, its ref and pinned."""
     return {**to_json(ck), "ref": ck.ref, "pinned": ck.pinned}
@@ -198,7 +205,7 @@ class Api:
                     for ck in cks
                 ],
             })
-        return json_response({"key": key, "width": width, "start": start, "stop": stop, "series": series})
+        return plain_json_response({"key": key, "width": width, "start": start, "stop": stop, "series": series})
 
     def checkpoint(self, request: Request) -> Response:
         """``GET /api/checkpoint?ref=REF``: the checkpoint and its variables (``checkpoints show --json``)."""

@@ -44,15 +44,28 @@ def minmax(
     n = len(x)
     if n <= 2 * width + 2:
         return x, y
-    # Bucket of each point by its step (not its index): gaps in the steps stay gaps.
+    # Buckets by step (not by index): gaps in the steps stay gaps. Their edges are found by
+    # binary search, so the cost per point is only the min/max scans below.
     x0, span = int(x[0]), int(x[-1]) - int(x[0]) + 1
-    bucket = ((x - x0).astype(np.float64) * (width / span)).astype(np.int64)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    index = np.arange(n)
-    # First index of each bucket's minimum and maximum, without a Python loop over buckets.
-    low = np.repeat(np.minimum.reduceat(y, starts), np.diff(np.r_[starts, n]))
-    high = np.repeat(np.maximum.reduceat(y, starts), np.diff(np.r_[starts, n]))
-    at_low = np.minimum.reduceat(np.where(y == low, index, n), starts)
-    at_high = np.minimum.reduceat(np.where(y == high, index, n), starts)
+    edges = x0 + (np.arange(width, dtype=np.float64) * (span / width)).astype(np.int64)
+    starts = np.unique(np.searchsorted(x, edges, side="left"))
+    starts = starts[starts < n]
+    counts = np.diff(np.r_[starts, n])
+    if len(counts) > 1 and (counts[:-1] == counts[0]).all():
+        # Evenly filled buckets (the usual dense steps): a 2-D view, one argmin per row.
+        length = int(counts[0])
+        whole = len(counts) - 1
+        grid = y[: whole * length].reshape(whole, length)
+        base = np.arange(whole) * length
+        tail = slice(whole * length, n)
+        at_low = np.r_[base + grid.argmin(axis=1), tail.start + y[tail].argmin()]
+        at_high = np.r_[base + grid.argmax(axis=1), tail.start + y[tail].argmax()]
+    else:
+        index = np.arange(n)
+        # First index of each bucket's minimum and maximum, without a Python loop over buckets.
+        low = np.repeat(np.minimum.reduceat(y, starts), counts)
+        high = np.repeat(np.maximum.reduceat(y, starts), counts)
+        at_low = np.minimum.reduceat(np.where(y == low, index, n), starts)
+        at_high = np.minimum.reduceat(np.where(y == high, index, n), starts)
     keep = np.unique(np.concatenate([at_low, at_high, [0, n - 1]]))
     return x[keep], y[keep]

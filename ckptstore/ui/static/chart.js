@@ -82,6 +82,8 @@ export class MetricChart {
     this.container.dataset.points = series.map((s) => s.points).join(",");
     this.container.dataset.range = this.range ? this.range.join(",") : "";
     this.container.dataset.log = this.log ? "1" : "0";
+    // Milliseconds from the page's start to this drawing (benchmarks/ui.py reads it).
+    this.container.dataset.drawnAt = String(Math.round(performance.now()));
     this.container.dataset.ready = "1";
     this.container.dispatchEvent(new CustomEvent("chart-drawn", { bubbles: true }));
   }

@@ -94,12 +94,14 @@ async function toggle(name, on) {
 async function loadKeys() {
   const select = document.getElementById("metric");
   const keys = state.selected.length ? await api("keys", { run: state.selected }).catch(() => []) : [];
+  const before = state.key;
   if (!keys.includes(state.key)) state.key = keys.includes("loss") ? "loss" : keys[0] || "";
   select.replaceChildren(...keys.map((k) => el("option", { value: k, text: k, selected: k === state.key })));
   const compare = document.getElementById("compare-link");
   compare.textContent = state.selected.length ? "link to this comparison" : "";
   compare.href = chartHref(state.selected);
   saveState();
+  return state.key !== before;
 }
 
 async function drawChart(options = {}) {
@@ -149,5 +151,8 @@ document.getElementById("f-status").value = state.status;
 document.getElementById("f-tag").value = state.tag;
 document.getElementById("f-name").value = state.name;
 document.getElementById("log").checked = state.log;
-await Promise.all([loadRuns(), loadKeys().then(() => drawChart({ range: null }))]);
+// A metric named in the URL is drawn at once, while the metric list loads (listing a long
+// run's metric names takes the database a while); it is redrawn only if the run lacks it.
+const early = state.key && state.selected.length ? drawChart({ range: null }) : null;
+await Promise.all([loadRuns(), loadKeys().then((changed) => (early && !changed ? early : drawChart({ range: null })))]);
 setTimeout(poll, POLL_MS);
