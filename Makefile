@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/log_metrics.py
 	$(PY) benchmarks/save_restore.py
 	$(PY) benchmarks/cli_latency.py
+	$(PY) benchmarks/ui.py
 
 clean:
 	rm -rf $(VENV) .ckptstore build *.egg-info
