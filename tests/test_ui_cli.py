@@ -4,6 +4,7 @@ for any other address, Ctrl-C to stop, one error line for a store or port it can
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import urllib.request
@@ -66,3 +67,48 @@ def test_ui_refuses_a_missing_store_and_a_busy_port(tmp_path: Path, sqlite_store
         busy.listen(1)
         port = busy.getsockname()[1]
         assert f"cannot listen on 127.0.0.1:{port}" in fails("ui", "--port", str(port), store=tmp_path / "store")
+
+
+def test_a_non_editable_install_serves_the_pages_and_the_chart_library(tmp_path: Path, sqlite_store):
+    """The static files ship in the wheel (package data), and the installed app serves them."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for pkg in ("ckptstore", "migrations"):
+        shutil.copytree(root / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "-w", str(tmp_path / "dist"), "--no-deps", "--no-build-isolation", "-q"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = (tmp_path / "dist").glob("ckptstore-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for name in ("index.html", "runs.js", "chart.js", "uPlot.iife.min.js", "LICENSE-uPlot.txt"):
+        assert f"ckptstore/ui/static/{name}" in names
+    site = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert pip.returncode == 0, pip.stderr
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "import ckptstore; from ckptstore.ui import create_app\n"
+        "from starlette.testclient import TestClient\n"
+        "assert ckptstore.__file__.startswith(sys.argv[2]), ckptstore.__file__\n"
+        "c = TestClient(create_app(ckptstore.open_store(sys.argv[1], readonly=True)))\n"
+        "print(*(c.get(p).status_code for p in ('/', '/versions', '/static/uPlot.iife.min.js', '/static/chart.js', '/api/runs')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "store"), str(site)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(site)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["200"] * 5
