@@ -10,7 +10,7 @@ from .app import command, open_store
 @command(name="tensorboard")
 def tensorboard(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs to export.")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to export.")],
     logdir: Annotated[str, typer.Option("--logdir", metavar="DIR", help="Directory for the event files (one subdirectory per run).")],
     metric: Annotated[
         Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
