@@ -33,7 +33,7 @@ class _Entry:
 class SeriesCache:
     """``cache.get(run_info, key)`` -> (steps, values) of that metric, from memory when current."""
 
-    def __init__(self, store: "Store", *, max_points: int = 50_000_000) -> None:
+    def __init__(self, store: "Store", *, max_points: int = 20_000_000) -> None:
         self.store = store
         self.max_points = max_points
         self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()

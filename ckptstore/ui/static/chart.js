@@ -74,10 +74,17 @@ export class MetricChart {
         draw: [(u) => this.placeMarkers(u)],
       },
     };
-    this.destroy();
-    this.container.replaceChildren();
-    this.plot = new uPlot(opts, data, this.container);
-    this.plot.over.addEventListener("dblclick", () => this.resetZoom());
+    const shape = JSON.stringify([series.map((s) => s.run), body.key, this.log]);
+    if (this.plot && this.shape === shape) {
+      // The same runs and metric, new points (a live run, a zoom): no flicker, legend kept.
+      this.plot.setData(data);
+    } else {
+      this.destroy();
+      this.container.replaceChildren();
+      this.plot = new uPlot(opts, data, this.container);
+      this.plot.over.addEventListener("dblclick", () => this.resetZoom());
+      this.shape = shape;
+    }
     this.container.dataset.series = String(series.length);
     this.container.dataset.points = series.map((s) => s.points).join(",");
     this.container.dataset.range = this.range ? this.range.join(",") : "";

@@ -6,6 +6,7 @@ import { api, chartHref, el, link, runHref, showError, when } from "./common.js"
 import { COLORS, MetricChart } from "./chart.js";
 
 const POLL_MS = 2000;
+const IDLE_POLL_MS = 10000;
 const COLUMNS = [
   // [header, sort key or null, cell]
   ["name", "name", (r) => link(runHref(r.name), r.name, "run-link")],
@@ -135,16 +136,16 @@ document.getElementById("log").addEventListener("change", (e) => {
 document.getElementById("reset-zoom").addEventListener("click", () => chart.resetZoom());
 document.getElementById("chart").addEventListener("chart-error", (e) => showError(document.getElementById("chart-error"), e.detail));
 
-// Live view: while any listed or charted run is running, poll; stop once none is.
+// Live view: every 2 s while a listed run is running (its row and, if charted, its line
+// follow it), else every 10 s (to notice a run that starts). Nothing while the tab is hidden.
 async function poll() {
-  const running = runs.some((r) => r.status === "running");
-  if (running && !document.hidden) {
+  if (!document.hidden) {
+    const charted = () => state.selected.some((name) => runs.find((r) => r.name === name && r.status === "running"));
+    const wasCharted = charted();
     await loadRuns();
-    if (state.selected.some((name) => runs.find((r) => r.name === name && r.status === "running"))) {
-      await drawChart();
-    }
+    if (wasCharted || charted()) await drawChart();
   }
-  setTimeout(poll, POLL_MS);
+  setTimeout(poll, runs.some((r) => r.status === "running") ? POLL_MS : IDLE_POLL_MS);
 }
 
 document.getElementById("f-status").value = state.status;
@@ -155,4 +156,4 @@ document.getElementById("log").checked = state.log;
 // run's metric names takes the database a while); it is redrawn only if the run lacks it.
 const early = state.key && state.selected.length ? drawChart({ range: null }) : null;
 await Promise.all([loadRuns(), loadKeys().then((changed) => (early && !changed ? early : drawChart({ range: null })))]);
-setTimeout(poll, POLL_MS);
+setTimeout(poll, runs.some((r) => r.status === "running") ? POLL_MS : IDLE_POLL_MS);
