@@ -17,6 +17,12 @@ export class MetricChart {
     this.log = false;
     this.markers = []; // {ref, step, value, aliases, series}
     this.pending = 0;
+    // Follow the page's width (window resized, table reflowed).
+    new ResizeObserver(() => {
+      if (this.plot && Math.abs(this.plot.width - container.clientWidth) > 4) {
+        this.plot.setSize({ width: container.clientWidth, height: this.plot.height });
+      }
+    }).observe(container);
   }
 
   async show(runs, key, { log = this.log, range = null } = {}) {
@@ -49,6 +55,8 @@ export class MetricChart {
 
   draw(body, width) {
     const series = body.series;
+    // Where another run has a point and this one none, uPlot.join leaves undefined, which the
+    // line crosses; null (a value a log scale cannot show) leaves a gap.
     const tables = series.map((s) => [s.steps, this.log ? s.values.map((v) => (v !== null && v > 0 ? v : null)) : s.values]);
     let data = tables.length === 1 ? [tables[0][0], tables[0][1]] : uPlot.join(tables);
     if (!data[0].length) data = [[0], ...series.map(() => [null])];
@@ -65,7 +73,7 @@ export class MetricChart {
       scales: { x: { time: false }, y: this.log ? { distr: 3, log: 10 } : { distr: 1 } },
       series: [
         { label: "step" },
-        ...series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: false } })),
+        ...series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false, points: { show: false } })),
       ],
       axes: [{ label: "step" }, { label: body.key, size: 70 }],
       cursor: { drag: { x: true, y: false, setScale: false }, bind: { dblclick: () => null } },
