@@ -3,7 +3,7 @@
 // and any kind a later version adds) becomes a section, each number a line, so new kinds of
 // change show up without a change here.
 
-import { api, brief, checkpointHref, el, fields, link, param, runHref, shape, showError, size, table, when } from "./common.js";
+import { api, brief, el, fields, link, param, runHref, shape, showError, size, table, when } from "./common.js";
 
 const content = document.getElementById("content");
 const ref = param("ref");
@@ -17,6 +17,14 @@ function renderDiff(box, diff, other) {
   }
   parts.push(el("p", { className: "diff-summary", text: counts.join(", ") }));
   for (const [kind, value] of Object.entries(diff)) {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      // A block of facts rather than a list of variables: shown as key / value lines.
+      const section = el("section", { className: "diff-kind" }, el("h3", { text: kind }),
+        fields(Object.entries(value).map(([k, v]) => [k, brief(v)])));
+      section.dataset.kind = kind;
+      parts.push(section);
+      continue;
+    }
     if (!Array.isArray(value) || !value.length) continue;
     const columns = [...new Set(value.flatMap((item) => (item && typeof item === "object" ? Object.keys(item) : ["value"])))];
     const rows = value.map((item) => columns.map((c) => {
