@@ -3,8 +3,11 @@
 1. ``GET /api/runs`` over a store of 1,000 runs (params, tags): server time (the
    ``Server-Timing`` header), median of 20. Target: <= 300 ms.
 2. ``GET /api/metrics`` of a 1,000,000-step metric, min/max-downsampled to 1,000 px: server
-   time of the first request (read from the database) and the median of 20 later ones (the
-   series cache: only new steps are read). Target: <= 100 ms.
+   time of the very first request of a freshly started server (a new store object and
+   connection, nothing served before: cold, apart from the OS file cache), then the median of
+   20 more. The server keeps no series in memory: every request reads the metric's stored
+   summaries (``metadata/rollups.py``). Target: <= 100 ms, cold. Then a zoom on 1% of the
+   steps, cold as well. 2b. ``GET /api/keys`` (the run's metric names) on a fresh server.
 3. Page load until the chart is drawn, in headless Chromium (Debian's, via Playwright): the
    runs page with the 1,000,000-step run selected, from navigation start to the chart's
    drawing (``performance.now()`` recorded by the page), median of 5 after one warm-up.
@@ -108,15 +111,31 @@ def main(argv: list[str] | None = None) -> int:
             ms = statistics.median(m for m, _ in runs)
             print(f"runs endpoint, {args.runs} runs: {ms:.1f} ms server time (median of 20); "
                   f"target <= {RUNS_TARGET_MS:.0f} ms: {_verdict(ms, RUNS_TARGET_MS)}")
-            url = base + "/api/metrics?run=long&key=loss&width=1000"
-            first, body = server_ms(url)
+        url = "/api/metrics?run=long&key=loss&width=1000"
+        for served in serve_in_thread(path):  # a fresh server: its first request is cold
+            first, body = server_ms(served.url + url)
             series = json.loads(body)["series"][0]
             assert series["points"] == args.steps and max(series["values"]) > 5.0  # the spike is kept
-            later = statistics.median(server_ms(url)[0] for _ in range(20))
+            later = statistics.median(server_ms(served.url + url)[0] for _ in range(20))
             print(f"metric of {args.steps:,} steps downsampled to {series['drawn']} points: first request "
-                  f"{first:.1f} ms (read from the database), later {later:.1f} ms (median of 20, cached); "
-                  f"target <= {METRIC_TARGET_MS:.0f} ms: {_verdict(later, METRIC_TARGET_MS)}"
-                  f"{'' if first <= METRIC_TARGET_MS else ' (the first read is above it)'}")
+                  f"{first:.1f} ms (cold: fresh server), later {later:.1f} ms (median of 20); "
+                  f"target <= {METRIC_TARGET_MS:.0f} ms: {_verdict(first, METRIC_TARGET_MS)}")
+        lo = args.steps // 3 - args.steps // 200
+        zoom = f"/api/metrics?run=long&key=loss&width=1000&start={lo}&stop={lo + args.steps // 100}"
+        for served in serve_in_thread(path):
+            ms, body = server_ms(served.url + zoom)
+            series = json.loads(body)["series"][0]
+            assert max(series["values"]) > 5.0
+            print(f"zoom on {args.steps // 100:,} of those steps: first request {ms:.1f} ms (cold: fresh server), "
+                  f"{series['drawn']} points; target <= {METRIC_TARGET_MS:.0f} ms: {_verdict(ms, METRIC_TARGET_MS)}")
+        for served in serve_in_thread(path):
+            ms, body = server_ms(served.url + "/api/keys?run=long")
+            assert json.loads(body) == ["loss"]
+            later = statistics.median(server_ms(served.url + "/api/keys?run=long")[0] for _ in range(20))
+            print(f"metric names of the {args.steps:,}-step run: first request {ms:.1f} ms (cold: fresh server), "
+                  f"later {later:.1f} ms (median of 20)")
+        for served in serve_in_thread(path):
+            base = served.url
             loads = page_load_ms(base)
             if loads:
                 ms = statistics.median(loads)

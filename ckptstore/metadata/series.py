@@ -21,18 +21,20 @@ CHUNK = 100_000
 
 
 def metric_series(
-    conn: Connection, rid: int, key: str, *, start: Optional[int] = None
+    conn: Connection, rid: int, key: str, *, start: Optional[int] = None, stop: Optional[int] = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(steps as int64, values as float64; NaN where NaN was logged) of ``key``, steps >= ``start``."""
+    """(steps as int64, values as float64; NaN where NaN was logged) of ``key``, steps in
+    [``start``, ``stop``]."""
     if start is not None and start > INT_MAX:
         return np.empty(0, np.int64), np.empty(0, np.float64)
     ph = placeholder(conn.dialect)
-    sql = f"SELECT step, value FROM metrics WHERE run_id = {ph} AND key = {ph} AND step >= {ph} ORDER BY step"
+    sql = (f"SELECT step, value FROM metrics WHERE run_id = {ph} AND key = {ph} AND step >= {ph} "
+           f"AND step <= {ph} ORDER BY step")
     cursor = conn.connection.cursor()
     steps: list[np.ndarray] = []
     values: list[np.ndarray] = []
     try:
-        cursor.execute(sql, (rid, key, start or 0))
+        cursor.execute(sql, (rid, key, start or 0, INT_MAX if stop is None else min(stop, INT_MAX)))
         while rows := cursor.fetchmany(CHUNK):
             steps.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
             # dtype=float turns the NULLs (how NaN is stored) into NaN.

@@ -10,17 +10,14 @@ a message; an unknown run, checkpoint or alias is the store's lookup error, a 40
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..constants import INT_MAX, RUN_STATUSES
 from ..records import CheckpointInfo, ExportInfo, RunInfo, to_json
 from .downsample import minmax
-from .series import SeriesCache
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -113,14 +110,6 @@ def _sort_runs(runs: list[RunInfo], sort: Optional[str]) -> list[RunInfo]:
     return sorted(present, key=lambda r: getattr(r, field), reverse=reverse) + missing
 
 
-def _value_at(steps: Any, values: Any, step: int) -> Optional[float]:
-    i = int(np.searchsorted(steps, step, side="right")) - 1
-    if i < 0:
-        return None
-    v = float(values[i])
-    return v if math.isfinite(v) else None
-
-
 # --------------------------------------------------------------------------- endpoints
 
 
@@ -129,7 +118,6 @@ class Api:
 
     def __init__(self, store: "Store") -> None:
         self.store = store
-        self.series = SeriesCache(store)
 
     def runs(self, request: Request) -> Response:
         """``GET /api/runs?status=&tag=K=V&name=GLOB&sort=[-]FIELD``: ``runs list --json``."""
@@ -187,22 +175,23 @@ class Api:
         series = []
         for name in runs:
             info = self.store.get_run(name)
-            steps, values = self.series.get(info, key)
-            xs, ys = minmax(steps, values, width, start=start, stop=stop)
             cks = [ck for ck in self.store.checkpoints(info.name)
                    if (start is None or ck.step >= start) and (stop is None or ck.step <= stop)]
+            # Read cold from the metric's stored summaries: no cache to warm (see rollups.py).
+            chart = self.store.metric_chart(info.name, key, width, start=start, stop=stop, at=[ck.step for ck in cks])
+            xs, ys = minmax(chart.steps, chart.values, width, start=start, stop=stop)
             series.append({
                 "run": info.name,
                 "status": info.status,
-                "points": len(steps),
+                "points": chart.total,
                 "drawn": len(xs),
                 "steps": xs.tolist(),
-                "values": [v if math.isfinite(v) else None for v in ys.tolist()],
+                "values": ys.tolist(),  # finite: minmax leaves the others out
                 # Where to draw each checkpoint: the metric at its step, or the last value logged
                 # before it (None before the first value).
                 "checkpoints": [
-                    {"ref": ck.ref, "step": ck.step, "aliases": ck.aliases, "value": _value_at(steps, values, ck.step)}
-                    for ck in cks
+                    {"ref": ck.ref, "step": ck.step, "aliases": ck.aliases, "value": value}
+                    for ck, value in zip(cks, chart.at)
                 ],
             })
         return plain_json_response({"key": key, "width": width, "start": start, "stop": stop, "series": series})
