@@ -122,13 +122,16 @@ def test_reopening_a_store_at_head_makes_no_backup(tmp_path):
     assert list((tmp_path / "s").glob("store.db.backup-*")) == []
 
 
+#: The head of the real revisions: the probe revision below comes after it.
+REAL_HEAD = db.HEAD_REVISION
+
 _REV_0002 = '''\
 """Test-only revision: a small extra table, so a store at 0001 is older than the code."""
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002"
-down_revision = "0001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -147,7 +150,7 @@ def code_with_revision_0002(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """Make ``ckptstore.metadata.versions`` believe its head is 0002, with a real migration to get there."""
     scripts = tmp_path / "migrations-0002"
     shutil.copytree(db.migrations_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_upgrade_probe.py").write_text(_REV_0002)
+    (scripts / "versions" / "0002_upgrade_probe.py").write_text(_REV_0002.replace("{head}", REAL_HEAD))
     monkeypatch.setattr(db, "migrations_dir", lambda: scripts)
     monkeypatch.setattr(db, "HEAD_REVISION", "0002")
     return scripts
@@ -158,7 +161,7 @@ def test_an_older_sqlite_store_is_backed_up_then_upgraded(tmp_path, monkeypatch,
     with ckptstore.open_store(loc) as s:  # written by the real code, at 0001
         with s.start_run("before-upgrade", params={"lr": 0.1}) as run:
             run.log(5, loss=0.25)
-    assert db.HEAD_REVISION == "0001"
+    assert db.HEAD_REVISION == REAL_HEAD
 
     request.getfixturevalue("code_with_revision_0002")
     with ckptstore.open_store(loc) as s:
@@ -168,12 +171,12 @@ def test_an_older_sqlite_store_is_backed_up_then_upgraded(tmp_path, monkeypatch,
         assert s.get_run("before-upgrade").params == {"lr": 0.1}
         assert s.steps("before-upgrade")[0].metrics == {"loss": 0.25}
 
-    backups = list(loc.glob("store.db.backup-0001-*"))
+    backups = list(loc.glob(f"store.db.backup-{REAL_HEAD}-*"))
     assert len(backups) == 1, list(loc.iterdir())
     bk = sqlite3.connect(backups[0])
     try:
         assert bk.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # one self-contained file
-        assert bk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert bk.execute("SELECT version_num FROM alembic_version").fetchall() == [(REAL_HEAD,)]
         assert bk.execute("SELECT name FROM runs").fetchall() == [("before-upgrade",)]
         assert bk.execute("SELECT value FROM metrics").fetchall() == [(0.25,)]
     finally:
@@ -202,9 +205,9 @@ def test_open_without_upgrade_refuses_an_older_store(tmp_path, request):
     request.getfixturevalue("code_with_revision_0002")
     engine = make_engine(f"sqlite:///{loc / 'store.db'}")
     try:
-        with pytest.raises(StoreOpenError, match="0001.*ckptstore db upgrade"):
+        with pytest.raises(StoreOpenError, match=f"{REAL_HEAD}.*ckptstore db upgrade"):
             db.ensure_schema(engine, upgrade=False)
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == REAL_HEAD
     finally:
         engine.dispose()
 
