@@ -516,13 +516,15 @@ def test_verify_and_gc_on_a_store_without_checkpoints(meta_copy):
 
 
 def test_db_commands(meta_copy, tmp_path):
-    assert as_json("db", "current", store=meta_copy) == {"revision": "0001", "head": "0001", "status": "current"}
-    assert ok("db", "current", store=meta_copy).strip() == "0001 (head)"
+    from ckptstore.constants import HEAD_REVISION as head
+
+    assert as_json("db", "current", store=meta_copy) == {"revision": head, "head": head, "status": "current"}
+    assert ok("db", "current", store=meta_copy).strip() == f"{head} (head)"
     history = as_json("db", "history")
     assert history[0]["revision"] == "0001" and history[0]["down_revision"] is None
     assert ok("db", "history").splitlines()[0].split() == ["revision", "down", "message"]
-    assert "already at 0001" in ok("db", "upgrade", store=meta_copy)
-    assert "upgraded from an empty database to 0001" in ok("db", "upgrade", store=tmp_path / "new")
+    assert f"already at {head}" in ok("db", "upgrade", store=meta_copy)
+    assert f"upgraded from an empty database to {head}" in ok("db", "upgrade", store=tmp_path / "new")
     assert as_json("runs", "list", store=tmp_path / "new") == []
 
 
