@@ -68,13 +68,21 @@ def combine(child: Summary, bucket: np.ndarray) -> Summary:
     size = len(bucket)
     if size == 0:
         return child
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    counts = np.diff(np.r_[starts, size])
+    if size == 1:  # most upper levels of a write: one bucket, the same summary
+        return Summary(bucket, child.n, child.end, child.fs, child.fv, child.ms, child.mv, child.xs, child.xv,
+                       child.ls, child.lv)
+    change = np.empty(size, bool)
+    change[0] = True
+    np.not_equal(bucket[1:], bucket[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    counts = np.diff(starts, append=size)
     idx = np.arange(size)
 
     def pick(i: np.ndarray, steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Index ``size`` (no finite value in the group) picks the padding: step -1, NaN.
-        return np.r_[steps, -1][i], np.r_[values, np.nan][i]
+        # Index ``size`` (no finite value in the group): step -1, NaN.
+        none = i >= size
+        at = np.minimum(i, size - 1)
+        return np.where(none, -1, steps[at]), np.where(none, np.nan, values[at])
 
     first = np.minimum.reduceat(np.where(np.isnan(child.fv), size, idx), starts)
     last = np.maximum.reduceat(np.where(np.isnan(child.lv), -1, idx), starts)
