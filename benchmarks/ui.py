@@ -13,6 +13,10 @@
    drawing (``performance.now()`` recorded by the page), median of 5 after one warm-up.
    Target: <= 1.5 s. Skipped without /usr/bin/chromium or Playwright.
 
+4. With PostgreSQL installed (``initdb`` found; a throwaway server): item 2's metric (only that
+   run) in a PostgreSQL store, the first request of a fresh app (in-process, Starlette's test
+   client; the ``Server-Timing`` header) and the median of 20 more, then the metric names.
+
 Never imports TensorFlow.
 
     python benchmarks/ui.py [--runs 1000] [--steps 1000000]
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,11 +97,60 @@ def page_load_ms(base: str) -> list[float] | None:
     return times[1:]  # the first load warms the browser's and the server's caches
 
 
+def postgres_lines(n_steps: int) -> None:
+    """Item 4: the million-step metric on a throwaway PostgreSQL server."""
+    from tests.helpers.postgres import PgServer, have_postgres
+
+    if not have_postgres():
+        print("postgres: skipped (initdb is missing)")
+        return
+    import ckptstore
+    from starlette.testclient import TestClient
+
+    from ckptstore.ui import create_app
+
+    with tempfile.TemporaryDirectory(prefix="ckptstore-bench-ui-pg-") as tmp:
+        # Its own directory under /tmp (as benchmarks/stress.py does): the postgres user must reach it.
+        base = Path(tempfile.mkdtemp(prefix="ckptstore-pg-"))
+        server = PgServer(base)
+        server.start()
+        try:
+            url, root = server.new_database(), Path(tmp) / "files"
+            with ckptstore.open_store(url, root=root) as store:
+                with store.start_run("long", flush_every=200_000) as run:
+                    for step in range(n_steps):
+                        run.log(step, loss=1.0 / (1 + step / 1000) + (5.0 if step == n_steps // 3 else 0.0))
+            with ckptstore.open_store(url, root=root, readonly=True) as store:
+                client = TestClient(create_app(store))
+
+                def ms(path: str) -> tuple[float, dict]:
+                    r = client.get(path)
+                    return float(r.headers["server-timing"].split("dur=")[1]), r.json()
+
+                metric = "/api/metrics?run=long&key=loss&width=1000"
+                first, body = ms(metric)
+                series = body["series"][0]
+                assert series["points"] == n_steps and max(series["values"]) > 5.0
+                later = statistics.median(ms(metric)[0] for _ in range(20))
+                print(f"postgres: metric of {n_steps:,} steps downsampled to {series['drawn']} points: first request "
+                      f"{first:.1f} ms (cold: fresh app), later {later:.1f} ms (median of 20); "
+                      f"target <= {METRIC_TARGET_MS:.0f} ms: {_verdict(first, METRIC_TARGET_MS)}")
+                names = statistics.median(ms("/api/keys?run=long")[0] for _ in range(20))
+                print(f"postgres: metric names of that run: {names:.1f} ms (median of 20)")
+        finally:
+            server.stop()
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--postgres-only", action="store_true", help="only item 4")
     args = ap.parse_args(argv)
+    if args.postgres_only:
+        postgres_lines(args.steps)
+        return 0
     from tests.helpers.ui import serve_in_thread
 
     with tempfile.TemporaryDirectory(prefix="ckptstore-bench-ui-") as tmp:
@@ -142,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"page load until the chart is drawn (headless chromium, {args.steps:,}-step run): "
                       f"{ms:.0f} ms (median of {len(loads)}, max {max(loads):.0f}); "
                       f"target <= {PAGE_TARGET_MS:.0f} ms: {_verdict(ms, PAGE_TARGET_MS)}")
+    postgres_lines(args.steps)
     return 0
 
 

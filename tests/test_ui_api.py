@@ -281,7 +281,7 @@ def test_a_foreign_host_header_is_refused(served):
 
 
 def test_a_running_run_is_served_as_it_grows_on_either_database(store):
-    """The series cache reads only the new steps of a running run; PostgreSQL serves like SQLite."""
+    """A running run is drawn with the steps logged since the last request; PostgreSQL serves like SQLite."""
     from ckptstore.ui import create_app
 
     run = store.start_run("growing")
