@@ -280,8 +280,9 @@ def chart_points(
 ) -> ChartPoints:
     """A superset of the points a min/max downsampling to ``width`` pixels over [start, stop]
     keeps: every value in the window when it holds at most ``2 * width + 2``; otherwise the
-    first, lowest, highest and last point of each bucket no wider than a pixel, and every value
-    in the parts of the two edge buckets inside the window. ``at``: checkpoint steps."""
+    lowest and highest point of each bucket no wider than a pixel, the first and last point of
+    those buckets, and every value in the parts of the two edge buckets inside the window.
+    ``at``: checkpoint steps."""
     ph = placeholder(conn.dialect)
     values_at = [_value_at(conn, rid, key, step, ph) for step in at]
     empty = np.empty(0, np.int64), np.empty(0, np.float64)
@@ -308,34 +309,37 @@ def chart_points(
     b_lo, b_hi = -(-lo >> shift), ((hi + 1) >> shift) - 1
     where = f"FROM {_R} WHERE run_id = {ph} AND level = {ph} AND key = {ph} AND bucket >= {ph} AND bucket <= {ph}"
     args = (rid, level, key, b_lo, b_hi)
-    inner_n = conn.exec_driver_sql(f"SELECT sum(n) {where}", args).scalar() if b_lo <= b_hi else None
-    if not inner_n:
+    if b_lo > b_hi:
+        return ChartPoints(total, *_finite(*metric_series(conn, rid, key, start=lo, stop=hi)), values_at)
+    # Each bucket's count, lowest and highest point (a bucket with only NaN gives step -1:
+    # dropped); then the first and last point of the inner buckets, which a chart keeps.
+    # Two statements on the driver's cursor: each round trip counts on PostgreSQL.
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(f"SELECT n, COALESCE(min_step, -1), COALESCE(min_value, 0), COALESCE(max_step, -1), "
+                    f"COALESCE(max_value, 0) {where}", args)
+        rows = cur.fetchall()
+        cur.execute(
+            f"SELECT * FROM (SELECT first_step, first_value {where} AND first_step IS NOT NULL ORDER BY bucket LIMIT 1) a "
+            f"UNION ALL SELECT * FROM (SELECT last_step, last_value {where} AND last_step IS NOT NULL "
+            f"ORDER BY bucket DESC LIMIT 1) b", args + args,
+        )
+        ends = cur.fetchall()
+    finally:
+        cur.close()
+    if not rows:
         return ChartPoints(total, *_finite(*metric_series(conn, rid, key, start=lo, stop=hi)), values_at)
     head = metric_series(conn, rid, key, start=lo, stop=(b_lo << shift) - 1) if lo < b_lo << shift else empty
     tail = metric_series(conn, rid, key, start=(b_hi + 1) << shift, stop=hi) if (b_hi + 1) << shift <= hi else empty
-    if int(inner_n) + len(head[0]) + len(tail[0]) <= 2 * width + 2:
+    if sum(r[0] for r in rows) + len(head[0]) + len(tail[0]) <= 2 * width + 2:
         return ChartPoints(total, *_finite(*metric_series(conn, rid, key, start=lo, stop=hi)), values_at)
-    # Each bucket's lowest and highest point (a bucket with only NaN gives step -1: dropped);
-    # plus the first and last point of the inner buckets, which a chart keeps whatever they are.
-    cur = conn.connection.cursor()
-    try:
-        cur.execute(f"SELECT COALESCE(min_step, -1), COALESCE(min_value, 0), COALESCE(max_step, -1), "
-                    f"COALESCE(max_value, 0) {where}", args)
-        rows = cur.fetchall()
-        ends = []
-        for order, col in (("", "first"), (" DESC", "last")):
-            cur.execute(f"SELECT {col}_step, {col}_value {where} AND {col}_step IS NOT NULL "
-                        f"ORDER BY bucket{order} LIMIT 1", args)
-            ends += cur.fetchall()
-    finally:
-        cur.close()
     count = len(rows)
-    ms = np.fromiter((r[0] for r in rows), np.int64, count)
-    xs = np.fromiter((r[2] for r in rows), np.int64, count)
+    ms = np.fromiter((r[1] for r in rows), np.int64, count)
+    xs = np.fromiter((r[3] for r in rows), np.int64, count)
     steps = np.concatenate([head[0], ms, xs, [e[0] for e in ends], tail[0]]).astype(np.int64)
     values = np.concatenate([
-        head[1], np.fromiter((r[1] for r in rows), np.float64, count),
-        np.fromiter((r[3] for r in rows), np.float64, count), [e[1] for e in ends], tail[1],
+        head[1], np.fromiter((r[2] for r in rows), np.float64, count),
+        np.fromiter((r[4] for r in rows), np.float64, count), [e[1] for e in ends], tail[1],
     ]).astype(np.float64)
     ok = steps >= 0
     steps, values = _finite(steps[ok], values[ok])
