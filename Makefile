@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[tf-cpu,test,postgres,plot,s3]'
+	$(PY) -m pip install --quiet -e '.[tf-cpu,test,postgres,plot,s3,ui]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/save_restore.py
 	$(PY) benchmarks/cli_latency.py
 	$(PY) benchmarks/object_store.py
+	$(PY) benchmarks/ui.py
 
 clean:
 	rm -rf $(VENV) .ckptstore build *.egg-info

@@ -177,6 +177,20 @@ class VariableDiff:
     by_value: bool = False
     variables: list[VariableStatus] = field(default_factory=list)
 
+    def summary(self) -> dict[str, int]:
+        """How many variables have each status (every status named, zeros included)."""
+        counts = {k: 0 for k in ("identical", "value changed", "added", "removed", "dtype/shape changed", "unknown")}
+        for v in self.variables:
+            counts[v.status] = counts.get(v.status, 0) + 1
+        return counts
+
+
+def diff_json(d: VariableDiff) -> dict[str, Any]:
+    """The JSON form of a diff, as ``vars --diff --json`` prints it and the web view serves it."""
+    data = to_json(d)
+    data["summary"] = d.summary()
+    return data
+
 
 @dataclass(frozen=True)
 class SpaceUsage:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from ..records import VariableDiff, to_json
+from ..records import VariableDiff, diff_json
 from .output import print_json, shape, table
 
 
@@ -20,9 +20,7 @@ def _stats_cells(v: Any) -> list[str]:
 def show_diff(d: VariableDiff, ref: str, other: str, *, stats: bool, as_json: bool, all_rows: bool = False) -> None:
     """Print ``d`` (from ``ref`` to ``other``) as a table and a summary, or as JSON."""
     if as_json:
-        data = to_json(d)
-        data["summary"] = summary_counts(d)
-        print_json(data)
+        print_json(diff_json(d))
         return
     marks = {"added": "+", "removed": "-", "dtype/shape changed": "~", "value changed": "*", "identical": "=", "unknown": "?"}
     rows = []
@@ -38,16 +36,9 @@ def show_diff(d: VariableDiff, ref: str, other: str, *, stats: bool, as_json: bo
     columns = ["", "name", "status", ref, other] + (["max|Δ|", "mean|Δ|", "rel L2"] if stats else [])
     if rows:
         table(columns, rows, right=(5, 6, 7) if stats else ())
-    c = summary_counts(d)
+    c = d.summary()
     typer.echo(
         f"{c['identical']} identical, {c['value changed']} value changed, {c['added']} added, "
         f"{c['removed']} removed, {c['dtype/shape changed']} dtype/shape changed"
         + (f", {c['unknown']} unknown" if c["unknown"] else "")
     )
-
-
-def summary_counts(d: VariableDiff) -> dict[str, int]:
-    counts = {k: 0 for k in ("identical", "value changed", "added", "removed", "dtype/shape changed", "unknown")}
-    for v in d.variables:
-        counts[v.status] = counts.get(v.status, 0) + 1
-    return counts

@@ -117,8 +117,11 @@ def digests_of_run(conn: Connection, rid: int) -> set[str]:
 
 
 def metric_keys(conn: Connection, rid: int) -> list[str]:
+    # The whole-series summaries (level 0 of metric_rollups): one row per metric, one short
+    # index range, where a DISTINCT over the metrics reads every value of the run.
     return list(conn.execute(
-        select(S.Metric.key).where(S.Metric.run_id == rid).distinct().order_by(S.Metric.key)
+        select(S.MetricRollup.key).where(S.MetricRollup.run_id == rid, S.MetricRollup.level == 0)
+        .order_by(S.MetricRollup.key)
     ).scalars())
 
 

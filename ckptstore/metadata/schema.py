@@ -159,6 +159,36 @@ class MetricHistory(Base):
 
     __table_args__ = (Index("ix_metric_history_run_step_key", "run_id", "step", "key"),)
 
+class MetricRollup(Base):
+    """Summary of one metric over one bucket of steps, kept up to date as values are written.
+
+    Level 0 is the whole series (bucket 0): its rows are the run's metric names and point
+    counts. Level L >= 1 cuts the steps into buckets of ``16**L`` steps (bucket = step >> 4L).
+    Each row keeps the number of values, the last step written (NaN included), and the first,
+    lowest, highest and last finite value with their steps, so a chart of a million steps is
+    drawn from a few thousand rows without losing a peak (``metadata/rollups.py``). The primary
+    key puts the level before the metric so that one run's names are one short range.
+    """
+
+    __tablename__ = "metric_rollups"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(NAME_MAX), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+    end_step: Mapped[int] = mapped_column(BigInteger)
+    first_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    first_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    min_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    min_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    max_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    max_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    last_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    last_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
 
 class Blob(Base):
     """A file in the content-addressed file area, stored once whoever references it.
@@ -403,6 +433,8 @@ __all__ = [
     "RunTag",
     "Metric",
     "MetricHistory",
+
+    "MetricRollup",
     "Blob",
     "Checkpoint",
     "CheckpointFile",

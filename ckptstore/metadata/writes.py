@@ -121,7 +121,11 @@ def metrics_sql(ph: str) -> str:
 
 
 def write_metrics(conn: Connection, sql: str, rows: Sequence[tuple[int, int, str, Optional[float], float]]) -> None:
+    from . import rollups  # numpy: imported on the first write, not by every CLI command
+
     conn.exec_driver_sql(sql, list(rows))
+    # The charts' summaries, in the same transaction: they never disagree with the rows.
+    rollups.update(conn, rows)
 
 
 # --------------------------------------------------------------------------- blobs and checkpoints

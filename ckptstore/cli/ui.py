@@ -1,0 +1,44 @@
+"""``ckptstore ui``: serve the local web view of the store (see ``ckptstore.ui``)."""
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .app import command, fail, open_store
+
+DEFAULT_HOST = "127.0.0.1"  # the same as ckptstore.ui.server's; not imported, to keep start-up light
+DEFAULT_PORT = 8321
+
+
+@command(name="ui")
+def ui(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Address to listen on. Anything but loopback exposes the store to the network.")
+    ] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", metavar="N", min=0, max=65535, help="Port (0: any free one).")] = DEFAULT_PORT,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a web browser.")] = False,
+) -> None:
+    """Serve a read-only web view of the store: runs, metric charts, checkpoints, diffs, versions."""
+    try:
+        from ..ui.server import bind, is_loopback, serve, url_of
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        fail(f"ckptstore ui needs {exc.name}: pip install 'ckptstore[ui]'")
+    store = open_store(ctx, readonly=True)
+    sock = bind(host, port)
+    url = url_of(sock)
+    if not is_loopback(host):
+        sys.stderr.write(
+            f"warning: listening on {host}: anyone who can reach this machine on port "
+            f"{sock.getsockname()[1]} can read the store (runs, params, metrics, names)\n"
+        )
+    sys.stdout.write(f"ckptstore ui: {url}  (read-only; Ctrl-C stops it)\n")
+    sys.stdout.flush()
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    serve(store, sock)

@@ -1,0 +1,243 @@
+"""The JSON API behind the pages: read-only views of the store, as ``--json`` prints them.
+
+Every answer is built from the store's public API and turned into JSON by the records' own
+serializer (:func:`ckptstore.to_json`), so a run, a checkpoint or a version has the same keys
+here as in ``ckptstore ... --json``. Query parameters are checked here: a bad one is a 400 with
+a message; an unknown run, checkpoint or alias is the store's lookup error, a 404 (see
+``app.py``). No endpoint writes: the store is opened read-only as well.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..constants import INT_MAX, RUN_STATUSES
+from ..records import CheckpointInfo, ExportInfo, RunInfo, diff_json, to_json
+from .downsample import minmax
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+#: Sort keys of ``/api/runs`` (``sort=-created_at`` for newest first).
+RUN_SORT_KEYS = ("name", "status", "created_at", "ended_at", "last_step", "checkpoints")
+MAX_WIDTH = 10_000  # pixels; a wider chart gains nothing
+MAX_RUNS_PER_CHART = 50
+
+
+class BadRequest(Exception):
+    """A query parameter the API refuses: answered with 400 and this message."""
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """``data`` (records, or lists and dicts of them) as JSON, with the records' field names."""
+    body = json.dumps(to_json(data), ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def plain_json_response(data: Any) -> Response:
+    """Data already made of plain JSON values (the metrics series: thousands of numbers, which
+    :func:`to_json` would walk one by one to no effect)."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Response(body, media_type="application/json")
+
+
+def checkpoint_json(ck: CheckpointInfo) -> dict[str, Any]:
+    """A checkpoint as ``checkpoints list --json`` prints it: its fields, its ref and pinned."""
+    return {**to_json(ck), "ref": ck.ref, "pinned": ck.pinned}
+
+
+def export_json(e: ExportInfo) -> dict[str, Any]:
+    """An export as ``exports list --json`` prints it: its fields and its ref."""
+    return {**to_json(e), "ref": e.ref}
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _one(request: Request, name: str, *, required: bool = False) -> Optional[str]:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"{name} is given {len(values)} times; give it once")
+    if not values or values[0] == "":
+        if required:
+            raise BadRequest(f"the query parameter {name} is required")
+        return None
+    return values[0]
+
+
+def _int(request: Request, name: str, *, default: Optional[int] = None, low: int = 0, high: int = INT_MAX) -> Optional[int]:
+    text = _one(request, name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, got {text!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _known(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown query parameter {unknown[0]!r}; this endpoint takes {', '.join(sorted(allowed)) or 'none'}")
+
+
+def _tags(request: Request) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in request.query_params.getlist("tag"):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise BadRequest(f"tag must be KEY=VALUE, got {item!r}")
+        tags[key] = value
+    return tags
+
+
+def _sort_runs(runs: list[RunInfo], sort: Optional[str]) -> list[RunInfo]:
+    if sort is None:
+        return runs
+    field, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
+    if field not in RUN_SORT_KEYS:
+        raise BadRequest(f"sort must be one of {', '.join(RUN_SORT_KEYS)} (with '-' for descending), got {sort!r}")
+    present = [r for r in runs if getattr(r, field) is not None]
+    missing = [r for r in runs if getattr(r, field) is None]
+    # Runs without a value (no step yet, not ended) go last whichever the direction.
+    return sorted(present, key=lambda r: getattr(r, field), reverse=reverse) + missing
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+class Api:
+    """The endpoints over one open store (see the module docstring and the README)."""
+
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+        # Set up once, at startup, what the first query of a process would otherwise pay for
+        # (a tenth of a second or more): SQLAlchemy configures the ORM mappers on first use.
+        # Process setup, not data: every request still reads the store afresh.
+        # Likewise the import of the chart's read path (it defines its record types then).
+        from sqlalchemy.orm import configure_mappers
+
+        from ..metadata import rollups  # noqa: F401
+
+        configure_mappers()
+
+    def runs(self, request: Request) -> Response:
+        """``GET /api/runs?status=&tag=K=V&name=GLOB&sort=[-]FIELD``: ``runs list --json``."""
+        _known(request, {"status", "tag", "name", "sort"})
+        status = _one(request, "status")
+        if status is not None and status not in RUN_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        sort = _one(request, "sort")
+        _sort_runs([], sort)  # a bad sort key is refused before the query
+        runs = self.store.runs(status=status, tags=_tags(request) or None, name=_one(request, "name"))
+        return json_response(_sort_runs(runs, sort))
+
+    def run(self, request: Request) -> Response:
+        """``GET /api/run?name=RUN``: ``runs show --json`` with the run's checkpoints and exports."""
+        _known(request, {"name"})
+        name = _one(request, "name", required=True)
+        assert name is not None
+        info = self.store.get_run(name)
+        return json_response({
+            "run": {**to_json(info), "metrics": self.store.metric_keys(name)},
+            "checkpoints": [checkpoint_json(ck) for ck in self.store.checkpoints(name)],
+            "exports": [export_json(e) for e in self.store.exports(name)],
+        })
+
+    def keys(self, request: Request) -> Response:
+        """``GET /api/keys?run=A&run=B``: the metric names any of the runs logged, sorted."""
+        _known(request, {"run"})
+        runs = request.query_params.getlist("run")
+        return json_response(sorted({k for r in runs for k in self.store.metric_keys(r)}))
+
+    def checkpoints(self, request: Request) -> Response:
+        """``GET /api/checkpoints?run=A&run=B``: ``checkpoints list --json`` of each run, in turn."""
+        _known(request, {"run"})
+        runs = request.query_params.getlist("run")
+        if not runs:
+            raise BadRequest("the query parameter run is required (one or more)")
+        return json_response([checkpoint_json(ck) for r in runs for ck in self.store.checkpoints(r)])
+
+    def metrics(self, request: Request) -> Response:
+        """``GET /api/metrics?run=A&run=B&key=K&width=PX&start=S&stop=S``: one metric of each run,
+        min/max-downsampled to ``width`` pixels over [start, stop] (see ``downsample.py``)."""
+        _known(request, {"run", "key", "width", "start", "stop"})
+        runs = request.query_params.getlist("run")
+        if not runs:
+            raise BadRequest("the query parameter run is required (one or more)")
+        if len(runs) > MAX_RUNS_PER_CHART:
+            raise BadRequest(f"at most {MAX_RUNS_PER_CHART} runs per chart, got {len(runs)}")
+        key = _one(request, "key", required=True)
+        assert key is not None
+        width = _int(request, "width", default=1000, low=1, high=MAX_WIDTH)
+        start, stop = _int(request, "start"), _int(request, "stop")
+        if start is not None and stop is not None and start > stop:
+            raise BadRequest(f"start ({start}) is after stop ({stop})")
+        assert width is not None
+        series = []
+        for name in runs:
+            info = self.store.get_run(name)
+            cks = [ck for ck in self.store.checkpoints(info.name)
+                   if (start is None or ck.step >= start) and (stop is None or ck.step <= stop)]
+            # Read cold from the metric's stored summaries: no cache to warm (see rollups.py).
+            chart = self.store.metric_chart(info.name, key, width, start=start, stop=stop, at=[ck.step for ck in cks])
+            xs, ys = minmax(chart.steps, chart.values, width, start=start, stop=stop)
+            series.append({
+                "run": info.name,
+                "status": info.status,
+                "points": chart.total,
+                "drawn": len(xs),
+                "steps": xs.tolist(),
+                "values": ys.tolist(),  # finite: minmax leaves the others out
+                # Where to draw each checkpoint: the metric at its step, or the last value logged
+                # before it (None before the first value).
+                "checkpoints": [
+                    {"ref": ck.ref, "step": ck.step, "aliases": ck.aliases, "value": value}
+                    for ck, value in zip(cks, chart.at)
+                ],
+            })
+        return plain_json_response({"key": key, "width": width, "start": start, "stop": stop, "series": series})
+
+    def checkpoint(self, request: Request) -> Response:
+        """``GET /api/checkpoint?ref=REF``: the checkpoint and its variables (``checkpoints show --json``)."""
+        _known(request, {"ref"})
+        ref = _one(request, "ref", required=True)
+        ck = self.store.checkpoint(ref)
+        return json_response({"checkpoint": checkpoint_json(ck), "variables": self.store.variables(ck)})
+
+    def diff(self, request: Request) -> Response:
+        """``GET /api/diff?ref=REF&other=REF``: ``checkpoints show REF --diff OTHER --json``."""
+        _known(request, {"ref", "other"})
+        ref = _one(request, "ref", required=True)
+        other = _one(request, "other", required=True)
+        return json_response(diff_json(self.store.diff_variables(ref, other)))
+
+    def exports(self, request: Request) -> Response:
+        """``GET /api/exports?run=RUN``: ``exports list --json`` (every run's without ``run``)."""
+        _known(request, {"run"})
+        return json_response([export_json(e) for e in self.store.exports(_one(request, "run"))])
+
+    def versions(self, request: Request) -> Response:
+        """``GET /api/versions?name=ALIAS``: ``versions --json``, each alias with its history."""
+        _known(request, {"name"})
+        return json_response(self.store.versions(_one(request, "name")))
+
+    def routes(self) -> list[tuple[str, Callable[[Request], Response]]]:
+        return [
+            ("/api/runs", self.runs),
+            ("/api/run", self.run),
+            ("/api/keys", self.keys),
+            ("/api/checkpoints", self.checkpoints),
+            ("/api/metrics", self.metrics),
+            ("/api/checkpoint", self.checkpoint),
+            ("/api/diff", self.diff),
+            ("/api/exports", self.exports),
+            ("/api/versions", self.versions),
+        ]

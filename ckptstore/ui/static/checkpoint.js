@@ -1,0 +1,100 @@
+// The checkpoint page: what it is, its variables, and a diff against any other checkpoint.
+// The diff is drawn from whatever the API returns: each list in it (added, removed, changed,
+// and any kind a later version adds) becomes a section, each number a line, so new kinds of
+// change show up without a change here.
+
+import { api, brief, el, fields, link, param, runHref, shape, showError, size, table, when } from "./common.js";
+
+const content = document.getElementById("content");
+const ref = param("ref");
+
+function renderDiff(box, diff, other) {
+  const parts = [el("h2", { text: `Diff: ${ref} → ${other}` })];
+  const counts = [];
+  for (const [kind, value] of Object.entries(diff)) {
+    if (Array.isArray(value)) counts.push(`${value.length} ${kind}`);
+    else if (typeof value !== "object" || value === null) counts.push(`${value} ${kind}`);
+  }
+  parts.push(el("p", { className: "diff-summary", text: counts.join(", ") }));
+  for (const [kind, value] of Object.entries(diff)) {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      // A block of facts rather than a list of variables: shown as key / value lines.
+      const section = el("section", { className: "diff-kind" }, el("h3", { text: kind }),
+        fields(Object.entries(value).map(([k, v]) => [k, brief(v)])));
+      section.dataset.kind = kind;
+      parts.push(section);
+      continue;
+    }
+    if (!Array.isArray(value) || !value.length) continue;
+    const columns = [...new Set(value.flatMap((item) => (item && typeof item === "object" ? Object.keys(item) : ["value"])))];
+    const rows = value.map((item) => columns.map((c) => {
+      const v = item && typeof item === "object" ? item[c] : item;
+      return c === "shape" ? shape(v) : brief(v);
+    }));
+    const section = el("section", { className: "diff-kind" }, el("h3", { text: `${kind} (${value.length})` }), table(columns, rows));
+    section.dataset.kind = kind;
+    parts.push(section);
+  }
+  box.replaceChildren(...parts);
+}
+
+async function diffAgainst(other, box) {
+  const url = new URL(location.href);
+  url.searchParams.set("diff", other);
+  history.replaceState(null, "", url);
+  try {
+    renderDiff(box, await api("diff", { ref, other }), other);
+  } catch (err) {
+    showError(box, err);
+  }
+}
+
+try {
+  if (!ref) throw new Error("no checkpoint named: open this page from a run or the chart");
+  const { checkpoint: ck, variables } = await api("checkpoint", { ref });
+  document.title = `${ck.ref} · ckptstore`;
+  // Choices for the diff: the other checkpoints of this run and every named version; any REF
+  // can be typed as well (run@step, run@latest, an alias).
+  const [run, versions] = await Promise.all([api("run", { name: ck.run }), api("versions").catch(() => [])]);
+  const choices = [
+    ...run.checkpoints.filter((c) => c.ref !== ck.ref).map((c) => c.ref),
+    ...versions.filter((v) => v.kind === "checkpoint").map((v) => v.name),
+  ];
+  const input = el("input", { id: "diff-ref", name: "other", placeholder: "run@step or a version name", autocomplete: "off" });
+  input.setAttribute("list", "diff-choices");
+  const datalist = el("datalist", { id: "diff-choices" }, ...choices.map((c) => el("option", { value: c })));
+  const pick = el("select", { id: "diff-pick" }, el("option", { value: "", text: "choose…" }), ...choices.map((c) => el("option", { value: c, text: c })));
+  pick.addEventListener("change", () => { input.value = pick.value; });
+  const diffBox = el("div", { id: "diff" });
+  const form = el("form", { className: "diff-form", id: "diff-form" },
+    el("label", { text: "Diff against " }), pick, input, el("button", { type: "submit", text: "Diff" }), datalist);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.value.trim()) diffAgainst(input.value.trim(), diffBox);
+  });
+  content.replaceChildren(
+    el("h1", { id: "checkpoint-ref", text: ck.ref }),
+    fields([
+      ["run", link(runHref(ck.run), ck.run, "run-link")],
+      ["step", String(ck.step)],
+      ["format", ck.format],
+      ["state", ck.state],
+      ["size", size(ck.total_bytes)],
+      ["versions", ck.aliases.join(", ") || "-"],
+      ["created", when(ck.created_at)],
+      ["files", ck.files.map((f) => `${f.file_name} (${size(f.size)})`).join("\n")],
+    ]),
+    el("h2", { text: `Variables (${variables.length})` }),
+    table(["name", "dtype", "shape"], variables.map((v) => [v.name, v.dtype, shape(v.shape)])),
+    el("h2", { text: "Compare" }),
+    form,
+    diffBox,
+  );
+  const preset = param("diff");
+  if (preset) {
+    input.value = preset;
+    await diffAgainst(preset, diffBox);
+  }
+} catch (err) {
+  showError(content, err);
+}

@@ -1,0 +1,94 @@
+// Shared helpers of the pages. Every piece of store data reaches the page through textContent
+// or an attribute set by property, never through innerHTML: a run named "<script>" is text.
+
+export class ApiError extends Error {}
+
+// GET /api/<path> with query parameters (arrays repeat the parameter); the parsed JSON.
+export async function api(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === "") continue;
+    for (const one of Array.isArray(v) ? v : [v]) query.append(k, String(one));
+  }
+  const qs = query.toString();
+  const res = await fetch(`/api/${path}${qs ? "?" + qs : ""}`, { headers: { Accept: "application/json" } });
+  const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new ApiError(body.error || `HTTP ${res.status}`);
+  return body;
+}
+
+// el("a", {href: "/run?...", className: "x", text: name}, child, ...): an element built safely.
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null) continue;
+    if (k === "text") node.textContent = String(v);
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node[k] = v;
+  }
+  for (const c of children) {
+    if (c === undefined || c === null || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+export function link(href, text, className) {
+  return el("a", { href, text, className });
+}
+
+export const runHref = (name) => `/run?name=${encodeURIComponent(name)}`;
+export const checkpointHref = (ref) => `/checkpoint?ref=${encodeURIComponent(ref)}`;
+export const chartHref = (runs) => "/?" + runs.map((r) => `run=${encodeURIComponent(r)}`).join("&");
+
+export function size(n) {
+  if (n === null || n === undefined) return "";
+  let v = n;
+  for (const unit of ["B", "KiB", "MiB", "GiB"]) {
+    if (v < 1024 || unit === "GiB") return unit === "B" ? `${v} B` : `${v.toFixed(1)} ${unit}`;
+    v /= 1024;
+  }
+  return `${n} B`;
+}
+
+export function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return isNaN(d) ? String(iso) : d.toLocaleString();
+}
+
+export function shape(dims) {
+  if (dims === null || dims === undefined) return "[unknown]";
+  return "[" + dims.map((s) => (s === null || s < 0 ? "?" : String(s))).join(",") + "]";
+}
+
+// A value of unknown form as short text: {dtype, shape} as "float32 [3,2]", others as JSON.
+export function brief(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v !== "object") return String(v);
+  if (Array.isArray(v)) return v.map(brief).join(", ");
+  if ("dtype" in v && "shape" in v) return `${v.dtype} ${shape(v.shape)}`;
+  return JSON.stringify(v);
+}
+
+// A table with a header row; rows are arrays of cells (Nodes or text).
+export function table(columns, rows, className = "grid") {
+  const head = el("tr", {}, ...columns.map((c) => el("th", { text: c })));
+  const body = el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c)))));
+  return el("table", { className }, el("thead", {}, head), body);
+}
+
+// key / value rows, as "runs show" prints them.
+export function fields(pairs) {
+  return el("table", { className: "fields" },
+    el("tbody", {}, ...pairs.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", {}, v)))));
+}
+
+export function showError(where, err) {
+  where.replaceChildren(el("p", { className: "error", text: err instanceof Error ? err.message : String(err) }));
+}
+
+export function param(name) {
+  return new URLSearchParams(location.search).get(name);
+}

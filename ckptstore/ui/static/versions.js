@@ -1,0 +1,32 @@
+// The versions page: every named version (alias), what it points at, and its history.
+
+import { api, checkpointHref, el, link, param, showError, table, when } from "./common.js";
+
+const content = document.getElementById("content");
+
+function target(kind, text) {
+  if (!text) return "-";
+  return kind === "export" || text.startsWith("export:") ? text : link(checkpointHref(text), text);
+}
+
+try {
+  const versions = await api("versions", { name: param("name") });
+  if (!versions.length) {
+    content.replaceChildren(el("p", { className: "muted", text: "no named versions yet (create one with 'ckptstore tag REF NAME')" }));
+  } else {
+    content.replaceChildren(...versions.map((v) => {
+      const section = el("section", { className: "version" },
+        el("h2", { text: v.name }),
+        el("p", {}, "→ ", target(v.kind, v.target), el("span", { className: "muted", text: ` (${v.kind}, ${when(v.updated_at)})` }),
+          v.message ? el("span", { text: ` — ${v.message}` }) : null),
+        table(["when", "action", "from", "to", "message"], v.history.map((h) => [
+          when(h.at), h.action, target("", h.old_target), target("", h.new_target), h.message || "",
+        ]), "grid history"));
+      section.dataset.alias = v.name;
+      return section;
+    }));
+  }
+} catch (err) {
+  showError(content, err);
+}
+

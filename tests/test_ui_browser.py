@@ -1,0 +1,250 @@
+"""``ckptstore ui`` in a real browser: Debian's chromium driven by Playwright for Python.
+
+Playwright's own browser download needs the internet, so the system binary is used
+(``executable_path``); ``.ci/run`` installs it. Without chromium or Playwright these tests skip
+(fail in CI). Each page is photographed into the test's tmp dir; set ``CKPTSTORE_SCREENSHOTS``
+to a directory to keep them (that is how ``docs/screenshots/`` is made).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.helpers.skips import in_ci, require_tensorflow
+from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, serve_in_thread, shared_store
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+# A browser start and a page or three: seconds each on these machines.
+pytestmark = pytest.mark.slow
+
+
+def _missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is missing (pip install playwright; its browser download is not needed)"
+    pytest.importorskip("uvicorn", reason="ckptstore ui needs uvicorn (the 'ui' extra)")
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = _missing()
+    if reason:
+        if in_ci():
+            pytest.fail(f"{reason}: CI must run the browser tests", pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def served(browser, tmp_path_factory: pytest.TempPathFactory):
+    require_tensorflow()
+    yield from serve_in_thread(shared_store(tmp_path_factory))
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = context.new_page()
+    p.set_default_timeout(20_000)
+    problems: list[str] = []
+    p.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    p.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    p.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    p.problems = problems
+    try:
+        yield p
+    finally:
+        context.close()
+
+
+def shoot(page: Any, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    keep = os.environ.get("CKPTSTORE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(keep) / path.name)
+    assert path.stat().st_size > 1000
+    return path
+
+
+def chart_ready(page: Any, series: int) -> None:
+    # Playwright's expect() polls without evaluating strings: the pages' Content-Security-Policy
+    # (no 'unsafe-eval') stays on in these tests, as it is for users.
+    from playwright.sync_api import expect
+
+    chart = page.locator("#chart")
+    expect(chart).to_have_attribute("data-series", str(series))
+    expect(chart).to_have_attribute("data-ready", "1")
+
+
+def test_click_through_runs_chart_checkpoint_diff_versions(page, served, tmp_path: Path):
+    page.goto(served.url + "/")
+    page.wait_for_selector("#runs-table tbody tr")
+    assert page.locator("#runs-table tbody tr").count() == 4
+    shoot(page, tmp_path, "runs-list")
+
+    # Select two runs: the chart draws two series, with a marker per checkpoint.
+    page.check('input.select-run[data-run="mnist-a"]')
+    page.check('input.select-run[data-run="mnist-b"]')
+    chart_ready(page, 2)
+    assert page.locator(".u-legend .u-series").count() == 3  # step + two runs
+    assert page.locator('.ck-marker[data-run="mnist-a"]').count() == 4
+    assert page.locator('.ck-marker[data-run="mnist-b"]').count() == 3
+    assert sorted(page.locator(".alias-label").all_text_contents()) == ["best", "prod"]
+    assert page.locator("#metric").input_value() == "loss"
+    assert "run=mnist-a" in page.url and "run=mnist-b" in page.url
+    shoot(page, tmp_path, "runs-chart")
+
+    # A click on a marker opens that checkpoint.
+    page.locator('.ck-marker[data-ref="mnist-a@100"]').click()
+    page.wait_for_selector("#checkpoint-ref")
+    assert page.locator("#checkpoint-ref").text_content() == "mnist-a@100"
+    assert page.locator("table.grid tbody tr").count() == 2  # variables a and b
+    shoot(page, tmp_path, "checkpoint")
+
+    # Diff it against another checkpoint, chosen on the page.
+    page.select_option("#diff-pick", "best")
+    page.click("#diff-form button")
+    page.wait_for_selector(".diff-kind")
+    assert page.locator(".diff-summary").text_content() == "1 added, 0 removed, 1 changed, 1 unchanged"
+    changed = page.locator('.diff-kind[data-kind="changed"]').inner_text()
+    assert "float32 [3]" in changed and "float64 [3]" in changed
+    assert "diff=best" in page.url
+    shoot(page, tmp_path, "checkpoint-diff")
+
+    # The run page, from the checkpoint's run link.
+    page.click("a.run-link")
+    page.wait_for_selector("#run-name")
+    assert page.locator("#params").text_content().replace(" ", "").replace("\n", "") == '{"lr":0.001,"layers":[64,32]}'
+    assert page.locator(".checkpoint-link").all_text_contents() == ["50", "100", "150", "200"]
+    shoot(page, tmp_path, "run")
+
+    # Versions: each alias with its history.
+    page.click("header >> text=Versions")
+    page.wait_for_selector(".version")
+    best = page.locator('.version[data-alias="best"]')
+    assert best.locator("tbody tr").count() == 2
+    assert "mnist-a@100" in best.inner_text() and "wider is better" in best.inner_text()
+    shoot(page, tmp_path, "versions")
+    assert page.problems == []
+
+
+def test_log_scale_zoom_and_filters(page, served):
+    from playwright.sync_api import expect
+
+    page.goto(served.url + "/?run=mnist-a&run=mnist-b&key=accuracy")
+    chart_ready(page, 2)
+    assert page.locator("#metric").input_value() == "accuracy"
+    page.check("#log")
+    expect(page.locator("#chart")).to_have_attribute("data-log", "1")
+    chart_ready(page, 2)
+    assert "log=1" in page.url
+    page.uncheck("#log")
+    expect(page.locator("#chart")).to_have_attribute("data-log", "0")
+    # Drag across the middle of the plot: the server is asked for that window only.
+    box = page.locator(".u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    expect(page.locator("#chart")).not_to_have_attribute("data-range", "")
+    start, stop = map(int, page.locator("#chart").get_attribute("data-range").split(","))
+    assert 30 <= start < stop <= 200 and stop - start < 150
+    page.click("#reset-zoom")
+    expect(page.locator("#chart")).to_have_attribute("data-range", "")
+    # Filters and sorting.
+    page.select_option("#f-status", "running")
+    page.click("#filters button")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(1)
+    assert page.locator("#runs-table tbody tr").get_attribute("data-run") == "live"
+    page.select_option("#f-status", "")
+    page.fill("#f-tag", "size=wide")
+    page.click("#filters button")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(1)
+    page.fill("#f-tag", "")
+    page.click("#filters button")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(4)
+    page.click('th[data-sort="last_step"]')
+    expect(page.locator("#runs-table tbody tr").first).to_have_attribute("data-run", "live")
+    page.click('th[data-sort="last_step"]')
+    expect(page.locator("#runs-table tbody tr").first).to_have_attribute("data-run", "mnist-b")
+    assert page.problems == []
+
+
+def test_names_stay_text_everywhere(page, served, tmp_path: Path):
+    page.goto(served.url + "/")
+    page.wait_for_selector("#runs-table tbody tr")
+    row = page.locator("#runs-table tbody tr", has=page.locator(f'input[data-run="{XSS_RUN}"]'))
+    assert row.locator("a.run-link").text_content() == XSS_RUN
+    assert row.locator(".tag").text_content() == f"{XSS_TAG[0]}={XSS_TAG[1]}"
+    # Nothing the names spell was parsed as markup.
+    assert page.locator("main img, main script, main i").count() == 0
+    page.check(f'input.select-run[data-run="{XSS_RUN}"]')
+    chart_ready(page, 1)
+    assert page.locator("#metric option").all_text_contents() == [XSS_METRIC]
+    assert page.locator(".u-legend .u-series").nth(1).text_content().startswith(XSS_RUN)
+    shoot(page, tmp_path, "odd-names")
+    row.locator("a.run-link").click()
+    page.wait_for_selector("#run-name")
+    assert page.locator("#run-name").text_content() == XSS_RUN
+    assert page.title() == f"{XSS_RUN} · ckptstore"
+    # An unknown checkpoint named like markup: a 404 message, as text.
+    page.goto(served.url + "/checkpoint?ref=" + "%3Cimg%20src%3Dx%20onerror%3Dalert(9)%3E%40latest")
+    page.wait_for_selector(".error")
+    assert "<img src=x onerror=alert(9)>" in page.locator(".error").text_content()
+    assert page.locator("main img, main script").count() == 0
+    # The 404 answer itself counts as a console error in chromium; no script ran and no dialog.
+    assert [p for p in page.problems if "404" not in p] == []
+
+
+def test_the_runs_table_and_chart_follow_a_running_run(browser, tmp_path: Path, new_sqlite_store_files: Path):
+    from playwright.sync_api import expect
+
+    import ckptstore
+
+    path = tmp_path / "store"
+    shutil.copytree(new_sqlite_store_files, path)
+    store = ckptstore.open_store(str(path))
+    try:
+        run = store.start_run("training")
+        run.log(0, loss=1.0)
+        run.flush()
+        for served in serve_in_thread(path):
+            page = browser.new_page()
+            try:
+                page.goto(served.url + "/?run=training")
+                chart_ready(page, 1)
+                assert page.locator("#chart").get_attribute("data-points") == "1"
+                for step in range(1, 50):
+                    run.log(step, loss=1.0 / (step + 1))
+                run.flush()
+                # No reload: the page polls while the run is running.
+                expect(page.locator("#chart")).to_have_attribute("data-points", "50", timeout=20_000)
+                expect(page.locator("#runs-table tbody tr td:nth-child(4)")).to_have_text("49")
+                run.finish()
+                expect(page.locator("#runs-table .status")).to_have_text("finished")
+            finally:
+                page.close()
+    finally:
+        store.close()
