@@ -181,3 +181,21 @@ def test_tf2_snapshot_is_taken_for_a_trackable(tiny_model, tmp_path):
     from ckptstore.tf import snapshot
 
     assert snapshot.take(tiny_model(), tmp_path, "p", 1) is not None
+
+
+def test_tf1_meta_graph_reused_only_while_the_graph_is_unchanged(new_seed_graph, tmp_path):
+    """The cached .meta bytes are those Saver exports, and a graph that grew is exported anew."""
+    import tensorflow as tf
+
+    from ckptstore.tf import snapshot
+
+    g, sess, b = new_seed_graph(b=3.0)
+    for i in range(2):
+        snapshot.take(sess, tmp_path, "m", i).write(tmp_path, "m", i)
+    assert (tmp_path / "m-0.meta").read_bytes() == (tmp_path / "m-1.meta").read_bytes()
+    with g.as_default():
+        tf.constant(1.0, name="grown")
+    snapshot.take(sess, tmp_path, "m", 2).write(tmp_path, "m", 2)
+    with tf.Graph().as_default() as fresh:
+        tf.compat.v1.train.import_meta_graph(str(tmp_path / "m-2.meta"))
+        assert fresh.get_operation_by_name("grown") is not None

@@ -167,8 +167,12 @@ class SaveQueue:
             try:
                 with stack:
                     try:
-                        path = box.pop().write(sdir, prefix, step)  # the snapshot is freed once written
-                        _return_freed_memory()
+                        snap = box.pop()
+                        path = snap.write(sdir, prefix, step)
+                        give_back = snap.return_memory
+                        del snap  # the snapshot is freed once written
+                        if give_back:
+                            _return_freed_memory()
                         # One core, buffered reads: training keeps the other cores and the
                         # checkpoint's pages are not mapped into this process.
                         known = {p.name: digest_file(p, mmap=False) for p in fmt.files(path)}

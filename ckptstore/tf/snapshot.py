@@ -7,8 +7,10 @@ byte-for-byte the format the synchronous save writes (``formats.TF1Saver`` /
 
 * **TF1** (a ``tf.compat.v1.Session``): one ``sess.run`` reads every variable of the Saver's
   ``var_list`` into host numpy copies (and, if asked, the meta graph is exported then, since
-  the graph may grow afterwards). The write feeds them to a ``SaveV2`` op in a private graph
-  under the same names ``tf.compat.v1.train.Saver`` gives them. Graphs whose Saver needs more
+  the graph may grow afterwards). The fetches are ``DeepCopy`` ops (added once to the graph):
+  their fresh buffers become the numpy arrays without a copy, and the write feeds them, again
+  without a copy, to a prebuilt ``SaveV2`` graph under the same names
+  ``tf.compat.v1.train.Saver`` gives them. Graphs whose Saver needs more
   than plain variables (partitioned variables, lookup tables, other saveable objects) have no
   snapshot here: :func:`take` returns None and the caller saves synchronously.
 * **TF2** (a ``tf.train.Checkpoint`` or trackable): the checkpoint's own serialization is run
@@ -26,6 +28,8 @@ Both lean on TensorFlow internals (``saveable_object_util``, the Checkpoint's sa
 from __future__ import annotations
 
 import abc
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, Optional
 
@@ -38,6 +42,9 @@ class Snapshot(abc.ABC):
 
     #: Bytes of variable data held (for logs and benchmarks).
     nbytes: int = 0
+    #: Whether the writer should hand the freed snapshot's pages back to the system after the
+    #: write (see ``flows.async_save``).
+    return_memory: bool = True
 
     @abc.abstractmethod
     def write(self, directory: Path, prefix: str, step: int) -> Path:
@@ -45,29 +52,68 @@ class Snapshot(abc.ABC):
 
 
 class TF1Snapshot(Snapshot):
+    # The next snapshot reuses the freed buffers' pages as they are (same sizes, same arena):
+    # giving them back would make it fault 256 MB of fresh pages in the training thread
+    # (~0.2 s of a 256 MB snapshot on a loaded machine), and the process does not grow without it.
+    return_memory = False
+
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
         self.nbytes = sum(int(getattr(v, "nbytes", 0)) for v in values.values())
 
     def write(self, directory: Path, prefix: str, step: int) -> Path:
-        t = tf()
         path = directory / f"{prefix}-{step}"
         names = sorted(self.values)
-        g = t.Graph()
-        with g.as_default():
-            feeds = {}
-            tensors = []
-            for n in names:
-                v = self.values[n]
-                ph = t.compat.v1.placeholder(t.as_dtype(v.dtype), shape=v.shape)
-                feeds[ph] = v
-                tensors.append(ph)
-            op = t.raw_ops.SaveV2(
-                prefix=str(path), tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors
-            )
-        with t.compat.v1.Session(graph=g) as sess:
-            sess.run(op, feeds)
+        arrays = [self.values[n] for n in names]
+        self.values = {}  # the feed below holds the arrays only as long as SaveV2 runs
+        writer = _tf1_writer(tuple((n, a.dtype.str, a.shape) for n, a in zip(names, arrays)))
+        writer.run(str(path), arrays)
         return path
+
+
+class _TF1Writer:
+    """A prebuilt private graph ``placeholders -> SaveV2`` and its Session, reused by every
+    write with the same names, dtypes and shapes: building a graph and a Session per save cost
+    more than the write itself. The snapshot's arrays are TensorFlow's own (64-byte aligned)
+    buffers, so feeding them aliases them instead of copying (+0 MB, not +model size)."""
+
+    def __init__(self, signature: tuple[tuple[str, str, tuple[int, ...]], ...]) -> None:
+        import numpy as np
+
+        t = tf()
+        self.graph = t.Graph()
+        with self.graph.as_default():
+            self.prefix = t.compat.v1.placeholder(t.string, shape=[])
+            self.inputs = [t.compat.v1.placeholder(t.as_dtype(np.dtype(d)), shape=shape) for _, d, shape in signature]
+            self.op = t.raw_ops.SaveV2(prefix=self.prefix, tensor_names=[n for n, _, _ in signature],
+                                       shape_and_slices=[""] * len(signature), tensors=self.inputs)
+        # One thread each: the write is I/O, and the training loop keeps the cores.
+        config = t.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
+        self.session = t.compat.v1.Session(graph=self.graph, config=config)
+
+    def run(self, path: str, arrays: list[Any]) -> None:
+        feeds = {self.prefix: path}
+        feeds.update(zip(self.inputs, arrays))
+        arrays.clear()
+        self.session.run(self.op, feeds)
+
+
+_writers: "dict[tuple[Any, ...], _TF1Writer]" = {}
+_writers_lock = threading.Lock()
+#: Distinct variable sets written by one process (more are rebuilt as needed).
+_MAX_WRITERS = 4
+
+
+def _tf1_writer(signature: tuple[tuple[str, str, tuple[int, ...]], ...]) -> _TF1Writer:
+    with _writers_lock:
+        w = _writers.pop(signature, None)
+        if w is None:
+            w = _TF1Writer(signature)
+            while len(_writers) >= _MAX_WRITERS:
+                old = _writers.pop(next(iter(_writers)))
+                old.session.close()
+        _writers[signature] = w  # most recently used last
+        return w
 
 
 class TF2Snapshot(Snapshot):
@@ -106,6 +152,8 @@ def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any,
     t = tf()
     from tensorflow.python.training.saving import saveable_object_util
 
+    if not _COPYABLE:
+        _init_copyable()
     graph = sess.graph
     with graph.as_default():
         if var_list is None:
@@ -137,10 +185,66 @@ def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any,
         if not plain:
             return None
         saver = tf1_saver(graph, var_list)  # the same cached Saver the synchronous path uses
-        values = sess.run(plain)
+        values = sess.run(_tf1_fetches(graph, plain))
         if write_meta_graph:
-            saver.export_meta_graph(str(directory / f"{prefix}-{step}.meta"))
+            _export_meta_graph(graph, saver, directory / f"{prefix}-{step}.meta")
     return TF1Snapshot(values)
+
+
+def _export_meta_graph(graph: Any, saver: Any, path: Path) -> None:
+    """``saver.export_meta_graph(path)``, reusing the bytes of the last export while the graph
+    is unchanged: serializing a graph (with shapes) costs as much as the snapshot itself, and a
+    training loop's graph stops growing after its first steps. "Unchanged" is the graph's op
+    count (``graph.version``) and the size of each collection, which is what the meta graph holds
+    besides the saver's definition (the saver is part of the key)."""
+    key = (graph.version, id(saver),
+           tuple(sorted((str(k), len(graph.get_collection(k))) for k in graph.get_all_collection_keys())))
+    cached = _meta_cache.get(graph)
+    if cached is not None and cached[0] == key:
+        path.write_bytes(cached[1])
+        return
+    saver.export_meta_graph(str(path))
+    _meta_cache[graph] = (key, path.read_bytes())
+
+
+_meta_cache: "weakref.WeakKeyDictionary[Any, tuple[Any, bytes]]" = weakref.WeakKeyDictionary()
+
+
+def _tf1_fetches(graph: Any, plain: dict[str, Any]) -> dict[str, Any]:
+    """What to fetch for a snapshot of ``plain`` (name -> variable), built once per graph and
+    variable set. For a CPU variable, a ``DeepCopy`` of its value: TensorFlow copies it on its
+    own threads into a fresh buffer that the fetch then hands to numpy without another copy
+    (fetching the variable itself copies it, single-threaded, holding the GIL, into a numpy
+    buffer that the write must copy once more because it is not aligned for TensorFlow)."""
+    key = tuple((n, id(v)) for n, v in plain.items())
+    per_graph = _fetches.setdefault(graph, {})
+    fetches = per_graph.get(key)
+    if fetches is None:
+        t = tf()
+        fetches = {}
+        try:
+            with graph.as_default(), t.name_scope("ckptstore_snapshot"):
+                for name, var in plain.items():
+                    value = var.read_value()
+                    dev = (var.device or "").upper()
+                    if var.dtype.base_dtype in _COPYABLE and (not dev or "CPU" in dev):
+                        with t.device(var.device or None):
+                            value = t.raw_ops.DeepCopy(x=value)
+                    fetches[name] = value
+        except RuntimeError:  # a finalized graph (MonitoredSession): fetch the variables
+            return dict(plain)
+        per_graph[key] = fetches
+    return fetches
+
+
+_fetches: "weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any]]]" = weakref.WeakKeyDictionary()
+_COPYABLE: "set[Any]" = set()
+
+
+def _init_copyable() -> None:
+    t = tf()
+    _COPYABLE.update({t.float16, t.bfloat16, t.float32, t.float64, t.int8, t.int16, t.int32, t.int64,
+                      t.uint8, t.uint16, t.uint32, t.uint64, t.bool, t.complex64, t.complex128})
 
 
 def _take_tf2(target: Any) -> Optional[Snapshot]:
