@@ -30,6 +30,23 @@ def test_tf2_async_save_keeps_the_values_of_the_call(sqlite_store, tiny_model):
     assert (fresh.w.numpy() == 2.0).all()
 
 
+def test_an_async_save_records_the_readable_names_a_blocking_save_records(sqlite_store):
+    import tensorflow as tf
+
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense"), keras.layers.Dense(1, name="out")])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0, epochs=1)
+    run = sqlite_store.start_run("names")
+    run.save(model, 1)
+    run.save(model, 2, blocking=False)
+    run.wait()
+    blocking = {(v.name, v.readable) for v in sqlite_store.variables("names@1")}
+    assert {(v.name, v.readable) for v in sqlite_store.variables("names@2")} == blocking
+    assert "model/dense/kernel/adam/momentum" in {r for _, r in blocking}
+    np.testing.assert_array_equal(sqlite_store.read_variable("names@2", "model/dense/kernel"), model.get_layer("dense").kernel.numpy())
+
+
 def test_tf1_async_save_keeps_the_values_of_the_call(sqlite_store, new_seed_graph):
     from tests.helpers.models import empty_session, run_op
 

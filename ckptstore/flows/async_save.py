@@ -36,6 +36,7 @@ from ..files.digest import digest_file
 from ..names import check_step
 from ..records import CheckpointInfo
 from ..tf import formats, snapshot
+from ..tf.varnames import readable_names
 from .backend import Backend
 from .checkpoints import check_prefix, commit_checkpoint
 from .checkpoints import save as save_now
@@ -124,7 +125,7 @@ class SaveQueue:
         # The thread holds the snapshot through a box it empties once written: Thread keeps its
         # args until run() returns, which would keep two snapshots alive across the next call.
         thread = threading.Thread(
-            target=self._finish, args=(pending, stack, [snap], fmt, sdir, prefix, step),
+            target=self._finish, args=(pending, stack, [snap], fmt, sdir, prefix, step, target),
             name=f"ckptstore-save-{self.run_name}@{step}",
         )
         with self._lock:
@@ -161,7 +162,7 @@ class SaveQueue:
     # ------------------------------------------------------------------ the background thread
 
     def _finish(self, pending: PendingSave, stack: contextlib.ExitStack, box: list[snapshot.Snapshot],
-                fmt: formats.CheckpointFormat, sdir: Path, prefix: str, step: int) -> None:
+                fmt: formats.CheckpointFormat, sdir: Path, prefix: str, step: int, target: Any) -> None:
         _lower_priority()
         try:
             try:
@@ -178,7 +179,13 @@ class SaveQueue:
                         known = {p.name: digest_file(p, mmap=False) for p in fmt.files(path)}
                     except OSError as exc:
                         raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
-                    pending._info = commit_checkpoint(self.backend, self.run_id, self.run_name, step, fmt, path, known)
+                    # Readable names (model/dense/kernel) as a blocking save records them: they
+                    # come from the object graph just written and the live object's attributes
+                    # (its structure, not its values, so reading it here, after the call, is right).
+                    names = readable_names(target, path)
+                    pending._info = commit_checkpoint(
+                        self.backend, self.run_id, self.run_name, step, fmt, path, known, readable=names
+                    )
             except OSError as exc:  # moving into the object area
                 raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
             apply_retention(self.backend, self.run_id)
