@@ -51,7 +51,7 @@ SAME_RUN = textwrap.dedent(
     s = ckptstore.open_store(uri, root=root or None)
     while time.time() < start:
         time.sleep(0.001)
-    run = s.start_run("shared", flush_every=100)
+    run = s.start_run("shared", resume=True, flush_every=100)
     for step in range(offset, 4000, 2):
         run.log(step, x=float(step))
     run.finish()
@@ -80,7 +80,7 @@ BATCH_WRITER = textwrap.dedent(
     """
     import sys, time, ckptstore
     s = ckptstore.open_store(sys.argv[1], root=sys.argv[2])
-    run = s.start_run("r", flush_every=500, flush_seconds=3600)
+    run = s.start_run("r", resume=True, flush_every=500, flush_seconds=3600)
     for step in range(20_000):
         run.log(step, a=1.0)
         if step % 500 == 0:

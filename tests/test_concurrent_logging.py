@@ -39,7 +39,7 @@ _WRITER = textwrap.dedent(
             sys.exit(f"writer {me}: the start signal never came")
         time.sleep(0.005)
     t0 = time.time()
-    with store.start_run("shared", flush_every=100, tags={"kind": "shared"}) as shared, \\
+    with store.start_run("shared", resume=True, flush_every=100, tags={"kind": "shared"}) as shared, \\
          store.start_run(f"own-{me}", flush_every=100, params={"me": me}) as own:
         for step in range(steps):
             shared.log(step, **{f"p{me}_a": step + me, f"p{me}_b": -step})

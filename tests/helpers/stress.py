@@ -115,7 +115,7 @@ def writer_main(
     t0 = time.perf_counter()
     save_s = 0.0
     saved = 0
-    with store.start_run(f"writer-{index}", params={"writer": index}, flush_every=flush_every) as run:
+    with store.start_run(f"writer-{index}", resume=True, params={"writer": index}, flush_every=flush_every) as run:
         for step in range(1, steps + 1):
             run.log(step, **{k: metric_value(index, step, j) for j, k in enumerate(KEYS)})
             if checkpoints and step % every == 0 and saved < checkpoints:
@@ -340,7 +340,7 @@ def victim_main(spec: dict[str, Any]) -> None:
     else:
         os.environ.pop("CKPTSTORE_FAULT", None)
     store = ckptstore.open_store(spec["uri"], root=spec["root"])
-    run = store.start_run(VICTIM_RUN, retention=ckptstore.Retention(max_to_keep=3), flush_every=10_000)
+    run = store.start_run(VICTIM_RUN, resume=True, retention=ckptstore.Retention(max_to_keep=3), flush_every=10_000)
     last = store.get_run(VICTIM_RUN).last_step or 0
     w = tf.Variable(tf.zeros(VICTIM_SHAPE), name="w")
     model = tf.Module()
