@@ -579,11 +579,12 @@ def test_vars_and_diff(built):
     w = next(v for n, v in names.items() if "/w/" in n)
     assert w["dtype"] == "float32" and w["shape"] == [3, 2]
     diff = as_json("vars", "mlp@latest", "--diff", "mlp-wide@10", store=built)
-    assert set(diff) == {"added", "removed", "changed", "unchanged"}
+    assert {"added", "removed", "changed", "unchanged", "value_changed", "identical", "variables", "summary"} <= set(diff)
     assert [v["shape"] for v in diff["added"]] == [[1]] and diff["removed"] == []
     assert sorted(c["after"]["shape"] for c in diff["changed"]) == [[3, 4], [4]]
+    assert diff["summary"]["added"] == 1 and diff["summary"]["dtype/shape changed"] == 2
     out = ok("vars", "mlp@10", "--diff", "mlp-wide@10", store=built)
-    assert "1 added, 0 removed, 2 changed" in out
+    assert "1 added, 0 removed, 2 dtype/shape changed" in out
     assert "names export 1, not a checkpoint" in fails("vars", "export:1", store=built)
 
 

@@ -46,7 +46,7 @@ def test_demo_leaves_a_store_the_library_reads(demo_twice):
     with ckptstore.open_store(cwd / ".ckptstore", create=False) as store:
         runs = store.runs()
         assert len(runs) == 2 and all(r.status == "finished" and r.name.startswith("demo-") for r in runs)
-        second = runs[1].name
+        second = runs[0].name  # newest first
         assert store.get_run(second).retention["max_to_keep"] == 3
         kept = store.checkpoints(second)
         assert 3 <= len(kept) <= 4 and kept[-1].step == 300
@@ -65,7 +65,7 @@ def test_cli_commands_work_on_the_demo_store(demo_twice, tmp_path):
     tf = require_tensorflow()
     cwd, _ = demo_twice
     runs = as_json("runs", "list", cwd=cwd)
-    name = runs[-1]["name"]
+    name = runs[0]["name"]  # newest first
     assert "best" in ok("checkpoints", name, cwd=cwd)
     assert {v["name"] for v in as_json("versions", cwd=cwd)} == {"best", "best-frozen"}
     out = ok("restore", "best", "--to", str(tmp_path / "restored"), cwd=cwd)

@@ -189,5 +189,7 @@ def test_the_quick_path_prints_exactly_what_the_normal_path_prints(built):
         normal = cli(*args, store=built, env={"CKPTSTORE_QUICK": "0"})
         quick_err = quick.stderr.rsplit("\nIMPORTED", 1)[0].strip()
         assert (quick.returncode, quick.stdout, quick_err) == (normal.returncode, normal.stdout, normal.stderr.strip()), args
-        if normal.returncode == 0:
+        # vars --diff is the library's (digests of older checkpoints may be computed and
+        # recorded, --stats reads tensors): the quick path hands it over, so it is the same output.
+        if normal.returncode == 0 and "--diff" not in args:
             assert "sqlalchemy" not in imported(quick.stderr), args

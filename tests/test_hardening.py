@@ -530,7 +530,9 @@ def test_disk_full_during_a_save_is_one_line_and_changes_nothing(backend_name, t
 
 
 def test_disk_full_during_a_metrics_flush_is_one_line_and_keeps_the_values(tmp_path):
-    with tmpfs(tmp_path / "small", "2m") as mnt:
+    # 6 MB: after the filler goes, the retried flush needs room for 40,000 values, their
+    # rollup rows (metadata/rollups.py) and the WAL that commits them.
+    with tmpfs(tmp_path / "small", "6m") as mnt:
         with ckptstore.open_store(str(mnt / "store")) as store:
             run = store.start_run("r", flush_every=10**9)
             run.log(0, loss=0.0)
