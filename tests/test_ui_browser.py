@@ -126,8 +126,9 @@ def test_click_through_runs_chart_checkpoint_diff_versions(page, served, tmp_pat
     page.select_option("#diff-pick", "best")
     page.click("#diff-form button")
     page.wait_for_selector(".diff-kind")
-    assert page.locator(".diff-summary").text_content() == "1 added, 0 removed, 1 changed, 1 unchanged"
-    changed = page.locator('.diff-kind[data-kind="changed"]').inner_text()
+    # The summary the command line prints (vars --diff), then one section per status.
+    assert page.locator(".diff-summary").text_content() == "0 identical, 1 value changed, 1 added, 0 removed, 1 dtype/shape changed"
+    changed = page.locator('.diff-kind[data-kind="dtype/shape changed"]').inner_text()
     assert "float32 [3]" in changed and "float64 [3]" in changed
     assert "diff=best" in page.url
     shoot(page, tmp_path, "checkpoint-diff")

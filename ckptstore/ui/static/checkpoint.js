@@ -8,7 +8,38 @@ import { api, brief, el, fields, link, param, runHref, shape, showError, size, t
 const content = document.getElementById("content");
 const ref = param("ref");
 
+// The statuses of a diff by value, in the order the command line's summary names them.
+const STATUSES = ["identical", "value changed", "added", "removed", "dtype/shape changed", "unknown"];
+
+function typeOf(v) {
+  return v ? `${v.dtype} ${shape(v.shape)}` : "";
+}
+
+// A diff by value (``variables`` with a status each, and ``summary``): the command line's
+// summary line, then one section per status but "identical", one row per variable.
+function renderStatuses(box, diff, other) {
+  const parts = [el("h2", { text: `Diff: ${ref} → ${other}` })];
+  const s = diff.summary;
+  const line = STATUSES.filter((k) => k !== "unknown" || s[k]).map((k) => `${s[k] || 0} ${k}`).join(", ");
+  parts.push(el("p", { className: "diff-summary", text: line }));
+  for (const status of STATUSES.filter((k) => k !== "identical")) {
+    const items = diff.variables.filter((v) => v.status === status);
+    if (!items.length) continue;
+    const withStats = items.some((v) => v.stats);
+    const columns = ["name", ref, other, ...(withStats ? ["max|Δ|", "mean|Δ|", "rel L2"] : [])];
+    const rows = items.map((v) => [
+      v.name, typeOf(v.before), typeOf(v.after),
+      ...(withStats ? (v.stats ? [v.stats.max_abs, v.stats.mean_abs, v.stats.rel_l2].map(brief) : ["", "", ""]) : []),
+    ]);
+    const section = el("section", { className: "diff-kind" }, el("h3", { text: `${status} (${items.length})` }), table(columns, rows));
+    section.dataset.kind = status;
+    parts.push(section);
+  }
+  box.replaceChildren(...parts);
+}
+
 function renderDiff(box, diff, other) {
+  if (Array.isArray(diff.variables) && diff.summary) return renderStatuses(box, diff, other);
   const parts = [el("h2", { text: `Diff: ${ref} → ${other}` })];
   const counts = [];
   for (const [kind, value] of Object.entries(diff)) {
