@@ -168,8 +168,11 @@ def test_sigkill_with_async_saves_pending_leaves_no_broken_checkpoint(store_uri,
         for ck in store.checkpoints("victim"):
             value = store.read_variable(ck, "model/v")
             assert (value == float(ck.step)).all()  # each committed checkpoint holds its own step's values
+        # Whether a save was between commit and its next staging directory at the instant of the
+        # kill is a matter of timing; what must hold is that gc reclaims every one the kill left.
+        left = [p for p in (root / "staging").iterdir()] if (root / "staging").is_dir() else []
         gc = store.gc()
-        assert gc.removed_staging >= 1  # the kill left the pending saves' staging
+        assert gc.removed_staging == len(left)
         assert not list((root / "staging").iterdir())
         assert store.verify().ok
         assert steps == [c.step for c in store.checkpoints("victim")]
