@@ -10,25 +10,31 @@
 >>> store.restore("mnist@latest", ckpt)          # doctest: +SKIP
 
 Importing this package never imports TensorFlow, and imports SQLAlchemy only when a store is
-opened (``open_store``, ``Store`` and ``Run`` load on first use), so the CLI's quick paths start
-in a fraction of the time SQLAlchemy's import takes.
+opened (``open_store``, ``Store``, ``Run`` and the other public names load on first use), so the
+CLI's quick paths start in a fraction of the time SQLAlchemy's import takes.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
-from .names import parse_ref
-from .records import to_json
-from .retention import KeepBest, Retention
 
 if TYPE_CHECKING:
+    from .names import parse_ref
+    from .records import to_json
+    from .retention import KeepBest, Retention
     from .run import Run
     from .store import Store, open_store
 
 __version__ = "0.1.0"
 
-_LAZY = {"open_store": "store", "Store": "store", "Run": "run"}
+# Every name but the errors loads on first use: the CLI's quick path imports this package on
+# each call, and defining the record and retention classes it does not need is a good part of
+# its start-up time.
+_LAZY = {
+    "open_store": "store", "Store": "store", "Run": "run",
+    "parse_ref": "names", "to_json": "records", "KeepBest": "retention", "Retention": "retention",
+}
 # Submodules reachable as attributes (``ckptstore.keras.StoreCallback`` after ``import
 # ckptstore``), imported on first use: ``keras`` imports TensorFlow.
 _SUBMODULES = ("keras", "demo", "plot", "tf1", "tf2")
