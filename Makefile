@@ -14,6 +14,9 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[tf-cpu,test,postgres,plot,s3,ui]'
+	@# Bytecode now, as pip does for a wheel: an editable install leaves it to the first import,
+	@# which cannot write it under PYTHONDONTWRITEBYTECODE and then compiles on every CLI call.
+	$(PY) -m compileall -q ckptstore
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -21,13 +24,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ckptstore demo
 
+# One pytest worker per core (pytest-xdist): most tests wait on a subprocess, TensorFlow or a
+# database, and every fixture is per-test or per-worker (each worker starts its own PostgreSQL
+# and S3 servers), so tests are independent of their worker. WORKERS=0 runs them in one process.
+WORKERS ?= auto
+
 # The whole suite (target: under 20 minutes on 2 cores).
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
 
 # The fast tier: every module, without the tests marked slow (target: under 2 minutes on 2 cores).
 test-fast: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -n $(WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/log_metrics.py

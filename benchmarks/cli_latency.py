@@ -21,6 +21,7 @@ printed beside them (``--search-runs 0`` skips building that store).
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import resource
 import shutil
@@ -254,6 +255,10 @@ def main() -> None:
     ap.add_argument("--postgres", action="store_true", help="also time the search on a throwaway PostgreSQL cluster")
     args = ap.parse_args()
 
+    # Bytecode, as an installed package has it: pip compiles a wheel's modules at install time,
+    # an editable install (`make install`) leaves that to the Makefile. Without it, and with
+    # PYTHONDONTWRITEBYTECODE set, every call would compile ckptstore's modules from source.
+    compileall.compile_dir(str(ROOT / "ckptstore"), quiet=1)
     work = Path(tempfile.mkdtemp(prefix="ckptstore-cli-latency-"))
     try:
         store = work / "store"
