@@ -188,6 +188,7 @@ def test_version_flag():
     assert ok("--version").strip() == f"ckptstore {ckptstore.__version__}"
 
 
+@pytest.mark.slow
 def test_bad_usage_exits_2_without_traceback(meta):
     for args in (["runs", "list", "--bogus"], ["at", "notastep"], ["runs", "list", "--tag", "novalue"],
                  ["restore", "mlp@10"], ["no-such-command"],
@@ -263,6 +264,7 @@ def test_bare_library_errors_are_unexpected_not_user_errors(meta, exc, line):
     assert r.stderr.strip().splitlines()[-1].startswith(exc.split("(")[0])
 
 
+@pytest.mark.slow
 def test_library_errors_are_user_errors_and_debug_shows_their_traceback(meta):
     assert fails("runs", "show", "nope", store=meta).startswith("error: no run named 'nope'")
     r = cli("runs", "show", "nope", store=meta, env={"CKPTSTORE_DEBUG": "1"})
@@ -519,6 +521,7 @@ def test_verify_and_gc_on_a_store_without_checkpoints(meta_copy):
     assert as_json("verify", store=meta_copy)["problems"] == []
 
 
+@pytest.mark.slow
 def test_db_commands(meta_copy, tmp_path):
     from ckptstore.constants import HEAD_REVISION as head
 
@@ -673,6 +676,7 @@ def test_import_vanilla_saver_directory(fresh, vanilla_dir):
         np.testing.assert_array_equal(store.read_variable("legacy@200", "v"), [3.0, 4.0])
 
 
+@pytest.mark.slow
 def test_import_errors(meta_copy, tmp_path):
     (tmp_path / "empty").mkdir()
     assert "no TensorFlow checkpoint" in fails("import", str(tmp_path / "empty"), "--run", "x", store=meta_copy)

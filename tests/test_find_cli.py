@@ -74,6 +74,7 @@ def test_runs_list_search_stays_on_the_quick_path(meta):
     assert not imported(r.stderr) & {"sqlalchemy", "pydantic", "rich"}
 
 
+@pytest.mark.slow
 def test_runs_compare_marks_differences_and_has_json(meta):
     out = ok("runs", "compare", "mlp-a", "mlp-b", store=meta)
     lines = {line.split()[1] if line.startswith("*") else line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
@@ -116,6 +117,7 @@ def test_one_renderer_for_any_number_of_rows(tmp_path):
     assert widths == {4}
 
 
+@pytest.mark.slow
 def test_help_has_no_types_or_bounds_and_describes_json():
     for args in (["steps", "--help"], ["at", "--help"], ["runs", "list", "--help"], ["checkpoints", "--help"]):
         page = ok(*args)
@@ -125,6 +127,7 @@ def test_help_has_no_types_or_bounds_and_describes_json():
     assert "--where EXPR" in ok("runs", "list", "--help")
 
 
+@pytest.mark.slow
 def test_completion_offers_runs_aliases_and_refs(built):
     env = {"_CKPTSTORE_COMPLETE": "complete_bash", "COMP_WORDS": "ckptstore vars mlp-a@", "COMP_CWORD": "2",
            "CKPTSTORE_URI": str(built)}
@@ -151,6 +154,7 @@ def test_checkpoints_shows_the_metric_and_marks_the_best(built):
     assert "prod" in ok("checkpoints", "mlp-a", store=built)  # tagged through mlp-a@best:val_loss
 
 
+@pytest.mark.slow
 def test_best_ref_works_on_the_command_line(built, tmp_path):
     assert "model/w/" in ok("vars", "mlp-a@best:val_accuracy", store=built)
     assert "restored mlp-a@best:val_loss" in ok("restore", "mlp-a@best:val_loss", "--to", str(tmp_path / "out"), store=built)

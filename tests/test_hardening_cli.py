@@ -166,6 +166,7 @@ def _check_no_secret(calls, results) -> list[str]:
 
 
 @pytest.mark.parametrize("key", FAST_URLS)
+@pytest.mark.slow
 def test_cli_never_prints_the_password_of_a_mistyped_url(key, tmp_path):
     url = MALFORMED_URLS[key]
     calls = [(args, {"store": url, "cwd": tmp_path}) for args in URL_COMMANDS]
@@ -548,6 +549,7 @@ def _missing(tmp_path, commands) -> None:
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_reading_commands_on_a_missing_store_create_nothing(tmp_path):
     _missing(tmp_path, FAST_READS)
 
@@ -583,6 +585,7 @@ def _empty(tmp_path, commands) -> None:
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_reading_commands_leave_an_empty_database_file_empty(tmp_path):
     _empty(tmp_path, FAST_READS)
 

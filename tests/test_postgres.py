@@ -54,6 +54,7 @@ def test_postgres_url_with_a_separate_file_root(pg_server, tmp_path):
         assert s.steps("pg")[0].metrics == {"loss": 0.5}
 
 
+@pytest.mark.slow
 def test_postgres_url_and_root_from_the_environment(pg_server, tmp_path):
     url = pg_server.new_database()
     out = run_py(
@@ -119,6 +120,7 @@ def test_two_processes_create_the_schema_at_once(pg_server, tmp_path, children):
             assert [st.step for st in s.steps("shared")] == [0, 1]
 
 
+@pytest.mark.slow
 def test_ci_fails_rather_than_skips_without_postgres(tmp_path):
     """In CI a machine without PostgreSQL must fail the suite, never skip it silently."""
     conftest = Path(__file__).with_name("conftest.py")

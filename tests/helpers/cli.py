@@ -60,8 +60,10 @@ def imported(stderr: str) -> set[str]:
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # The store comes from --store, never from the environment the tests happen to run in.
-    env = {k: v for k, v in os.environ.items() if k not in ("CKPTSTORE_URI", "CKPTSTORE_ROOT", "CKPTSTORE_DEBUG")}
+    # The store comes from --store, never from the environment the tests happen to run in; nor
+    # does the table width (pytest-xdist's workers set COLUMNS): a test that wants one sets it.
+    dropped = ("CKPTSTORE_URI", "CKPTSTORE_ROOT", "CKPTSTORE_DEBUG", "COLUMNS", "LINES")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env.update(extra or {})
     return env
