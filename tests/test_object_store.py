@@ -469,3 +469,16 @@ def test_processes_sharing_a_cache_download_an_object_once(tmp_path: Path) -> No
     ]
     assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
     assert log.read_text() == "x"
+
+
+def test_du_counts_what_the_area_holds(ostore, tiny_model) -> None:  # noqa: ANN001
+    run = ostore.start_run("r")
+    cks = [run.save(tiny_model(scale=1.0), step=1), run.save(tiny_model(scale=1.0), step=2), run.save(tiny_model(scale=4.0), step=3)]
+    run.finish()
+    per_run, whole = ostore.space()
+    assert (per_run.run, per_run.checkpoints, whole.run) == ("r", 3, None)
+    assert per_run.logical_bytes == whole.logical_bytes == sum(f.size for c in cks for f in c.files)
+    # Stored: the distinct objects, exactly what the area (directory or bucket) holds.
+    held = sum(ostore.files.size_of(d) for d in ostore.files.digests())
+    assert per_run.stored_bytes == whole.stored_bytes == held
+    assert held < per_run.logical_bytes  # step 2 is step 1's bytes again
