@@ -284,6 +284,29 @@ class S3ObjectArea(ObjectArea):
     def open(self, digest: str) -> BinaryIO:
         return open(self.local_path(digest), "rb")
 
+    def read_range(self, digest: str, offset: int, size: int) -> bytes:
+        """From this host's cache if the object is there, else one ranged GET: reading one
+        tensor (``read_variable``) or confirming one piece fetches that piece, not the object.
+        The caller checks the bytes against the piece's or tensor's digest."""
+        hit = self._cached_any(digest)
+        if hit is not None:
+            with open(hit, "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        if size <= 0:
+            return b""
+        with self._translated(f"reading {self.describe(digest)}"):
+            try:
+                resp = self.client.get_object(Bucket=self.bucket, Key=self.key_of(digest), Range=f"bytes={offset}-{offset + size - 1}")
+            except Exception as exc:  # noqa: BLE001
+                if _code(exc) in _MISSING:
+                    self._check_bucket()
+                    raise MissingFileError(f"stored file {digest[:12]} is missing from {self.root}") from None
+                if _code(exc) in ("InvalidRange", "416"):
+                    return b""  # past the object's end: the caller reports it shorter than recorded
+                raise
+            return resp["Body"].read()
+
     def check(self, digest: str, size: int, stat_sig: Optional[str], *, full: bool, name: str) -> Optional[str]:
         """Without ``full``: a cached copy (digest-checked when it was downloaded) or the
         bucket's size answers. With ``full``: the bucket's bytes are re-hashed as they stream."""
