@@ -11,7 +11,8 @@ step where every tensor changed) the file goes into the object area whole, exact
 one new object (a *pack*), and the file is recorded as a list of extents: ranges of earlier
 objects plus ranges of the pack. A tensor whose bytes did not change is then stored once
 across steps, runs and imports, while the number of objects grows by at most one per file.
-Objects are put with ``ObjectArea.put`` like any file, so every area backend stores them.
+Objects are put like any file (``ObjectArea.put``; on a bucket ``put_many`` after an upload
+intent, ``files.commit.commit_shared``), so every area backend stores them.
 
 **Reading back.** A file with extents is assembled by copying those ranges in order (in-kernel
 ``copy_file_range`` where the area is local) while hashing them: the whole-file digest recorded
