@@ -154,6 +154,21 @@ def test_a_stopped_server_and_http_errors_are_one_line_on_the_command_line(share
         line = fails("restore", "r@1", "--to", str(tmp_path / "out3"), store=store, env=env)
         assert "did not answer" in line, line
         proxy.come_back()
+        # Stopped in the middle of a save (an import: HEADs answered, the uploads not).
+        import tensorflow as tf
+
+        from tests.helpers.models import tiny_module
+
+        tf.train.Checkpoint(m=tiny_module(scale=5.0)).save(str(tmp_path / "tfdir" / "ckpt"))
+        proxy.go_down_after(3)
+        line = fails("import", str(tmp_path / "tfdir"), "--run", "late", store=store, env=env)
+        assert "did not answer" in line, line
+        proxy.come_back()
+        with ckptstore.open_store(store) as s:
+            assert [c.step for c in s.checkpoints("r")] == [1]
+            assert "late" not in [r.name for r in s.runs()] or s.checkpoints("late") == []
+            with s.read() as conn:
+                assert I.pending_count(conn) == 0
         # One transient fault of each kind is retried: the restore succeeds.
         proxy.inject("500", 1, "GET")
         proxy.inject("slowdown", 1, "GET")

@@ -125,6 +125,10 @@ class S3ObjectArea(ObjectArea):
         where = f"s3://{self.bucket}"
         if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
             return StoreConfigError(f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
+        if _no_answer(exc):
+            # Before the codes: a request that got no answer says nothing about keys or buckets
+            # (and _code would find the status of an earlier request this one was sent after).
+            return ObjectStoreError(f"{what} failed: the object store at {self._endpoint()} did not answer ({type(exc).__name__}, after retries)")
         code = _code(exc)
         if code == "NoSuchBucket":
             return StoreConfigError(f"bucket {self.bucket!r} does not exist at {self._endpoint()}")
@@ -132,8 +136,6 @@ class S3ObjectArea(ObjectArea):
             return StoreConfigError(f"access to {where} denied ({code}): check the AWS credentials of this host")
         if code in _MISSING:
             return MissingFileError(f"{what}: not found in {where}")
-        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ConnectTimeoutError, bx.ReadTimeoutError)):
-            return ObjectStoreError(f"{what} failed: the object store at {self._endpoint()} did not answer ({type(exc).__name__}, after retries)")
         if code:
             return ObjectStoreError(f"{what} failed: {where} answered {code} (after retries)")
         return ObjectStoreError(f"{what} failed: {type(exc).__name__} talking to {self._endpoint()}")
@@ -164,7 +166,7 @@ class S3ObjectArea(ObjectArea):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:  # noqa: BLE001
-            code = _code(exc)
+            code = "" if _no_answer(exc) else _code(exc)
             if code in _MISSING or code == "NoSuchBucket":
                 raise StoreConfigError(f"bucket {self.bucket!r} does not exist at {self._endpoint()}") from None
             raise self._fail(exc, f"checking bucket {self.bucket}") from None
@@ -390,6 +392,13 @@ class S3ObjectArea(ObjectArea):
 def _is_etag(sig: Optional[str]) -> bool:
     # Rows copied from a local area hold that area's stat signatures: not comparable.
     return bool(sig) and str(sig).startswith("etag:")
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """The request got no (complete) answer: connection refused, closed, timed out, cut short."""
+    from botocore import exceptions as bx
+
+    return isinstance(exc, (bx.ConnectionError, bx.HTTPClientError))
 
 
 def _code(exc: BaseException) -> str:
