@@ -212,3 +212,34 @@ def test_a_missing_bucket_is_one_line_for_every_command(s3_server, tmp_path: Pat
     line = fails("verify", store="postgresql+psycopg://u:pg-pass-secret@127.0.0.1:1/db", env=env)
     assert "pg-pass-secret" not in line
     assert os.environ.get("AWS_SECRET_ACCESS_KEY", "") not in line or not os.environ.get("AWS_SECRET_ACCESS_KEY")
+
+
+@pytest.mark.slow
+def test_a_paused_server_is_one_line_after_the_read_timeout(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A server that stops answering but keeps its connections open (SIGSTOP) is given up on
+    after the read timeout and the retries, not waited for without end."""
+    import signal
+
+    from tests.helpers.models import tiny_module
+    from tests.helpers.s3 import MotoServer
+
+    server = MotoServer()  # of its own: the shared one must keep answering
+    server.start()
+    try:
+        for k, v in server.env().items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+        with ckptstore.open_store(tmp_path / "s", root=f"s3://{server.new_bucket()}/p") as s:
+            with s.start_run("r") as run:
+                run.save(tiny_module(scale=2.0), step=1)
+        env = {**server.env(), "CKPTSTORE_CACHE_DIR": str(tmp_path / "cache-2"), "CKPTSTORE_S3_READ_TIMEOUT": "1", "AWS_MAX_ATTEMPTS": "2"}
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            line = fails("restore", "r@1", "--to", str(tmp_path / "out"), store=tmp_path / "s", env=env)
+            assert "did not answer" in line and "Timeout" in line, line
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    finally:
+        server.stop()

@@ -416,6 +416,24 @@ def _code(exc: BaseException) -> str:
     return ""
 
 
+#: Seconds without a byte from the server before a request is retried; a server that stopped
+#: (paused, or a dead peer whose connection stays open) is otherwise waited for this long times
+#: every attempt. S3 answers an uploaded part at once and streams downloads, so 20 s is ample.
+#: ``$CKPTSTORE_S3_READ_TIMEOUT`` changes it (1 to 60: gc's deletion deadline assumes at most 60).
+READ_TIMEOUT = 20.0
+
+
+def read_timeout() -> float:
+    text = os.environ.get("CKPTSTORE_S3_READ_TIMEOUT")
+    if not text:
+        return READ_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise StoreConfigError(f"CKPTSTORE_S3_READ_TIMEOUT must be a number of seconds, not {text!r}") from None
+    return min(max(value, 1.0), 60.0)
+
+
 def _make_client() -> Any:
     """A client configured only from the AWS environment of this host, with retries."""
     try:
@@ -429,7 +447,7 @@ def _make_client() -> Any:
         retries={"mode": mode, "max_attempts": attempts},
         max_pool_connections=CONCURRENCY * 2,
         connect_timeout=10,
-        read_timeout=60,
+        read_timeout=read_timeout(),
     )
     try:
         return boto3.session.Session().client("s3", config=cfg)
