@@ -10,6 +10,10 @@
 
 Targets (issue 13): save+restore <= 1.2x the plain transfer; cache-hit restore <= 1.15x raw.
 
+Wall time on a shared machine swings with the other users' load, so each phase also reports
+CPU seconds: this process (every thread) plus moto's server process, which is what the work
+costs whatever else runs.
+
     python benchmarks/object_store.py [--mb 256] [--rounds 3]
 """
 
@@ -26,6 +30,30 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of this process plus the process ``pid`` (moto's server)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return time.process_time() + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Timer:
+    """Wall and CPU seconds of a ``with`` block, appended to ``rows[name]`` / ``cpu[name]``."""
+
+    def __init__(self, rows: dict[str, list[float]], cpu: dict[str, list[float]], pid: int) -> None:
+        self.rows, self.cpu, self.pid = rows, cpu, pid
+
+    def __call__(self, name: str) -> "_Timer":
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        self.t, self.c = time.perf_counter(), _cpu(self.pid)
+
+    def __exit__(self, *exc: object) -> None:
+        self.rows[self.name].append(time.perf_counter() - self.t)
+        self.cpu[self.name].append(_cpu(self.pid) - self.c)
 
 
 def main() -> None:
@@ -52,55 +80,57 @@ def main() -> None:
         target = tf.Module()
         target.vs = [tf.Variable(tf.zeros([1024, 1024]), name=f"v{i}") for i in range(n)]
         client = boto3.client("s3")
-        rows: dict[str, list[float]] = {k: [] for k in ("raw_save", "store_save", "raw_restore", "store_restore", "local_restore", "cached_restore")}
+        names = ("raw_save", "store_save", "raw_restore", "store_restore", "local_restore", "cached_restore")
+        rows: dict[str, list[float]] = {k: [] for k in names}
+        cpu: dict[str, list[float]] = {k: [] for k in names}
+        timed = _Timer(rows, cpu, server.proc.pid)
         for r in range(args.rounds):
             bucket = server.new_bucket()
             # Raw: TF writes locally, boto3 uploads; boto3 downloads, TF reads.
             raw = base / f"raw{r}"
-            t = time.perf_counter()
-            prefix = tf.train.Checkpoint(m=module).write(str(raw / "ck"))
-            files = sorted(raw.iterdir())
-            for f in files:
-                client.upload_file(str(f), bucket, f"raw/{f.name}")
-            rows["raw_save"].append(time.perf_counter() - t)
+            with timed("raw_save"):
+                prefix = tf.train.Checkpoint(m=module).write(str(raw / "ck"))
+                files = sorted(raw.iterdir())
+                for f in files:
+                    client.upload_file(str(f), bucket, f"raw/{f.name}")
             down = base / f"down{r}"
             down.mkdir()
-            t = time.perf_counter()
-            for f in files:
-                client.download_file(bucket, f"raw/{f.name}", str(down / f.name))
-            tf.train.Checkpoint(m=target).read(str(down / "ck")).assert_consumed()
-            rows["raw_restore"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            tf.train.Checkpoint(m=target).read(prefix).assert_consumed()
-            rows["local_restore"].append(time.perf_counter() - t)
+            with timed("raw_restore"):
+                for f in files:
+                    client.download_file(bucket, f"raw/{f.name}", str(down / f.name))
+                tf.train.Checkpoint(m=target).read(str(down / "ck")).assert_consumed()
+            with timed("local_restore"):
+                tf.train.Checkpoint(m=target).read(prefix).assert_consumed()
 
             os.environ["CKPTSTORE_CACHE_DIR"] = str(base / f"cache-w{r}")
             with ckptstore.open_store(base / f"store{r}", root=f"s3://{bucket}/ck") as s:
                 run = s.start_run("bench")
-                t = time.perf_counter()
-                ck = run.save(module, step=1)
-                rows["store_save"].append(time.perf_counter() - t)
+                with timed("store_save"):
+                    ck = run.save(module, step=1)
                 run.finish()
             os.environ["CKPTSTORE_CACHE_DIR"] = str(base / f"cache-r{r}")  # another host
             with ckptstore.open_store(base / f"store{r}") as s:
-                t = time.perf_counter()
-                s.restore(ck.ref, target)
-                rows["store_restore"].append(time.perf_counter() - t)
-                t = time.perf_counter()
-                s.restore(ck.ref, target)
-                rows["cached_restore"].append(time.perf_counter() - t)
+                with timed("store_restore"):
+                    s.restore(ck.ref, target)
+                with timed("cached_restore"):
+                    s.restore(ck.ref, target)
                 assert s.files.cache.downloads == len([f for f in ck.files if f.role != "meta"]) or s.files.cache.downloads >= 1
             shutil.rmtree(raw)
             shutil.rmtree(down)
         med = {k: statistics.median(v) for k, v in rows.items()}
+        mc = {k: statistics.median(v) for k, v in cpu.items()}
         mb = n * 4
         print(f"object_store ({mb} MB, moto on loopback, median of {args.rounds}; loaded machine):")
-        for k in ("raw_save", "store_save", "raw_restore", "store_restore", "local_restore", "cached_restore"):
-            print(f"  {k:15s} {med[k]:7.2f} s  {mb / med[k]:7.1f} MB/s")
+        for k in names:
+            print(f"  {k:15s} {med[k]:7.2f} s  {mb / med[k]:7.1f} MB/s   cpu {mc[k]:6.2f} s (client + moto)")
         both_raw = med["raw_save"] + med["raw_restore"]
         both = med["store_save"] + med["store_restore"]
         print(f"  save+restore ratio (store / boto3): {both / both_raw:.2f}x  (target <= 1.2x)")
         print(f"  save ratio {med['store_save'] / med['raw_save']:.2f}x, restore ratio {med['store_restore'] / med['raw_restore']:.2f}x")
+        print(
+            f"  cpu: save ratio {mc['store_save'] / mc['raw_save']:.2f}x, restore ratio {mc['store_restore'] / mc['raw_restore']:.2f}x, "
+            f"save+restore {(mc['store_save'] + mc['store_restore']) / (mc['raw_save'] + mc['raw_restore']):.2f}x"
+        )
         print(f"  cache-hit restore / raw local restore: {med['cached_restore'] / med['local_restore']:.2f}x  (target <= 1.15x)")
     finally:
         server.stop()

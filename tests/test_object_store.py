@@ -469,3 +469,42 @@ def test_processes_sharing_a_cache_download_an_object_once(tmp_path: Path) -> No
     ]
     assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
     assert log.read_text() == "x"
+
+
+def test_du_counts_what_the_area_holds(ostore, tiny_model) -> None:  # noqa: ANN001
+    run = ostore.start_run("r")
+    cks = [run.save(tiny_model(scale=1.0), step=1), run.save(tiny_model(scale=1.0), step=2), run.save(tiny_model(scale=4.0), step=3)]
+    run.finish()
+    per_run, whole = ostore.space()
+    assert (per_run.run, per_run.checkpoints, whole.run) == ("r", 3, None)
+    assert per_run.logical_bytes == whole.logical_bytes == sum(f.size for c in cks for f in c.files)
+    # Stored: the distinct objects, exactly what the area (directory or bucket) holds.
+    held = sum(ostore.files.size_of(d) for d in ostore.files.digests())
+    assert per_run.stored_bytes == whole.stored_bytes == held
+    assert held < per_run.logical_bytes  # step 2 is step 1's bytes again
+
+
+
+def test_the_digest_follower_follows_a_tf2_data_file(tmp_path: Path) -> None:
+    """tf.train.Checkpoint writes its data file as <prefix>_temp/part-...tempstateN and renames
+    it when it merges the shards: the follower hashes it there, so a TF2 save does not read
+    its data file a second time, and what it vouches for is the final file's digest."""
+    import time
+
+    from ckptstore.files.digest import DigestFollower, digest_file
+
+    follower = DigestFollower(tmp_path, "model.ckpt-1")
+    temp = tmp_path / "model.ckpt-1_temp"
+    temp.mkdir()
+    part = temp / "part-00000-of-00001.data-00000-of-00001.tempstate123"
+    with open(part, "wb") as f:
+        f.write(os.urandom(1 << 20))
+        f.flush()
+        deadline = time.monotonic() + 30
+        while not any(os.path.realpath(f"/proc/self/fd/{fd}") == str(part) for fd in os.listdir("/proc/self/fd")):
+            assert time.monotonic() < deadline, "the follower never opened the file"
+            time.sleep(0.01)
+        f.write(os.urandom(1 << 20))  # written after the follower started
+    final = tmp_path / "model.ckpt-1.data-00000-of-00001"
+    os.rename(part, final)
+    assert follower.finish() == {final.name: digest_file(final)}

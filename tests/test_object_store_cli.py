@@ -60,3 +60,21 @@ def test_a_postgres_password_never_shows(tmp_path: Path) -> None:
     assert "hunter2secret" not in line
     line = fails("gc", store="postgresql+psycopg://u:hunter2secret@127.0.0.1:1/db", env={"CKPTSTORE_ROOT": "s3://u:pw-secret@b/x"})
     assert "hunter2secret" not in line and "pw-secret" not in line
+
+
+def test_du_on_a_bucket_prints_what_it_does_for_a_directory(s3_server, tmp_path: Path, tiny_model, cache_env, monkeypatch) -> None:  # noqa: ANN001
+    from tests.helpers.cli import as_json
+
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", cache_env["CKPTSTORE_CACHE_DIR"])
+    stores = {"local": (tmp_path / "local", None), "s3": (tmp_path / "s3", f"s3://{s3_server.new_bucket()}/p")}
+    for where, root in stores.values():
+        with ckptstore.open_store(where, root=root) as s:
+            with s.start_run("r") as run:
+                run.save(tiny_model(scale=1.0), step=1)
+                run.save(tiny_model(scale=1.0), step=2)
+    local = as_json("du", store=stores["local"][0], env=cache_env)
+    bucket = as_json("du", store=stores["s3"][0], env=cache_env)
+    assert bucket == local and bucket[0]["stored_bytes"] * 2 == bucket[0]["logical_bytes"]
+    table = ok("du", "r", store=stores["s3"][0], env=cache_env).splitlines()
+    assert table[0].split() == ["run", "checkpoints", "logical", "stored", "only", "this", "run", "saved"]
+    assert table[1].split()[0] == "r" and table[1].split()[-1] == "2.0x"

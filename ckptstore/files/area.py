@@ -135,6 +135,13 @@ class ObjectArea(abc.ABC):
     def exists(self, digest: str) -> bool:
         return self.size_of(digest) is not None
 
+    def read_range(self, digest: str, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of the object from ``offset`` (fewer only past its end). Not
+        checked against the object's digest: callers check the piece or tensor they read."""
+        with self.open(digest) as f:
+            f.seek(offset)
+            return f.read(size)
+
     def read_bytes(self, digest: str) -> bytes:
         with self.open(digest) as f:
             return f.read()

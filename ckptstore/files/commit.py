@@ -34,7 +34,7 @@ from ..metadata.engine import Database
 from ..records import FileInfo
 from .area import ObjectArea, StoredFile
 from .digest import digest_file
-from .pieces import DataPlan, Extent, confirm, hash_stored, store_assembled
+from .pieces import DataPlan, Extent, confirm, hash_stored, pack_assembled, store_assembled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,42 +61,13 @@ def commit_files(
     digest and size in both cases.
     """
     if area.shared_across_hosts:
-        # Whole files on a shared (S3) area for now: its commit protocol (upload intents, no
-        # cross-host lock) does not record extents yet. Per-tensor digests of such files are
-        # computed on demand by diff, as for files saved before tensor-level storage.
-        return commit_shared(db, area, staged, write_rows)
+        return commit_shared(db, area, staged, write_rows, plans)
     plans = plans or {}
     with area.writing():
-        with db.read() as conn:
-            recorded = Q.blob_signatures(conn, [d for _, d, _ in staged])
-            assembled = P.extents(conn, [d for _, d, _ in staged])
-            fresh = [(p, plans[p.name]) for p, d, _ in staged if p.name in plans and d not in recorded and d not in assembled]
-            wanted = [pc[2] for _, plan in fresh for pc in plan.pieces if pc[2] is not None]
-            located = P.locate_pieces(conn, wanted) if wanted else {}
-            weak = [(pc[3], pc[1]) for _, plan in fresh for pc in plan.pieces if pc[2] is None and pc[3] is not None]
-            candidates = P.crc_candidates(conn, weak) if weak else {}
+        recorded, assembled, fresh, located, candidates = _reuse_candidates(db, staged, plans)
         # A crc32c match is a candidate only: hash both sides to confirm (under the shared lock,
         # so the stored side cannot be deleted meanwhile). A full training step has none.
-        fills: list[tuple[str, int, int, str]] = []
-        for p, plan in fresh:
-            for pc in plan.pieces:
-                if pc[2] is not None or (pc[3], pc[1]) not in candidates:
-                    continue
-                mine = confirm(p, plan, pc[0], pc[1])
-                for fd, off, their, obj, oo in candidates[(pc[3], pc[1])]:
-                    if their is None:
-                        try:
-                            their = hash_stored(area, obj, oo, pc[1])
-                        except (CorruptFileError, OSError):
-                            continue  # a damaged or missing object is no source: store the bytes again
-                        if their != mine:
-                            # Equal crc32c and size but other bytes: far likelier damage on
-                            # disk than a collision, so this digest is not recorded as theirs.
-                            continue
-                        fills.append((fd, off, pc[1], their))
-                    if their == mine:
-                        located[mine] = (obj, oo)
-                        break
+        fills = _confirm(area, fresh, candidates, located)
         with db.read() as conn:
             used = P.blob_sizes(conn, {obj for obj, _ in located.values()})
         stored: list[StoredFile] = []
@@ -139,6 +110,50 @@ def commit_files(
         return result_rows
 
 
+def _reuse_candidates(
+    db: Database, staged: Sequence[tuple[Path, str, int]], plans: Mapping[str, DataPlan]
+) -> tuple[dict[str, Optional[str]], dict[str, list[Extent]], list[tuple[Path, DataPlan]], dict[str, tuple[str, int]], dict]:
+    """(recorded signatures, layouts of files already stored assembled, fresh data files with
+    their plans, pieces located by digest, crc32c candidates), read in one transaction."""
+    with db.read() as conn:
+        recorded = Q.blob_signatures(conn, [d for _, d, _ in staged])
+        assembled = P.extents(conn, [d for _, d, _ in staged])
+        fresh = [(p, plans[p.name]) for p, d, _ in staged if p.name in plans and d not in recorded and d not in assembled]
+        wanted = [pc[2] for _, plan in fresh for pc in plan.pieces if pc[2] is not None]
+        located = P.locate_pieces(conn, wanted) if wanted else {}
+        weak = [(pc[3], pc[1]) for _, plan in fresh for pc in plan.pieces if pc[2] is None and pc[3] is not None]
+        candidates = P.crc_candidates(conn, weak) if weak else {}
+    return recorded, assembled, fresh, located, candidates
+
+
+def _confirm(
+    area: ObjectArea, fresh: list[tuple[Path, DataPlan]], candidates: dict, located: dict[str, tuple[str, int]]
+) -> list[tuple[str, int, int, str]]:
+    """Hash each candidate piece on both sides; a match joins ``located``. Returns the digests
+    learnt for stored pieces that had none (to record)."""
+    fills: list[tuple[str, int, int, str]] = []
+    for p, plan in fresh:
+        for pc in plan.pieces:
+            if pc[2] is not None or (pc[3], pc[1]) not in candidates:
+                continue
+            mine = confirm(p, plan, pc[0], pc[1])
+            for fd, off, their, obj, oo in candidates[(pc[3], pc[1])]:
+                if their is None:
+                    try:
+                        their = hash_stored(area, obj, oo, pc[1])
+                    except (CorruptFileError, OSError):
+                        continue  # a damaged or missing object is no source: store the bytes again
+                    if their != mine:
+                        # Equal crc32c and size but other bytes: far likelier damage on
+                        # disk than a collision, so this digest is not recorded as theirs.
+                        continue
+                    fills.append((fd, off, pc[1], their))
+                if their == mine:
+                    located[mine] = (obj, oo)
+                    break
+    return fills
+
+
 class _Busy(Exception):
     """Rolls back an intent transaction that found a deletion in progress."""
 
@@ -173,21 +188,74 @@ def commit_shared(
     area: ObjectArea,
     staged: Sequence[tuple[Path, str, int]],
     write_rows: Callable[[Connection, list[StoredFile]], T],
+    plans: Optional[Mapping[str, DataPlan]] = None,
 ) -> T:
     """:func:`commit_files` for an area shared across hosts (S3): intents instead of a lock.
 
-    1. One transaction records an ``upload`` intent per object (after any ``delete`` claim on
-       one of them is over). 2. The objects are uploaded, or found present. 3. The commit
-       transaction drops the intents and inserts the rows; if ``gc`` dropped the intents
-       meanwhile (their owner looked dead), nothing is committed.
+    1. One transaction records an ``upload`` intent per file. 2. With ``plans``, the stored
+    objects this save may build on (pieces found by digest or crc32c, the layout of a file
+    stored assembled before) get intents too, and only then are they checked to be in the
+    bucket: from then on gc leaves them alone. 3. Data files that re-use stored pieces become
+    extents plus one pack of their new pieces; the pack gets its intent. 4. Whole files and
+    packs are uploaded, or found present. 5. The commit transaction drops the intents and
+    inserts the rows (re-creating the rows of re-used objects a deletion dropped meanwhile);
+    if ``gc`` dropped the intents meanwhile (their owner looked dead), nothing is committed.
     """
+    plans = plans or {}
     digests = list(dict.fromkeys(d for _, d, _ in staged))
     ids = record_uploads(db, digests)
     try:
+        recorded, assembled, fresh, located, candidates = _reuse_candidates(db, staged, plans) if plans else ({}, {}, [], {}, {})
+        if not plans:
+            with db.read() as conn:
+                recorded = Q.blob_signatures(conn, digests)
+        borrowed = (
+            {o for ext in assembled.values() for _, _, o, _ in ext}
+            | {o for o, _ in located.values()}
+            | {c[3] for found in candidates.values() for c in found}
+        )
+        sizes: dict[str, Optional[int]] = {}
+        if borrowed:
+            ids += record_uploads(db, sorted(borrowed))
+            sizes = _sizes(area, sorted(borrowed))  # after the intents: what is there now stays
+
+        def there(obj: str, end: int) -> bool:
+            return (sizes.get(obj) or -1) >= end
+
+        for d, ext in list(assembled.items()):
+            if not all(there(o, oo + n) for _, n, o, oo in ext):
+                del assembled[d]  # an object it needs is gone or short: store these bytes again
+        located = {pd: (o, oo) for pd, (o, oo) in located.items() if there(o, oo)}
+        candidates = {k: [c for c in found if there(c[3], c[4])] for k, found in candidates.items()}
+        fills = _confirm(area, fresh, candidates, located)
         with db.read() as conn:
-            recorded = Q.blob_signatures(conn, digests)
-        stored = area.put_many(staged, recorded, after_each=lambda: fault("moving"))
+            used = P.blob_sizes(conn, {obj for obj, _ in located.values()} | {o for ext in assembled.values() for _, _, o, _ in ext})
+        whole: list[tuple[Path, str, int]] = []
+        packs: list[tuple[Path, str, int]] = []
+        layouts: dict[str, Optional[list[Extent]]] = {}
+        for p, d, n in staged:
+            plan = plans.get(p.name)
+            if d in assembled:  # the same bytes saved before, assembled: nothing new to store
+                p.unlink()
+                layouts[d] = assembled[d]
+                continue
+            result = pack_assembled(area, p, plan, located) if plan is not None and d not in recorded else None
+            if result is None:
+                whole.append((p, d, n))
+                layouts[d] = None
+            else:
+                layouts[d], pack = result
+                if pack is not None:
+                    packs.append(pack)
+        new_packs = [pd for _, pd, _ in packs if pd not in digests and pd not in borrowed]
+        if new_packs:
+            ids += record_uploads(db, new_packs)
+            with db.read() as conn:
+                recorded.update(Q.blob_signatures(conn, new_packs))
+        put = area.put_many([*whole, *packs], recorded, after_each=lambda: fault("moving"))
         fault("moved")
+        by_digest = {sf.digest: sf for sf in put}
+        stored = [by_digest[d] if d in by_digest else StoredFile(d, n, "") for _, d, n in staged]
         with db.write() as conn:
             I.take_lock(conn)
             if I.remove(conn, ids) != len(ids):
@@ -195,14 +263,36 @@ def commit_shared(
                     "this save's uploads outlived their record (gc took its process for dead); "
                     "nothing was committed: save again"
                 )
-            for sf in {s.digest: s for s in stored}.values():
-                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig)
+            for sf in {s.digest: s for s in [*put, *stored]}.values():
+                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig or None)
+            for obj in {o for ext in layouts.values() if ext for _, _, o, _ in ext} - set(by_digest):
+                # Re-create (or lock) the row of each object re-used: a deletion of the file that
+                # held it may have dropped the row since; our intent kept the object itself.
+                size, sig = used.get(obj) or (sizes.get(obj) or 0, None)
+                W.record_blob(conn, obj, size, sig)
+            P.fill_digests(conn, fills)
+            for p, d, _ in staged:
+                plan = plans.get(p.name)
+                if plan is not None and d in layouts:
+                    # For a file stored assembled before, re-records its layout only if a
+                    # deletion removed it meanwhile (record_layout never mixes two layouts).
+                    P.record_layout(conn, d, plan.pieces, plan.tensors, layouts[d])
             result = write_rows(conn, stored)
     except BaseException:
         forget_uploads(db, ids)
         raise
     fault("committed")
     return result
+
+
+def _sizes(area: ObjectArea, digests: Sequence[str]) -> dict[str, Optional[int]]:
+    """The size of each object in the area (None: absent), several requests at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(digests) < 2:
+        return {d: area.size_of(d) for d in digests}
+    with ThreadPoolExecutor(min(8, len(digests))) as pool:
+        return dict(zip(digests, pool.map(area.size_of, digests)))
 
 
 def release_unreferenced(db: Database, area: Optional[ObjectArea], digests: Iterable[str]) -> int:

@@ -71,22 +71,27 @@ class DigestFollower:
 
         self.directory = directory
         self.stem = stem + ".data-"
+        self.temp_dir = directory / (stem + "_temp")
         self._done = threading.Event()
         self._result: Optional[tuple[int, int, str]] = None
         self._thread = threading.Thread(target=self._run, name="ckptstore-digest", daemon=True)
         self._thread.start()
 
     def _find(self) -> Optional[int]:
-        try:
-            with os.scandir(self.directory) as it:
-                for e in it:
-                    if e.name.startswith(self.stem) and ".tempstate" in e.name:
-                        try:
-                            return os.open(e.path, os.O_RDONLY)
-                        except FileNotFoundError:
-                            return None
-        except FileNotFoundError:
-            pass
+        # tf.train.Saver writes <stem>.data-...tempstateN beside the index; tf.train.Checkpoint
+        # (TF2's functional saver) writes <stem>_temp/part-00000-of-00001.data-...tempstateN
+        # and renames it to <stem>.data-... when it merges the shards (same inode, one shard).
+        for where, start in ((self.directory, self.stem), (self.temp_dir, "part-")):
+            try:
+                with os.scandir(where) as it:
+                    for e in it:
+                        if e.name.startswith(start) and ".data-" in e.name and ".tempstate" in e.name:
+                            try:
+                                return os.open(e.path, os.O_RDONLY)
+                            except FileNotFoundError:
+                                return None
+            except FileNotFoundError:
+                pass
         return None
 
     def _run(self) -> None:

@@ -11,7 +11,8 @@ step where every tensor changed) the file goes into the object area whole, exact
 one new object (a *pack*), and the file is recorded as a list of extents: ranges of earlier
 objects plus ranges of the pack. A tensor whose bytes did not change is then stored once
 across steps, runs and imports, while the number of objects grows by at most one per file.
-Objects are put with ``ObjectArea.put`` like any file, so every area backend stores them.
+Objects are put like any file (``ObjectArea.put``; on a bucket ``put_many`` after an upload
+intent, ``files.commit.commit_shared``), so every area backend stores them.
 
 **Reading back.** A file with extents is assembled by copying those ranges in order (in-kernel
 ``copy_file_range`` where the area is local) while hashing them: the whole-file digest recorded
@@ -141,15 +142,13 @@ def confirm(path: Path, plan: DataPlan, offset: int, size: int) -> str:
 def hash_stored(area: ObjectArea, obj: str, offset: int, size: int) -> str:
     """blake3 of ``size`` bytes of object ``obj`` from ``offset``, read in chunks."""
     h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= _THREADED_MIN else 1)
-    with area.open(obj) as f:
-        f.seek(offset)
-        left = size
-        while left:
-            buf = f.read(min(left, 8 << 20))
-            if not buf:
-                raise CorruptFileError(f"stored object {obj[:12]} is shorter than recorded")
-            h.update(buf)
-            left -= len(buf)
+    # Ranged reads: a bucket sends only this piece, not the whole object holding it.
+    for start in range(offset, offset + size, 8 << 20):
+        want = min(8 << 20, offset + size - start)
+        buf = area.read_range(obj, start, want)
+        if len(buf) != want:
+            raise CorruptFileError(f"stored object {obj[:12]} is shorter than recorded")
+        h.update(buf)
     return h.hexdigest()
 
 
@@ -181,8 +180,25 @@ def store_assembled(
 
     Returns None when too little is re-used (the caller stores the file whole), else the
     extents and the pack put (None when every piece was stored already). The staged file is
-    consumed either way the caller goes.
+    consumed unless None is returned.
     """
+    result = pack_assembled(area, path, plan, located)
+    if result is None:
+        return None
+    extents, pack = result
+    stored = area.put(pack[0], pack[1], pack[2], recorded.get(pack[1])) if pack is not None else None
+    return extents, stored
+
+
+def pack_assembled(
+    area: ObjectArea,
+    path: Path,
+    plan: DataPlan,
+    located: dict[str, tuple[str, int]],
+) -> Optional[tuple[list[Extent], Optional[tuple[Path, str, int]]]]:
+    """:func:`store_assembled` without the put: the extents, and the pack as a local file
+    (path, digest, size) for the caller to put (None when nothing is new). An area shared
+    across hosts records an upload intent for the pack's digest first (``files.commit``)."""
     reused = sum(n for _, n, d, _ in plan.pieces if d is not None and d in located)
     if not reused or reused < plan.size * MIN_REUSE_FRACTION:
         return None
@@ -218,10 +234,10 @@ def store_assembled(
         finally:
             if mm is not None:
                 mm.close()
-    pack: Optional[StoredFile] = None
+    pack: Optional[tuple[Path, str, int]] = None
     if pack_size:
         pd = pack_hash.hexdigest()
-        pack = area.put(pack_path, pd, pack_size, recorded.get(pd))
+        pack = (pack_path, pd, pack_size)
         extents = [(o, n, pd if obj == "" else obj, oo) for o, n, obj, oo in extents]
     else:
         pack_path.unlink()
@@ -295,9 +311,7 @@ def read_range(area: ObjectArea, file_digest: str, extents: Optional[Sequence[Ex
         if off + n <= pos or off >= want_end:
             continue
         take = min(off + n, want_end) - pos
-        with area.open(obj) as f:
-            f.seek(oo + pos - off)
-            data = f.read(take)
+        data = area.read_range(obj, oo + pos - off, take)
         if len(data) != take:
             raise CorruptFileError(f"stored object {obj[:12]} is shorter than recorded")
         parts.append(data)

@@ -125,6 +125,10 @@ class S3ObjectArea(ObjectArea):
         where = f"s3://{self.bucket}"
         if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
             return StoreConfigError(f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
+        if _no_answer(exc):
+            # Before the codes: a request that got no answer says nothing about keys or buckets
+            # (and _code would find the status of an earlier request this one was sent after).
+            return ObjectStoreError(f"{what} failed: the object store at {self._endpoint()} did not answer ({type(exc).__name__}, after retries)")
         code = _code(exc)
         if code == "NoSuchBucket":
             return StoreConfigError(f"bucket {self.bucket!r} does not exist at {self._endpoint()}")
@@ -132,8 +136,6 @@ class S3ObjectArea(ObjectArea):
             return StoreConfigError(f"access to {where} denied ({code}): check the AWS credentials of this host")
         if code in _MISSING:
             return MissingFileError(f"{what}: not found in {where}")
-        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ConnectTimeoutError, bx.ReadTimeoutError)):
-            return ObjectStoreError(f"{what} failed: the object store at {self._endpoint()} did not answer ({type(exc).__name__}, after retries)")
         if code:
             return ObjectStoreError(f"{what} failed: {where} answered {code} (after retries)")
         return ObjectStoreError(f"{what} failed: {type(exc).__name__} talking to {self._endpoint()}")
@@ -164,7 +166,7 @@ class S3ObjectArea(ObjectArea):
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:  # noqa: BLE001
-            code = _code(exc)
+            code = "" if _no_answer(exc) else _code(exc)
             if code in _MISSING or code == "NoSuchBucket":
                 raise StoreConfigError(f"bucket {self.bucket!r} does not exist at {self._endpoint()}") from None
             raise self._fail(exc, f"checking bucket {self.bucket}") from None
@@ -284,6 +286,29 @@ class S3ObjectArea(ObjectArea):
     def open(self, digest: str) -> BinaryIO:
         return open(self.local_path(digest), "rb")
 
+    def read_range(self, digest: str, offset: int, size: int) -> bytes:
+        """From this host's cache if the object is there, else one ranged GET: reading one
+        tensor (``read_variable``) or confirming one piece fetches that piece, not the object.
+        The caller checks the bytes against the piece's or tensor's digest."""
+        hit = self._cached_any(digest)
+        if hit is not None:
+            with open(hit, "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        if size <= 0:
+            return b""
+        with self._translated(f"reading {self.describe(digest)}"):
+            try:
+                resp = self.client.get_object(Bucket=self.bucket, Key=self.key_of(digest), Range=f"bytes={offset}-{offset + size - 1}")
+            except Exception as exc:  # noqa: BLE001
+                if _code(exc) in _MISSING:
+                    self._check_bucket()
+                    raise MissingFileError(f"stored file {digest[:12]} is missing from {self.root}") from None
+                if _code(exc) in ("InvalidRange", "416"):
+                    return b""  # past the object's end: the caller reports it shorter than recorded
+                raise
+            return resp["Body"].read()
+
     def check(self, digest: str, size: int, stat_sig: Optional[str], *, full: bool, name: str) -> Optional[str]:
         """Without ``full``: a cached copy (digest-checked when it was downloaded) or the
         bucket's size answers. With ``full``: the bucket's bytes are re-hashed as they stream."""
@@ -369,6 +394,13 @@ def _is_etag(sig: Optional[str]) -> bool:
     return bool(sig) and str(sig).startswith("etag:")
 
 
+def _no_answer(exc: BaseException) -> bool:
+    """The request got no (complete) answer: connection refused, closed, timed out, cut short."""
+    from botocore import exceptions as bx
+
+    return isinstance(exc, (bx.ConnectionError, bx.HTTPClientError))
+
+
 def _code(exc: BaseException) -> str:
     resp = getattr(exc, "response", None)
     if isinstance(resp, dict):
@@ -384,6 +416,24 @@ def _code(exc: BaseException) -> str:
     return ""
 
 
+#: Seconds without a byte from the server before a request is retried; a server that stopped
+#: (paused, or a dead peer whose connection stays open) is otherwise waited for this long times
+#: every attempt. S3 answers an uploaded part at once and streams downloads, so 20 s is ample.
+#: ``$CKPTSTORE_S3_READ_TIMEOUT`` changes it (1 to 60: gc's deletion deadline assumes at most 60).
+READ_TIMEOUT = 20.0
+
+
+def read_timeout() -> float:
+    text = os.environ.get("CKPTSTORE_S3_READ_TIMEOUT")
+    if not text:
+        return READ_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise StoreConfigError(f"CKPTSTORE_S3_READ_TIMEOUT must be a number of seconds, not {text!r}") from None
+    return min(max(value, 1.0), 60.0)
+
+
 def _make_client() -> Any:
     """A client configured only from the AWS environment of this host, with retries."""
     try:
@@ -397,7 +447,7 @@ def _make_client() -> Any:
         retries={"mode": mode, "max_attempts": attempts},
         max_pool_connections=CONCURRENCY * 2,
         connect_timeout=10,
-        read_timeout=60,
+        read_timeout=read_timeout(),
     )
     try:
         return boto3.session.Session().client("s3", config=cfg)

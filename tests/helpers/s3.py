@@ -97,6 +97,44 @@ class MotoServer:
         return name
 
 
+class AuthMotoServer(MotoServer):
+    """A moto server that checks signatures, as a real endpoint does (the shared one accepts any
+    key). moto lets every request through until told to enforce (``/moto-api/reset-auth``): we
+    first create an IAM user allowed ``s3:*``, its access key and a bucket, then enforce. After
+    that, a wrong secret is refused with ``SignatureDoesNotMatch`` and an unknown key id with
+    ``InvalidAccessKeyId`` (HEAD requests, which have no body, just with 403)."""
+
+    def start(self) -> None:
+        import json
+
+        import boto3
+
+        super().start()
+        iam = boto3.client(
+            "iam", endpoint_url=self.endpoint, aws_access_key_id="setup", aws_secret_access_key="setup",
+            region_name="us-east-1",
+        )
+        iam.create_user(UserName="trainer")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="trainer", PolicyName="s3-all", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="trainer")["AccessKey"]
+        self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+        self.bucket = f"ckpt-auth-{uuid.uuid4().hex[:8]}"
+        self.client().create_bucket(Bucket=self.bucket)
+        req = urllib.request.Request(
+            self.endpoint + "/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+        )
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def env(self, endpoint: Optional[str] = None, *, key_id: Optional[str] = None, secret: Optional[str] = None) -> dict[str, str]:
+        """The AWS variables for this server: the real key, or the ``key_id`` / ``secret`` given."""
+        e = super().env(endpoint)
+        if hasattr(self, "key_id"):
+            e["AWS_ACCESS_KEY_ID"] = key_id or self.key_id
+            e["AWS_SECRET_ACCESS_KEY"] = secret or self.secret
+        return e
+
+
 class FaultProxy:
     """A loopback HTTP proxy in front of ``target``; :meth:`inject` makes it misbehave for the
     next ``count`` requests whose method is ``method`` (any if None)."""
@@ -157,7 +195,8 @@ class FaultProxy:
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":  # a HEAD answer has no body, or the connection breaks
+                    self.wfile.write(body)
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 
