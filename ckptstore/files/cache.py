@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import CorruptFileError
+from ..liveness import pid_alive
 from .digest import digest_file
 
 log = logging.getLogger(__name__)
@@ -183,18 +184,9 @@ class ObjectCache:
         for f in self.tmp.glob(f"*{_SUFFIX}"):
             with contextlib.suppress(OSError):
                 pid = int(f.name.split(".")[1])
-                if not _alive(pid) or now - f.stat().st_mtime > 24 * 3600:
+                if not pid_alive(pid) or now - f.stat().st_mtime > 24 * 3600:
                     f.unlink()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from typing import Optional
 
 from sqlalchemy import Connection, delete, insert, select, union, update
 
+from ..liveness import pid_alive
 from . import schema as S
 
 LOCK_KEY = "object_lock"
@@ -94,20 +95,11 @@ def drop_stale(conn: Connection, older_than: datetime) -> int:
     n = conn.execute(delete(S.PendingObject).where(S.PendingObject.started_at < older_than)).rowcount
     host = socket.gethostname()[:255]
     rows = conn.execute(select(S.PendingObject.id, S.PendingObject.pid).where(S.PendingObject.host == host)).all()
-    dead = [i for i, pid in rows if not _alive(pid)]
+    dead = [i for i, pid in rows if not pid_alive(pid)]
     if dead:
         n += remove(conn, dead)
     return n
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def in_use(conn: Connection, digests: Sequence[str]) -> set[str]:
