@@ -103,6 +103,7 @@ class SaveQueue:
         stack = contextlib.ExitStack()
         try:
             sdir = stack.enter_context(self.backend.files.staging(f"save-{self.run_id}"))
+            _trim_before_first_snapshot()
             snap = fmt_snapshot(target, sdir, prefix, step, var_list, write_meta_graph)
         except BaseException as exc:
             stack.close()
@@ -209,6 +210,27 @@ class SaveQueue:
                 self._pending = [p for p in self._pending if p is not pending]
                 if not self._threads and not self._failures:
                     _queues.discard(self)
+
+
+def _trim_before_first_snapshot() -> None:
+    """Once per process, before the first snapshot: hand memory the program has freed (model
+    building, data loading) back to the system, so the snapshot is not added on top of it
+    (benchmarks/async_save.py: ~90 MB less at the peak). Never again: later snapshots reuse the
+    pages the previous one freed, and giving those back would make each snapshot fault the
+    model in anew. glibc only; elsewhere nothing to do."""
+    global _trimmed
+    if _trimmed:
+        return
+    _trimmed = True
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+_trimmed = False
 
 
 #: Nice value of the background save threads: lower than training, but not so low that a busy
