@@ -1,7 +1,7 @@
 """Asynchronous saves: the training loop pays for a snapshot, a background thread for the rest.
 
 ``run.save(target, step, blocking=False)`` takes a snapshot of the variables in the caller's
-thread (``tf.snapshot``: host copies for TF1, copy-on-write reads for TF2) and returns a
+thread (``tf.snapshot``: host copies of the variables) and returns a
 :class:`PendingSave`. A background thread then writes the checkpoint into the staging directory
 the call created, digests it and commits it with the same ``commit_checkpoint`` as a
 synchronous save, then applies the run's retention rule.
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import CkptstoreError, InvalidOptionError, from_os_error
-from ..files.digest import digest_file
+from ..files.digest import DigestFollower, digest_file
 from ..names import check_step
 from ..records import CheckpointInfo
 from ..tf import formats, snapshot
@@ -103,6 +103,7 @@ class SaveQueue:
         stack = contextlib.ExitStack()
         try:
             sdir = stack.enter_context(self.backend.files.staging(f"save-{self.run_id}"))
+            _trim_before_first_snapshot()
             snap = fmt_snapshot(target, sdir, prefix, step, var_list, write_meta_graph)
         except BaseException as exc:
             stack.close()
@@ -169,14 +170,20 @@ class SaveQueue:
                 with stack:
                     try:
                         snap = box.pop()
-                        path = snap.write(sdir, prefix, step)
-                        give_back = snap.return_memory
+                        # The data file is hashed while it is written, by a thread that
+                        # inherits this one's priority: after the last save of a loop, when
+                        # nothing else runs, the commit then follows the write at once.
+                        follower = DigestFollower(sdir, f"{prefix}-{step}")
+                        try:
+                            path = snap.write(sdir, prefix, step)
+                        finally:
+                            known = follower.finish()
                         del snap  # the snapshot is freed once written
-                        if give_back:
-                            _return_freed_memory()
-                        # One core, buffered reads: training keeps the other cores and the
-                        # checkpoint's pages are not mapped into this process.
-                        known = {p.name: digest_file(p, mmap=False) for p in fmt.files(path)}
+                        # The rest (the index, a meta graph) is small. One core, buffered reads:
+                        # training keeps the other cores and no file is mapped into this process.
+                        for p in fmt.files(path):
+                            if p.name not in known:
+                                known[p.name] = digest_file(p, mmap=False)
                     except OSError as exc:
                         raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
                     # Readable names (model/dense/kernel) as a blocking save records them: they
@@ -205,25 +212,25 @@ class SaveQueue:
                     _queues.discard(self)
 
 
-def _return_freed_memory() -> None:
-    """Hand the freed snapshot's pages back to the system. glibc keeps freed memory in the arena
-    of the thread that allocated it, and TensorFlow allocates from many threads: without this,
-    each snapshot's buffers (freed here) and the copy-on-write buffers training allocates next
-    land in different arenas, and the process grows by about the model's size per save for the
-    first few saves (benchmarks/async_save.py: +500 MB instead of +256 MB for a 256 MB model)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
+def _trim_before_first_snapshot() -> None:
+    """Once per process, before the first snapshot: hand memory the program has freed (model
+    building, data loading) back to the system, so the snapshot is not added on top of it
+    (benchmarks/async_save.py: ~90 MB less at the peak). Never again: later snapshots reuse the
+    pages the previous one freed, and giving those back would make each snapshot fault the
+    model in anew. glibc only; elsewhere nothing to do."""
+    global _trimmed
+    if _trimmed:
+        return
+    _trimmed = True
+    try:
+        import ctypes
 
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc: nothing to do
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
-_malloc_trim: Any = None
+_trimmed = False
 
 
 #: Nice value of the background save threads: lower than training, but not so low that a busy

@@ -14,10 +14,17 @@ byte-for-byte the format the synchronous save writes (``formats.TF1Saver`` /
   than plain variables (partitioned variables, lookup tables, other saveable objects) have no
   snapshot here: :func:`take` returns None and the caller saves synchronously.
 * **TF2** (a ``tf.train.Checkpoint`` or trackable): the checkpoint's own serialization is run
-  eagerly, which reads each variable into an eager tensor. TensorFlow's variables are
-  copy-on-write with respect to such reads (an assignment or optimizer update while a read
-  tensor is alive writes a fresh buffer), so the tensors are the values at the time of the call
-  and cost no copy until training changes a variable. TensorFlow's own
+  eagerly, which reads each variable into an eager tensor, and every large CPU tensor among
+  them is then copied (``DeepCopy``, on TensorFlow's threads) into a buffer of the snapshot's
+  own. Keeping the reads instead (TensorFlow's variables are copy-on-write with respect to
+  them) blocks the caller less but costs more in all: the next training step then copies every
+  variable into freshly allocated memory, which the kernel must fault in page by page (for a
+  256 MB model, ~65,000 page faults and about as much CPU as the write), and glibc serves those
+  allocations from whichever arena each TensorFlow worker thread uses, so the process grows by
+  up to several times the model over the first saves. The snapshot's copies are allocated in
+  the caller's thread and freed by the writer, so the next snapshot reuses the same memory.
+  Small tensors (and tensors on accelerators, which TensorFlow's allocator recycles) stay
+  copy-on-write reads: copying them costs more than it saves. TensorFlow's own
   ``CheckpointOptions(enable_async=True)`` is not used: with Keras 3 variables it fails
   (its CPU copy creates variables inside a ``tf.function``).
 
@@ -42,9 +49,6 @@ class Snapshot(abc.ABC):
 
     #: Bytes of variable data held (for logs and benchmarks).
     nbytes: int = 0
-    #: Whether the writer should hand the freed snapshot's pages back to the system after the
-    #: write (see ``flows.async_save``).
-    return_memory: bool = True
 
     @abc.abstractmethod
     def write(self, directory: Path, prefix: str, step: int) -> Path:
@@ -52,11 +56,6 @@ class Snapshot(abc.ABC):
 
 
 class TF1Snapshot(Snapshot):
-    # The next snapshot reuses the freed buffers' pages as they are (same sizes, same arena):
-    # giving them back would make it fault 256 MB of fresh pages in the training thread
-    # (~0.2 s of a 256 MB snapshot on a loaded machine), and the process does not grow without it.
-    return_memory = False
-
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
         self.nbytes = sum(int(getattr(v, "nbytes", 0)) for v in values.values())
@@ -185,10 +184,25 @@ def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any,
         if not plain:
             return None
         saver = tf1_saver(graph, var_list)  # the same cached Saver the synchronous path uses
-        values = sess.run(_tf1_fetches(graph, plain))
+        values = _run_inline(sess, _tf1_fetches(graph, plain))
         if write_meta_graph:
             _export_meta_graph(graph, saver, directory / f"{prefix}-{step}.meta")
     return TF1Snapshot(values)
+
+
+def _run_inline(sess: Any, fetches: dict[str, Any]) -> dict[str, Any]:
+    """``sess.run(fetches)`` with the copies' kernels run in the calling thread (their memcpy is
+    still spread over the session's intra-op threads). glibc serves an allocation from the
+    calling thread's arena, so the snapshot's buffers then come from one arena, the one the
+    writer frees them back into, and the next snapshot reuses those pages; run on the session's
+    inter-op threads, they come from several arenas that give most of them back to the system,
+    and each snapshot faults ~half the model in anew (~150 ms of CPU for 256 MB). A session
+    that cannot run inline (several partitions, a remote master) runs the fetch as usual."""
+    t = tf()
+    try:
+        return sess.run(fetches, options=t.compat.v1.RunOptions(inter_op_thread_pool=-1))
+    except (t.errors.InvalidArgumentError, t.errors.UnimplementedError):
+        return sess.run(fetches)
 
 
 def _export_meta_graph(graph: Any, saver: Any, path: Path) -> None:
@@ -261,10 +275,31 @@ def _take_tf2(target: Any) -> Optional[Snapshot]:
     # they too are those of the call.
     from tensorflow.python.training.saving import saveable_object
 
+    if not _COPYABLE:
+        _init_copyable()
     for obj, tensors in serialized.items():
         for key, value in list(tensors.items()):
             if isinstance(value, saveable_object.SaveSpec):  # tensor_callable.Callable among them
-                tensors[key] = value.tensor
+                value = value.tensor
             elif callable(value):
-                tensors[key] = value()
+                value = value()
+            tensors[key] = _own_copy(value)
     return TF2Snapshot(serialized, registered)
+
+
+#: CPU tensors of at least this size are copied at snapshot time; smaller ones stay
+#: copy-on-write reads (see the module docstring).
+COPY_MIN_BYTES = 64 << 10
+
+
+def _own_copy(value: Any) -> Any:
+    """``value`` with each large CPU tensor in it (a slice dict holds several) replaced by a copy."""
+    if isinstance(value, dict):
+        return {k: _own_copy(v) for k, v in value.items()}
+    t = tf()
+    if not isinstance(value, t.Tensor) or value.dtype.base_dtype not in _COPYABLE or not value.shape.is_fully_defined():
+        return value
+    if value.shape.num_elements() * value.dtype.size < COPY_MIN_BYTES or "CPU" not in (value.device or "").upper():
+        return value
+    with t.device(value.device):
+        return t.raw_ops.DeepCopy(x=value)
