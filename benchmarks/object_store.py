@@ -6,7 +6,10 @@
 * restore, first on a host with an empty cache: ``store.restore`` (download, digest check,
   TensorFlow read) against boto3 ``download_file`` of the same files plus ``Checkpoint.restore``;
 * restore, second time (cache hit, no byte from the bucket) against a raw local
-  ``Checkpoint.restore``.
+  ``Checkpoint.restore``, interleaved (raw, store, store, raw) in each round.
+
+Each round uses a fresh bucket and alternates which save goes first (moto keeps objects in
+memory and slows down as it fills).
 
 Targets (issue 13): save+restore <= 1.2x the plain transfer; cache-hit restore <= 1.15x raw.
 
@@ -14,7 +17,7 @@ Wall time on a shared machine swings with the other users' load, so each phase a
 CPU seconds: this process (every thread) plus moto's server process, which is what the work
 costs whatever else runs.
 
-    python benchmarks/object_store.py [--mb 256] [--rounds 3]
+    python benchmarks/object_store.py [--mb 256] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,7 +63,7 @@ class _Timer:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
 
     import boto3
@@ -86,41 +90,61 @@ def main() -> None:
         timed = _Timer(rows, cpu, server.proc.pid)
         for r in range(args.rounds):
             bucket = server.new_bucket()
-            # Raw: TF writes locally, boto3 uploads; boto3 downloads, TF reads.
             raw = base / f"raw{r}"
-            with timed("raw_save"):
-                prefix = tf.train.Checkpoint(m=module).write(str(raw / "ck"))
-                files = sorted(raw.iterdir())
-                for f in files:
-                    client.upload_file(str(f), bucket, f"raw/{f.name}")
             down = base / f"down{r}"
             down.mkdir()
+
+            def raw_save() -> list[Path]:
+                # Raw: TF writes locally, boto3 uploads.
+                with timed("raw_save"):
+                    prefix = tf.train.Checkpoint(m=module).write(str(raw / "ck"))
+                    files = sorted(raw.iterdir())
+                    for f in files:
+                        client.upload_file(str(f), bucket, f"raw/{f.name}")
+                return files
+
+            def store_save() -> Any:
+                os.environ["CKPTSTORE_CACHE_DIR"] = str(base / f"cache-w{r}")
+                with ckptstore.open_store(base / f"store{r}", root=f"s3://{bucket}/ck") as s:
+                    run = s.start_run("bench")
+                    with timed("store_save"):
+                        ck = run.save(module, step=1)
+                    run.finish()
+                return ck
+
+            # moto keeps every object in memory and slows down as it fills, so the side that
+            # goes second would pay for the first one's bytes: the order alternates by round.
+            if r % 2 == 0:
+                files, ck = raw_save(), store_save()
+            else:
+                ck, files = store_save(), raw_save()
             with timed("raw_restore"):
                 for f in files:
                     client.download_file(bucket, f"raw/{f.name}", str(down / f.name))
                 tf.train.Checkpoint(m=target).read(str(down / "ck")).assert_consumed()
-            with timed("local_restore"):
-                tf.train.Checkpoint(m=target).read(prefix).assert_consumed()
-
-            os.environ["CKPTSTORE_CACHE_DIR"] = str(base / f"cache-w{r}")
-            with ckptstore.open_store(base / f"store{r}", root=f"s3://{bucket}/ck") as s:
-                run = s.start_run("bench")
-                with timed("store_save"):
-                    ck = run.save(module, step=1)
-                run.finish()
             os.environ["CKPTSTORE_CACHE_DIR"] = str(base / f"cache-r{r}")  # another host
             with ckptstore.open_store(base / f"store{r}") as s:
                 with timed("store_restore"):
                     s.restore(ck.ref, target)
-                with timed("cached_restore"):
-                    s.restore(ck.ref, target)
+                assert s.files.cache.downloads >= 1
+                # Warm restores, from local files either way: interleaved (raw, store, store,
+                # raw) so that both see the same page cache and allocator state.
+                for which in ("local", "cached", "cached", "local"):
+                    with timed(f"{which}_restore"):
+                        if which == "local":
+                            tf.train.Checkpoint(m=target).read(str(raw / "ck")).assert_consumed()
+                        else:
+                            s.restore(ck.ref, target)
                 assert s.files.cache.downloads == len([f for f in ck.files if f.role != "meta"]) or s.files.cache.downloads >= 1
+            for f in files:
+                client.delete_object(Bucket=bucket, Key=f"raw/{f.name}")
             shutil.rmtree(raw)
             shutil.rmtree(down)
         med = {k: statistics.median(v) for k, v in rows.items()}
         mc = {k: statistics.median(v) for k, v in cpu.items()}
         mb = n * 4
-        print(f"object_store ({mb} MB, moto on loopback, median of {args.rounds}; loaded machine):")
+        load = open("/proc/loadavg").read().split()[0]
+        print(f"object_store ({mb} MB, moto on loopback, median of {args.rounds} rounds; load average {load} at the end):")
         for k in names:
             print(f"  {k:15s} {med[k]:7.2f} s  {mb / med[k]:7.1f} MB/s   cpu {mc[k]:6.2f} s (client + moto)")
         both_raw = med["raw_save"] + med["raw_restore"]
