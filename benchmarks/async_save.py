@@ -2,7 +2,8 @@
 
 64 float32 variables of 1024x1024. A "training step" updates every variable (an ``assign_add``
 of the whole model plus a small matmul per variable), which is what an optimizer does to memory.
-Three child processes run the same N-step loop so that each one's peak RSS is its own:
+Three child processes run the same N-step loop so that each one's peak RSS is its own (each
+of them ``--rounds`` times, in a rotating order; the ratios use the medians):
 
 * ``none``:  no saves (the loop's own time);
 * ``raw``:   a raw synchronous ``Checkpoint.write`` (TF2) / ``Saver.save`` (TF1) every K steps;
@@ -15,7 +16,7 @@ Targets (issue 14), each printed with its ratio:
 * wall time of the ``async`` loop (through the last commit) <= 1.1 x (``none`` loop + one raw save);
 * peak RSS of ``async`` above ``raw`` <= model size + 64 MB (the snapshot).
 
-    python benchmarks/async_save.py [--steps 60] [--every 20] [--tf1]
+    python benchmarks/async_save.py [--steps 60] [--every 20] [--tf1] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -127,41 +128,51 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--tf1", action="store_true", help="a TF1 Session and Saver instead of TF2")
+    ap.add_argument("--rounds", type=int, default=3, help="times each child runs (the ratios use medians)")
     ap.add_argument("--child", choices=["none", "raw", "async"])
     ap.add_argument("--work")
     args = ap.parse_args()
     if args.child:
         child(args.child, Path(args.work), args.steps, args.every, args.tf1)
         return
-    res = {}
+    # Separate processes running the same work differ by up to ~15% on a shared 2-core machine
+    # (the loop without saves measured 8.1-10.5 s in three runs), which is more than the 10%
+    # margin under test: so the three children run --rounds times, in a rotating order, and the
+    # ratios use each mode's median.
+    runs: dict[str, list[dict]] = {"none": [], "raw": [], "async": []}
+    modes = ["none", "raw", "async"]
     with tempfile.TemporaryDirectory(prefix="ckptstore-bench-async-") as tmp:
-        for mode in ("none", "raw", "async"):
-            d = Path(tmp) / mode
-            d.mkdir()
-            cmd = [sys.executable, __file__, "--child", mode, "--work", str(d), "--steps", str(args.steps), "--every", str(args.every)]
-            if args.tf1:
-                cmd.append("--tf1")
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            res[mode] = json.loads(out)
+        for r in range(args.rounds):
+            for mode in modes[r % 3:] + modes[:r % 3]:
+                d = Path(tmp) / f"{mode}-{r}"
+                d.mkdir()
+                cmd = [sys.executable, __file__, "--child", mode, "--work", str(d), "--steps", str(args.steps), "--every", str(args.every)]
+                if args.tf1:
+                    cmd.append("--tf1")
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                runs[mode].append(json.loads(out))
     med = statistics.median
     api = "TF1 Saver.save" if args.tf1 else "TF2 Checkpoint.write"
     saves = args.steps // args.every
-    raw_s = res["async"]["raw_save_s"]
-    blocked = med(res["async"]["blocked_s"])
-    print(f"model: {N_VARS} x {DIM}x{DIM} float32 = {MODEL_MB:.0f} MB; {args.steps} steps, a save every {args.every} ({saves} saves); raw = {api}")
+    raw_s = med([a["raw_save_s"] for a in runs["async"]])
+    blocked = med([b for a in runs["async"] for b in a["blocked_s"]])
+    print(f"model: {N_VARS} x {DIM}x{DIM} float32 = {MODEL_MB:.0f} MB; {args.steps} steps, a save every {args.every} "
+          f"({saves} saves); raw = {api}; median of {args.rounds} rounds")
     r1 = blocked / raw_s
     print(f"blocked per save: async {blocked * 1000:.1f} ms (median), raw synchronous save {raw_s * 1000:.1f} ms, "
           f"ratio {r1:.3f}x (target <= 0.25x) {'OK' if r1 <= 0.25 else 'MISS'}")
-    none_wall, async_wall = res["none"]["wall_s"], res["async"]["wall_s"]
+    none_wall, async_wall = med([x["wall_s"] for x in runs["none"]]), med([x["wall_s"] for x in runs["async"]])
     r2 = async_wall / (none_wall + raw_s)
     print(f"wall time: async loop incl. last commit {async_wall:.2f} s, loop without saves {none_wall:.2f} s + one raw save "
           f"{raw_s:.2f} s, ratio {r2:.3f}x (target <= 1.10x) {'OK' if r2 <= 1.10 else 'MISS'}; "
-          f"raw synchronous loop {res['raw']['wall_s']:.2f} s")
-    extra = res["async"]["peak_mb"] - res["raw"]["peak_mb"]
+          f"raw synchronous loop {med([x['wall_s'] for x in runs['raw']]):.2f} s")
+    each = [a["wall_s"] / (n["wall_s"] + a["raw_save_s"]) for n, a in zip(runs["none"], runs["async"])]
+    print("  wall-time ratio of each round: " + ", ".join(f"{x:.3f}x" for x in each))
+    # Memory: the worst round, not the median.
+    extra = max(a["peak_mb"] - w["peak_mb"] for a, w in zip(runs["async"], runs["raw"]))
     limit = MODEL_MB + 64
-    print(f"peak RSS: raw loop {res['raw']['peak_mb']:.0f} MB, async loop {res['async']['peak_mb']:.0f} MB, "
-          f"+{extra:.0f} MB (target <= {limit:.0f} MB = model + 64 MB) {'OK' if extra <= limit else 'MISS'}")
-
+    print(f"peak RSS: raw loop {max(x['peak_mb'] for x in runs['raw']):.0f} MB, async loop {max(x['peak_mb'] for x in runs['async']):.0f} MB, "
+          f"worst round +{extra:.0f} MB (target <= {limit:.0f} MB = model + 64 MB) {'OK' if extra <= limit else 'MISS'}")
 
 if __name__ == "__main__":
     main()
