@@ -93,18 +93,7 @@ def commit_files(
             fault("moving")
         fault("moved")
         with db.write() as conn:
-            for sf in {s.digest: s for s in [*packs, *stored]}.values():
-                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig or None)
-            for obj in {o for ext in layouts.values() if ext for _, _, o, _ in ext} - {s.digest for s in [*packs, *stored]}:
-                # Lock (PostgreSQL) or re-create the row of each object re-used, so a deletion
-                # racing with this save cannot leave the new extents pointing at nothing.
-                size, sig = used.get(obj) or (area.size_of(obj) or 0, None)
-                W.record_blob(conn, obj, size, sig)
-            P.fill_digests(conn, fills)
-            for p, d, _ in staged:
-                plan = plans.get(p.name)
-                if plan is not None and d in layouts:
-                    P.record_layout(conn, d, plan.pieces, plan.tensors, layouts[d])
+            _record_files(conn, [*packs, *stored], layouts, used, area.size_of, fills, staged, plans)
             result_rows = write_rows(conn, stored)
         fault("committed")
         return result_rows
@@ -181,6 +170,37 @@ def forget_uploads(db: Database, ids: Sequence[int]) -> None:
             I.remove(conn, ids)
     except Exception as exc:  # noqa: BLE001 - the save's own error is the one to report
         log.debug("could not drop upload intents: %s", exc)
+
+
+def _record_files(
+    conn: Connection,
+    files: Sequence[StoredFile],
+    layouts: Mapping[str, Optional[list[Extent]]],
+    used: Mapping[str, tuple[int, Optional[str]]],
+    size_of: Callable[[str], Optional[int]],
+    fills: list[tuple[str, int, int, str]],
+    staged: Sequence[tuple[Path, str, int]],
+    plans: Mapping[str, DataPlan],
+) -> None:
+    """The rows a commit writes besides the caller's, local or shared area alike: a blob row per
+    file (and pack) stored; the row of each object the new extents re-use; the tensors' digests;
+    and each assembled file's layout."""
+    new = {sf.digest: sf for sf in files}
+    for sf in new.values():
+        W.record_blob(conn, sf.digest, sf.size, sf.stat_sig or None)
+    for obj in {o for ext in layouts.values() if ext for _, _, o, _ in ext} - set(new):
+        # Re-create (or, on PostgreSQL, lock) the row of each object re-used: a deletion racing
+        # with this save must not leave the new extents pointing at nothing (on a shared area
+        # the save's intent kept the object itself; locally the area's lock does).
+        size, sig = used.get(obj) or (size_of(obj) or 0, None)
+        W.record_blob(conn, obj, size, sig)
+    P.fill_digests(conn, fills)
+    for p, d, _ in staged:
+        plan = plans.get(p.name)
+        if plan is not None and d in layouts:
+            # For a file stored assembled before, this re-records its layout only if a deletion
+            # removed it meanwhile (record_layout never mixes two layouts).
+            P.record_layout(conn, d, plan.pieces, plan.tensors, layouts[d])
 
 
 def commit_shared(
@@ -263,20 +283,7 @@ def commit_shared(
                     "this save's uploads outlived their record (gc took its process for dead); "
                     "nothing was committed: save again"
                 )
-            for sf in {s.digest: s for s in [*put, *stored]}.values():
-                W.record_blob(conn, sf.digest, sf.size, sf.stat_sig or None)
-            for obj in {o for ext in layouts.values() if ext for _, _, o, _ in ext} - set(by_digest):
-                # Re-create (or lock) the row of each object re-used: a deletion of the file that
-                # held it may have dropped the row since; our intent kept the object itself.
-                size, sig = used.get(obj) or (sizes.get(obj) or 0, None)
-                W.record_blob(conn, obj, size, sig)
-            P.fill_digests(conn, fills)
-            for p, d, _ in staged:
-                plan = plans.get(p.name)
-                if plan is not None and d in layouts:
-                    # For a file stored assembled before, re-records its layout only if a
-                    # deletion removed it meanwhile (record_layout never mixes two layouts).
-                    P.record_layout(conn, d, plan.pieces, plan.tensors, layouts[d])
+            _record_files(conn, [*put, *stored], layouts, used, sizes.get, fills, staged, plans)
             result = write_rows(conn, stored)
     except BaseException:
         forget_uploads(db, ids)
