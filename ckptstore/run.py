@@ -321,6 +321,7 @@ class Run:
             try:
                 self._saves.wait()
             finally:
+                self._saves.release_buffers()
                 self.flush()
         finally:
             with self._backend.db.write() as conn:

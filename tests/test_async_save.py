@@ -12,6 +12,7 @@ import pytest
 
 import ckptstore
 from ckptstore.errors import ConflictError
+from ckptstore.files.digest import digest_file
 from tests.helpers.processes import run_py
 from tests.helpers.skips import require_tensorflow
 
@@ -189,10 +190,16 @@ def test_tf1_snapshots_write_what_saver_writes(new_seed_graph, tmp_path):
     for i, var_list in enumerate([None, [b], {"renamed": b}]):
         snap = snapshot.take(sess, tmp_path, f"s{i}", 1, var_list=var_list, write_meta_graph=False)
         assert snap is not None, var_list
-        path = snap.write(tmp_path, f"s{i}", 1)
+        assert snap.digests_itself
+        path, digests = snap.write(tmp_path, f"s{i}", 1)
         with g.as_default():
             tf.compat.v1.train.Saver(var_list=var_list).save(sess, str(tmp_path / f"v{i}"), write_meta_graph=False)
         assert tf.train.list_variables(str(path)) == tf.train.list_variables(str(tmp_path / f"v{i}"))
+        # The same bytes as Saver's files, and the digests are those of the files written.
+        for suffix in (".index", ".data-00000-of-00001"):
+            written = (tmp_path / f"s{i}-1{suffix}").read_bytes()
+            assert written == (tmp_path / f"v{i}{suffix}").read_bytes()
+            assert digests[f"s{i}-1{suffix}"] == digest_file(tmp_path / f"s{i}-1{suffix}")
         name = tf.train.list_variables(str(path))[0][0]
         assert tf.train.load_checkpoint(str(path)).get_tensor(name) == 3.0
 

@@ -89,6 +89,9 @@ class SaveQueue:
         self._pending: list[PendingSave] = []
         self._threads: list[threading.Thread] = []
         self._failures: list[BaseException] = []
+        # Host buffers lent to snapshots, one set per save in flight (tf.snapshot.HostBuffers):
+        # reused so that a snapshot copies into resident memory instead of faulting in new.
+        self._buffers: list[snapshot.HostBuffers] = []
 
     # ------------------------------------------------------------------ the caller's side
 
@@ -101,12 +104,15 @@ class SaveQueue:
         self.raise_failure()
         self._slots.acquire()  # a further save waits here, before its snapshot costs memory
         stack = contextlib.ExitStack()
+        buffers = self._lend_buffers()
         try:
             sdir = stack.enter_context(self.backend.files.staging(f"save-{self.run_id}"))
             _trim_before_first_snapshot()
-            snap = fmt_snapshot(target, sdir, prefix, step, var_list, write_meta_graph)
+            snap = snapshot.take(target, sdir, prefix, step, var_list=var_list,
+                                 write_meta_graph=write_meta_graph, buffers=buffers)
         except BaseException as exc:
             stack.close()
+            self._return_buffers(buffers)
             self._slots.release()
             if isinstance(exc, OSError):
                 raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
@@ -116,6 +122,7 @@ class SaveQueue:
             # Nothing to snapshot cheaply (partitioned variables, lookup tables, graph mode TF2):
             # the save is made now, synchronously, and reported as already committed.
             stack.close()
+            self._return_buffers(buffers)
             try:
                 pending._info = save_now(self.backend, self.run_id, self.run_name, target, step,
                                          var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
@@ -126,7 +133,7 @@ class SaveQueue:
         # The thread holds the snapshot through a box it empties once written: Thread keeps its
         # args until run() returns, which would keep two snapshots alive across the next call.
         thread = threading.Thread(
-            target=self._finish, args=(pending, stack, [snap], fmt, sdir, prefix, step, target),
+            target=self._finish, args=(pending, stack, [snap], buffers, fmt, sdir, prefix, step, target),
             name=f"ckptstore-save-{self.run_name}@{step}",
         )
         with self._lock:
@@ -162,22 +169,38 @@ class SaveQueue:
 
     # ------------------------------------------------------------------ the background thread
 
+    def _lend_buffers(self) -> snapshot.HostBuffers:
+        with self._lock:
+            return self._buffers.pop() if self._buffers else snapshot.HostBuffers()
+
+    def _return_buffers(self, buffers: snapshot.HostBuffers) -> None:
+        with self._lock:
+            self._buffers.append(buffers)
+
+    def release_buffers(self) -> None:
+        """Let go of the host buffers kept for the next snapshots (a finished run saves no more)."""
+        with self._lock:
+            self._buffers = []
+
     def _finish(self, pending: PendingSave, stack: contextlib.ExitStack, box: list[snapshot.Snapshot],
-                fmt: formats.CheckpointFormat, sdir: Path, prefix: str, step: int, target: Any) -> None:
+                buffers: snapshot.HostBuffers, fmt: formats.CheckpointFormat, sdir: Path, prefix: str,
+                step: int, target: Any) -> None:
         _lower_priority()
         try:
             try:
                 with stack:
                     try:
                         snap = box.pop()
-                        # The data file is hashed while it is written, by a thread that
-                        # inherits this one's priority: after the last save of a loop, when
-                        # nothing else runs, the commit then follows the write at once.
-                        follower = DigestFollower(sdir, f"{prefix}-{step}")
+                        # The data file is hashed while it is written: by the write itself
+                        # (plain host tensors), else by a thread that follows TensorFlow's
+                        # write and inherits this one's priority. Either way the commit
+                        # follows the write at once, without reading the file back.
+                        follower = None if snap.digests_itself else DigestFollower(sdir, f"{prefix}-{step}")
                         try:
-                            path = snap.write(sdir, prefix, step)
+                            path, known = snap.write(sdir, prefix, step)
                         finally:
-                            known = follower.finish()
+                            followed = follower.finish() if follower is not None else {}
+                        known.update(followed)
                         del snap  # the snapshot is freed once written
                         # The rest (the index, a meta graph) is small. One core, buffered reads:
                         # training keeps the other cores and no file is mapped into this process.
@@ -203,6 +226,7 @@ class SaveQueue:
             with self._lock:
                 self._failures.append(exc)
         finally:
+            self._return_buffers(buffers)  # before the slot: the next snapshot reuses them
             self._slots.release()
             pending._done.set()
             with self._lock:
@@ -245,10 +269,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
     except (AttributeError, OSError):  # not Linux, or not allowed: same priority then
         pass
-
-
-def fmt_snapshot(target: Any, sdir: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Optional[snapshot.Snapshot]:
-    return snapshot.take(target, sdir, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
 
 
 #: Queues with pending saves or uncollected failures (strong references until settled).

@@ -8,25 +8,30 @@ byte-for-byte the format the synchronous save writes (``formats.TF1Saver`` /
 * **TF1** (a ``tf.compat.v1.Session``): one ``sess.run`` reads every variable of the Saver's
   ``var_list`` into host numpy copies (and, if asked, the meta graph is exported then, since
   the graph may grow afterwards). The fetches are ``DeepCopy`` ops (added once to the graph):
-  their fresh buffers become the numpy arrays without a copy, and the write feeds them, again
-  without a copy, to a prebuilt ``SaveV2`` graph under the same names
-  ``tf.compat.v1.train.Saver`` gives them. Graphs whose Saver needs more
-  than plain variables (partitioned variables, lookup tables, other saveable objects) have no
-  snapshot here: :func:`take` returns None and the caller saves synchronously.
+  their fresh buffers become the numpy arrays without a copy, under the same names
+  ``tf.compat.v1.train.Saver`` gives them. Graphs whose Saver needs more than plain variables
+  (partitioned variables, lookup tables, other saveable objects) have no snapshot here:
+  :func:`take` returns None and the caller saves synchronously.
 * **TF2** (a ``tf.train.Checkpoint`` or trackable): the checkpoint's own serialization is run
-  eagerly, which reads each variable into an eager tensor, and every large CPU tensor among
-  them is then copied (``DeepCopy``, on TensorFlow's threads) into a buffer of the snapshot's
-  own. Keeping the reads instead (TensorFlow's variables are copy-on-write with respect to
-  them) blocks the caller less but costs more in all: the next training step then copies every
-  variable into freshly allocated memory, which the kernel must fault in page by page (for a
-  256 MB model, ~65,000 page faults and about as much CPU as the write), and glibc serves those
-  allocations from whichever arena each TensorFlow worker thread uses, so the process grows by
-  up to several times the model over the first saves. The snapshot's copies are allocated in
-  the caller's thread and freed by the writer, so the next snapshot reuses the same memory.
-  Small tensors (and tensors on accelerators, which TensorFlow's allocator recycles) stay
-  copy-on-write reads: copying them costs more than it saves. TensorFlow's own
-  ``CheckpointOptions(enable_async=True)`` is not used: with Keras 3 variables it fails
-  (its CPU copy creates variables inside a ``tf.function``).
+  eagerly, which reads each variable into an eager tensor (a view of the variable's buffer),
+  and each is copied at once into :class:`HostBuffers`, arrays the run keeps from save to save.
+  Keeping the reads instead (TensorFlow's variables are copy-on-write with respect to them)
+  would make the next training step copy every variable into freshly allocated memory; and a
+  copy into fresh memory each save (``DeepCopy``, the previous design) makes the kernel fault
+  the whole model in anew every time, since glibc returns large freed blocks to the system
+  (for 256 MB, ~65,000 page faults, 0.3 to 1 s of CPU per save on the virtual machines
+  measured here). TensorFlow's own ``CheckpointOptions(enable_async=True)`` is not used: with
+  Keras 3 variables it fails (its CPU copy creates variables inside a ``tf.function``).
+  Values that are not plain host tensors (slices of partitioned variables, variants such as a
+  ``tf.data`` iterator's state, tensors on an accelerator, registered savers) are copied with
+  ``DeepCopy`` where they are large CPU tensors and kept as reads otherwise.
+
+**Writing.** Where every value is a plain host tensor (numbers, bools, strings; whole, on the
+CPU) the snapshot writes the checkpoint itself (``ckptstore.bundle_writer``): the same bytes
+TensorFlow writes, digested as they go, so :meth:`Snapshot.write` also returns the files'
+digests and nothing is read back. Anything else is written by TensorFlow (TF1: a prebuilt
+``SaveV2`` graph fed the arrays without a copy; TF2: the checkpoint's ``MultiDeviceSaver``) and
+digested by the caller.
 
 Both lean on TensorFlow internals (``saveable_object_util``, the Checkpoint's saver,
 ``functional_saver``) that are stable across 2.x releases; they are confined to this module.
@@ -40,8 +45,12 @@ import weakref
 from pathlib import Path
 from typing import Any, Optional
 
+from .. import bundle_writer
 from .formats import tf1_saver, tf2_checkpoint
 from .runtime import tf
+
+#: {file name: (blake3 hex digest, size)} of files a write digested while writing them.
+Digests = dict[str, tuple[str, int]]
 
 
 class Snapshot(abc.ABC):
@@ -49,25 +58,79 @@ class Snapshot(abc.ABC):
 
     #: Bytes of variable data held (for logs and benchmarks).
     nbytes: int = 0
+    #: What the write hands to ``bundle_writer`` (None: TensorFlow writes it). Emptied by the
+    #: write, which frees the snapshot's memory as soon as it is written.
+    items: Optional[list[bundle_writer.Item]] = None
+
+    @property
+    def digests_itself(self) -> bool:
+        """Whether :meth:`write` returns the digests of the files it writes."""
+        return self.items is not None
+
+    def write(self, directory: Path, prefix: str, step: int) -> tuple[Path, Digests]:
+        """Write the checkpoint ``prefix-step`` under ``directory``; returns the written prefix
+        and the digests of the files it digested while writing (empty if TensorFlow wrote)."""
+        path = directory / f"{prefix}-{step}"
+        if self.items is None:
+            self._tf_write(path)
+            return path, {}
+        items, self.items = self.items, []
+        self._release()
+        return path, bundle_writer.write_bundle(path, items)
 
     @abc.abstractmethod
-    def write(self, directory: Path, prefix: str, step: int) -> Path:
-        """Write the checkpoint ``prefix-step`` under ``directory``; returns the written prefix."""
+    def _tf_write(self, path: Path) -> None:
+        """Write with TensorFlow (for values ``bundle_writer`` does not write)."""
+
+    def _release(self) -> None:
+        """Drop what the snapshot holds besides ``items``."""
 
 
 class TF1Snapshot(Snapshot):
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
         self.nbytes = sum(int(getattr(v, "nbytes", 0)) for v in values.values())
+        # Sorted, as the TF1 write below feeds them; a Saver's own save uses the same order.
+        self.items = _plain_items((n, *_host_item(v)) for n, v in sorted(values.items()))
 
-    def write(self, directory: Path, prefix: str, step: int) -> Path:
-        path = directory / f"{prefix}-{step}"
+    def _release(self) -> None:
+        self.values = {}
+
+    def _tf_write(self, path: Path) -> None:
         names = sorted(self.values)
         arrays = [self.values[n] for n in names]
         self.values = {}  # the feed below holds the arrays only as long as SaveV2 runs
         writer = _tf1_writer(tuple((n, a.dtype.str, a.shape) for n, a in zip(names, arrays)))
         writer.run(str(path), arrays)
-        return path
+
+
+def _host_item(value: Any) -> tuple[int, tuple[int, ...], Any]:
+    """(TF dtype enum, shape, value as ``bundle_writer`` takes it) of a fetched numpy value;
+    enum 0 where it writes no such value."""
+    import numpy as np
+
+    if isinstance(value, bytes):
+        return bundle_writer.STRING_ENUM, (), [value]
+    arr = np.asarray(value)
+    if arr.dtype.kind in "OS":
+        flat = arr.reshape(-1)
+        if all(isinstance(v, bytes) for v in flat):
+            return bundle_writer.STRING_ENUM, arr.shape, list(flat)
+        return 0, arr.shape, None
+    enum = bundle_writer.NUMERIC_ENUMS.get(arr.dtype.name, 0)
+    if enum and not arr.dtype.isnative:
+        enum = 0  # the bundle is little-endian, as this host is
+    return enum, arr.shape, np.ascontiguousarray(arr) if enum else None
+
+
+def _plain_items(items: Any) -> Optional[list[bundle_writer.Item]]:
+    """``items`` as a list if ``bundle_writer`` writes every one of them, else None."""
+    if not bundle_writer.AVAILABLE:
+        return None
+    out = list(items)
+    if not all(bundle_writer.supported_dtype(enum) for _, enum, _, _ in out):
+        return None
+    return out
 
 
 class _TF1Writer:
@@ -116,35 +179,73 @@ def _tf1_writer(signature: tuple[tuple[str, str, tuple[int, ...]], ...]) -> _TF1
 
 
 class TF2Snapshot(Snapshot):
-    def __init__(self, serialized: Any, registered: Any) -> None:
+    """Either ``items`` (host copies that ``bundle_writer`` writes) or the checkpoint's own
+    ``serialized`` tensors and ``registered`` savers (for TensorFlow to write)."""
+
+    def __init__(self, serialized: Any, registered: Any, items: Optional[list[bundle_writer.Item]] = None) -> None:
         self.serialized = serialized
         self.registered = registered
+        self.items = items
         n = 0
-        for tensors in serialized.values():
+        if items is not None:
+            n = sum(int(getattr(v, "nbytes", 0)) for _, _, _, v in items)
+        for tensors in (serialized or {}).values():
             for v in tensors.values():
                 if hasattr(v, "dtype") and hasattr(v, "shape") and v.shape.is_fully_defined():
                     n += v.shape.num_elements() * getattr(v.dtype, "size", 4)
         self.nbytes = n
 
-    def write(self, directory: Path, prefix: str, step: int) -> Path:
+    def _release(self) -> None:
+        self.serialized = {}
+        self.registered = {}
+
+    def _tf_write(self, path: Path) -> None:
         from tensorflow.python.checkpoint import functional_saver
 
-        path = directory / f"{prefix}-{step}"
         saver = functional_saver.MultiDeviceSaver(self.serialized, self.registered)
         saver.save(str(path))
-        return path
+
+
+def _tf2_items(serialized: Any) -> Optional[list[bundle_writer.Item]]:
+    """The values in the order ``MultiDeviceSaver`` writes them (objects, then each object's
+    keys, as gathered), or None unless each is a whole eager tensor on the host."""
+    import numpy as np
+
+    t = tf()
+    items = []
+    for tensors in serialized.values():
+        for key, value in tensors.items():
+            if value is None:
+                continue  # recorded in the object graph, no value saved (as MultiDeviceSaver)
+            if isinstance(value, dict) or not isinstance(value, t.Tensor) or not hasattr(value, "_numpy_internal"):
+                return None  # slices, symbolic tensors: TensorFlow's to write
+            if "CPU" not in (value.device or "").upper():
+                return None
+            enum = value.dtype.as_datatype_enum
+            if not bundle_writer.supported_dtype(enum):
+                return None
+            # A view of the tensor's own buffer, no copy (the array keeps the tensor alive).
+            host = value._numpy_internal()  # noqa: SLF001 - .numpy() would copy it
+            if enum == bundle_writer.STRING_ENUM:
+                host = [host] if isinstance(host, bytes) else list(host.reshape(-1))
+            else:
+                host = np.asarray(host)  # a 0-d tensor may come back as a numpy scalar
+            items.append((key, enum, tuple(value.shape.as_list()), host))
+    return _plain_items(items)
 
 
 def take(target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
-         write_meta_graph: bool = True) -> Optional[Snapshot]:
+         write_meta_graph: bool = True, buffers: Optional[HostBuffers] = None) -> Optional[Snapshot]:
     """A snapshot of ``target``'s variables, or None where only a synchronous save will do.
 
     For a TF1 session with ``write_meta_graph`` the graph is exported into ``directory`` now, as
-    ``prefix-step.meta``, beside where :meth:`Snapshot.write` will put the data."""
+    ``prefix-step.meta``, beside where :meth:`Snapshot.write` will put the data. A TF2 snapshot
+    of plain host tensors is copied into ``buffers`` (lent until the snapshot is written);
+    without them, into fresh memory."""
     t = tf()
     if isinstance(target, t.compat.v1.Session):
         return _take_tf1(target, directory, prefix, step, var_list, write_meta_graph)
-    return _take_tf2(target)
+    return _take_tf2(target, buffers if buffers is not None else HostBuffers())
 
 
 def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Optional[Snapshot]:
@@ -261,7 +362,7 @@ def _init_copyable() -> None:
                       t.uint8, t.uint16, t.uint32, t.uint64, t.bool, t.complex64, t.complex128})
 
 
-def _take_tf2(target: Any) -> Optional[Snapshot]:
+def _take_tf2(target: Any, buffers: "HostBuffers") -> Optional[Snapshot]:
     t = tf()
     if not t.executing_eagerly():
         return None
@@ -275,16 +376,58 @@ def _take_tf2(target: Any) -> Optional[Snapshot]:
     # they too are those of the call.
     from tensorflow.python.training.saving import saveable_object
 
-    if not _COPYABLE:
-        _init_copyable()
     for obj, tensors in serialized.items():
         for key, value in list(tensors.items()):
             if isinstance(value, saveable_object.SaveSpec):  # tensor_callable.Callable among them
                 value = value.tensor
             elif callable(value):
                 value = value()
+            tensors[key] = value
+    items = None if registered else _tf2_items(serialized)
+    if items is not None:
+        # Copied into the run's reused buffers; the reads (views of the variables) are dropped
+        # here, before the next training step would copy-on-write them.
+        return TF2Snapshot(None, None, buffers.fill(items))
+    if not _COPYABLE:
+        _init_copyable()
+    for tensors in serialized.values():
+        for key, value in list(tensors.items()):
             tensors[key] = _own_copy(value)
     return TF2Snapshot(serialized, registered)
+
+
+class HostBuffers:
+    """Host arrays that one run's TF2 snapshots copy the variables into, reused by every save.
+
+    A snapshot in freshly allocated memory (TensorFlow's ``DeepCopy``) is faulted in by the
+    kernel page by page, and glibc hands large blocks back to the system when they are freed,
+    so every save faulted the whole model in anew: 65,000 faults per 256 MB, which cost 0.3 to
+    1 s of CPU per save on the virtual machines measured here (more than writing the file).
+    These arrays stay resident, so after the first save a snapshot is a plain ``memcpy`` into
+    warm memory. The async save queue holds one set per save in flight (a set is lent to one
+    snapshot until it is written) and drops them when the run finishes.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, Any] = {}
+
+    def fill(self, items: list[bundle_writer.Item]) -> list[bundle_writer.Item]:
+        """``items`` with each array replaced by a copy in these buffers (strings are already
+        copies). Arrays of keys no longer saved are let go."""
+        import numpy as np
+
+        kept: dict[str, Any] = {}
+        out: list[bundle_writer.Item] = []
+        for key, enum, shape, value in items:
+            if enum != bundle_writer.STRING_ENUM:
+                dst = self.arrays.get(key)
+                if dst is None or dst.shape != value.shape or dst.dtype != value.dtype:
+                    dst = np.empty(value.shape, value.dtype)
+                np.copyto(dst, value)
+                kept[key] = value = dst
+            out.append((key, enum, shape, value))
+        self.arrays = kept
+        return out
 
 
 #: CPU tensors of at least this size are copied at snapshot time; smaller ones stay
