@@ -3,10 +3,9 @@
 An asynchronous save holds its snapshot as host arrays. Handing them back to TensorFlow to
 write (``SaveV2``) costs a copy through an 8 MB output buffer, TensorFlow's own crc32c pass,
 the kernel's page-cache copy, and then a second read of the whole data file to digest it:
-measured on a 256 MB model, 0.4 to 0.7 s of CPU. Here each tensor goes from its array in 1 MB
-pieces, each fed, while in the core's cache, to the crc32c the index records and to the blake3
-digest the store names the file by, and written ``O_DIRECT`` where the filesystem allows it
-(:class:`_DataSink` says why): ~0.22 s of CPU in all, and nothing is read back.
+measured on a 256 MB model, 0.4 to 0.8 s of CPU. Here each tensor is written from its array
+in 1 MB pieces, each fed, while in the core's cache, to the crc32c the index records and to the
+blake3 digest the store names the file by: nothing is copied twice and nothing is read back.
 
 The files are what TensorFlow's ``BundleWriter`` + ``MergeV2Checkpoints`` write for one shard,
 byte for byte (``tests/test_bundle_writer.py`` compares them with ``tf.train.Checkpoint.write``
@@ -28,7 +27,6 @@ the final name. Pure Python and numpy: no TensorFlow import.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import struct
@@ -56,10 +54,6 @@ NUMERIC_ENUMS = {
 }
 STRING_ENUM = 7
 _CHUNK = 1 << 20
-#: The open flag of unbuffered writes (0 where the platform has none: writes are buffered).
-O_DIRECT = getattr(os, "O_DIRECT", 0)
-#: The aligned buffer of O_DIRECT writes (a multiple of any block size).
-_DIRECT_BUFFER = 4 << 20
 _BLOCK_SIZE = 262144
 _RESTART_INTERVAL = 16
 _MAGIC = 0xDB4775248B80FB57
@@ -125,112 +119,43 @@ def write_bundle(prefix: Union[str, os.PathLike[str]], items: Sequence[Item]) ->
 
 
 class _DataSink:
-    """The data file, written in order, digested on the way.
+    """The data file, written in order from the source arrays in 1 MB pieces, each fed to the
+    digest and the tensor's crc32c right after it is written, while it is in the core's cache.
 
-    Where the filesystem takes it, the file is opened ``O_DIRECT`` and written from an aligned
-    4 MB buffer, which each source piece (at most 1 MB) is copied into and then, still in
-    cache, hashed and checksummed. Buffered writes would put the bytes in the page cache first;
-    on the virtual machines measured here that costs the kernel 0.4 to 0.7 s of CPU per 256 MB
-    (allocating page-cache pages), against 0.08 s for the same bytes written direct, plus the
-    ~40 ms copy into the buffer. For a background save that CPU is taken from training. The
-    price is latency (the write waits for the device: ~0.6 s per 256 MB here), which a
-    background write can pay. Where ``O_DIRECT`` is refused (tmpfs, some network and FUSE
-    filesystems), the bytes are written buffered, straight from the source, 1 MB at a time.
-    """
+    Written buffered, as TensorFlow writes. ``O_DIRECT`` was measured too: it skips the
+    page-cache copy, but the device write then happens during the save instead of in the
+    kernel's writeback, and on the virtual machines here that I/O slowed a training loop on
+    the same cores as much as the CPU it saved (``benchmarks/async_save.py``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.size = 0
         self.hasher = blake3.blake3(max_threads=1)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self.fd = -1
-        if O_DIRECT:
-            try:
-                self.fd = os.open(path, flags | O_DIRECT, 0o644)
-            except OSError:  # EINVAL: not on this filesystem
-                self.fd = -1
-        self.direct = self.fd >= 0
-        if not self.direct:
-            self.fd = os.open(path, flags, 0o644)
-        self.buf: Any = None
-        self.pos = 0
-        if self.direct:
-            import mmap
-
-            import numpy as np
-
-            self.mm = mmap.mmap(-1, _DIRECT_BUFFER)  # page-aligned, as O_DIRECT needs
-            self.buf = np.frombuffer(self.mm, np.uint8)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
 
     def write(self, data: Any, crc: int) -> int:
         """Append ``data`` (a uint8 array or bytes); returns ``crc`` extended over it."""
-        total = len(data)
-        start = 0
-        while start < total:
-            if self.buf is None:  # buffered: no copy, chunks straight from the source
-                chunk = data[start:start + _CHUNK]
-                _write_all(self.fd, chunk)
-            else:
-                n = min(_CHUNK, total - start, _DIRECT_BUFFER - self.pos)
-                self.buf[self.pos:self.pos + n] = _as_array(data[start:start + n])
-                chunk = self.buf[self.pos:self.pos + n]
-                self.pos += n
-            # In cache from the write or the copy: the digest and crc cost no memory traffic.
+        for start in range(0, len(data), _CHUNK):
+            chunk = data[start:start + _CHUNK]
+            view = memoryview(chunk)
+            done = os.write(self.fd, view)
+            while done < len(view):  # a short write (a signal, a nearly full disk) continues
+                done += os.write(self.fd, view[done:])
             self.hasher.update(chunk)
             crc = _crc.extend(crc, chunk)
-            start += len(chunk)
-            if self.buf is not None and self.pos == _DIRECT_BUFFER:
-                self._flush()
-        self.size += total
+        self.size += len(data)
         return crc
 
-    def _flush(self) -> None:
-        view = memoryview(self.mm)[:self.pos]
-        if self.pos == _DIRECT_BUFFER:
-            try:
-                _write_all(self.fd, view)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                self._buffered()  # opened O_DIRECT but refused at the first write
-                _write_all(self.fd, view)
-        else:  # the tail is not a whole block: written buffered
-            self._buffered()
-            _write_all(self.fd, view)
-        view.release()
-        self.pos = 0
-
-    def _buffered(self) -> None:
-        import fcntl
-
-        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-        self.direct = False
-
     def close(self) -> tuple[str, int]:
-        try:
-            if self.buf is not None and self.pos:
-                self._flush()
-        finally:
-            self._release()
+        os.close(self.fd)
+        self.fd = -1
         return self.hasher.hexdigest(), self.size
 
     def abandon(self) -> None:
-        self._release()
-        self.path.unlink(missing_ok=True)
-
-    def _release(self) -> None:
-        if self.buf is not None:
-            self.buf = None
-            self.mm.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def _as_array(data: Any) -> Any:
-    import numpy as np
-
-    return data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+        self.path.unlink(missing_ok=True)
 
 
 def _raw_bytes(array: Any) -> Any:
@@ -239,13 +164,6 @@ def _raw_bytes(array: Any) -> Any:
     if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
         raise ValueError("a numeric tensor must be a C-contiguous numpy array")
     return array.reshape(-1).view(np.uint8)
-
-
-def _write_all(fd: int, chunk: Any) -> None:
-    view = memoryview(chunk)
-    done = os.write(fd, view)
-    while done < len(view):  # a short write (a signal, a nearly full disk) continues
-        done += os.write(fd, view[done:])
 
 
 def _write_strings(sink: _DataSink, values: Sequence[bytes]) -> int:

@@ -94,13 +94,16 @@ def test_index_of_many_blocks_same_as_tensorflow(tf, tmp_path: Path) -> None:
     _same_files(str(tmp_path / "tf"), str(tmp_path / "own"))
 
 
-def test_large_tensor_crosses_chunks(tf, tmp_path: Path) -> None:
-    big = np.random.default_rng(2).random((3 << 20) // 8 + 5)  # 3 MB and a bit: four 1 MB chunks
-    values = {"big": big, "after": np.int32(5)}
-    tf.raw_ops.SaveV2(prefix=str(tmp_path / "tf"), tensor_names=list(values), shape_and_slices=["", ""],
+def test_large_tensors_cross_chunks(tf, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    # 3 MB and a bit (four 1 MB pieces, the last ragged), a small one, a long string.
+    values = {"big": rng.random((3 << 20) // 8 + 5), "after": np.int32(5),
+              "text": np.array([b"a" * 2_500_000, b"b"], dtype=object), "more": rng.random(300_001).astype(np.float32)}
+    tf.raw_ops.SaveV2(prefix=str(tmp_path / "tf"), tensor_names=list(values), shape_and_slices=[""] * len(values),
                       tensors=[tf.constant(v) for v in values.values()])
-    bundle_writer.write_bundle(tmp_path / "own", _items(values))
+    digests = bundle_writer.write_bundle(tmp_path / "own", _items(values))
     _same_files(str(tmp_path / "tf"), str(tmp_path / "own"))
+    assert digests["own.data-00000-of-00001"] == digest_file(tmp_path / "own.data-00000-of-00001")
 
 
 @pytest.mark.parametrize("items, why", [
@@ -154,28 +157,6 @@ def test_tf2_snapshot_with_a_variant_is_written_by_tensorflow(tf, tmp_path: Path
     it2 = iter(tf.data.Dataset.range(10))
     tf.train.Checkpoint(it=it2).read(str(path)).assert_consumed()
     assert int(next(it2)) == 1
-
-
-@pytest.mark.parametrize("direct", [True, False], ids=["O_DIRECT", "buffered"])
-def test_direct_and_buffered_writes_give_the_same_files(tf, tmp_path: Path, monkeypatch, direct: bool) -> None:
-    """Written O_DIRECT (an aligned buffer, a buffered tail) or, where a filesystem refuses it,
-    buffered: both give TensorFlow's bytes, for a file of several buffers and a ragged tail."""
-    if not direct:
-        monkeypatch.setattr(bundle_writer, "O_DIRECT", 0)
-    probe = bundle_writer._DataSink(tmp_path / "probe")
-    probe.abandon()
-    if direct and not probe.direct:
-        pytest.skip("the filesystem of tmp_path refuses O_DIRECT")
-    assert probe.direct == direct
-    rng = np.random.default_rng(4)
-    values = {f"t{i}": rng.random(n).astype(np.float32) for i, n in enumerate([3, 1_500_000, 7, 1_200_001])}
-    values["s"] = np.array([b"a" * 5000, b"b"], dtype=object)
-    names = list(values)
-    tf.raw_ops.SaveV2(prefix=str(tmp_path / "tf"), tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(values[n]) for n in names])
-    digests = bundle_writer.write_bundle(tmp_path / "own", _items(values))
-    _same_files(str(tmp_path / "tf"), str(tmp_path / "own"))
-    assert digests["own.data-00000-of-00001"] == digest_file(tmp_path / "own.data-00000-of-00001")
 
 
 def test_host_buffers_are_reused_from_snapshot_to_snapshot() -> None:
