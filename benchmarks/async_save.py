@@ -149,6 +149,10 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--child", mode, "--work", str(d), "--steps", str(args.steps), "--every", str(args.every)]
                 if args.tf1:
                     cmd.append("--tf1")
+                # Each child starts with no dirty pages of earlier children: otherwise the
+                # kernel's writeback of their checkpoints lands in whichever child runs 30 s
+                # later (on these virtual machines that I/O slows training on the same cores).
+                os.sync()
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 runs[mode].append(json.loads(out))
     med = statistics.median
