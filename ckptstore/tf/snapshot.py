@@ -19,8 +19,8 @@ byte-for-byte the format the synchronous save writes (``formats.TF1Saver`` /
   would make the next training step copy every variable into freshly allocated memory; and a
   copy into fresh memory each save (``DeepCopy``, the previous design) makes the kernel fault
   the whole model in anew every time, since glibc returns large freed blocks to the system
-  (for 256 MB, ~65,000 page faults, 0.3 to 1 s of CPU per save on the virtual machines
-  measured here). TensorFlow's own ``CheckpointOptions(enable_async=True)`` is not used: with
+  (for 256 MB, ~65,000 page faults; measured in one process, 0.16 s more per save than
+  copying into the reused buffers). TensorFlow's own ``CheckpointOptions(enable_async=True)`` is not used: with
   Keras 3 variables it fails (its CPU copy creates variables inside a ``tf.function``).
   Values that are not plain host tensors (slices of partitioned variables, variants such as a
   ``tf.data`` iterator's state, tensors on an accelerator, registered savers) are copied with
@@ -59,7 +59,7 @@ class Snapshot(abc.ABC):
     #: Bytes of variable data held (for logs and benchmarks).
     nbytes: int = 0
     #: What the write hands to ``bundle_writer`` (None: TensorFlow writes it). Emptied by the
-    #: write, which frees the snapshot's memory as soon as it is written.
+    #: write, which lets go of the snapshot's arrays as soon as they are written.
     items: Optional[list[bundle_writer.Item]] = None
 
     @property
@@ -401,8 +401,8 @@ class HostBuffers:
 
     A snapshot in freshly allocated memory (TensorFlow's ``DeepCopy``) is faulted in by the
     kernel page by page, and glibc hands large blocks back to the system when they are freed,
-    so every save faulted the whole model in anew: 65,000 faults per 256 MB, which cost 0.3 to
-    1 s of CPU per save on the virtual machines measured here (more than writing the file).
+    so every save faulted the whole model in anew: ~65,000 faults per 256 MB, which cost a
+    training loop 0.16 s more per save than these buffers (benchmarks: README, async saves).
     These arrays stay resident, so after the first save a snapshot is a plain ``memcpy`` into
     warm memory. The async save queue holds one set per save in flight (a set is lent to one
     snapshot until it is written) and drops them when the run finishes.
