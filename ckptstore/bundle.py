@@ -28,7 +28,8 @@ from typing import Optional, Union
 
 from .errors import BundleIndexError
 
-_MAGIC = 0xDB4775248B80FB57
+#: The LevelDB table magic number that ends every ``.index`` footer.
+TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER = 48
 _TRAILER = 5
 _MASK_DELTA = 0xA282EAD8
@@ -322,7 +323,7 @@ def parse_index(data: bytes, name: str = "index") -> Bundle:
         raise _bad(f"{len(data)} bytes is shorter than a table footer", name)
     foot = len(data) - _FOOTER
     (magic,) = struct.unpack_from("<Q", data, len(data) - 8)
-    if magic != _MAGIC:
+    if magic != TABLE_MAGIC:
         raise _bad("the table magic number is wrong", name)
     _, _, pos = _handle(data, foot, len(data) - 8, name)  # metaindex: TF writes it empty
     ioff, isize, _ = _handle(data, pos, len(data) - 8, name)

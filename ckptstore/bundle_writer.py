@@ -36,7 +36,7 @@ from typing import Any, Union
 
 import blake3
 
-from .bundle import mask
+from .bundle import DTYPES, TABLE_MAGIC, data_file_name, mask
 
 try:  # the C crc32c: a pure-Python one would cost seconds per 100 MB
     from google_crc32c import cext as _crc
@@ -46,17 +46,13 @@ except ImportError:  # pragma: no cover - then TensorFlow writes every snapshot
     _crc = None
     AVAILABLE = False
 
-#: TensorFlow ``DataType`` enum value of each numpy dtype name written here as raw bytes.
-NUMERIC_ENUMS = {
-    "float32": 1, "float64": 2, "int32": 3, "uint8": 4, "int16": 5, "int8": 6, "complex64": 8,
-    "int64": 9, "bool": 10, "bfloat16": 14, "uint16": 17, "complex128": 18, "float16": 19,
-    "uint32": 22, "uint64": 23,
-}
 STRING_ENUM = 7
+#: TensorFlow ``DataType`` enum value of each numpy dtype name written here as raw bytes (the
+#: reader's table, turned around).
+NUMERIC_ENUMS = {name: enum for enum, name in DTYPES.items() if enum != STRING_ENUM}
 _CHUNK = 1 << 20
 _BLOCK_SIZE = 262144
 _RESTART_INTERVAL = 16
-_MAGIC = 0xDB4775248B80FB57
 # BundleHeaderProto{num_shards: 1, endianness: LITTLE (0, omitted), version {producer: 1}}
 _HEADER = b"\x08\x01\x1a\x02\x08\x01"
 
@@ -72,10 +68,6 @@ def supported_dtype(enum: int) -> bool:
 _NUMERIC_SET = frozenset(NUMERIC_ENUMS.values())
 
 
-def data_file_name(prefix_name: str) -> str:
-    return f"{prefix_name}.data-00000-of-00001"
-
-
 def write_bundle(prefix: Union[str, os.PathLike[str]], items: Sequence[Item]) -> dict[str, tuple[str, int]]:
     """Write the checkpoint ``prefix`` (its ``.data-00000-of-00001`` and ``.index``) holding
     ``items``, in that order in the data file. Returns {file name: (blake3 hex digest, size)}
@@ -87,7 +79,7 @@ def write_bundle(prefix: Union[str, os.PathLike[str]], items: Sequence[Item]) ->
     names = [it[0] for it in items]
     if len(set(names)) != len(names) or "" in names:
         raise ValueError("tensor names must be unique and non-empty")
-    data_path = prefix.parent / data_file_name(prefix.name)
+    data_path = prefix.parent / data_file_name(prefix.name, 0, 1)
     tmp = data_path.with_name(f"{data_path.name}.tempstate{secrets.randbits(63)}")
     entries: dict[bytes, bytes] = {}
     sink = _DataSink(tmp)
@@ -309,5 +301,5 @@ def _table(items: list[tuple[bytes, bytes]]) -> bytes:
         index.add(_short_successor(last), pending)
     index_handle = write_block(index)
     footer = (metaindex + index_handle).ljust(40, b"\x00")
-    out += footer + struct.pack("<II", _MAGIC & 0xFFFFFFFF, _MAGIC >> 32)
+    out += footer + struct.pack("<Q", TABLE_MAGIC)
     return bytes(out)

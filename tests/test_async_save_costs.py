@@ -18,7 +18,7 @@ require_tensorflow()
 def test_tf2_async_save_of_large_variables_keeps_the_values_of_the_call(sqlite_store):
     import tensorflow as tf
 
-    # 256 KiB each: above the size from which the snapshot copies instead of keeping a read.
+    # 256 KiB and 16 bytes: the snapshot copies both into the run's reused host buffers.
     m = tf.Module()
     m.big = tf.Variable(tf.fill([256, 256], 2.0))
     m.small = tf.Variable(tf.fill([4], 3.0))
