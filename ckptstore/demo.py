@@ -165,7 +165,7 @@ def run_demo(
             if not diff <= TOLERANCE:
                 raise CkptstoreError(f"the frozen graph differs from the restored model by {diff:g}")
             values = sum(len(r.metrics) for r in store.steps(name))
-        plot = plot_metrics(store, [name], ["loss", "epoch_val_loss"], plot_path, title=f"{name}: loss by step")
+        plot = plot_metrics(store, [name], ["loss", "val_loss"], plot_path, title=f"{name}: loss by step")
     finally:
         store.close()
 

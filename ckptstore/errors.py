@@ -17,6 +17,8 @@ __all__ = [
     "InvalidOptionError",
     "InvalidRefError",
     "UnknownRunError",
+    "StepConflictError",
+    "ParamsChangedError",
     "UnknownRefError",
     "UnknownAliasError",
     "MetricValueError",
@@ -106,6 +108,16 @@ class ConflictError(CkptstoreError):
 
 class RunExistsError(ConflictError):
     """``start_run(name)`` named a run that already exists, without ``resume=True``."""
+
+
+class StepConflictError(ConflictError, ValueError):
+    """A resumed run was asked to log or save a step it already has (``start_run(...,
+    overwrite=True)`` or ``Run.rewind(step)`` say that re-writing those steps is meant)."""
+
+
+class ParamsChangedError(ConflictError, ValueError):
+    """Resuming a run with params that differ from the ones it has, without
+    ``update_params=True``."""
 
 
 class QuerySyntaxError(CkptstoreError, ValueError):

@@ -3,14 +3,16 @@
 Each rule answers one question, "should this checkpoint be kept?"; a checkpoint survives if any
 rule keeps it:
 
-* ``max_to_keep=N``: the N newest steps.
+* ``max_to_keep=N``: the N most recently saved checkpoints, as ``tf.train.CheckpointManager``
+  counts them: in the order they were saved, not by step, so a run resumed from an older
+  checkpoint (``Run.rewind``) never loses what it just saved to steps an earlier training wrote.
 * ``keep_every_n_hours=H``: as ``tf.train.Saver``, of the checkpoints the other rules let go,
   one at least H hours younger than the last one so kept (at first: than the run's start) is
   kept forever (its state becomes ``kept``).
 * ``keep_best=KeepBest("loss", k=3, mode="min")``: the k best by a logged metric at the
   checkpoint's step. Checkpoints without that metric, or with NaN, never count as best.
-* Always: a checkpoint an alias points at (pinned), and the newest checkpoint, so that training
-  can always resume.
+* Always: a checkpoint an alias points at (pinned), and the most recently saved checkpoint, so
+  that training can always resume.
 
 With no rule set nothing is ever deleted. The rules are small classes (``LatestN``, ``BestN``,
 ``EveryNHours``) combined by union in :func:`plan`; :class:`Retention` is the user-facing,
@@ -121,7 +123,7 @@ class Retention:
 class Candidate:
     """What retention needs to know of one checkpoint."""
 
-    id: int
+    id: int  # increases with every save: the order of saves
     step: int
     created: float  # unix seconds
     kept: bool = False  # already chosen by keep_every_n_hours
@@ -201,7 +203,7 @@ def plan(
     """
     if not policy.active or not checkpoints:
         return Plan()
-    ordered = sorted(checkpoints, key=lambda c: c.step)
+    ordered = sorted(checkpoints, key=lambda c: c.id)  # save order (see the module docstring)
     keep: set[int] = {c.id for c in ordered if c.pinned or c.kept}
     keep.add(ordered[-1].id)
     if policy.max_to_keep is not None:

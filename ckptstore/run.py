@@ -37,10 +37,11 @@ from typing import Any, Literal, Optional, Sequence, Union
 from .constants import NAME_MAX
 from sqlalchemy.exc import IntegrityError
 
-from .errors import InvalidOptionError, MetricValueError, UnknownRunError
+from .errors import InvalidOptionError, MetricValueError, StepConflictError, UnknownRunError
 from .flows import checkpoints as checkpoint_flows
 from .flows import deploy_exports
 from .flows import exports as export_flows
+from .flows import runs as run_flows
 from .flows.async_save import PendingSave, SaveQueue
 from .flows.backend import Backend
 from .metadata import queries as Q
@@ -168,6 +169,8 @@ class Run:
         nonfinite: Literal["store", "raise", "skip"] = "store",
         manage_status: bool = True,
         saves_in_flight: int = 1,
+        resumed_from: Optional[int] = None,
+        overwrite: bool = False,
     ) -> None:
         if nonfinite not in ("store", "raise", "skip"):
             raise InvalidOptionError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
@@ -183,6 +186,13 @@ class Run:
         # A handle from start_run marks the run finished/failed when its ``with`` block ends; one
         # from ``store.run(name)`` (a later freeze or tag) leaves status and times alone.
         self.manage_status = manage_status
+        #: The run's last step (logged or saved) when ``start_run(..., resume=True)`` made this
+        #: handle; None for a new run. Training continues after it.
+        self.resumed_from = resumed_from
+        # Steps at or below the floor are refused (a resume continues, never rewrites);
+        # -1 lets every step through, at the cost of one comparison per log().
+        self._floor = -1 if (resumed_from is None or overwrite) else resumed_from
+        self._keep_best_checked = False
         self._backend: Backend = store.backend
         self._registry: LiveRuns = store.live_runs
         self._buffer = MetricBuffer(self._backend, self._registry, run_id, name)
@@ -204,6 +214,8 @@ class Run:
         >>> run.log(100, loss=0.25, accuracy=0.91)   # doctest: +SKIP
         """
         step = check_step(step)
+        if step <= self._floor:
+            self._refuse(step, "log")
         now = time.time()
         rows = []
         run_id = self.id
@@ -245,6 +257,49 @@ class Run:
         """Write buffered metrics now; returns how many values were written."""
         return self._buffer.flush()
 
+    @property
+    def next_step(self) -> int:
+        """The first step this handle may log or save (0 for a new run, the step after
+        :attr:`resumed_from` for a resumed one, the step after a :meth:`rewind`)."""
+        return self._floor + 1
+
+    def rewind(self, step: int) -> int:
+        """Training restarts from the checkpoint at ``step``: the values logged after it move to
+        the run's metric history (``store.metric_history``; nothing is lost) and the steps after
+        it may be logged and saved again. Checkpoints after ``step`` are left as they are (a
+        save of the same step replaces one; retention counts saves in the order they were
+        made). Returns how many values moved."""
+        step = check_step(step)
+        self.flush()
+        moved = run_flows.rewind(self._backend, self.id, step)
+        self._floor = step
+        return moved
+
+    def _check_keep_best(self) -> None:
+        """Warn once, at this handle's first save, when the run's ``KeepBest`` metric has no
+        value yet: checkpoints saved without it never rank, and a misspelt metric would let
+        retention delete the best model."""
+        self._keep_best_checked = True
+        with self._backend.db.read() as conn:
+            data, _ = Q.run_retention(conn, self.id)
+            best = Retention.from_json(data).keep_best
+            if best is None:
+                return
+            names = Q.metric_keys(conn, self.id)
+        if best.metric not in names:
+            log.warning(
+                "run %s has no value of %r yet (it has: %s): KeepBest(%r) ranks only checkpoints "
+                "saved at a step where it is logged; the others never count as best",
+                self.name, best.metric, ", ".join(names[:8]) or "no metrics", best.metric,
+            )
+
+    def _refuse(self, step: int, what: str) -> None:
+        raise StepConflictError(
+            f"run {self.name!r} already has steps up to {self._floor}: cannot {what} step {step} "
+            f"(a resumed run continues at step {self._floor + 1}; pass overwrite=True to start_run, "
+            "or call run.rewind(step) after restoring an older checkpoint)"
+        )
+
     # ------------------------------------------------------------------ checkpoints and exports
 
     def save(
@@ -270,7 +325,11 @@ class Run:
         store's ``close()`` wait for them; a background failure is raised at the next
         ``save``, ``wait`` or ``finish``.
         """
+        if isinstance(step, int) and step <= self._floor:
+            self._refuse(step, "save")
         self.flush()
+        if not self._keep_best_checked:
+            self._check_keep_best()
         if not blocking:
             return self._saves.submit(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
         self._saves.wait()  # in order, and a background failure surfaces here

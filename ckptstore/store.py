@@ -232,6 +232,8 @@ class Store:
         tags: Optional[Mapping[str, Any]] = None,
         retention: Optional[Retention] = None,
         resume: Union[bool, str] = "never",
+        overwrite: bool = False,
+        update_params: bool = False,
         **logging_options: Any,
     ) -> Run:
         """Start a new run (or, with ``resume``, continue one); use it as a context manager.
@@ -245,9 +247,16 @@ class Store:
         On normal exit of the ``with`` block the run is marked finished, on an exception failed;
         logged metrics are flushed either way. A resumed run is ``running`` again (its
         ``ended_at`` cleared) until then, when ``ended_at`` becomes the time it last ended.
-        ``params`` and ``tags`` are merged into what a resumed run already has; ``retention``
-        replaces its retention rule. ``logging_options`` tune :meth:`Run.log` buffering
-        (``flush_every``, ``flush_seconds``, ``nonfinite``).
+        ``params`` and ``tags`` are merged into what a resumed run already has; a param given
+        another value than the run has is refused (:class:`ParamsChangedError`) unless
+        ``update_params=True``. ``retention`` replaces its retention rule.
+
+        **A resume continues, never rewrites.** The handle's :attr:`Run.resumed_from` is the
+        run's last step (logged or saved); logging or saving at or below it is refused
+        (:class:`StepConflictError`) unless ``overwrite=True``, or after :meth:`Run.rewind`
+        (training restarted from an older checkpoint). ``StoreCallback`` continues after it by
+        itself. ``logging_options`` tune :meth:`Run.log` buffering (``flush_every``,
+        ``flush_seconds``, ``nonfinite``).
         """
         mode = _resume_mode(resume)
         params_json = check_params(params or {})
@@ -259,7 +268,7 @@ class Store:
             for _ in range(5):  # a clash needs the same second and the same 16 random bits
                 try:
                     name = new_run_name()
-                    run_id, _ = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume="never")
+                    run_id, last = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume="never")
                     break
                 except RunExistsError:
                     continue
@@ -267,8 +276,10 @@ class Store:
                 raise RunExistsError("could not find an unused run name; pass one")
         else:
             check_run_name(name)
-            run_id, _ = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume=mode)
-        return Run(self, run_id, name, **logging_options)
+            run_id, last = run_flows.start_run(
+                self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params
+            )
+        return Run(self, run_id, name, resumed_from=last, overwrite=overwrite, **logging_options)
 
     def run(self, name: str) -> Run:
         """A handle on an existing run, e.g. a finished one, to freeze, save, log or tag later.

@@ -39,7 +39,9 @@ _WRITER = textwrap.dedent(
             sys.exit(f"writer {me}: the start signal never came")
         time.sleep(0.005)
     t0 = time.time()
-    with store.start_run("shared", resume=True, flush_every=100, tags={"kind": "shared"}) as shared, \\
+    # overwrite=True: processes writing steps side by side into one run say so (a resume alone
+    # continues after the run's last step).
+    with store.start_run("shared", resume=True, overwrite=True, flush_every=100, tags={"kind": "shared"}) as shared, \\
          store.start_run(f"own-{me}", flush_every=100, params={"me": me}) as own:
         for step in range(steps):
             shared.log(step, **{f"p{me}_a": step + me, f"p{me}_b": -step})

@@ -42,8 +42,10 @@ def test_logs_batches_and_epochs_and_saves_every_n_steps(sqlite_store, data):
     rows = {r.step: r.metrics for r in sqlite_store.steps("fit")}
     assert sorted(rows) == list(range(1, 13))
     assert all("loss" in m for m in rows.values())
-    assert {s for s, m in rows.items() if "epoch_val_loss" in m} == {4, 8, 12}
-    assert {s for s, m in rows.items() if "epoch_loss" in m} == {4, 8, 12}
+    # Keras's own names, once each: validation and the epoch count at each epoch's last step.
+    assert {s for s, m in rows.items() if "val_loss" in m} == {4, 8, 12}
+    assert {s: m["epoch"] for s, m in rows.items() if "epoch" in m} == {4: 1.0, 8: 2.0, 12: 3.0}
+    assert not [k for m in rows.values() for k in m if k.startswith("epoch_")]
     assert [ck.step for ck in sqlite_store.checkpoints("fit")] == [3, 6, 9, 12]
     assert [ck.step for ck in cb.saved] == [3, 6, 9, 12]
     assert cb.step == 12
@@ -171,17 +173,21 @@ def test_a_batch_metric_is_monitored_with_the_saving_batchs_value(sqlite_store, 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")
-def test_unknown_epoch_length_saves_at_the_batch_without_a_stale_value(sqlite_store, data):
+def test_unknown_epoch_length_saves_at_the_batch_and_ranks_by_that_epochs_value(sqlite_store, data):
     x, y = data
     model = _model()
     # filter() hides the dataset's length from Keras: the last batch is only known afterwards
     ds = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(16)
     with sqlite_store.start_run("unknown-length") as run:
         cb = StoreCallback(run, save_every_n_steps=4, monitor="val_loss")
-        model.fit(ds, epochs=2, validation_data=(x[:16], y[:16]), shuffle=False, callbacks=[cb], verbose=0)
+        history = model.fit(ds, epochs=2, validation_data=(x[:16], y[:16]), shuffle=False, callbacks=[cb], verbose=0)
     assert [ck.step for ck in cb.saved] == [4, 8]
-    assert _monitored(sqlite_store, "unknown-length") == {}
-    assert sorted(_monitored(sqlite_store, "unknown-length", "epoch_val_loss")) == [4, 8]
+    # Saved at the batch (the epoch's end is only known afterwards); the validation that follows
+    # evaluates the same weights and is logged at the same step, so each checkpoint ranks by
+    # its own epoch's value, never an earlier one.
+    assert _monitored(sqlite_store, "unknown-length") == pytest.approx(
+        {4: history.history["val_loss"][0], 8: history.history["val_loss"][1]}, rel=1e-12, abs=0
+    )
 
 
 def test_a_monitor_keras_never_logs_is_warned_about(sqlite_store, data, caplog):

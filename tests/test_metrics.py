@@ -219,7 +219,10 @@ def test_logging_a_step_and_key_twice_keeps_the_last_value(store):
         run.log(5, loss=2.0)  # same batch
     assert store.steps("dup")[0].metrics == {"acc": 0.1, "loss": 2.0}
     with store.start_run("dup", resume=True) as run:
-        run.log(5, loss=3.0)  # a later batch, after a resume
+        with pytest.raises(ckptstore.StepConflictError, match="already has steps up to 5"):
+            run.log(5, loss=3.0)  # a resume continues after the run's last step...
+    with store.start_run("dup", resume=True, overwrite=True) as run:
+        run.log(5, loss=3.0)  # ...unless asked to overwrite
     assert store.steps("dup")[0].metrics == {"acc": 0.1, "loss": 3.0}
     # Nothing is lost: the replaced values are the run's metric history, oldest first.
     assert [(h.step, h.key, h.value) for h in store.metric_history("dup")] == [(5, "loss", 1.0), (5, "loss", 2.0)]

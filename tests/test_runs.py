@@ -123,8 +123,14 @@ def test_starting_an_existing_name_resumes_and_merges_params_and_tags(store):
     with store.start_run("resumable", params={"lr": 0.1, "bs": 32}, tags={"a": "1", "b": "2"}) as run:
         run.log(1, loss=1.0)
     first = store.get_run("resumable")
+    # A changed param is refused unless asked for, and nothing of the run changes.
+    with pytest.raises(ckptstore.ParamsChangedError, match=r"lr 0.1 -> 0.05.*update_params=True"):
+        store.start_run("resumable", params={"lr": 0.05}, resume=True)
+    assert store.get_run("resumable").status == "finished"
+    assert store.get_run("resumable").params == {"lr": 0.1, "bs": 32}
     with pytest.raises(ValueError):
-        with store.start_run("resumable", params={"lr": 0.05}, tags={"b": "3", "c": "4"}, resume=True) as run:
+        with store.start_run("resumable", params={"lr": 0.05}, tags={"b": "3", "c": "4"}, resume=True,
+                             update_params=True) as run:
             assert store.get_run("resumable").status == "running"
             assert store.get_run("resumable").ended_at is None
             run.log(2, loss=0.5)

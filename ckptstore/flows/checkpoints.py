@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -33,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from ..bundle import NUMPY_DTYPES, crc32c, decode_array
 from ..errors import CkptstoreError, ConflictError, CorruptFileError, InvalidOptionError, UnknownRefError, UnknownRunError, from_os_error
 from ..faults import fault
+from ..liveness import pid_alive
 from ..files.area import StoredFile
 from ..files.commit import check_files, commit_files, release_unreferenced
 from ..files.digest import DigestFollower, digest_file
@@ -196,30 +198,64 @@ def check_prefix(prefix: object) -> str:
 
 class _Placed:
     """A private temporary directory giving stored files their original names, for TensorFlow
-    to read (never to write): symlinks to whole objects, files assembled from pieces rebuilt
-    (and checked against their whole-file digest)."""
+    to read (never to write): hard links to whole objects where the filesystem allows (else
+    symlinks), files assembled from pieces rebuilt (and checked against their whole-file digest).
+
+    It is removed when the ``with`` block ends, unless :meth:`keep_until` handed it to an object
+    that still needs it: TF2 restores some values only later (optimizer slots built on the first
+    training step, variables created after the restore) and reads them from these files then.
+    A hard link keeps the bytes even if retention or ``gc`` removes the object meanwhile. A
+    directory left by a killed process is named after its pid and removed by a later restore.
+    """
+
+    PREFIX = "ckptstore-read-"
 
     def __init__(self, backend: Backend, ck: CheckpointInfo, files: Sequence[tuple[FileInfo, str]], *, check: bool = True) -> None:
         area = backend.files
-        self._tmp = tempfile.TemporaryDirectory(prefix="ckptstore-read-")
-        self.dir = Path(self._tmp.name)
+        _remove_stale_read_dirs()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-"))
+        self._kept = False
         layouts = _layouts(backend, [f for f, _ in files])
         try:
             for f, name in files:
+                dst = self.dir / name
                 if f.digest in layouts:
-                    pieces.assemble(area, layouts[f.digest], f.digest, f.size, self.dir / name, check=check)
-                else:
-                    os.symlink(area.local_path(f.digest), self.dir / name)
+                    pieces.assemble(area, layouts[f.digest], f.digest, f.size, dst, check=check)
+                elif not area.link_to(f.digest, dst):
+                    os.symlink(area.local_path(f.digest), dst)
         except BaseException:
-            self._tmp.cleanup()
+            self.close()
             raise
         self.prefix = self.dir / ck.prefix
+
+    def keep_until(self, owner: Any) -> None:
+        """Keep the files until ``owner`` is garbage-collected (or the interpreter exits)."""
+        weakref.finalize(owner, shutil.rmtree, str(self.dir), True)
+        self._kept = True
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "_Placed":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._tmp.cleanup()
+        if not self._kept or exc[0] is not None:
+            self.close()
+
+
+def _remove_stale_read_dirs() -> None:
+    """Remove read directories (``_Placed``) whose process is gone (killed while a deferred
+    restore kept its files)."""
+    tmp = Path(tempfile.gettempdir())
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith(_Placed.PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_Placed.PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(tmp / name, ignore_errors=True)
 
 
 def _layouts(backend: Backend, files: Sequence[FileInfo]) -> dict[str, list[pieces.Extent]]:
@@ -272,7 +308,9 @@ def restore(
         saved = {v.name: (v.dtype, v.shape) for v in Q.variables(conn, ck.id)}
     with _still_there(backend, ck), _Placed(backend, ck, wanted, check=verify is not False) as placed:
         meta = placed.dir / (ck.prefix + ".meta")
-        fmt.restore(target, placed.prefix, saved=saved, meta_path=meta if meta.is_symlink() else None, var_list=var_list)
+        pending = fmt.restore(target, placed.prefix, saved=saved, meta_path=meta if meta.exists() else None, var_list=var_list)
+        if pending is not None:
+            placed.keep_until(pending)
     return ck
 
 

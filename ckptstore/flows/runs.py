@@ -22,17 +22,26 @@ def start_run(
     retention: Optional[dict[str, Any]],
     *,
     resume: str = "allow",
-) -> tuple[int, bool]:
-    """Create the run or (as ``resume`` allows) set it running again; returns (id, resumed)."""
+    update_params: bool = False,
+) -> tuple[int, Optional[int]]:
+    """Create the run or (as ``resume`` allows) set it running again; returns (id, the resumed
+    run's last step, or None for a new run or a resumed one with no step yet)."""
     for attempt in range(3):
         try:
             with backend.db.write() as conn:
-                return W.start_run(conn, name, params, tags, retention, resume=resume)
+                rid, resumed = W.start_run(conn, name, params, tags, retention, resume=resume, update_params=update_params)
+                return rid, (Q.last_step(conn, rid) if resumed else None)
         except IntegrityError:
             # Another process created the same run between our SELECT and INSERT (PostgreSQL).
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def rewind(backend: Backend, run_id: int, step: int) -> int:
+    """Move the run's metric values after ``step`` into its history (see ``writes.rewind_metrics``)."""
+    with backend.db.write() as conn:
+        return W.rewind_metrics(conn, run_id, step)
 
 
 def delete_run(backend: Backend, name: str) -> int:

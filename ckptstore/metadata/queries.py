@@ -35,6 +35,17 @@ def run_id(conn: Connection, name: str) -> int:
     return rid
 
 
+def last_step(conn: Connection, rid: int) -> Optional[int]:
+    """The highest step the run has logged a metric at or saved a checkpoint at (None: neither)."""
+    m, c = S.Metric, S.Checkpoint
+    steps = [
+        conn.execute(select(func.max(m.step)).where(m.run_id == rid)).scalar(),
+        conn.execute(select(func.max(c.step)).where(c.run_id == rid)).scalar(),
+    ]
+    found = [s for s in steps if s is not None]
+    return max(found) if found else None
+
+
 def run_exists(conn: Connection, rid: int) -> bool:
     return conn.execute(select(S.Run.id).where(S.Run.id == rid)).first() is not None
 
@@ -448,6 +459,16 @@ def resolve(conn: Connection, ref: Ref) -> Target:
 
         found = best_checkpoint_step(conn, rid, ref.metric or "", resolve_mode(ref.metric or "", ref.mode or "auto"))
         if found is None:
+            names = metric_keys(conn, rid)
+            if ref.metric not in names:
+                import difflib
+
+                close = difflib.get_close_matches(ref.metric or "", names, n=1)
+                hint = f"did you mean best:{close[0]}? " if close else ""
+                raise UnknownRefError(
+                    f"run {ref.run!r} never logged a metric {ref.metric!r}: {hint}"
+                    f"it has {', '.join(names[:8]) or 'no metrics'}{' ...' if len(names) > 8 else ''}"
+                )
             raise UnknownRefError(
                 f"run {ref.run!r} has no checkpoint with {ref.metric!r} logged at its step "
                 f"in {store_where(conn.engine)}"

@@ -240,11 +240,12 @@ def _recompute(conn: Connection, rid: int, key: str, lo: int, hi: int) -> None:
 
 
 def rebuild(conn: Connection, rid: int, key: str) -> None:
-    """Summaries of ``key`` from all its stored values (the migration that adds the table)."""
+    """Summaries of ``key`` from all its stored values (the migration that adds the table; a
+    rewound run, whose later values were moved to history)."""
     steps, values = metric_series(conn, rid, key)
+    ph = placeholder(conn.dialect)
+    conn.exec_driver_sql(f"DELETE FROM {_R} WHERE run_id = {ph} AND key = {ph}", (rid, key))
     if len(steps):
-        ph = placeholder(conn.dialect)
-        conn.exec_driver_sql(f"DELETE FROM {_R} WHERE run_id = {ph} AND key = {ph}", (rid, key))
         conn.exec_driver_sql(f"INSERT INTO {_R} ({_COLS}) VALUES ({', '.join([ph] * 14)})",
                              _levels(rid, key, points(steps, values), steps))
 

@@ -6,15 +6,16 @@ of a save is one of them: see ``files.commit``); nothing here opens or commits a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
 from sqlalchemy import Connection, delete, select, update
 
 from ..constants import RUN_STATUSES
-from ..errors import InvalidOptionError, RunExistsError, UnknownRunError
+from ..errors import InvalidOptionError, ParamsChangedError, RunExistsError, UnknownRunError
 from . import schema as S
-from .engine import store_where
+from .engine import placeholder, store_where
 
 
 def check_status(status: object) -> str:
@@ -49,11 +50,13 @@ def start_run(
     retention: Optional[dict[str, Any]],
     *,
     resume: str = "allow",
+    update_params: bool = False,
 ) -> tuple[int, bool]:
     """Create the run, or set an existing one running again with params and tags merged in.
 
     ``resume``: "never" refuses an existing run, "must" a missing one, "allow" takes either.
-    Returns (run id, whether it was resumed).
+    A resume whose ``params`` give another value to a param the run has is refused
+    (:class:`ParamsChangedError`) unless ``update_params``. Returns (run id, whether it was resumed).
     """
     row = conn.execute(select(S.Run.id, S.Run.params, S.Run.status).where(S.Run.name == name)).first()
     if row is None and resume == "must":
@@ -72,6 +75,14 @@ def start_run(
         ).scalar_one()
     else:
         rid = row.id
+        old = row.params or {}
+        changed = sorted(k for k, v in params.items() if k in old and old[k] != v)
+        if changed and not update_params:
+            shown = ", ".join(f"{k} {old[k]!r} -> {params[k]!r}" for k in changed[:5])
+            raise ParamsChangedError(
+                f"resuming run {name!r} would change its params ({shown}); pass update_params=True "
+                "to record the new values, or start a new run"
+            )
         values: dict[str, Any] = {"status": "running", "ended_at": None, "params": {**(row.params or {}), **params}}
         if retention is not None:
             values["retention"] = retention
@@ -79,6 +90,28 @@ def start_run(
     for k, v in tags.items():
         upsert(conn, S.RunTag.__table__, {"run_id": rid, "key": k, "value": v}, ["run_id", "key"], ["value"])
     return rid, row is not None
+
+
+def rewind_metrics(conn: Connection, rid: int, step: int) -> int:
+    """Move the run's metric values at steps after ``step`` into ``metric_history`` (replaced
+    now), so that training resumed from the checkpoint at ``step`` logs those steps afresh and
+    nothing logged is lost; returns how many values moved."""
+    from . import rollups
+
+    ph = placeholder(conn.dialect)
+    keys = [k for (k,) in conn.exec_driver_sql(
+        f"SELECT DISTINCT key FROM metrics WHERE run_id = {ph} AND step > {ph}", (rid, step))]
+    if not keys:
+        return 0
+    conn.exec_driver_sql(
+        "INSERT INTO metric_history (run_id, step, key, value, wall_time, replaced_at) "
+        f"SELECT run_id, step, key, value, wall_time, {ph} FROM metrics WHERE run_id = {ph} AND step > {ph}",
+        (time.time(), rid, step),
+    )
+    moved = conn.exec_driver_sql(f"DELETE FROM metrics WHERE run_id = {ph} AND step > {ph}", (rid, step)).rowcount
+    for key in keys:
+        rollups.rebuild(conn, rid, key)
+    return int(moved)
 
 
 def ensure_finished_run(conn: Connection, name: str) -> int:

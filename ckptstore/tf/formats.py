@@ -74,8 +74,12 @@ class CheckpointFormat(abc.ABC):
         saved: SavedVariables,
         meta_path: Optional[Path] = None,
         var_list: Any = None,
-    ) -> None:
-        """Load the checkpoint at ``prefix`` into ``target``, checking that everything fits first."""
+    ) -> Optional[Any]:
+        """Load the checkpoint at ``prefix`` into ``target``, checking that everything fits first.
+
+        Returns None when every value has been assigned, or an object that holds the values
+        still to be restored later (TF2 restores a variable created after the call when it is
+        created): the files at ``prefix`` must stay readable until that object is gone."""
 
     def needs_meta_graph(self, target: Any) -> bool:
         """Whether restoring into ``target`` needs the stored graph (a TF1 session with an empty graph)."""
@@ -251,9 +255,12 @@ class TF2Checkpoint(CheckpointFormat):
         return Path(ckpt.write(str(directory / f"{prefix}-{step}")))
 
     def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Optional[Path] = None,
-                var_list: Any = None) -> None:
+                var_list: Any = None) -> Optional[Any]:
         t = tf()
         ckpt = tf2_checkpoint(target)
+        # A compiled Keras model's optimizer makes its slots on the first training step; built
+        # now, they are restored (and checked) here instead of on that step.
+        _build_keras_optimizers(ckpt, saved)
         # TensorFlow assigns each value as it reads it: a mismatch found while reading would
         # leave the object half restored. Everything is compared first, as for TF1.
         _check_object_matches(ckpt, prefix, saved)
@@ -267,6 +274,26 @@ class TF2Checkpoint(CheckpointFormat):
             raise RestoreMismatchError(f"checkpoint does not fit the object: {first_line(str(exc))}") from None
         except (ValueError, t.errors.InvalidArgumentError, t.errors.NotFoundError) as exc:
             raise RestoreMismatchError(f"checkpoint does not fit the object: {first_line(str(exc))}") from None
+        # Values whose variables do not exist yet are restored when TF creates them, from the
+        # files at `prefix`. The restore coordinator lives exactly as long as such a value is
+        # pending (the objects waiting for it hold it); without it, the target bounds the need.
+        return getattr(status, "_checkpoint", None) or target
+
+
+def _build_keras_optimizers(root: Any, saved: SavedVariables) -> None:
+    """Build the optimizer of each compiled, built Keras model directly under ``root`` whose
+    checkpoint holds optimizer values, as its first training step would."""
+    if not any("/optimizer/" in key or key.startswith("optimizer/") for key in saved):
+        return
+    t = tf()
+    for obj in [root, *t.train.TrackableView.children(root).values()]:
+        optimizer = getattr(obj, "optimizer", None)
+        if optimizer is None or getattr(optimizer, "built", True) or not getattr(obj, "built", False):
+            continue
+        variables = getattr(obj, "trainable_variables", None)
+        build = getattr(optimizer, "build", None)
+        if variables and callable(build):
+            build(variables)
 
 
 def _check_object_matches(root: Any, prefix: Path, saved: SavedVariables) -> None:
