@@ -32,7 +32,8 @@ class StoreCallback(keras.callbacks.Callback):
     **Steps.** Every training batch advances a global step (batches so far, across epochs and
     across fits) and logs the batch's metrics at that step. A fresh run starts at step 1; a run
     resumed with ``start_run(name, resume=True)`` continues after its last step
-    (:attr:`Run.next_step`), so nothing an earlier training logged is written again.
+    (:attr:`Run.next_step`; so does a second ``fit`` with a new callback on the same handle),
+    so nothing an earlier training logged is written again.
     ``initial_step`` sets the step before the first batch; one at or below what a resumed run
     already has is refused at once (:class:`~ckptstore.errors.StepConflictError`).
 
@@ -89,12 +90,11 @@ class StoreCallback(keras.callbacks.Callback):
             isinstance(save_every_n_steps, bool) or not isinstance(save_every_n_steps, int) or save_every_n_steps < 1
         ):
             raise InvalidOptionError(f"save_every_n_steps must be a whole number >= 1, got {save_every_n_steps!r}")
-        floor = max(run.next_step - 1, 0)
         if initial_step is None:
-            initial_step = floor
+            initial_step = max(run.next_step - 1, 0)
         elif isinstance(initial_step, bool) or not isinstance(initial_step, int) or initial_step < 0:
             raise InvalidOptionError(f"initial_step must be a whole number >= 0, got {initial_step!r}")
-        elif initial_step < run.next_step - 1:
+        elif not run.accepts(initial_step + 1):
             raise StepConflictError(
                 f"run {run.name!r} already has steps up to {run.next_step - 1}: initial_step={initial_step} "
                 "would log them again (leave initial_step out to continue after them)"

@@ -192,6 +192,8 @@ class Run:
         # Steps at or below the floor are refused (a resume continues, never rewrites);
         # -1 lets every step through, at the cost of one comparison per log().
         self._floor = -1 if (resumed_from is None or overwrite) else resumed_from
+        # The highest step this handle logged or saved: where a second fit's callback goes on.
+        self._high = -1 if resumed_from is None else resumed_from
         self._keep_best_checked = False
         self._backend: Backend = store.backend
         self._registry: LiveRuns = store.live_runs
@@ -216,6 +218,8 @@ class Run:
         step = check_step(step)
         if step <= self._floor:
             self._refuse(step, "log")
+        if step > self._high:
+            self._high = step
         now = time.time()
         rows = []
         run_id = self.id
@@ -259,9 +263,16 @@ class Run:
 
     @property
     def next_step(self) -> int:
-        """The first step this handle may log or save (0 for a new run, the step after
-        :attr:`resumed_from` for a resumed one, the step after a :meth:`rewind`)."""
-        return self._floor + 1
+        """The step after the last one the run has, as far as this handle knows: 0 for a new
+        run, after :attr:`resumed_from` for a resumed one, after the highest step this handle
+        logged or saved, after a :meth:`rewind`. Where a training loop (or a second ``fit``)
+        goes on."""
+        return max(self._floor, self._high) + 1
+
+    def accepts(self, step: int) -> bool:
+        """Whether :meth:`log` and :meth:`save` take ``step``: a resumed run refuses the steps
+        it already has (``StepConflictError``) unless started with ``overwrite=True``."""
+        return step > self._floor
 
     def rewind(self, step: int) -> int:
         """Training restarts from the checkpoint at ``step``: the values logged after it move to
@@ -272,7 +283,7 @@ class Run:
         step = check_step(step)
         self.flush()
         moved = run_flows.rewind(self._backend, self.id, step)
-        self._floor = step
+        self._floor = self._high = step
         return moved
 
     def _check_keep_best(self) -> None:
@@ -325,8 +336,10 @@ class Run:
         store's ``close()`` wait for them; a background failure is raised at the next
         ``save``, ``wait`` or ``finish``.
         """
-        if isinstance(step, int) and step <= self._floor:
-            self._refuse(step, "save")
+        if isinstance(step, int):
+            if step <= self._floor:
+                self._refuse(step, "save")
+            self._high = max(self._high, step)
         self.flush()
         if not self._keep_best_checked:
             self._check_keep_best()

@@ -258,12 +258,13 @@ class TF2Checkpoint(CheckpointFormat):
                 var_list: Any = None) -> Optional[Any]:
         t = tf()
         ckpt = tf2_checkpoint(target)
-        # A compiled Keras model's optimizer makes its slots on the first training step; built
-        # now, they are restored (and checked) here instead of on that step.
-        _build_keras_optimizers(ckpt, saved)
         # TensorFlow assigns each value as it reads it: a mismatch found while reading would
         # leave the object half restored. Everything is compared first, as for TF1.
         _check_object_matches(ckpt, prefix, saved)
+        # A compiled Keras model's optimizer makes its slots on the first training step; built
+        # now (only once the model fits), they are checked and restored here, not on that step.
+        if _build_keras_optimizers(ckpt, saved):
+            _check_object_matches(ckpt, prefix, saved)
         try:
             status = ckpt.read(str(prefix))
             status.assert_existing_objects_matched()
@@ -280,12 +281,13 @@ class TF2Checkpoint(CheckpointFormat):
         return getattr(status, "_checkpoint", None) or target
 
 
-def _build_keras_optimizers(root: Any, saved: SavedVariables) -> None:
+def _build_keras_optimizers(root: Any, saved: SavedVariables) -> bool:
     """Build the optimizer of each compiled, built Keras model directly under ``root`` whose
-    checkpoint holds optimizer values, as its first training step would."""
+    checkpoint holds optimizer values, as its first training step would; True if any was."""
     if not any("/optimizer/" in key or key.startswith("optimizer/") for key in saved):
-        return
+        return False
     t = tf()
+    built = False
     for obj in [root, *t.train.TrackableView.children(root).values()]:
         optimizer = getattr(obj, "optimizer", None)
         if optimizer is None or getattr(optimizer, "built", True) or not getattr(obj, "built", False):
@@ -294,6 +296,8 @@ def _build_keras_optimizers(root: Any, saved: SavedVariables) -> None:
         build = getattr(optimizer, "build", None)
         if variables and callable(build):
             build(variables)
+            built = True
+    return built
 
 
 def _check_object_matches(root: Any, prefix: Path, saved: SavedVariables) -> None:
