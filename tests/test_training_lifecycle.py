@@ -240,3 +240,33 @@ def test_keep_best_of_a_metric_the_run_never_logs_warns_at_the_first_save(sqlite
         sqlite_store.best("typo", "val_acc")
     line = cli.fails("vars", "typo@best:val_acc", store=sqlite_store.root)
     assert "never logged a metric 'val_acc'" in line and "val_accuracy" in line
+
+
+def test_tf1_session_restore_then_train_continues_exactly(sqlite_store) -> None:
+    def build() -> tuple:
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.compat.v1.set_random_seed(0)
+            x = tf.constant(_data()[0])
+            w = tf.compat.v1.get_variable("w", [4, 1], initializer=tf.compat.v1.glorot_uniform_initializer(seed=1))
+            loss = tf.reduce_mean(tf.square(tf.matmul(x, w) - 1.0))
+            train = tf.compat.v1.train.AdamOptimizer(0.05).minimize(loss, global_step=tf.compat.v1.train.get_or_create_global_step())
+            init = tf.compat.v1.global_variables_initializer()
+        sess = tf.compat.v1.Session(graph=graph)
+        sess.run(init)
+        return sess, train, w
+
+    sess, train, w = build()
+    for _ in range(3):
+        sess.run(train)
+    with sqlite_store.start_run("tf1") as run:
+        run.save(sess, 3)
+    for _ in range(2):
+        sess.run(train)
+    want = sess.run(w)
+
+    fresh, train2, w2 = build()
+    sqlite_store.restore("tf1@3", fresh)  # weights, Adam's slots and the global step
+    for _ in range(2):
+        fresh.run(train2)
+    np.testing.assert_allclose(fresh.run(w2), want, rtol=1e-6)
