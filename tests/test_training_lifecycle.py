@@ -47,7 +47,7 @@ def _fit(model: keras.Model, epochs: int, callbacks: list = (), **kw) -> keras.c
 
 def _state(model: keras.Model) -> list[np.ndarray]:
     """Every value training depends on: weights, optimizer slots and its step counter."""
-    return [np.array(v) for v in model.weights] + [np.array(v) for v in model.optimizer.variables]
+    return [keras.ops.convert_to_numpy(v) for v in [*model.weights, *model.optimizer.variables]]
 
 
 def _read_dirs() -> set[str]:
@@ -135,12 +135,12 @@ def test_a_checkpoint_that_does_not_fit_changes_nothing_and_names_the_variable(s
         run.save(model, 4)
     wider = keras.Sequential([keras.Input((4,)), keras.layers.Dense(9, name="hidden"), keras.layers.Dense(3, name="out")])
     wider.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
-    weights = [np.array(w) for w in wider.weights]
+    weights = [keras.ops.convert_to_numpy(w) for w in wider.weights]
     with pytest.raises(RestoreMismatchError, match=r"hidden|kernel") as err:
         sqlite_store.restore("fit@4", wider)
     assert "\n" not in str(err.value)
     for got, want in zip(wider.weights, weights, strict=True):
-        np.testing.assert_array_equal(np.array(got), want)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), want)
     assert not wider.optimizer.built  # the optimizer is built only for a checkpoint that fits
 
 
