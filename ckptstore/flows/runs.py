@@ -22,12 +22,17 @@ def start_run(
     retention: Optional[dict[str, Any]],
     *,
     resume: str = "allow",
+    process: Optional[str] = None,
+    heartbeat_timeout: Optional[float] = None,
 ) -> tuple[int, bool]:
-    """Create the run or (as ``resume`` allows) set it running again; returns (id, resumed)."""
+    """Create the run or (as ``resume`` allows) set it running again; returns (id, resumed).
+    ``process`` owns it from now on (see ``flows/heartbeat.py``)."""
     for attempt in range(3):
         try:
             with backend.db.write() as conn:
-                return W.start_run(conn, name, params, tags, retention, resume=resume)
+                return W.start_run(
+                    conn, name, params, tags, retention, resume=resume, process=process, heartbeat_timeout=heartbeat_timeout
+                )
         except IntegrityError:
             # Another process created the same run between our SELECT and INSERT (PostgreSQL).
             if attempt == 2:
