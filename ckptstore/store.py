@@ -251,7 +251,10 @@ class Store:
         run. Without ``name``, a new unique name such as ``run-20261129-141530-3fa2`` is made.
 
         On normal exit of the ``with`` block the run is marked finished, on an exception failed;
-        logged metrics are flushed either way. A resumed run is ``running`` again (its
+        logged metrics are flushed either way. A run never finished is marked finished when its
+        store closes or the interpreter exits (failed on an uncaught exception); one whose
+        process dies reads ``crashed`` to every reader, through its heartbeat (see
+        ``ckptstore/flows/heartbeat.py``), and can be resumed. A resumed run is ``running`` again (its
         ``ended_at`` cleared) until then, when ``ended_at`` becomes the time it last ended.
         ``params`` and ``tags`` are merged into what a resumed run already has; ``retention``
         replaces its retention rule. ``logging_options`` tune :meth:`Run.log` buffering

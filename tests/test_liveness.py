@@ -20,7 +20,7 @@ import pytest
 
 import ckptstore
 from ckptstore import liveness
-from ckptstore.errors import InvalidOptionError
+from ckptstore.errors import InvalidOptionError, RunExistsError
 from ckptstore.metadata import quick
 from tests.helpers.cli import as_json
 from tests.helpers.processes import run_py
@@ -143,6 +143,10 @@ def test_a_killed_run_reads_crashed_from_another_process_and_resumes(store_uri, 
     assert [(r["name"], r["status"]) for r in listed] == [("killed", "crashed")]
     assert as_json("runs", "list", "--status", "crashed", store=uri)[0]["name"] == "killed"
     assert as_json("runs", "show", "killed", store=uri)["status"] == "crashed"
+
+    # Starting it again without resume is one line that says what became of it.
+    with ckptstore.open_store(uri, root=root) as s, pytest.raises(RunExistsError, match=r"\(crashed\); pass resume=True"):
+        s.start_run("killed")
 
     # Resumed, it is running again with a fresh heartbeat of its new process (this one).
     with ckptstore.open_store(uri, root=root) as s:

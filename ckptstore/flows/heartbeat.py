@@ -83,13 +83,9 @@ class Heartbeat:
             with _live_lock:
                 _live.discard(self)
 
-    @property
-    def run_ids(self) -> list[int]:
-        with self._lock:
-            return list(self._runs)
-
     def end(self, status: str) -> None:
-        """Mark every unfinished run ``status`` and stop the heartbeat (store close, exit)."""
+        """Mark every unfinished run ``status`` and stop the heartbeat (store close, exit). A
+        failure is logged, not raised: the runs then read as crashed, which is still true."""
         with self._lock:
             runs, self._runs = dict(self._runs), {}
             self._wake.notify_all()
@@ -97,9 +93,14 @@ class Heartbeat:
             _live.discard(self)
         if not runs or os.getpid() != self.pid:
             return
-        with self.db.write() as conn:
-            W.end_runs(conn, self.process, list(runs), status)
-        log.info("runs %s ended without finish(): marked %s", ", ".join(sorted(runs.values())), status)
+        names = ", ".join(sorted(runs.values()))
+        try:
+            with self.db.write() as conn:
+                W.end_runs(conn, self.process, list(runs), status)
+        except Exception:
+            log.exception("could not mark runs %s %s", names, status)
+            return
+        log.info("runs %s ended without finish(): marked %s", names, status)
 
     def _beat(self, every: float) -> None:
         with self._lock:
@@ -140,7 +141,4 @@ def end_all_at_exit() -> None:
         beats: Iterable[Heartbeat] = list(_live)
     status = exit_status()
     for hb in beats:
-        try:
-            hb.end(status)
-        except Exception:
-            log.exception("could not mark runs %s %s at exit", hb.run_ids, status)
+        hb.end(status)

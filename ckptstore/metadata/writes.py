@@ -13,7 +13,7 @@ from sqlalchemy import Connection, delete, literal_column, select, update
 
 from ..constants import RUN_STATES, RUN_STATUSES
 from ..errors import InvalidOptionError, RunExistsError, UnknownRunError
-from ..liveness import now_sql
+from ..liveness import CRASHED, gone_here, now_sql, status_sql
 from . import schema as S
 from .engine import store_where
 
@@ -68,12 +68,12 @@ def start_run(
     Returns (run id, whether it was resumed).
     """
     alive = {"heartbeat_at": _now(conn), "heartbeat_timeout": heartbeat_timeout, "process": process}
-    row = conn.execute(select(S.Run.id, S.Run.params, S.Run.status).where(S.Run.name == name)).first()
+    row = conn.execute(select(S.Run.id, S.Run.params, S.Run.status, S.Run.process).where(S.Run.name == name)).first()
     if row is None and resume == "must":
         raise UnknownRunError(f"no run named {name!r} to resume in {store_where(conn.engine)}")
     if row is not None and resume == "never":
         raise RunExistsError(
-            f"run {name!r} already exists in {store_where(conn.engine)} ({row.status}); "
+            f"run {name!r} already exists in {store_where(conn.engine)} ({_shown_status(conn, row)}); "
             "pass resume=True to continue it, or use another name (start_run() without a name "
             "picks a new one)"
         )
@@ -94,6 +94,16 @@ def start_run(
     for k, v in tags.items():
         upsert(conn, S.RunTag.__table__, {"run_id": rid, "key": k, "value": v}, ["run_id", "key"], ["value"])
     return rid, row is not None
+
+
+def _shown_status(conn: Connection, row: Any) -> str:
+    """The status readers see for ``row`` (``crashed`` included; see ``ckptstore/liveness.py``)."""
+    shown = conn.execute(
+        select(literal_column(status_sql(conn.dialect.name, ()))).select_from(S.Run.__table__).where(S.Run.id == row.id)
+    ).scalar_one()
+    if shown == "running" and row.process and gone_here(row.process):
+        return CRASHED
+    return shown
 
 
 def ensure_finished_run(conn: Connection, name: str) -> int:
