@@ -159,6 +159,16 @@ def test_a_killed_run_reads_crashed_from_another_process_and_resumes(store_uri, 
         assert (info.status, info.last_step) == ("finished", 6)
 
 
+def test_sigterm_without_a_handler_is_a_death_not_an_exit(sqlite_store, children):
+    """SIGTERM's default action ends the process without atexit: nothing marks the run, and
+    readers see it crashed (ckptstore installs no signal handler of its own)."""
+    proc = _start(children, str(sqlite_store.root), sqlite_store.root, "terminated", "kill")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+    info = sqlite_store.get_run("terminated")
+    assert (info.status, info.ended_at) == ("crashed", None)
+
+
 @pytest.mark.slow
 def test_across_hosts_the_heartbeat_alone_tells_live_from_dead(store_uri, children, elsewhere):
     uri, root = store_uri
