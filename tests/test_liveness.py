@@ -91,6 +91,44 @@ def test_a_script_that_ends_without_finish_ends_its_run(store_uri, how, code, st
         assert info.ended_at is not None
 
 
+_FORKS = textwrap.dedent(
+    """
+    import os, sys, ckptstore
+    store = ckptstore.open_store(sys.argv[1])
+    run = store.start_run("parent")
+    run.log(1, loss=1.0)
+    run.flush()
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # the child's interpreter exit runs atexit: the run is not the child's to end
+    os.waitpid(pid, 0)
+    print(store.get_run("parent").status, flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_forked_child_that_exits_leaves_its_parents_run_alone(sqlite_store):
+    out = run_py(_FORKS, str(sqlite_store.root), env=BEAT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["running"]
+    assert sqlite_store.get_run("parent").status == "finished"  # ended by the parent's own exit
+
+
+@pytest.mark.slow
+def test_an_uncaught_keyboard_interrupt_fails_the_run(sqlite_store):
+    code = _TRAIN.replace('raise RuntimeError("diverged outside any with-block")', "raise KeyboardInterrupt")
+    out = run_py(code, str(sqlite_store.root), str(sqlite_store.root), "ctrl-c", "raise", env=BEAT)
+    assert out.returncode != 0, out.stderr
+    assert sqlite_store.get_run("ctrl-c").status == "failed"
+
+
+def test_crashed_is_only_ever_derived_never_set(sqlite_store):
+    sqlite_store.start_run("r")
+    with pytest.raises(InvalidOptionError, match="status must be one of running, finished, failed"):
+        sqlite_store.set_status("r", "crashed")
+
+
 def test_closing_the_store_in_a_failing_with_block_fails_its_unfinished_runs(store):
     uri = str(store.url)
     with pytest.raises(ZeroDivisionError):

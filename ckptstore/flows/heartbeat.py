@@ -86,12 +86,14 @@ class Heartbeat:
     def end(self, status: str) -> None:
         """Mark every unfinished run ``status`` and stop the heartbeat (store close, exit). A
         failure is logged, not raised: the runs then read as crashed, which is still true."""
+        if os.getpid() != self.pid:
+            return  # a forked child's copy: the runs are its parent's
         with self._lock:
             runs, self._runs = dict(self._runs), {}
             self._wake.notify_all()
         with _live_lock:
             _live.discard(self)
-        if not runs or os.getpid() != self.pid:
+        if not runs:
             return
         names = ", ".join(sorted(runs.values()))
         try:
@@ -120,6 +122,17 @@ class Heartbeat:
                     log.warning("could not write the heartbeat of runs %s", ids, exc_info=True)
                 finally:
                     self._lock.acquire()
+
+
+def _forget_in_child() -> None:
+    # A forked child owns none of its parent's runs, and a lock some parent thread held at the
+    # fork would never be released in the child.
+    global _live_lock
+    _live_lock = threading.Lock()
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def exit_status() -> str:
