@@ -7,12 +7,16 @@ paths never do.
 from __future__ import annotations
 
 #: The Alembic revision this code writes and reads. A test keeps it equal to the script head.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 #: Longest run, alias, tag or metric name.
 NAME_MAX = 200
 
 RUN_STATUSES = ("running", "finished", "failed")
+
+#: What a reader may see: the stored statuses, and ``crashed`` for a running run whose process is
+#: gone (derived when read, never stored; see ``ckptstore/liveness.py``).
+RUN_STATES = RUN_STATUSES + ("crashed",)
 
 #: Steps and ids are BIGINT columns; a larger number fails in the driver, so it is refused first.
 INT_MAX = 2**63 - 1

@@ -42,6 +42,7 @@ from .flows import checkpoints as checkpoint_flows
 from .flows import deploy_exports
 from .flows import exports as export_flows
 from .flows import runs as run_flows
+from .flows import heartbeat
 from .flows.async_save import PendingSave, SaveQueue
 from .flows.backend import Backend
 from .metadata import queries as Q
@@ -153,6 +154,8 @@ _active: "set[LiveRuns]" = set()
 def _flush_at_exit() -> None:
     for registry in list(_active):
         registry.flush_all()
+    # After the last values are written: a run nobody finished ends finished (or failed).
+    heartbeat.end_all_at_exit()
 
 
 class Run:
@@ -396,6 +399,7 @@ class Run:
                 self._saves.release_buffers()
                 self.flush()
         finally:
+            self.store.heartbeat.discard(self.id)
             with self._backend.db.write() as conn:
                 found = W.set_status(conn, self.id, status)
             if not found:

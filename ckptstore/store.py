@@ -27,13 +27,14 @@ from .flows import exports as export_flows
 from .flows import runs as run_flows
 from .flows import tensors as tensor_flows
 from .flows.backend import Backend
+from .flows.heartbeat import Heartbeat
 from .flows.resolve import Target, checkpoint_of, resolve
 from .location import DB_FILE, parse_location, redact
 from .metadata import queries as Q
 from .metadata import versions
 from .metadata.engine import Database
 from .metadata import writes as W
-from .metadata.writes import check_status
+from .metadata.writes import check_state, check_status
 from .names import check_params, check_run_name, check_tags, new_run_name
 from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, MetricSummary, RunComparison, RunAtStep, RunInfo, SpaceUsage, StepMetrics, VariableDiff, VariableInfo, VerifyReport
 from .retention import Retention
@@ -169,6 +170,8 @@ class Store:
         self.url = self.db.url
         #: Run handles of this store and their unwritten metrics (see ``ckptstore.run``).
         self.live_runs = LiveRuns()
+        #: The runs this store started here and nobody finished yet (see ``flows/heartbeat.py``).
+        self.heartbeat = Heartbeat(self.db)
         try:
             self.revision: Optional[str] = (
                 versions.ensure_schema(self.db.engine, create=create, upgrade=create)
@@ -203,21 +206,26 @@ class Store:
         """``with store.read() as conn``: one consistent snapshot for several queries."""
         return self.db.read()
 
-    def close(self) -> None:
-        """Wait for background saves, write buffered metrics, release the area and the database."""
+    def close(self, *, status: str = "finished") -> None:
+        """Wait for background saves, write buffered metrics, mark the runs started here and
+        never finished ``status`` (no handle of a closed store can log again), release the area
+        and the database."""
         try:
             async_save.wait_all(self.backend)
         finally:
-            self.live_runs.flush_all()
-            if self.backend.area is not None:
-                self.backend.area.close()
-            self.db.dispose()
+            try:
+                self.live_runs.flush_all()
+                self.heartbeat.end(status)
+            finally:
+                if self.backend.area is not None:
+                    self.backend.area.close()
+                self.db.dispose()
 
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close(status="finished" if exc_type is None else "failed")
 
     def __repr__(self) -> str:
         return f"Store({self.db.describe()!r}, root={str(self.root)!r})"
@@ -245,7 +253,10 @@ class Store:
         run. Without ``name``, a new unique name such as ``run-20261129-141530-3fa2`` is made.
 
         On normal exit of the ``with`` block the run is marked finished, on an exception failed;
-        logged metrics are flushed either way. A resumed run is ``running`` again (its
+        logged metrics are flushed either way. A run never finished is marked finished when its
+        store closes or the interpreter exits (failed on an uncaught exception); one whose
+        process dies reads ``crashed`` to every reader, through its heartbeat (see
+        ``ckptstore/flows/heartbeat.py``), and can be resumed. A resumed run is ``running`` again (its
         ``ended_at`` cleared) until then, when ``ended_at`` becomes the time it last ended.
         ``params`` and ``tags`` are merged into what a resumed run already has; a param given
         another value than the run has is refused (:class:`ParamsChangedError`) unless
@@ -259,6 +270,8 @@ class Store:
         ``flush_seconds``, ``nonfinite``).
         """
         mode = _resume_mode(resume)
+        process, heartbeat_timeout = self.heartbeat.settings()
+        alive = {"process": process, "heartbeat_timeout": heartbeat_timeout}
         params_json = check_params(params or {})
         tag_items = check_tags(tags or {})
         ret_json = retention.to_json() if retention is not None else None
@@ -268,7 +281,7 @@ class Store:
             for _ in range(5):  # a clash needs the same second and the same 16 random bits
                 try:
                     name = new_run_name()
-                    run_id, last = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume="never")
+                    run_id, last = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume="never", **alive)
                     break
                 except RunExistsError:
                     continue
@@ -277,9 +290,11 @@ class Store:
         else:
             check_run_name(name)
             run_id, last = run_flows.start_run(
-                self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params
+                self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params, **alive
             )
-        return Run(self, run_id, name, resumed_from=last, overwrite=overwrite, **logging_options)
+        run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, **logging_options)
+        self.heartbeat.add(run_id, name)
+        return run
 
     def run(self, name: str) -> Run:
         """A handle on an existing run, e.g. a finished one, to freeze, save, log or tag later.
@@ -318,7 +333,7 @@ class Store:
         ...            order_by="metrics.val_loss.min", limit=5)  # doctest: +SKIP
         """
         if status is not None:
-            check_status(status)
+            check_state(status)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise InvalidOptionError(f"limit must be a whole number >= 0, got {limit!r}")
         with self.db.read() as conn:

@@ -365,7 +365,7 @@ def test_runs_list_filters(meta):
     assert names("--tag", "team=vision", "--status=finished") == ["mlp"]
     assert names("--name", "zzz*") == []
     assert "no runs match" in ok("runs", "list", "--name", "zzz*", store=meta)
-    assert "'bogus' is not one of 'running', 'finished', 'failed'" in bad_usage("runs", "list", "--status", "bogus", store=meta)
+    assert "'bogus' is not one of 'running', 'finished', 'failed', 'crashed'" in bad_usage("runs", "list", "--status", "bogus", store=meta)
 
 
 @pytest.mark.slow

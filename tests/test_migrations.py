@@ -104,6 +104,35 @@ def test_a_database_downgraded_to_base_opens_as_a_new_store(tmp_path):
         assert s.runs() == []
 
 
+def test_0007_heartbeats_keep_every_run_and_metric_both_ways(backend, tmp_path, request):
+    """Revision 0007 only adds (and its downgrade only drops) columns of ``runs``: no run, metric or
+    checkpoint is lost, and a run left running before the upgrade still reads running (no
+    heartbeat says it died)."""
+    url = _engine_url(backend, tmp_path, request)
+    engine = make_engine(url)
+    try:
+        db.run_upgrade(engine, "0006")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO runs (name, status, params, created_at) VALUES ('old', 'running', '{}', :t)"
+            ), {"t": schema.utcnow()})
+            rid = conn.execute(text("SELECT id FROM runs WHERE name = 'old'")).scalar_one()
+            conn.execute(text("INSERT INTO metrics (run_id, step, key, value, wall_time) VALUES (:r, 3, 'loss', 0.5, 0)"), {"r": rid})
+        db.run_upgrade(engine, "head")
+        cols = {c["name"] for c in inspect(engine).get_columns("runs")}
+        assert {"heartbeat_at", "heartbeat_timeout", "process"} <= cols
+        with ckptstore.open_store(url, root=tmp_path / "files") as s:
+            assert s.get_run("old").status == "running"
+            assert s.runs(status="crashed") == []
+        db.run_downgrade(engine, "0006")
+        assert not {"heartbeat_at", "heartbeat_timeout", "process"} & {c["name"] for c in inspect(engine).get_columns("runs")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT step, value FROM metrics")).all() == [(3, 0.5)]
+            assert conn.execute(text("SELECT name, status FROM runs")).all() == [("old", "running")]
+    finally:
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------- opening stores
 
 

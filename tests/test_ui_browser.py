@@ -249,3 +249,36 @@ def test_the_runs_table_and_chart_follow_a_running_run(browser, tmp_path: Path, 
                 page.close()
     finally:
         store.close()
+
+
+def test_the_runs_page_stops_polling_once_its_run_crashed(browser, tmp_path: Path, new_sqlite_store_files: Path):
+    """A run whose process was killed reads ``crashed`` (issue 22): the page shows it and polls
+    only at the idle pace (every 10 s), not every 2 s as for a running run."""
+    import signal
+
+    from playwright.sync_api import expect
+
+    from tests.helpers.processes import run_py
+
+    path = tmp_path / "store"
+    shutil.copytree(new_sqlite_store_files, path)
+    out = run_py(
+        "import os, signal, sys, ckptstore\n"
+        "run = ckptstore.open_store(sys.argv[1]).start_run('killed')\n"
+        "run.log(1, loss=1.0)\nrun.flush()\nos.kill(os.getpid(), signal.SIGKILL)\n",
+        str(path),
+    )
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    for served in serve_in_thread(path):
+        page = browser.new_page()
+        try:
+            polls: list[str] = []
+            page.on("request", lambda r: polls.append(r.url) if "/api/runs" in r.url else None)
+            page.goto(served.url + "/?run=killed")
+            expect(page.locator("#runs-table .status")).to_have_text("crashed")
+            chart_ready(page, 1)
+            seen = len(polls)
+            page.wait_for_timeout(4500)  # two fast polls would have happened by now
+            assert len(polls) == seen, polls
+        finally:
+            page.close()

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from ..constants import RUN_STATUSES
+from ..constants import RUN_STATES
 from ..location import DEFAULT_LOCATION
 from ..metadata.quick import list_runs as quick_list_runs
 from ..records import RunInfo
@@ -256,7 +256,7 @@ def quick_runs_list(where: StoreLocation, args: list[str]) -> bool:
         return False
     options = parsed[0]
     status, name = options.get("--status"), options.get("--name")
-    if status is not None and status not in RUN_STATUSES:
+    if status is not None and status not in RUN_STATES:
         return False
     limit = options.get("--limit")
     if limit is not None:

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..constants import RUN_STATUSES
+from ..constants import RUN_STATES
 from .app import JsonOpt, command, fail, group, location, open_store
 from .complete import complete_runs
 from .fast import list_runs
@@ -22,8 +22,8 @@ runs_app = group("runs", "List, search, show, compare and delete runs.")
 
 def _check_status(value: Optional[str]) -> Optional[str]:
     # A callback, not a Choice type, so that the message names the statuses as it always has.
-    if value is not None and value not in RUN_STATUSES:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, RUN_STATUSES))}.")
+    if value is not None and value not in RUN_STATES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, RUN_STATES))}.")
     return value
 
 
@@ -49,7 +49,7 @@ def _check_limit(value: Optional[int]) -> Optional[int]:
 def runs_list(
     ctx: typer.Context,
     status: Annotated[
-        Optional[str], typer.Option(metavar="STATUS", callback=_check_status, help="running, finished or failed.")
+        Optional[str], typer.Option(metavar="STATUS", callback=_check_status, help="running, finished, failed or crashed (running, but its process is gone).")
     ] = None,
     tag: Annotated[
         Optional[list[str]], typer.Option(metavar="KEY=VALUE", help="Only runs with this tag; repeat to require several.")

@@ -23,13 +23,19 @@ def start_run(
     *,
     resume: str = "allow",
     update_params: bool = False,
+    process: Optional[str] = None,
+    heartbeat_timeout: Optional[float] = None,
 ) -> tuple[int, Optional[int]]:
     """Create the run or (as ``resume`` allows) set it running again; returns (id, the resumed
-    run's last step, or None for a new run or a resumed one with no step yet)."""
+    run's last step, or None for a new run or a resumed one with no step yet). ``process`` owns
+    it from now on (see ``flows/heartbeat.py``)."""
     for attempt in range(3):
         try:
             with backend.db.write() as conn:
-                rid, resumed = W.start_run(conn, name, params, tags, retention, resume=resume, update_params=update_params)
+                rid, resumed = W.start_run(
+                    conn, name, params, tags, retention, resume=resume, update_params=update_params,
+                    process=process, heartbeat_timeout=heartbeat_timeout,
+                )
                 return rid, (Q.last_step(conn, rid) if resumed else None)
         except IntegrityError:
             # Another process created the same run between our SELECT and INSERT (PostgreSQL).

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from ..constants import HEAD_REVISION, RUN_STATUSES
+from ..constants import HEAD_REVISION, RUN_STATES
 from ..location import sqlite_file_of
 from ..records import RunInfo
 from .runs_query import select_runs
@@ -33,7 +33,7 @@ def list_runs(
     limit: Optional[int] = None,
 ) -> Optional[list[RunInfo]]:
     """Same result as ``open_store(uri).runs(...)``, or None when the quick path does not apply."""
-    if status is not None and status not in RUN_STATUSES:
+    if status is not None and status not in RUN_STATES:
         return None
     path = sqlite_file_of(uri)
     if path is None or not path.is_file():

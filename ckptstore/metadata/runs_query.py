@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Optional, Union
 
+from ..liveness import RUNNING_PROCESSES_SQL, gone_ids, status_sql
 from ..records import RunInfo
 from .mappers import run_info
 
@@ -25,6 +26,11 @@ RUN_COLUMNS = (
     "(SELECT MAX(c.step) FROM checkpoints c WHERE c.run_id = r.id), "
     "(SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.id)"
 )
+
+#: The runs table as readers see it: ``status`` is ``crashed`` for a running run whose process is
+#: gone (``ckptstore/liveness.py``), so listing, ``--status`` and search agree on it. Both databases
+#: flatten this subquery into the outer query: the created_at index still serves the listing.
+_RUNS_AS_READ = "(SELECT id, name, {status} AS status, params, retention, created_at, ended_at FROM runs)"
 
 #: Beyond this many runs, all tags are read at once instead of by an IN list.
 _TAGS_IN_MAX = 500
@@ -44,9 +50,11 @@ def runs_sql(
     where_expr: Optional[str] = None,
     order_by: Union[None, str, Sequence[str]] = None,
     limit: Optional[int] = None,
+    gone: Sequence[int] = (),
 ) -> tuple[str, list[Any]]:
     """(SQL, parameters) selecting the runs that match, newest first unless ``order_by`` says
-    otherwise; ``ph`` is the placeholder (``?``: SQLite, ``%s``: PostgreSQL).
+    otherwise; ``ph`` is the placeholder (``?``: SQLite, ``%s``: PostgreSQL). ``gone``: ids of
+    running runs whose process this host knows to be gone (shown ``crashed``).
 
     ``where_expr`` and ``order_by`` are the search language of :mod:`.run_search`. A glob
     ``pattern`` is narrowed with LIKE in SQL and decided exactly in :func:`select_runs`, which
@@ -82,7 +90,8 @@ def runs_sql(
         args.append(pattern)
     if search_where:
         where.append(search_where)
-    sql = f"SELECT {RUN_COLUMNS} FROM runs r" + (" WHERE " + " AND ".join(where) if where else "")
+    runs = _RUNS_AS_READ.format(status=status_sql("sqlite" if ph == "?" else "postgresql", gone))
+    sql = f"SELECT {RUN_COLUMNS} FROM {runs} r" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY " + order
     args.extend(search_args)
     if limit is not None and not is_glob(pattern):
@@ -111,8 +120,10 @@ def select_runs(
     limit: Optional[int] = None,
 ) -> list[RunInfo]:
     """Run the query through ``execute(sql, params)`` (one snapshot) and map the rows."""
+    gone = gone_ids(execute(RUNNING_PROCESSES_SQL, []))
     sql, args = runs_sql(
-        ph, names=names, status=status, tags=tags, pattern=pattern, where_expr=where_expr, order_by=order_by, limit=limit
+        ph, names=names, status=status, tags=tags, pattern=pattern, where_expr=where_expr, order_by=order_by,
+        limit=limit, gone=gone,
     )
     rows = list(execute(sql, args))
     if is_glob(pattern):

@@ -46,6 +46,7 @@ NAMING_CONVENTION = {
 }
 
 from ..constants import NAME_MAX, RUN_STATUSES  # noqa: E402  (re-exported)
+from ..liveness import PROCESS_MAX  # noqa: E402
 
 CHECKPOINT_FORMATS = ("tf1-saver", "tf2-checkpoint")
 CHECKPOINT_STATES = ("committed", "kept")
@@ -79,6 +80,12 @@ class Run(Base):
     retention: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Liveness (revision 0007, see ckptstore/liveness.py): the owning process writes heartbeat_at
+    # (the database's clock, seconds since the epoch); readers show a running run whose heartbeat
+    # is older than heartbeat_timeout, or whose process is gone, as crashed. Never stored as such.
+    heartbeat_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    heartbeat_timeout: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    process: Mapped[Optional[str]] = mapped_column(String(PROCESS_MAX), nullable=True)
 
     tags: Mapped[list["RunTag"]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"

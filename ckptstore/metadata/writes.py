@@ -10,10 +10,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, literal_column, select, update
 
-from ..constants import RUN_STATUSES
+from ..constants import RUN_STATES, RUN_STATUSES
 from ..errors import InvalidOptionError, ParamsChangedError, RunExistsError, UnknownRunError
+from ..liveness import CRASHED, gone_here, now_sql, status_sql
 from . import schema as S
 from .engine import placeholder, store_where
 
@@ -22,6 +23,13 @@ def check_status(status: object) -> str:
     """``status`` if it is a run status, else the one error every caller gives."""
     if status not in RUN_STATUSES:
         raise InvalidOptionError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    return status  # type: ignore[return-value]
+
+
+def check_state(status: object) -> str:
+    """``status`` if a reader may see it (a stored status, or ``crashed``), else one error."""
+    if status not in RUN_STATES:
+        raise InvalidOptionError(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
     return status  # type: ignore[return-value]
 
 
@@ -51,26 +59,32 @@ def start_run(
     *,
     resume: str = "allow",
     update_params: bool = False,
+    process: Optional[str] = None,
+    heartbeat_timeout: Optional[float] = None,
 ) -> tuple[int, bool]:
     """Create the run, or set an existing one running again with params and tags merged in.
 
     ``resume``: "never" refuses an existing run, "must" a missing one, "allow" takes either.
     A resume whose ``params`` give another value to a param the run has is refused
-    (:class:`ParamsChangedError`) unless ``update_params``. Returns (run id, whether it was resumed).
+    (:class:`ParamsChangedError`) unless ``update_params``. ``process`` and
+    ``heartbeat_timeout``: the run's owner and how long readers wait for its next heartbeat
+    (see ``ckptstore/liveness.py``); the first heartbeat is written here.
+    Returns (run id, whether it was resumed).
     """
-    row = conn.execute(select(S.Run.id, S.Run.params, S.Run.status).where(S.Run.name == name)).first()
+    alive = {"heartbeat_at": _now(conn), "heartbeat_timeout": heartbeat_timeout, "process": process}
+    row = conn.execute(select(S.Run.id, S.Run.params, S.Run.status, S.Run.process).where(S.Run.name == name)).first()
     if row is None and resume == "must":
         raise UnknownRunError(f"no run named {name!r} to resume in {store_where(conn.engine)}")
     if row is not None and resume == "never":
         raise RunExistsError(
-            f"run {name!r} already exists in {store_where(conn.engine)} ({row.status}); "
+            f"run {name!r} already exists in {store_where(conn.engine)} ({_shown_status(conn, row)}); "
             "pass resume=True to continue it, or use another name (start_run() without a name "
             "picks a new one)"
         )
     if row is None:
         rid = conn.execute(
             S.Run.__table__.insert()
-            .values(name=name, status="running", params=params, retention=retention, created_at=S.utcnow())
+            .values(name=name, status="running", params=params, retention=retention, created_at=S.utcnow(), **alive)
             .returning(S.Run.__table__.c.id)
         ).scalar_one()
     else:
@@ -83,7 +97,9 @@ def start_run(
                 f"resuming run {name!r} would change its params ({shown}); pass update_params=True "
                 "to record the new values, or start a new run"
             )
-        values: dict[str, Any] = {"status": "running", "ended_at": None, "params": {**(row.params or {}), **params}}
+        values: dict[str, Any] = {
+            "status": "running", "ended_at": None, "params": {**(row.params or {}), **params}, **alive
+        }
         if retention is not None:
             values["retention"] = retention
         conn.execute(update(S.Run).where(S.Run.id == rid).values(**values))
@@ -114,6 +130,16 @@ def rewind_metrics(conn: Connection, rid: int, step: int) -> int:
     return int(moved)
 
 
+def _shown_status(conn: Connection, row: Any) -> str:
+    """The status readers see for ``row`` (``crashed`` included; see ``ckptstore/liveness.py``)."""
+    shown = conn.execute(
+        select(literal_column(status_sql(conn.dialect.name, ()))).select_from(S.Run.__table__).where(S.Run.id == row.id)
+    ).scalar_one()
+    if shown == "running" and row.process and gone_here(row.process):
+        return CRASHED
+    return shown
+
+
 def ensure_finished_run(conn: Connection, name: str) -> int:
     """The run's id, creating it as a finished run (for imports) if it does not exist."""
     now = S.utcnow()
@@ -124,10 +150,37 @@ def ensure_finished_run(conn: Connection, name: str) -> int:
 def set_status(conn: Connection, rid: int, status: str) -> bool:
     """Set the run's status; False if the run no longer exists."""
     check_status(status)
-    result = conn.execute(
-        update(S.Run).where(S.Run.id == rid).values(status=status, ended_at=None if status == "running" else S.utcnow())
-    )
+    values: dict[str, Any] = {"status": status, "ended_at": None if status == "running" else S.utcnow()}
+    if status == "running":
+        # Set by hand, not by a process that beats: shown as running, as before heartbeats.
+        values.update(heartbeat_at=None, heartbeat_timeout=None, process=None)
+    result = conn.execute(update(S.Run).where(S.Run.id == rid).values(**values))
     return bool(result.rowcount)
+
+
+def _now(conn: Connection) -> Any:
+    # The database's clock, which readers compare against: hosts' clocks never meet.
+    return literal_column(now_sql(conn.dialect.name))
+
+
+def beat(conn: Connection, process: str, run_ids: Sequence[int]) -> None:
+    """A heartbeat of the running runs ``run_ids`` that ``process`` still owns."""
+    conn.execute(
+        update(S.Run)
+        .where(S.Run.id.in_(run_ids), S.Run.status == "running", S.Run.process == process)
+        .values(heartbeat_at=_now(conn))
+    )
+
+
+def end_runs(conn: Connection, process: str, run_ids: Sequence[int], status: str) -> None:
+    """Mark ``run_ids`` ``status`` where they are still running and owned by ``process`` (a run
+    another process resumed meanwhile, or one finished by hand, is left alone)."""
+    check_status(status)
+    conn.execute(
+        update(S.Run)
+        .where(S.Run.id.in_(run_ids), S.Run.status == "running", S.Run.process == process)
+        .values(status=status, ended_at=S.utcnow())
+    )
 
 
 def set_retention(conn: Connection, rid: int, retention: Optional[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..constants import INT_MAX, RUN_STATUSES
+from ..constants import INT_MAX, RUN_STATES
 from ..records import CheckpointInfo, ExportInfo, RunInfo, diff_json, to_json
 from .downsample import minmax
 
@@ -132,8 +132,8 @@ class Api:
         """``GET /api/runs?status=&tag=K=V&name=GLOB&sort=[-]FIELD``: ``runs list --json``."""
         _known(request, {"status", "tag", "name", "sort"})
         status = _one(request, "status")
-        if status is not None and status not in RUN_STATUSES:
-            raise BadRequest(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        if status is not None and status not in RUN_STATES:
+            raise BadRequest(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
         sort = _one(request, "sort")
         _sort_runs([], sort)  # a bad sort key is refused before the query
         runs = self.store.runs(status=status, tags=_tags(request) or None, name=_one(request, "name"))

@@ -38,6 +38,11 @@ export function link(href, text, className) {
   return el("a", { href, text, className });
 }
 
+// Whether a run may still grow: only "running". "finished", "failed" and "crashed" (running, but
+// its process stopped sending heartbeats: the server derives it when read) are final until someone
+// resumes the run, which makes it "running" again.
+export const isLive = (run) => run.status === "running";
+
 export const runHref = (name) => `/run?name=${encodeURIComponent(name)}`;
 export const checkpointHref = (ref) => `/checkpoint?ref=${encodeURIComponent(ref)}`;
 export const chartHref = (runs) => "/?" + runs.map((r) => `run=${encodeURIComponent(r)}`).join("&");

@@ -1,8 +1,8 @@
 // The runs page: a filterable, sortable table of runs; the selected runs' metric on a chart.
 // The page state (filters, sort, selection, metric, log scale) lives in the URL, so a view can
-// be bookmarked or shared. While a run is running, the table and the chart refresh themselves.
+// be bookmarked or shared. While a run is live, the table and the chart refresh themselves.
 
-import { api, chartHref, el, link, runHref, showError, when } from "./common.js";
+import { api, chartHref, el, isLive, link, runHref, showError, when } from "./common.js";
 import { COLORS, MetricChart } from "./chart.js";
 
 const POLL_MS = 2000;
@@ -136,16 +136,20 @@ document.getElementById("log").addEventListener("change", (e) => {
 document.getElementById("reset-zoom").addEventListener("click", () => chart.resetZoom());
 document.getElementById("chart").addEventListener("chart-error", (e) => showError(document.getElementById("chart-error"), e.detail));
 
-// Live view: every 2 s while a listed run is running (its row and, if charted, its line
-// follow it), else every 10 s (to notice a run that starts). Nothing while the tab is hidden.
+// Live view: every 2 s while a listed run is live (its row and, if charted, its line follow
+// it), else every 10 s (to notice a run that starts or is resumed). A run that finished, failed
+// or crashed (killed: its heartbeat stopped) is not live, so the fast polling stops with it.
+// Nothing while the tab is hidden.
+const nextPoll = () => (runs.some(isLive) ? POLL_MS : IDLE_POLL_MS);
+
 async function poll() {
   if (!document.hidden) {
-    const charted = () => state.selected.some((name) => runs.find((r) => r.name === name && r.status === "running"));
+    const charted = () => state.selected.some((name) => runs.find((r) => r.name === name && isLive(r)));
     const wasCharted = charted();
     await loadRuns();
     if (wasCharted || charted()) await drawChart();
   }
-  setTimeout(poll, runs.some((r) => r.status === "running") ? POLL_MS : IDLE_POLL_MS);
+  setTimeout(poll, nextPoll());
 }
 
 document.getElementById("f-status").value = state.status;
@@ -156,4 +160,4 @@ document.getElementById("log").checked = state.log;
 // run's metric names takes the database a while); it is redrawn only if the run lacks it.
 const early = state.key && state.selected.length ? drawChart({ range: null }) : null;
 await Promise.all([loadRuns(), loadKeys().then((changed) => (early && !changed ? early : drawChart({ range: null })))]);
-setTimeout(poll, runs.some((r) => r.status === "running") ? POLL_MS : IDLE_POLL_MS);
+setTimeout(poll, nextPoll());
