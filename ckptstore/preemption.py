@@ -68,7 +68,9 @@ class PreemptionNotice:
     A signal handler runs between two bytecodes of the main thread, possibly in the middle of
     a save or a database write: it only sets a flag, and the save happens at the next step
     boundary. Installed only from the main thread (``signal.signal`` refuses elsewhere, and
-    only the main thread receives signals); elsewhere SIGTERM keeps its previous meaning.
+    only the main thread receives signals); elsewhere SIGTERM keeps its previous meaning. A
+    second SIGTERM before the first was answered puts the previous handler back and delivers
+    the signal to it (by default: the process ends).
     """
 
     def __init__(self) -> None:
@@ -82,6 +84,7 @@ class PreemptionNotice:
         if threading.current_thread() is not threading.main_thread():
             log.warning("not in the main thread: SIGTERM is not caught, a preemption will not save first")
             return
+        self.received = False
         self._previous = signal.signal(signal.SIGTERM, self._handle)
         self._installed = True
 
@@ -93,6 +96,12 @@ class PreemptionNotice:
         self._installed = False
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.received:
+            # A second notice before the step boundary (a hung step, or a fit that raised and
+            # never removed the handler): SIGTERM means what it meant before.
+            self.uninstall()
+            signal.raise_signal(signum)
+            return
         self.received = True
 
 
@@ -204,8 +213,15 @@ class Checkpointing:
                 raise
             log.exception("could not write the metrics of run %s", self.run.name)
             return
-        if exc_type is None and self._owns_run and not self.preempted:
+        if not self._owns_run or self.preempted or exc_type is SystemExit:
+            return  # a run opened by name stays running after a preemption: the re-run resumes it
+        if exc_type is None:
             self.run.finish("finished")
+            return
+        try:
+            self.run.finish("failed")
+        except Exception:  # never hide the training loop's own exception
+            log.exception("could not mark run %s failed", self.run.name)
 
     def steps(self, total: int) -> Iterator[int]:
         """Yield the steps still to do, ``step + 1`` .. ``total``; between two, save when due

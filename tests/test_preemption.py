@@ -247,6 +247,39 @@ def test_keras_killed_mid_epoch_on_postgresql(pg_server, tmp_path, children):
         store.close()
 
 
+# --------------------------------------------------------------------------- the README's examples
+
+
+def _readme_blocks() -> list[str]:
+    """The Python blocks of the README's "Preemption-safe training" section."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("\n## Preemption-safe training\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_readme_section_has_the_three_examples():
+    blocks = _readme_blocks()
+    assert len(blocks) == 3 and "BackupAndRestore" in blocks[0] and "Session" in blocks[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index, run, steps", [(0, "keras-preemptible", 40), (1, "loop-preemptible", 500),
+                                               (2, "tf1-preemptible", 500)])
+def test_readme_example_runs_and_a_rerun_adds_nothing(tmp_path, index, run, steps):
+    import ckptstore
+
+    code = _readme_blocks()[index]
+    env = {"CKPTSTORE_URI": str(tmp_path / ".ckptstore")}
+    for attempt in range(2):  # the second run finds the training done
+        out = run_py(code, env=env, timeout=DEADLINE)
+        assert out.returncode == 0, out.stderr[-3000:]
+    with ckptstore.open_store(str(tmp_path / ".ckptstore")) as store:
+        assert [s.step for s in store.steps(run)] == list(range(1, steps + 1))
+        assert store.metric_history(run) == []
+        assert store.get_run(run).status == "finished"
+        assert max(c.step for c in store.checkpoints(run)) == steps
+
+
 # --------------------------------------------------------------------------- in process
 
 
@@ -308,6 +341,25 @@ def test_sigterm_handler_only_while_active_and_only_in_the_main_thread():
     thread.start()
     thread.join()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_second_sigterm_before_the_save_ends_the_process():
+    code = textwrap.dedent(
+        """
+        import os, signal, time
+        from ckptstore.preemption import PreemptionNotice
+        notice = PreemptionNotice()
+        notice.install()
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("noticed", notice.received, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        print("still alive")
+        """
+    )
+    out = run_py(code, timeout=60)
+    assert out.returncode == -signal.SIGTERM
+    assert out.stdout.split() == ["noticed", "True"]
 
 
 def test_loop_saves_every_n_resumes_and_stops_on_sigterm(sqlite_store, tiny_model):
