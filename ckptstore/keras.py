@@ -221,7 +221,8 @@ class BackupAndRestore(StoreCallback):
 
     ``run`` is a name, opened with ``store.start_run(run, resume=resume, **start_run_options)``
     (``resume=True`` by default: continue the run or start it; ``"must"`` refuses a run that
-    does not exist, ``False`` one that does), or a :class:`Run`. It logs as :class:`StoreCallback`
+    does not exist, ``False`` one that does), or a :class:`Run` (also alone:
+    ``BackupAndRestore(run, save_freq=10)``). It logs as :class:`StoreCallback`
     does (one name per value, a global step per batch) and saves at the end of every epoch
     (``save_freq="epoch"``) or every ``save_freq`` steps.
 
@@ -251,8 +252,8 @@ class BackupAndRestore(StoreCallback):
 
     def __init__(
         self,
-        store: "Store",
-        run: "str | Run",
+        store: "Store | Run",
+        run: "str | Run | None" = None,
         save_freq: "str | int" = "epoch",
         *,
         resume: "bool | str" = True,
@@ -263,6 +264,8 @@ class BackupAndRestore(StoreCallback):
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
             raise InvalidOptionError(f"save_freq must be 'epoch' or a whole number >= 1, got {save_freq!r}")
         exit_code = check_exit_code(exit_code)
+        if run is None:  # BackupAndRestore(run_handle, ...)
+            store, run = getattr(store, "store", store), store
         handle, latest, owned = resume_training(store, run, resume=resume, **start_run_options)
         super().__init__(
             handle,
@@ -302,19 +305,23 @@ class BackupAndRestore(StoreCallback):
             state = tf.Module(name="training_state")
             state.progress = tf.Variable([0, 0], dtype=tf.int64, trainable=False)  # epochs, batches done
             state.metrics = tf.Variable(tf.zeros([0], tf.float64), shape=tf.TensorShape([None]), trainable=False)
-            # Seed-generator states are not reachable from the model's own checkpoint.
-            state.model_state = list(model.non_trainable_variables)
             self._state = state
             self.target = tf.train.Checkpoint(model=model, training_state=state)
         self._keras_initial_epoch = getattr(model, "_initial_epoch", None)
         if self.restore_from is not None and not self._restored:
+            if not model.built:
+                raise InvalidOptionError(
+                    f"model {model.name!r} is not built: build it before fit (give it a keras.Input, or call "
+                    f"it on a batch) so that {self.restore_from.ref} can be restored into it"
+                )
+            self._state.model_state = list(model.non_trainable_variables)
             self.store.restore(self.restore_from, self.target)
             epochs, batches = (int(v) for v in self._state.progress.numpy())
-            self._saved_metrics = self._state.metrics.numpy()
             self.initial_epoch = epochs
             # What Keras's own BackupAndRestore does: fit starts its epochs there.
             model._initial_epoch = epochs
             if batches:
+                self._saved_metrics = self._state.metrics.numpy()
                 self._skip = self._skip_left = batches
                 self._skip_epoch = epochs
                 self._train_function = model.train_function
@@ -345,6 +352,8 @@ class BackupAndRestore(StoreCallback):
             self._preempt()
 
     def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        if self.preempted:
+            return  # fit stopped mid-epoch on SIGTERM (exit_code=None): this epoch did not end
         self._epoch, self._batches_done = epoch + 1, 0
         self._skip_epoch = -1
         super().on_epoch_end(epoch, logs)
@@ -405,6 +414,9 @@ class BackupAndRestore(StoreCallback):
             import numpy as np
 
             self._state.progress.assign([self._epoch, self._batches_done])
+            # Seed-generator states are not reachable from the model's own checkpoint; read
+            # at each save, as a model built by its first batch has none before.
+            self._state.model_state = list(self.model.non_trainable_variables)
             values = [np.ravel(np.asarray(v.numpy(), dtype=np.float64)) for v in _metric_variables(self.model)]
             self._state.metrics.assign(np.concatenate(values) if values else np.zeros(0))
         super()._save()

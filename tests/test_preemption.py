@@ -324,6 +324,10 @@ def test_keras_callback_bad_input(sqlite_store):
         BackupAndRestore(sqlite_store, "fresh", save_freq=0)
     with pytest.raises(InvalidOptionError, match="save_freq"):
         BackupAndRestore(sqlite_store, "fresh", save_freq="batch")
+    with pytest.raises(InvalidOptionError, match="run name or a Run"):
+        BackupAndRestore(sqlite_store)
+    run = sqlite_store.start_run("handle")
+    assert BackupAndRestore(run, save_freq=5).run is run
 
 
 def test_sigterm_handler_only_while_active_and_only_in_the_main_thread():
@@ -411,6 +415,47 @@ def test_resume_without_checkpoint_starts_over_and_keeps_the_old_values_as_histo
             pc.log(loss=float(step))
     assert [(s.step, s.metrics["loss"]) for s in sqlite_store.steps("early")] == [(1, 1.0), (2, 2.0), (3, 3.0)]
     assert sorted(c.value for c in sqlite_store.metric_history("early")) == [8.0, 9.0]
+
+
+@pytest.mark.slow
+def test_keras_sigterm_without_exit_stops_fit_and_the_next_fit_resumes(sqlite_store):
+    import keras
+
+    from ckptstore.keras import BackupAndRestore
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+
+    def build():
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.2), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.05), "mse")
+        return model
+
+    class Terminate(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if first.step == 5:
+                os.kill(os.getpid(), signal.SIGTERM)  # answered at the end of step 6
+
+    before = signal.getsignal(signal.SIGTERM)
+    first = BackupAndRestore(sqlite_store, "inproc", save_freq=4, exit_code=None)
+    build().fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0, callbacks=[first, Terminate()])
+    assert first.preempted and signal.getsignal(signal.SIGTERM) == before
+    assert [c.step for c in sqlite_store.checkpoints("inproc")] == [4, 6]
+    assert [s.step for s in sqlite_store.steps("inproc")] == list(range(1, 7))
+    assert "epoch" not in sqlite_store.metric_keys("inproc")  # the stopped epoch did not end
+
+    model = build()
+    second = BackupAndRestore(sqlite_store, "inproc", save_freq=4)
+    model.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0, callbacks=[second])
+    assert [s.step for s in sqlite_store.steps("inproc")] == list(range(1, 33))
+    assert sqlite_store.get_run("inproc").status == "finished"
+    # Its checkpoints are ordinary ones: a fresh model restores from them.
+    fresh = build()
+    sqlite_store.restore("inproc@32", fresh)
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def tf_ones_like(v: Any) -> Any:
