@@ -1,7 +1,10 @@
-"""A Keras callback that logs a training run into a store and saves its checkpoints.
+"""Keras callbacks that log a training run into a store and save its checkpoints.
 
 >>> run = store.start_run("mlp", retention=Retention(max_to_keep=3, keep_best=KeepBest("loss")))  # doctest: +SKIP
 >>> model.fit(x, y, epochs=5, callbacks=[StoreCallback(run, save_every_n_steps=100)])          # doctest: +SKIP
+
+:class:`BackupAndRestore` is the same callback made preemption-safe: a re-run of the script
+after a kill continues the run from its latest checkpoint, at the saved batch.
 
 Importing this module imports Keras (and so TensorFlow); nothing else in ckptstore imports it,
 so the store and the command line stay fast.
