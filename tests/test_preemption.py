@@ -163,7 +163,9 @@ def _interrupt(children: Any, script: str, where: tuple[str, str], run: str, fre
     proc.send_signal(sig)
     if sig == signal.SIGTERM:
         (tmp / f"paused-{run}.go").touch()  # end the pause: the handler answers at the next step
-    proc.communicate(timeout=DEADLINE)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+    if sig == signal.SIGTERM:
+        assert "Traceback" not in stderr, stderr[-3000:]  # a clean exit, not a crash
     return proc.returncode
 
 
@@ -389,6 +391,22 @@ def test_loop_saves_every_n_resumes_and_stops_on_sigterm(sqlite_store, tiny_mode
     assert [c.step for c in sqlite_store.checkpoints("loop")] == [3, 4, 6, 9]
     assert [s.step for s in sqlite_store.steps("loop")] == list(range(1, 11))
     assert sqlite_store.get_run("loop").status == "finished"
+
+
+def test_loop_takes_a_run_handle_and_leaves_its_status_alone(sqlite_store, tiny_model, tmp_path):
+    import ckptstore
+
+    run = sqlite_store.start_run("given")
+    with pytest.raises(InvalidOptionError, match="params"):
+        Checkpointing(sqlite_store, run, tiny_model(), params={"lr": 1})
+    with ckptstore.open_store(str(tmp_path / "other")) as other:
+        with pytest.raises(InvalidOptionError, match="another store"):
+            Checkpointing(other, run, tiny_model())
+    with Checkpointing(sqlite_store, run, tiny_model(), save_every=2) as pc:
+        for step in pc.steps(4):
+            pc.log(loss=float(step))
+    assert pc.run is run and [c.step for c in sqlite_store.checkpoints("given")] == [2, 4]
+    assert sqlite_store.get_run("given").status == "running"  # the caller's to finish
 
 
 def test_loop_exits_with_the_restart_code_on_sigterm(sqlite_store, tiny_model):
