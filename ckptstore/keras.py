@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import keras
 
 from .errors import InvalidOptionError, StepConflictError
-from .preemption import RESTART_EXIT_CODE, PreemptionNotice, check_exit_code, resume_training
+from .preemption import RESTART_EXIT_CODE, PreemptionNotice, check_exit_code, resume_training, rewind_to_latest
 
 if TYPE_CHECKING:
     from .records import CheckpointInfo
@@ -287,6 +287,7 @@ class BackupAndRestore(StoreCallback):
         self._notice = PreemptionNotice()
         self._state: Any = None  # the tf.Module saved as `training_state` beside the model
         self._restored = False
+        self._fit_ended = True  # False while a fit runs, and after one that raised
         self._epoch = 0  # epochs done before the current one
         self._batches_done = 0  # batches done in the current epoch
         self._in_batch = False
@@ -310,7 +311,13 @@ class BackupAndRestore(StoreCallback):
             state.metrics = tf.Variable(tf.zeros([0], tf.float64), shape=tf.TensorShape([None]), trainable=False)
             self._state = state
             self.target = tf.train.Checkpoint(model=model, training_state=state)
-        self._keras_initial_epoch = getattr(model, "_initial_epoch", None)
+        if self._fit_ended:
+            self._keras_initial_epoch = getattr(model, "_initial_epoch", None)
+        else:
+            # The last fit raised (on_train_end never came): as Keras's own callback does, this
+            # fit starts again from the latest backup, and the steps after it are done again.
+            self._restart_from_latest()
+        self._fit_ended = False
         if self.restore_from is not None and not self._restored:
             if not model.built:
                 raise InvalidOptionError(
@@ -332,6 +339,18 @@ class BackupAndRestore(StoreCallback):
             log.info("run %s: restored step %d (epoch %d, batch %d)", self.run.name, self.step, epochs, batches)
         self._restored = True
         self._notice.install()
+
+    def _restart_from_latest(self) -> None:
+        self._saved_metrics = None
+        self._stop_skipping()
+        self._skip = self._skip_left = 0
+        self._skip_epoch = -1
+        self._restored = False
+        self.restore_from = rewind_to_latest(self.store, self.run)
+        self.step = self.restore_from.step if self.restore_from is not None else 0
+        self.initial_epoch = 0  # until the restore says otherwise
+        self._saved_steps = {s for s in self._saved_steps if s <= self.step}
+        self.model._initial_epoch = self._keras_initial_epoch
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         super().on_epoch_begin(epoch, logs)
@@ -364,6 +383,7 @@ class BackupAndRestore(StoreCallback):
             self._preempt()
 
     def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._fit_ended = True
         self._notice.uninstall()
         self._stop_skipping()
         if self.model is not None:

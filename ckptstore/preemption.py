@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Checkpointing", "PreemptionNotice", "RESTART_EXIT_CODE", "resume_training"]
+__all__ = ["Checkpointing", "PreemptionNotice", "RESTART_EXIT_CODE", "latest_checkpoint", "resume_training", "rewind_to_latest"]
 
 #: The exit code after a preemption save: TensorFlow's default (``sys.exit(42)`` in
 #: ``failure_handling.BorgTerminationConfig``), which schedulers read as "restart me".
@@ -131,16 +131,26 @@ def resume_training(
         handle, owned = store.start_run(run, resume=resume, **start_run_options), True
     else:
         raise InvalidOptionError(f"run must be a run name or a Run, got {type(run).__name__}")
-    checkpoints = store.checkpoints(handle.name)
-    latest = max(checkpoints, key=lambda c: c.step) if checkpoints else None
-    if handle.resumed_from is not None:
-        moved = handle.rewind(latest.step if latest is not None else 0)
-        if moved:
-            log.info(
-                "run %s: %d value(s) logged after step %d moved to its metric history (training resumes there)",
-                handle.name, moved, latest.step if latest is not None else 0,
-            )
+    latest = rewind_to_latest(store, handle) if handle.resumed_from is not None else latest_checkpoint(store, handle)
     return handle, latest, owned
+
+
+def latest_checkpoint(store: "Store", run: "Run") -> Optional["CheckpointInfo"]:
+    """The run's checkpoint of the highest step (training resumes after it), or None."""
+    checkpoints = store.checkpoints(run.name)
+    return max(checkpoints, key=lambda c: c.step) if checkpoints else None
+
+
+def rewind_to_latest(store: "Store", run: "Run") -> Optional["CheckpointInfo"]:
+    """Training restarts from the run's latest checkpoint (or from scratch, without one): the
+    values logged after it move to the run's metric history (:meth:`Run.rewind`). Returns it."""
+    latest = latest_checkpoint(store, run)
+    step = latest.step if latest is not None else 0
+    moved = run.rewind(step)
+    if moved:
+        log.info("run %s: %d value(s) logged after step %d moved to its metric history (training resumes there)",
+                 run.name, moved, step)
+    return latest
 
 
 def check_exit_code(exit_code: Optional[int]) -> Optional[int]:

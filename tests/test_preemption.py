@@ -476,6 +476,104 @@ def test_keras_sigterm_without_exit_stops_fit_and_the_next_fit_resumes(sqlite_st
         np.testing.assert_array_equal(a, b)
 
 
+# --------------------------------------------------------------------------- Keras's own tests
+# keras/src/callbacks/backup_and_restore_test.py (Keras 3.15), with the constructor lines
+# changed; assertions on Keras's private attributes use ours. Where the expected values differ,
+# the comment says why. Not ported: test_backup_corrupted (double_checkpoint: a corrupt stored
+# checkpoint is refused by verify, tested in test_corruption.py), test_model_deleted_case_epoch
+# (delete_checkpoint: the run keeps its checkpoints by design), the backup_dir errors (no dir).
+
+
+class _InterruptingCallback:
+    """Keras's test callback: raise after `steps_int` batches or `epoch_int` epochs."""
+
+    def __new__(cls, steps_int: Any, epoch_int: Any) -> Any:
+        import keras
+
+        class InterruptingCallback(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.batch_count = 0
+                self.epoch_count = 0
+
+            def on_epoch_end(self, epoch: int, log: Any = None) -> None:
+                self.epoch_count += 1
+                if epoch_int is not None and self.epoch_count == epoch_int:
+                    raise RuntimeError("EpochInterruption")
+
+            def on_batch_end(self, batch: int, logs: Any = None) -> None:
+                self.batch_count += 1
+                if steps_int is not None and self.batch_count == steps_int:
+                    raise RuntimeError("StepsInterruption")
+
+        return InterruptingCallback()
+
+
+def _canary_model() -> Any:
+    import keras
+
+    class CanaryLayer(keras.layers.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.counter = self.add_weight(shape=(), initializer="zeros", dtype="float32", trainable=False)
+
+        def call(self, x: Any) -> Any:
+            self.counter.assign_add(1)
+            return x
+
+    model = keras.Sequential([keras.layers.Input((3,)), CanaryLayer(), keras.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd", metrics=["mse"])
+    return model
+
+
+def test_keras_port_save_freq_unknown_error(sqlite_store):
+    from ckptstore.keras import BackupAndRestore
+
+    with pytest.raises(ValueError, match="save_freq"):  # Keras: "Invalid value"
+        BackupAndRestore(sqlite_store, "r", save_freq="batch")
+    with pytest.raises(ValueError, match="save_freq"):
+        BackupAndRestore(sqlite_store, "r", save_freq=0.15)
+
+
+@pytest.mark.slow
+def test_keras_port_best_case_step(sqlite_store):
+    from ckptstore.keras import BackupAndRestore
+
+    model = _canary_model()
+    cbk = BackupAndRestore(sqlite_store, "r", save_freq=1)
+    x_train, y_train = np.random.random((10, 3)), np.random.random((10, 1))
+    with pytest.raises(RuntimeError):
+        model.fit(x_train, y_train, batch_size=4, callbacks=[cbk, _InterruptingCallback(steps_int=2, epoch_int=None)],
+                  epochs=2, verbose=0)
+    assert [c.step for c in sqlite_store.checkpoints("r")] == [1, 2]  # Keras: _last_batch_seen == 1
+    assert int(model.layers[0].counter.value) == 2
+    hist = model.fit(x_train, y_train, batch_size=4, callbacks=[cbk], epochs=5, verbose=0)
+    assert cbk.step == 15  # Keras: _current_epoch == 5
+    assert hist.epoch[-1] == 4
+    # Keras: 17, it trains epoch 0's first two batches again; here they are skipped, so the
+    # layer ran 5 epochs x 3 batches, as without the interruption.
+    assert int(model.layers[0].counter.value) == 5 * 3
+
+
+@pytest.mark.slow
+def test_keras_port_best_case_epoch(sqlite_store):
+    from ckptstore.keras import BackupAndRestore
+
+    model = _canary_model()
+    assert int(model.layers[0].counter.value) == 0
+    cbk = BackupAndRestore(sqlite_store, "r", save_freq="epoch")
+    x_train, y_train = np.random.random((10, 3)), np.random.random((10, 1))
+    with pytest.raises(RuntimeError):
+        model.fit(x_train, y_train, batch_size=4, callbacks=[cbk, _InterruptingCallback(steps_int=None, epoch_int=2)],
+                  epochs=6, verbose=0)
+    assert [c.step for c in sqlite_store.checkpoints("r")] == [3, 6]  # Keras: _current_epoch == 2
+    assert int(model.layers[0].counter.value) == 6
+    hist = model.fit(x_train, y_train, batch_size=4, callbacks=[cbk], epochs=5, verbose=0)
+    assert cbk.step == 15 and hist.epoch[-1] == 4
+    assert int(model.layers[0].counter.value) == 5 * 3
+    assert [s.step for s in sqlite_store.steps("r")] == list(range(1, 16))
+
+
 def tf_ones_like(v: Any) -> Any:
     import tensorflow as tf
 
