@@ -226,8 +226,8 @@ class BackupAndRestore(StoreCallback):
     (``resume=True`` by default: continue the run or start it; ``"must"`` refuses a run that
     does not exist, ``False`` one that does), or a :class:`Run` (also alone:
     ``BackupAndRestore(run, save_freq=10)``). It logs as :class:`StoreCallback`
-    does (one name per value, a global step per batch) and saves at the end of every epoch
-    (``save_freq="epoch"``) or every ``save_freq`` steps.
+    does (one name per value, a global step per batch; use it *instead of* a StoreCallback) and
+    saves at the end of every epoch (``save_freq="epoch"``) or every ``save_freq`` steps.
 
     **Where it differs from Keras's own.** Keras's callback keeps one backup, deleted when fit
     ends, and with an integer ``save_freq`` restarts the interrupted epoch from its first batch,
