@@ -201,6 +201,21 @@ def test_keras_killed_mid_epoch_resumes_at_the_saved_batch(sqlite_store, childre
 
 
 @pytest.mark.slow
+def test_keras_killed_inside_its_first_save_starts_over(sqlite_store, children, tmp_path):
+    where = _where(sqlite_store, tmp_path)
+    _train(children, KERAS, where, "ref", "3", tmp_path / "ref.npz")
+    # SIGKILL after the files of step 3 reached the object area, before the commit.
+    proc = children.python(KERAS, *where, "cut", "3", "0", "-", str(tmp_path / "unused.npz"),
+                           deadline=DEADLINE, env={"CKPTSTORE_FAULT": "moved"})
+    proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == -signal.SIGKILL
+    assert sqlite_store.checkpoints("cut") == []
+    _train(children, KERAS, where, "cut", "3", tmp_path / "cut.npz")
+    _check_same_training(sqlite_store, tmp_path)
+    assert {c.step for c in sqlite_store.metric_history("cut")} == {1, 2, 3}  # done again from the start
+
+
+@pytest.mark.slow
 def test_keras_sigterm_saves_the_current_step_and_exits_42(sqlite_store, children, tmp_path):
     _train(children, KERAS, _where(sqlite_store, tmp_path), "ref", "3", tmp_path / "ref.npz")
     code = _interrupt(children, KERAS, _where(sqlite_store, tmp_path), "cut", "3", 13, signal.SIGTERM, tmp_path)
