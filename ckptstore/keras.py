@@ -378,6 +378,11 @@ class BackupAndRestore(StoreCallback):
             return  # fit stopped mid-epoch on SIGTERM (exit_code=None): this epoch did not end
         self._epoch, self._batches_done = epoch + 1, 0
         self._skip_epoch = -1
+        if self.step < self.run.next_step:
+            # Every batch of this epoch was done before the restore (a save on the last batch of
+            # a dataset of unknown length): its end belongs to the restored step, already
+            # written by the process that saved it or lost with it; nothing may be logged there.
+            return
         super().on_epoch_end(epoch, logs)
         if self._notice.received:
             self._preempt()
