@@ -491,6 +491,41 @@ def test_keras_sigterm_without_exit_stops_fit_and_the_next_fit_resumes(sqlite_st
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
+def test_keras_dataset_of_unknown_length_preempted_on_an_epochs_last_batch(sqlite_store):
+    import keras
+    import tensorflow as tf
+
+    from ckptstore.keras import BackupAndRestore
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, x.sum(axis=1, keepdims=True))).filter(lambda a, b: True).batch(8)
+    assert int(data.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+
+    def build():
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        return model
+
+    ref = build()
+    ref.fit(data, epochs=3, verbose=0, callbacks=[BackupAndRestore(sqlite_store, "ref", save_freq=5)])
+    first = BackupAndRestore(sqlite_store, "cut", save_freq=5, exit_code=None)
+
+    class Terminate(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if first.step == 7:
+                os.kill(os.getpid(), signal.SIGTERM)  # answered at step 8, the epoch's last batch
+
+    build().fit(data, epochs=3, verbose=0, callbacks=[first, Terminate()])
+    assert [c.step for c in sqlite_store.checkpoints("cut")] == [5, 8]
+    model = build()
+    model.fit(data, epochs=3, verbose=0, callbacks=[BackupAndRestore(sqlite_store, "cut", save_freq=5)])
+    for a, b in zip(model.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert [s.step for s in sqlite_store.steps("cut")] == list(range(1, 25))
+
+
 # --------------------------------------------------------------------------- Keras's own tests
 # keras/src/callbacks/backup_and_restore_test.py (Keras 3.15), with the constructor lines
 # changed; assertions on Keras's private attributes use ours. Where the expected values differ,
