@@ -22,7 +22,8 @@ metrics are flushed, and the process exits with :data:`RESTART_EXIT_CODE` (42, T
 default ``exit_fn``: "restart me") by raising :class:`SystemExit`, so ``finally`` blocks and
 context managers run. ``exit_code=0`` exits as a success instead; ``exit_code=None`` makes
 :meth:`Checkpointing.steps` simply stop (``pc.preempted`` is then True). The run stays
-``running``; the re-run continues it. The handler is installed only while the helper is active
+``running``; the re-run continues it. (A run the helper opened by name is marked ``finished``
+when the loop completes, ``failed`` when it raises; a :class:`Run` handle is the caller's.) The handler is installed only while the helper is active
 and only from the main thread (Python delivers signals there), and the previous one is put back
 afterwards.
 
@@ -167,7 +168,9 @@ class Checkpointing:
     session. ``save_every`` saves every N steps (step multiples); a step is saved at most once.
     ``resume`` and ``start_run_options`` (``params``, ``retention``, ...) go to
     ``store.start_run`` when ``run`` is a name. Steps are counted from 1: after step ``s``,
-    ``s`` steps are done, and the checkpoint of step ``s`` holds their result.
+    ``s`` steps are done (TF's ``PreemptionCheckpointHandler.total_run_calls``), and the
+    checkpoint of step ``s`` holds their result. The run is opened (and a bad name refused) by
+    the constructor, before TensorFlow is imported; the restore happens on entering.
 
     >>> with Checkpointing(store, "tf1", sess, save_every=10) as pc:   # doctest: +SKIP
     ...     for step in pc.steps(100):
