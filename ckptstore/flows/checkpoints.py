@@ -198,14 +198,13 @@ def check_prefix(prefix: object) -> str:
 
 class _Placed:
     """A private temporary directory giving stored files their original names, for TensorFlow
-    to read (never to write): hard links to whole objects where the filesystem allows (else
-    symlinks), files assembled from pieces rebuilt (and checked against their whole-file digest).
+    to read (never to write): symlinks to whole objects, files assembled from pieces rebuilt
+    (and checked against their whole-file digest).
 
     It is removed when the ``with`` block ends, unless :meth:`keep_until` handed it to an object
     that still needs it: TF2 restores some values only later (optimizer slots built on the first
     training step, variables created after the restore) and reads them from these files then.
-    A hard link keeps the bytes even if retention or ``gc`` removes the object meanwhile. A
-    directory left by a killed process is named after its pid and removed by a later restore.
+    A directory left by a killed process is named after its pid and removed by a later restore.
     """
 
     PREFIX = "ckptstore-read-"
@@ -221,7 +220,9 @@ class _Placed:
                 dst = self.dir / name
                 if f.digest in layouts:
                     pieces.assemble(area, layouts[f.digest], f.digest, f.size, dst, check=check)
-                elif not area.link_to(f.digest, dst):
+                else:
+                    # A symlink, not a hard link: linking changes the object's ctime, which is
+                    # part of the stat signature that spares later checks a re-hash.
                     os.symlink(area.local_path(f.digest), dst)
         except BaseException:
             self.close()
