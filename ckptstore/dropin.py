@@ -1,0 +1,140 @@
+"""What the drop-ins ``tf1.Saver`` and ``tf2.CheckpointManager`` share: which store and run a
+save is recorded in, recording and forgetting, and importing what a directory already holds.
+
+**The contract.** TensorFlow writes, deletes and names the files exactly as it would without
+ckptstore (the drop-ins subclass TensorFlow's own classes); after each save that TensorFlow
+completed, the checkpoint it wrote is *recorded* in a store run (``Store.record_checkpoint``:
+hard links, content-addressed, deduplicated, verified like any save). When TensorFlow's
+retention (each Saver's or manager's own ``max_to_keep`` / ``keep_checkpoint_every_n_hours``)
+deletes a checkpoint's files, its record is *forgotten* too, unless a version (alias) names it.
+The store never deletes what TensorFlow keeps: recording does not apply the run's retention rule.
+
+**Which store and run.** ``run=`` (a :class:`~ckptstore.run.Run`) names both. Else the store is
+``store=`` or the default one (:func:`default_store`: ``$CKPTSTORE_URI``, else ``./.ckptstore``,
+as ``open_store()`` and the CLI find it), and the run is the one named after the checkpoint
+directory (:func:`run_name_for`), resumed if it exists, so a fresh process pointed at the same
+directory keeps adding to the same run.
+
+**Steps.** A checkpoint's store step is the number TensorFlow put in its name (``model-1000``,
+``ckpt-7``). A save without one (``saver.save(sess, "model.ckpt")``) is recorded at step 0: the
+store holds one checkpoint per run and step, so of two such saves, or of two prefixes saved at
+the same step (``model-100`` and ``best-100``), the store keeps the newer; TensorFlow's files of
+both stay on disk, and reading them back reads those files, as TensorFlow does.
+
+**Migration.** Checkpoints a directory already holds (its ``checkpoint`` state file) that the
+run lacks are recorded on first use (:func:`adopt_directory`), so switching an existing training
+directory to the drop-in never starts the store side from nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import CkptstoreError, UnknownRunError
+from .run import Run
+
+log = logging.getLogger(__name__)
+
+_STEP = re.compile(r"-(\d+)$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_stores: dict[str, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def default_store() -> Any:
+    """The store ``open_store()`` opens here and now (``$CKPTSTORE_URI``, else ``./.ckptstore``),
+    opened once per location for the process."""
+    from .store import open_store
+
+    key = os.environ.get("CKPTSTORE_URI") or os.path.abspath(".ckptstore")
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = open_store(key)
+        return store
+
+
+def run_name_for(directory: str) -> str:
+    """The run a checkpoint directory's saves are recorded in: its base name and a short digest
+    of its absolute path (two ``train/`` directories of different projects stay apart)."""
+    absolute = directory if "://" in directory else os.path.abspath(directory or ".")
+    base = _UNSAFE.sub("_", os.path.basename(absolute.rstrip("/")) or "root").lstrip("-") or "dir"
+    return f"{base[:60]}-{hashlib.sha1(absolute.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+def run_for(store: Any, name: str) -> Run:
+    """A handle on the run ``name``, started if the store has none of that name."""
+    try:
+        return store.run(name)
+    except UnknownRunError:
+        return store.start_run(name, resume=True)
+
+
+def step_of(prefix: str) -> int:
+    """The store step of a checkpoint prefix (see the module docstring)."""
+    m = _STEP.search(os.path.basename(prefix))
+    return int(m.group(1)) if m else 0
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def record(run: Run, prefix: str, known: Optional[dict[str, tuple[str, int]]] = None) -> None:
+    """Record the checkpoint TensorFlow just wrote at ``prefix`` in ``run``."""
+    if not is_local(prefix):
+        log.info("not recording %s in run %s: only local checkpoint files are recorded", prefix, run.name)
+        return
+    if not os.path.exists(prefix + ".index"):
+        # The deprecated V1 format (write_version=SaverDef.V1) writes one file at the prefix;
+        # the store holds V2 checkpoints only. TensorFlow's files are there all the same.
+        log.warning("not recording %s in run %s: not a V2 checkpoint (no .index)", prefix, run.name)
+        return
+    run.store.record_checkpoint(prefix, run=run.name, step=step_of(prefix), known=known)
+
+
+def forget(run: Run, prefix: str) -> None:
+    """Forget ``prefix``'s record in ``run`` once TensorFlow deleted its files."""
+    if not is_local(prefix) or os.path.exists(prefix + ".index"):
+        return  # kept on disk (keep_checkpoint_every_n_hours): the store keeps it too
+    run.store.forget_checkpoint(run.name, step_of(prefix), os.path.basename(prefix))
+
+
+def adopt_directory(run: Run, directory: str) -> int:
+    """Record the checkpoints ``directory``'s state file lists that ``run`` lacks; returns how many.
+
+    A checkpoint that cannot be recorded is left for ``ckptstore import`` with a warning: the
+    TensorFlow side keeps working either way.
+    """
+    if not is_local(directory) or not os.path.isfile(os.path.join(directory, "checkpoint")):
+        return 0
+    from .tf.state import STATE_FILE, parse
+
+    try:
+        text = Path(directory, STATE_FILE).read_text(encoding="utf-8", errors="surrogateescape")
+        state = parse(text)
+    except (OSError, ValueError):
+        return 0
+    have = {(c.step, c.prefix) for c in run.store.checkpoints(run.name)}
+    n = 0
+    for p in dict.fromkeys([*state.all_model_checkpoint_paths, state.model_checkpoint_path]):
+        if not p:
+            continue
+        path = p if os.path.isabs(p) else os.path.join(directory, p)
+        if (step_of(path), os.path.basename(path)) in have or not os.path.exists(path + ".index"):
+            continue
+        try:
+            record(run, path)
+            n += 1
+        except CkptstoreError as exc:
+            log.warning("checkpoint %s is not in the store (%s); `ckptstore import %s --run %s` adds it",
+                        path, exc, directory, run.name)
+    if n:
+        log.info("recorded %d checkpoint(s) already in %s in run %s", n, directory, run.name)
+    return n

@@ -1,0 +1,13 @@
+"""TensorFlow's own ``checkpoint_management_test.py`` (ported, see its header) against TensorFlow
+and against ``ckptstore.tf2`` / ``ckptstore.tf1.latest_checkpoint`` (see ``harness.py``)."""
+
+import pytest
+
+from tests.helpers.skips import require_tensorflow
+from tests.upstream.harness import load
+
+require_tensorflow()
+pytestmark = pytest.mark.slow
+
+globals().update(load("checkpoint_management_test_port", "tf"))
+globals().update(load("checkpoint_management_test_port", "dropin"))
