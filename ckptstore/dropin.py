@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import threading
-from pathlib import Path
 from typing import Any, Optional
 
 from .errors import CkptstoreError, UnknownRunError
@@ -114,12 +113,15 @@ def adopt_directory(run: Run, directory: str) -> int:
     """
     if not is_local(directory) or not os.path.isfile(os.path.join(directory, "checkpoint")):
         return 0
-    from .tf.state import STATE_FILE, parse
+    # TensorFlow's own reader: a manager's state file has timestamp fields tf.state does not read.
+    from tensorflow.python.checkpoint import checkpoint_management
 
     try:
-        text = Path(directory, STATE_FILE).read_text(encoding="utf-8", errors="surrogateescape")
-        state = parse(text)
-    except (OSError, ValueError):
+        state = checkpoint_management.get_checkpoint_state(directory)
+    except Exception as exc:  # noqa: BLE001 - TensorFlow raises several kinds for a bad file
+        log.warning("cannot read the checkpoint state of %s (%s): its checkpoints are not recorded", directory, exc)
+        return 0
+    if state is None:
         return 0
     have = {(c.step, c.prefix) for c in run.store.checkpoints(run.name)}
     n = 0
