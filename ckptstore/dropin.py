@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import threading
+from pathlib import Path
 from typing import Any, Optional
 
 from .errors import CkptstoreError, UnknownRunError
@@ -83,6 +84,17 @@ def step_of(prefix: str) -> int:
 
 def is_local(path: str) -> bool:
     return "://" not in path
+
+
+def follow(directory: str, stem: str) -> Optional[Any]:
+    """Hash the data file TensorFlow is about to write for ``directory/stem`` while it writes
+    (``files.digest.DigestFollower``: recording then costs ~no digest time); None where that
+    cannot apply. Its :meth:`finish` result goes to :func:`record` as ``known``."""
+    if not is_local(directory):
+        return None
+    from .files.digest import DigestFollower
+
+    return DigestFollower(Path(directory or "."), stem)
 
 
 def record(run: Run, prefix: str, known: Optional[dict[str, tuple[str, int]]] = None) -> None:

@@ -34,11 +34,13 @@ import logging
 import os
 from typing import Any, Optional
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.checkpoint import checkpoint_management as _tf_management
 from tensorflow.python.eager import context as _context
 from tensorflow.python.framework import meta_graph as _meta_graph
 from tensorflow.python.ops import variables as _variables
+from tensorflow.python.training import training_util as _training_util
 
 from . import dropin
 from .flows import materialized
@@ -112,17 +114,30 @@ class Saver(tf.compat.v1.train.Saver):
         """TensorFlow's ``Saver.save``, then the checkpoint is recorded in the run (and those
         TensorFlow's retention deleted are forgotten)."""
         before = [p for p, _ in self._last_checkpoints]
+        text = os.fsdecode(save_path)
         # Checkpoints the directory held before this Saver first wrote there are recorded first.
-        run = self._run_for(os.path.dirname(os.fsdecode(save_path)))
-        path = super().save(sess, save_path, global_step=global_step, latest_filename=latest_filename,
-                            meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
-                            write_state=write_state, strip_default_attrs=strip_default_attrs,
-                            save_debug_info=save_debug_info)
+        run = self._run_for(os.path.dirname(text))
+        if global_step is not None and not isinstance(global_step, (int, np.integer)):
+            # Read once here, as TensorFlow would read it, to know the file name in advance.
+            global_step = _training_util.global_step(sess, global_step)
+        follower = None
+        if not self._is_empty:
+            stem = os.path.basename(text) if global_step is None else (
+                f"{os.path.basename(text)}-{global_step:08d}" if self._pad_step_number
+                else f"{os.path.basename(text)}-{int(global_step)}")
+            follower = dropin.follow(os.path.dirname(text), stem)
+        try:
+            path = super().save(sess, save_path, global_step=global_step, latest_filename=latest_filename,
+                                meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
+                                write_state=write_state, strip_default_attrs=strip_default_attrs,
+                                save_debug_info=save_debug_info)
+        finally:
+            known = follower.finish() if follower is not None else None
         if path is None:
             return None
-        if os.path.dirname(path) != os.path.dirname(os.fsdecode(save_path)):
+        if os.path.dirname(path) != os.path.dirname(text):
             run = self._run_for(os.path.dirname(path))
-        dropin.record(run, path)
+        dropin.record(run, path, known)
         kept = {p for p, _ in self._last_checkpoints}
         for old in before:
             if old not in kept and old != path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -41,6 +42,10 @@ def _run_directory(run: Run) -> str:
     return str(run.store.backend.files.cache_root().parent / "tf-dirs" / run.name)
 
 
+def _is_async(options: Any) -> bool:
+    return bool(getattr(options, "experimental_enable_async_checkpoint", False) or getattr(options, "enable_async", False))
+
+
 class CheckpointManager(tf.train.CheckpointManager):
     """``tf.train.CheckpointManager`` recording in a store run (see the module docstring).
 
@@ -54,6 +59,7 @@ class CheckpointManager(tf.train.CheckpointManager):
             run = directory
             directory = kwargs.pop("directory", None) or _run_directory(run)
         super().__init__(checkpoint, directory, *args, **kwargs)
+        self._followers: dict[str, Any] = {}  # checkpoint prefix -> its digest follower
         if run is None:
             store = store if store is not None else dropin.default_store()
             run = dropin.run_for(store, dropin.run_name_for(self.directory))
@@ -64,16 +70,46 @@ class CheckpointManager(tf.train.CheckpointManager):
         """TensorFlow's ``save``; when the files are complete the checkpoint is recorded."""
         # TensorFlow appends its own callback (state file, retention) after the caller's: the
         # new checkpoint is recorded before retention runs, so a failed record deletes nothing.
+        stem = self._next_stem(checkpoint_number, check_interval)
+        if stem is not None:
+            self._followers[os.path.join(self.directory, stem)] = dropin.follow(self.directory, stem)
         if options is None:
             options = tf.train.CheckpointOptions(experimental_write_callbacks=[self._record])
         else:
             options = copy.copy(options)
             callbacks = list(options.experimental_write_callbacks or [])
             options.experimental_write_callbacks = [*callbacks, self._record]
-        return super().save(checkpoint_number=checkpoint_number, check_interval=check_interval, options=options)
+        try:
+            return super().save(checkpoint_number=checkpoint_number, check_interval=check_interval, options=options)
+        finally:
+            if not _is_async(options):
+                self._finish_followers()
+
+    def _next_stem(self, checkpoint_number: Any, check_interval: bool) -> Optional[str]:
+        """The name TensorFlow's ``save`` is about to write (eager mode), for the digest follower."""
+        if not tf.executing_eagerly():
+            return None
+        try:
+            if checkpoint_number is None:
+                number = int(self._checkpoint.save_counter.numpy()) + 1
+            else:
+                number = int(checkpoint_number.numpy() if hasattr(checkpoint_number, "numpy") else checkpoint_number)
+        except (TypeError, ValueError, AttributeError):
+            return None
+        if self._checkpoint_interval is not None and check_interval and self._last_checkpoint_step is not None:
+            return None  # the save may be skipped: following a file that never comes costs a thread
+        return f"{os.path.basename(self._prefix)}-{number}"
+
+    def _finish_followers(self) -> None:
+        while self._followers:
+            _, follower = self._followers.popitem()
+            if follower is not None:
+                follower.finish()
 
     def _record(self, save_path: str) -> None:
-        dropin.record(self.run, save_path)
+        follower = self._followers.pop(save_path, None)
+        known = follower.finish() if follower is not None else None
+        dropin.record(self.run, save_path, known)
 
     def _sweep(self) -> None:
         before = list(self._maybe_delete)
