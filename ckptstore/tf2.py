@@ -60,6 +60,7 @@ class CheckpointManager(tf.train.CheckpointManager):
             directory = kwargs.pop("directory", None) or _run_directory(run)
         super().__init__(checkpoint, directory, *args, **kwargs)
         self._followers: dict[str, Any] = {}  # checkpoint prefix -> its digest follower
+        self._held: Optional[BaseException] = None  # a store failure to raise after TF's callback
         if run is None:
             store = store if store is not None else dropin.default_store()
             run = dropin.run_for(store, dropin.run_name_for(self.directory))
@@ -68,8 +69,11 @@ class CheckpointManager(tf.train.CheckpointManager):
 
     def save(self, checkpoint_number: Any = None, check_interval: bool = True, options: Any = None) -> Optional[str]:
         """TensorFlow's ``save``; when the files are complete the checkpoint is recorded."""
-        # TensorFlow appends its own callback (state file, retention) after the caller's: the
-        # new checkpoint is recorded before retention runs, so a failed record deletes nothing.
+        # TensorFlow appends its own callback (state file, retention) after the caller's, so the
+        # new checkpoint is recorded before retention runs. A store failure in either is held
+        # until TensorFlow's callback has run (its state file and deletions are then what TF
+        # leaves) and raised here, or, for an async save, at the next save or sync().
+        self._raise_held()
         stem = self._next_stem(checkpoint_number, check_interval)
         if stem is not None:
             self._followers[os.path.join(self.directory, stem)] = dropin.follow(self.directory, stem)
@@ -80,10 +84,28 @@ class CheckpointManager(tf.train.CheckpointManager):
             callbacks = list(options.experimental_write_callbacks or [])
             options.experimental_write_callbacks = [*callbacks, self._record]
         try:
-            return super().save(checkpoint_number=checkpoint_number, check_interval=check_interval, options=options)
+            path = super().save(checkpoint_number=checkpoint_number, check_interval=check_interval, options=options)
         finally:
             if not _is_async(options):
                 self._finish_followers()
+        if not _is_async(options):
+            self._raise_held()
+        return path
+
+    def sync(self) -> None:
+        """TensorFlow's ``sync``; then raises a store failure of an async save, if any."""
+        super().sync()
+        self._raise_held()
+
+    def _hold(self, exc: BaseException) -> None:
+        log.error("recording in run %s failed: %s", self.run.name, exc)
+        if self._held is None:
+            self._held = exc
+
+    def _raise_held(self) -> None:
+        exc, self._held = self._held, None
+        if exc is not None:
+            raise exc
 
     def _next_stem(self, checkpoint_number: Any, check_interval: bool) -> Optional[str]:
         """The name TensorFlow's ``save`` is about to write (eager mode), for the digest follower."""
@@ -109,14 +131,20 @@ class CheckpointManager(tf.train.CheckpointManager):
     def _record(self, save_path: str) -> None:
         follower = self._followers.pop(save_path, None)
         known = follower.finish() if follower is not None else None
-        dropin.record(self.run, save_path, known)
+        try:
+            dropin.record(self.run, save_path, known)
+        except Exception as exc:  # noqa: BLE001 - held and raised after TensorFlow's own callback
+            self._hold(exc)
 
     def _sweep(self) -> None:
         before = list(self._maybe_delete)
         super()._sweep()
         for path in before:
             if path not in self._maybe_delete:
-                dropin.forget(self.run, path)
+                try:
+                    dropin.forget(self.run, path)
+                except Exception as exc:  # noqa: BLE001 - as in _record
+                    self._hold(exc)
 
     def __repr__(self) -> str:
         return f"ckptstore.tf2.CheckpointManager(run={self.run.name!r}, directory={self.directory!r})"

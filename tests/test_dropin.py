@@ -145,3 +145,15 @@ def test_fresh_process_finds_the_default_store(tmp_path):
     assert "value 3.0" in out.stdout
     assert "runs ['train'] [3]" in out.stdout
     assert (tmp_path / ".ckptstore").is_dir()
+
+
+def test_store_failure_is_raised_after_tensorflow_finished_its_save(sqlite_store, tmp_path):
+    ckpt = tf.train.Checkpoint(v=tf.Variable(1.0))
+    m = ckptstore.tf2.CheckpointManager(ckpt, str(tmp_path), max_to_keep=1, store=sqlite_store)
+    m.save()
+    sqlite_store.delete_run(m.run.name)
+    with pytest.raises(ckptstore.CkptstoreError):
+        m.save()
+    # TensorFlow's side is complete: state file updated, its retention applied.
+    assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-2")
+    assert not (tmp_path / "ckpt-1.index").exists()
