@@ -28,11 +28,14 @@ directory to the drop-in never starts the store side from nothing.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import queue
 import re
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Optional
 
@@ -115,6 +118,74 @@ def forget(run: Run, prefix: str) -> None:
     if not is_local(prefix) or os.path.exists(prefix + ".index"):
         return  # kept on disk (keep_checkpoint_every_n_hours): the store keeps it too
     run.store.forget_checkpoint(run.name, step_of(prefix), os.path.basename(prefix))
+
+
+class Recorder:
+    """Where a drop-in's records and forgets run: inline (``mode="sync"``, the default: the store
+    has the checkpoint when ``save`` returns) or in order on one background thread
+    (``mode="background"``: ``save`` returns when TensorFlow's files are complete; the record, a
+    database commit of ~10-30 ms, follows). A background failure is raised at the next
+    ``submit`` or ``wait``; interpreter exit waits for what is queued. A crash before a queued
+    record leaves a checkpoint TensorFlow's state file lists, which the next drop-in built on
+    that directory records (:func:`adopt_directory`).
+    """
+
+    def __init__(self, mode: str = "sync") -> None:
+        if mode not in ("sync", "background"):
+            raise ValueError(f"record must be 'sync' or 'background', got {mode!r}")
+        self.mode = mode
+        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._failure: Optional[BaseException] = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` now (sync) or after everything submitted before it (background)."""
+        self.raise_failure()
+        if self.mode == "sync":
+            fn(*args)
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="ckptstore-record", daemon=True)
+                self._thread.start()
+                _recorders.add(self)
+        self._queue.put((fn, args))
+
+    def wait(self) -> None:
+        """Wait for what was submitted; raise the first background failure, if any."""
+        if self._thread is not None:
+            self._queue.join()
+        self.raise_failure()
+
+    def raise_failure(self) -> None:
+        exc, self._failure = self._failure, None
+        if exc is not None:
+            raise exc
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - raised in the caller's thread later
+                log.error("recording in the background failed: %s", exc)
+                if self._failure is None:
+                    self._failure = exc
+            finally:
+                self._queue.task_done()
+
+
+_recorders: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+
+
+@atexit.register
+def _wait_at_exit() -> None:
+    for r in list(_recorders):
+        try:
+            r.wait()
+        except Exception as exc:  # noqa: BLE001 - at exit there is no caller left to raise to
+            log.error("recording in the background failed: %s", exc)
 
 
 def adopt_directory(run: Run, directory: str) -> int:

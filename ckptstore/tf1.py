@@ -78,11 +78,14 @@ class Saver(tf.compat.v1.train.Saver):
     """``tf.compat.v1.train.Saver`` that records its checkpoints in a store run (module docstring).
 
     Takes TensorFlow's arguments unchanged, optionally after a leading ``Run`` or ``Store``, and
-    the keywords ``run=``, ``store=``, ``run_name=``.
+    the keywords ``run=``, ``store=``, ``run_name=``, and ``record=``: ``"sync"`` (the store has
+    the checkpoint when ``save`` returns) or ``"background"`` (``save`` returns when TensorFlow
+    is done; :meth:`sync` waits for the records; see ``dropin.Recorder``).
     """
 
     def __init__(self, *args: Any, run: Optional[Run] = None, store: Any = None, run_name: Optional[str] = None,
-                 **kwargs: Any) -> None:
+                 record: str = "sync", **kwargs: Any) -> None:
+        recorder = dropin.Recorder(record)  # checked before TensorFlow builds anything
         if args and isinstance(args[0], Run):
             run, args = args[0], args[1:]
         elif args and _is_store(args[0]):
@@ -94,6 +97,7 @@ class Saver(tf.compat.v1.train.Saver):
         self._store = store
         self._runs: dict[str, Run] = {}  # directory -> run, without an explicit run
         self._adopted: set[str] = set()
+        self._recorder = recorder
 
     def _run_for(self, directory: str) -> Run:
         if self.run is not None:
@@ -137,15 +141,22 @@ class Saver(tf.compat.v1.train.Saver):
             return None
         if os.path.dirname(path) != os.path.dirname(text):
             run = self._run_for(os.path.dirname(path))
-        dropin.record(run, path, known)
+        self._recorder.submit(dropin.record, run, path, known)
         kept = {p for p, _ in self._last_checkpoints}
         for old in before:
             if old not in kept and old != path:
-                dropin.forget(run, old)
+                self._recorder.submit(dropin.forget, run, old)
         return path
+
+    def sync(self) -> None:
+        """Wait until every save is recorded in the store (only ``record="background"`` has
+        anything to wait for); raise a recording failure, if any."""
+        self._recorder.wait()
 
     def restore(self, sess: Any, save_path: Any) -> None:
         """TensorFlow's ``Saver.restore``; ``save_path`` may also name a stored checkpoint."""
+        if not isinstance(save_path, (str, bytes, os.PathLike)) or "@" in os.fsdecode(save_path):
+            self._recorder.wait()  # a stored reference: what this Saver saved is in the store first
         stored = _stored_prefix(save_path, self._store if self.run is None else self.run.store)
         return super().restore(sess, stored if stored is not None else save_path)
 

@@ -50,17 +50,20 @@ class CheckpointManager(tf.train.CheckpointManager):
     """``tf.train.CheckpointManager`` recording in a store run (see the module docstring).
 
     Takes TensorFlow's arguments; ``directory`` may be a ``Run``; keywords ``run=`` and
-    ``store=`` choose the run otherwise (default: the default store, the directory's run).
+    ``store=`` choose the run otherwise (default: the default store, the directory's run);
+    ``record="background"`` records after ``save`` returns (``sync()`` waits; ``dropin.Recorder``).
     """
 
     def __init__(self, checkpoint: Any, directory: Any, *args: Any, run: Optional[Run] = None, store: Any = None,
-                 **kwargs: Any) -> None:
+                 record: str = "sync", **kwargs: Any) -> None:
+        recorder = dropin.Recorder(record)
         if isinstance(directory, Run):
             run = directory
             directory = kwargs.pop("directory", None) or _run_directory(run)
         super().__init__(checkpoint, directory, *args, **kwargs)
         self._followers: dict[str, Any] = {}  # checkpoint prefix -> its digest follower
         self._held: Optional[BaseException] = None  # a store failure to raise after TF's callback
+        self._recorder = recorder
         if run is None:
             store = store if store is not None else dropin.default_store()
             run = dropin.run_for(store, dropin.run_name_for(self.directory))
@@ -95,6 +98,7 @@ class CheckpointManager(tf.train.CheckpointManager):
     def sync(self) -> None:
         """TensorFlow's ``sync``; then raises a store failure of an async save, if any."""
         super().sync()
+        self._recorder.wait()
         self._raise_held()
 
     def _hold(self, exc: BaseException) -> None:
@@ -132,7 +136,7 @@ class CheckpointManager(tf.train.CheckpointManager):
         follower = self._followers.pop(save_path, None)
         known = follower.finish() if follower is not None else None
         try:
-            dropin.record(self.run, save_path, known)
+            self._recorder.submit(dropin.record, self.run, save_path, known)
         except Exception as exc:  # noqa: BLE001 - held and raised after TensorFlow's own callback
             self._hold(exc)
 
@@ -142,7 +146,7 @@ class CheckpointManager(tf.train.CheckpointManager):
         for path in before:
             if path not in self._maybe_delete:
                 try:
-                    dropin.forget(self.run, path)
+                    self._recorder.submit(dropin.forget, self.run, path)
                 except Exception as exc:  # noqa: BLE001 - as in _record
                     self._hold(exc)
 

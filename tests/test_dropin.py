@@ -157,3 +157,24 @@ def test_store_failure_is_raised_after_tensorflow_finished_its_save(sqlite_store
     # TensorFlow's side is complete: state file updated, its retention applied.
     assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-2")
     assert not (tmp_path / "ckpt-1.index").exists()
+
+
+@pytest.mark.parametrize("record", ["sync", "background"])
+def test_background_recording_lands_in_order(sqlite_store, tmp_path, record):
+    ckpt = tf.train.Checkpoint(v=tf.Variable(1.0))
+    m = ckptstore.tf2.CheckpointManager(ckpt, str(tmp_path / "m"), max_to_keep=2, store=sqlite_store, record=record)
+    for _ in range(4):
+        m.save()
+    m.sync()
+    assert [s for s, _ in _steps(sqlite_store, m.run.name)] == [3, 4]
+    run = sqlite_store.start_run(f"bg-{record}")
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        tf.compat.v1.Variable(1.0, name="w")
+        sess.run(tf.compat.v1.global_variables_initializer())
+        saver = ckptstore.tf1.Saver(run, max_to_keep=2, record=record)
+        for step in range(1, 5):
+            saver.save(sess, str(tmp_path / "s" / "model"), global_step=step)
+        saver.sync()
+    assert [s for s, _ in _steps(sqlite_store, f"bg-{record}")] == [3, 4]
+    with pytest.raises(ValueError):
+        ckptstore.tf2.CheckpointManager(ckpt, str(tmp_path / "m"), max_to_keep=2, store=sqlite_store, record="later")
