@@ -31,11 +31,12 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from . import dropin
+from .tf1 import latest_checkpoint  # the same function: tf.train.latest_checkpoint, and stored references
 from .run import Run
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckpointManager"]
+__all__ = ["CheckpointManager", "latest_checkpoint"]
 
 
 def _run_directory(run: Run) -> str:

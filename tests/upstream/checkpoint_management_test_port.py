@@ -6,7 +6,7 @@
 # ckptstore changes, and only these: the import line(s) marked "ckptstore:" take the module from
 # tests/upstream/harness.py, which hands out TensorFlow's own module or a stand-in whose
 # constructors are the ckptstore drop-ins; every test and assertion is upstream's.
-# Skips: none added; upstream's own decorators (test_util.run_v1_only, GPU-only tests) apply.
+# Skips: none added by ckptstore; TensorFlow's TestCase.test_session is "Not a test".
 # Copyright 2015 The TensorFlow Authors. All Rights Reserved.
 #
 # Licensed under the Apache License, Version 2.0 (the "License");
