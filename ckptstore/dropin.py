@@ -72,11 +72,14 @@ def run_name_for(directory: str) -> str:
 
 
 def run_for(store: Any, name: str) -> Run:
-    """A handle on the run ``name``, started if the store has none of that name."""
+    """A handle on the run ``name``; a run the store lacks is created ``finished``, as
+    ``ckptstore import`` creates one: nothing would ever finish it (a drop-in cannot tell when
+    training ends), and a run left ``running`` would look alive forever."""
     try:
         return store.run(name)
     except UnknownRunError:
-        return store.start_run(name, resume=True)
+        store.start_run(name, resume=True).finish()
+        return store.run(name)
 
 
 def step_of(prefix: str) -> int:

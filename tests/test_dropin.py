@@ -33,6 +33,8 @@ def test_manager_leaves_tf_files_and_records_the_kept_ones(sqlite_store, tmp_pat
     assert sorted(os.listdir(d)) == ["checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
                                      "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
     assert _steps(sqlite_store, m.run.name) == [(3, "ckpt-3"), (4, "ckpt-4")]
+    assert m.run.name.startswith("ckpts-")  # the directory's run, created finished as an import
+    assert sqlite_store.get_run(m.run.name).status == "finished"
     v.assign(-5.0)
     sqlite_store.restore(f"{m.run.name}@4", ckpt)
     assert float(v.numpy()) == 3.0
