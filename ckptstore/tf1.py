@@ -43,6 +43,7 @@ from tensorflow.python.ops import variables as _variables
 from tensorflow.python.training import training_util as _training_util
 
 from . import dropin
+from .errors import CkptstoreError
 from .flows import materialized
 from .flows.resolve import checkpoint_of
 from .run import Run
@@ -68,9 +69,15 @@ def _stored_prefix(save_path: Any, store: Any) -> Optional[str]:
         store = store if store is not None else dropin.default_store()
         return str(materialized.cached_prefix(store.backend, checkpoint_of(store.backend, save_path)))
     if isinstance(save_path, str) and "@" in save_path and not _tf_management.checkpoint_exists_internal(save_path):
-        store = store if store is not None else dropin.default_store()
         text = save_path[: -len(".meta")] if save_path.endswith(".meta") else save_path
-        return str(materialized.cached_prefix(store.backend, text))
+        if os.path.exists(save_path):
+            return None  # a file with an '@' in its name (a .meta): TensorFlow reads it
+        try:
+            store = store if store is not None else dropin.default_store()
+            return str(materialized.cached_prefix(store.backend, text))
+        except CkptstoreError as exc:
+            # Not a stored checkpoint either: TensorFlow's own error for a missing path follows.
+            log.debug("%r names no stored checkpoint: %s", save_path, exc)
     return None
 
 
@@ -174,7 +181,9 @@ def latest_checkpoint(checkpoint_dir: Any, latest_filename: Optional[str] = None
             return None
         return _stored_prefix(checkpoint_dir, None)
     if isinstance(checkpoint_dir, str) and "@" in checkpoint_dir and not os.path.isdir(checkpoint_dir):
-        return _stored_prefix(checkpoint_dir, store)
+        stored = _stored_prefix(checkpoint_dir, store)
+        if stored is not None:
+            return stored
     return _tf_management.latest_checkpoint(checkpoint_dir, latest_filename)
 
 

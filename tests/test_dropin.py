@@ -180,3 +180,13 @@ def test_background_recording_lands_in_order(sqlite_store, tmp_path, record):
     assert [s for s, _ in _steps(sqlite_store, f"bg-{record}")] == [3, 4]
     with pytest.raises(ValueError):
         ckptstore.tf2.CheckpointManager(ckpt, str(tmp_path / "m"), max_to_keep=2, store=sqlite_store, record="later")
+
+
+def test_unknown_reference_gets_tensorflows_answers(sqlite_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("CKPTSTORE_URI", str(tmp_path / ".ckptstore"))
+    assert ckptstore.tf1.latest_checkpoint(str(tmp_path / "no@such")) is None  # as TensorFlow
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        tf.compat.v1.Variable(1.0, name="w")
+        saver = ckptstore.tf1.Saver(store=sqlite_store, run_name="x")
+        with pytest.raises(ValueError, match="not a valid checkpoint"):
+            saver.restore(sess, "nosuchrun@3")
