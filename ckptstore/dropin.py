@@ -103,17 +103,40 @@ def follow(directory: str, stem: str) -> Optional[Any]:
     return DigestFollower(Path(directory or "."), stem)
 
 
-def record(run: Run, prefix: str, known: Optional[dict[str, tuple[str, int]]] = None) -> None:
-    """Record the checkpoint TensorFlow just wrote at ``prefix`` in ``run``."""
+def _recordable(run: Run, prefix: str) -> bool:
     if not is_local(prefix):
         log.info("not recording %s in run %s: only local checkpoint files are recorded", prefix, run.name)
-        return
+        return False
     if not os.path.exists(prefix + ".index"):
         # The deprecated V1 format (write_version=SaverDef.V1) writes one file at the prefix;
         # the store holds V2 checkpoints only. TensorFlow's files are there all the same.
         log.warning("not recording %s in run %s: not a V2 checkpoint (no .index)", prefix, run.name)
+        return False
+    return True
+
+
+def record(run: Run, prefix: str, known: Optional[dict[str, tuple[str, int]]] = None) -> None:
+    """Record the checkpoint TensorFlow just wrote at ``prefix`` in ``run``."""
+    if _recordable(run, prefix):
+        run.store.record_checkpoint(prefix, run=run.name, step=step_of(prefix), known=known)
+
+
+def record_with(recorder: "Recorder", run: Run, prefix: str, follower: Optional[Any]) -> None:
+    """Record ``prefix`` through ``recorder``: inline, or staged now (hard links, so TensorFlow's
+    later deletions cannot race it) and committed on the recorder's thread."""
+    known = follower.finish() if follower is not None else None
+    if recorder.mode == "sync":
+        recorder.submit(record, run, prefix, known)
         return
-    run.store.record_checkpoint(prefix, run=run.name, step=step_of(prefix), known=known)
+    recorder.raise_failure()
+    if not _recordable(run, prefix):
+        return
+    staged = run.store.stage_checkpoint(prefix, run=run.name)
+    try:
+        recorder.submit(staged.commit, run.name, step_of(prefix), known)
+    except BaseException:
+        staged.discard()
+        raise
 
 
 def forget(run: Run, prefix: str) -> None:

@@ -510,6 +510,14 @@ class Store:
             rid = Q.run_id(conn, run)
         return recording.record_prefix(self.backend, rid, run, Path(prefix), step, known)
 
+    def stage_checkpoint(self, prefix: str | os.PathLike[str], *, run: str) -> "recording.StagedPrefix":
+        """Link the checkpoint TensorFlow wrote at ``prefix`` into staging now, to commit later
+        (``.commit(run, step, known)``, from any thread) or ``.discard()``: TensorFlow may
+        delete its files meanwhile. ``record_checkpoint`` is both at once."""
+        with self.db.read() as conn:
+            rid = Q.run_id(conn, run)
+        return recording.StagedPrefix(self.backend, rid, Path(prefix))
+
     def forget_checkpoint(self, run: str, step: int, prefix: str) -> bool:
         """Forget ``run@step`` if it is the checkpoint named ``prefix`` (TensorFlow deleted its
         files) and no version names it; returns whether it was forgotten."""

@@ -132,7 +132,8 @@ class Saver(tf.compat.v1.train.Saver):
             # Read once here, as TensorFlow would read it, to know the file name in advance.
             global_step = _training_util.global_step(sess, global_step)
         follower = None
-        if not self._is_empty:
+        # Background recording digests on its own thread; sync recording while TensorFlow writes.
+        if not self._is_empty and self._recorder.mode == "sync":
             stem = os.path.basename(text) if global_step is None else (
                 f"{os.path.basename(text)}-{global_step:08d}" if self._pad_step_number
                 else f"{os.path.basename(text)}-{int(global_step)}")
@@ -142,13 +143,17 @@ class Saver(tf.compat.v1.train.Saver):
                                 meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
                                 write_state=write_state, strip_default_attrs=strip_default_attrs,
                                 save_debug_info=save_debug_info)
-        finally:
-            known = follower.finish() if follower is not None else None
+        except BaseException:
+            if follower is not None:
+                follower.finish()
+            raise
         if path is None:
+            if follower is not None:
+                follower.finish()
             return None
         if os.path.dirname(path) != os.path.dirname(text):
             run = self._run_for(os.path.dirname(path))
-        self._recorder.submit(dropin.record, run, path, known)
+        dropin.record_with(self._recorder, run, path, follower)
         kept = {p for p, _ in self._last_checkpoints}
         for old in before:
             if old not in kept and old != path:

@@ -78,7 +78,8 @@ class CheckpointManager(tf.train.CheckpointManager):
         # until TensorFlow's callback has run (its state file and deletions are then what TF
         # leaves) and raised here, or, for an async save, at the next save or sync().
         self._raise_held()
-        stem = self._next_stem(checkpoint_number, check_interval)
+        # Background recording digests on its own thread; sync recording while TensorFlow writes.
+        stem = self._next_stem(checkpoint_number, check_interval) if self._recorder.mode == "sync" else None
         if stem is not None:
             self._followers[os.path.join(self.directory, stem)] = dropin.follow(self.directory, stem)
         if options is None:
@@ -135,9 +136,8 @@ class CheckpointManager(tf.train.CheckpointManager):
 
     def _record(self, save_path: str) -> None:
         follower = self._followers.pop(save_path, None)
-        known = follower.finish() if follower is not None else None
         try:
-            self._recorder.submit(dropin.record, self.run, save_path, known)
+            dropin.record_with(self._recorder, self.run, save_path, follower)
         except Exception as exc:  # noqa: BLE001 - held and raised after TensorFlow's own callback
             self._hold(exc)
 

@@ -190,3 +190,17 @@ def test_unknown_reference_gets_tensorflows_answers(sqlite_store, tmp_path, monk
         saver = ckptstore.tf1.Saver(store=sqlite_store, run_name="x")
         with pytest.raises(ValueError, match="not a valid checkpoint"):
             saver.restore(sess, "nosuchrun@3")
+
+
+def test_background_record_survives_tensorflow_deleting_the_files(sqlite_store, tmp_path):
+    v = tf.Variable(0.0)
+    ckpt = tf.train.Checkpoint(v=v)
+    m = ckptstore.tf2.CheckpointManager(ckpt, str(tmp_path), max_to_keep=1, store=sqlite_store, record="background")
+    for i in range(1, 6):
+        v.assign(float(i))
+        m.save()  # deletes the previous checkpoint's files, perhaps before its record committed
+    m.sync()
+    assert _steps(sqlite_store, m.run.name) == [(5, "ckpt-5")]
+    v.assign(0.0)
+    sqlite_store.restore(f"{m.run.name}@5", ckpt, verify="full")
+    assert float(v.numpy()) == 5.0

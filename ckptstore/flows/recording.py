@@ -18,6 +18,7 @@ never touched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -47,6 +48,50 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+class StagedPrefix:
+    """A checkpoint TensorFlow wrote, linked into a staging directory of its own (cheap: hard
+    links) and not yet committed: TensorFlow may delete or overwrite its own files from now on
+    without touching these. :meth:`commit` (from any thread) digests what was not digested
+    while TensorFlow wrote, commits, and removes the staging directory; :meth:`discard` only
+    removes it. One of the two must be called."""
+
+    def __init__(self, backend: Backend, run_id: int, prefix: Path) -> None:
+        self.backend = backend
+        self.run_id = run_id
+        self.source = prefix
+        self._stack = contextlib.ExitStack()
+        try:
+            sdir = self._stack.enter_context(backend.files.staging(f"record-{run_id}"))
+            # Both formats name their files alike (CheckpointFormat.files); the format is told
+            # from the staged copy, since TensorFlow's reader takes a prefix that is also a
+            # directory (Saver.save(sess, "some/dir") writes "some/dir.index") for the directory.
+            for f in formats.FORMATS[formats.TF1Saver.name].files(prefix):
+                _link_or_copy(f, sdir / f.name)
+        except OSError as exc:
+            self._stack.close()
+            raise from_os_error(f"cannot record {prefix}", exc) from None
+        except BaseException:
+            self._stack.close()
+            raise
+        self.path = sdir / prefix.name
+
+    def commit(self, run_name: str, step: int, known: Optional[dict[str, tuple[str, int]]] = None) -> CheckpointInfo:
+        """Record it as ``run_name@step`` (its prefix name kept); a checkpoint the run has at
+        that step is replaced, as a save replaces it. ``known``: {file name: (digest, size)}
+        computed while TensorFlow wrote."""
+        try:
+            step = check_step(step)
+            return commit_checkpoint(self.backend, self.run_id, run_name, step, formats.of_prefix(self.path),
+                                     self.path, known)
+        except OSError as exc:
+            raise from_os_error(f"cannot record {self.source} as {run_name}@{step}", exc) from None
+        finally:
+            self._stack.close()
+
+    def discard(self) -> None:
+        self._stack.close()
+
+
 def record_prefix(
     backend: Backend,
     run_id: int,
@@ -55,21 +100,8 @@ def record_prefix(
     step: int,
     known: Optional[dict[str, tuple[str, int]]] = None,
 ) -> CheckpointInfo:
-    """Record the checkpoint TensorFlow wrote at ``prefix`` as ``run_name@step`` (its prefix
-    name kept); a checkpoint the run has at that step is replaced, as a save replaces it.
-    ``known``: {file name: (digest, size)} already computed while TensorFlow wrote."""
-    step = check_step(step)
-    try:
-        with backend.files.staging(f"record-{run_id}") as sdir:
-            # Both formats name their files alike (CheckpointFormat.files); the format is told
-            # from the staged copy, since TensorFlow's reader takes a prefix that is also a
-            # directory (Saver.save(sess, "some/dir") writes "some/dir.index") for the directory.
-            for f in formats.FORMATS[formats.TF1Saver.name].files(prefix):
-                _link_or_copy(f, sdir / f.name)
-            staged = sdir / prefix.name
-            return commit_checkpoint(backend, run_id, run_name, step, formats.of_prefix(staged), staged, known)
-    except OSError as exc:
-        raise from_os_error(f"cannot record {prefix} as {run_name}@{step}", exc) from None
+    """Stage and commit at once (see :class:`StagedPrefix`)."""
+    return StagedPrefix(backend, run_id, prefix).commit(run_name, step, known)
 
 
 def forget_prefix(backend: Backend, run_id: int, step: int, prefix_name: str) -> bool:
