@@ -75,6 +75,34 @@ def _report(what: str, times: dict[str, list[float]], base: str, target: float) 
               f"median paired ratio {med(ratios):.3f}x (target <= {target:.2f}x) {ok}")
 
 
+def _time_recording() -> list[float]:
+    """Wrap ``dropin.record_with`` (what the drop-ins add to TensorFlow's save: the digest
+    follower's tail, staging links, the commit) and collect its durations: an absolute cost in
+    the save call, much steadier than ratios on a shared machine."""
+    from ckptstore import dropin
+
+    spent: list[float] = []
+    inner = dropin.record_with
+
+    def timed(recorder, run, prefix, follower):
+        t = time.perf_counter()
+        try:
+            return inner(recorder, run, prefix, follower)
+        finally:
+            if recorder.mode == "sync":
+                spent.append(time.perf_counter() - t)
+
+    dropin.record_with = timed
+    return spent
+
+
+def _report_recording(spent: list[float], times: dict[str, list[float]], raw: str) -> None:
+    ms = statistics.median(spent) * 1000
+    base = statistics.median(times[raw])
+    print(f"  record : median {ms:.1f} ms inside the sync save (the follower's tail, links, commit): "
+          f"{ms / 1000 / base:.1%} of the raw save's median {base:.3f} s")
+
+
 def tf1(rounds: int, work: Path) -> None:
     import tensorflow as tf
 
@@ -106,9 +134,11 @@ def tf1(rounds: int, work: Path) -> None:
     for fn in sides.values():  # warm-up: builds the ops, fills the page cache
         (fn[0] if isinstance(fn, tuple) else fn)(0)
     background.sync()
+    spent = _time_recording()
     times = _paired(rounds, lambda: sess.run(bump_op), sides)
     print(f"TF1 graph mode, {MB:.0f} MB, {rounds} paired rounds, both keeping 3")
     _report("  save   ", times, "raw Saver.save", 1.05)
+    _report_recording(spent, times, "raw Saver.save")
 
     def restore(saver, name):
         def go(_):
@@ -162,9 +192,11 @@ def tf2(rounds: int, work: Path) -> None:
     for fn in sides.values():
         (fn[0] if isinstance(fn, tuple) else fn)(0)
     background.sync()
+    spent = _time_recording()
     times = _paired(rounds, bump, sides)
     print(f"TF2 eager, {MB:.0f} MB, {rounds} paired rounds, both managers keeping 3")
     _report("  save   ", {k: v for k, v in times.items() if k != "raw Checkpoint.write"}, "raw CheckpointManager.save", 1.05)
+    _report_recording(spent, times, "raw CheckpointManager.save")
     _report("  save   ", {k: v for k, v in times.items() if k != "raw CheckpointManager.save"}, "raw Checkpoint.write", 1.05)
 
     ref = f"{dropin.run.name}@latest"
@@ -192,6 +224,7 @@ def main() -> None:
         return
     import subprocess
 
+    print("load average at start: %.2f %.2f %.2f (%d CPUs): ratios mean little on a busy machine" % (*os.getloadavg(), os.cpu_count() or 0))
     # Each mode in its own process: TF1 switches eager execution off for the whole process.
     for mode in ("tf1", "tf2"):
         if getattr(args, f"{'tf2' if mode == 'tf1' else 'tf1'}_only"):
