@@ -21,6 +21,8 @@ Extensions, all keyword-only or in places TensorFlow would raise:
 
 * ``Saver(run, ...)`` or ``Saver(..., run=run)`` records in that run; ``Saver(..., store=s,
   run_name="x")`` in run ``x`` of ``s``; else the default store and the directory's run.
+* ``record="background"`` commits the record on a thread after ``save`` returns (``sync()``
+  waits); see ``dropin.Recorder``.
 * ``restore``, ``import_meta_graph`` and ``latest_checkpoint`` also take what names a stored
   checkpoint (``run@1000``, ``run@latest``, an alias, a ``Run``, a ``CheckpointInfo``): it is
   read from a verified read-only copy in the store's cache (``flows.materialized``).
