@@ -29,6 +29,7 @@ directory to the drop-in never starts the store side from nothing.
 from __future__ import annotations
 
 import atexit
+import collections
 import hashlib
 import logging
 import os
@@ -46,7 +47,11 @@ log = logging.getLogger(__name__)
 
 _STEP = re.compile(r"-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_stores: dict[str, Any] = {}
+# The most recently used default stores: a process that moves between many (a test suite
+# giving each test its own $CKPTSTORE_URI) must not keep every one open. An evicted store is
+# not closed: a drop-in built on it keeps it alive through its run.
+_stores: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+_STORES_KEPT = 4
 _stores_lock = threading.Lock()
 
 
@@ -60,6 +65,9 @@ def default_store() -> Any:
         store = _stores.get(key)
         if store is None:
             store = _stores[key] = open_store(key)
+            while len(_stores) > _STORES_KEPT:
+                _stores.popitem(last=False)
+        _stores.move_to_end(key)
         return store
 
 
