@@ -36,6 +36,7 @@ import os
 import queue
 import re
 import threading
+import types
 import weakref
 from pathlib import Path
 from typing import Any, Optional
@@ -53,6 +54,34 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _stores: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
 _STORES_KEPT = 4
 _stores_lock = threading.Lock()
+
+
+class StandIn(types.ModuleType):
+    """The class of ``ckptstore.tf1`` / ``ckptstore.tf2``: a module that stands in for
+    TensorFlow's (``training.saver`` / ``checkpoint.checkpoint_management``, in ``_tf_module``).
+    Names it does not define are TensorFlow's, for reading and for writing, so code (and tests)
+    that patch ``module.time`` reach the module TensorFlow's own classes read it from."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return getattr(self.__dict__["_tf_module"], name)
+        except (KeyError, AttributeError):
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Not "only names TensorFlow's module has": mock.patch restores a name it deleted
+        # through here, when the name is on neither module.
+        real = self.__dict__.get("_tf_module")
+        if name in self.__dict__ or real is None or name.startswith("__"):
+            super().__setattr__(name, value)
+        else:
+            setattr(real, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self.__dict__ or name.startswith("__"):
+            super().__delattr__(name)
+        else:
+            delattr(self.__dict__["_tf_module"], name)
 
 
 def default_store() -> Any:

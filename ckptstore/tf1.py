@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, Optional
 
 import numpy as np
@@ -220,3 +221,10 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, impo
         return Saver(run=run, store=store)
     logging.getLogger("tensorflow").info("Saver not created because there are no variables in the graph to restore")
     return None
+
+
+
+# Every other name of TensorFlow's ``saver`` module is this module's too (read and written
+# through: dropin.StandIn), so that ``ckptstore.tf1`` can replace that module wholesale.
+from tensorflow.python.training import saver as _tf_module  # noqa: E402 - with its comment
+sys.modules[__name__].__class__ = dropin.StandIn

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -154,3 +155,10 @@ class CheckpointManager(tf.train.CheckpointManager):
     def __repr__(self) -> str:
         return f"ckptstore.tf2.CheckpointManager(run={self.run.name!r}, directory={self.directory!r})"
 
+
+
+
+# Every other name of TensorFlow's ``checkpoint_management`` module is this module's too (read and written
+# through: dropin.StandIn), so that ``ckptstore.tf2`` can replace that module wholesale.
+from tensorflow.python.checkpoint import checkpoint_management as _tf_module  # noqa: E402 - with its comment
+sys.modules[__name__].__class__ = dropin.StandIn

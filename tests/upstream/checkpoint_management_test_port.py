@@ -4,8 +4,9 @@
 # Licensed under the Apache License 2.0 (the upstream header follows, unchanged).
 #
 # ckptstore changes, and only these: the import line(s) marked "ckptstore:" take the module from
-# tests/upstream/harness.py, which hands out TensorFlow's own module or a stand-in whose
-# constructors are the ckptstore drop-ins; every test and assertion is upstream's.
+# tests/upstream/harness.py, which hands out TensorFlow's own module, a stand-in whose
+# constructors are the ckptstore drop-ins, or ckptstore.tf1 / ckptstore.tf2 themselves (three
+# targets: tf, dropin, module); every test and assertion is upstream's.
 # Skips: none added by ckptstore; TensorFlow's TestCase.test_session is "Not a test".
 # Copyright 2015 The TensorFlow Authors. All Rights Reserved.
 #

@@ -11,6 +11,11 @@ to TensorFlow's module, except the drop-in names when the target is ``"dropin"``
 * ``checkpoint_management.CheckpointManager`` -> ``ckptstore.tf2``,
   ``checkpoint_management.latest_checkpoint`` -> ``ckptstore.tf1``
 
+With the target ``"module"`` the modules themselves are replaced: ``saver_module`` *is*
+``ckptstore.tf1`` and ``checkpoint_management`` *is* ``ckptstore.tf2`` (they stand in for
+TensorFlow's modules wholesale, ``dropin.StandIn``; ``mock.patch.object(module, "time")``
+included).
+
 :func:`load` executes a ported file as a module of its own for one target (``TARGET`` is read
 when the file is executed); the test modules ``test_upstream_*.py`` load each file twice.
 With the target ``"dropin"`` the drop-ins record into the default store: the autouse fixture
@@ -26,7 +31,7 @@ import unittest
 from pathlib import Path
 from typing import Any
 
-TARGETS = ("tf", "dropin")
+TARGETS = ("tf", "dropin", "module")
 #: The target of the file :func:`load` is executing.
 TARGET = "dropin"
 
@@ -69,6 +74,8 @@ def saver_module() -> types.ModuleType:
         return real
     import ckptstore.tf1 as tf1
 
+    if TARGET == "module":
+        return tf1
     return _Forwarding(real, {"Saver": tf1.Saver, "import_meta_graph": tf1.import_meta_graph,
                               "export_meta_graph": tf1.export_meta_graph})
 
@@ -81,6 +88,8 @@ def checkpoint_management() -> types.ModuleType:
     import ckptstore.tf1 as tf1
     import ckptstore.tf2 as tf2
 
+    if TARGET == "module":
+        return tf2
     return _Forwarding(real, {"CheckpointManager": tf2.CheckpointManager, "latest_checkpoint": tf1.latest_checkpoint})
 
 

@@ -1,5 +1,5 @@
 """TensorFlow's own ``checkpoint_management_test.py`` (ported, see its header) against TensorFlow
-and against ``ckptstore.tf2`` / ``ckptstore.tf1.latest_checkpoint`` (see ``harness.py``)."""
+and against ``ckptstore.tf2`` / ``ckptstore.tf1.latest_checkpoint`` (see ``harness.py``), and with those modules replacing TensorFlow's wholesale."""
 
 import pytest
 
@@ -11,3 +11,4 @@ pytestmark = pytest.mark.slow
 
 globals().update(load("checkpoint_management_test_port", "tf"))
 globals().update(load("checkpoint_management_test_port", "dropin"))
+globals().update(load("checkpoint_management_test_port", "module"))

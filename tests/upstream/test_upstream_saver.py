@@ -1,5 +1,5 @@
-"""TensorFlow's own ``saver_test.py`` (ported, see its header) against TensorFlow and against
-``ckptstore.tf1`` (see ``harness.py``). Slow: ~100 tests, twice."""
+"""TensorFlow's own ``saver_test.py`` (ported, see its header) against TensorFlow, against
+``ckptstore.tf1`` (see ``harness.py``), and with those modules replacing TensorFlow's wholesale. Slow: ~100 tests, three times."""
 
 import pytest
 
@@ -11,3 +11,4 @@ pytestmark = pytest.mark.slow
 
 globals().update(load("saver_test_port", "tf"))
 globals().update(load("saver_test_port", "dropin"))
+globals().update(load("saver_test_port", "module"))
