@@ -1,5 +1,6 @@
-"""TensorFlow's own ``checkpoint_management_test.py`` (ported, see its header) against TensorFlow
-and against ``ckptstore.tf2`` / ``ckptstore.tf1.latest_checkpoint`` (see ``harness.py``), and with those modules replacing TensorFlow's wholesale."""
+"""TensorFlow's own ``checkpoint_management_test.py`` (ported, see its header) against TensorFlow,
+against ``ckptstore.tf2.CheckpointManager`` / ``ckptstore.tf1.latest_checkpoint``, and with
+``ckptstore.tf2`` replacing TensorFlow's module wholesale (see ``harness.py``)."""
 
 import pytest
 

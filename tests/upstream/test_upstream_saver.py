@@ -1,5 +1,6 @@
-"""TensorFlow's own ``saver_test.py`` (ported, see its header) against TensorFlow, against
-``ckptstore.tf1`` (see ``harness.py``), and with those modules replacing TensorFlow's wholesale. Slow: ~100 tests, three times."""
+"""TensorFlow's own ``saver_test.py`` (ported, see its header) against TensorFlow, against the
+``ckptstore.tf1`` constructors, and with ``ckptstore.tf1`` replacing TensorFlow's module
+wholesale (see ``harness.py``). Slow: ~100 tests, three times."""
 
 import pytest
 
