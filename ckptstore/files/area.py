@@ -120,6 +120,12 @@ class ObjectArea(abc.ABC):
                 after_each()
         return out
 
+    def damaged_copies(self) -> list[tuple[str, str]]:
+        """(digest, what was wrong) of this host's local copies (a cache) found damaged and
+        removed since the last call: the stored object may be intact, but a damaged copy would
+        have been served, so ``verify`` reports it. None for an area without copies."""
+        return []
+
     def close(self) -> None:
         """Release clients and threads (nothing for a local directory)."""
 
