@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from ..bundle import parse_index
-from ..errors import CkptstoreError
+from ..bundle import crc32c, parse_index
+from ..errors import CkptstoreError, CorruptFileError
 from ..files import pieces
 from ..metadata import pieces as MP
 from ..metadata import queries as Q
@@ -90,6 +90,9 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
         with backend.db.read() as conn:
             layout = MP.extents(conn, [f.digest]).get(f.digest)
         if layout is None:
+            # The whole file is checked against its digest (recorded at save) before tensor
+            # digests are taken from it: damaged bytes must never become a recorded digest.
+            area.check(f.digest, f.size, None, full=True, name=f.file_name)
             plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard, strong=True)
         else:  # assembled from pieces but its tensor rows are gone: rebuild it privately
             import tempfile
@@ -119,8 +122,24 @@ def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, i
             with backend.db.read() as conn:
                 loc.extents = MP.extents(conn, [loc.file_digest]).get(loc.file_digest)
             loc.extents_known = True
-        h = pieces.hash_stream(pieces.read_chunks(backend.files, loc.file_digest, loc.extents, loc.offset, loc.size, STATS_CHUNK))
-        fills.append((loc.file_digest, loc.offset, loc.size, h))
+        import blake3
+
+        # A digest is recorded only from bytes checked against something older than them: here
+        # the crc32c TensorFlow wrote into the index at save. Bytes that rotted since would
+        # otherwise become the tensor's digest and be served by read_variable as intact.
+        hasher, crc = blake3.blake3(), 0
+        for chunk in pieces.read_chunks(backend.files, loc.file_digest, loc.extents, loc.offset, loc.size, STATS_CHUNK):
+            hasher.update(chunk)
+            if loc.crc is not None:
+                crc = crc32c(chunk, crc)
+        h = hasher.hexdigest()
+        if loc.crc is not None and crc != loc.crc:
+            raise CorruptFileError(
+                f"stored file {loc.file_digest[:12]}: the bytes of a tensor at offset {loc.offset} do not match "
+                "the crc32c recorded at save; the stored file was changed on disk (ckptstore verify)"
+            )
+        if loc.crc is not None:
+            fills.append((loc.file_digest, loc.offset, loc.size, h))
         loc.digest = h
     return loc.digest
 
