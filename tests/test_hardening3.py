@@ -146,6 +146,22 @@ def test_an_old_cache_without_signatures_is_hashed_once(tmp_path: Path) -> None:
         c.checked(d, n)
 
 
+def test_a_change_right_after_caching_is_still_seen(tmp_path: Path) -> None:
+    """A write in the same clock tick as the signature would leave mtime and ctime as recorded
+    where the kernel stamps coarsely: the signature is recorded only once the tick is over."""
+    from ckptstore.files.cache import ObjectCache
+    from ckptstore.files.digest import digest_file
+
+    src = tmp_path / "f"
+    src.write_bytes(b"abc" * 1000)
+    d, n = digest_file(src)
+    c = ObjectCache(tmp_path / "c", limit=1 << 20)
+    for _ in range(20):
+        p = c.fill(d, n, lambda tmp: shutil.copyfile(src, tmp))
+        _plant(p, b"xyz" * 1000)  # at once, mtime put back
+        assert c.get(d, n) is None and not p.exists()
+
+
 # =========================================================================== 4 and a note: the cache's disk and size
 
 

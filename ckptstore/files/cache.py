@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -132,9 +133,19 @@ class ObjectCache:
         return p.with_name(p.name + _SIG)
 
     def _record(self, path: Path, digest: str, st: Optional[os.stat_result] = None) -> None:
-        """Write the signature of the file just hashed (atomically: a reader sees the old one or this)."""
+        """Write the signature of the file just hashed (atomically: a reader sees the old one or
+        this). Only once the kernel's coarse clock, which stamps file changes, has passed the
+        file's ctime: a write in the same clock tick would otherwise leave the signature as it
+        was (git's "racily clean" case). That is at most one tick (1-10 ms), usually paid while
+        the other files of a save are placed; not reached within 50 ms, nothing is recorded and
+        the next use hashes the file again."""
         try:
             st = st if st is not None else os.stat(path)
+            deadline = time.monotonic() + 0.05
+            while _coarse_now_ns() <= st.st_ctime_ns:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.001)
             sig = self._sig_path(digest)
             self.tmp.mkdir(parents=True, exist_ok=True)
             tmp = self.tmp / f"{digest}-sig.{os.getpid()}.{uuid.uuid4().hex[:8]}{_SUFFIX}"
@@ -175,22 +186,32 @@ class ObjectCache:
     def adopt(self, path: Path, digest: str) -> None:
         """Move a local file already known to hold ``digest`` (a save's staged file) into the
         cache; a later restore on this host then downloads nothing."""
-        try:
-            self._place(path, digest)
-        except OSError:  # another filesystem: not worth a copy
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            return
-        self.evict(keep=digest)
+        self.adopt_many([(path, digest)])
 
-    def _place(self, path: Path, digest: str) -> None:
+    def adopt_many(self, items: list[tuple[Path, str]]) -> None:
+        """:meth:`adopt` for several files, waiting for the clock once (see :meth:`_record`)."""
+        placed = []
+        for path, digest in items:
+            try:
+                self._place(path, digest, record=False)
+                placed.append(digest)
+            except OSError:  # another filesystem: not worth a copy
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        for digest in placed:
+            self._record(self.path_of(digest), digest)
+        for digest in placed:
+            self.evict(keep=digest)
+
+    def _place(self, path: Path, digest: str, *, record: bool = True) -> None:
         dest = self.path_of(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o444)
         # The signature is taken after the rename, which may change ctime; a reader between the
         # two finds no sidecar and hashes the file once more.
         os.replace(path, dest)  # atomic: readers see nothing or the whole checked file
-        self._record(dest, digest)
+        if record:
+            self._record(dest, digest)
 
     def discard(self, digest: str) -> None:
         for p in (self.path_of(digest), self._sig_path(digest)):
@@ -251,6 +272,20 @@ class ObjectCache:
                 if not pid_alive(pid) or now - f.stat().st_mtime > 24 * 3600:
                     f.unlink()
 
+
+
+def _coarse_now_ns() -> int:
+    """The clock the kernel stamps mtime and ctime with (Linux: ``CLOCK_REALTIME_COARSE``)."""
+    if _CLOCK_REALTIME_COARSE is not None:
+        try:
+            return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
+        except OSError:
+            pass
+    return time.time_ns()
+
+
+# linux/time.h (the time module does not name it); other systems number their clocks otherwise.
+_CLOCK_REALTIME_COARSE = 5 if sys.platform.startswith("linux") else None
 
 
 def _signature(st: os.stat_result) -> str:

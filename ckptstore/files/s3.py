@@ -235,8 +235,7 @@ class S3ObjectArea(ObjectArea):
                 fut.result()
                 if after_each:
                     after_each()
-        for p, d, _ in unique.values():
-            self.cache.adopt(p, d)
+        self.cache.adopt_many([(p, d) for p, d, _ in unique.values()])
         for p, _, _ in items:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
