@@ -391,6 +391,9 @@ def check_consistent(bundle: Bundle, shard_sizes: dict[int, int], name: str = "i
         for shape in shapes:
             if len(shape) > MAX_RANK:
                 raise _bad(f"tensor {e.name!r} has {len(shape)} dimensions (TensorFlow allows {MAX_RANK})", name)
+        for extents in e.slices:
+            if len(extents) != len(e.shape) or any(st < 0 or n < -1 or (n >= 0 and st + n > d) for (st, n), d in zip(extents, e.shape)):
+                raise _bad(f"tensor {e.name!r} has a slice outside its shape", name)
         count = 1
         for d in e.shape:
             count *= d
@@ -399,6 +402,8 @@ def check_consistent(bundle: Bundle, shard_sizes: dict[int, int], name: str = "i
         if not e.has_data:
             continue
         item = _ITEMSIZE.get(e.dtype)
+        if e.dtype == "string" and count > e.size:  # each string takes at least its length's byte
+            raise _bad(f"tensor {e.name!r} of shape {list(e.shape)} cannot hold its strings in {e.size} bytes", name)
         if item is not None and count * item != e.size:
             raise _bad(f"tensor {e.name!r} of shape {list(e.shape)} and dtype {e.dtype} cannot be {e.size} bytes", name)
         if e.offset + e.size > shard_sizes[e.shard_id]:
