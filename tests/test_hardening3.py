@@ -735,3 +735,45 @@ def test_a_run_name_that_is_not_utf8_is_shown_escaped_and_the_rest_listed(sqlite
     with ckptstore.open_store(str(tmp_path / "store"), readonly=True) as ro, TestClient(create_app(ro)) as client:
         r = client.get("/api/runs")
         assert r.status_code == 200 and sorted(x["name"] for x in r.json()) == ["bad\n\\xff", "good"]
+
+
+def test_the_cache_keeps_to_its_limit_except_for_files_being_read(tmp_path: Path) -> None:
+    from ckptstore.files.cache import ObjectCache
+    from ckptstore.files.digest import digest_file
+
+    c = ObjectCache(tmp_path / "c", limit=3000)
+    files = []
+    for i in range(6):
+        src = tmp_path / f"f{i}"
+        src.write_bytes(bytes([i]) * 1000)
+        d, n = digest_file(src)
+        files.append((d, n, src))
+    d0, n0, s0 = files[0]
+    with c.hold(d0, n0, lambda tmp: shutil.copyfile(s0, tmp)) as held:
+        for d, n, src in files[1:]:
+            c.fill(d, n, lambda tmp, src=src: shutil.copyfile(src, tmp))
+            assert c.usage() <= 3000 + 1000  # the limit, plus the one file being read
+        assert held.read_bytes() == s0.read_bytes()  # a held file is never evicted
+    c.fill(files[-1][0], files[-1][1], lambda tmp: shutil.copyfile(files[-1][2], tmp))
+    c.evict()
+    assert c.usage() <= 3000
+
+
+def test_restores_keep_the_s3_cache_within_its_limit(s3_server, tmp_path: Path, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from tests.helpers.hardening import big_module
+
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "writer"))
+    with ckptstore.open_store(tmp_path / "store", root=f"s3://{s3_server.new_bucket()}/p") as s:
+        with s.start_run("big") as run:
+            for step in range(1, 5):
+                run.save(big_module(64 * 1024, fill=float(step)), step)  # 256 KiB each
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "reader"))
+    monkeypatch.setenv("CKPTSTORE_CACHE_SIZE", "600K")
+    with ckptstore.open_store(tmp_path / "store") as s:
+        for step in range(1, 5):
+            target = big_module(64 * 1024, fill=0.0)
+            s.restore(f"big@{step}", target)
+            assert float(target.w.numpy()[0]) == float(step)
+            assert s.files.cache.usage() <= 600 * 1024 + 300 * 1024
+        s.files.cache.evict()
+        assert s.files.cache.usage() <= 600 * 1024

@@ -22,10 +22,13 @@ or that has no sidecar is hashed again before it is served, and discarded (then 
 again by :meth:`ObjectCache.fill`) when its digest does not match. The object itself is never
 touched after it is placed, so that its signature stays put; last use is the sidecar's mtime.
 
-Eviction is least-recently-used by last use, down to the size limit,
-under ``cache.lock``. A file used in the last :data:`IN_USE_S` seconds is never evicted: a
-restore in another process may be reading it through a path it was handed. So the cache may
-exceed its limit for a while when everything in it is in use.
+Eviction is least-recently-used by last use, down to the size limit, under ``cache.lock``.
+A reader that uses a cached file through its path for a while (a restore hands TensorFlow a
+symlink to it) holds a shared ``flock`` on the file (:meth:`ObjectCache.hold`); eviction takes
+each candidate's lock exclusively without waiting and skips the ones it cannot get. A reader
+that opens the file at once needs no lock (an open file outlives its unlinking) and fetches it
+again if it was evicted before the open. So the cache exceeds its limit only by the files
+being read right now (and, always, the one just fetched).
 """
 
 from __future__ import annotations
@@ -49,8 +52,10 @@ log = logging.getLogger(__name__)
 
 #: Default size limit of a host's cache: ``$CKPTSTORE_CACHE_SIZE`` (bytes, or with K/M/G/T) overrides.
 DEFAULT_LIMIT = 20 << 30
-#: Files used more recently than this are never evicted (a reader may hold their path).
-IN_USE_S = 600.0
+#: Files used more recently than this are not evicted. None of ours need it (readers that keep
+#: a path hold a lock; the others open the file and fetch it again if it was evicted first):
+#: kept for a reader elsewhere that needs a moment between getting a path and opening it.
+IN_USE_S = 0.0
 _SUFFIX = ".ckptstore-tmp"
 _SIG = ".sig"
 
@@ -183,6 +188,30 @@ class ObjectCache:
         self.evict(keep=digest)
         return self.path_of(digest)
 
+    @contextlib.contextmanager
+    def hold(self, digest: str, size: int, fetch: Callable[[Path], None]) -> Iterator[Path]:
+        """The cached file (filled as :meth:`fill` does), kept from eviction by a shared lock
+        until the block ends: for a reader that hands its path on (TensorFlow via a symlink)."""
+        for _ in range(5):
+            path = self.fill(digest, size, fetch)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:  # evicted between fill and open: fill again
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:  # evicted (or replaced) before the lock: fill again
+                    continue
+                yield path
+                return
+            finally:
+                os.close(fd)
+        raise CorruptFileError(f"stored file {digest[:12]} keeps disappearing from the cache {self.root}: is another process evicting it?")
+
     def adopt(self, path: Path, digest: str) -> None:
         """Move a local file already known to hold ``digest`` (a save's staged file) into the
         cache; a later restore on this host then downloads nothing."""
@@ -254,11 +283,10 @@ class ObjectCache:
                     break
                 if path == keep_path or now - mtime < IN_USE_S:
                     continue
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                if _remove_unless_held(path):
                     freed += n
-                with contextlib.suppress(FileNotFoundError):
-                    path.with_name(path.name + _SIG).unlink()
+                    with contextlib.suppress(FileNotFoundError):
+                        path.with_name(path.name + _SIG).unlink()
             if freed:
                 log.info("cache %s: evicted %d bytes", self.root, freed)
             return freed
@@ -272,6 +300,25 @@ class ObjectCache:
                 if not pid_alive(pid) or now - f.stat().st_mtime > 24 * 3600:
                     f.unlink()
 
+
+
+def _remove_unless_held(path: Path) -> bool:
+    """Unlink ``path`` unless a reader holds its lock (:meth:`ObjectCache.hold`); True if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            return True
+        return False
+    finally:
+        os.close(fd)
 
 
 def _coarse_now_ns() -> int:

@@ -270,20 +270,39 @@ class S3ObjectArea(ObjectArea):
             hit = self._cached_any(digest)
             if hit is not None:
                 return hit
+        return self.cache.fill(digest, self._size(digest, size), self._fetcher(digest))
+
+    def held_path(self, digest: str) -> contextlib.AbstractContextManager[Path]:
+        cached = self.cache.path_of(digest)
+        try:
+            size: Optional[int] = os.stat(cached).st_size
+        except FileNotFoundError:
+            size = None
+        return self.cache.hold(digest, self._size(digest, size), self._fetcher(digest))
+
+    def _size(self, digest: str, size: Optional[int]) -> int:
+        if size is None:
             size = self.size_of(digest)
             if size is None:
                 raise MissingFileError(f"stored file {digest[:12]} is missing from {self.root}")
+        return size
 
+    def _fetcher(self, digest: str) -> Callable[[Path], None]:
         def fetch(tmp: Path) -> None:
             with self._translated(f"downloading {self.describe(digest)}"):
                 self.transfer.download(self.bucket, self.key_of(digest), str(tmp)).result()
 
-        return self.cache.fill(digest, size, fetch)
+        return fetch
 
     def _cached_any(self, digest: str) -> Optional[Path]:
         return self.cache.get(digest, None)
 
     def open(self, digest: str) -> BinaryIO:
+        for _ in range(4):
+            try:  # an open file outlives an eviction; one evicted before the open is fetched again
+                return open(self.local_path(digest), "rb")
+            except FileNotFoundError:
+                continue
         return open(self.local_path(digest), "rb")
 
     def read_range(self, digest: str, offset: int, size: int) -> bytes:
@@ -292,9 +311,10 @@ class S3ObjectArea(ObjectArea):
         The caller checks the bytes against the piece's or tensor's digest."""
         hit = self._cached_any(digest)
         if hit is not None:
-            with open(hit, "rb") as f:
-                f.seek(offset)
-                return f.read(size)
+            with contextlib.suppress(FileNotFoundError):  # evicted meanwhile: ask the bucket
+                with open(hit, "rb") as f:
+                    f.seek(offset)
+                    return f.read(size)
         if size <= 0:
             return b""
         with self._translated(f"reading {self.describe(digest)}"):

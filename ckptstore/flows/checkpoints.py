@@ -203,14 +203,17 @@ class _Placed:
         area = backend.files
         self._tmp = tempfile.TemporaryDirectory(prefix="ckptstore-read-")
         self.dir = Path(self._tmp.name)
+        # A cached object a symlink points at is held from eviction while TensorFlow reads.
+        self._held = contextlib.ExitStack()
         layouts = _layouts(backend, [f for f, _ in files])
         try:
             for f, name in files:
                 if f.digest in layouts:
                     pieces.assemble(area, layouts[f.digest], f.digest, f.size, self.dir / name, check=check)
                 else:
-                    os.symlink(area.local_path(f.digest), self.dir / name)
+                    os.symlink(self._held.enter_context(area.held_path(f.digest)), self.dir / name)
         except BaseException:
+            self._held.close()
             self._tmp.cleanup()
             raise
         self.prefix = self.dir / ck.prefix
@@ -220,6 +223,7 @@ class _Placed:
 
     def __exit__(self, *exc: object) -> None:
         self._tmp.cleanup()
+        self._held.close()
 
 
 def _layouts(backend: Backend, files: Sequence[FileInfo]) -> dict[str, list[pieces.Extent]]:

@@ -93,7 +93,8 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
             # The whole file is checked against its digest (recorded at save) before tensor
             # digests are taken from it: damaged bytes must never become a recorded digest.
             area.check(f.digest, f.size, None, full=True, name=f.file_name)
-            plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard, strong=True)
+            with area.held_path(f.digest) as path:
+                plan = pieces.plan_file(path, f.digest, f.size, bundle, shard, strong=True)
         else:  # assembled from pieces but its tensor rows are gone: rebuild it privately
             import tempfile
             from pathlib import Path
