@@ -777,3 +777,21 @@ def test_restores_keep_the_s3_cache_within_its_limit(s3_server, tmp_path: Path, 
             assert s.files.cache.usage() <= 600 * 1024 + 300 * 1024
         s.files.cache.evict()
         assert s.files.cache.usage() <= 600 * 1024
+
+
+def test_a_changed_materialized_copy_is_made_again_before_its_path_is_handed_out(store, tiny_model) -> None:  # noqa: ANN001
+    from ckptstore.flows import materialized
+
+    with store.start_run("r") as run:
+        ck = run.save(tiny_model(scale=2.0), 1)
+    prefix = materialized.cached_prefix(store.backend, ck.ref)
+    data = next(prefix.parent.glob(prefix.name + ".data-*"))
+    good = data.read_bytes()
+    _plant(data, b"\x00" * len(good))
+    again = materialized.cached_prefix(store.backend, ck.ref)
+    assert again == prefix
+    assert next(again.parent.glob(again.name + ".data-*")).read_bytes() == good
+    # An untouched copy is reused as it is (not written again).
+    ino = os.stat(next(again.parent.glob(again.name + ".data-*"))).st_ino
+    materialized.cached_prefix(store.backend, ck.ref)
+    assert os.stat(next(again.parent.glob(again.name + ".data-*"))).st_ino == ino

@@ -302,6 +302,27 @@ class ObjectCache:
 
 
 
+def settled_signature(path: Path) -> Optional[str]:
+    """The stat signature of ``path`` (inode, size, mtime, ctime), taken once the clock that
+    stamps file changes has moved past its ctime (see :meth:`ObjectCache._record`), so any later
+    write changes it; None if that did not happen within 50 ms."""
+    st = os.stat(path)
+    deadline = time.monotonic() + 0.05
+    while _coarse_now_ns() <= st.st_ctime_ns:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.001)
+    return _signature(st)
+
+
+def current_signature(path: Path) -> Optional[str]:
+    """The stat signature of ``path`` now, to compare with a :func:`settled_signature`."""
+    try:
+        return _signature(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
 def _remove_unless_held(path: Path) -> bool:
     """Unlink ``path`` unless a reader holds its lock (:meth:`ObjectCache.hold`); True if removed."""
     try:
