@@ -30,7 +30,8 @@ def ui(
     store = open_store(ctx, readonly=True)
     sock = bind(host, port)
     url = url_of(sock)
-    if not is_loopback(host):
+    # What was bound decides, not the name: "localhost" may resolve to ::1, a name to anything.
+    if not is_loopback(sock.getsockname()[0]):
         sys.stderr.write(
             f"warning: listening on {host}: anyone who can reach this machine on port "
             f"{sock.getsockname()[1]} can read the store (runs, params, metrics, names)\n"
@@ -41,4 +42,4 @@ def ui(
         import webbrowser
 
         webbrowser.open(url)
-    serve(store, sock)
+    serve(store, sock, asked=host)

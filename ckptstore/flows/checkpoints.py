@@ -214,6 +214,8 @@ class _Placed:
         _remove_stale_read_dirs()
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-"))
         self._kept = False
+        # A cached object a symlink points at is held from eviction while TensorFlow reads.
+        self._held = contextlib.ExitStack()
         layouts = _layouts(backend, [f for f, _ in files])
         try:
             for f, name in files:
@@ -223,19 +225,25 @@ class _Placed:
                 else:
                     # A symlink, not a hard link: linking changes the object's ctime, which is
                     # part of the stat signature that spares later checks a re-hash.
-                    os.symlink(area.local_path(f.digest), dst)
+                    os.symlink(self._held.enter_context(area.held_path(f.digest)), dst)
         except BaseException:
             self.close()
             raise
         self.prefix = self.dir / ck.prefix
 
     def keep_until(self, owner: Any) -> None:
-        """Keep the files until ``owner`` is garbage-collected (or the interpreter exits)."""
-        weakref.finalize(owner, shutil.rmtree, str(self.dir), True)
+        """Keep the files (and the cached objects they point at) until ``owner`` is
+        garbage-collected, or the interpreter exits."""
+        weakref.finalize(owner, _Placed._release, str(self.dir), self._held)
         self._kept = True
 
     def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _Placed._release(str(self.dir), self._held)
+
+    @staticmethod
+    def _release(directory: str, held: contextlib.ExitStack) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+        held.close()
 
     def __enter__(self) -> "_Placed":
         return self
