@@ -378,7 +378,7 @@ class BackupAndRestore(StoreCallback):
             return  # fit stopped mid-epoch on SIGTERM (exit_code=None): this epoch did not end
         self._epoch, self._batches_done = epoch + 1, 0
         self._skip_epoch = -1
-        if self.step < self.run.next_step:
+        if not self.run.accepts(self.step):
             # Every batch of this epoch was done before the restore (a save on the last batch of
             # a dataset of unknown length): its end belongs to the restored step, already
             # written by the process that saved it or lost with it; nothing may be logged there.
@@ -451,9 +451,9 @@ class BackupAndRestore(StoreCallback):
 
     def _preempt(self) -> None:
         self.preempted = True
-        if self.step not in self._saved_steps and self.step >= self.run.next_step:
+        if self.step not in self._saved_steps and self.run.accepts(self.step):
             self._save()
-        self.run.flush()
+        self.run.suspend()  # not finished at exit: the restarted job resumes it
         self._notice.uninstall()
         log.warning("run %s: SIGTERM received, saved step %d", self.run.name, self.step)
         if self.exit_code is not None:

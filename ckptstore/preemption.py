@@ -276,7 +276,7 @@ class Checkpointing:
     def _preempt(self) -> None:
         self.preempted = True
         self.save()
-        self.run.flush()
+        self.run.suspend()  # not finished at exit: the restarted job resumes it
         self._notice.uninstall()
         log.warning("run %s: SIGTERM received, saved step %d", self.run.name, self.step)
         if self.exit_code is not None:

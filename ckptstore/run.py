@@ -407,6 +407,15 @@ class Run:
             if not found:
                 raise UnknownRunError(f"run {self.name!r} was deleted from {self._backend.db.describe_store()}")
 
+    def suspend(self) -> None:
+        """This process stops without ending the run (a preemption: the job will be started
+        again and resume it). Buffered metrics are written; the run stays ``running`` rather
+        than being marked finished at exit, and, its heartbeat stopped, reads ``crashed`` once
+        the heartbeat lapses, until a resume makes it ``running`` again."""
+        self._saves.wait()
+        self.flush()
+        self.store.heartbeat.discard(self.id)
+
     def __enter__(self) -> "Run":
         return self
 

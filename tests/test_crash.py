@@ -89,7 +89,7 @@ LOGGER = textwrap.dedent(
     """
     import sys, ckptstore
     s = ckptstore.open_store(sys.argv[1], root=sys.argv[2])
-    run = s.start_run("metrics", resume=True, flush_every=100, flush_seconds=3600)
+    run = s.start_run("metrics", resume=True, overwrite=True, flush_every=100, flush_seconds=3600)
     step = 0
     while True:  # until SIGKILLed by the test, or by its own deadline
         run.log(step, x=float(step))

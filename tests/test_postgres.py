@@ -96,7 +96,7 @@ CREATE_SCHEMA = textwrap.dedent(
     while time.time() < start:   # both processes reach open_store at the same moment
         time.sleep(0.001)
     s = ckptstore.open_store(url, root=root)
-    with s.start_run("shared", resume=True) as run:
+    with s.start_run("shared", resume=True, overwrite=True) as run:  # two writers, one run
         run.log(int(sys.argv[4]), x=1.0)
     print(s.revision)
     s.close()

@@ -222,7 +222,9 @@ def test_keras_sigterm_saves_the_current_step_and_exits_42(sqlite_store, childre
     assert code == RESTART_EXIT_CODE
     # Noticed while paused after step 13, answered at the end of step 14: one extra checkpoint.
     assert max(c.step for c in sqlite_store.checkpoints("cut")) == 14
-    assert sqlite_store.get_run("cut").status == "running"  # preempted, not finished
+    # Preempted, not finished: the process is gone without ending the run, so readers show it
+    # crashed (resumable) until the restarted job resumes it.
+    assert sqlite_store.get_run("cut").status == "crashed"
     _train(children, KERAS, _where(sqlite_store, tmp_path), "cut", "3", tmp_path / "cut.npz")
     _check_same_training(sqlite_store, tmp_path, extra_checkpoints={14})
     assert sqlite_store.metric_history("cut") == []  # nothing was logged after the last save
