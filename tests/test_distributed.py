@@ -173,3 +173,38 @@ def test_follower_save_writes_a_deleted_temp_copy_only(sqlite_store: ckptstore.S
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM checkpoints").scalar() == 0
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM blobs").scalar() == 0
     assert not any(p.is_file() for p in (tmp_path / "store").rglob("*") if "objects" in p.parts)
+
+
+def _tf1_graph(partitions: int | None, value: float | None):  # noqa: ANN202 - (session, read op)
+    from tests.helpers.skips import require_tensorflow
+
+    tf = require_tensorflow()
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        init = tf1.random_normal_initializer(seed=1) if value is None else tf1.constant_initializer(value)
+        kw = {"partitioner": tf1.fixed_size_partitioner(partitions)} if partitions else {}
+        w = tf1.get_variable("w", shape=[8, 4], initializer=init, **kw)
+        read = tf.convert_to_tensor(w)
+        sess = tf1.Session(graph=graph)
+        sess.run(tf1.global_variables_initializer())
+    return sess, read
+
+
+def test_tf1_partitioned_variable_is_saved_whole_and_restores_into_any_partitioning(sqlite_store: ckptstore.Store) -> None:
+    sess, read = _tf1_graph(2, None)
+    full = sess.run(read)
+    with sqlite_store.start_run("tf1-parts") as run:
+        run.save(sess, 1)
+    assert [(v.name, v.shape) for v in sqlite_store.variables("tf1-parts@1")] == [("w", [8, 4])]
+    for partitions in (None, 2, 4):
+        other, other_read = _tf1_graph(partitions, 0.0)
+        sqlite_store.restore("tf1-parts@1", other)
+        assert (other.run(other_read) == full).all()
+    wrong, _ = _tf1_graph(4, 0.0)
+    with wrong.graph.as_default():
+        import tensorflow as tf
+
+        tf.compat.v1.get_variable("extra", shape=[2], partitioner=tf.compat.v1.fixed_size_partitioner(2))
+    with pytest.raises(ckptstore.RestoreMismatchError, match="not in the checkpoint: extra"):
+        sqlite_store.restore("tf1-parts@1", wrong)

@@ -231,6 +231,9 @@ def test_ps_job_saves_sharded_variables_whole_and_restores_into_one_process(chil
         model = tf.Module()
         model.w, model.b = tf.Variable(tf.zeros([8, 4])), tf.Variable(tf.zeros([4]))
         store.restore("ps-job@latest", tf.train.Checkpoint(model=model))
+    shown = subprocess.run([sys.executable, "-m", "ckptstore", "--store", uri, "vars", "ps-job@latest"],
+                           capture_output=True, text=True, timeout=60)
+    assert re.search(r"model/w/\S*\s+float32\s+\[8,4\]", shown.stdout), shown.stdout + shown.stderr
     chief = np.load(tmp_path / "chief-0.npz")
     assert np.array_equal(model.w.numpy(), chief["arr_0"]) and np.array_equal(model.b.numpy(), chief["arr_1"])
     assert np.abs(chief["arr_0"]).sum() > 0  # it trained
