@@ -450,8 +450,9 @@ class FollowerRun(Run):
     * :meth:`save` takes part in the collective save: TensorFlow writes into a private
       temporary directory that is deleted at once; returns None; no run, row or object;
     * :meth:`finish` and the ``with`` block change nothing; the run's status is the chief's;
-    * :meth:`freeze`, ``export_*`` and :meth:`set_retention` are chief-only writes with no
-      collective part: :class:`NotChiefError`, nothing written.
+    * :meth:`freeze` and ``export_*`` are chief-only writes with no collective part:
+      :class:`NotChiefError`, nothing written; :meth:`set_retention` is kept by the handle only
+      (the chief's own call records it).
 
     :attr:`resumed_from`, :attr:`next_step` and the retention rule are read from the store when
     the run already exists (a resume), so a ``StoreCallback`` on every worker counts the same
@@ -510,7 +511,9 @@ class FollowerRun(Run):
         raise self._not_chief("store a .keras file")
 
     def set_retention(self, retention: Optional[Retention]) -> None:
-        raise self._not_chief("change the retention rule")
+        """Kept here only (the chief's own call records it): the drop-ins set the rule in
+        their constructors, on every worker, and a follower ranks by it as the chief does."""
+        self._retention = retention
 
     def wait(self) -> None:
         return None

@@ -361,9 +361,14 @@ class Store:
         Getting it changes nothing: the run keeps its status and times, also when the handle is
         used as a context manager (``with store.run("mnist") as run: run.freeze(...)``); only
         :meth:`Run.finish` called explicitly changes them. To continue training a run, use
-        ``start_run(name, resume=True)``.
+        ``start_run(name, resume=True)``. On a non-chief task of a ``tf.distribute`` job (by
+        ``$TF_CONFIG``) it is a :class:`~ckptstore.run.FollowerRun`, as from ``start_run``.
         """
         info = self.get_run(name)
+        who = distributed.role()
+        if not who.is_chief:  # a non-chief task of a tf.distribute job (TF_CONFIG): writes nothing
+            return FollowerRun(self, info.name, who, resumed_from=None, overwrite=False,
+                               retention=Retention.from_json(info.retention))
         return Run(self, info.id, info.name, manage_status=False)
 
     def get_run(self, name: str) -> RunInfo:

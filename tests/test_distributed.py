@@ -105,8 +105,10 @@ def test_follower_creates_and_logs_nothing(sqlite_store: ckptstore.Store, tmp_pa
         assert run.flush() == 0 and run.next_step == 4
         with pytest.raises(NotChiefError, match="worker 1 of a 2-worker job: only the chief writes"):
             run.freeze(object(), ["out"])
-        with pytest.raises(NotChiefError):
-            run.set_retention(None)
+        with pytest.raises(NotChiefError, match="store a SavedModel"):
+            run.export_saved_model(object())
+        run.set_retention(ckptstore.Retention(keep_best=ckptstore.KeepBest("val_loss")))  # the drop-ins do, on every worker
+        assert run.retention_rule().keep_best.metric == "val_loss"
     sqlite_store.close()
     with ckptstore.open_store(tmp_path / "store") as again:
         assert _counts(again) == (0, 0)
@@ -126,6 +128,11 @@ def test_chief_records_the_worker_count_and_a_follower_follows_a_resume(sqlite_s
     with pytest.raises(StepConflictError):  # refused on every worker alike
         follower.log(5, loss=2.0)
     assert sqlite_store.get_run("job").status == "finished"  # the follower changed nothing
+    handle = sqlite_store.run("job")  # a store given to a non-chief: its handles write nothing either
+    handle.log(9, loss=0.0)
+    with pytest.raises(NotChiefError, match="store a .keras file"):
+        handle.export_keras(object())
+    assert sqlite_store.get_run("job").last_step == 5
     with pytest.raises(UnknownRunError):
         sqlite_store.start_run("other", resume="must")
 
