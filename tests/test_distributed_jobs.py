@@ -158,22 +158,32 @@ def test_mwms_custom_loop_one_run_one_checkpoint_per_save_and_restores_across_to
         assert store.get_run("mw-job").status == "finished"
 
 
-def test_mwms_chief_killed_mid_save_commits_nothing_and_the_rerun_saves(children: ChildProcesses, tmp_path: Path) -> None:
-    uri = str(tmp_path / "store")
+@pytest.mark.postgres
+def test_mwms_chief_killed_mid_save_on_postgres_and_a_bucket_commits_nothing_and_the_rerun_saves(children: ChildProcesses, tmp_path: Path, pg_server, s3_server) -> None:  # noqa: ANN001
+    uri = pg_server.new_database()
+    ckptstore.open_store(uri, root=f"s3://{s3_server.new_bucket()}/job").close()
     env = child_env(CKPTSTORE_URI=uri)
+    caches = {f"worker-{i}": {"CKPTSTORE_CACHE_DIR": str(tmp_path / f"cache-{i}")} for i in range(2)}
     code = block("mwms-loop")
-    # The chief dies after its files are in the object area, before the commit transaction.
-    results = run_job(children, code, {"worker": 2}, env, tmp_path, per_task_env={"worker-0": {"CKPTSTORE_FAULT": "moved"}})
+    # The chief dies after its files are uploaded to the bucket, before the commit transaction.
+    crash = {task: dict(extra) for task, extra in caches.items()}
+    crash["worker-0"]["CKPTSTORE_FAULT"] = "moved"
+    results = run_job(children, code, {"worker": 2}, env, tmp_path, per_task_env=crash)
     assert results["worker-0"][0] == -9
     with ckptstore.open_store(uri) as store:
         assert store.checkpoints("mw-job") == []
         assert store.get_run("mw-job").status == "crashed"
+        with store.read() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM blobs").scalar() == 0
     assert no_temp_files(tmp_path) == []  # the follower never got to its part of the save
-    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path))
+    # Run the job again: the run resumes (no checkpoint yet: from the start) and saves.
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path, per_task_env=caches))
     with ckptstore.open_store(uri) as store:
         assert [c.step for c in store.checkpoints("mw-job")] == [4, 8]
         assert [s.step for s in store.steps("mw-job")] == list(range(1, 9))
         assert store.get_run("mw-job").status == "finished"
+        prefix = store.materialize("mw-job@latest", tmp_path / "out")  # whole and digest-checked, from the bucket
+    assert {v[0] for v in tf.train.list_variables(str(prefix))} >= {"model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"}
 
 
 @pytest.mark.postgres
