@@ -227,6 +227,18 @@ class Run:
             self._refuse(step, "log")
         if step > self._high:
             self._high = step
+        rows = self._rows(step, metrics)
+        buf = self._buffer
+        with buf.lock:
+            if not buf.rows:
+                self._registry.pending(buf)
+            buf.rows.extend(rows)
+            due = len(buf.rows) >= self.flush_every or (time.monotonic() - buf.last_flush >= self.flush_seconds)
+        if due:
+            buf.flush()
+
+    def _rows(self, step: int, metrics: dict[str, Any]) -> list[Row]:
+        """The rows of one ``log`` call, every name and value checked (see the module docstring)."""
         now = time.time()
         rows = []
         run_id = self.id
@@ -255,14 +267,7 @@ class Run:
                 if math.isnan(v):
                     v = None  # type: ignore[assignment]  # stored as NULL, read back as NaN
             rows.append((run_id, step, key, v, now))
-        buf = self._buffer
-        with buf.lock:
-            if not buf.rows:
-                self._registry.pending(buf)
-            buf.rows.extend(rows)
-            due = len(buf.rows) >= self.flush_every or (time.monotonic() - buf.last_flush >= self.flush_seconds)
-        if due:
-            buf.flush()
+        return rows
 
     def flush(self) -> int:
         """Write buffered metrics now; returns how many values were written."""
@@ -473,6 +478,9 @@ class FollowerRun(Run):
             self._refuse(step, "log")
         if step > self._high:
             self._high = step
+        # Checked as the chief checks them: a value the chief refuses fails every worker alike,
+        # instead of leaving the others waiting in their next collective.
+        self._rows(step, metrics)
 
     def flush(self) -> int:
         return 0

@@ -103,6 +103,8 @@ def test_follower_creates_and_logs_nothing(sqlite_store: ckptstore.Store, tmp_pa
         for step in range(1, 4):
             run.log(step, loss=1.0 / step)
         assert run.flush() == 0 and run.next_step == 4
+        with pytest.raises(ckptstore.MetricValueError, match="'loss' at step 5"):  # as on the chief
+            run.log(5, loss="high")
         with pytest.raises(NotChiefError, match="worker 1 of a 2-worker job: only the chief writes"):
             run.freeze(object(), ["out"])
         with pytest.raises(NotChiefError, match="store a SavedModel"):
