@@ -174,6 +174,10 @@ def test_follower_save_writes_a_deleted_temp_copy_only(sqlite_store: ckptstore.S
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", 1))
+    # What a follower killed mid-save left (pid 2**22 + 1 is above any pid_max: never alive).
+    dead = tmp_path / "tmp" / f"ckptstore-worker-{2**22 + 1}-x1y2.ckptstore-tmp"
+    (dead / "model.ckpt-3.index").parent.mkdir()
+    (dead / "model.ckpt-3.index").write_bytes(b"partial")
     run = sqlite_store.start_run("job")
     assert run.save(tiny_model(), 1) is None
     assert run.save(tiny_model(), 2, blocking=False) is None

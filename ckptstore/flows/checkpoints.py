@@ -108,12 +108,27 @@ def write_and_discard(target: Any, step: int, *, var_list: Any = None, write_met
     step = check_step(step)
     check_prefix(prefix)
     fmt = formats.for_target(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f"ckptstore-worker-{os.getpid()}-", suffix=STAGING_SUFFIX))
+    _remove_dead_workers_dirs(Path(tempfile.gettempdir()))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{WORKER_TMP}{os.getpid()}-", suffix=STAGING_SUFFIX))
     try:
         fmt.save(target, tmp, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.debug("took part in the save of step %d (written to a temporary directory, deleted)", step)
+
+
+#: What a follower's temporary directory is named after: ``ckptstore-worker-<pid>-<random>.ckptstore-tmp``.
+WORKER_TMP = "ckptstore-worker-"
+
+
+def _remove_dead_workers_dirs(tmp: Path) -> None:
+    """Remove what followers killed in the middle of a save left (their pid is gone): the next
+    save of a re-run job cleans up after the last one."""
+    for path in tmp.glob(f"{WORKER_TMP}*{STAGING_SUFFIX}"):
+        pid = path.name[len(WORKER_TMP):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            log.info("removing %s, left by a worker that died while saving", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def commit_checkpoint(
