@@ -215,12 +215,19 @@ def test_mwms_keras_fit_with_callback_on_postgres_and_one_bucket(children: Child
 # --------------------------------------------------------------------------- one process, several devices
 
 
-def test_mirrored_strategy_example(tmp_path: Path) -> None:
+def test_mirrored_strategy_example_and_restore_then_train_under_it(tmp_path: Path) -> None:
+    # The restored model trained one more epoch equals the original trained one more epoch.
+    same = (
+        "\nmodel.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
+        "assert type(restored.optimizer.variables[1].value).__name__ == 'MirroredVariable'\n"
+        "assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.weights, restored.weights))\n"
+        "print('trained on exactly')\n"
+    )
     done = subprocess.run(
-        [sys.executable, "-c", with_deadline(block("mirrored"), 120)], env=child_env(CKPTSTORE_URI=str(tmp_path / "store")),
+        [sys.executable, "-c", with_deadline(block("mirrored") + same, 120)], env=child_env(CKPTSTORE_URI=str(tmp_path / "store")),
         capture_output=True, text=True, timeout=120,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0 and "trained on exactly" in done.stdout, done.stderr[-3000:]
     with ckptstore.open_store(tmp_path / "store") as store:
         assert [c.step for c in store.checkpoints("mirrored")] == [8, 16]
         assert "ckptstore.workers" not in store.get_run("mirrored").tags  # one process: nothing to check on resume

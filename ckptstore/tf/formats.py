@@ -20,6 +20,7 @@ A new format is a new subclass here plus an entry in :data:`FORMATS` (see docs/a
 from __future__ import annotations
 
 import abc
+import contextlib
 import weakref
 from pathlib import Path
 from typing import Any, Optional
@@ -308,7 +309,12 @@ def _build_keras_optimizers(root: Any, saved: SavedVariables) -> bool:
         variables = getattr(obj, "trainable_variables", None)
         build = getattr(optimizer, "build", None)
         if variables and callable(build):
-            build(variables)
+            # Under the strategy the model was compiled in (Keras keeps it on the optimizer):
+            # slots made outside its scope would not be mirrored, and a MirroredStrategy
+            # refuses to make them at all ("Need to be inside with strategy.scope()").
+            strategy = getattr(optimizer, "_distribution_strategy", None)
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                build(variables)
             built = True
     return built
 
