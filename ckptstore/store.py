@@ -307,8 +307,14 @@ class Store:
             if existing is not None:
                 _check_topology(existing, who, update_params)
             if not who.is_chief:
+                # Checked as the chief checks them: what the chief refuses fails every worker
+                # alike, instead of leaving the others waiting in their first collective.
+                params_checked = check_params(params or {})
+                check_tags(tags or {})
                 if existing is None and mode == "must":
                     self.get_run(name)  # raises UnknownRunError, naming the store
+                if existing is not None and not update_params:
+                    W.check_params_kept(name, existing.params, params_checked)
                 last = None
                 if existing is not None:
                     with self.db.read() as conn:  # what the chief's resume reads: metrics and saves

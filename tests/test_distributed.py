@@ -137,6 +137,11 @@ def test_chief_records_the_worker_count_and_a_follower_follows_a_resume(sqlite_s
     assert sqlite_store.get_run("job").last_step == 5
     with pytest.raises(UnknownRunError):
         sqlite_store.start_run("other", resume="must")
+    with pytest.raises(ckptstore.ParamsChangedError, match="would change its params"):  # as on the chief
+        monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", 0))
+        sqlite_store.start_run("job2", params={"lr": 0.1}).finish()
+        monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", 1))
+        sqlite_store.start_run("job2", params={"lr": 0.2}, resume=True)
 
 
 def test_worker_count_change_on_resume_is_refused(sqlite_store: ckptstore.Store, monkeypatch: pytest.MonkeyPatch) -> None:
