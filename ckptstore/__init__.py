@@ -37,7 +37,7 @@ _LAZY = {
 }
 # Submodules reachable as attributes (``ckptstore.keras.StoreCallback`` after ``import
 # ckptstore``), imported on first use: ``keras`` imports TensorFlow.
-_SUBMODULES = ("keras", "demo", "plot", "tf1", "tf2")
+_SUBMODULES = ("keras", "demo", "plot", "preemption", "tf1", "tf2")
 
 
 def __getattr__(name: str) -> Any:

@@ -367,6 +367,49 @@ def read_index(path: Union[str, os.PathLike[str]]) -> Bundle:
     return parse_index(p.read_bytes(), p.name)
 
 
+#: TensorFlow's ``TensorShape`` holds at most this many dimensions (``TensorShapeRep::MaxDimensions``);
+#: its reader aborts the process (a CHECK) on more, so we refuse them first.
+MAX_RANK = 254
+_ITEMSIZE = {
+    "float32": 4, "float64": 8, "int32": 4, "uint8": 1, "int16": 2, "int8": 1, "complex64": 8,
+    "int64": 8, "bool": 1, "bfloat16": 2, "uint16": 2, "complex128": 16, "float16": 2,
+    "uint32": 4, "uint64": 8,
+}
+
+
+def check_consistent(bundle: Bundle, shard_sizes: dict[int, int], name: str = "index") -> None:
+    """Refuse (:class:`BundleIndexError`) an index TensorFlow must not be handed, checked
+    without reading any tensor: more dimensions than TensorFlow allows, a shape whose element
+    count overflows int64 (TensorFlow aborts the process on both), a fixed-size dtype whose byte
+    size disagrees with its shape, or bytes past the end of their data shard. ``shard_sizes``:
+    {shard number: size in bytes of its data file}, one per shard the header names."""
+    if sorted(shard_sizes) != list(range(bundle.header.num_shards)):
+        raise _bad(f"the header names {bundle.header.num_shards} data shards, {len(shard_sizes)} are present", name)
+    limit = (1 << 63) - 1
+    for e in bundle.entries.values():
+        shapes = [e.shape, *(tuple(n for _, n in s) for s in e.slices)]
+        for shape in shapes:
+            if len(shape) > MAX_RANK:
+                raise _bad(f"tensor {e.name!r} has {len(shape)} dimensions (TensorFlow allows {MAX_RANK})", name)
+        for extents in e.slices:
+            if len(extents) != len(e.shape) or any(st < 0 or n < -1 or (n >= 0 and st + n > d) for (st, n), d in zip(extents, e.shape)):
+                raise _bad(f"tensor {e.name!r} has a slice outside its shape", name)
+        count = 1
+        for d in e.shape:
+            count *= d
+            if count > limit:
+                raise _bad(f"tensor {e.name!r} has a shape of more than 2**63 elements", name)
+        if not e.has_data:
+            continue
+        item = _ITEMSIZE.get(e.dtype)
+        if e.dtype == "string" and count > e.size:  # each string takes at least its length's byte
+            raise _bad(f"tensor {e.name!r} of shape {list(e.shape)} cannot hold its strings in {e.size} bytes", name)
+        if item is not None and count * item != e.size:
+            raise _bad(f"tensor {e.name!r} of shape {list(e.shape)} and dtype {e.dtype} cannot be {e.size} bytes", name)
+        if e.offset + e.size > shard_sizes[e.shard_id]:
+            raise _bad(f"tensor {e.name!r} ends at byte {e.offset + e.size} of a data shard of {shard_sizes[e.shard_id]} bytes", name)
+
+
 def data_file_name(prefix_name: str, shard: int, num_shards: int) -> str:
     return f"{prefix_name}.data-{shard:05d}-of-{num_shards:05d}"
 

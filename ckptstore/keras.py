@@ -1,7 +1,10 @@
-"""A Keras callback that logs a training run into a store and saves its checkpoints.
+"""Keras callbacks that log a training run into a store and save its checkpoints.
 
 >>> run = store.start_run("mlp", retention=Retention(max_to_keep=3, keep_best=KeepBest("loss")))  # doctest: +SKIP
 >>> model.fit(x, y, epochs=5, callbacks=[StoreCallback(run, save_every_n_steps=100)])          # doctest: +SKIP
+
+:class:`BackupAndRestore` is the same callback made preemption-safe: a re-run of the script
+after a kill continues the run from its latest checkpoint, at the saved batch.
 
 Importing this module imports Keras (and so TensorFlow); nothing else in ckptstore imports it,
 so the store and the command line stay fast.
@@ -16,14 +19,16 @@ from typing import TYPE_CHECKING, Any, Optional
 import keras
 
 from .errors import InvalidOptionError, StepConflictError
+from .preemption import RESTART_EXIT_CODE, PreemptionNotice, check_exit_code, resume_training, rewind_to_latest
 
 if TYPE_CHECKING:
     from .records import CheckpointInfo
     from .run import Run
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StoreCallback", "fix_fit_under_multi_worker"]
+__all__ = ["StoreCallback", "BackupAndRestore", "fix_fit_under_multi_worker"]
 
 
 class StoreCallback(keras.callbacks.Callback):
@@ -208,6 +213,264 @@ class StoreCallback(keras.callbacks.Callback):
             target = tf.train.Checkpoint(model=self.model)
         self.saved.append(self.run.save(target, self.step))
         self._saved_steps.add(self.step)
+
+
+class BackupAndRestore(StoreCallback):
+    """``keras.callbacks.BackupAndRestore`` backed by the store: run the same script again after
+    a kill and ``fit`` continues from the run's latest checkpoint, in the same run.
+
+    >>> cb = BackupAndRestore(store, "mlp", save_freq=50)            # doctest: +SKIP
+    >>> model.fit(x, y, epochs=5, callbacks=[cb])                       # doctest: +SKIP
+
+    ``run`` is a name, opened with ``store.start_run(run, resume=resume, **start_run_options)``
+    (``resume=True`` by default: continue the run or start it; ``"must"`` refuses a run that
+    does not exist, ``False`` one that does), or a :class:`Run` (also alone:
+    ``BackupAndRestore(run, save_freq=10)``). It logs as :class:`StoreCallback`
+    does (one name per value, a global step per batch; use it *instead of* a StoreCallback) and
+    saves at the end of every epoch (``save_freq="epoch"``) or every ``save_freq`` steps.
+
+    **Where it differs from Keras's own.** Keras's callback keeps one backup, deleted when fit
+    ends, and with an integer ``save_freq`` restarts the interrupted epoch from its first batch,
+    training those batches twice. This one keeps the run's checkpoints (its retention rule
+    applies) and resumes *at the saved batch*: it restores the weights, the optimizer, every
+    non-trainable variable (dropout's seed-generator state, BatchNorm statistics), the epoch's
+    metric state and its position (epochs and batches done, in the checkpoint as
+    ``training_state``), makes fit start at that epoch, and skips the batches of it already done
+    by drawing them from the data without training. So a re-run ends with the same weights as an
+    uninterrupted fit, logs each step once (values the killed process logged after the
+    checkpoint move to the run's metric history) and saves the same checkpoints. It needs the
+    data to start again at each epoch (arrays, or a dataset of one epoch; no unseeded
+    shuffling): the position *inside* a ``tf.data`` iterator that ``fit`` keeps across epochs
+    (``steps_per_epoch`` shorter than the dataset) is not saved. A save due on an epoch's last
+    batch is made at the epoch's end, after validation (which does not change the weights).
+    Metric states are restored by adding the saved totals to the first resumed batch's, which
+    is exact for the sums and counts Keras's metrics keep.
+
+    **SIGTERM**, while fit runs: at the next batch's end (or the epoch's end, for its last
+    batch) the current step is saved and the process exits with ``exit_code`` (42, as TF's
+    ``PreemptionCheckpointHandler``; ``None``: fit stops and returns, ``preempted`` is True).
+    See :mod:`ckptstore.preemption`. A run opened by name is marked finished when a fit
+    completes without preemption.
+    """
+
+    def __init__(
+        self,
+        store: "Store | Run",
+        run: "str | Run | None" = None,
+        save_freq: "str | int" = "epoch",
+        *,
+        resume: "bool | str" = True,
+        monitor: Optional[str] = None,
+        exit_code: Optional[int] = RESTART_EXIT_CODE,
+        **start_run_options: Any,
+    ) -> None:
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise InvalidOptionError(f"save_freq must be 'epoch' or a whole number >= 1, got {save_freq!r}")
+        exit_code = check_exit_code(exit_code)
+        if run is None:  # BackupAndRestore(run_handle, ...)
+            store, run = getattr(store, "store", store), store
+        handle, latest, owned = resume_training(store, run, resume=resume, **start_run_options)
+        super().__init__(
+            handle,
+            save_every_n_steps=None if save_freq == "epoch" else int(save_freq),
+            save_every_epoch=save_freq == "epoch",
+            monitor=monitor,
+        )
+        self.store = store
+        self.save_freq = save_freq
+        self.exit_code = exit_code
+        #: The checkpoint the first fit restores (None: training starts afresh).
+        self.restore_from = latest
+        #: True once a SIGTERM made fit save and stop.
+        self.preempted = False
+        self._owns_run = owned
+        self._notice = PreemptionNotice()
+        self._state: Any = None  # the tf.Module saved as `training_state` beside the model
+        self._restored = False
+        self._fit_ended = True  # False while a fit runs, and after one that raised
+        self._epoch = 0  # epochs done before the current one
+        self._batches_done = 0  # batches done in the current epoch
+        self._in_batch = False
+        self._skip = 0  # batches of the resumed epoch already done before the restore
+        self._skip_left = 0  # of those, not drawn from the data yet
+        self._skip_epoch = -1
+        self._saved_metrics: Any = None  # the resumed epoch's metric state, added after its first batch
+        self._train_function: Any = None  # the model's own, while batches are being skipped
+        self._keras_initial_epoch: Any = None
+
+    # Keras calls these -------------------------------------------------------------------
+
+    def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        super().on_train_begin(logs)
+        import tensorflow as tf
+
+        model = self.model
+        if self._state is None:
+            state = tf.Module(name="training_state")
+            state.progress = tf.Variable([0, 0], dtype=tf.int64, trainable=False)  # epochs, batches done
+            state.metrics = tf.Variable(tf.zeros([0], tf.float64), shape=tf.TensorShape([None]), trainable=False)
+            self._state = state
+            self.target = tf.train.Checkpoint(model=model, training_state=state)
+        if self._fit_ended:
+            self._keras_initial_epoch = getattr(model, "_initial_epoch", None)
+        else:
+            # The last fit raised (on_train_end never came): as Keras's own callback does, this
+            # fit starts again from the latest backup, and the steps after it are done again.
+            self._restart_from_latest()
+        self._fit_ended = False
+        if self.restore_from is not None and not self._restored:
+            if not model.built:
+                raise InvalidOptionError(
+                    f"model {model.name!r} is not built: build it before fit (give it a keras.Input, or call "
+                    f"it on a batch) so that {self.restore_from.ref} can be restored into it"
+                )
+            self._state.model_state = list(model.non_trainable_variables)
+            self.store.restore(self.restore_from, self.target)
+            epochs, batches = (int(v) for v in self._state.progress.numpy())
+            self.initial_epoch = epochs
+            # What Keras's own BackupAndRestore does: fit starts its epochs there.
+            model._initial_epoch = epochs
+            if batches:
+                self._saved_metrics = self._state.metrics.numpy()
+                self._skip = self._skip_left = batches
+                self._skip_epoch = epochs
+                self._train_function = model.train_function
+                model.train_function = self._skipping_train_function
+            log.info("run %s: restored step %d (epoch %d, batch %d)", self.run.name, self.step, epochs, batches)
+        self._restored = True
+        self._notice.install()
+
+    def _restart_from_latest(self) -> None:
+        self._saved_metrics = None
+        self._stop_skipping()
+        self._skip = self._skip_left = 0
+        self._skip_epoch = -1
+        self._restored = False
+        self.restore_from = rewind_to_latest(self.store, self.run)
+        self.step = self.restore_from.step if self.restore_from is not None else 0
+        self.initial_epoch = 0  # until the restore says otherwise
+        self._saved_steps = {s for s in self._saved_steps if s <= self.step}
+        self.model._initial_epoch = self._keras_initial_epoch
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        super().on_epoch_begin(epoch, logs)
+        self._epoch = epoch
+        self._batches_done = 0
+        if epoch == self._skip_epoch:
+            # Steps follow the batch index: this epoch began `_skip` steps before the restored one.
+            self._epoch_base = self.step - self._skip
+
+    def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        if self._epoch == self._skip_epoch and batch < self._skip:
+            return  # a batch the killed process did; it was drawn, not trained
+        steps = (self.params or {}).get("steps")
+        self._batches_done = min(batch + 1, steps) if steps else batch + 1
+        self._in_batch = True
+        try:
+            super().on_train_batch_end(batch, logs)
+        finally:
+            self._in_batch = False
+        if self._notice.received and not (steps and self._batches_done >= steps):
+            self._preempt()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        if self.preempted:
+            return  # fit stopped mid-epoch on SIGTERM (exit_code=None): this epoch did not end
+        self._epoch, self._batches_done = epoch + 1, 0
+        self._skip_epoch = -1
+        if self.step < self.run.next_step:
+            # Every batch of this epoch was done before the restore (a save on the last batch of
+            # a dataset of unknown length): its end belongs to the restored step, already
+            # written by the process that saved it or lost with it; nothing may be logged there.
+            return
+        super().on_epoch_end(epoch, logs)
+        if self._notice.received:
+            self._preempt()
+
+    def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._fit_ended = True
+        self._notice.uninstall()
+        self._stop_skipping()
+        if self.model is not None:
+            self.model._initial_epoch = self._keras_initial_epoch
+        super().on_train_end(logs)
+        if self._owns_run and not self.preempted:
+            self.run.finish("finished")
+
+    # ------------------------------------------------------------------------------------
+
+    def _skipping_train_function(self, iterator: Any) -> Any:
+        """The model's train function while the resumed epoch's done batches are skipped."""
+        if self._skip_left > 0:
+            # Drawn from the iterator as the killed process did, so the next batch is the one
+            # it would have trained next; nothing is trained. Other callbacks get no logs.
+            for _ in range(max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)):
+                next(iterator)
+                self._skip_left -= 1
+            return {}
+        self._train_function(iterator)
+        self._stop_skipping()
+        # The logs of this batch, with the epoch's restored metric state added in.
+        return self.model.get_metrics_result()
+
+    def _stop_skipping(self) -> None:
+        if self._train_function is None:
+            return
+        model = self.model
+        model.train_function = self._train_function
+        self._train_function = None
+        if self._saved_metrics is not None and len(self._saved_metrics):
+            # The first resumed batch started from Keras's reset state (zeros); each metric
+            # state is a sum, so adding the saved one gives what the uninterrupted run had
+            # (float addition is commutative: bit for bit).
+            offset = 0
+            for v in _metric_variables(model):
+                n = _size(v.shape)
+                part = self._saved_metrics[offset:offset + n].reshape(tuple(v.shape)).astype(v.dtype)
+                v.assign_add(part)
+                offset += n
+        self._saved_metrics = None
+
+    def _save(self) -> None:
+        steps = (self.params or {}).get("steps")
+        if self._in_batch and steps and self._batches_done >= steps:
+            # Validation still has to run; on resume the epoch's end would be logged again at
+            # this step. Saved at the epoch's end instead, with the same weights.
+            self._save_at_epoch_end = True
+            return
+        if self._state is not None:
+            import numpy as np
+
+            self._state.progress.assign([self._epoch, self._batches_done])
+            # Seed-generator states are not reachable from the model's own checkpoint; read
+            # at each save, as a model built by its first batch has none before.
+            self._state.model_state = list(self.model.non_trainable_variables)
+            values = [np.ravel(np.asarray(v.numpy(), dtype=np.float64)) for v in _metric_variables(self.model)]
+            self._state.metrics.assign(np.concatenate(values) if values else np.zeros(0))
+        super()._save()
+
+    def _preempt(self) -> None:
+        self.preempted = True
+        if self.step not in self._saved_steps and self.step >= self.run.next_step:
+            self._save()
+        self.run.flush()
+        self._notice.uninstall()
+        log.warning("run %s: SIGTERM received, saved step %d", self.run.name, self.step)
+        if self.exit_code is not None:
+            raise SystemExit(self.exit_code)
+        self.model.stop_training = True
+
+
+def _metric_variables(model: Any) -> list[Any]:
+    """The state of the model's metrics (loss tracker and compiled metrics), in a fixed order."""
+    return [v for m in getattr(model, "metrics", []) for v in m.variables]
+
+
+def _size(shape: Any) -> int:
+    size = 1
+    for d in shape:
+        size *= int(d)
+    return size
 
 
 def _keep_best_metric(run: "Run") -> Optional[str]:

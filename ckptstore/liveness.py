@@ -1,7 +1,8 @@
 """Whether a process, or the run it owns, is still alive.
 
-Crash safety leans on it where no lock can tell: an upload intent or a cache reservation names
-the process that made it (``pid_alive``), and one whose process is gone may be dropped.
+Crash safety leans on it where no lock can tell: an upload intent, a gc delete claim or a cache
+reservation names the process that made it, and one whose process is gone may be dropped. A pid
+alone may have been reused since: :func:`alive_since` also compares the process's start time.
 
 **Runs.** A run started with ``start_run`` belongs to one process. That process writes ``runs.heartbeat_at``
 every ``$CKPTSTORE_HEARTBEAT`` seconds (default 10; ``flows/heartbeat.py`` does it in a daemon
@@ -174,3 +175,28 @@ def gone_here(token: str) -> bool:
 def gone_ids(rows: Iterable[Sequence[Any]]) -> list[int]:
     """The ids among ``(id, process)`` rows (``RUNNING_PROCESSES_SQL``) whose process is gone."""
     return [int(rid) for rid, token in rows if token and gone_here(token)]
+
+
+def started_at(pid: int) -> Optional[float]:
+    """When process ``pid`` of this host started (seconds since the epoch), or None if it does
+    not exist or this system does not say (no ``/proc``)."""
+    found = _start_time(pid)
+    stat = _read("/proc/stat")
+    if found is None or stat is None:
+        return None
+    try:
+        btime = next(int(line.split()[1]) for line in stat.splitlines() if line.startswith("btime "))
+        return btime + int(found[1]) / os.sysconf("SC_CLK_TCK")
+    except (ValueError, IndexError, StopIteration, OSError):
+        return None
+
+
+def alive_since(pid: int, since: float) -> bool:
+    """True if the process that was ``pid`` at time ``since`` (epoch seconds) may still run:
+    the pid exists and (where the system tells) started no later than ``since``. A pid reused
+    by a process started afterwards is not the one that recorded something at ``since``."""
+    if not pid_alive(pid):
+        return False
+    start = started_at(pid)
+    # /proc's start time has clock-tick (10 ms) resolution and btime whole seconds: allow 2 s.
+    return start is None or start <= since + 2.0

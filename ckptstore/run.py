@@ -308,6 +308,8 @@ class Run:
         retention delete the best model."""
         self._keep_best_checked = True
         with self._backend.db.read() as conn:
+            if not Q.run_exists(conn, self.id):
+                return  # deleted meanwhile: the save itself says so
             data, _ = Q.run_retention(conn, self.id)
             best = Retention.from_json(data).keep_best
             if best is None:

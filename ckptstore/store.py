@@ -23,7 +23,7 @@ from .flows.areas import select_area
 from .flows import aliases as alias_flows
 from .flows import async_save, deploy_exports
 from .flows import checkpoints as checkpoint_flows
-from .flows import deletion, imports, maintenance
+from .flows import deletion, imports, maintenance, recording
 from .flows import exports as export_flows
 from .flows import runs as run_flows
 from .flows import tensors as tensor_flows
@@ -594,6 +594,32 @@ class Store:
     def import_checkpoints(self, directory: str | os.PathLike[str], *, run: str, **kwargs: Any) -> list[CheckpointInfo]:
         """Register checkpoints written by vanilla ``Saver`` / ``CheckpointManager``."""
         return imports.import_checkpoints(self.backend, directory, run=run, **kwargs)
+
+    def record_checkpoint(
+        self, prefix: str | os.PathLike[str], *, run: str, step: int,
+        known: Optional[dict[str, tuple[str, int]]] = None,
+    ) -> CheckpointInfo:
+        """Record the checkpoint TensorFlow wrote at ``prefix`` as ``run@step``, leaving its
+        files where they are (hard-linked into the store, ``flows.recording``); the drop-ins
+        ``tf1.Saver`` and ``tf2.CheckpointManager`` call this after each save."""
+        with self.db.read() as conn:
+            rid = Q.run_id(conn, run)
+        return recording.record_prefix(self.backend, rid, run, Path(prefix), step, known)
+
+    def stage_checkpoint(self, prefix: str | os.PathLike[str], *, run: str) -> "recording.StagedPrefix":
+        """Link the checkpoint TensorFlow wrote at ``prefix`` into staging now, to commit later
+        (``.commit(run, step, known)``, from any thread) or ``.discard()``: TensorFlow may
+        delete its files meanwhile. ``record_checkpoint`` is both at once."""
+        with self.db.read() as conn:
+            rid = Q.run_id(conn, run)
+        return recording.StagedPrefix(self.backend, rid, Path(prefix))
+
+    def forget_checkpoint(self, run: str, step: int, prefix: str) -> bool:
+        """Forget ``run@step`` if it is the checkpoint named ``prefix`` (TensorFlow deleted its
+        files) and no version names it; returns whether it was forgotten."""
+        with self.db.read() as conn:
+            rid = Q.run_id(conn, run)
+        return recording.forget_prefix(self.backend, rid, step, prefix)
 
     def delete_checkpoint(self, ref: Any) -> None:
         """Delete one checkpoint (refused if an alias points at it)."""

@@ -1,311 +1,230 @@
-"""A drop-in ``tf.compat.v1.train.Saver`` that saves into a store run.
+"""A drop-in ``tf.compat.v1.train.Saver`` that also records every checkpoint in a store run.
 
 Adopting the store is a change of the constructor lines only::
 
     saver = tf.compat.v1.train.Saver([w1, w2], max_to_keep=4)          # before
-    saver = ckptstore.tf1.Saver(run, [w1, w2], max_to_keep=4)           # after
+    saver = ckptstore.tf1.Saver([w1, w2], max_to_keep=4)               # after: default store
+    saver = ckptstore.tf1.Saver(run, [w1, w2], max_to_keep=4)          # after: this run
 
     saver.save(sess, 'my_test_model', global_step=1000)                 # unchanged
-    saver = tf.compat.v1.train.import_meta_graph('my_test_model-1000.meta')     # before
-    saver = ckptstore.tf1.import_meta_graph('my_test_model-1000.meta', run=run) # after
-    saver.restore(sess, tf.train.latest_checkpoint('./'))               # before
-    saver.restore(sess, ckptstore.tf1.latest_checkpoint(run))           # after
+    saver = ckptstore.tf1.import_meta_graph('my_test_model-1000.meta')  # unchanged but the module
+    saver.restore(sess, ckptstore.tf1.latest_checkpoint('./'))         # unchanged but the module
 
-What the strings are:
+:class:`Saver` *is* a ``tf.compat.v1.train.Saver`` (a subclass): it writes, names and deletes
+files exactly as TensorFlow does (the files at the path ``save`` returns, the ``checkpoint``
+state file, its own ``max_to_keep`` and ``keep_checkpoint_every_n_hours``, TensorFlow's
+warnings and errors, ``TypeError`` for an unknown keyword). After each save TensorFlow
+completed, the checkpoint is recorded in a store run, and a checkpoint TensorFlow's retention
+deleted is forgotten there (see :mod:`ckptstore.dropin` for the run, the steps and why).
 
-* ``Saver.save`` returns what TensorFlow returns, ``save_path-STEP`` (``'my_test_model-1000'``).
-  No file exists at that name: the files are in the store, as the checkpoint ``run@STEP`` with
-  the prefix ``basename(save_path)``. Every function of this module accepts that string back.
-* ``latest_checkpoint`` returns a real path prefix: a read-only copy of the checkpoint,
-  materialized once into the store's cache (``flows.materialized``), so that vanilla
-  TensorFlow (``tf.train.load_checkpoint``, a plain ``Saver.restore``) can read it too.
-* ``restore`` and ``import_meta_graph`` take any of: such a path (with or without ``.meta``),
-  a reference (``run@1000``, ``run@latest``, an alias, a record), a run name, a ``Run``, the
-  string ``save`` returned, or the plain ``save_path`` (its newest checkpoint). A path that is
-  none of those but holds a vanilla checkpoint on disk is read from disk, as TensorFlow would.
+Extensions, all keyword-only or in places TensorFlow would raise:
 
-Retention: ``max_to_keep`` and ``keep_checkpoint_every_n_hours`` become the run's retention rule
-(a ``keep_best`` rule the run has is kept). ``global_step=None`` saves at step 0, replacing the
-previous such save, as TensorFlow overwrites ``save_path``. ``write_state`` is accepted and
-ignored: the store is the state. ``sharded`` is accepted; the store keeps one checkpoint either way.
+* ``Saver(run, ...)`` or ``Saver(..., run=run)`` records in that run; ``Saver(..., store=s,
+  run_name="x")`` in run ``x`` of ``s``; else the default store and the directory's run.
+* ``record="background"`` commits the record on a thread after ``save`` returns (``sync()``
+  waits); see ``dropin.Recorder``.
+* ``restore``, ``import_meta_graph`` and ``latest_checkpoint`` also take what names a stored
+  checkpoint (``run@1000``, ``run@latest``, an alias, a ``Run``, a ``CheckpointInfo``): it is
+  read from a verified read-only copy in the store's cache (``flows.materialized``).
+
+This module imports TensorFlow when it is imported (``import ckptstore`` does not import it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-from pathlib import Path
-from typing import Any, Optional, Union
+import sys
+from typing import Any, Optional
 
-from .errors import CkptstoreError, InvalidOptionError, UnknownRefError
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.checkpoint import checkpoint_management as _tf_management
+from tensorflow.python.eager import context as _context
+from tensorflow.python.framework import meta_graph as _meta_graph
+from tensorflow.python.ops import variables as _variables
+from tensorflow.python.training import training_util as _training_util
+
+from . import dropin
+from .errors import CkptstoreError
 from .flows import materialized
-from .flows.async_save import PendingSave
 from .flows.resolve import checkpoint_of
-from .records import CheckpointInfo
-from .retention import Retention
 from .run import Run
-from .tf.runtime import tf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Saver", "latest_checkpoint", "import_meta_graph", "retention_of"]
+__all__ = ["Saver", "latest_checkpoint", "import_meta_graph", "export_meta_graph"]
 
-#: TF's "effectively never" default for keep_checkpoint_every_n_hours.
-_TF_NEVER_HOURS = 10000.0
-_STEP_SUFFIX = re.compile(r"^(?P<prefix>.+)-(?P<step>\d+)$")
-# Saver arguments that change what TensorFlow would write in ways the store does not reproduce.
-_REFUSED = ("reshape", "saver_def", "builder")
+#: TensorFlow's own, re-exported so the module is a complete stand-in for its ``saver`` module.
+export_meta_graph = tf.compat.v1.train.export_meta_graph
 
 
-def retention_of(run: Run, max_to_keep: Optional[int], keep_every_n_hours: Optional[float]) -> Retention:
-    """The run's retention rule with TensorFlow's two retention arguments applied (None or 0
-    ``max_to_keep``: keep all, as TF; 10000 hours, TF's default, or None: never)."""
-    current = Retention.from_json(run.store.get_run(run.name).retention)
-    hours = None if keep_every_n_hours is None or keep_every_n_hours >= _TF_NEVER_HOURS else keep_every_n_hours
-    return Retention(max_to_keep=max_to_keep or None, keep_every_n_hours=hours, keep_best=current.keep_best)
+def _is_store(obj: Any) -> bool:
+    return hasattr(obj, "start_run") and hasattr(obj, "record_checkpoint")
 
 
-def _as_run(run_or_store: Any, run_name: Optional[str]) -> Run:
-    if isinstance(run_or_store, Run):
-        return run_or_store
-    if hasattr(run_or_store, "start_run"):
-        if run_name is None:
-            raise InvalidOptionError("Saver(store, ...) needs run_name=: the run to save into")
-        return run_or_store.start_run(run_name)
-    raise InvalidOptionError(f"Saver takes a Run (or a Store and run_name=), got {type(run_or_store).__name__}")
-
-
-class Saver:
-    """``tf.compat.v1.train.Saver`` saving into the run ``run`` (see the module docstring).
-
-    ``Saver(run, var_list=None, max_to_keep=5, keep_checkpoint_every_n_hours=10000.0,
-    sharded=False)``, or ``Saver(store, ..., run_name="name")`` to start or resume that run.
-    """
-
-    def __init__(
-        self,
-        run_or_store: Any,
-        var_list: Any = None,
-        max_to_keep: Optional[int] = 5,
-        keep_checkpoint_every_n_hours: Optional[float] = _TF_NEVER_HOURS,
-        sharded: bool = False,
-        *,
-        run_name: Optional[str] = None,
-        **tf_options: Any,
-    ) -> None:
-        for key in _REFUSED:
-            if tf_options.get(key):
-                raise InvalidOptionError(f"ckptstore.tf1.Saver does not support {key}=; use tf.compat.v1.train.Saver for that")
-        self.run = _as_run(run_or_store, run_name)
-        if isinstance(var_list, (set, frozenset)):
-            raise InvalidOptionError("var_list must be a list or a dict (as tf.compat.v1.train.Saver takes it)")
-        self.var_list = dict(var_list) if isinstance(var_list, dict) else (list(var_list) if var_list is not None else None)
-        self.sharded = sharded
-        self.max_to_keep = max_to_keep
-        self.keep_checkpoint_every_n_hours = keep_checkpoint_every_n_hours
-        self.run.set_retention(retention_of(self.run, max_to_keep, keep_checkpoint_every_n_hours))
-        self._tf_saver: Any = None  # set by import_meta_graph: the graph's own saver_def
-        self._returned: dict[int, str] = {}  # step -> the string save() returned
-
-    @property
-    def store(self) -> Any:
-        return self.run.store
-
-    def save(
-        self,
-        sess: Any,
-        save_path: Union[str, os.PathLike[str]],
-        global_step: Any = None,
-        latest_filename: Optional[str] = None,
-        meta_graph_suffix: str = "meta",
-        write_meta_graph: bool = True,
-        write_state: bool = True,
-        strip_default_attrs: bool = False,
-        save_debug_info: bool = False,
-        *,
-        blocking: bool = True,
-    ) -> str:
-        """Save ``sess``'s variables as ``run@global_step`` with prefix ``basename(save_path)``;
-        returns ``save_path-global_step`` as TensorFlow does (not a file: see the module docstring).
-
-        ``blocking=False`` returns once the values are snapshotted and commits in the
-        background (``run.wait()`` waits).
-        """
-        path = os.fspath(save_path)
-        prefix = os.path.basename(path.rstrip("/"))
-        if not prefix:
-            raise InvalidOptionError(f"save_path {path!r} names a directory; give a file prefix such as 'model.ckpt'")
-        step = _step_of(sess, global_step)
-        # After import_meta_graph: the imported graph's variables, as TF's restored Saver saves them.
-        var_list = self.var_list
-        self.run.save(sess, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix, blocking=blocking)
-        returned = path if global_step is None else f"{path}-{step}"
-        self._returned[step] = returned
-        return returned
-
-    @property
-    def last_checkpoints(self) -> list[str]:
-        """The strings ``save`` returned, oldest first, for checkpoints retention still keeps
-        (and saves still in the background)."""
-        steps = {c.step for c in self.store.checkpoints(self.run.name)}
-        steps |= {p.step for p in self.run.pending_saves}
-        return [s for step, s in sorted(self._returned.items()) if step in steps]
-
-    def restore(self, sess: Any, save_path: Any) -> None:
-        """Restore ``sess`` from the checkpoint ``save_path`` names (see the module docstring).
-
-        A path that is not the store's but holds a checkpoint on disk is restored from disk."""
-        if save_path is None:
-            raise ValueError("Can't load save_path when it is None.")  # TensorFlow's own message
-        ck = _checkpoint_for(self.run, save_path)
-        if ck is None:
-            self._disk_saver(sess).restore(sess, os.fspath(save_path))
-            return
-        if self._tf_saver is not None:
-            prefix = materialized.cached_prefix(self.store.backend, ck)
-            with sess.graph.as_default():
-                self._tf_saver.restore(sess, str(prefix))
-            return
-        self.store.restore(ck, sess, var_list=self.var_list)
-
-    def _disk_saver(self, sess: Any) -> Any:
-        if self._tf_saver is not None:
-            return self._tf_saver
-        with sess.graph.as_default():
-            return tf().compat.v1.train.Saver(var_list=self.var_list)
-
-    def __repr__(self) -> str:
-        return f"ckptstore.tf1.Saver(run={self.run.name!r}, max_to_keep={self.max_to_keep!r})"
-
-
-def _step_of(sess: Any, global_step: Any) -> int:
-    if global_step is None:
-        return 0
-    if isinstance(global_step, bool):
-        raise InvalidOptionError(f"global_step must be a whole number, got {global_step!r}")
-    if isinstance(global_step, int):
-        return global_step
-    try:
-        import numpy as np
-
-        if isinstance(global_step, np.integer):
-            return int(global_step)
-    except ImportError:  # pragma: no cover - numpy comes with TensorFlow
-        pass
-    # A variable or tensor, as tf.train.global_step reads it.
-    return int(tf().compat.v1.train.global_step(sess, global_step))
-
-
-def _checkpoint_for(run: Optional[Run], save_path: Any, store: Any = None) -> Optional[CheckpointInfo]:
-    """The checkpoint ``save_path`` names, or None for a vanilla checkpoint on disk."""
-    store = store if store is not None else run.store if run is not None else None
+def _stored_prefix(save_path: Any, store: Any) -> Optional[str]:
+    """The cached copy's prefix when ``save_path`` names a stored checkpoint rather than files."""
     if isinstance(save_path, Run):
         save_path.wait()
-        store = save_path.store
-        save_path = f"{save_path.name}@latest"
-    if isinstance(save_path, PendingSave):
-        return save_path.result()
-    if store is None:
-        raise InvalidOptionError("pass run= or store=: which store holds the checkpoint")
-    backend = store.backend
-    if isinstance(save_path, CheckpointInfo) or (not isinstance(save_path, (str, os.PathLike)) and hasattr(save_path, "ref")):
-        return checkpoint_of(backend, save_path)
-    text = os.fspath(save_path)
-    if text.endswith(".meta"):
-        text = text[: -len(".meta")]
-    found = materialized.checkpoint_at(backend, text)
-    if found is not None:
-        return found
-    if run is not None:
-        run.wait()  # a save still in the background counts
-    # A reference or alias, or a run name (its newest checkpoint).
-    if "/" not in text and os.sep not in text:
-        for candidate in (text, f"{text}@latest"):
-            try:
-                return checkpoint_of(backend, candidate)
-            except CkptstoreError:
-                continue
-    # What Saver.save returned, or the save_path itself, within the run.
-    if run is not None:
-        base = os.path.basename(text)
-        cks = store.checkpoints(run.name)
-        m = _STEP_SUFFIX.match(base)
-        if m is not None:
-            step = int(m.group("step"))
-            hit = [c for c in cks if c.step == step and c.prefix == m.group("prefix")]
-            hit = hit or ([c for c in cks if c.step == step] if not Path(text + ".index").exists() else [])
-            if hit:
-                return hit[0]
-        same = [c for c in cks if c.prefix == base]
-        if same and not Path(text + ".index").exists():
-            return same[-1]
-    if Path(text + ".index").exists():
-        return None
-    where = f" in run {run.name!r}" if run is not None else ""
-    raise UnknownRefError(f"no checkpoint {os.fspath(save_path)!r}{where}: pass a reference (run@step), a run, or a path latest_checkpoint() gave")
+        return str(materialized.cached_prefix(save_path.store.backend, f"{save_path.name}@latest"))
+    if not isinstance(save_path, (str, bytes, os.PathLike)) and hasattr(save_path, "ref"):
+        store = store if store is not None else dropin.default_store()
+        return str(materialized.cached_prefix(store.backend, checkpoint_of(store.backend, save_path)))
+    if isinstance(save_path, str) and "@" in save_path and not _tf_management.checkpoint_exists_internal(save_path):
+        text = save_path[: -len(".meta")] if save_path.endswith(".meta") else save_path
+        if os.path.exists(save_path):
+            return None  # a file with an '@' in its name (a .meta): TensorFlow reads it
+        try:
+            store = store if store is not None else dropin.default_store()
+            return str(materialized.cached_prefix(store.backend, text))
+        except CkptstoreError as exc:
+            # Not a stored checkpoint either: TensorFlow's own error for a missing path follows.
+            log.debug("%r names no stored checkpoint: %s", save_path, exc)
+    return None
 
 
-def latest_checkpoint(run_or_ref: Any, store: Any = None) -> Optional[str]:
-    """A path prefix of a read-only copy of the newest checkpoint of a run (a ``Run``, or a run
-    name with ``store=``), or of the checkpoint a reference names; None if the run has none,
-    as ``tf.train.latest_checkpoint`` returns None for an empty directory. Background saves of
-    the run handle are waited for first."""
-    if isinstance(run_or_ref, Run):
-        run_or_ref.wait()
-        store = run_or_ref.store
-        if not store.checkpoints(run_or_ref.name):
-            return None
-        run_or_ref = f"{run_or_ref.name}@latest"
-    if store is None:
-        raise InvalidOptionError("latest_checkpoint(name) needs store=: which store holds the run")
-    ck = _checkpoint_for(None, run_or_ref, store)
-    if ck is None:
-        return os.fspath(run_or_ref)
-    return str(materialized.cached_prefix(store.backend, ck))
+class Saver(tf.compat.v1.train.Saver):
+    """``tf.compat.v1.train.Saver`` that records its checkpoints in a store run (module docstring).
 
-
-def import_meta_graph(
-    meta_graph_or_ref: Any,
-    clear_devices: bool = False,
-    import_scope: Optional[str] = None,
-    *,
-    run: Optional[Run] = None,
-    store: Any = None,
-    **kwargs: Any,
-) -> Optional[Saver]:
-    """``tf.compat.v1.train.import_meta_graph`` for a stored checkpoint: imports its graph (for a
-    save made with ``write_meta_graph=False``, the run's nearest earlier one) into the default
-    graph and returns a :class:`Saver` that restores it, or None if the graph has no variables.
-
-    ``meta_graph_or_ref`` is anything :meth:`Saver.restore` takes; ``run=`` resolves the names
-    ``Saver.save`` returned (``'my_test_model-1000.meta'``), ``store=`` references elsewhere.
+    Takes TensorFlow's arguments unchanged, optionally after a leading ``Run`` or ``Store``, and
+    the keywords ``run=``, ``store=``, ``run_name=``, and ``record=``: ``"sync"`` (the store has
+    the checkpoint when ``save`` returns) or ``"background"`` (``save`` returns when TensorFlow
+    is done; :meth:`sync` waits for the records; see ``dropin.Recorder``).
     """
-    t = tf()
-    if isinstance(meta_graph_or_ref, Run):
-        run = meta_graph_or_ref
-    store = store if store is not None else run.store if run is not None else None
-    ck = _checkpoint_for(run, meta_graph_or_ref, store)
-    if ck is None:  # a vanilla .meta on disk
-        path = os.fspath(meta_graph_or_ref)
-        meta = path if path.endswith(".meta") else path + ".meta"
+
+    def __init__(self, *args: Any, run: Optional[Run] = None, store: Any = None, run_name: Optional[str] = None,
+                 record: str = "sync", **kwargs: Any) -> None:
+        recorder = dropin.Recorder(record)  # checked before TensorFlow builds anything
+        if args and isinstance(args[0], Run):
+            run, args = args[0], args[1:]
+        elif args and _is_store(args[0]):
+            store, args = args[0], args[1:]
+        super().__init__(*args, **kwargs)
+        if run is None and store is not None and run_name is not None:
+            run = dropin.run_for(store, run_name)
+        self.run: Optional[Run] = run
+        self._store = store
+        self._runs: dict[str, Run] = {}  # directory -> run, without an explicit run
+        self._adopted: set[str] = set()
+        self._recorder = recorder
+
+    def _run_for(self, directory: str) -> Run:
+        if self.run is not None:
+            run = self.run
+        else:
+            run = self._runs.get(directory)
+            if run is None:
+                store = self._store if self._store is not None else dropin.default_store()
+                run = self._runs[directory] = dropin.run_for(store, dropin.run_name_for(directory))
+        if directory not in self._adopted:
+            self._adopted.add(directory)
+            dropin.adopt_directory(run, directory)
+        return run
+
+    def save(self, sess: Any, save_path: Any, global_step: Any = None, latest_filename: Optional[str] = None,
+             meta_graph_suffix: str = "meta", write_meta_graph: bool = True, write_state: bool = True,
+             strip_default_attrs: bool = False, save_debug_info: bool = False) -> Optional[str]:
+        """TensorFlow's ``Saver.save``, then the checkpoint is recorded in the run (and those
+        TensorFlow's retention deleted are forgotten)."""
+        before = [p for p, _ in self._last_checkpoints]
+        text = os.fsdecode(save_path)
+        # Checkpoints the directory held before this Saver first wrote there are recorded first.
+        run = self._run_for(os.path.dirname(text))
+        if global_step is not None and not isinstance(global_step, (int, np.integer)):
+            # Read once here, as TensorFlow would read it, to know the file name in advance.
+            global_step = _training_util.global_step(sess, global_step)
+        follower = None
+        # Background recording digests on its own thread; sync recording while TensorFlow writes.
+        if not self._is_empty and self._recorder.mode == "sync":
+            stem = os.path.basename(text) if global_step is None else (
+                f"{os.path.basename(text)}-{global_step:08d}" if self._pad_step_number
+                else f"{os.path.basename(text)}-{int(global_step)}")
+            follower = dropin.follow(os.path.dirname(text), stem)
+        try:
+            path = super().save(sess, save_path, global_step=global_step, latest_filename=latest_filename,
+                                meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
+                                write_state=write_state, strip_default_attrs=strip_default_attrs,
+                                save_debug_info=save_debug_info)
+        except BaseException:
+            if follower is not None:
+                follower.finish()
+            raise
+        if path is None:
+            if follower is not None:
+                follower.finish()
+            return None
+        if os.path.dirname(path) != os.path.dirname(text):
+            run = self._run_for(os.path.dirname(path))
+        dropin.record_with(self._recorder, run, path, follower)
+        kept = {p for p, _ in self._last_checkpoints}
+        for old in before:
+            if old not in kept and old != path:
+                self._recorder.submit(dropin.forget, run, old)
+        return path
+
+    def sync(self) -> None:
+        """Wait until every save is recorded in the store (only ``record="background"`` has
+        anything to wait for); raise a recording failure, if any."""
+        self._recorder.wait()
+
+    def restore(self, sess: Any, save_path: Any) -> None:
+        """TensorFlow's ``Saver.restore``; ``save_path`` may also name a stored checkpoint."""
+        if not isinstance(save_path, (str, bytes, os.PathLike)) or "@" in os.fsdecode(save_path):
+            self._recorder.wait()  # a stored reference: what this Saver saved is in the store first
+        stored = _stored_prefix(save_path, self._store if self.run is None else self.run.store)
+        return super().restore(sess, stored if stored is not None else save_path)
+
+    def __repr__(self) -> str:
+        where = self.run.name if self.run is not None else "(by directory)"
+        return f"ckptstore.tf1.Saver(run={where!r}, max_to_keep={self._max_to_keep!r})"
+
+
+def latest_checkpoint(checkpoint_dir: Any, latest_filename: Optional[str] = None, *, store: Any = None) -> Optional[str]:
+    """``tf.train.latest_checkpoint``; a ``Run`` or a reference (``run@latest``, an alias) gives
+    the prefix of a read-only copy of that stored checkpoint (None for a run without any)."""
+    if isinstance(checkpoint_dir, Run):
+        checkpoint_dir.wait()
+        if not checkpoint_dir.store.checkpoints(checkpoint_dir.name):
+            return None
+        return _stored_prefix(checkpoint_dir, None)
+    if isinstance(checkpoint_dir, str) and "@" in checkpoint_dir and not os.path.isdir(checkpoint_dir):
+        stored = _stored_prefix(checkpoint_dir, store)
+        if stored is not None:
+            return stored
+    return _tf_management.latest_checkpoint(checkpoint_dir, latest_filename)
+
+
+def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: Optional[str] = None, *,
+                      run: Optional[Run] = None, store: Any = None, **kwargs: Any) -> Optional[Saver]:
+    """``tf.compat.v1.train.import_meta_graph`` returning a :class:`Saver` (recording in ``run=``
+    or by directory, as ``Saver``); also takes what names a stored checkpoint."""
+    if _context.executing_eagerly():
+        raise RuntimeError("Exporting/importing meta graphs is not supported when eager execution is enabled. "
+                           "No graph exists when eager execution is enabled.")  # TensorFlow's message
+    if isinstance(meta_graph_or_file, tf.compat.v1.MetaGraphDef):
+        meta_graph_def = meta_graph_or_file
     else:
-        meta = str(materialized.cached_prefix(store.backend, ck)) + ".meta"
-        if not Path(meta).exists():
-            raise UnknownRefError(f"{ck.ref} has no meta graph (saved with write_meta_graph=False, none earlier in its run)")
-    tf_saver = t.compat.v1.train.import_meta_graph(meta, clear_devices=clear_devices, import_scope=import_scope, **kwargs)
-    if tf_saver is None:
-        return None
-    if run is None:
-        run = store.run(ck.run) if ck is not None else None
-    if run is None:
-        raise InvalidOptionError("import_meta_graph of a file on disk needs run=: the run later saves go to")
-    saver = Saver.__new__(Saver)
-    saver.run = run
-    saver.var_list = None
-    saver.sharded = False
-    saver.max_to_keep = None
-    saver.keep_checkpoint_every_n_hours = None
-    saver._tf_saver = tf_saver
-    saver._returned = {}
-    return saver
+        stored = _stored_prefix(meta_graph_or_file, store if store is not None else run.store if run is not None else None)
+        filename = stored + ".meta" if stored is not None else meta_graph_or_file
+        meta_graph_def = _meta_graph.read_meta_graph_file(filename)
+    imported_vars, _ = _meta_graph.import_scoped_meta_graph_with_return_elements(
+        meta_graph_def, clear_devices=clear_devices, import_scope=import_scope, **kwargs)
+    # As TensorFlow's _create_saver_from_imported_meta_graph, with this module's Saver.
+    if meta_graph_def.HasField("saver_def"):
+        scope = import_scope
+        names = list(imported_vars.keys())
+        if names:
+            scope = imported_vars[names[0]].name[: -len(names[0])]
+        return Saver(saver_def=meta_graph_def.saver_def, name=scope, run=run, store=store)
+    if _variables._all_saveable_objects(scope=import_scope):  # noqa: SLF001 - TensorFlow's own test
+        return Saver(run=run, store=store)
+    logging.getLogger("tensorflow").info("Saver not created because there are no variables in the graph to restore")
+    return None
+
+
+
+# Every other name of TensorFlow's ``saver`` module is this module's too (read and written
+# through: dropin.StandIn), so that ``ckptstore.tf1`` can replace that module wholesale.
+from tensorflow.python.training import saver as _tf_module  # noqa: E402 - with its comment
+sys.modules[__name__].__class__ = dropin.StandIn

@@ -1,152 +1,164 @@
-"""A drop-in ``tf.train.CheckpointManager`` that saves into a store run.
+"""A drop-in ``tf.train.CheckpointManager`` that also records every checkpoint in a store run.
 
 ::
 
-    manager = tf.train.CheckpointManager(ckpt, './tf_ckpts', max_to_keep=3)   # before
-    manager = ckptstore.tf2.CheckpointManager(ckpt, run, max_to_keep=3)       # after
+    manager = tf.train.CheckpointManager(ckpt, './tf_ckpts', max_to_keep=3)        # before
+    manager = ckptstore.tf2.CheckpointManager(ckpt, './tf_ckpts', max_to_keep=3)   # after
+    manager = ckptstore.tf2.CheckpointManager(ckpt, run, max_to_keep=3)            # or: this run
 
-    ckpt.restore(manager.latest_checkpoint)                                   # unchanged
+:class:`CheckpointManager` *is* a ``tf.train.CheckpointManager`` (a subclass): files, the
+``checkpoint`` state file, numbering, ``max_to_keep`` / ``keep_checkpoint_every_n_hours``,
+``checkpoint_interval``, ``restore_or_initialize``, graph mode, async saves, warnings and errors
+are TensorFlow's own. Each checkpoint TensorFlow finished writing is recorded in the run (from
+TensorFlow's write callback, so an async save is recorded when its files are complete, in
+TensorFlow's background thread); each one its retention deleted is forgotten there. See
+:mod:`ckptstore.dropin` for which store and run, the steps, and migration: checkpoints the
+directory already holds are recorded when the manager is built.
 
-**What ``latest_checkpoint`` is.** A path prefix, not a reference: ``tf.train.Checkpoint.restore``
-only opens files (it would take ``run@latest`` for a relative file name), and code around it
-uses the value as a path (``tf.train.load_checkpoint``, ``tf.train.list_variables``, logging it).
-So it is the prefix of a read-only copy of the checkpoint, written once into the store's cache
-directory (``<file root>/materialized/c<id>-<digest>/``; ``ckptstore.flows.materialized``) and
-reused while the checkpoint exists. The copy is made from verified files and costs one copy
-of the checkpoint per checkpoint read this way (reflinks where the filesystem has them);
-copies of checkpoints retention deleted are removed at the next materialization.
-``checkpoints`` lists such paths too (materialized on access). ``save()`` returns the reference
-``run@N`` of the checkpoint it made: cheap, printable, and accepted everywhere the store takes a
-reference; it is not a file.
+With a ``Run`` where TensorFlow takes a directory, the files go to ``directory=`` if given, else
+to the run's working directory in the store's cache area (``<cache>/../tf-dirs/<run>``).
 
-Numbering is TensorFlow's: ``checkpoint_number`` if given (an int or an integer variable), else
-the checkpoint's ``save_counter`` after incrementing it; the number is the store step.
-``max_to_keep`` and ``keep_checkpoint_every_n_hours`` become the run's retention rule.
-``options=tf.train.CheckpointOptions(enable_async=True)`` (or ``blocking=False``) saves in the
-background after a snapshot (``ckptstore.flows.async_save``); ``sync()`` waits.
+This module imports TensorFlow when it is imported (``import ckptstore`` does not import it).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from typing import Any, Callable, Optional
+import os
+import sys
+from typing import Any, Optional
 
-from .errors import InvalidOptionError
-from .flows import materialized
+import tensorflow as tf
+
+from . import dropin
+from .tf1 import latest_checkpoint  # the same function: tf.train.latest_checkpoint, and stored references
 from .run import Run
-from .tf1 import retention_of
-from .tf.runtime import tf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckpointManager"]
+__all__ = ["CheckpointManager", "latest_checkpoint"]
 
 
-class CheckpointManager:
-    """``tf.train.CheckpointManager(checkpoint, directory, ...)`` with a run for the directory."""
+def _run_directory(run: Run) -> str:
+    return str(run.store.backend.files.cache_root().parent / "tf-dirs" / run.name)
 
-    def __init__(
-        self,
-        checkpoint: Any,
-        run: Run,
-        max_to_keep: Optional[int] = None,
-        keep_checkpoint_every_n_hours: Optional[float] = None,
-        checkpoint_name: str = "ckpt",
-        step_counter: Any = None,
-        checkpoint_interval: Optional[int] = None,
-        init_fn: Optional[Callable[[], Any]] = None,
-    ) -> None:
-        t = tf()
-        if not isinstance(checkpoint, t.train.Checkpoint):
-            raise InvalidOptionError(f"checkpoint must be a tf.train.Checkpoint, got {type(checkpoint).__name__}")
-        if not isinstance(run, Run):
-            raise InvalidOptionError(f"CheckpointManager takes a Run where TensorFlow takes a directory, got {type(run).__name__}")
-        if checkpoint_interval is not None and step_counter is None:
-            raise ValueError("`step_counter` should be passed if `checkpoint_interval` is not None.")  # TF's message
-        self._checkpoint = checkpoint
+
+def _is_async(options: Any) -> bool:
+    return bool(getattr(options, "experimental_enable_async_checkpoint", False) or getattr(options, "enable_async", False))
+
+
+class CheckpointManager(tf.train.CheckpointManager):
+    """``tf.train.CheckpointManager`` recording in a store run (see the module docstring).
+
+    Takes TensorFlow's arguments; ``directory`` may be a ``Run``; keywords ``run=`` and
+    ``store=`` choose the run otherwise (default: the default store, the directory's run);
+    ``record="background"`` records after ``save`` returns (``sync()`` waits; ``dropin.Recorder``).
+    """
+
+    def __init__(self, checkpoint: Any, directory: Any, *args: Any, run: Optional[Run] = None, store: Any = None,
+                 record: str = "sync", **kwargs: Any) -> None:
+        recorder = dropin.Recorder(record)
+        if isinstance(directory, Run):
+            run = directory
+            directory = kwargs.pop("directory", None) or _run_directory(run)
+        super().__init__(checkpoint, directory, *args, **kwargs)
+        self._followers: dict[str, Any] = {}  # checkpoint prefix -> its digest follower
+        self._held: Optional[BaseException] = None  # a store failure to raise after TF's callback
+        self._recorder = recorder
+        if run is None:
+            store = store if store is not None else dropin.default_store()
+            run = dropin.run_for(store, dropin.run_name_for(self.directory))
         self.run = run
-        self._max_to_keep = max_to_keep
-        self._keep_checkpoint_every_n_hours = keep_checkpoint_every_n_hours
-        self._checkpoint_name = checkpoint_name
-        self._step_counter = step_counter
-        self._checkpoint_interval = checkpoint_interval
-        self._init_fn = init_fn
-        self._last_checkpoint_step: Optional[int] = None
-        run.set_retention(retention_of(run, max_to_keep, keep_checkpoint_every_n_hours))
+        dropin.adopt_directory(run, self.directory)
 
-    # ------------------------------------------------------------------ TF's properties
-
-    @property
-    def checkpoint(self) -> Any:
-        return self._checkpoint
-
-    @property
-    def checkpoint_interval(self) -> Optional[int]:
-        return self._checkpoint_interval
-
-    @property
-    def directory(self) -> str:
-        """Where materialized copies of this run's checkpoints go (the store's cache)."""
-        return str(self.run.store.backend.files.cache_root())
-
-    @property
-    def latest_checkpoint(self) -> Optional[str]:
-        """The path prefix of a read-only copy of the run's newest checkpoint, or None."""
-        self.run.wait()
-        cks = self.run.store.checkpoints(self.run.name)
-        if not cks:
-            return None
-        return str(materialized.cached_prefix(self.run.store.backend, cks[-1]))
-
-    @property
-    def checkpoints(self) -> list[str]:
-        """Path prefixes of the run's checkpoints retention keeps, oldest first."""
-        self.run.wait()
-        backend = self.run.store.backend
-        return [str(materialized.cached_prefix(backend, ck)) for ck in self.run.store.checkpoints(self.run.name)]
-
-    # ------------------------------------------------------------------ saving
-
-    def _step_value(self) -> int:
-        v = self._step_counter
-        return int(v.numpy() if hasattr(v, "numpy") else v)
-
-    def save(self, checkpoint_number: Any = None, check_interval: bool = True, options: Any = None,
-             *, blocking: Optional[bool] = None) -> Optional[str]:
-        """Save a checkpoint; returns its reference ``run@N`` (None when skipped by the interval).
-
-        Async when ``options`` enables it (``tf.train.CheckpointOptions(enable_async=True)``)
-        or ``blocking=False``."""
-        if self._checkpoint_interval is not None:
-            current = self._step_value()
-            if self._last_checkpoint_step is not None and check_interval:
-                if current < self._last_checkpoint_step + self._checkpoint_interval:
-                    return None
-            self._last_checkpoint_step = current
-        counter = self._checkpoint.save_counter
-        counter.assign_add(1)
-        if checkpoint_number is None:
-            checkpoint_number = counter
-        number = int(checkpoint_number.numpy()) if hasattr(checkpoint_number, "numpy") else int(checkpoint_number)
-        if blocking is None:
-            blocking = not bool(getattr(options, "experimental_enable_async_checkpoint", False))
-        self.run.save(self._checkpoint, number, prefix=self._checkpoint_name, blocking=blocking)
-        return f"{self.run.name}@{number}"
+    def save(self, checkpoint_number: Any = None, check_interval: bool = True, options: Any = None) -> Optional[str]:
+        """TensorFlow's ``save``; when the files are complete the checkpoint is recorded."""
+        # TensorFlow appends its own callback (state file, retention) after the caller's, so the
+        # new checkpoint is recorded before retention runs. A store failure in either is held
+        # until TensorFlow's callback has run (its state file and deletions are then what TF
+        # leaves) and raised here, or, for an async save, at the next save or sync().
+        self._raise_held()
+        # Background recording digests on its own thread; sync recording while TensorFlow writes.
+        stem = self._next_stem(checkpoint_number, check_interval) if self._recorder.mode == "sync" else None
+        if stem is not None:
+            self._followers[os.path.join(self.directory, stem)] = dropin.follow(self.directory, stem)
+        if options is None:
+            options = tf.train.CheckpointOptions(experimental_write_callbacks=[self._record])
+        else:
+            options = copy.copy(options)
+            callbacks = list(options.experimental_write_callbacks or [])
+            options.experimental_write_callbacks = [*callbacks, self._record]
+        try:
+            path = super().save(checkpoint_number=checkpoint_number, check_interval=check_interval, options=options)
+        finally:
+            if not _is_async(options):
+                self._finish_followers()
+        if not _is_async(options):
+            self._raise_held()
+        return path
 
     def sync(self) -> None:
-        """Wait for background saves to commit (TF's name for it)."""
-        self.run.wait()
+        """TensorFlow's ``sync``; then raises a store failure of an async save, if any."""
+        super().sync()
+        self._recorder.wait()
+        self._raise_held()
 
-    def restore_or_initialize(self) -> Optional[str]:
-        """Restore the newest checkpoint if there is one (returns its path), else call
-        ``init_fn`` (returns None), as TensorFlow's manager does."""
-        latest = self.latest_checkpoint
-        if latest is not None:
-            self._checkpoint.restore(latest)
-            if self._checkpoint_interval is not None:
-                self._last_checkpoint_step = self._step_value()
-            return latest
-        if self._init_fn is not None:
-            self._init_fn()
-            log.info("no checkpoint in run %s: initialized with init_fn", self.run.name)
-        return None
+    def _hold(self, exc: BaseException) -> None:
+        log.error("recording in run %s failed: %s", self.run.name, exc)
+        if self._held is None:
+            self._held = exc
+
+    def _raise_held(self) -> None:
+        exc, self._held = self._held, None
+        if exc is not None:
+            raise exc
+
+    def _next_stem(self, checkpoint_number: Any, check_interval: bool) -> Optional[str]:
+        """The name TensorFlow's ``save`` is about to write (eager mode), for the digest follower."""
+        if not tf.executing_eagerly():
+            return None
+        try:
+            if checkpoint_number is None:
+                number = int(self._checkpoint.save_counter.numpy()) + 1
+            else:
+                number = int(checkpoint_number.numpy() if hasattr(checkpoint_number, "numpy") else checkpoint_number)
+        except (TypeError, ValueError, AttributeError):
+            return None
+        if self._checkpoint_interval is not None and check_interval and self._last_checkpoint_step is not None:
+            return None  # the save may be skipped: following a file that never comes costs a thread
+        return f"{os.path.basename(self._prefix)}-{number}"
+
+    def _finish_followers(self) -> None:
+        while self._followers:
+            _, follower = self._followers.popitem()
+            if follower is not None:
+                follower.finish()
+
+    def _record(self, save_path: str) -> None:
+        follower = self._followers.pop(save_path, None)
+        try:
+            dropin.record_with(self._recorder, self.run, save_path, follower)
+        except Exception as exc:  # noqa: BLE001 - held and raised after TensorFlow's own callback
+            self._hold(exc)
+
+    def _sweep(self) -> None:
+        before = list(self._maybe_delete)
+        super()._sweep()
+        for path in before:
+            if path not in self._maybe_delete:
+                try:
+                    self._recorder.submit(dropin.forget, self.run, path)
+                except Exception as exc:  # noqa: BLE001 - as in _record
+                    self._hold(exc)
+
+    def __repr__(self) -> str:
+        return f"ckptstore.tf2.CheckpointManager(run={self.run.name!r}, directory={self.directory!r})"
+
+
+
+
+# Every other name of TensorFlow's ``checkpoint_management`` module is this module's too (read and written
+# through: dropin.StandIn), so that ``ckptstore.tf2`` can replace that module wholesale.
+from tensorflow.python.checkpoint import checkpoint_management as _tf_module  # noqa: E402 - with its comment
+sys.modules[__name__].__class__ = dropin.StandIn

@@ -110,9 +110,12 @@ def test_manager_enable_async_option(sqlite_store):
     manager = ckptstore.tf2.CheckpointManager(ckpt, run, max_to_keep=2)
     ref = manager.save(options=tf.train.CheckpointOptions(enable_async=True))
     v.assign(-1.0)
-    assert ref == "m@1"
-    path = manager.latest_checkpoint  # waits for the commit
-    ckpt.restore(path)
+    assert ref.endswith("ckpt-1")  # TensorFlow's path, as tf.train.CheckpointManager returns
+    manager.sync()  # TensorFlow's async save, recorded from its write callback
+    assert [c.step for c in sqlite_store.checkpoints("m")] == [1]
+    ckpt.restore(manager.latest_checkpoint)
+    assert float(v.numpy()) == 3.0
+    sqlite_store.restore("m@1", ckpt)
     assert float(v.numpy()) == 3.0
 
 

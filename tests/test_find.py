@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import ckptstore
+
 from ckptstore import KeepBest, Retention
 from ckptstore.errors import QuerySyntaxError, RunExistsError, UnknownRefError, UnknownRunError
 from ckptstore.names import parse_ref
@@ -37,9 +39,12 @@ def test_a_resumed_run_relogs_steps_and_keeps_the_replaced_values(store):
     with store.start_run("r") as run:
         for step in (1, 2, 3):
             run.log(step, loss=1.0 / step)
-    # The script restores step 1 and trains again: steps 2 and 3 get new values.
+    # The script restores step 1 and trains again (rewind): steps 2 and 3 get new values.
     with store.start_run("r", resume=True) as run:
         assert store.get_run("r").status == "running" and store.get_run("r").ended_at is None
+        with pytest.raises(ckptstore.StepConflictError):
+            run.log(2, loss=0.4)  # a resume alone continues after step 3
+    with store.start_run("r", resume=True, overwrite=True) as run:
         run.log(2, loss=0.4)
         run.log(3, loss=0.3)
     assert [s.metrics["loss"] for s in store.steps("r")] == [1.0, 0.4, 0.3]
@@ -116,7 +121,7 @@ def test_best_checkpoint_by_a_metric_and_its_ref(store, tiny_model, tmp_path):
     assert [v.name for v in store.variables("mlp@best:val_loss")]
     prefix = store.materialize("mlp@best:val_loss", tmp_path / "out")
     assert prefix.name.endswith("20")
-    with pytest.raises(UnknownRefError, match="no checkpoint with 'nope'"):
+    with pytest.raises(UnknownRefError, match="never logged a metric 'nope'"):
         store.best("mlp", "nope")
 
 
@@ -206,7 +211,7 @@ def test_a_store_at_revision_0001_upgrades_and_then_keeps_metric_history(store_u
         assert versions.current_revision(s.engine) == "0001"
     with ckptstore.open_store(uri, root=root) as s:  # upgrades to head
         assert s.revision == versions.HEAD_REVISION
-        with s.start_run("old", resume=True) as run:
+        with s.start_run("old", resume=True, overwrite=True) as run:
             run.log(1, loss=0.5)
         assert s.steps("old")[0].metrics == {"loss": 0.5}
         assert [(h.step, h.value) for h in s.metric_history("old")] == [(1, 1.0)]

@@ -45,14 +45,16 @@ TF1_TUTORIAL = textwrap.dedent(
     assert path == 'my_test_model-1000', path
     saver.save(sess, 'my_test_model', global_step=2000, write_meta_graph=False)
     assert saver.last_checkpoints == ['my_test_model-1000', 'my_test_model-2000'], saver.last_checkpoints
-    assert not os.listdir('.'), "nothing is written outside the store"
+    # TensorFlow's files, where TensorFlow puts them; the store records them besides.
+    assert {'checkpoint', 'my_test_model-1000.index', 'my_test_model-1000.meta', 'my_test_model-2000.index'} <= set(os.listdir('.'))
     sess.close()
 
     # --- restoring in a fresh graph, through import_meta_graph and latest_checkpoint ---
     with tf.Graph().as_default() as graph:
         sess = tf.compat.v1.Session()
         saver = ckptstore.tf1.import_meta_graph('my_test_model-1000.meta', run=run)  # was: tf.compat.v1.train.import_meta_graph('my_test_model-1000.meta')
-        saver.restore(sess, ckptstore.tf1.latest_checkpoint(run))                   # was: saver.restore(sess, tf.train.latest_checkpoint('./'))
+        saver.restore(sess, ckptstore.tf1.latest_checkpoint('./'))                  # was: saver.restore(sess, tf.train.latest_checkpoint('./'))
+        assert ckptstore.tf1.latest_checkpoint(run).endswith('my_test_model-2000')  # the stored copy
         w1 = [v for v in tf.compat.v1.global_variables() if v.op.name == 'w1'][0]
         assert (sess.run(w1) == saved_w1).all()
         x = graph.get_tensor_by_name("x:0")
@@ -185,7 +187,7 @@ def test_tf2_manager_loop_with_only_its_constructor_line_changed(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "Initializing from scratch." in text
-    assert "Restored from " in text and "materialized" in text  # a real path, in the store's cache
+    assert "Restored from " in text and "tf-dirs" in text  # TF's files, in the run's working directory
     # Saves at ckpt steps 10..50 numbered 1..5 by save_counter, then 6..10 after the restore.
     assert "kept 3 [3, 4, 5]" in text
     assert text.splitlines()[-1] == "step 100"  # 50 steps, saved at 50, restored, 50 more

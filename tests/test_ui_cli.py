@@ -51,7 +51,9 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(children, sqlite_st
 
 
 def test_another_host_must_be_asked_for_and_prints_a_warning(children, sqlite_store, tmp_path: Path):
-    proc, url = start_ui(children, "--store", str(tmp_path / "store"), "ui", "--host", "0.0.0.0", "--port", "0")
+    line = fails("ui", "--host", "0.0.0.0", "--port", "0", store=tmp_path / "store")
+    assert "not a loopback address" in line and "--expose" in line
+    proc, url = start_ui(children, "--store", str(tmp_path / "store"), "ui", "--host", "0.0.0.0", "--port", "0", "--expose")
     port = int(url.rstrip("/").rsplit(":", 1)[1])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=10) as r:
         assert json.load(r) == []

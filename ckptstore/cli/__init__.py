@@ -50,6 +50,10 @@ def main() -> None:
 
     # TensorFlow's C++ start-up chatter would bury the one line a command prints.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from . import tfnoise
+
+    # Some lines come whatever that level says (absl's banner, oneDNN's notice): filtered.
+    tfnoise.install()
     from .fast import run_quick
 
     try:

@@ -19,6 +19,9 @@ def ui(
     ] = DEFAULT_HOST,
     port: Annotated[int, typer.Option("--port", metavar="N", min=0, max=65535, help="Port (0: any free one).")] = DEFAULT_PORT,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a web browser.")] = False,
+    expose: Annotated[
+        bool, typer.Option("--expose", help="Serve on an address that is not loopback: anyone who can reach it reads the store.")
+    ] = False,
 ) -> None:
     """Serve a read-only web view of the store: runs, metric charts, checkpoints, diffs, versions."""
     try:
@@ -30,7 +33,14 @@ def ui(
     store = open_store(ctx, readonly=True)
     sock = bind(host, port)
     url = url_of(sock)
-    if not is_loopback(host):
+    # What was bound decides, not the name: "localhost" may resolve to ::1, a name to anything.
+    if not is_loopback(sock.getsockname()[0]):
+        if not expose:
+            sock.close()
+            fail(
+                f"--host {host} is not a loopback address: anyone who can reach this machine could read "
+                "the store (runs, params, metrics, names); add --expose to serve it there anyway"
+            )
         sys.stderr.write(
             f"warning: listening on {host}: anyone who can reach this machine on port "
             f"{sock.getsockname()[1]} can read the store (runs, params, metrics, names)\n"
@@ -41,4 +51,4 @@ def ui(
         import webbrowser
 
         webbrowser.open(url)
-    serve(store, sock)
+    serve(store, sock, asked=host)

@@ -120,6 +120,17 @@ class ObjectArea(abc.ABC):
                 after_each()
         return out
 
+    def held_path(self, digest: str) -> contextlib.AbstractContextManager[Path]:
+        """:meth:`local_path`, kept valid until the block ends (a cache does not evict it
+        meanwhile): for a path handed on to TensorFlow. The stored file itself here."""
+        return contextlib.nullcontext(self.local_path(digest))
+
+    def damaged_copies(self) -> list[tuple[str, str]]:
+        """(digest, what was wrong) of this host's local copies (a cache) found damaged and
+        removed since the last call: the stored object may be intact, but a damaged copy would
+        have been served, so ``verify`` reports it. None for an area without copies."""
+        return []
+
     def close(self) -> None:
         """Release clients and threads (nothing for a local directory)."""
 

@@ -147,18 +147,45 @@ class _Busy(Exception):
     """Rolls back an intent transaction that found a deletion in progress."""
 
 
+#: A claim of a gc found dead is honoured this long after we first see it dead: a delete request
+#: it had already sent when it was killed is answered within that (the server needs no client).
+DEAD_CLAIM_SETTLE_S = 3.0
+#: While waiting for a live gc, say so again this often.
+WAIT_NOTICE_S = 60.0
+
+
 def record_uploads(db: Database, digests: Sequence[str]) -> list[int]:
     """Record that this process is about to upload (or reuse) ``digests``, after waiting for any
-    deletion of one of them that is in progress (see docs/architecture.md)."""
+    deletion of one of them that is in progress (see docs/architecture.md). A claim whose gc
+    died on this host (``Claim.dead``) is dropped instead of waited for; a wait is logged
+    (a warning naming the gc, then every minute)."""
     delay = 0.05
+    seen_dead: dict[int, float] = {}
+    said = -WAIT_NOTICE_S
     while True:
         try:
             with db.write() as conn:
                 I.take_lock(conn)
-                if I.deleting_now(conn, digests, I.DELETE_WINDOW):
-                    raise _Busy
+                live, gone = [], []
+                for c in I.delete_claims(conn, digests, I.DELETE_WINDOW):
+                    if c.dead():
+                        first = seen_dead.setdefault(c.id, time.monotonic())
+                        if time.monotonic() - first >= DEAD_CLAIM_SETTLE_S:
+                            gone.append(c.id)
+                            continue
+                    live.append(c)
+                if live:
+                    raise _Busy(live)
+                if gone:
+                    I.remove(conn, gone)
+                    log.info("dropped %d delete claims of a gc that died on this host", len(gone))
                 return I.add(conn, digests, "upload")
-        except _Busy:
+        except _Busy as busy:
+            claims: list[I.Claim] = busy.args[0]
+            if time.monotonic() - said >= WAIT_NOTICE_S and not all(c.id in seen_dead for c in claims):
+                said = time.monotonic()
+                n = len({c.digest for c in claims})
+                log.warning("waiting for %s to finish deleting %d object%s this save needs", claims[0].describe(), n, "" if n == 1 else "s")
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 

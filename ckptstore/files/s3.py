@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Optional, Sequence
 
-from ..errors import CorruptFileError, MissingFileError, ObjectStoreError, StoreConfigError
+from ..errors import CorruptFileError, MissingFileError, ObjectStoreError, StoreConfigError, from_os_error
 from ..location import BucketRoot, redact
 from .area import ObjectArea, StoredFile
 from .cache import ObjectCache
@@ -83,6 +83,7 @@ class S3ObjectArea(ObjectArea):
         #: S3 operations sent by this process, by name (HeadObject, GetObject, ...).
         self.requests: Counter[str] = Counter()
         self._bucket_checked = False
+        self._damaged: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------------ client
 
@@ -123,6 +124,10 @@ class S3ObjectArea(ObjectArea):
         from botocore import exceptions as bx
 
         where = f"s3://{self.bucket}"
+        local = _local_disk_error(exc)
+        if local is not None:
+            # The download writes into this host's cache: a full disk there is not the network.
+            return from_os_error(f"{what}: cannot write into the cache {self.cache.root}", local)
         if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
             return StoreConfigError(f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
         if _no_answer(exc):
@@ -230,8 +235,7 @@ class S3ObjectArea(ObjectArea):
                 fut.result()
                 if after_each:
                     after_each()
-        for p, d, _ in unique.values():
-            self.cache.adopt(p, d)
+        self.cache.adopt_many([(p, d) for p, d, _ in unique.values()])
         for p, _, _ in items:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -266,24 +270,39 @@ class S3ObjectArea(ObjectArea):
             hit = self._cached_any(digest)
             if hit is not None:
                 return hit
+        return self.cache.fill(digest, self._size(digest, size), self._fetcher(digest))
+
+    def held_path(self, digest: str) -> contextlib.AbstractContextManager[Path]:
+        cached = self.cache.path_of(digest)
+        try:
+            size: Optional[int] = os.stat(cached).st_size
+        except FileNotFoundError:
+            size = None
+        return self.cache.hold(digest, self._size(digest, size), self._fetcher(digest))
+
+    def _size(self, digest: str, size: Optional[int]) -> int:
+        if size is None:
             size = self.size_of(digest)
             if size is None:
                 raise MissingFileError(f"stored file {digest[:12]} is missing from {self.root}")
+        return size
 
+    def _fetcher(self, digest: str) -> Callable[[Path], None]:
         def fetch(tmp: Path) -> None:
             with self._translated(f"downloading {self.describe(digest)}"):
                 self.transfer.download(self.bucket, self.key_of(digest), str(tmp)).result()
 
-        return self.cache.fill(digest, size, fetch)
+        return fetch
 
     def _cached_any(self, digest: str) -> Optional[Path]:
-        p = self.cache.path_of(digest)
-        try:
-            return self.cache.get(digest, os.stat(p).st_size)
-        except FileNotFoundError:
-            return None
+        return self.cache.get(digest, None)
 
     def open(self, digest: str) -> BinaryIO:
+        for _ in range(4):
+            try:  # an open file outlives an eviction; one evicted before the open is fetched again
+                return open(self.local_path(digest), "rb")
+            except FileNotFoundError:
+                continue
         return open(self.local_path(digest), "rb")
 
     def read_range(self, digest: str, offset: int, size: int) -> bytes:
@@ -292,9 +311,10 @@ class S3ObjectArea(ObjectArea):
         The caller checks the bytes against the piece's or tensor's digest."""
         hit = self._cached_any(digest)
         if hit is not None:
-            with open(hit, "rb") as f:
-                f.seek(offset)
-                return f.read(size)
+            with contextlib.suppress(FileNotFoundError):  # evicted meanwhile: ask the bucket
+                with open(hit, "rb") as f:
+                    f.seek(offset)
+                    return f.read(size)
         if size <= 0:
             return b""
         with self._translated(f"reading {self.describe(digest)}"):
@@ -310,10 +330,17 @@ class S3ObjectArea(ObjectArea):
             return resp["Body"].read()
 
     def check(self, digest: str, size: int, stat_sig: Optional[str], *, full: bool, name: str) -> Optional[str]:
-        """Without ``full``: a cached copy (digest-checked when it was downloaded) or the
-        bucket's size answers. With ``full``: the bucket's bytes are re-hashed as they stream."""
+        """Without ``full``: a cached copy (unchanged since it was hashed, else hashed again) or
+        the bucket's size answers. With ``full``: the bucket's bytes are re-hashed as they
+        stream. Either way a damaged cached copy is reported (and removed): it would have
+        been served."""
+        try:
+            cached = self.cache.checked(digest, size)
+        except CorruptFileError as exc:  # removed; the bucket's copy is checked below
+            self._damaged.append((digest, str(exc)))
+            cached = None
         if not full:
-            if self.cache.get(digest, size) is not None:
+            if cached is not None:
                 return None
             head = self.head(digest)
             if head is None:
@@ -345,6 +372,10 @@ class S3ObjectArea(ObjectArea):
             self.cache.discard(digest)
             raise CorruptFileError(f"stored file {name} ({digest[:12]}) in {self.root} does not match its digest: its content was changed")
         return None
+
+    def damaged_copies(self) -> list[tuple[str, str]]:
+        found, self._damaged = self._damaged, []
+        return found
 
     # ------------------------------------------------------------------ listing and deleting
 
@@ -392,6 +423,20 @@ class S3ObjectArea(ObjectArea):
 def _is_etag(sig: Optional[str]) -> bool:
     # Rows copied from a local area hold that area's stat signatures: not comparable.
     return bool(sig) and str(sig).startswith("etag:")
+
+
+def _local_disk_error(exc: BaseException) -> Optional[OSError]:
+    """The local-disk ``OSError`` (no space, quota, read-only, denied) behind a failed transfer, if any."""
+    import errno
+
+    seen: set[int] = set()
+    e: Optional[BaseException] = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _no_answer(exc: BaseException) -> bool:

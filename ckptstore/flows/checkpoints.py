@@ -233,14 +233,13 @@ def check_prefix(prefix: object) -> str:
 
 class _Placed:
     """A private temporary directory giving stored files their original names, for TensorFlow
-    to read (never to write): hard links to whole objects where the filesystem allows (else
-    symlinks), files assembled from pieces rebuilt (and checked against their whole-file digest).
+    to read (never to write): symlinks to whole objects, files assembled from pieces rebuilt
+    (and checked against their whole-file digest).
 
     It is removed when the ``with`` block ends, unless :meth:`keep_until` handed it to an object
     that still needs it: TF2 restores some values only later (optimizer slots built on the first
     training step, variables created after the restore) and reads them from these files then.
-    A hard link keeps the bytes even if retention or ``gc`` removes the object meanwhile. A
-    directory left by a killed process is named after its pid and removed by a later restore.
+    A directory left by a killed process is named after its pid and removed by a later restore.
     """
 
     PREFIX = "ckptstore-read-"
@@ -250,26 +249,36 @@ class _Placed:
         _remove_stale_read_dirs()
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-"))
         self._kept = False
+        # A cached object a symlink points at is held from eviction while TensorFlow reads.
+        self._held = contextlib.ExitStack()
         layouts = _layouts(backend, [f for f, _ in files])
         try:
             for f, name in files:
                 dst = self.dir / name
                 if f.digest in layouts:
                     pieces.assemble(area, layouts[f.digest], f.digest, f.size, dst, check=check)
-                elif not area.link_to(f.digest, dst):
-                    os.symlink(area.local_path(f.digest), dst)
+                else:
+                    # A symlink, not a hard link: linking changes the object's ctime, which is
+                    # part of the stat signature that spares later checks a re-hash.
+                    os.symlink(self._held.enter_context(area.held_path(f.digest)), dst)
         except BaseException:
             self.close()
             raise
         self.prefix = self.dir / ck.prefix
 
     def keep_until(self, owner: Any) -> None:
-        """Keep the files until ``owner`` is garbage-collected (or the interpreter exits)."""
-        weakref.finalize(owner, shutil.rmtree, str(self.dir), True)
+        """Keep the files (and the cached objects they point at) until ``owner`` is
+        garbage-collected, or the interpreter exits."""
+        weakref.finalize(owner, _Placed._release, str(self.dir), self._held)
         self._kept = True
 
     def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        _Placed._release(str(self.dir), self._held)
+
+    @staticmethod
+    def _release(directory: str, held: contextlib.ExitStack) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+        held.close()
 
     def __enter__(self) -> "_Placed":
         return self

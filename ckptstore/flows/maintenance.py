@@ -73,6 +73,10 @@ def verify(backend: Backend, run: Optional[str] = None, *, full: bool = True, pr
         done += size
         if progress:
             progress(done, total)
+    # A damaged copy in this host's cache was removed (the next read downloads the object
+    # again) but would have been served: report it even though the stored object is intact.
+    for digest, detail in area.damaged_copies():
+        bad.setdefault(digest, ("corrupt", detail))
     for obj, files in users.items():
         if obj in bad:
             for fd in files:

@@ -8,22 +8,27 @@ directory (``<file root>/materialized/`` for a local store), under a name keyed 
 checkpoint's id and the digest of its index file, and reused while that checkpoint exists.
 
 The copies are made read-only (0444): they stand for a committed checkpoint and must not drift
-from it. A copy whose checkpoint was deleted (retention, ``delete``) is removed by the next call;
+from it. Mode bits do not stop their owner, so each file's stat signature is recorded beside
+them (``.ckptstore-signature``) once written, and a copy whose files changed since (written,
+replaced, removed) is made again from the verified store before its path is handed out. A copy whose checkpoint was deleted (retention, ``delete``) is removed by the next call;
 an interrupted materialization leaves only a ``.ckptstore-tmp`` directory there, removed the same
 way. The cache is disposable: deleting the whole directory loses nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
 import stat
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConflictError
+from ..files.cache import current_signature, settled_signature
 from ..files.local import STAGING_SUFFIX
 from ..metadata import queries as Q
 from ..records import CheckpointInfo
@@ -50,6 +55,11 @@ def cached_prefix(backend: Backend, ref: Any) -> Path:
     root = backend.files.cache_root()
     out = root / _key(ck)
     prefix = out / ck.prefix
+    if (out / "checkpoint").is_file() and _changed(out):
+        log.warning("the cached copy %s was changed on disk: writing it again from the store", out)
+        # Moved aside, not removed: a reader may have its files open (prune removes it later).
+        with contextlib.suppress(OSError):
+            os.rename(out, root / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{STAGING_SUFFIX}")
     if not (out / "checkpoint").is_file():
         prune(backend)
         try:
@@ -60,8 +70,52 @@ def cached_prefix(backend: Backend, ref: Any) -> Path:
         else:
             for p in out.iterdir():
                 os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            _record(out)
         log.debug("materialized %s into %s", ck.ref, out)
     return prefix
+
+
+_SIGNATURE = ".ckptstore-signature"
+
+
+def _files_of(out: Path) -> list[Path]:
+    return sorted(p for p in out.iterdir() if p.name != _SIGNATURE)
+
+
+def _record(out: Path) -> None:
+    """Record the signature of every file of a fresh copy (nothing if one is not settled yet:
+    the copy is then made again on next use, which costs a copy, never a wrong byte)."""
+    lines = []
+    for p in _files_of(out):
+        sig = settled_signature(p)
+        if sig is None:
+            return
+        lines.append(f"{p.name}\0{sig}")
+    tmp = out / f"{_SIGNATURE}.{os.getpid()}{STAGING_SUFFIX}"
+    try:
+        tmp.write_text("\n".join(lines), encoding="utf-8", errors="surrogateescape")
+        os.replace(tmp, out / _SIGNATURE)
+    except OSError as exc:
+        log.debug("cannot record the signature of %s: %s", out, exc)
+
+
+def _changed(out: Path) -> bool:
+    """Whether a file of the copy is not the one written (other names or stat signatures). A
+    copy without a record (made before records existed, or by a process still finishing it)
+    gets one now."""
+    try:
+        text = (out / _SIGNATURE).read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        _record(out)
+        return False
+    except OSError:
+        return False
+    try:
+        files = _files_of(out)
+    except OSError:
+        return True
+    recorded = dict(line.split("\0", 1) for line in text.split("\n") if "\0" in line)
+    return sorted(recorded) != [p.name for p in files] or any(current_signature(p) != recorded[p.name] for p in files)
 
 
 def checkpoint_at(backend: Backend, path: Any) -> Optional[CheckpointInfo]:

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from ..bundle import parse_index
-from ..errors import CkptstoreError
+from ..bundle import crc32c, parse_index
+from ..errors import CkptstoreError, CorruptFileError
 from ..files import pieces
 from ..metadata import pieces as MP
 from ..metadata import queries as Q
@@ -90,7 +90,11 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
         with backend.db.read() as conn:
             layout = MP.extents(conn, [f.digest]).get(f.digest)
         if layout is None:
-            plan = pieces.plan_file(area.local_path(f.digest), f.digest, f.size, bundle, shard, strong=True)
+            # The whole file is checked against its digest (recorded at save) before tensor
+            # digests are taken from it: damaged bytes must never become a recorded digest.
+            area.check(f.digest, f.size, None, full=True, name=f.file_name)
+            with area.held_path(f.digest) as path:
+                plan = pieces.plan_file(path, f.digest, f.size, bundle, shard, strong=True)
         else:  # assembled from pieces but its tensor rows are gone: rebuild it privately
             import tempfile
             from pathlib import Path
@@ -112,15 +116,35 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
     return out
 
 
-def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, int, str]]) -> str:
-    """The tensor's blake3, hashing its stored bytes if it has none yet (remembered in ``fills``)."""
+def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, int, str]], dtype: Optional[str] = None) -> str:
+    """The tensor's blake3, hashing its stored bytes if it has none yet (remembered in
+    ``fills`` only once the bytes matched the index's crc32c). ``dtype``: the variable's; a
+    string tensor's crc32c covers its lengths in another encoding, so its digest is used for
+    this comparison but not recorded."""
     if loc.digest is None:
         if not loc.extents_known:
             with backend.db.read() as conn:
                 loc.extents = MP.extents(conn, [loc.file_digest]).get(loc.file_digest)
             loc.extents_known = True
-        h = pieces.hash_stream(pieces.read_chunks(backend.files, loc.file_digest, loc.extents, loc.offset, loc.size, STATS_CHUNK))
-        fills.append((loc.file_digest, loc.offset, loc.size, h))
+        import blake3
+
+        # A digest is recorded only from bytes checked against something older than them: here
+        # the crc32c TensorFlow wrote into the index at save. Bytes that rotted since would
+        # otherwise become the tensor's digest and be served by read_variable as intact.
+        checkable = loc.crc is not None and dtype is not None and dtype != "string"
+        hasher, crc = blake3.blake3(), 0
+        for chunk in pieces.read_chunks(backend.files, loc.file_digest, loc.extents, loc.offset, loc.size, STATS_CHUNK):
+            hasher.update(chunk)
+            if checkable:
+                crc = crc32c(chunk, crc)
+        h = hasher.hexdigest()
+        if checkable and crc != loc.crc:
+            raise CorruptFileError(
+                f"stored file {loc.file_digest[:12]}: the bytes of a tensor at offset {loc.offset} do not match "
+                "the crc32c recorded at save; the stored file was changed on disk (ckptstore verify)"
+            )
+        if checkable:
+            fills.append((loc.file_digest, loc.offset, loc.size, h))
         loc.digest = h
     return loc.digest
 
@@ -139,7 +163,8 @@ def variable_identity(backend: Backend, locations: Mapping[str, TensorLocation],
     return [loc]
 
 
-def same_value(backend: Backend, a: list[TensorLocation], b: list[TensorLocation], fills: list[tuple[str, int, int, str]]) -> bool:
+def same_value(backend: Backend, a: list[TensorLocation], b: list[TensorLocation], fills: list[tuple[str, int, int, str]],
+               dtype: Optional[str] = None) -> bool:
     """Whether two tensors (or slice lists) hold the same bytes: a different size or crc32c
     proves a change without reading anything; equal digests prove identity; a tensor whose
     digest was never needed before is hashed now (only when its crc32c matches)."""
@@ -149,7 +174,7 @@ def same_value(backend: Backend, a: list[TensorLocation], b: list[TensorLocation
         if x.size != y.size or (x.crc is not None and y.crc is not None and x.crc != y.crc):
             return False
     for x, y in zip(a, b):
-        if _strong(backend, x, fills) != _strong(backend, y, fills):
+        if _strong(backend, x, fills, dtype) != _strong(backend, y, fills, dtype):
             return False
     return True
 
@@ -198,7 +223,7 @@ def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, 
             changed.append(VariableChange(key, before, after))
         elif ta is None or tb is None:
             status = "unknown"
-        elif same_value(backend, ta, tb, fills):
+        elif same_value(backend, ta, tb, fills, after.dtype):
             status = "identical"
             identical.append(after)
         else:

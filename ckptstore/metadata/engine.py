@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from ..errors import DiskFullError, ReadOnlyStoreError, StoreConfigError, StoreOpenError
 from ..location import redact
-from .sqlite_ro import connect_readonly
+from .sqlite_ro import TEXT_FACTORY, connect_readonly
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def make_engine(url: Any, *, readonly: bool = False) -> Engine:
 def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     # Autocommit at the driver level: transactions are opened by _sqlite_on_begin.
     dbapi_conn.isolation_level = None
+    dbapi_conn.text_factory = TEXT_FACTORY
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cur.execute("PRAGMA foreign_keys = ON")
@@ -108,6 +109,7 @@ def _sqlite_readonly_creator(path: str) -> Any:
 
 def _sqlite_on_connect_ro(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     dbapi_conn.isolation_level = None
+    dbapi_conn.text_factory = TEXT_FACTORY
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cur.close()

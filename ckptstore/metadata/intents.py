@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from sqlalchemy import Connection, delete, insert, select, union, update
 
-from ..liveness import pid_alive
+from ..liveness import alive_since
 from . import schema as S
 
 LOCK_KEY = "object_lock"
@@ -57,19 +58,49 @@ def set_setting(conn: Connection, key: str, value: str) -> None:
         conn.execute(insert(S.StoreSetting).values(key=key, value=value))
 
 
-def deleting_now(conn: Connection, digests: Sequence[str], window: timedelta) -> set[str]:
-    """Digests among ``digests`` that a live deleter has claimed (claims older than ``window``
-    belong to a deleter that has stopped: it never deletes past half of it)."""
+@dataclass(frozen=True)
+class Claim:
+    """A ``delete`` claim of gc on an object: who made it, when."""
+
+    id: int
+    digest: str
+    host: str
+    pid: int
+    started_at: datetime
+
+    @property
+    def here(self) -> bool:
+        return self.host == socket.gethostname()[:255]
+
+    def dead(self) -> bool:
+        """The claimer is known to be gone: a process of this host that no longer runs (or
+        whose pid now belongs to a process started after the claim). Other hosts' claims
+        cannot be told dead; they lapse after :data:`DELETE_WINDOW`."""
+        return self.here and not alive_since(self.pid, self.started_at.timestamp())
+
+    def describe(self) -> str:
+        where = "this host" if self.here else f"host {self.host}"
+        lapse = (self.started_at + DELETE_WINDOW).strftime("%H:%M:%S UTC")
+        return f"gc (pid {self.pid} on {where}, claimed at {self.started_at:%H:%M:%S} UTC; the claim lapses at {lapse} at the latest)"
+
+
+def delete_claims(conn: Connection, digests: Sequence[str], window: timedelta) -> list[Claim]:
+    """The ``delete`` claims on ``digests`` younger than ``window`` (an older claim belongs to
+    a deleter that has stopped: it never deletes past :data:`DELETE_DEADLINE` after it)."""
     cutoff = now() - window
-    found: set[str] = set()
+    found: list[Claim] = []
+    p = S.PendingObject
     for i in range(0, len(digests), 500):
         rows = conn.execute(
-            select(S.PendingObject.digest, S.PendingObject.started_at).where(
-                S.PendingObject.kind == "delete", S.PendingObject.digest.in_(digests[i : i + 500])
-            )
+            select(p.id, p.digest, p.host, p.pid, p.started_at).where(p.kind == "delete", p.digest.in_(digests[i : i + 500]))
         )
-        found.update(d for d, t in rows if _aware(t) > cutoff)
+        found.extend(Claim(r.id, r.digest, r.host, r.pid, _aware(r.started_at)) for r in rows if _aware(r.started_at) > cutoff)
     return found
+
+
+def deleting_now(conn: Connection, digests: Sequence[str], window: timedelta) -> set[str]:
+    """Digests among ``digests`` that a deleter not known to be dead has claimed."""
+    return {c.digest for c in delete_claims(conn, digests, window) if not c.dead()}
 
 
 def add(conn: Connection, digests: Iterable[str], kind: str) -> list[int]:
@@ -94,8 +125,9 @@ def drop_stale(conn: Connection, older_than: datetime) -> int:
     process of this host that no longer exists."""
     n = conn.execute(delete(S.PendingObject).where(S.PendingObject.started_at < older_than)).rowcount
     host = socket.gethostname()[:255]
-    rows = conn.execute(select(S.PendingObject.id, S.PendingObject.pid).where(S.PendingObject.host == host)).all()
-    dead = [i for i, pid in rows if not pid_alive(pid)]
+    p = S.PendingObject
+    rows = conn.execute(select(p.id, p.pid, p.started_at).where(p.host == host)).all()
+    dead = [i for i, pid, t in rows if not alive_since(pid, _aware(t).timestamp())]
     if dead:
         n += remove(conn, dead)
     return n

@@ -65,15 +65,27 @@ class Token:
     col: int  # 1-based column in the expression
 
 
+_SPACE = re.compile(r"\s*")
+#: Bounds on one expression, so that a search costs the server little whatever it is sent (and
+#: the recursive parser and SQLite's expression depth limit of 1000 are never reached).
+MAX_TEXT = 20_000
+MAX_DEPTH = 50
+MAX_TERMS = 200
+
+
 def tokenize(text: str, what: str = "where") -> list[Token]:
+    """The tokens of ``text``, in linear time (each step matches from the current position)."""
+    if len(text) > MAX_TEXT:
+        raise QuerySyntaxError(f"bad {what}: {len(text)} characters is too long (at most {MAX_TEXT})")
     out: list[Token] = []
     pos = 0
     while pos < len(text):
-        if text[pos:].strip() == "":
+        space = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if space == len(text):
             break
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
-            col = pos + len(text[pos:]) - len(text[pos:].lstrip()) + 1
+            col = space + 1
             raise _error(what, text, col, f"unexpected character {text[col - 1]!r}")
         kind = m.lastgroup or ""
         start = m.start(kind)
@@ -84,7 +96,20 @@ def tokenize(text: str, what: str = "where") -> list[Token]:
 
 
 def _error(what: str, text: str, col: int, message: str) -> QuerySyntaxError:
-    return QuerySyntaxError(f"bad {what} at column {col}: {message} (in {text!r})")
+    shown = text if len(text) <= 200 else text[:197] + "..."
+    return QuerySyntaxError(f"bad {what} at column {col}: {message} (in {shown!r})")
+
+
+def _storable(what: str, text: str, col: int, value: str, role: str) -> str:
+    """``value`` if a database can hold it as text: no NUL (PostgreSQL refuses it), valid
+    Unicode (a lone surrogate cannot be encoded)."""
+    if "\x00" in value:
+        raise _error(what, text, col, f"a {role} cannot contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _error(what, text, col, f"a {role} cannot contain a lone surrogate (not valid Unicode)") from None
+    return value
 
 
 # --------------------------------------------------------------------------- the syntax tree
@@ -126,6 +151,8 @@ class _Parser:
         self.text, self.what = text, what
         self.tokens = tokenize(text, what)
         self.i = 0
+        self.depth = 0
+        self.terms = 0
 
     @property
     def tok(self) -> Token:
@@ -169,13 +196,24 @@ class _Parser:
         return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
 
     def not_(self) -> Any:
-        if self.word("not"):
-            return Not(self.not_())
-        if self.punct("("):
-            node = self.or_()
-            if not self.punct(")"):
-                raise self.fail("expected ')'")
-            return node
+        start = self.tok
+        if start.kind in ("word", "punct") and start.text.lower() in ("not", "("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _error(self.what, self.text, start.col, f"nested more than {MAX_DEPTH} levels deep")
+            try:
+                if self.word("not"):
+                    return Not(self.not_())
+                self.punct("(")
+                node = self.or_()
+                if not self.punct(")"):
+                    raise self.fail("expected ')'")
+                return node
+            finally:
+                self.depth -= 1
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise _error(self.what, self.text, start.col, f"more than {MAX_TERMS} comparisons")
         f = self.field()
         t = self.tok
         if t.kind != "op":
@@ -193,7 +231,7 @@ class _Parser:
         if t.kind == "str":
             self.i += 1
             q = t.text[0]
-            return t.text[1:-1].replace(q + q, q)
+            return _storable(self.what, self.text, t.col, t.text[1:-1].replace(q + q, q), "value")
         if t.kind == "word" and t.text.lower() not in KEYWORDS:
             self.i += 1
             low = t.text.lower()
@@ -208,6 +246,23 @@ class _Parser:
             raise _error(self.what, self.text, at.col, "'tag' takes = or != and a tag name, e.g. tag = 'baseline'")
         if (v is None or isinstance(v, bool)) and cmp.op not in ("=", "!="):
             raise _error(self.what, self.text, at.col, f"{cmp.op} needs a number or text, not {v!r}")
+        if f.kind == "plain" and v is not None:
+            # One meaning on both databases (PostgreSQL refuses mixed types, SQLite mixes them
+            # its own way): text fields compare as text, counts with numbers, dates with dates.
+            if f.name in ("name", "status"):
+                if not isinstance(v, str):
+                    v = ("true" if v else "false") if isinstance(v, bool) else str(v)
+            elif f.name in ("last_step", "checkpoints"):
+                if isinstance(v, str):
+                    try:
+                        v = int(v) if re.fullmatch(r"\s*-?\d+\s*", v) else float(v)
+                    except ValueError:
+                        raise _error(self.what, self.text, at.col, f"{f.name} compares with numbers, not {v!r}") from None
+                if isinstance(v, bool):
+                    raise _error(self.what, self.text, at.col, f"{f.name} compares with numbers, not {v!r}")
+            elif not isinstance(v, str):
+                raise _error(self.what, self.text, at.col, f"{f.name} compares with dates as ISO text (e.g. '2026-11-29'), not {v!r}")
+            cmp = Compare(f, cmp.op, v)
         return cmp
 
     def field(self) -> Field:
@@ -246,7 +301,7 @@ class _Parser:
             return t.text
         if t.kind == "str":
             self.i += 1
-            return t.text[1:-1].replace(t.text[0] * 2, t.text[0])
+            return _storable(self.what, self.text, t.col, t.text[1:-1].replace(t.text[0] * 2, t.text[0]), "name")
         if t.kind == "num" and not t.text.startswith("-"):
             self.i += 1
             return t.text
@@ -260,7 +315,10 @@ class _Parser:
             if self.tok.kind == "minus":
                 self.i += 1
                 desc = True
+            at = self.tok
             f = self.field()
+            if f.kind == "tag":
+                raise _error(self.what, self.text, at.col, "'tag' only filters (tag = 'x'); sort by a tag's value with tags.NAME")
             if self.word("desc"):
                 desc = True
             else:
@@ -317,14 +375,14 @@ class _Compiler:
                     return (f"(CASE WHEN json_typeof(r.params -> CAST({ph} AS TEXT)) = 'number' "
                             f"THEN CAST(r.params ->> CAST({ph} AS TEXT) AS DOUBLE PRECISION) END)")
                 return f"(r.params ->> CAST({ph} AS TEXT))"
-            args[-1] = '$."' + f.name.replace('"', '""') + '"'
+            # json_each, not a JSON path: its keys are unescaped, so a name that json.dumps
+            # escaped ("\u00df" for ß) or that holds '"' matches, as on PostgreSQL.
             if numeric:
-                args.append(args[-1])
-                return f"(CASE WHEN json_type(r.params, {ph}) IN ('integer', 'real') THEN json_extract(r.params, {ph}) END)"
-            args.append(args[-1])
-            # json_extract gives 1/0 for JSON booleans; compared with text they read as JSON does.
-            return (f"(CASE json_type(r.params, {ph}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-                    f"ELSE json_extract(r.params, {ph}) END)")
+                return (f"(SELECT CASE WHEN j.type IN ('integer', 'real') THEN j.value END "
+                        f"FROM json_each(r.params) j WHERE j.key = {ph})")
+            # json_each gives 1/0 for JSON booleans; compared with text they read as JSON does.
+            return (f"(SELECT CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE j.value END "
+                    f"FROM json_each(r.params) j WHERE j.key = {ph})")
         if f.kind == "tag_value":
             args.append(f.name)
             return f"(SELECT t.value FROM run_tags t WHERE t.run_id = r.id AND t.key = {ph})"
@@ -352,6 +410,8 @@ class _Compiler:
             return dt if self.pg else dt.replace(tzinfo=None).isoformat(sep=" ")
         if f.kind == "tag_value" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # tags are text: tags.seed = 3 means '3'
+        if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < (1 << 63):
+            return float(value)  # beyond int64 (SQLite cannot bind it): compared as JSON numbers are read
         return value
 
     def node(self, n: Any, args: list[Any]) -> str:

@@ -10,9 +10,16 @@ running it again then reads normally. Used by the read-only engine and by the qu
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from urllib.parse import quote
+
+#: How every connection of ours decodes SQLite text: as UTF-8, with bytes that are not valid
+#: UTF-8 (a name written by another tool) shown as ``\xff`` escapes instead of failing the
+#: whole query (sqlite3's default raises, and one such run name broke ``runs list``). C-level,
+#: so a query returning many strings pays no Python call per value.
+TEXT_FACTORY = functools.partial(str, encoding="utf-8", errors="backslashreplace")
 
 
 def connect_readonly(path: str, timeout: float) -> sqlite3.Connection:
@@ -24,4 +31,6 @@ def connect_readonly(path: str, timeout: float) -> sqlite3.Connection:
         uri += "?mode=ro"
     else:
         uri += "?mode=ro&immutable=1"
-    return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+    conn.text_factory = TEXT_FACTORY
+    return conn

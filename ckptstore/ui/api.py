@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 RUN_SORT_KEYS = ("name", "status", "created_at", "ended_at", "last_step", "checkpoints")
 MAX_WIDTH = 10_000  # pixels; a wider chart gains nothing
 MAX_RUNS_PER_CHART = 50
+#: Bounds on any request, whatever the endpoint: a request's cost stays small (3,000 ``run=``
+#: once cost 5 s of server time).
+MAX_PARAMS = 100
+MAX_VALUE_CHARS = 4096
+MAX_TAGS = 20
 
 
 class BadRequest(Exception):
@@ -83,14 +88,33 @@ def _int(request: Request, name: str, *, default: Optional[int] = None, low: int
 
 
 def _known(request: Request, allowed: set[str]) -> None:
+    items = request.query_params.multi_items()
+    if len(items) > MAX_PARAMS:
+        raise BadRequest(f"{len(items)} query parameters is too many (at most {MAX_PARAMS})")
+    long = next((k for k, v in items if len(v) > MAX_VALUE_CHARS or len(k) > MAX_VALUE_CHARS), None)
+    if long is not None:
+        raise BadRequest(f"a value of {long[:50]!r} is too long (at most {MAX_VALUE_CHARS} characters)")
     unknown = sorted(set(request.query_params.keys()) - allowed)
     if unknown:
         raise BadRequest(f"unknown query parameter {unknown[0]!r}; this endpoint takes {', '.join(sorted(allowed)) or 'none'}")
 
 
+def _runs(request: Request, *, required: bool = True) -> list[str]:
+    """The ``run=`` values, each once, at most :data:`MAX_RUNS_PER_CHART`."""
+    runs = list(dict.fromkeys(request.query_params.getlist("run")))
+    if required and not runs:
+        raise BadRequest("the query parameter run is required (one or more)")
+    if len(runs) > MAX_RUNS_PER_CHART:
+        raise BadRequest(f"at most {MAX_RUNS_PER_CHART} runs at once, got {len(runs)}")
+    return runs
+
+
 def _tags(request: Request) -> dict[str, str]:
     tags: dict[str, str] = {}
-    for item in request.query_params.getlist("tag"):
+    items = request.query_params.getlist("tag")
+    if len(items) > MAX_TAGS:
+        raise BadRequest(f"at most {MAX_TAGS} tag filters, got {len(items)}")
+    for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise BadRequest(f"tag must be KEY=VALUE, got {item!r}")
@@ -154,22 +178,20 @@ class Api:
     def keys(self, request: Request) -> Response:
         """``GET /api/keys?run=A&run=B``: the metric names any of the runs logged, sorted."""
         _known(request, {"run"})
-        runs = request.query_params.getlist("run")
+        runs = _runs(request, required=False)
         return json_response(sorted({k for r in runs for k in self.store.metric_keys(r)}))
 
     def checkpoints(self, request: Request) -> Response:
         """``GET /api/checkpoints?run=A&run=B``: ``checkpoints list --json`` of each run, in turn."""
         _known(request, {"run"})
-        runs = request.query_params.getlist("run")
-        if not runs:
-            raise BadRequest("the query parameter run is required (one or more)")
+        runs = _runs(request)
         return json_response([checkpoint_json(ck) for r in runs for ck in self.store.checkpoints(r)])
 
     def metrics(self, request: Request) -> Response:
         """``GET /api/metrics?run=A&run=B&key=K&width=PX&start=S&stop=S``: one metric of each run,
         min/max-downsampled to ``width`` pixels over [start, stop] (see ``downsample.py``)."""
         _known(request, {"run", "key", "width", "start", "stop"})
-        runs = request.query_params.getlist("run")
+        runs = list(request.query_params.getlist("run"))
         if not runs:
             raise BadRequest("the query parameter run is required (one or more)")
         if len(runs) > MAX_RUNS_PER_CHART:

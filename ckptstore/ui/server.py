@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import StoreConfigError
 
@@ -22,13 +22,15 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, ::ffff:127.x, localhost)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -57,14 +59,28 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/"
 
 
-def serve(store: "Store", sock: socket.socket, *, log_level: str = "warning") -> None:
-    """Serve the app over ``store`` on ``sock`` until interrupted (Ctrl-C)."""
+def allowed_hosts(sock: socket.socket, asked: str = "") -> Optional[list[str]]:
+    """The Host header values a server bound on ``sock`` answers, or None (any) if it is not
+    bound to loopback. Every loopback bind checks: a web page on another site could otherwise
+    read the store through DNS rebinding (its name re-pointed at 127.0.0.1 or ::1), whatever
+    the address family. Answered: the loopback names, the bound address as a URL shows it
+    (``127.0.0.2``, ``[::1]``) and the name the user asked to listen on (``localhost``)."""
+    bound = sock.getsockname()[0]
+    if not is_loopback(bound):
+        return None
+    names = [*LOOPBACK_NAMES, "[::1]", f"[{bound}]" if ":" in bound else bound]
+    if asked and asked not in names:
+        names.append(asked if ":" not in asked or asked.startswith("[") else f"[{asked}]")
+    return list(dict.fromkeys(n.lower() for n in names))
+
+
+def serve(store: "Store", sock: socket.socket, *, log_level: str = "warning", asked: str = "") -> None:
+    """Serve the app over ``store`` on ``sock`` until interrupted (Ctrl-C); ``asked``: the
+    host name the user gave (also answered, see :func:`allowed_hosts`)."""
     import uvicorn
 
     from .app import create_app
 
-    host = sock.getsockname()[0]
-    # Host-header check only where it is simple and needed: an IPv4 loopback bind.
-    allowed = LOOPBACK_NAMES if is_loopback(host) and ":" not in host else None
+    allowed = allowed_hosts(sock, asked)
     config = uvicorn.Config(create_app(store, allowed_hosts=allowed), log_level=log_level, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
