@@ -19,6 +19,8 @@ __all__ = [
     "UnknownRunError",
     "StepConflictError",
     "ParamsChangedError",
+    "NotChiefError",
+    "TopologyChangedError",
     "UnknownRefError",
     "UnknownAliasError",
     "MetricValueError",
@@ -118,6 +120,16 @@ class StepConflictError(ConflictError, ValueError):
 class ParamsChangedError(ConflictError, ValueError):
     """Resuming a run with params that differ from the ones it has, without
     ``update_params=True``."""
+
+
+class TopologyChangedError(ConflictError, ValueError):
+    """Resuming a distributed run with another number of workers than it was trained with,
+    without ``update_params=True`` (the global batch, and so the training, would change)."""
+
+
+class NotChiefError(CkptstoreError):
+    """A non-chief task of a ``tf.distribute`` job asked for a write only the chief makes
+    (see ``ckptstore.distributed``)."""
 
 
 class QuerySyntaxError(CkptstoreError, ValueError):

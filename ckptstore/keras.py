@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StoreCallback", "BackupAndRestore"]
+__all__ = ["StoreCallback", "BackupAndRestore", "fix_fit_under_multi_worker"]
 
 
 class StoreCallback(keras.callbacks.Callback):
@@ -475,9 +475,9 @@ def _size(shape: Any) -> int:
 
 def _keep_best_metric(run: "Run") -> Optional[str]:
     """The metric the run's ``KeepBest`` rule ranks by, if it has one."""
-    from .retention import Retention
-
-    best = Retention.from_json(run.store.get_run(run.name).retention).keep_best
+    # Through the run: a follower (a non-chief worker) may run before the chief created the
+    # run, and must rank (so save) at the same steps as the chief.
+    best = run.retention_rule().keep_best
     return best.metric if best is not None else None
 
 
@@ -497,3 +497,34 @@ def _numbers(logs: Optional[Mapping[str, Any]]) -> dict[str, float]:
             continue
         out[k] = f
     return out
+
+
+def fix_fit_under_multi_worker(strategy: Any) -> Any:
+    """Make Keras 3's ``model.fit`` run under ``MultiWorkerMirroredStrategy``; returns ``strategy``.
+
+    Keras 3 (3.x, TensorFlow backend) calls ``strategy.reduce`` in two ways that the
+    multi-worker strategy refuses (keras-team/keras#20585, tensorflow/tensorflow#72388): on a
+    whole nested batch at once, to learn its shapes before tracing (``Attempt to convert a value
+    (PerReplica...)``), and on scalar metrics over ``axis=0`` (``Invalid reduction dimension
+    0``). This wraps this one strategy object's ``reduce`` so that it reduces each value of a
+    structure on its own, and a scalar over no axis; every worker makes the same calls, so the
+    collectives still match. Nothing else changes, and nothing global is patched. Call it right
+    after creating the strategy, on every worker:
+
+    >>> strategy = fix_fit_under_multi_worker(tf.distribute.MultiWorkerMirroredStrategy())  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    original = strategy.reduce
+
+    def reduce(reduce_op: Any, value: Any, axis: Any = None) -> Any:
+        def one(v: Any) -> Any:
+            local = strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+            shape = getattr(local, "shape", None)
+            scalar = shape is not None and shape.rank == 0
+            return original(reduce_op, v, axis=None if scalar else axis)
+
+        return tf.nest.map_structure(one, value)
+
+    strategy.reduce = reduce
+    return strategy

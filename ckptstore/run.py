@@ -37,7 +37,8 @@ from typing import Any, Literal, Optional, Sequence, Union
 from .constants import NAME_MAX
 from sqlalchemy.exc import IntegrityError
 
-from .errors import InvalidOptionError, MetricValueError, StepConflictError, UnknownRunError
+from .distributed import SINGLE, Role
+from .errors import InvalidOptionError, MetricValueError, NotChiefError, StepConflictError, UnknownRunError
 from .flows import checkpoints as checkpoint_flows
 from .flows import deploy_exports
 from .flows import exports as export_flows
@@ -174,6 +175,7 @@ class Run:
         saves_in_flight: int = 1,
         resumed_from: Optional[int] = None,
         overwrite: bool = False,
+        role: Role = SINGLE,
     ) -> None:
         if nonfinite not in ("store", "raise", "skip"):
             raise InvalidOptionError(f"nonfinite must be 'store', 'raise' or 'skip', got {nonfinite!r}")
@@ -192,6 +194,8 @@ class Run:
         #: The run's last step (logged or saved) when ``start_run(..., resume=True)`` made this
         #: handle; None for a new run. Training continues after it.
         self.resumed_from = resumed_from
+        #: This process's place in a ``tf.distribute`` job (``ckptstore.distributed``).
+        self.role = role
         # Steps at or below the floor are refused (a resume continues, never rewrites);
         # -1 lets every step through, at the cost of one comparison per log().
         self._floor = -1 if (resumed_from is None or overwrite) else resumed_from
@@ -223,6 +227,18 @@ class Run:
             self._refuse(step, "log")
         if step > self._high:
             self._high = step
+        rows = self._rows(step, metrics)
+        buf = self._buffer
+        with buf.lock:
+            if not buf.rows:
+                self._registry.pending(buf)
+            buf.rows.extend(rows)
+            due = len(buf.rows) >= self.flush_every or (time.monotonic() - buf.last_flush >= self.flush_seconds)
+        if due:
+            buf.flush()
+
+    def _rows(self, step: int, metrics: dict[str, Any]) -> list[Row]:
+        """The rows of one ``log`` call, every name and value checked (see the module docstring)."""
         now = time.time()
         rows = []
         run_id = self.id
@@ -251,14 +267,7 @@ class Run:
                 if math.isnan(v):
                     v = None  # type: ignore[assignment]  # stored as NULL, read back as NaN
             rows.append((run_id, step, key, v, now))
-        buf = self._buffer
-        with buf.lock:
-            if not buf.rows:
-                self._registry.pending(buf)
-            buf.rows.extend(rows)
-            due = len(buf.rows) >= self.flush_every or (time.monotonic() - buf.last_flush >= self.flush_seconds)
-        if due:
-            buf.flush()
+        return rows
 
     def flush(self) -> int:
         """Write buffered metrics now; returns how many values were written."""
@@ -288,6 +297,10 @@ class Run:
         moved = run_flows.rewind(self._backend, self.id, step)
         self._floor = self._high = step
         return moved
+
+    def retention_rule(self) -> Retention:
+        """The run's retention rule, as the store has it."""
+        return Retention.from_json(self.store.get_run(self.name).retention)
 
     def _check_keep_best(self) -> None:
         """Warn once, at this handle's first save, when the run's ``KeepBest`` metric has no
@@ -348,6 +361,11 @@ class Run:
         self.flush()
         if not self._keep_best_checked:
             self._check_keep_best()
+        if not blocking and self.role.multi_worker:
+            # The other workers write while this call runs (their part of the collectives); a
+            # background snapshot would read the variables at another moment than they do.
+            log.debug("run %s: a multi-worker save is made blocking", self.name)
+            blocking = True
         if not blocking:
             return self._saves.submit(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
         self._saves.wait()  # in order, and a background failure surfaces here
@@ -436,6 +454,91 @@ class Run:
             self.finish("failed")
         except Exception:  # never hide the training loop's own exception
             log.exception("could not mark run %s failed", self.name)
+
+
+class FollowerRun(Run):
+    """What :meth:`Store.start_run` gives a non-chief task of a ``tf.distribute`` job (worker
+    1.., ps; see ``ckptstore.distributed``): the same handle, so one script runs everywhere, that
+    never writes to the store.
+
+    * :meth:`log` and :meth:`flush` check the step as the chief does and record nothing (the
+      chief logs each step once);
+    * :meth:`save` takes part in the collective save: TensorFlow writes into a private
+      temporary directory that is deleted at once; returns None; no run, row or object;
+    * :meth:`finish` and the ``with`` block change nothing; the run's status is the chief's;
+    * :meth:`freeze` and ``export_*`` are chief-only writes with no collective part:
+      :class:`NotChiefError`, nothing written; :meth:`set_retention` is kept by the handle only
+      (the chief's own call records it).
+
+    :attr:`resumed_from`, :attr:`next_step` and the retention rule are read from the store when
+    the run already exists (a resume), so a ``StoreCallback`` on every worker counts the same
+    steps and saves at the same ones; a run the chief is only creating now is taken as new.
+    """
+
+    def __init__(self, store: Any, name: str, role: Role, *, resumed_from: Optional[int], overwrite: bool,
+                 retention: Optional[Retention]) -> None:
+        super().__init__(store, -1, name, resumed_from=resumed_from, overwrite=overwrite, manage_status=False, role=role)
+        self._retention = retention
+
+    def __repr__(self) -> str:
+        return f"FollowerRun({self.name!r}, {self.role.describe()})"
+
+    def log(self, step: int, /, **metrics: Any) -> None:
+        step = check_step(step)
+        if step <= self._floor:
+            self._refuse(step, "log")
+        if step > self._high:
+            self._high = step
+        # Checked as the chief checks them: a value the chief refuses fails every worker alike,
+        # instead of leaving the others waiting in their next collective.
+        self._rows(step, metrics)
+
+    def flush(self) -> int:
+        return 0
+
+    def save(self, target: Any, step: int, *, var_list: Any = None, write_meta_graph: bool = True,
+             prefix: str = "model.ckpt", blocking: bool = True) -> None:  # type: ignore[override]
+        """Take part in the chief's save of ``step`` (see the class docstring); returns None."""
+        if isinstance(step, int):
+            if step <= self._floor:
+                self._refuse(step, "save")
+            self._high = max(self._high, step)
+        checkpoint_flows.write_and_discard(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+
+    def rewind(self, step: int) -> int:
+        """The chief moves the values; a follower only goes back to ``step`` with it."""
+        step = check_step(step)
+        self._floor = self._high = step
+        return 0
+
+    def retention_rule(self) -> Retention:
+        return self._retention if self._retention is not None else Retention()
+
+    def _not_chief(self, what: str) -> NotChiefError:
+        return NotChiefError(
+            f"this process is {self.role.describe()}: only the chief writes to run {self.name!r}, "
+            f"so it cannot {what} (do it where ckptstore.distributed.role().is_chief)"
+        )
+
+    def freeze(self, *args: Any, **kwargs: Any) -> ExportInfo:
+        raise self._not_chief("freeze an export")
+
+    def export_saved_model(self, *args: Any, **kwargs: Any) -> ExportInfo:
+        raise self._not_chief("store a SavedModel")
+
+    def export_keras(self, *args: Any, **kwargs: Any) -> ExportInfo:
+        raise self._not_chief("store a .keras file")
+
+    def set_retention(self, retention: Optional[Retention]) -> None:
+        """Kept here only (the chief's own call records it): the drop-ins set the rule in
+        their constructors, on every worker, and a follower ranks by it as the chief does."""
+        self._retention = retention
+
+    def wait(self) -> None:
+        return None
+
+    def finish(self, status: str = "finished") -> None:
+        W.check_status(status)
 
 
 def _check_key(key: str, step: int) -> None:

@@ -17,7 +17,8 @@ from typing import Any, Optional, Union
 from sqlalchemy.engine import URL
 
 from .constants import INT_MAX
-from .errors import ConflictError, InvalidOptionError, MetricValueError, StoreConfigError, StoreOpenError
+from . import distributed
+from .errors import ConflictError, InvalidOptionError, MetricValueError, StoreConfigError, StoreOpenError, TopologyChangedError, UnknownRunError
 from .flows.areas import select_area
 from .flows import aliases as alias_flows
 from .flows import async_save, deploy_exports
@@ -38,7 +39,7 @@ from .metadata.writes import check_state, check_status
 from .names import check_params, check_run_name, check_tags, new_run_name
 from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, MetricSummary, RunComparison, RunAtStep, RunInfo, SpaceUsage, StepMetrics, VariableDiff, VariableInfo, VerifyReport
 from .retention import Retention
-from .run import LiveRuns, Run
+from .run import FollowerRun, LiveRuns, Run
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -123,6 +124,22 @@ def _resume_mode(resume: Union[bool, str]) -> str:
     if resume in ("never", "allow", "must"):
         return resume  # type: ignore[return-value]
     raise InvalidOptionError(f"resume must be True, False, 'never', 'allow' or 'must', got {resume!r}")
+
+
+#: The tag a distributed run's chief records: how many workers trained it.
+WORKERS_TAG = "ckptstore.workers"
+
+
+def _check_topology(run: RunInfo, who: "distributed.Role", update_params: bool) -> None:
+    """A resume by another number of workers changes the global batch, and so the training:
+    refused, before anything is written, unless the caller says it is meant."""
+    recorded = run.tags.get(WORKERS_TAG)
+    if recorded is None or update_params or recorded == str(who.num_workers):
+        return
+    raise TopologyChangedError(
+        f"run {run.name!r} was trained by {recorded} worker(s) and this job has {who.num_workers}: "
+        "the global batch would change; resume with the same cluster, or pass update_params=True"
+    )
 
 
 def _is_empty(database: Path, check_schema: bool) -> bool:
@@ -242,6 +259,7 @@ class Store:
         resume: Union[bool, str] = "never",
         overwrite: bool = False,
         update_params: bool = False,
+        strategy: Any = None,
         **logging_options: Any,
     ) -> Run:
         """Start a new run (or, with ``resume``, continue one); use it as a context manager.
@@ -268,8 +286,49 @@ class Store:
         (training restarted from an older checkpoint). ``StoreCallback`` continues after it by
         itself. ``logging_options`` tune :meth:`Run.log` buffering (``flush_every``,
         ``flush_seconds``, ``nonfinite``).
+
+        **Distributed training** (``docs/distributed.md``): every worker of a ``tf.distribute``
+        job calls ``start_run`` with the same name. The chief (``ckptstore.distributed``: from
+        ``strategy`` if given, else ``$TF_CONFIG``) starts or resumes the run and records the
+        number of workers (tag ``ckptstore.workers``); every other task gets a
+        :class:`~ckptstore.run.FollowerRun`, which writes nothing. A resume with another number
+        of workers is refused (:class:`TopologyChangedError`) unless ``update_params=True``.
         """
         mode = _resume_mode(resume)
+        who = distributed.role(strategy)
+        if who.multi_worker:
+            if name is None:
+                raise InvalidOptionError(
+                    f"this process is {who.describe()}: name the run (start_run(name)), so that "
+                    "every worker of the job follows the same one"
+                )
+            check_run_name(name)
+            existing = self._existing_run(name) if mode != "never" else None
+            if existing is not None:
+                _check_topology(existing, who, update_params)
+            if not who.is_chief:
+                # Checked as the chief checks them: what the chief refuses fails every worker
+                # alike, instead of leaving the others waiting in their first collective.
+                params_checked = check_params(params or {})
+                check_tags(tags or {})
+                if existing is None and mode == "must":
+                    self.get_run(name)  # raises UnknownRunError, naming the store
+                if existing is not None and not update_params:
+                    W.check_params_kept(name, existing.params, params_checked)
+                last = None
+                if existing is not None:
+                    with self.db.read() as conn:  # what the chief's resume reads: metrics and saves
+                        last = Q.last_step(conn, existing.id)
+                return FollowerRun(
+                    self, name, who, resumed_from=last,
+                    overwrite=overwrite, retention=retention if retention is not None else (
+                        Retention.from_json(existing.retention) if existing is not None else None),
+                )
+            tags = {**(tags or {}), WORKERS_TAG: str(who.num_workers)}
+        elif mode != "never" and name is not None:
+            existing = self._existing_run(name)
+            if existing is not None:
+                _check_topology(existing, who, update_params)
         process, heartbeat_timeout = self.heartbeat.settings()
         alive = {"process": process, "heartbeat_timeout": heartbeat_timeout}
         params_json = check_params(params or {})
@@ -292,9 +351,15 @@ class Store:
             run_id, last = run_flows.start_run(
                 self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params, **alive
             )
-        run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, **logging_options)
+        run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, role=who, **logging_options)
         self.heartbeat.add(run_id, name)
         return run
+
+    def _existing_run(self, name: str) -> Optional[RunInfo]:
+        try:
+            return self.get_run(name)
+        except UnknownRunError:
+            return None
 
     def run(self, name: str) -> Run:
         """A handle on an existing run, e.g. a finished one, to freeze, save, log or tag later.
@@ -302,9 +367,14 @@ class Store:
         Getting it changes nothing: the run keeps its status and times, also when the handle is
         used as a context manager (``with store.run("mnist") as run: run.freeze(...)``); only
         :meth:`Run.finish` called explicitly changes them. To continue training a run, use
-        ``start_run(name, resume=True)``.
+        ``start_run(name, resume=True)``. On a non-chief task of a ``tf.distribute`` job (by
+        ``$TF_CONFIG``) it is a :class:`~ckptstore.run.FollowerRun`, as from ``start_run``.
         """
         info = self.get_run(name)
+        who = distributed.role()
+        if not who.is_chief:  # a non-chief task of a tf.distribute job (TF_CONFIG): writes nothing
+            return FollowerRun(self, info.name, who, resumed_from=None, overwrite=False,
+                               retention=Retention.from_json(info.retention))
         return Run(self, info.id, info.name, manage_status=False)
 
     def get_run(self, name: str) -> RunInfo:

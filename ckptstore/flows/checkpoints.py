@@ -96,6 +96,41 @@ def save(
     return info
 
 
+def write_and_discard(target: Any, step: int, *, var_list: Any = None, write_meta_graph: bool = True,
+                      prefix: str = "model.ckpt") -> None:
+    """A non-chief worker's part of a distributed save: TensorFlow writes ``target`` exactly as
+    the chief's save does (collective ops, such as the all-reduce of a ``SyncOnRead`` variable,
+    need every worker), into a private temporary directory that is deleted at once. Nothing
+    reaches the store. TensorFlow's own ``distributed_file_utils.write_dirpath`` /
+    ``remove_temp_dirpath`` do the same with a ``workertemp_<id>`` directory; ours is local,
+    since the store's area may be a bucket, and named ``ckptstore-worker-*`` so that what a
+    killed worker leaves is recognisable."""
+    step = check_step(step)
+    check_prefix(prefix)
+    fmt = formats.for_target(target)
+    _remove_dead_workers_dirs(Path(tempfile.gettempdir()))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{WORKER_TMP}{os.getpid()}-", suffix=STAGING_SUFFIX))
+    try:
+        fmt.save(target, tmp, prefix, step, var_list=var_list, write_meta_graph=write_meta_graph)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.debug("took part in the save of step %d (written to a temporary directory, deleted)", step)
+
+
+#: What a follower's temporary directory is named after: ``ckptstore-worker-<pid>-<random>.ckptstore-tmp``.
+WORKER_TMP = "ckptstore-worker-"
+
+
+def _remove_dead_workers_dirs(tmp: Path) -> None:
+    """Remove what followers killed in the middle of a save left (their pid is gone): the next
+    save of a re-run job cleans up after the last one."""
+    for path in tmp.glob(f"{WORKER_TMP}*{STAGING_SUFFIX}"):
+        pid = path.name[len(WORKER_TMP):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            log.info("removing %s, left by a worker that died while saving", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def commit_checkpoint(
     backend: Backend,
     run_id: int,

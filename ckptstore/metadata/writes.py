@@ -50,6 +50,17 @@ def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str]
 # --------------------------------------------------------------------------- runs
 
 
+def check_params_kept(name: str, old: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Refuse a resume whose ``params`` give another value to a param the run has."""
+    changed = sorted(k for k, v in params.items() if k in old and old[k] != v)
+    if changed:
+        shown = ", ".join(f"{k} {old[k]!r} -> {params[k]!r}" for k in changed[:5])
+        raise ParamsChangedError(
+            f"resuming run {name!r} would change its params ({shown}); pass update_params=True "
+            "to record the new values, or start a new run"
+        )
+
+
 def start_run(
     conn: Connection,
     name: str,
@@ -89,14 +100,8 @@ def start_run(
         ).scalar_one()
     else:
         rid = row.id
-        old = row.params or {}
-        changed = sorted(k for k, v in params.items() if k in old and old[k] != v)
-        if changed and not update_params:
-            shown = ", ".join(f"{k} {old[k]!r} -> {params[k]!r}" for k in changed[:5])
-            raise ParamsChangedError(
-                f"resuming run {name!r} would change its params ({shown}); pass update_params=True "
-                "to record the new values, or start a new run"
-            )
+        if not update_params:
+            check_params_kept(name, row.params or {}, params)
         values: dict[str, Any] = {
             "status": "running", "ended_at": None, "params": {**(row.params or {}), **params}, **alive
         }

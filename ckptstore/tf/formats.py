@@ -20,6 +20,7 @@ A new format is a new subclass here plus an entry in :data:`FORMATS` (see docs/a
 from __future__ import annotations
 
 import abc
+import contextlib
 import weakref
 from pathlib import Path
 from typing import Any, Optional
@@ -189,11 +190,11 @@ def _check_graph_matches(graph: Any, saved: SavedVariables, var_list: Any) -> No
     if var_list is None:
         with graph.as_default():
             variables = t.compat.v1.global_variables() + t.compat.v1.get_collection(t.compat.v1.GraphKeys.SAVEABLE_OBJECTS)
-        wanted = {v.op.name: v for v in variables if hasattr(v, "op")}
+        wanted = {_saved_name(v): v for v in variables if hasattr(v, "op")}
     elif isinstance(var_list, dict):
         wanted = dict(var_list)
     else:
-        wanted = {v.op.name: v for v in var_list}
+        wanted = {_saved_name(v): v for v in var_list}
     if not wanted:
         raise RestoreMismatchError(
             "the session's graph has operations but no variables to restore into: build the "
@@ -204,10 +205,23 @@ def _check_graph_matches(graph: Any, saved: SavedVariables, var_list: Any) -> No
         if name not in saved:
             missing.append(name)
             continue
+        info = getattr(var, "_save_slice_info", None)
+        if info is not None:  # one part of a partitioned variable: the Saver reads its slice of the whole
+            if list(info.full_shape) != list(saved[name][1]):
+                wrong.append(f"{name} {list(info.full_shape)} vs saved {saved[name][1]}")
+            continue
         shape = getattr(var, "shape", None)
         if shape is not None and shape.is_fully_defined() and list(shape.as_list()) != list(saved[name][1]):
             wrong.append(f"{name} {shape.as_list()} vs saved {saved[name][1]}")
     _raise_mismatch("graph", missing, wrong)
+
+
+def _saved_name(var: Any) -> str:
+    """The name the Saver stores ``var`` under: a partitioned variable's parts (``w/part_0``,
+    ...) are saved as slices of one tensor named after the whole (``w``), with its full shape,
+    so a checkpoint restores into any partitioning, or none."""
+    info = getattr(var, "_save_slice_info", None)
+    return info.full_name if info is not None else var.op.name
 
 
 def _raise_mismatch(what: str, missing: list[str], wrong: list[str]) -> None:
@@ -295,7 +309,12 @@ def _build_keras_optimizers(root: Any, saved: SavedVariables) -> bool:
         variables = getattr(obj, "trainable_variables", None)
         build = getattr(optimizer, "build", None)
         if variables and callable(build):
-            build(variables)
+            # Under the strategy the model was compiled in (Keras keeps it on the optimizer):
+            # slots made outside its scope would not be mirrored, and a MirroredStrategy
+            # refuses to make them at all ("Need to be inside with strategy.scope()").
+            strategy = getattr(optimizer, "_distribution_strategy", None)
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                build(variables)
             built = True
     return built
 

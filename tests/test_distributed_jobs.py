@@ -1,0 +1,257 @@
+"""Real tf.distribute jobs (issue 27): every example of docs/distributed.md run as written, as
+separate processes on 127.0.0.1 (2 workers; for ParameterServerStrategy a chief, a ps and a
+worker), each with a deadline of its own and killed by the ``children`` fixture at the end (a
+missing worker makes the others wait forever). Checked: one run, one checkpoint per save, each
+step logged once, no temporary file left, restores equal to the chief's own weights."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pytest
+
+import ckptstore
+from tests.helpers.processes import ChildProcesses, with_deadline
+from tests.helpers.skips import require_tensorflow
+
+tf = require_tensorflow()
+
+pytestmark = pytest.mark.slow  # each job starts 2-3 interpreters that import TensorFlow
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "distributed.md"
+DEADLINE = 150.0
+
+# Appended to a worker's script: its final weights, to compare restores with.
+DUMP = """
+import json as _json, os as _os
+_task = _json.loads(_os.environ.get("TF_CONFIG") or '{"task": {"index": 0}}')["task"]
+_values = [v.numpy() for v in model.weights] if hasattr(model, "layers") else [
+    tf.concat(model.w.variables, 0).numpy(), tf.concat(model.b.variables, 0).numpy()]
+np.savez(_os.path.join(_os.environ["DUMP_DIR"], f"{_task['type']}-{_task['index']}.npz"), *_values)
+"""
+
+
+def block(name: str) -> str:
+    """The python block of docs/distributed.md whose first line is ``# distributed: <name>``."""
+    for code in re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S):
+        if code.startswith(f"# distributed: {name}\n"):
+            return code
+    raise AssertionError(f"no block {name!r} in {DOC}")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def run_job(
+    children: ChildProcesses, code: str, cluster: dict[str, int], env: dict[str, str], tmp: Path,
+    *, wait_for: Optional[str] = None, per_task_env: Optional[dict[str, dict[str, str]]] = None,
+) -> dict[str, tuple[Optional[int], str]]:
+    """Start one process per task of ``cluster`` ({job: count}) running ``code`` with its
+    ``TF_CONFIG``; wait for all of them (or only the ``wait_for`` task, e.g. a PS job's chief,
+    whose ps and worker serve forever) and kill the rest. Returns {"worker-0": (exit code, stderr)}."""
+    ports = iter(free_ports(sum(cluster.values())))
+    spec = {job: [f"127.0.0.1:{next(ports)}" for _ in range(n)] for job, n in cluster.items()}
+    procs: dict[str, subprocess.Popen] = {}
+    for job, n in cluster.items():
+        for i in range(n):
+            task = f"{job}-{i}"
+            (tmp / f"tmp-{task}").mkdir(parents=True, exist_ok=True)
+            task_env = {
+                **env, "TF_CONFIG": json.dumps({"cluster": spec, "task": {"type": job, "index": i}}),
+                "TMPDIR": str(tmp / f"tmp-{task}"), "PYTHONHASHSEED": "0", "DUMP_DIR": str(tmp),
+                **(per_task_env or {}).get(task, {}),
+            }
+            procs[task] = children.popen(
+                [sys.executable, "-c", with_deadline(code, DEADLINE + 10)], env=task_env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+    waited = [wait_for] if wait_for else list(procs)
+    deadline = time.monotonic() + DEADLINE
+    failed_at: Optional[float] = None
+    while time.monotonic() < deadline and any(procs[t].poll() is None for t in waited):
+        if failed_at is None and any(procs[t].poll() not in (None, 0) for t in waited):
+            failed_at = time.monotonic()  # the others now wait in a collective: give them a moment
+        if failed_at is not None and time.monotonic() - failed_at > 5:
+            break
+        time.sleep(0.2)
+    results = {}
+    for task, proc in procs.items():
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=30)
+        results[task] = (proc.returncode, err)
+    return results
+
+
+def assert_ok(results: dict[str, tuple[Optional[int], str]], *tasks: str) -> None:
+    for task in tasks or list(results):
+        code, err = results[task]
+        assert code == 0, f"{task} exited {code}:\n{err[-3000:]}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def no_temp_files(tmp: Path) -> list[Path]:
+    return [p for d in tmp.glob("tmp-*") for p in d.rglob("*")]
+
+
+def steps_once(store: ckptstore.Store, run: str, last: int) -> None:
+    assert [s.step for s in store.steps(run)] == list(range(1, last + 1))
+    assert store.metric_history(run) == []  # nothing was logged twice
+
+
+# --------------------------------------------------------------------------- MultiWorkerMirroredStrategy
+
+
+def test_mwms_custom_loop_one_run_one_checkpoint_per_save_and_restores_across_topologies(children: ChildProcesses, tmp_path: Path) -> None:
+    uri = str(tmp_path / "store")
+    env = child_env(CKPTSTORE_URI=uri)
+    code = block("mwms-loop") + DUMP
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["mw-job"]
+        run = store.get_run("mw-job")
+        assert run.status == "finished" and run.tags["ckptstore.workers"] == "2"
+        assert [c.step for c in store.checkpoints("mw-job")] == [4, 8]
+        steps_once(store, "mw-job", 8)
+    assert no_temp_files(tmp_path) == []
+    chief, follower = np.load(tmp_path / "worker-0.npz"), np.load(tmp_path / "worker-1.npz")
+    assert all(np.array_equal(chief[k], follower[k]) for k in chief.files)
+
+    # Restore into one process and into MirroredStrategy over two devices: the chief's weights.
+    check = block("restore") + (
+        "\nref = np.load(__import__('os').environ['DUMP_DIR'] + '/worker-0.npz')\n"
+        "assert all(np.array_equal(v.numpy(), ref[f'arr_{i}']) for i, v in enumerate(single.weights))\n"
+        "print('restored exactly')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", with_deadline(check, 120)], env=child_env(CKPTSTORE_URI=uri, DUMP_DIR=str(tmp_path)),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0 and "restored exactly" in done.stdout, done.stderr[-3000:]
+
+    # Run the job again: it resumes the run from its latest checkpoint, on both workers.
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("mw-job")] == [4, 8, 12, 16]
+        steps_once(store, "mw-job", 16)
+        assert store.get_run("mw-job").status == "finished"
+
+
+@pytest.mark.postgres
+def test_mwms_chief_killed_mid_save_on_postgres_and_a_bucket_commits_nothing_and_the_rerun_saves(children: ChildProcesses, tmp_path: Path, pg_server, s3_server) -> None:  # noqa: ANN001
+    uri = pg_server.new_database()
+    ckptstore.open_store(uri, root=f"s3://{s3_server.new_bucket()}/job").close()
+    env = child_env(CKPTSTORE_URI=uri)
+    caches = {f"worker-{i}": {"CKPTSTORE_CACHE_DIR": str(tmp_path / f"cache-{i}")} for i in range(2)}
+    code = block("mwms-loop")
+    # The chief dies after its files are uploaded to the bucket, before the commit transaction.
+    crash = {task: dict(extra) for task, extra in caches.items()}
+    crash["worker-0"]["CKPTSTORE_FAULT"] = "moved"
+    results = run_job(children, code, {"worker": 2}, env, tmp_path, per_task_env=crash)
+    assert results["worker-0"][0] == -9
+    with ckptstore.open_store(uri) as store:
+        assert store.checkpoints("mw-job") == []
+        assert store.get_run("mw-job").status == "crashed"
+        with store.read() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM blobs").scalar() == 0
+    assert no_temp_files(tmp_path) == []  # the follower never got to its part of the save
+    # Run the job again: the run resumes (no checkpoint yet: from the start) and saves.
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path, per_task_env=caches))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("mw-job")] == [4, 8]
+        assert [s.step for s in store.steps("mw-job")] == list(range(1, 9))
+        assert store.get_run("mw-job").status == "finished"
+        prefix = store.materialize("mw-job@latest", tmp_path / "out")  # whole and digest-checked, from the bucket
+        recorded = {v.name for v in store.variables("mw-job@latest")}
+    assert len(recorded) > 4 and recorded <= {name for name, _ in tf.train.list_variables(str(prefix))}
+
+
+@pytest.mark.postgres
+def test_mwms_keras_fit_with_callback_on_postgres_and_one_bucket(children: ChildProcesses, tmp_path: Path, pg_server, s3_server) -> None:  # noqa: ANN001
+    uri = pg_server.new_database()
+    root = f"s3://{s3_server.new_bucket()}/job"
+    ckptstore.open_store(uri, root=root).close()  # the database records the bucket: workers need only the URL
+    env = child_env(CKPTSTORE_URI=uri)
+    caches = {f"worker-{i}": {"CKPTSTORE_CACHE_DIR": str(tmp_path / f"cache-{i}")} for i in range(2)}
+    assert_ok(run_job(children, block("mwms-fit"), {"worker": 2}, env, tmp_path, per_task_env=caches))
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["fit-job"]
+        assert [c.step for c in store.checkpoints("fit-job")] == [8, 16]  # 256 samples / 32 a step
+        rows = store.steps("fit-job")
+        assert [r.step for r in rows] == list(range(1, 17)) and store.metric_history("fit-job") == []
+        assert {r.step: r.metrics["epoch"] for r in rows if "epoch" in r.metrics} == {8: 1.0, 16: 2.0}
+        # Every object in the bucket is one the chief's commits name: the follower put none.
+        bucket = root[len("s3://"):].split("/")[0]
+        keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket, Prefix="job/objects/").get("Contents", [])]
+        stored = {k.split("/objects/", 1)[1].replace("/", "") for k in keys}
+        with store.read() as conn:
+            named = {row[0] for row in conn.exec_driver_sql("SELECT digest FROM blobs")}
+        assert stored and stored <= named
+    assert not (tmp_path / "cache-1").exists() or not any(p.is_file() for p in (tmp_path / "cache-1").rglob("*"))
+    assert no_temp_files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- one process, several devices
+
+
+def test_mirrored_strategy_example_and_restore_then_train_under_it(tmp_path: Path) -> None:
+    # The restored model trained one more epoch equals the original trained one more epoch.
+    same = (
+        "\nmodel.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
+        "assert type(restored.optimizer.variables[1].value).__name__ == 'MirroredVariable'\n"
+        "assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.weights, restored.weights))\n"
+        "print('trained on exactly')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", with_deadline(block("mirrored") + same, 120)], env=child_env(CKPTSTORE_URI=str(tmp_path / "store")),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0 and "trained on exactly" in done.stdout, done.stderr[-3000:]
+    with ckptstore.open_store(tmp_path / "store") as store:
+        assert [c.step for c in store.checkpoints("mirrored")] == [8, 16]
+        assert "ckptstore.workers" not in store.get_run("mirrored").tags  # one process: nothing to check on resume
+
+
+# --------------------------------------------------------------------------- ParameterServerStrategy
+
+
+def test_ps_job_saves_sharded_variables_whole_and_restores_into_one_process(children: ChildProcesses, tmp_path: Path) -> None:
+    uri = str(tmp_path / "store")
+    results = run_job(children, block("ps") + DUMP, {"chief": 1, "ps": 1, "worker": 1}, child_env(CKPTSTORE_URI=uri), tmp_path, wait_for="chief-0")
+    assert_ok(results, "chief-0")
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["ps-job"]
+        assert [c.step for c in store.checkpoints("ps-job")] == [4, 8]
+        steps_once(store, "ps-job", 8)
+        shapes = {v.name: v.shape for v in store.variables("ps-job@latest")}
+        assert shapes == {"model/w/.ATTRIBUTES/VARIABLE_VALUE": [8, 4], "model/b/.ATTRIBUTES/VARIABLE_VALUE": [4]}
+        model = tf.Module()
+        model.w, model.b = tf.Variable(tf.zeros([8, 4])), tf.Variable(tf.zeros([4]))
+        store.restore("ps-job@latest", tf.train.Checkpoint(model=model))
+    shown = subprocess.run([sys.executable, "-m", "ckptstore", "--store", uri, "vars", "ps-job@latest"],
+                           capture_output=True, text=True, timeout=60)
+    assert re.search(r"model/w/\S*\s+float32\s+\[8,4\]", shown.stdout), shown.stdout + shown.stderr
+    chief = np.load(tmp_path / "chief-0.npz")
+    assert np.array_equal(model.w.numpy(), chief["arr_0"]) and np.array_equal(model.b.numpy(), chief["arr_1"])
+    assert np.abs(chief["arr_0"]).sum() > 0  # it trained
