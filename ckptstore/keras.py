@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import keras
 
 from .errors import InvalidOptionError, StepConflictError
-from .preemption import RESTART_EXIT_CODE, PreemptionNotice, check_exit_code, resume_training, rewind_to_latest
+from .preemption import RESTART_EXIT_CODE, PreemptionNotice, check_exit_code, resume_training, rewind_to_latest, stop_after_save
 
 if TYPE_CHECKING:
     from .records import CheckpointInfo
@@ -453,11 +453,7 @@ class BackupAndRestore(StoreCallback):
         self.preempted = True
         if self.step not in self._saved_steps and self.run.accepts(self.step):
             self._save()
-        self.run.suspend()  # not finished at exit: the restarted job resumes it
-        self._notice.uninstall()
-        log.warning("run %s: SIGTERM received, saved step %d", self.run.name, self.step)
-        if self.exit_code is not None:
-            raise SystemExit(self.exit_code)
+        stop_after_save(self.run, self._notice, self.step, self.exit_code)
         self.model.stop_training = True
 
 

@@ -154,6 +154,17 @@ def rewind_to_latest(store: "Store", run: "Run") -> Optional["CheckpointInfo"]:
     return latest
 
 
+def stop_after_save(run: Any, notice: "PreemptionNotice", step: int, exit_code: Optional[int]) -> None:
+    """What follows the save a SIGTERM asked for: the run is suspended (not finished at exit:
+    the restarted job resumes it), the handler removed, and the process exits with
+    ``exit_code`` (None: return, for the caller to stop its loop)."""
+    run.suspend()
+    notice.uninstall()
+    log.warning("run %s: SIGTERM received, saved step %d", run.name, step)
+    if exit_code is not None:
+        raise SystemExit(exit_code)
+
+
 def check_exit_code(exit_code: Optional[int]) -> Optional[int]:
     """``exit_code`` if it is None or a whole number 0-255; one error line otherwise."""
     if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255):
@@ -276,8 +287,4 @@ class Checkpointing:
     def _preempt(self) -> None:
         self.preempted = True
         self.save()
-        self.run.suspend()  # not finished at exit: the restarted job resumes it
-        self._notice.uninstall()
-        log.warning("run %s: SIGTERM received, saved step %d", self.run.name, self.step)
-        if self.exit_code is not None:
-            raise SystemExit(self.exit_code)
+        stop_after_save(self.run, self._notice, self.step, self.exit_code)

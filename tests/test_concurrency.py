@@ -51,7 +51,7 @@ SAME_RUN = textwrap.dedent(
     s = ckptstore.open_store(uri, root=root or None)
     while time.time() < start:
         time.sleep(0.001)
-    run = s.start_run("shared", resume=True, flush_every=100)
+    run = s.start_run("shared", resume=True, overwrite=True, flush_every=100)  # two writers, one run
     for step in range(offset, 4000, 2):
         run.log(step, x=float(step))
     run.finish()
