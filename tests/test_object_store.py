@@ -501,7 +501,19 @@ def test_the_digest_follower_follows_a_tf2_data_file(tmp_path: Path) -> None:
         f.write(os.urandom(1 << 20))
         f.flush()
         deadline = time.monotonic() + 30
-        while not any(os.path.realpath(f"/proc/self/fd/{fd}") == str(part) for fd in os.listdir("/proc/self/fd")):
+
+        def opened() -> int:
+            found = 0
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    found += os.path.realpath(f"/proc/self/fd/{fd}") == str(part)
+                except OSError:  # closed meanwhile
+                    pass
+            return found
+
+        # This test's own handle is one; the follower's is the second (counting only ours let
+        # the rename come before the follower looked, and it then found nothing to follow).
+        while opened() < 2:
             assert time.monotonic() < deadline, "the follower never opened the file"
             time.sleep(0.01)
         f.write(os.urandom(1 << 20))  # written after the follower started
