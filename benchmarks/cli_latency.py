@@ -154,9 +154,8 @@ def big_rows(n_runs: int) -> tuple[list[tuple], list[tuple], list[tuple]]:
 def time_postgres_search(n_runs: int, repeat: int) -> list[tuple[str, float]]:
     """Median seconds of ``store.runs(where=..., order_by=..., limit=20)`` (the library call the
     CLI makes) on a throwaway PostgreSQL cluster holding ``n_runs`` runs, loaded with COPY."""
-    from tests.helpers.postgres import PgServer, have_postgres
-
     import ckptstore
+    from tests.helpers.postgres import PgServer, have_postgres
 
     if not have_postgres():
         print("PostgreSQL is not installed (initdb not found); skipping the PostgreSQL search")

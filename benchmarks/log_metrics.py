@@ -96,7 +96,7 @@ def bench_mlflow(work: Path, n_single: int, n_batch: int) -> tuple[float, float]
     return single, batch
 
 
-def build_query_store(work: Path, n_runs: int, n_steps: int) -> "object":
+def build_query_store(work: Path, n_runs: int, n_steps: int) -> object:
     import ckptstore
 
     store = ckptstore.open_store(work / "query")

@@ -48,7 +48,7 @@ class _Timer:
     def __init__(self, rows: dict[str, list[float]], cpu: dict[str, list[float]], pid: int) -> None:
         self.rows, self.cpu, self.pid = rows, cpu, pid
 
-    def __call__(self, name: str) -> "_Timer":
+    def __call__(self, name: str) -> _Timer:
         self.name = name
         return self
 

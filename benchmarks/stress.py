@@ -49,7 +49,7 @@ import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ def _pg(args: argparse.Namespace, stack: list[Any], tmp: Path) -> tuple[str, Pat
     return stack[0].new_database(), Path(tempfile.mkdtemp(prefix="pgroot-", dir=tmp))
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", choices=["all", "writers", "kills", "hosts"], default="all")

@@ -104,9 +104,9 @@ def postgres_lines(n_steps: int) -> None:
     if not have_postgres():
         print("postgres: skipped (initdb is missing)")
         return
-    import ckptstore
     from starlette.testclient import TestClient
 
+    import ckptstore
     from ckptstore.ui import create_app
 
     with tempfile.TemporaryDirectory(prefix="ckptstore-bench-ui-pg-") as tmp:

@@ -24,7 +24,6 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
 
 from .errors import BundleIndexError
 
@@ -65,13 +64,13 @@ _TABLE = _crc_table()
 try:  # a C implementation when installed: tensor data can be hundreds of MB
     import google_crc32c as _gcrc
 
-    def crc32c(data: Union[bytes, bytearray, memoryview], crc: int = 0) -> int:
+    def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
         """CRC-32C (Castagnoli) of ``data``, continuing from ``crc``."""
         return _gcrc.extend(crc, bytes(data) if isinstance(data, memoryview) else data)
 
 except ImportError:  # pragma: no cover - the pure-Python fallback, fine for index blocks
 
-    def crc32c(data: Union[bytes, bytearray, memoryview], crc: int = 0) -> int:
+    def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
         """CRC-32C (Castagnoli) of ``data``, continuing from ``crc``."""
         c = crc ^ 0xFFFFFFFF
         t = _TABLE
@@ -328,7 +327,7 @@ def parse_index(data: bytes, name: str = "index") -> Bundle:
     _, _, pos = _handle(data, foot, len(data) - 8, name)  # metaindex: TF writes it empty
     ioff, isize, _ = _handle(data, pos, len(data) - 8, name)
     index = _block(data, ioff, isize, name)
-    header: Optional[BundleHeader] = None
+    header: BundleHeader | None = None
     entries: dict[str, BundleEntry] = {}
     seen_blocks: set[tuple[int, int]] = set()
     last = b""
@@ -356,7 +355,7 @@ def parse_index(data: bytes, name: str = "index") -> Bundle:
     return Bundle(header=header, entries=entries)
 
 
-def read_index(path: Union[str, os.PathLike[str]]) -> Bundle:
+def read_index(path: str | os.PathLike[str]) -> Bundle:
     """Parse the ``.index`` file at ``path`` (a prefix is accepted too)."""
     p = Path(path)
     if not p.name.endswith(".index"):
@@ -414,7 +413,7 @@ def data_file_name(prefix_name: str, shard: int, num_shards: int) -> str:
     return f"{prefix_name}.data-{shard:05d}-of-{num_shards:05d}"
 
 
-def check_tensor_crc(entry: BundleEntry, data: Union[bytes, memoryview]) -> bool:
+def check_tensor_crc(entry: BundleEntry, data: bytes | memoryview) -> bool:
     """Whether ``data`` (the entry's bytes in its shard) has the crc32c the index recorded.
 
     String tensors are laid out as varint lengths, a masked crc32c of those lengths, then the
@@ -445,13 +444,13 @@ def check_tensor_crc(entry: BundleEntry, data: Union[bytes, memoryview]) -> bool
     return crc == entry.crc32c
 
 
-def decode(entry: BundleEntry, data: Union[bytes, memoryview]) -> object:
+def decode(entry: BundleEntry, data: bytes | memoryview) -> object:
     """The numpy array the entry's bytes hold; None for dtypes without a plain numpy layout
     (strings, bfloat16, ...), which callers read through TensorFlow instead."""
     return decode_array(entry.dtype, entry.shape, data)
 
 
-def decode_array(dtype: str, shape: Union[tuple[int, ...], list[int]], data: Union[bytes, memoryview]) -> object:
+def decode_array(dtype: str, shape: tuple[int, ...] | list[int], data: bytes | memoryview) -> object:
     """``data`` as a numpy array of ``dtype`` (a numpy name) and ``shape``; None if it has no
     plain little-endian numpy layout or the sizes disagree."""
     import numpy as np

@@ -32,7 +32,7 @@ import secrets
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import blake3
 
@@ -68,7 +68,7 @@ def supported_dtype(enum: int) -> bool:
 _NUMERIC_SET = frozenset(NUMERIC_ENUMS.values())
 
 
-def write_bundle(prefix: Union[str, os.PathLike[str]], items: Sequence[Item]) -> dict[str, tuple[str, int]]:
+def write_bundle(prefix: str | os.PathLike[str], items: Sequence[Item]) -> dict[str, tuple[str, int]]:
     """Write the checkpoint ``prefix`` (its ``.data-00000-of-00001`` and ``.index``) holding
     ``items``, in that order in the data file. Returns {file name: (blake3 hex digest, size)}
     of both files. Raises ``ValueError`` for a duplicate name or an item this writer does not

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 from .errors import CkptstoreError, UnknownRunError
 from .retention import KeepBest, Retention
@@ -49,7 +48,7 @@ class DemoSummary:
     checkpoints_kept: list[int]
     best_step: int
     best_loss: float
-    best_was: Optional[str]
+    best_was: str | None
     export: str
     max_abs_diff: float
     plot: Path
@@ -65,7 +64,7 @@ class DemoSummary:
             f"  saved {len(self.checkpoints_saved)} checkpoints (every {self.checkpoints_saved[0]} steps); "
             f"retention (3 newest + best loss) kept steps {_steps(self.checkpoints_kept)}, deleted {len(deleted)}",
             f"  tagged {self.run}@{self.best_step} (loss {self.best_loss:.4g}) as 'best'{moved}",
-            f"  restored 'best' into a fresh model (checked against plain TF reading a materialized copy)",
+            "  restored 'best' into a fresh model (checked against plain TF reading a materialized copy)",
             f"  froze the restored model as {self.export}, tagged 'best-frozen'",
             f"  loaded the frozen graph into a fresh TF1 graph: outputs match the restored model "
             f"(max |diff| {self.max_abs_diff:.1e})",
@@ -81,9 +80,9 @@ def _steps(steps: list[int]) -> str:
 
 
 def run_demo(
-    uri: Optional[str] = None,
+    uri: str | None = None,
     *,
-    root: Optional[str] = None,
+    root: str | None = None,
     steps: int = 300,
     save_every: int = 25,
     plot_path: str | os.PathLike[str] = "demo-loss.png",
@@ -96,9 +95,9 @@ def run_demo(
     if steps < save_every:
         raise ValueError(f"steps must be at least save_every ({save_every}), got {steps}")
     started = time.perf_counter()
+    import keras
     import numpy as np
     import tensorflow as tf
-    import keras
 
     from .keras import StoreCallback
     from .plot import plot_metrics

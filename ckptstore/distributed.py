@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from .errors import InvalidOptionError
 
@@ -38,7 +39,7 @@ class Role:
     """One process's place in a job (see the module docstring)."""
 
     #: "chief", "worker", "ps", "evaluator", or None for a single process.
-    task_type: Optional[str] = None
+    task_type: str | None = None
     task_id: int = 0
     #: Job name -> number of tasks ({} for a single process).
     cluster: Mapping[str, int] = field(default_factory=dict)
@@ -72,7 +73,7 @@ class Role:
 SINGLE = Role()
 
 
-def role(strategy: Any = None, *, tf_config: Optional[str] = None) -> Role:
+def role(strategy: Any = None, *, tf_config: str | None = None) -> Role:
     """This process's role: from ``strategy`` if given, else from ``$TF_CONFIG`` (or
     ``tf_config``, its JSON text). A ``TF_CONFIG`` whose task is not in its cluster, or that
     disagrees with the strategy, is one :class:`InvalidOptionError` line.

@@ -39,7 +39,7 @@ import threading
 import types
 import weakref
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .errors import CkptstoreError, UnknownRunError
 from .run import Run
@@ -51,7 +51,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # The most recently used default stores: a process that moves between many (a test suite
 # giving each test its own $CKPTSTORE_URI) must not keep every one open. An evicted store is
 # not closed: a drop-in built on it keeps it alive through its run.
-_stores: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+_stores: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _STORES_KEPT = 4
 _stores_lock = threading.Lock()
 
@@ -129,7 +129,7 @@ def is_local(path: str) -> bool:
     return "://" not in path
 
 
-def follow(directory: str, stem: str) -> Optional[Any]:
+def follow(directory: str, stem: str) -> Any | None:
     """Hash the data file TensorFlow is about to write for ``directory/stem`` while it writes
     (``files.digest.DigestFollower``: recording then costs ~no digest time); None where that
     cannot apply. Its :meth:`finish` result goes to :func:`record` as ``known``."""
@@ -152,13 +152,13 @@ def _recordable(run: Run, prefix: str) -> bool:
     return True
 
 
-def record(run: Run, prefix: str, known: Optional[dict[str, tuple[str, int]]] = None) -> None:
+def record(run: Run, prefix: str, known: dict[str, tuple[str, int]] | None = None) -> None:
     """Record the checkpoint TensorFlow just wrote at ``prefix`` in ``run``."""
     if _recordable(run, prefix):
         run.store.record_checkpoint(prefix, run=run.name, step=step_of(prefix), known=known)
 
 
-def record_with(recorder: "Recorder", run: Run, prefix: str, follower: Optional[Any]) -> None:
+def record_with(recorder: Recorder, run: Run, prefix: str, follower: Any | None) -> None:
     """Record ``prefix`` through ``recorder``: inline, or staged now (hard links, so TensorFlow's
     later deletions cannot race it) and committed on the recorder's thread."""
     known = follower.finish() if follower is not None else None
@@ -197,9 +197,9 @@ class Recorder:
         if mode not in ("sync", "background"):
             raise ValueError(f"record must be 'sync' or 'background', got {mode!r}")
         self.mode = mode
-        self._queue: "queue.Queue[Any]" = queue.Queue()
-        self._thread: Optional[threading.Thread] = None
-        self._failure: Optional[BaseException] = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self._lock = threading.Lock()
 
     def submit(self, fn: Any, *args: Any) -> None:
@@ -239,7 +239,7 @@ class Recorder:
                 self._queue.task_done()
 
 
-_recorders: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
 @atexit.register

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from .errors import InvalidOptionError, StepConflictError
-from .preemption import RESTART_EXIT_CODE, PreemptionNotice, check_exit_code, resume_training, rewind_to_latest, stop_after_save
+from .preemption import (
+    RESTART_EXIT_CODE,
+    PreemptionNotice,
+    check_exit_code,
+    resume_training,
+    rewind_to_latest,
+    stop_after_save,
+)
 
 if TYPE_CHECKING:
     from .records import CheckpointInfo
@@ -81,13 +88,13 @@ class StoreCallback(keras.callbacks.Callback):
 
     def __init__(
         self,
-        run: "Run",
-        save_every_n_steps: Optional[int] = None,
+        run: Run,
+        save_every_n_steps: int | None = None,
         save_every_epoch: bool = False,
-        monitor: Optional[str] = None,
+        monitor: str | None = None,
         target: Any = None,
         *,
-        initial_step: Optional[int] = None,
+        initial_step: int | None = None,
         epoch_prefix: str = "",
     ) -> None:
         super().__init__()
@@ -113,7 +120,7 @@ class StoreCallback(keras.callbacks.Callback):
         self.step = initial_step
         #: Epochs the run completed before this callback (0 for a new run): ``fit(initial_epoch=...)``.
         self.initial_epoch = _epochs_done(run) if run.resumed_from is not None else 0
-        self.saved: list["CheckpointInfo"] = []
+        self.saved: list[CheckpointInfo] = []
         self._saved_steps: set[int] = set()
         self._save_at_epoch_end = False  # a step save deferred until the epoch's metrics exist
         self._log_keys: set[str] = set()  # every key Keras logged during this fit
@@ -124,12 +131,12 @@ class StoreCallback(keras.callbacks.Callback):
 
     # Keras calls these -------------------------------------------------------------------
 
-    def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self._save_at_epoch_end = False
         self._log_keys = set()
         self._saved_before_fit = len(self.saved)
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._epoch_base = self.step
         self._batch_values = {}
         if epoch < self.initial_epoch and not self._epoch_warned:
@@ -140,7 +147,7 @@ class StoreCallback(keras.callbacks.Callback):
                 self.run.name, self.initial_epoch, epoch,
             )
 
-    def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         # With steps_per_execution=K Keras calls this once per K batches, `batch` being the
         # last one's index: the step follows the batch index, not the number of calls.
         # Keras does not clip the last group at the epoch's end (batches 6-8 of 8 end at index 8).
@@ -174,7 +181,7 @@ class StoreCallback(keras.callbacks.Callback):
         )
         self._save()
 
-    def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         values = _numbers(logs)
         # One name per value: what the last batch already logged at this step is not logged
         # again (Keras's batch logs are the epoch's running means, so they usually agree).
@@ -192,7 +199,7 @@ class StoreCallback(keras.callbacks.Callback):
             log.debug("checkpoint at step %d saved without %r: not in epoch %d's logs", self.step, self.monitor, epoch)
         self._save()
 
-    def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         self.run.flush()
         saved_this_fit = len(self.saved) > self._saved_before_fit
         if self.monitor is not None and saved_this_fit and self.monitor not in self._log_keys:
@@ -255,13 +262,13 @@ class BackupAndRestore(StoreCallback):
 
     def __init__(
         self,
-        store: "Store | Run",
-        run: "str | Run | None" = None,
-        save_freq: "str | int" = "epoch",
+        store: Store | Run,
+        run: str | Run | None = None,
+        save_freq: str | int = "epoch",
         *,
-        resume: "bool | str" = True,
-        monitor: Optional[str] = None,
-        exit_code: Optional[int] = RESTART_EXIT_CODE,
+        resume: bool | str = True,
+        monitor: str | None = None,
+        exit_code: int | None = RESTART_EXIT_CODE,
         **start_run_options: Any,
     ) -> None:
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
@@ -300,7 +307,7 @@ class BackupAndRestore(StoreCallback):
 
     # Keras calls these -------------------------------------------------------------------
 
-    def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         super().on_train_begin(logs)
         import tensorflow as tf
 
@@ -352,7 +359,7 @@ class BackupAndRestore(StoreCallback):
         self._saved_steps = {s for s in self._saved_steps if s <= self.step}
         self.model._initial_epoch = self._keras_initial_epoch
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         super().on_epoch_begin(epoch, logs)
         self._epoch = epoch
         self._batches_done = 0
@@ -360,7 +367,7 @@ class BackupAndRestore(StoreCallback):
             # Steps follow the batch index: this epoch began `_skip` steps before the restored one.
             self._epoch_base = self.step - self._skip
 
-    def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._epoch == self._skip_epoch and batch < self._skip:
             return  # a batch the killed process did; it was drawn, not trained
         steps = (self.params or {}).get("steps")
@@ -373,7 +380,7 @@ class BackupAndRestore(StoreCallback):
         if self._notice.received and not (steps and self._batches_done >= steps):
             self._preempt()
 
-    def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self.preempted:
             return  # fit stopped mid-epoch on SIGTERM (exit_code=None): this epoch did not end
         self._epoch, self._batches_done = epoch + 1, 0
@@ -387,7 +394,7 @@ class BackupAndRestore(StoreCallback):
         if self._notice.received:
             self._preempt()
 
-    def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         self._fit_ended = True
         self._notice.uninstall()
         self._stop_skipping()
@@ -469,7 +476,7 @@ def _size(shape: Any) -> int:
     return size
 
 
-def _keep_best_metric(run: "Run") -> Optional[str]:
+def _keep_best_metric(run: Run) -> str | None:
     """The metric the run's ``KeepBest`` rule ranks by, if it has one."""
     # Through the run: a follower (a non-chief worker) may run before the chief created the
     # run, and must rank (so save) at the same steps as the chief.
@@ -477,13 +484,13 @@ def _keep_best_metric(run: "Run") -> Optional[str]:
     return best.metric if best is not None else None
 
 
-def _epochs_done(run: "Run") -> int:
+def _epochs_done(run: Run) -> int:
     """Epochs an earlier ``StoreCallback`` completed in ``run`` (its last ``epoch`` value)."""
     _, values = run.store.metric_series(run.name, "epoch")
     return int(values[-1]) if len(values) else 0
 
 
-def _numbers(logs: Optional[Mapping[str, Any]]) -> dict[str, float]:
+def _numbers(logs: Mapping[str, Any] | None) -> dict[str, float]:
     """The log entries that are numbers (scalars, 0-d arrays); anything else is left out."""
     out: dict[str, float] = {}
     for k, v in (logs or {}).items():

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any
 
 #: What readers show for a ``running`` run whose process is gone (never stored).
 CRASHED = "crashed"
@@ -108,7 +108,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     try:
         with open(path, encoding="ascii", errors="replace") as f:
             return f.read()
@@ -129,7 +129,7 @@ def _host() -> tuple[str, str, str]:
     return host.replace(" ", "_") or "-", boot.replace(" ", "_") or "-", pidns.replace(" ", "_") or "-"
 
 
-def _start_time(pid: int) -> Optional[tuple[str, str]]:
+def _start_time(pid: int) -> tuple[str, str] | None:
     """(state, start time in clock ticks since boot) of ``pid`` from /proc, None if it has none."""
     stat = _read(f"/proc/{pid}/stat")
     if stat is None:
@@ -177,7 +177,7 @@ def gone_ids(rows: Iterable[Sequence[Any]]) -> list[int]:
     return [int(rid) for rid, token in rows if token and gone_here(token)]
 
 
-def started_at(pid: int) -> Optional[float]:
+def started_at(pid: int) -> float | None:
     """When process ``pid`` of this host started (seconds since the epoch), or None if it does
     not exist or this system does not say (no ``/proc``)."""
     found = _start_time(pid)

@@ -15,7 +15,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 #: The store used when neither ``--store`` nor ``$CKPTSTORE_URI`` names one.
 DEFAULT_LOCATION = ".ckptstore"
@@ -34,22 +33,22 @@ class Location:
     """A parsed store location: exactly one of ``url`` and ``directory`` is set."""
 
     text: str
-    url: Optional[str] = None
-    directory: Optional[Path] = None
+    url: str | None = None
+    directory: Path | None = None
 
     @property
     def is_url(self) -> bool:
         return self.url is not None
 
 
-def chosen(uri: Optional[str | os.PathLike[str]]) -> str:
+def chosen(uri: str | os.PathLike[str] | None) -> str:
     """The location text in force: ``uri``, else ``$CKPTSTORE_URI``, else the default."""
     if uri:
         return os.fspath(uri)
     return os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION
 
 
-def parse_location(uri: Optional[str | os.PathLike[str]]) -> Location:
+def parse_location(uri: str | os.PathLike[str] | None) -> Location:
     """Tell a URL from a directory (see the module docstring); nothing is opened or created."""
     text = chosen(uri)
     if isinstance(uri, os.PathLike):
@@ -67,7 +66,7 @@ def parse_location(uri: Optional[str | os.PathLike[str]]) -> Location:
     return Location(text, directory=Path(text).expanduser())
 
 
-def sqlite_file_of(uri: Optional[str | os.PathLike[str]]) -> Optional[Path]:
+def sqlite_file_of(uri: str | os.PathLike[str] | None) -> Path | None:
     """The SQLite file a location names, for the quick read path, or None if it names another
     kind of store (or a URL with options, which only the full path interprets)."""
     loc = parse_location(uri)
@@ -127,7 +126,7 @@ class BucketRoot:
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 
 
-def parse_bucket_root(root: Optional[str | os.PathLike[str]]) -> Optional[BucketRoot]:
+def parse_bucket_root(root: str | os.PathLike[str] | None) -> BucketRoot | None:
     """``s3://bucket/prefix`` -> :class:`BucketRoot`; anything else (a directory) -> None.
     A malformed ``s3://`` root is a :class:`StoreConfigError`, never a directory named "s3:"."""
     if root is None or isinstance(root, os.PathLike):

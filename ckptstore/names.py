@@ -21,14 +21,14 @@ Alias names also exclude ``:`` so that ``export:N`` can never be an alias.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 import unicodedata
-from dataclasses import dataclass
 from collections.abc import Mapping
-from typing import Any, Literal, Optional
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
 
-from .errors import InvalidNameError, InvalidOptionError, InvalidRefError, MetricValueError
 from .constants import INT_MAX, NAME_MAX
+from .errors import InvalidNameError, InvalidOptionError, InvalidRefError, MetricValueError
 
 RefKind = Literal["step", "latest", "nearest", "best", "alias", "export"]
 
@@ -82,13 +82,13 @@ class Ref:
 
     kind: RefKind
     text: str
-    run: Optional[str] = None
-    step: Optional[int] = None
-    alias: Optional[str] = None
-    export_id: Optional[int] = None
+    run: str | None = None
+    step: int | None = None
+    alias: str | None = None
+    export_id: int | None = None
     #: For ``run@best:METRIC``: the metric, and "min", "max" or "auto".
-    metric: Optional[str] = None
-    mode: Optional[str] = None
+    metric: str | None = None
+    mode: str | None = None
 
 
 def parse_ref(text: object) -> Ref:

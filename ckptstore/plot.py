@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from .errors import CkptstoreError
 
@@ -33,12 +33,12 @@ def _smoothed(values: Sequence[float], weight: float) -> list[float]:
 
 
 def plot_metrics(
-    store: "Store",
+    store: Store,
     runs: Sequence[str],
     metrics: Sequence[str],
     path: str | os.PathLike[str],
     *,
-    title: Optional[str] = None,
+    title: str | None = None,
     log_y: bool = False,
     smooth: float = 0.0,
 ) -> Path:

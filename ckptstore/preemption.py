@@ -45,7 +45,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidOptionError
 
@@ -96,7 +96,7 @@ class PreemptionNotice:
         signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
         self._installed = False
 
-    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received:
             # A second notice before the step boundary (a hung step, or a fit that raised and
             # never removed the handler): SIGTERM means what it meant before.
@@ -107,8 +107,8 @@ class PreemptionNotice:
 
 
 def resume_training(
-    store: "Store", run: Union[str, "Run"], *, resume: Union[bool, str] = True, **start_run_options: Any
-) -> tuple["Run", Optional["CheckpointInfo"], bool]:
+    store: Store, run: str | Run, *, resume: bool | str = True, **start_run_options: Any
+) -> tuple[Run, CheckpointInfo | None, bool]:
     """Open ``run`` for training that continues from its latest checkpoint.
 
     ``run`` is a name (opened with ``store.start_run(name, resume=resume, ...)``: a run that
@@ -136,13 +136,13 @@ def resume_training(
     return handle, latest, owned
 
 
-def latest_checkpoint(store: "Store", run: "Run") -> Optional["CheckpointInfo"]:
+def latest_checkpoint(store: Store, run: Run) -> CheckpointInfo | None:
     """The run's checkpoint of the highest step (training resumes after it), or None."""
     checkpoints = store.checkpoints(run.name)
     return max(checkpoints, key=lambda c: c.step) if checkpoints else None
 
 
-def rewind_to_latest(store: "Store", run: "Run") -> Optional["CheckpointInfo"]:
+def rewind_to_latest(store: Store, run: Run) -> CheckpointInfo | None:
     """Training restarts from the run's latest checkpoint (or from scratch, without one): the
     values logged after it move to the run's metric history (:meth:`Run.rewind`). Returns it."""
     latest = latest_checkpoint(store, run)
@@ -154,7 +154,7 @@ def rewind_to_latest(store: "Store", run: "Run") -> Optional["CheckpointInfo"]:
     return latest
 
 
-def stop_after_save(run: Any, notice: "PreemptionNotice", step: int, exit_code: Optional[int]) -> None:
+def stop_after_save(run: Any, notice: PreemptionNotice, step: int, exit_code: int | None) -> None:
     """What follows the save a SIGTERM asked for: the run is suspended (not finished at exit:
     the restarted job resumes it), the handler removed, and the process exits with
     ``exit_code`` (None: return, for the caller to stop its loop)."""
@@ -165,7 +165,7 @@ def stop_after_save(run: Any, notice: "PreemptionNotice", step: int, exit_code: 
         raise SystemExit(exit_code)
 
 
-def check_exit_code(exit_code: Optional[int]) -> Optional[int]:
+def check_exit_code(exit_code: int | None) -> int | None:
     """``exit_code`` if it is None or a whole number 0-255; one error line otherwise."""
     if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255):
         raise InvalidOptionError(f"exit_code must be None or a whole number 0-255, got {exit_code!r}")
@@ -191,13 +191,13 @@ class Checkpointing:
 
     def __init__(
         self,
-        store: "Store",
-        run: Union[str, "Run"],
+        store: Store,
+        run: str | Run,
         target: Any,
         *,
-        save_every: Optional[int] = None,
-        resume: Union[bool, str] = True,
-        exit_code: Optional[int] = RESTART_EXIT_CODE,
+        save_every: int | None = None,
+        resume: bool | str = True,
+        exit_code: int | None = RESTART_EXIT_CODE,
         **start_run_options: Any,
     ) -> None:
         if save_every is not None and (isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1):
@@ -213,12 +213,12 @@ class Checkpointing:
         self.step = 0
         #: True once a SIGTERM made the loop save and stop.
         self.preempted = False
-        self.saved: list["CheckpointInfo"] = []
+        self.saved: list[CheckpointInfo] = []
         self._notice = PreemptionNotice()
         self._restored = False
         self._saved_step = 0  # the step the target was last saved (or restored) at
 
-    def __enter__(self) -> "Checkpointing":
+    def __enter__(self) -> Checkpointing:
         if not self._restored:
             self._restored = True
             if self.restore_from is not None:
@@ -275,7 +275,7 @@ class Checkpointing:
         """Log metrics at the current step (:meth:`Run.log`)."""
         self.run.log(self.step, **metrics)
 
-    def save(self) -> Optional["CheckpointInfo"]:
+    def save(self) -> CheckpointInfo | None:
         """Save the target at the current step (once per step); returns the checkpoint."""
         if self.step == self._saved_step:
             return None

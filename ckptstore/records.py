@@ -10,7 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 
 def to_json(obj: Any) -> Any:
@@ -53,10 +53,10 @@ class RunInfo:
     params: dict[str, Any]
     tags: dict[str, str]
     created_at: datetime
-    ended_at: Optional[datetime]
-    last_step: Optional[int] = None
+    ended_at: datetime | None
+    last_step: int | None = None
     checkpoints: int = 0
-    retention: Optional[dict[str, Any]] = None
+    retention: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,11 @@ class MetricSummary:
     key: str
     last: float
     last_step: int
-    best: Optional[float]
-    best_step: Optional[int]
+    best: float | None
+    best_step: int | None
     mode: str
-    min: Optional[float] = None
-    max: Optional[float] = None
+    min: float | None = None
+    max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class RunAtStep:
     run: str
     step: int
     metrics: dict[str, float]
-    checkpoint_step: Optional[int]
+    checkpoint_step: int | None
 
     @property
     def has_checkpoint(self) -> bool:
@@ -133,7 +133,7 @@ class VariableInfo:
     dtype: str
     shape: list[int]
     #: The name recorded at save that people know it by (``model/dense/kernel``), if any.
-    readable: Optional[str] = None
+    readable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,9 +166,9 @@ class VariableStatus:
     name: str
     key: str
     status: str
-    before: Optional[VariableInfo] = None
-    after: Optional[VariableInfo] = None
-    stats: Optional[TensorStats] = None
+    before: VariableInfo | None = None
+    after: VariableInfo | None = None
+    stats: TensorStats | None = None
 
 
 @dataclass(frozen=True)
@@ -210,12 +210,12 @@ class SpaceUsage:
     """Logical bytes (what plain TensorFlow directories of these checkpoints would take) and
     stored bytes (the distinct objects they use), per run and for the whole store."""
 
-    run: Optional[str]  # None: the whole store
+    run: str | None  # None: the whole store
     checkpoints: int
     logical_bytes: int
     stored_bytes: int
     #: Stored bytes no other run uses (None for the whole store).
-    unique_bytes: Optional[int] = None
+    unique_bytes: int | None = None
 
 
 def diff_variables(before: list[VariableInfo], after: list[VariableInfo]) -> VariableDiff:
@@ -261,8 +261,8 @@ class CheckpointInfo:
 class ExportInfo:
     id: int
     run: str
-    step: Optional[int]
-    checkpoint_id: Optional[int]
+    step: int | None
+    checkpoint_id: int | None
     kind: str
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
@@ -281,9 +281,9 @@ class ExportInfo:
 @dataclass(frozen=True)
 class AliasEventInfo:
     action: str
-    old_target: Optional[str]
-    new_target: Optional[str]
-    message: Optional[str]
+    old_target: str | None
+    new_target: str | None
+    message: str | None
     at: datetime
 
 
@@ -292,7 +292,7 @@ class AliasInfo:
     name: str
     target: str
     kind: str  # "checkpoint", "export", or "untagged" (target "") for a removed alias's history
-    message: Optional[str]
+    message: str | None
     updated_at: datetime
     history: list[AliasEventInfo] = field(default_factory=list)
 
@@ -304,8 +304,8 @@ class Problem:
     kind: str  # "missing", "corrupt", "unreadable", "database", "unexpected", "stale-staging"
     path: str
     detail: str
-    checkpoint: Optional[str] = None  # run@step, when a checkpoint is affected
-    export: Optional[int] = None
+    checkpoint: str | None = None  # run@step, when a checkpoint is affected
+    export: int | None = None
 
 
 #: The problems that mean stored data is damaged (the others are leftovers ``gc`` removes).

@@ -25,10 +25,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from .errors import InvalidOptionError
-
 
 #: Words of a metric name that mean "higher is better" (as Keras' ModelCheckpoint(mode="auto"),
 #: which looks for "acc", extended to the usual scores). Any other name is a loss or an error.
@@ -73,9 +72,9 @@ class KeepBest:
 
 @dataclass(frozen=True)
 class Retention:
-    max_to_keep: Optional[int] = None
-    keep_every_n_hours: Optional[float] = None
-    keep_best: Optional[KeepBest] = None
+    max_to_keep: int | None = None
+    keep_every_n_hours: float | None = None
+    keep_best: KeepBest | None = None
 
     def __post_init__(self) -> None:
         if self.max_to_keep is not None and (
@@ -109,7 +108,7 @@ class Retention:
         }
 
     @classmethod
-    def from_json(cls, data: Optional[Mapping[str, Any]]) -> "Retention":
+    def from_json(cls, data: Mapping[str, Any] | None) -> Retention:
         if not data:
             return cls()
         return cls(
@@ -191,9 +190,9 @@ class EveryNHours:
 def plan(
     checkpoints: Sequence[Candidate],
     policy: Retention,
-    metric_at: Optional[Mapping[int, float]] = None,
+    metric_at: Mapping[int, float] | None = None,
     *,
-    since: Optional[float] = None,
+    since: float | None = None,
 ) -> Plan:
     """Decide which checkpoints to delete and which become permanently kept.
 

@@ -32,18 +32,18 @@ import math
 import threading
 import time
 import weakref
-from typing import Any, Literal, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from .constants import NAME_MAX
 from sqlalchemy.exc import IntegrityError
 
+from .constants import NAME_MAX
 from .distributed import SINGLE, Role
 from .errors import InvalidOptionError, MetricValueError, NotChiefError, StepConflictError, UnknownRunError
 from .flows import checkpoints as checkpoint_flows
-from .flows import deploy_exports
+from .flows import deploy_exports, heartbeat
 from .flows import exports as export_flows
 from .flows import runs as run_flows
-from .flows import heartbeat
 from .flows.async_save import PendingSave, SaveQueue
 from .flows.backend import Backend
 from .metadata import queries as Q
@@ -54,13 +54,13 @@ from .retention import Retention
 
 log = logging.getLogger(__name__)
 
-Row = tuple[int, int, str, Optional[float], float]
+Row = tuple[int, int, str, float | None, float]
 
 
 class MetricBuffer:
     """Unwritten metric values of one run handle, and how to write them."""
 
-    def __init__(self, backend: Backend, registry: "LiveRuns", run_id: int, run_name: str) -> None:
+    def __init__(self, backend: Backend, registry: LiveRuns, run_id: int, run_name: str) -> None:
         self.backend = backend
         self.run_id = run_id
         self.run_name = run_name
@@ -123,7 +123,7 @@ class LiveRuns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: set[MetricBuffer] = set()
-        self.runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+        self.runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
     def pending(self, buf: MetricBuffer) -> None:
         with self._lock:
@@ -148,7 +148,7 @@ class LiveRuns:
 
 
 #: Registries with unwritten values (strong references; see LiveRuns).
-_active: "set[LiveRuns]" = set()
+_active: set[LiveRuns] = set()
 
 
 @atexit.register
@@ -173,7 +173,7 @@ class Run:
         nonfinite: Literal["store", "raise", "skip"] = "store",
         manage_status: bool = True,
         saves_in_flight: int = 1,
-        resumed_from: Optional[int] = None,
+        resumed_from: int | None = None,
         overwrite: bool = False,
         role: Role = SINGLE,
     ) -> None:
@@ -340,7 +340,7 @@ class Run:
         write_meta_graph: bool = True,
         prefix: str = "model.ckpt",
         blocking: bool = True,
-    ) -> Union[CheckpointInfo, PendingSave]:
+    ) -> CheckpointInfo | PendingSave:
         """Save a checkpoint of ``target`` at ``step``: files and metadata land together.
 
         ``target`` is a TF1 ``tf.compat.v1.Session`` (saved with ``tf.compat.v1.train.Saver``;
@@ -374,7 +374,7 @@ class Run:
             var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix,
         )
 
-    def freeze(self, target: Any, output_names: Optional[Sequence[str]] = None, *, step: Optional[int] = None) -> ExportInfo:
+    def freeze(self, target: Any, output_names: Sequence[str] | None = None, *, step: int | None = None) -> ExportInfo:
         """Freeze a TF1 session's graph (``output_names`` required) or a TF2 ``tf.function``
         into a self-contained GraphDef stored with this run.
 
@@ -388,13 +388,13 @@ class Run:
         """Wait until every background save of this handle has committed; raise a failure."""
         self._saves.wait()
 
-    def export_saved_model(self, obj: Any, *, step: Optional[int] = None, signatures: Any = None) -> ExportInfo:
+    def export_saved_model(self, obj: Any, *, step: int | None = None, signatures: Any = None) -> ExportInfo:
         """Store ``tf.saved_model.save(obj, signatures=signatures)`` as an export of this run
         (a file set), with lineage to the run's checkpoint at ``step`` if there is one."""
         self.flush()
         return deploy_exports.export_saved_model(self._backend, self.id, self.name, obj, step=step, signatures=signatures)
 
-    def export_keras(self, model: Any, *, step: Optional[int] = None) -> ExportInfo:
+    def export_keras(self, model: Any, *, step: int | None = None) -> ExportInfo:
         """Store ``model.save("model.keras")`` as an export of this run."""
         self.flush()
         return deploy_exports.export_keras(self._backend, self.id, self.name, model, step=step)
@@ -404,7 +404,7 @@ class Run:
         """Background saves of this handle not committed yet."""
         return self._saves.pending
 
-    def set_retention(self, retention: Optional[Retention]) -> None:
+    def set_retention(self, retention: Retention | None) -> None:
         self.store.set_retention(self.name, retention)
 
     # ------------------------------------------------------------------ lifecycle
@@ -434,7 +434,7 @@ class Run:
         self.flush()
         self.store.heartbeat.discard(self.id)
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -475,8 +475,8 @@ class FollowerRun(Run):
     steps and saves at the same ones; a run the chief is only creating now is taken as new.
     """
 
-    def __init__(self, store: Any, name: str, role: Role, *, resumed_from: Optional[int], overwrite: bool,
-                 retention: Optional[Retention]) -> None:
+    def __init__(self, store: Any, name: str, role: Role, *, resumed_from: int | None, overwrite: bool,
+                 retention: Retention | None) -> None:
         super().__init__(store, -1, name, resumed_from=resumed_from, overwrite=overwrite, manage_status=False, role=role)
         self._retention = retention
 
@@ -529,7 +529,7 @@ class FollowerRun(Run):
     def export_keras(self, *args: Any, **kwargs: Any) -> ExportInfo:
         raise self._not_chief("store a .keras file")
 
-    def set_retention(self, retention: Optional[Retention]) -> None:
+    def set_retention(self, retention: Retention | None) -> None:
         """Kept here only (the chief's own call records it): the drop-ins set the rule in
         their constructors, on every worker, and a follower ranks by it as the chief does."""
         self._retention = retention

@@ -9,35 +9,57 @@ imports SQLAlchemy, never TensorFlow.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from sqlalchemy.engine import URL
 
-from .constants import INT_MAX
 from . import distributed
-from .errors import ConflictError, InvalidOptionError, MetricValueError, StoreConfigError, StoreOpenError, TopologyChangedError, UnknownRunError
-from .flows.areas import select_area
+from .constants import INT_MAX
+from .errors import (
+    ConflictError,
+    InvalidOptionError,
+    MetricValueError,
+    StoreConfigError,
+    StoreOpenError,
+    TopologyChangedError,
+    UnknownRunError,
+)
 from .flows import aliases as alias_flows
-from .flows import async_save, deploy_exports
+from .flows import async_save, deletion, deploy_exports, imports, maintenance, recording
 from .flows import checkpoints as checkpoint_flows
-from .flows import deletion, imports, maintenance, recording
 from .flows import exports as export_flows
 from .flows import runs as run_flows
 from .flows import tensors as tensor_flows
+from .flows.areas import select_area
 from .flows.backend import Backend
 from .flows.heartbeat import Heartbeat
 from .flows.resolve import Target, checkpoint_of, resolve
 from .location import DB_FILE, parse_location, redact
 from .metadata import queries as Q
 from .metadata import versions
-from .metadata.engine import Database
 from .metadata import writes as W
+from .metadata.engine import Database
 from .metadata.writes import check_state, check_status
 from .names import check_params, check_run_name, check_tags, new_run_name
-from .records import AliasInfo, CheckpointInfo, ExportInfo, GcReport, MetricChange, MetricSummary, RunComparison, RunAtStep, RunInfo, SpaceUsage, StepMetrics, VariableDiff, VariableInfo, VerifyReport
+from .records import (
+    AliasInfo,
+    CheckpointInfo,
+    ExportInfo,
+    GcReport,
+    MetricChange,
+    MetricSummary,
+    RunAtStep,
+    RunComparison,
+    RunInfo,
+    SpaceUsage,
+    StepMetrics,
+    VariableDiff,
+    VariableInfo,
+    VerifyReport,
+)
 from .retention import Retention
 from .run import FollowerRun, LiveRuns, Run
 
@@ -45,14 +67,14 @@ Progress = Optional[Callable[[int, int], None]]
 
 
 def open_store(
-    uri: Optional[str | os.PathLike[str]] = None,
+    uri: str | os.PathLike[str] | None = None,
     *,
-    root: Optional[str | os.PathLike[str]] = None,
+    root: str | os.PathLike[str] | None = None,
     create: bool = True,
     fsync: bool = False,
     check_schema: bool = True,
     readonly: bool = False,
-) -> "Store":
+) -> Store:
     """Open (and, if ``create``, create or upgrade) a store.
 
     ``uri`` is a directory (SQLite file ``store.db`` and the object area inside it), taken
@@ -75,8 +97,8 @@ def open_store(
     root = root or os.environ.get("CKPTSTORE_ROOT") or None
     # The directory next to a SQLite file is the file root only if the store records no other
     # (an s3:// root recorded in the database wins, see Store).
-    default_root: Optional[str | os.PathLike[str]] = None
-    url: Union[str, URL]
+    default_root: str | os.PathLike[str] | None = None
+    url: str | URL
     if loc.url is not None:
         url = loc.url
         if url.startswith("sqlite"):
@@ -115,7 +137,7 @@ def open_store(
     )
 
 
-def _resume_mode(resume: Union[bool, str]) -> str:
+def _resume_mode(resume: bool | str) -> str:
     """``resume`` as "never", "allow" or "must" (True is "allow", False "never")."""
     if resume is True:
         return "allow"
@@ -130,7 +152,7 @@ def _resume_mode(resume: Union[bool, str]) -> str:
 WORKERS_TAG = "ckptstore.workers"
 
 
-def _check_topology(run: RunInfo, who: "distributed.Role", update_params: bool) -> None:
+def _check_topology(run: RunInfo, who: distributed.Role, update_params: bool) -> None:
     """A resume by another number of workers changes the global batch, and so the training:
     refused, before anything is written, unless the caller says it is meant."""
     recorded = run.tags.get(WORKERS_TAG)
@@ -173,14 +195,14 @@ class Store:
 
     def __init__(
         self,
-        url: Union[str, URL],
+        url: str | URL,
         *,
-        root: Optional[str | os.PathLike[str]] = None,
+        root: str | os.PathLike[str] | None = None,
         create: bool = True,
         fsync: bool = False,
         check_schema: bool = True,
         readonly: bool = False,
-        default_root: Optional[str | os.PathLike[str]] = None,
+        default_root: str | os.PathLike[str] | None = None,
     ) -> None:
         create = create and not readonly
         self.db = Database(url, readonly=readonly)
@@ -190,7 +212,7 @@ class Store:
         #: The runs this store started here and nobody finished yet (see ``flows/heartbeat.py``).
         self.heartbeat = Heartbeat(self.db)
         try:
-            self.revision: Optional[str] = (
+            self.revision: str | None = (
                 versions.ensure_schema(self.db.engine, create=create, upgrade=create)
                 if check_schema else versions.current_revision(self.db.engine)
             )
@@ -238,7 +260,7 @@ class Store:
                     self.backend.area.close()
                 self.db.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -251,12 +273,12 @@ class Store:
 
     def start_run(
         self,
-        name: Optional[str] = None,
+        name: str | None = None,
         *,
-        params: Optional[Mapping[str, Any]] = None,
-        tags: Optional[Mapping[str, Any]] = None,
-        retention: Optional[Retention] = None,
-        resume: Union[bool, str] = "never",
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        retention: Retention | None = None,
+        resume: bool | str = "never",
         overwrite: bool = False,
         update_params: bool = False,
         strategy: Any = None,
@@ -355,7 +377,7 @@ class Store:
         self.heartbeat.add(run_id, name)
         return run
 
-    def _existing_run(self, name: str) -> Optional[RunInfo]:
+    def _existing_run(self, name: str) -> RunInfo | None:
         try:
             return self.get_run(name)
         except UnknownRunError:
@@ -388,12 +410,12 @@ class Store:
     def runs(
         self,
         *,
-        status: Optional[str] = None,
-        tags: Optional[Mapping[str, str]] = None,
-        name: Optional[str] = None,
-        where: Optional[str] = None,
-        order_by: Union[None, str, Sequence[str]] = None,
-        limit: Optional[int] = None,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+        where: str | None = None,
+        order_by: None | str | Sequence[str] = None,
+        limit: int | None = None,
     ) -> list[RunInfo]:
         """Runs, newest first, filtered by status, tags (all must match), a name glob and a
         ``where`` expression, sorted by ``order_by`` (``-`` or ``desc``: descending), at most
@@ -427,7 +449,7 @@ class Store:
         with self.db.write() as conn:
             W.set_status(conn, Q.run_id(conn, name), status)
 
-    def set_retention(self, name: str, retention: Optional[Retention]) -> None:
+    def set_retention(self, name: str, retention: Retention | None) -> None:
         """Replace a run's retention rule (applied at its next save, or by ``apply_retention``)."""
         with self.db.write() as conn:
             W.set_retention(conn, Q.run_id(conn, name), retention.to_json() if retention else None)
@@ -446,13 +468,13 @@ class Store:
             return Q.metric_keys(conn, Q.run_id(conn, run))
 
     def steps(
-        self, run: str, *, start: Optional[int] = None, stop: Optional[int] = None, keys: Optional[Iterable[str]] = None
+        self, run: str, *, start: int | None = None, stop: int | None = None, keys: Iterable[str] | None = None
     ) -> list[StepMetrics]:
         """One run's metrics step by step, for steps in [start, stop] (both inclusive)."""
         with self.db.read() as conn:
             return Q.steps(conn, Q.run_id(conn, run), start=start, stop=stop, keys=keys)
 
-    def metric_history(self, run: str, key: Optional[str] = None) -> list[MetricChange]:
+    def metric_history(self, run: str, key: str | None = None) -> list[MetricChange]:
         """Values of ``run`` that a later ``log`` of the same step replaced (a resumed run that
         logged its steps again), oldest step first; ``steps`` shows the newest values."""
         with self.db.read() as conn:
@@ -475,7 +497,7 @@ class Store:
         resolved = resolve_mode(metric, mode)
         return self.checkpoint(Ref("best", f"{run}@best:{resolved}:{metric}", run=run, metric=metric, mode=resolved))
 
-    def metric_series(self, run: str, key: str, *, start: Optional[int] = None) -> tuple[Any, Any]:
+    def metric_series(self, run: str, key: str, *, start: int | None = None) -> tuple[Any, Any]:
         """One metric of one run as numpy arrays ``(steps, values)`` (int64, float64; NaN kept),
         steps >= ``start``: the fast path for charts (a million steps in well under a second).
         An unknown run is :class:`UnknownRunError`; a metric the run never logged gives empty arrays."""
@@ -485,7 +507,7 @@ class Store:
             return metric_series(conn, Q.run_id(conn, run), key, start=start)
 
     def metric_chart(
-        self, run: str, key: str, width: int, *, start: Optional[int] = None, stop: Optional[int] = None,
+        self, run: str, key: str, width: int, *, start: int | None = None, stop: int | None = None,
         at: Iterable[int] = (),
     ) -> Any:
         """What a chart ``width`` pixels wide of ``key`` over steps [start, stop] needs, from the
@@ -498,7 +520,7 @@ class Store:
         with self.db.read() as conn:
             return chart_points(conn, Q.run_id(conn, run), key, width, start=start, stop=stop, at=at)
 
-    def at_step(self, step: int, *, nearest: bool = False, keys: Optional[Iterable[str]] = None) -> list[RunAtStep]:
+    def at_step(self, step: int, *, nearest: bool = False, keys: Iterable[str] | None = None) -> list[RunAtStep]:
         """Every run's metrics at ``step``; with ``nearest``, at its last step at or below it.
 
         Also tells, per run, the checkpoint at that step (exact) or the newest checkpoint at or
@@ -558,11 +580,11 @@ class Store:
         as they are), so later saves re-use their tensors; returns the number of files indexed."""
         return tensor_flows.repack(self.backend)
 
-    def space(self, runs: Optional[list[str]] = None) -> list[SpaceUsage]:
+    def space(self, runs: list[str] | None = None) -> list[SpaceUsage]:
         """Logical against stored bytes per run (all, or ``runs``), then the whole store (run None)."""
         return tensor_flows.space(self.backend, runs)
 
-    def restore(self, ref: Any, target: Any, *, verify: Union[bool, str] = True, **kwargs: Any) -> CheckpointInfo:
+    def restore(self, ref: Any, target: Any, *, verify: bool | str = True, **kwargs: Any) -> CheckpointInfo:
         """Restore a checkpoint into a TF1 session or a ``tf.train.Checkpoint`` / trackable.
 
         See :func:`ckptstore.flows.checkpoints.restore`.
@@ -574,7 +596,7 @@ class Store:
         ref: Any,
         to_dir: str | os.PathLike[str],
         *,
-        verify: Union[bool, str] = True,
+        verify: bool | str = True,
         link: str = "copy",
         force: bool = False,
         progress: Progress = None,
@@ -587,7 +609,7 @@ class Store:
         """
         return checkpoint_flows.materialize(self.backend, ref, to_dir, verify=verify, link=link, force=force, progress=progress)
 
-    def read_variable(self, ref: Any, name: str, *, verify: Union[bool, str] = True) -> Any:
+    def read_variable(self, ref: Any, name: str, *, verify: bool | str = True) -> Any:
         """One saved variable's value as a numpy array, without building a graph."""
         return checkpoint_flows.read_variable(self.backend, ref, name, verify=verify)
 
@@ -597,7 +619,7 @@ class Store:
 
     def record_checkpoint(
         self, prefix: str | os.PathLike[str], *, run: str, step: int,
-        known: Optional[dict[str, tuple[str, int]]] = None,
+        known: dict[str, tuple[str, int]] | None = None,
     ) -> CheckpointInfo:
         """Record the checkpoint TensorFlow wrote at ``prefix`` as ``run@step``, leaving its
         files where they are (hard-linked into the store, ``flows.recording``); the drop-ins
@@ -606,7 +628,7 @@ class Store:
             rid = Q.run_id(conn, run)
         return recording.record_prefix(self.backend, rid, run, Path(prefix), step, known)
 
-    def stage_checkpoint(self, prefix: str | os.PathLike[str], *, run: str) -> "recording.StagedPrefix":
+    def stage_checkpoint(self, prefix: str | os.PathLike[str], *, run: str) -> recording.StagedPrefix:
         """Link the checkpoint TensorFlow wrote at ``prefix`` into staging now, to commit later
         (``.commit(run, step, known)``, from any thread) or ``.discard()``: TensorFlow may
         delete its files meanwhile. ``record_checkpoint`` is both at once."""
@@ -634,7 +656,7 @@ class Store:
             rid = Q.run_id(conn, run)
         return deletion.apply_retention(self.backend, rid)
 
-    def verify(self, run: Optional[str] = None, *, full: bool = True, progress: Progress = None) -> VerifyReport:
+    def verify(self, run: str | None = None, *, full: bool = True, progress: Progress = None) -> VerifyReport:
         """Re-digest stored files; report every missing, corrupt, unreadable and unexpected one."""
         return maintenance.verify(self.backend, run, full=full, progress=progress)
 
@@ -649,7 +671,7 @@ class Store:
             raise StoreConfigError(f"{redact(str(to))!r} is not an s3://BUCKET/PREFIX root")
         return copy_root(self.db, self.files, target, progress)
 
-    def gc(self, *, dry_run: bool = False, progress: Progress = None, grace: Optional[timedelta] = None) -> GcReport:
+    def gc(self, *, dry_run: bool = False, progress: Progress = None, grace: timedelta | None = None) -> GcReport:
         """Remove unreferenced files and stale staging directories.
 
         ``progress(done, total)`` is called with the number of unreferenced files removed so far.
@@ -658,7 +680,7 @@ class Store:
 
     # ------------------------------------------------------------------ exports and named versions
 
-    def exports(self, run: Optional[str] = None) -> list[ExportInfo]:
+    def exports(self, run: str | None = None) -> list[ExportInfo]:
         """Frozen exports, oldest first, of one run or of the whole store, with their aliases."""
         return export_flows.list_exports(self.backend, run)
 
@@ -690,15 +712,15 @@ class Store:
         or a SavedModel directory. See :func:`ckptstore.flows.deploy_exports.export_to`."""
         return deploy_exports.export_to(self.backend, ref, path, **kwargs)
 
-    def tag(self, ref: Any, name: str, *, message: Optional[str] = None) -> AliasInfo:
+    def tag(self, ref: Any, name: str, *, message: str | None = None) -> AliasInfo:
         """Point the alias ``name`` at what ``ref`` names, keeping the alias's history."""
         return alias_flows.tag(self.backend, ref, name, message=message)
 
-    def untag(self, name: str, *, message: Optional[str] = None) -> None:
+    def untag(self, name: str, *, message: str | None = None) -> None:
         """Remove an alias (its target is no longer protected); its history is kept."""
         alias_flows.untag(self.backend, name, message=message)
 
-    def versions(self, name: Optional[str] = None) -> list[AliasInfo]:
+    def versions(self, name: str | None = None) -> list[AliasInfo]:
         """Aliases (named versions) with their history, newest event first."""
         return alias_flows.versions(self.backend, name)
 

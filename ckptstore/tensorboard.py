@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from .errors import CkptstoreError, ConflictError, from_os_error
 
@@ -30,11 +30,11 @@ EVENT_FILE_GLOB = "events.out.tfevents.*"
 
 
 def write_event_files(
-    store: "Store",
+    store: Store,
     runs: Sequence[str],
     logdir: str | os.PathLike[str],
     *,
-    keys: Optional[Iterable[str]] = None,
+    keys: Iterable[str] | None = None,
     force: bool = False,
 ) -> list[Path]:
     """Write each run's metrics (only ``keys`` when given) under ``logdir/<run>``; returns the

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -63,7 +63,7 @@ def _is_store(obj: Any) -> bool:
     return hasattr(obj, "start_run") and hasattr(obj, "record_checkpoint")
 
 
-def _stored_prefix(save_path: Any, store: Any) -> Optional[str]:
+def _stored_prefix(save_path: Any, store: Any) -> str | None:
     """The cached copy's prefix when ``save_path`` names a stored checkpoint rather than files."""
     if isinstance(save_path, Run):
         save_path.wait()
@@ -93,7 +93,7 @@ class Saver(tf.compat.v1.train.Saver):
     is done; :meth:`sync` waits for the records; see ``dropin.Recorder``).
     """
 
-    def __init__(self, *args: Any, run: Optional[Run] = None, store: Any = None, run_name: Optional[str] = None,
+    def __init__(self, *args: Any, run: Run | None = None, store: Any = None, run_name: str | None = None,
                  record: str = "sync", **kwargs: Any) -> None:
         recorder = dropin.Recorder(record)  # checked before TensorFlow builds anything
         if args and isinstance(args[0], Run):
@@ -103,7 +103,7 @@ class Saver(tf.compat.v1.train.Saver):
         super().__init__(*args, **kwargs)
         if run is None and store is not None and run_name is not None:
             run = dropin.run_for(store, run_name)
-        self.run: Optional[Run] = run
+        self.run: Run | None = run
         self._store = store
         self._runs: dict[str, Run] = {}  # directory -> run, without an explicit run
         self._adopted: set[str] = set()
@@ -122,9 +122,9 @@ class Saver(tf.compat.v1.train.Saver):
             dropin.adopt_directory(run, directory)
         return run
 
-    def save(self, sess: Any, save_path: Any, global_step: Any = None, latest_filename: Optional[str] = None,
+    def save(self, sess: Any, save_path: Any, global_step: Any = None, latest_filename: str | None = None,
              meta_graph_suffix: str = "meta", write_meta_graph: bool = True, write_state: bool = True,
-             strip_default_attrs: bool = False, save_debug_info: bool = False) -> Optional[str]:
+             strip_default_attrs: bool = False, save_debug_info: bool = False) -> str | None:
         """TensorFlow's ``Saver.save``, then the checkpoint is recorded in the run (and those
         TensorFlow's retention deleted are forgotten)."""
         before = [p for p, _ in self._last_checkpoints]
@@ -180,7 +180,7 @@ class Saver(tf.compat.v1.train.Saver):
         return f"ckptstore.tf1.Saver(run={where!r}, max_to_keep={self._max_to_keep!r})"
 
 
-def latest_checkpoint(checkpoint_dir: Any, latest_filename: Optional[str] = None, *, store: Any = None) -> Optional[str]:
+def latest_checkpoint(checkpoint_dir: Any, latest_filename: str | None = None, *, store: Any = None) -> str | None:
     """``tf.train.latest_checkpoint``; a ``Run`` or a reference (``run@latest``, an alias) gives
     the prefix of a read-only copy of that stored checkpoint (None for a run without any)."""
     if isinstance(checkpoint_dir, Run):
@@ -195,8 +195,8 @@ def latest_checkpoint(checkpoint_dir: Any, latest_filename: Optional[str] = None
     return _tf_management.latest_checkpoint(checkpoint_dir, latest_filename)
 
 
-def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: Optional[str] = None, *,
-                      run: Optional[Run] = None, store: Any = None, **kwargs: Any) -> Optional[Saver]:
+def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: str | None = None, *,
+                      run: Run | None = None, store: Any = None, **kwargs: Any) -> Saver | None:
     """``tf.compat.v1.train.import_meta_graph`` returning a :class:`Saver` (recording in ``run=``
     or by directory, as ``Saver``); also takes what names a stored checkpoint."""
     if _context.executing_eagerly():
@@ -226,5 +226,6 @@ def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, impo
 
 # Every other name of TensorFlow's ``saver`` module is this module's too (read and written
 # through: dropin.StandIn), so that ``ckptstore.tf1`` can replace that module wholesale.
-from tensorflow.python.training import saver as _tf_module  # noqa: E402 - with its comment
+from tensorflow.python.training import saver as _tf_module  # noqa: E402,F401 - read through dropin.StandIn
+
 sys.modules[__name__].__class__ = dropin.StandIn

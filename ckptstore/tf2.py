@@ -27,13 +27,13 @@ import copy
 import logging
 import os
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import tensorflow as tf
 
 from . import dropin
-from .tf1 import latest_checkpoint  # the same function: tf.train.latest_checkpoint, and stored references
 from .run import Run
+from .tf1 import latest_checkpoint  # the same function: tf.train.latest_checkpoint, and stored references
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class CheckpointManager(tf.train.CheckpointManager):
     ``record="background"`` records after ``save`` returns (``sync()`` waits; ``dropin.Recorder``).
     """
 
-    def __init__(self, checkpoint: Any, directory: Any, *args: Any, run: Optional[Run] = None, store: Any = None,
+    def __init__(self, checkpoint: Any, directory: Any, *args: Any, run: Run | None = None, store: Any = None,
                  record: str = "sync", **kwargs: Any) -> None:
         recorder = dropin.Recorder(record)
         if isinstance(directory, Run):
@@ -64,7 +64,7 @@ class CheckpointManager(tf.train.CheckpointManager):
             directory = kwargs.pop("directory", None) or _run_directory(run)
         super().__init__(checkpoint, directory, *args, **kwargs)
         self._followers: dict[str, Any] = {}  # checkpoint prefix -> its digest follower
-        self._held: Optional[BaseException] = None  # a store failure to raise after TF's callback
+        self._held: BaseException | None = None  # a store failure to raise after TF's callback
         self._recorder = recorder
         if run is None:
             store = store if store is not None else dropin.default_store()
@@ -72,7 +72,7 @@ class CheckpointManager(tf.train.CheckpointManager):
         self.run = run
         dropin.adopt_directory(run, self.directory)
 
-    def save(self, checkpoint_number: Any = None, check_interval: bool = True, options: Any = None) -> Optional[str]:
+    def save(self, checkpoint_number: Any = None, check_interval: bool = True, options: Any = None) -> str | None:
         """TensorFlow's ``save``; when the files are complete the checkpoint is recorded."""
         # TensorFlow appends its own callback (state file, retention) after the caller's, so the
         # new checkpoint is recorded before retention runs. A store failure in either is held
@@ -114,7 +114,7 @@ class CheckpointManager(tf.train.CheckpointManager):
         if exc is not None:
             raise exc
 
-    def _next_stem(self, checkpoint_number: Any, check_interval: bool) -> Optional[str]:
+    def _next_stem(self, checkpoint_number: Any, check_interval: bool) -> str | None:
         """The name TensorFlow's ``save`` is about to write (eager mode), for the digest follower."""
         if not tf.executing_eagerly():
             return None
@@ -160,5 +160,6 @@ class CheckpointManager(tf.train.CheckpointManager):
 
 # Every other name of TensorFlow's ``checkpoint_management`` module is this module's too (read and written
 # through: dropin.StandIn), so that ``ckptstore.tf2`` can replace that module wholesale.
-from tensorflow.python.checkpoint import checkpoint_management as _tf_module  # noqa: E402 - with its comment
+from tensorflow.python.checkpoint import checkpoint_management as _tf_module  # noqa: E402,F401 - read through dropin.StandIn
+
 sys.modules[__name__].__class__ = dropin.StandIn

@@ -17,15 +17,15 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from tests.helpers.postgres import PgServer, have_postgres
 from tests.helpers.processes import ChildProcesses
 from tests.helpers.skips import in_ci, require_tensorflow
-
 
 # --------------------------------------------------------------------------- databases and stores
 

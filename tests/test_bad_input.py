@@ -32,7 +32,6 @@ from tests.helpers.skips import require_tensorflow
 tf = require_tensorflow()
 
 import ckptstore  # noqa: E402
-from ckptstore.metadata import schema as S  # noqa: E402
 from ckptstore.errors import (  # noqa: E402
     CkptstoreError,
     InvalidNameError,
@@ -43,6 +42,7 @@ from ckptstore.errors import (  # noqa: E402
     UnknownRefError,
     UnknownRunError,
 )
+from ckptstore.metadata import schema as S  # noqa: E402
 
 MALFORMED_REFS = ["a@", "@3", "a@-1", "a@~x", "a@1@2", "a@1.5", "a@~", "export:x", "", "a/b@1"]
 BAD_NAMES = {

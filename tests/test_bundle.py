@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ckptstore.errors import BundleIndexError
 from ckptstore import bundle
+from ckptstore.errors import BundleIndexError
 from tests.helpers.models import seed_graph, tiny_module
 from tests.helpers.skips import require_tensorflow
 

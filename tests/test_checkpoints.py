@@ -25,7 +25,6 @@ tf = require_tensorflow()
 from ckptstore import KeepBest, Retention  # noqa: E402
 from ckptstore.errors import ConflictError, NoCheckpointFoundError, RestoreMismatchError, UnknownRefError  # noqa: E402
 
-
 # --------------------------------------------------------------------------- the seed, end to end
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ COMMANDS = ("runs", "steps", "at", "checkpoints", "vars", "restore", "tag", "unt
 # --------------------------------------------------------------------------- fixtures
 
 
-def log_runs(store, save: Optional[Callable[[Any, int], None]] = None) -> None:
+def log_runs(store, save: Callable[[Any, int], None] | None = None) -> None:
     """Runs 'mlp' (steps 1-30, loss and acc; ``save(run, step)`` at 10, 20, 30), 'mlp-wide'
     (step 10) and 'broken' (failed at step 5 with a NaN loss)."""
     with store.start_run("mlp", params={"lr": 0.1}, tags={"team": "vision"}) as run:

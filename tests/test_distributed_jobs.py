@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -60,8 +59,8 @@ def free_ports(n: int) -> list[int]:
 
 def run_job(
     children: ChildProcesses, code: str, cluster: dict[str, int], env: dict[str, str], tmp: Path,
-    *, wait_for: Optional[str] = None, per_task_env: Optional[dict[str, dict[str, str]]] = None,
-) -> dict[str, tuple[Optional[int], str]]:
+    *, wait_for: str | None = None, per_task_env: dict[str, dict[str, str]] | None = None,
+) -> dict[str, tuple[int | None, str]]:
     """Start one process per task of ``cluster`` ({job: count}) running ``code`` with its
     ``TF_CONFIG``; wait for all of them (or only the ``wait_for`` task, e.g. a PS job's chief,
     whose ps and worker serve forever) and kill the rest. Returns {"worker-0": (exit code, stderr)}."""
@@ -83,7 +82,7 @@ def run_job(
             )
     waited = [wait_for] if wait_for else list(procs)
     deadline = time.monotonic() + DEADLINE
-    failed_at: Optional[float] = None
+    failed_at: float | None = None
     while time.monotonic() < deadline and any(procs[t].poll() is None for t in waited):
         if failed_at is None and any(procs[t].poll() not in (None, 0) for t in waited):
             failed_at = time.monotonic()  # the others now wait in a collective: give them a moment
@@ -99,7 +98,7 @@ def run_job(
     return results
 
 
-def assert_ok(results: dict[str, tuple[Optional[int], str]], *tasks: str) -> None:
+def assert_ok(results: dict[str, tuple[int | None, str]], *tasks: str) -> None:
     for task in tasks or list(results):
         code, err = results[task]
         assert code == 0, f"{task} exited {code}:\n{err[-3000:]}"

@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 
 import ckptstore
-
 from ckptstore import KeepBest, Retention
 from ckptstore.errors import QuerySyntaxError, RunExistsError, UnknownRefError, UnknownRunError
 from ckptstore.names import parse_ref
 from ckptstore.retention import resolve_mode
-
 
 # --------------------------------------------------------------------------- run identity
 

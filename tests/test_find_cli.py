@@ -3,7 +3,6 @@ the quick path of every read command printing exactly what the normal path print
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -78,7 +77,7 @@ def test_runs_list_search_stays_on_the_quick_path(meta):
 def test_runs_compare_marks_differences_and_has_json(meta):
     out = ok("runs", "compare", "mlp-a", "mlp-b", store=meta)
     lines = {line.split()[1] if line.startswith("*") else line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
-    assert lines["params.lr"].startswith("*") and not lines["params.opt"].startswith("*") is False
+    assert lines["params.lr"].startswith("*") and lines["params.opt"].startswith("*") is not False
     assert "0.15 @20" in lines["metrics.val_loss.best"] and "0.3 @30" in lines["metrics.val_loss.last"]
     data = as_json("runs", "compare", "mlp-a", "mlp-b", store=meta)
     assert data["differing_params"] == ["lr", "opt"]

@@ -16,7 +16,7 @@ import pytest
 
 import ckptstore
 from ckptstore.errors import CorruptFileError, DiskFullError, InvalidOptionError
-from tests.helpers.hardening import ckpt, one_line_error, ok, shown, tmpfs
+from tests.helpers.hardening import ckpt, ok, one_line_error, shown, tmpfs
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -446,7 +446,6 @@ def _claim_in_child(uri: str, digests: list[str]):  # noqa: ANN202
 
 
 def test_a_save_does_not_wait_for_the_claims_of_a_killed_gc(s3store, tiny_model, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
-    import logging
     import signal
     import time
 
@@ -499,7 +498,7 @@ def test_a_claim_whose_pid_was_reused_is_dead(tmp_path: Path) -> None:
     import socket
     import subprocess
     import sys
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
 
     from ckptstore.metadata.intents import Claim
 

@@ -28,8 +28,8 @@ import pytest
 from tests.helpers.hardening import (
     MALFORMED_URLS,
     SECRET,
-    TYPER_CHECK,
     TMP_SUFFIX,
+    TYPER_CHECK,
     as_plain_user,
     big_module,
     ckpt,

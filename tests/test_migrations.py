@@ -29,10 +29,10 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 import ckptstore
+from ckptstore.errors import CkptstoreError, SchemaTooNewError, StoreOpenError
 from ckptstore.metadata import schema
 from ckptstore.metadata import versions as db
 from ckptstore.metadata.engine import make_engine
-from ckptstore.errors import CkptstoreError, SchemaTooNewError, StoreOpenError
 from tests.helpers.processes import ROOT, with_deadline
 
 HEAD = db.HEAD_REVISION  # the real head, before any test pretends otherwise

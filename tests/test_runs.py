@@ -12,7 +12,6 @@ import pytest
 import ckptstore
 from ckptstore.errors import InvalidNameError, StoreConfigError, UnknownRunError
 
-
 # --------------------------------------------------------------------------- open_store
 
 

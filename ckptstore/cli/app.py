@@ -9,7 +9,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -35,7 +35,7 @@ app = typer.Typer(
 )
 
 
-def _argument_type(self: Any, ctx: Any) -> Optional[str]:
+def _argument_type(self: Any, ctx: Any) -> str | None:
     # Typer's plain help prints 'RUN <str>' for every argument; our arguments all have a
     # metavar that says what they are, so the type is noise there.
     return None if self.metavar else _typer_argument_type(self, ctx)
@@ -58,7 +58,7 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def command(
-    on: typer.Typer = app, name: Optional[str] = None, *, context_settings: Optional[dict[str, Any]] = None
+    on: typer.Typer = app, name: str | None = None, *, context_settings: dict[str, Any] | None = None
 ) -> Callable[[Command], Command]:
     """Register a command on :data:`app` (or on a group), like ``on.command(name)``.
 
@@ -120,7 +120,7 @@ def _global_options(
         ),
     ] = DEFAULT_LOCATION,
     root: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--root", envvar="CKPTSTORE_ROOT", metavar="DIR|s3://BUCKET/PREFIX",
             help="File area: a directory (PostgreSQL stores), or an S3 bucket, recorded in the store "

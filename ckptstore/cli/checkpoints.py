@@ -1,7 +1,7 @@
 """``ckptstore checkpoints``, ``vars`` and ``restore``: a run's checkpoints, what they hold, and
 getting one back as a plain TensorFlow checkpoint directory."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ def checkpoints(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
     metric: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--metric", "-m", metavar="METRIC",
             help="Show this metric's value at each checkpoint and mark the best (max for "
@@ -38,7 +38,7 @@ def vars_(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.", autocompletion=complete_refs)],
     diff: Annotated[
-        Optional[str], typer.Option("--diff", metavar="REF2", help="Compare with this checkpoint.", autocompletion=complete_refs)
+        str | None, typer.Option("--diff", metavar="REF2", help="Compare with this checkpoint.", autocompletion=complete_refs)
     ] = None,
     stats: Annotated[bool, typer.Option("--stats", help="With --diff: max|Δ|, mean|Δ|, relative L2 of changed float tensors.")] = False,
     as_json: JsonOpt = False,

@@ -7,14 +7,15 @@ Install with ``ckptstore --install-completion``.
 """
 
 import os
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
 from ..location import DEFAULT_LOCATION
 
 
-def _names(ctx: typer.Context) -> Optional[dict[str, Any]]:
+def _names(ctx: typer.Context) -> dict[str, Any] | None:
     # Completion parses the command line without running callbacks, so --store is read from the
     # root context's parameters (or the environment), not from ctx.obj.
     root = ctx.find_root()

@@ -5,7 +5,6 @@ this ckptstore does not know, and upgrade one it does.
 """
 
 from types import ModuleType
-from typing import Optional
 
 import typer
 
@@ -23,7 +22,7 @@ def _versions() -> ModuleType:
     return versions
 
 
-def _schema_status(revision: Optional[str]) -> str:
+def _schema_status(revision: str | None) -> str:
     """A store's revision compared with this ckptstore's head: current, behind, ahead or empty."""
     if revision is None:
         return "empty"

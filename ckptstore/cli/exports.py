@@ -1,6 +1,6 @@
 """``ckptstore exports`` and ``export``: exports (frozen GraphDefs, SavedModels, .keras files), listed and written out for deployment."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from .views import print_exports
 @command()
 def exports(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's exports.", autocompletion=complete_runs)] = None,
+    run: Annotated[str | None, typer.Argument(metavar="RUN", help="Only this run's exports.", autocompletion=complete_runs)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Exports (frozen GraphDefs, SavedModels, .keras files), with lineage and aliases."""

@@ -15,17 +15,25 @@ mistake exactly as they always do. Nothing here imports Typer or SQLAlchemy.
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from ..constants import RUN_STATES
 from ..location import DEFAULT_LOCATION
 from ..metadata.quick import list_runs as quick_list_runs
 from ..records import RunInfo
 from .views import (
-    at_rows, print_at, print_checkpoints, print_comparison, print_exports, print_run, print_runs,
-    print_steps, print_variables, print_versions,
+    at_rows,
+    print_at,
+    print_checkpoints,
+    print_comparison,
+    print_exports,
+    print_run,
+    print_runs,
+    print_steps,
+    print_variables,
+    print_versions,
 )
 
 if TYPE_CHECKING:
@@ -37,7 +45,7 @@ class StoreLocation:
     """The store named by --store/$CKPTSTORE_URI and --root/$CKPTSTORE_ROOT."""
 
     store: str
-    root: Optional[str]
+    root: str | None
 
     def open(self, *, create: bool = False, check_schema: bool = True, readonly: bool = False) -> "Store":
         """Open the store (imports SQLAlchemy). Commands that only read pass readonly=True: a
@@ -68,7 +76,7 @@ def parse_plain_options(
     values: frozenset[str] = frozenset(),
     repeatable: frozenset[str] = frozenset(),
     flags: frozenset[str] = frozenset(),
-) -> Optional[tuple[dict[str, Any], list[str]]]:
+) -> tuple[dict[str, Any], list[str]] | None:
     """The leading long options of ``args`` as Click reads them, and the arguments after them.
 
     ``values`` take one value (``--opt V`` or ``--opt=V``; the next argument is the value whatever
@@ -111,7 +119,7 @@ def parse_command_line(
     values: dict[str, str] = {},  # noqa: B006  (read only) option or alias -> canonical name
     repeatable: frozenset[str] = frozenset(),
     flags: dict[str, str] = {},  # noqa: B006  flag or alias -> canonical name
-) -> Optional[tuple[dict[str, Any], list[str]]]:
+) -> tuple[dict[str, Any], list[str]] | None:
     """Options (anywhere, as Click allows) and positional arguments of a command line.
 
     ``values`` and ``flags`` map each spelling (``--metric``, ``-m``) to the canonical name;
@@ -154,7 +162,7 @@ def parse_command_line(
     return found, positional
 
 
-def step_value(text: Optional[str]) -> Optional[int]:
+def step_value(text: str | None) -> int | None:
     """A step given on the command line, or None if the normal path must judge it (raises
     ValueError for the caller to fall back)."""
     if text is None:
@@ -164,7 +172,7 @@ def step_value(text: Optional[str]) -> Optional[int]:
     return int(text)
 
 
-def quick_read(where: StoreLocation, fetch: Callable[[Any], Any]) -> Optional[tuple[Any]]:
+def quick_read(where: StoreLocation, fetch: Callable[[Any], Any]) -> tuple[Any] | None:
     """``(fetch(reader),)`` from a quick reader on the store, or None to take the normal path."""
     from ..metadata.quick_reader import Fallback, QuickReader
 
@@ -179,7 +187,7 @@ def quick_read(where: StoreLocation, fetch: Callable[[Any], Any]) -> Optional[tu
         reader.close()
 
 
-def plain_tags(items: Optional[list[str]]) -> Union[None, bool, dict[str, str]]:
+def plain_tags(items: list[str] | None) -> None | bool | dict[str, str]:
     """``--tag K=V`` values as a dict, None for none, False if one is malformed (Typer words it)."""
     if not items:
         return None
@@ -192,7 +200,7 @@ def plain_tags(items: Optional[list[str]]) -> Union[None, bool, dict[str, str]]:
     return tags
 
 
-def run_quick(args: Sequence[str]) -> Optional[int]:
+def run_quick(args: Sequence[str]) -> int | None:
     """Run ``args`` as a quick command and return its exit status, or None if none takes it.
 
     ``CKPTSTORE_QUICK=0`` turns the quick path off (tests compare both paths' output). A quick
@@ -224,12 +232,12 @@ def run_quick(args: Sequence[str]) -> Optional[int]:
 def list_runs(
     where: StoreLocation,
     *,
-    status: Optional[str],
-    tags: Optional[dict[str, str]],
-    name: Optional[str],
-    search: Optional[str] = None,
-    sort: Optional[str] = None,
-    limit: Optional[int] = None,
+    status: str | None,
+    tags: dict[str, str] | None,
+    name: str | None,
+    search: str | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
 ) -> list[RunInfo]:
     """The runs of a store, newest first (or by ``sort``); without SQLAlchemy for a SQLite store."""
     # Anything but a readable SQLite store at the current schema, and every error case but a bad

@@ -1,7 +1,7 @@
 """``ckptstore import``, ``verify`` and ``gc``: bringing checkpoints in, checking the stored files,
 and removing what nothing references."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,7 +38,7 @@ def import_(
 @command()
 def verify(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Argument(metavar="RUN", help="Only this run's files.", autocompletion=complete_runs)] = None,
+    run: Annotated[str | None, typer.Argument(metavar="RUN", help="Only this run's files.", autocompletion=complete_runs)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-digest stored files; exit status 1 if any is missing, corrupt or unreadable, or the
@@ -75,7 +75,7 @@ def gc(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
     grace: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--grace", metavar="AGE", help="S3 roots: keep unreferenced objects younger than this (default 1h; e.g. 0s, 30m)."),
     ] = None,
     as_json: JsonOpt = False,

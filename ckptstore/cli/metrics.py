@@ -4,7 +4,7 @@ Steps are 0 to 2**63-1 (INT_MAX), what the databases' 64-bit integers hold: a la
 usage here rather than an overflow deep in the driver.
 """
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,7 +14,7 @@ from .complete import complete_runs
 from .views import at_rows, print_at, print_steps
 
 
-def check_step(value: Optional[int]) -> Optional[int]:
+def check_step(value: int | None) -> int | None:
     """A step option or argument: 0 to 2**63-1. A callback rather than min=/max=, which would
     print the bounds '[0<=x<=9223372036854775807]' in every --help."""
     if value is not None and not 0 <= value <= INT_MAX:
@@ -27,13 +27,13 @@ def steps(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
     metric: Annotated[
-        Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
+        list[str] | None, typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
     ] = None,
     start: Annotated[
-        Optional[int], typer.Option("--from", metavar="STEP", callback=check_step, help="First step (inclusive).")
+        int | None, typer.Option("--from", metavar="STEP", callback=check_step, help="First step (inclusive).")
     ] = None,
     stop: Annotated[
-        Optional[int], typer.Option("--to", metavar="STEP", callback=check_step, help="Last step (inclusive).")
+        int | None, typer.Option("--to", metavar="STEP", callback=check_step, help="Last step (inclusive).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -48,14 +48,14 @@ def at(
     step: Annotated[int, typer.Argument(metavar="STEP", callback=check_step, help="Training step (0 or more).")],
     nearest: Annotated[bool, typer.Option(help="Each run's last step at or below STEP.")] = False,
     metric: Annotated[
-        Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
+        list[str] | None, typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
     ] = None,
     run: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--run", metavar="GLOB", help="Only runs whose name matches, e.g. 'resnet-*'.", autocompletion=complete_runs),
     ] = None,
     param: Annotated[
-        Optional[list[str]], typer.Option("--param", "-p", metavar="NAME", help="Add a column with this param; repeatable.")
+        list[str] | None, typer.Option("--param", "-p", metavar="NAME", help="Add a column with this param; repeatable.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

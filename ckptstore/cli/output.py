@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ..location import redact
 from ..records import to_json
+
 
 def error_line(message: str) -> None:
     """Print ``error: <message>`` on stderr as one line, whatever the message holds, with any
@@ -74,7 +75,7 @@ def table(
     rows: Sequence[Sequence[str]],
     *,
     right: Sequence[int] = (),
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> None:
     """Print rows under column headers, aligned, two spaces apart: one renderer for any number
     of rows, on a terminal or not.
@@ -110,7 +111,7 @@ def table(
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def terminal_width() -> Optional[int]:
+def terminal_width() -> int | None:
     """The width tables must fit: ``$COLUMNS`` if set, else the terminal's when stdout is one;
     None (no limit) for a pipe or a file, so scripts always get every column."""
     import os
@@ -137,7 +138,7 @@ def fields(pairs: Sequence[tuple[str, str]]) -> None:
     sys.stdout.write("".join(f"{k.ljust(w)}  {printable(v)}\n" for k, v in pairs))
 
 
-def when(dt: Optional[datetime]) -> str:
+def when(dt: datetime | None) -> str:
     """A timestamp in local time to the second, or "" for none."""
     return "" if dt is None else dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -176,7 +177,7 @@ def key_values(d: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in d.items())
 
 
-def shape(dims: Optional[Sequence[Optional[int]]]) -> str:
+def shape(dims: Sequence[int | None] | None) -> str:
     """A tensor shape as ``[3,?]``; ``[unknown]`` when even the rank is unknown."""
     if dims is None:
         return "[unknown]"
@@ -184,7 +185,7 @@ def shape(dims: Optional[Sequence[Optional[int]]]) -> str:
 
 
 @contextmanager
-def progress(what: str) -> Iterator[Optional[Callable[[int, int], None]]]:
+def progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
     """A ``progress(done, total)`` callback drawing a rich bar on stderr, or None when stdout or
     stderr is not a terminal (no escape codes in logs and pipes)."""
     if not (sys.stdout.isatty() and sys.stderr.isatty()):

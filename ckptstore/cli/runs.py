@@ -7,7 +7,7 @@ library's ``sqlite3`` without SQLAlchemy.
 """
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,14 +20,14 @@ from .views import print_comparison, print_run, print_runs
 runs_app = group("runs", "List, search, show, compare and delete runs.")
 
 
-def _check_status(value: Optional[str]) -> Optional[str]:
+def _check_status(value: str | None) -> str | None:
     # A callback, not a Choice type, so that the message names the statuses as it always has.
     if value is not None and value not in RUN_STATES:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, RUN_STATES))}.")
     return value
 
 
-def _parse_tags(items: Optional[list[str]]) -> Optional[dict[str, str]]:
+def _parse_tags(items: list[str] | None) -> dict[str, str] | None:
     if not items:
         return None
     tags = {}
@@ -39,7 +39,7 @@ def _parse_tags(items: Optional[list[str]]) -> Optional[dict[str, str]]:
     return tags
 
 
-def _check_limit(value: Optional[int]) -> Optional[int]:
+def _check_limit(value: int | None) -> int | None:
     if value is not None and value < 0:
         raise typer.BadParameter(f"{value} is below 0.", param_hint="--limit")
     return value
@@ -49,16 +49,16 @@ def _check_limit(value: Optional[int]) -> Optional[int]:
 def runs_list(
     ctx: typer.Context,
     status: Annotated[
-        Optional[str], typer.Option(metavar="STATUS", callback=_check_status, help="running, finished, failed or crashed (running, but its process is gone).")
+        str | None, typer.Option(metavar="STATUS", callback=_check_status, help="running, finished, failed or crashed (running, but its process is gone).")
     ] = None,
     tag: Annotated[
-        Optional[list[str]], typer.Option(metavar="KEY=VALUE", help="Only runs with this tag; repeat to require several.")
+        list[str] | None, typer.Option(metavar="KEY=VALUE", help="Only runs with this tag; repeat to require several.")
     ] = None,
     name: Annotated[
-        Optional[str], typer.Option(metavar="PATTERN", help="A name or glob, e.g. 'resnet-*'.", autocompletion=complete_runs)
+        str | None, typer.Option(metavar="PATTERN", help="A name or glob, e.g. 'resnet-*'.", autocompletion=complete_runs)
     ] = None,
     search: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--where", metavar="EXPR",
             help="Only runs where EXPR holds, e.g. \"params.lr = 0.01 and metrics.val_loss.min < 0.2\". "
@@ -67,7 +67,7 @@ def runs_list(
         ),
     ] = None,
     sort: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--sort", metavar="FIELDS",
             help="Sort by these fields (comma separated; '-' before one or 'desc' after it: descending), "
@@ -75,7 +75,7 @@ def runs_list(
         ),
     ] = None,
     limit: Annotated[
-        Optional[int], typer.Option("--limit", metavar="N", callback=_check_limit, help="At most N runs.")
+        int | None, typer.Option("--limit", metavar="N", callback=_check_limit, help="At most N runs.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -1,6 +1,6 @@
 """``ckptstore du``: logical bytes (plain TensorFlow directories) against stored, distinct bytes."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,7 +11,7 @@ from .output import print_json, size, table
 @command()
 def du(
     ctx: typer.Context,
-    runs: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN]...", help="Runs to account for (default: all).")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs to account for (default: all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Space per run and for the whole store: logical bytes (what plain TF checkpoint

@@ -1,6 +1,6 @@
 """``ckptstore tensorboard``: write runs' metrics as TensorBoard event files."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ def tensorboard(
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to export.")],
     logdir: Annotated[str, typer.Option("--logdir", metavar="DIR", help="Directory for the event files (one subdirectory per run).")],
     metric: Annotated[
-        Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
+        list[str] | None, typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace event files an earlier export left in a run's subdirectory.")] = False,
 ) -> None:

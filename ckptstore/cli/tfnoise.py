@@ -26,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any
 
 _NOISE = re.compile(
     rb"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -45,7 +45,7 @@ class _QuietLoader(importlib.abc.Loader):
     def __init__(self, loader: Any) -> None:
         self.loader = loader
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[ModuleType]:
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
@@ -56,7 +56,7 @@ class _QuietLoader(importlib.abc.Loader):
 class _Finder(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` as the other finders do, then wraps its loader (once)."""
 
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "tensorflow":
             return None
         uninstall()
@@ -92,7 +92,7 @@ class _captured_fd2:
             sys.stderr.flush()
         except (AttributeError, OSError, ValueError):
             pass
-        self.saved: Optional[int] = None
+        self.saved: int | None = None
         try:
             self.tmp = tempfile.TemporaryFile(prefix="ckptstore-tf-stderr-")
             self.saved = os.dup(2)

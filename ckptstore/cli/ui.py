@@ -25,9 +25,10 @@ def ui(
 ) -> None:
     """Serve a read-only web view of the store: runs, metric charts, checkpoints, diffs, versions."""
     try:
-        from ..ui.server import bind, is_loopback, serve, url_of
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
+
+        from ..ui.server import bind, is_loopback, serve, url_of
     except ImportError as exc:
         fail(f"ckptstore ui needs {exc.name}: pip install 'ckptstore[ui]'")
     store = open_store(ctx, readonly=True)

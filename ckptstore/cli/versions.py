@@ -1,6 +1,6 @@
 """``ckptstore tag``, ``untag`` and ``versions``: named versions (aliases) and their history."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ def tag(
     ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint or export REF.", autocompletion=complete_refs)],
     name: Annotated[str, typer.Argument(metavar="NAME", help="Alias name, e.g. 'prod'.")],
     message: Annotated[
-        Optional[str], typer.Option("--message", "-m", metavar="TEXT", help="Why (kept in the history).")
+        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Why (kept in the history).")
     ] = None,
 ) -> None:
     """Point an alias at a checkpoint or export (moving it if it exists; its history is kept)."""
@@ -30,7 +30,7 @@ def untag(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Alias name.", autocompletion=complete_aliases)],
     message: Annotated[
-        Optional[str], typer.Option("--message", "-m", metavar="TEXT", help="Why (kept in the history).")
+        str | None, typer.Option("--message", "-m", metavar="TEXT", help="Why (kept in the history).")
     ] = None,
 ) -> None:
     """Remove an alias (its target is no longer protected from retention and gc)."""
@@ -43,7 +43,7 @@ def untag(
 @command()
 def versions(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="One alias, with its full history.", autocompletion=complete_aliases)] = None,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="One alias, with its full history.", autocompletion=complete_aliases)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Named versions (aliases): what each points at; with NAME, its history."""

@@ -6,14 +6,31 @@ bytes. No Typer, no SQLAlchemy here (the quick path must not import them).
 import fnmatch
 import json
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from ..records import (
-    AliasInfo, CheckpointInfo, ExportInfo, RunAtStep, RunComparison, RunInfo, StepMetrics, VariableInfo,
+    AliasInfo,
+    CheckpointInfo,
+    ExportInfo,
+    RunAtStep,
+    RunComparison,
+    RunInfo,
+    StepMetrics,
+    VariableInfo,
     to_json,
 )
 from .output import (
-    echo, fields, key_values, number, or_dash, param_text, print_json, shape, size, table, when,
+    echo,
+    fields,
+    key_values,
+    number,
+    or_dash,
+    param_text,
+    print_json,
+    shape,
+    size,
+    table,
+    when,
 )
 
 
@@ -130,7 +147,7 @@ def print_at(
 
 
 def at_rows(
-    store: object, step: int, *, nearest: bool, metric: Optional[list[str]], run: Optional[str], param: Optional[list[str]]
+    store: object, step: int, *, nearest: bool, metric: list[str] | None, run: str | None, param: list[str] | None
 ) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
     """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
     rows = store.at_step(step, nearest=nearest, keys=metric)  # type: ignore[attr-defined]
@@ -147,7 +164,7 @@ def checkpoint_json(ck: CheckpointInfo) -> dict[str, Any]:
 
 
 def print_checkpoints(
-    run: str, cks: list[CheckpointInfo], *, metric: Optional[str], values: dict[int, float], as_json: bool
+    run: str, cks: list[CheckpointInfo], *, metric: str | None, values: dict[int, float], as_json: bool
 ) -> None:
     best = best_step(metric, values) if metric is not None else None
     if as_json:
@@ -186,7 +203,7 @@ def print_checkpoints(
         )
 
 
-def best_step(metric: str, values: dict[int, float]) -> Optional[int]:
+def best_step(metric: str, values: dict[int, float]) -> int | None:
     """As ``store.best``: the min or max by the metric's name, the newer step on a tie."""
     if not values:
         return None
@@ -203,7 +220,7 @@ def print_variables(variables: list[VariableInfo], *, as_json: bool) -> None:
     table(["name", "dtype", "shape"], [[v.readable or v.name, v.dtype, shape(v.shape)] for v in variables])
 
 
-def print_versions(aliases: list[AliasInfo], name: Optional[str], *, as_json: bool) -> None:
+def print_versions(aliases: list[AliasInfo], name: str | None, *, as_json: bool) -> None:
     if as_json:
         print_json(aliases)
         return
@@ -231,7 +248,7 @@ def signature(specs: Sequence[dict[str, Any]]) -> str:
     return ", ".join(f"{s.get('name')}:{s.get('dtype')}{shape(s.get('shape'))}" for s in specs)
 
 
-def print_exports(items: list[ExportInfo], run: Optional[str], *, as_json: bool) -> None:
+def print_exports(items: list[ExportInfo], run: str | None, *, as_json: bool) -> None:
     if as_json:
         print_json([export_json(e) for e in items])
         return

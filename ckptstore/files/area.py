@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class ObjectArea(abc.ABC):
     # ------------------------------------------------------------------ primitives
 
     @abc.abstractmethod
-    def put(self, path: Path, digest: str, size: int, recorded_sig: Optional[str] = None) -> StoredFile:
+    def put(self, path: Path, digest: str, size: int, recorded_sig: str | None = None) -> StoredFile:
         """Store the digested local file ``path`` as object ``digest`` (inside :meth:`writing`).
 
         The file is consumed (moved or removed). ``recorded_sig`` is the signature the database
@@ -53,7 +53,7 @@ class ObjectArea(abc.ABC):
         """The object's bytes; :class:`MissingFileError` if it is absent."""
 
     @abc.abstractmethod
-    def size_of(self, digest: str) -> Optional[int]:
+    def size_of(self, digest: str) -> int | None:
         """The object's size in bytes, or None if it is absent."""
 
     @abc.abstractmethod
@@ -89,14 +89,14 @@ class ObjectArea(abc.ABC):
         """A local file holding the object's bytes, for TensorFlow to read; never to be changed."""
 
     @abc.abstractmethod
-    def check(self, digest: str, size: int, stat_sig: Optional[str], *, full: bool, name: str) -> Optional[str]:
+    def check(self, digest: str, size: int, stat_sig: str | None, *, full: bool, name: str) -> str | None:
         """Raise :class:`MissingFileError` / :class:`CorruptFileError` if the object is absent or
         its bytes are wrong. With ``full=False`` a matching signature stands in for re-hashing.
         Returns the current signature when the object was re-hashed and found intact (for the
         caller to record), else None."""
 
     @abc.abstractmethod
-    def describe(self, digest: Optional[str] = None) -> str:
+    def describe(self, digest: str | None = None) -> str:
         """Where the area (or one object) is, for messages."""
 
     # ------------------------------------------------------------------ derived
@@ -107,9 +107,9 @@ class ObjectArea(abc.ABC):
 
     def put_many(
         self,
-        items: "Sequence[tuple[Path, str, int]]",
-        recorded: Optional[dict[str, Optional[str]]] = None,
-        after_each: Optional[Callable[[], None]] = None,
+        items: Sequence[tuple[Path, str, int]],
+        recorded: dict[str, str | None] | None = None,
+        after_each: Callable[[], None] | None = None,
     ) -> list[StoredFile]:
         """:meth:`put` each (path, digest, size); a backend may do them in parallel."""
         recorded = recorded or {}

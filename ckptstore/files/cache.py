@@ -42,7 +42,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Optional
 
 from ..errors import CorruptFileError
 from ..liveness import pid_alive
@@ -82,7 +81,7 @@ def parse_size(text: str) -> int:
 class ObjectCache:
     """Digest-checked local copies of remote objects, LRU-bounded (see module docstring)."""
 
-    def __init__(self, root: str | os.PathLike[str], limit: Optional[int] = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], limit: int | None = None) -> None:
         self.root = Path(root)
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
@@ -96,7 +95,7 @@ class ObjectCache:
     def path_of(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
 
-    def get(self, digest: str, size: Optional[int]) -> Optional[Path]:
+    def get(self, digest: str, size: int | None) -> Path | None:
         """The cached file, marked as used, or None if absent or no longer the bytes of
         ``digest`` (of the wrong size, or changed since it was hashed: then it is removed).
         ``size`` None: whatever size the file has, as long as its bytes match the digest."""
@@ -105,7 +104,7 @@ class ObjectCache:
         except CorruptFileError:
             return None
 
-    def checked(self, digest: str, size: Optional[int]) -> Optional[Path]:
+    def checked(self, digest: str, size: int | None) -> Path | None:
         """As :meth:`get`, but a cached copy found damaged raises :class:`CorruptFileError`
         (after removing it), for ``verify``."""
         p = self.path_of(digest)
@@ -137,7 +136,7 @@ class ObjectCache:
         p = self.path_of(digest)
         return p.with_name(p.name + _SIG)
 
-    def _record(self, path: Path, digest: str, st: Optional[os.stat_result] = None) -> None:
+    def _record(self, path: Path, digest: str, st: os.stat_result | None = None) -> None:
         """Write the signature of the file just hashed (atomically: a reader sees the old one or
         this). Only once the kernel's coarse clock, which stamps file changes, has passed the
         file's ctime: a write in the same clock tick would otherwise leave the signature as it
@@ -266,7 +265,7 @@ class ObjectCache:
                             used = max(used, os.stat(f.with_name(f.name + _SIG)).st_mtime)
                         yield f, st.st_size, used
 
-    def evict(self, keep: Optional[str] = None) -> int:
+    def evict(self, keep: str | None = None) -> int:
         """Remove least recently used files until the cache is within its limit; returns bytes freed."""
         self.root.mkdir(parents=True, exist_ok=True)
         with _flocked(self.root / "cache.lock", fcntl.LOCK_EX):
@@ -302,7 +301,7 @@ class ObjectCache:
 
 
 
-def settled_signature(path: Path) -> Optional[str]:
+def settled_signature(path: Path) -> str | None:
     """The stat signature of ``path`` (inode, size, mtime, ctime), taken once the clock that
     stamps file changes has moved past its ctime (see :meth:`ObjectCache._record`), so any later
     write changes it; None if that did not happen within 50 ms."""
@@ -315,7 +314,7 @@ def settled_signature(path: Path) -> Optional[str]:
     return _signature(st)
 
 
-def current_signature(path: Path) -> Optional[str]:
+def current_signature(path: Path) -> str | None:
     """The stat signature of ``path`` now, to compare with a :func:`settled_signature`."""
     try:
         return _signature(os.stat(path))

@@ -20,15 +20,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Optional, TypeVar, Union
+from typing import Optional, TypeVar
 
 from sqlalchemy import Connection
 
 from ..errors import CorruptFileError, MissingFileError, ObjectStoreError
 from ..faults import fault
 from ..metadata import intents as I
-from ..metadata import queries as Q
 from ..metadata import pieces as P
+from ..metadata import queries as Q
 from ..metadata import writes as W
 from ..metadata.engine import Database
 from ..records import FileInfo
@@ -51,7 +51,7 @@ def commit_files(
     area: ObjectArea,
     staged: Sequence[tuple[Path, str, int]],
     write_rows: Callable[[Connection, list[StoredFile]], T],
-    plans: Optional[Mapping[str, DataPlan]] = None,
+    plans: Mapping[str, DataPlan] | None = None,
 ) -> T:
     """Put ``staged`` files into the area and commit them with the caller's rows, atomically.
 
@@ -71,7 +71,7 @@ def commit_files(
         with db.read() as conn:
             used = P.blob_sizes(conn, {obj for obj, _ in located.values()})
         stored: list[StoredFile] = []
-        layouts: dict[str, Optional[list[Extent]]] = {}
+        layouts: dict[str, list[Extent] | None] = {}
         packs: list[StoredFile] = []
         for p, d, n in staged:
             plan = plans.get(p.name)
@@ -101,7 +101,7 @@ def commit_files(
 
 def _reuse_candidates(
     db: Database, staged: Sequence[tuple[Path, str, int]], plans: Mapping[str, DataPlan]
-) -> tuple[dict[str, Optional[str]], dict[str, list[Extent]], list[tuple[Path, DataPlan]], dict[str, tuple[str, int]], dict]:
+) -> tuple[dict[str, str | None], dict[str, list[Extent]], list[tuple[Path, DataPlan]], dict[str, tuple[str, int]], dict]:
     """(recorded signatures, layouts of files already stored assembled, fresh data files with
     their plans, pieces located by digest, crc32c candidates), read in one transaction."""
     with db.read() as conn:
@@ -202,9 +202,9 @@ def forget_uploads(db: Database, ids: Sequence[int]) -> None:
 def _record_files(
     conn: Connection,
     files: Sequence[StoredFile],
-    layouts: Mapping[str, Optional[list[Extent]]],
-    used: Mapping[str, tuple[int, Optional[str]]],
-    size_of: Callable[[str], Optional[int]],
+    layouts: Mapping[str, list[Extent] | None],
+    used: Mapping[str, tuple[int, str | None]],
+    size_of: Callable[[str], int | None],
     fills: list[tuple[str, int, int, str]],
     staged: Sequence[tuple[Path, str, int]],
     plans: Mapping[str, DataPlan],
@@ -235,7 +235,7 @@ def commit_shared(
     area: ObjectArea,
     staged: Sequence[tuple[Path, str, int]],
     write_rows: Callable[[Connection, list[StoredFile]], T],
-    plans: Optional[Mapping[str, DataPlan]] = None,
+    plans: Mapping[str, DataPlan] | None = None,
 ) -> T:
     """:func:`commit_files` for an area shared across hosts (S3): intents instead of a lock.
 
@@ -261,7 +261,7 @@ def commit_shared(
             | {o for o, _ in located.values()}
             | {c[3] for found in candidates.values() for c in found}
         )
-        sizes: dict[str, Optional[int]] = {}
+        sizes: dict[str, int | None] = {}
         if borrowed:
             ids += record_uploads(db, sorted(borrowed))
             sizes = _sizes(area, sorted(borrowed))  # after the intents: what is there now stays
@@ -279,7 +279,7 @@ def commit_shared(
             used = P.blob_sizes(conn, {obj for obj, _ in located.values()} | {o for ext in assembled.values() for _, _, o, _ in ext})
         whole: list[tuple[Path, str, int]] = []
         packs: list[tuple[Path, str, int]] = []
-        layouts: dict[str, Optional[list[Extent]]] = {}
+        layouts: dict[str, list[Extent] | None] = {}
         for p, d, n in staged:
             plan = plans.get(p.name)
             if d in assembled:  # the same bytes saved before, assembled: nothing new to store
@@ -319,7 +319,7 @@ def commit_shared(
     return result
 
 
-def _sizes(area: ObjectArea, digests: Sequence[str]) -> dict[str, Optional[int]]:
+def _sizes(area: ObjectArea, digests: Sequence[str]) -> dict[str, int | None]:
     """The size of each object in the area (None: absent), several requests at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -329,7 +329,7 @@ def _sizes(area: ObjectArea, digests: Sequence[str]) -> dict[str, Optional[int]]
         return dict(zip(digests, pool.map(area.size_of, digests)))
 
 
-def release_unreferenced(db: Database, area: Optional[ObjectArea], digests: Iterable[str]) -> int:
+def release_unreferenced(db: Database, area: ObjectArea | None, digests: Iterable[str]) -> int:
     """Delete the objects among ``digests`` that no ``blobs`` row names any more."""
     digests = list(dict.fromkeys(digests))
     # In an area shared across hosts only gc deletes, past its grace period (see commit_shared).
@@ -348,7 +348,7 @@ def check_files(
     db: Database,
     area: ObjectArea,
     files: Sequence[FileInfo],
-    verify: Union[bool, str],
+    verify: bool | str,
     progress: Progress = None,
 ) -> None:
     """Raise :class:`CorruptFileError` / :class:`MissingFileError` naming the first bad file.

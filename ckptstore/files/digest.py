@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Optional
 
 import blake3
 
@@ -80,11 +79,11 @@ class DigestFollower:
         # TF2 writes its shards under <stem>_temp/ as part-<i>-of-<n>.data-... first.
         self.temp_dir = directory / (stem + "_temp")
         self._done = threading.Event()
-        self._result: Optional[tuple[int, int, str]] = None
+        self._result: tuple[int, int, str] | None = None
         self._thread = threading.Thread(target=self._run, name="ckptstore-digest", daemon=True)
         self._thread.start()
 
-    def _find(self) -> Optional[int]:
+    def _find(self) -> int | None:
         # tf.train.Saver writes <stem>.data-...tempstateN beside the index; tf.train.Checkpoint
         # (TF2's functional saver) writes <stem>_temp/part-00000-of-00001.data-...tempstateN
         # and renames it to <stem>.data-... when it merges the shards (same inode, one shard).

@@ -32,8 +32,6 @@ import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Optional
-
 from typing import BinaryIO
 
 from ..errors import CorruptFileError, MissingFileError, ReadOnlyStoreError, StoreConfigError
@@ -62,7 +60,7 @@ class LocalObjectArea(ObjectArea):
 
     # ------------------------------------------------------------------ paths and locks
 
-    def describe(self, digest: Optional[str] = None) -> str:
+    def describe(self, digest: str | None = None) -> str:
         return str(self.path_of(digest)) if digest is not None else str(self.root)
 
     def ensure(self) -> None:
@@ -158,7 +156,7 @@ class LocalObjectArea(ObjectArea):
 
     # ------------------------------------------------------------------ ingest
 
-    def put(self, path: Path, digest: str, size: int, recorded_sig: Optional[str] = None) -> StoredFile:
+    def put(self, path: Path, digest: str, size: int, recorded_sig: str | None = None) -> StoredFile:
         """Move a digested staging file into the object area (call inside :meth:`writing`).
 
         If the content is already stored, the staging copy is dropped: the same bytes are kept
@@ -197,7 +195,7 @@ class LocalObjectArea(ObjectArea):
 
     # ------------------------------------------------------------------ reading and checking
 
-    def check(self, digest: str, size: int, stat_sig: Optional[str], *, full: bool, name: str) -> Optional[str]:
+    def check(self, digest: str, size: int, stat_sig: str | None, *, full: bool, name: str) -> str | None:
         """Raise if the stored bytes of ``digest`` are missing or wrong.
 
         With ``full=False`` a matching stat signature stands in for re-hashing (see
@@ -231,7 +229,7 @@ class LocalObjectArea(ObjectArea):
         except FileNotFoundError:
             raise MissingFileError(f"stored file {digest[:12]} is missing from {self.objects}") from None
 
-    def size_of(self, digest: str) -> Optional[int]:
+    def size_of(self, digest: str) -> int | None:
         try:
             return os.stat(self.path_of(digest)).st_size
         except FileNotFoundError:

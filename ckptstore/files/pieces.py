@@ -29,7 +29,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import blake3
 
@@ -109,7 +108,7 @@ def plan_file(path: Path, digest: str, size: int, bundle: Bundle, shard: int, *,
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         view = memoryview(mm)
         try:
-            piece_digest: dict[tuple[int, int], Optional[str]] = {}
+            piece_digest: dict[tuple[int, int], str | None] = {}
             for off, n in cut([(e.offset, e.size) for e in entries], size):
                 e = own.get((off, n))
                 d = _hash(view[off : off + n]) if strong or e is None else None
@@ -173,8 +172,8 @@ def store_assembled(
     path: Path,
     plan: DataPlan,
     located: dict[str, tuple[str, int]],
-    recorded: dict[str, Optional[str]],
-) -> Optional[tuple[list[Extent], Optional[StoredFile]]]:
+    recorded: dict[str, str | None],
+) -> tuple[list[Extent], StoredFile | None] | None:
     """Store the staged file ``path`` as extents over already-stored pieces (``located``:
     piece digest -> (object, offset)) plus one pack of the rest; call inside ``area.writing()``.
 
@@ -195,7 +194,7 @@ def pack_assembled(
     path: Path,
     plan: DataPlan,
     located: dict[str, tuple[str, int]],
-) -> Optional[tuple[list[Extent], Optional[tuple[Path, str, int]]]]:
+) -> tuple[list[Extent], tuple[Path, str, int] | None] | None:
     """:func:`store_assembled` without the put: the extents, and the pack as a local file
     (path, digest, size) for the caller to put (None when nothing is new). An area shared
     across hosts records an upload intent for the pack's digest first (``files.commit``)."""
@@ -234,7 +233,7 @@ def pack_assembled(
         finally:
             if mm is not None:
                 mm.close()
-    pack: Optional[tuple[Path, str, int]] = None
+    pack: tuple[Path, str, int] | None = None
     if pack_size:
         pd = pack_hash.hexdigest()
         pack = (pack_path, pd, pack_size)
@@ -260,7 +259,7 @@ def _coalesce(extents: list[Extent]) -> list[Extent]:
 # --------------------------------------------------------------------------- reading back
 
 
-def assemble(area: ObjectArea, extents: Sequence[Extent], digest: str, size: int, dst: Optional[Path], *, check: bool = True) -> None:
+def assemble(area: ObjectArea, extents: Sequence[Extent], digest: str, size: int, dst: Path | None, *, check: bool = True) -> None:
     """Write the file laid out by ``extents`` to the new file ``dst`` (created exclusively; None
     only checks); with ``check``, its blake3 must be ``digest`` (else :class:`CorruptFileError`)."""
     h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= _THREADED_MIN else 1)
@@ -299,7 +298,7 @@ def assemble(area: ObjectArea, extents: Sequence[Extent], digest: str, size: int
         )
 
 
-def read_range(area: ObjectArea, file_digest: str, extents: Optional[Sequence[Extent]], offset: int, size: int) -> bytes:
+def read_range(area: ObjectArea, file_digest: str, extents: Sequence[Extent] | None, offset: int, size: int) -> bytes:
     """Bytes [offset, offset + size) of a stored file, reading only the objects holding them."""
     parts = []
     want_end = offset + size
@@ -322,7 +321,7 @@ def read_range(area: ObjectArea, file_digest: str, extents: Optional[Sequence[Ex
     return out
 
 
-def read_chunks(area: ObjectArea, file_digest: str, extents: Optional[Sequence[Extent]], offset: int, size: int, chunk: int):  # noqa: ANN201
+def read_chunks(area: ObjectArea, file_digest: str, extents: Sequence[Extent] | None, offset: int, size: int, chunk: int):  # noqa: ANN201
     """Bytes [offset, offset + size) of a stored file, ``chunk`` bytes at a time."""
     for off in range(offset, offset + size, chunk):
         yield read_range(area, file_digest, extents, off, min(chunk, offset + size - off))

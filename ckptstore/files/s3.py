@@ -29,11 +29,11 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, Sequence
+from typing import Any, BinaryIO
 
 from ..errors import CorruptFileError, MissingFileError, ObjectStoreError, StoreConfigError, from_os_error
 from ..location import BucketRoot, redact
@@ -67,8 +67,8 @@ class S3ObjectArea(ObjectArea):
         self,
         root: BucketRoot,
         *,
-        local_dir: Optional[str | os.PathLike[str]] = None,
-        cache_limit: Optional[int] = None,
+        local_dir: str | os.PathLike[str] | None = None,
+        cache_limit: int | None = None,
         client: Any = None,
     ) -> None:
         self.root = root
@@ -116,7 +116,7 @@ class S3ObjectArea(ObjectArea):
         rel = f"objects/{digest[:2]}/{digest[2:]}"
         return f"{self.root.prefix}/{rel}" if self.root.prefix else rel
 
-    def describe(self, digest: Optional[str] = None) -> str:
+    def describe(self, digest: str | None = None) -> str:
         return f"s3://{self.bucket}/{self.key_of(digest)}" if digest is not None else str(self.root)
 
     def _fail(self, exc: BaseException, what: str) -> Exception:
@@ -196,14 +196,14 @@ class S3ObjectArea(ObjectArea):
 
     # ------------------------------------------------------------------ ingest
 
-    def put(self, path: Path, digest: str, size: int, recorded_sig: Optional[str] = None) -> StoredFile:
+    def put(self, path: Path, digest: str, size: int, recorded_sig: str | None = None) -> StoredFile:
         return self.put_many([(path, digest, size)])[0]
 
     def put_many(
         self,
         items: Sequence[tuple[Path, str, int]],
-        recorded: Optional[dict[str, Optional[str]]] = None,
-        after_each: Optional[Callable[[], None]] = None,
+        recorded: dict[str, str | None] | None = None,
+        after_each: Callable[[], None] | None = None,
     ) -> list[StoredFile]:
         """Upload the objects the bucket lacks (HEAD first), all at once, big ones in parts;
         returns when every one is complete in the bucket. The local files are consumed (moved
@@ -211,7 +211,7 @@ class S3ObjectArea(ObjectArea):
         unique = {d: (p, d, n) for p, d, n in items}
         recorded = recorded or {}
 
-        def usable(d: str) -> Optional[str]:
+        def usable(d: str) -> str | None:
             # Present with the right size, and (if the database knows its signature) unchanged
             # since it was put: otherwise the fresh copy replaces it (a garbled object would
             # else be referenced by a new checkpoint too).
@@ -247,11 +247,11 @@ class S3ObjectArea(ObjectArea):
 
     # ------------------------------------------------------------------ reading and checking
 
-    def size_of(self, digest: str) -> Optional[int]:
+    def size_of(self, digest: str) -> int | None:
         head = self.head(digest)
         return head[0] if head is not None else None
 
-    def head(self, digest: str) -> Optional[tuple[int, str]]:
+    def head(self, digest: str) -> tuple[int, str] | None:
         """(size, signature) of the object, or None if absent. The signature is the ETag: any
         rewrite of the object with other bytes changes it."""
         with self._translated(f"looking up {self.describe(digest)}"):
@@ -264,7 +264,7 @@ class S3ObjectArea(ObjectArea):
                 raise
             return int(resp["ContentLength"]), "etag:" + str(resp.get("ETag", "")).strip('"')
 
-    def local_path(self, digest: str, size: Optional[int] = None) -> Path:
+    def local_path(self, digest: str, size: int | None = None) -> Path:
         """The object in this host's cache, downloaded (and digest-checked) if needed."""
         if size is None:
             hit = self._cached_any(digest)
@@ -275,12 +275,12 @@ class S3ObjectArea(ObjectArea):
     def held_path(self, digest: str) -> contextlib.AbstractContextManager[Path]:
         cached = self.cache.path_of(digest)
         try:
-            size: Optional[int] = os.stat(cached).st_size
+            size: int | None = os.stat(cached).st_size
         except FileNotFoundError:
             size = None
         return self.cache.hold(digest, self._size(digest, size), self._fetcher(digest))
 
-    def _size(self, digest: str, size: Optional[int]) -> int:
+    def _size(self, digest: str, size: int | None) -> int:
         if size is None:
             size = self.size_of(digest)
             if size is None:
@@ -294,7 +294,7 @@ class S3ObjectArea(ObjectArea):
 
         return fetch
 
-    def _cached_any(self, digest: str) -> Optional[Path]:
+    def _cached_any(self, digest: str) -> Path | None:
         return self.cache.get(digest, None)
 
     def open(self, digest: str) -> BinaryIO:
@@ -329,7 +329,7 @@ class S3ObjectArea(ObjectArea):
                 raise
             return resp["Body"].read()
 
-    def check(self, digest: str, size: int, stat_sig: Optional[str], *, full: bool, name: str) -> Optional[str]:
+    def check(self, digest: str, size: int, stat_sig: str | None, *, full: bool, name: str) -> str | None:
         """Without ``full``: a cached copy (unchanged since it was hashed, else hashed again) or
         the bucket's size answers. With ``full``: the bucket's bytes are re-hashed as they
         stream. Either way a damaged cached copy is reported (and removed): it would have
@@ -420,17 +420,17 @@ class S3ObjectArea(ObjectArea):
             self._transfer = None
 
 
-def _is_etag(sig: Optional[str]) -> bool:
+def _is_etag(sig: str | None) -> bool:
     # Rows copied from a local area hold that area's stat signatures: not comparable.
     return bool(sig) and str(sig).startswith("etag:")
 
 
-def _local_disk_error(exc: BaseException) -> Optional[OSError]:
+def _local_disk_error(exc: BaseException) -> OSError | None:
     """The local-disk ``OSError`` (no space, quota, read-only, denied) behind a failed transfer, if any."""
     import errno
 
     seen: set[int] = set()
-    e: Optional[BaseException] = exc
+    e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):

@@ -18,7 +18,7 @@ constraint, and the loser retries once, then finds the row and moves it (or leav
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = ["tag", "untag", "versions"]
 
 
-def tag(backend: Backend, ref: Any, name: str, *, message: Optional[str] = None) -> AliasInfo:
+def tag(backend: Backend, ref: Any, name: str, *, message: str | None = None) -> AliasInfo:
     """Point the alias ``name`` at the checkpoint or export ``ref`` names; returns the alias.
 
     ``ref`` is ``run@step``, ``run@latest``, ``run@~N``, ``export:ID``, another alias (the new
@@ -64,7 +64,7 @@ def tag(backend: Backend, ref: Any, name: str, *, message: Optional[str] = None)
     raise AssertionError("unreachable")
 
 
-def _tag(conn: Connection, ref: Ref, name: str, message: Optional[str]) -> None:
+def _tag(conn: Connection, ref: Ref, name: str, message: str | None) -> None:
     target = Q.resolve(conn, ref)
     new_text = target.ref
     ck_id, ex_id = (target.id, None) if isinstance(target, CheckpointInfo) else (None, target.id)
@@ -86,7 +86,7 @@ def _tag(conn: Connection, ref: Ref, name: str, message: Optional[str]) -> None:
     log.info("moved alias %r from %s to %s", name, old_text, new_text)
 
 
-def untag(backend: Backend, name: str, *, message: Optional[str] = None) -> None:
+def untag(backend: Backend, name: str, *, message: str | None = None) -> None:
     """Remove the alias ``name`` (its target is no longer protected); its history is kept."""
     with backend.db.write() as conn:
         row = Q.alias_row(conn, name, for_update=True)
@@ -98,7 +98,7 @@ def untag(backend: Backend, name: str, *, message: Optional[str] = None) -> None
     log.info("untagged %r (was %s)", name, old_text)
 
 
-def versions(backend: Backend, name: Optional[str] = None) -> list[AliasInfo]:
+def versions(backend: Backend, name: str | None = None) -> list[AliasInfo]:
     """Aliases by name, each with its history, newest event first.
 
     Without ``name``: every current alias. With ``name``: that alias; for a name that was

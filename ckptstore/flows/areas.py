@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import StoreConfigError
 from ..files.area import ObjectArea
@@ -15,7 +15,7 @@ from ..metadata import intents as I
 from ..metadata.engine import Database
 
 
-def recorded_root(db: Database) -> Optional[str]:
+def recorded_root(db: Database) -> str | None:
     """The root the store's database records, or None (also for a database without the
     settings table: not yet upgraded, or opened as it is by ``ckptstore db``)."""
     try:
@@ -25,19 +25,19 @@ def recorded_root(db: Database) -> Optional[str]:
         return None
 
 
-def record_root(db: Database, root: Optional[BucketRoot]) -> None:
+def record_root(db: Database, root: BucketRoot | None) -> None:
     with db.write() as conn:
         I.set_setting(conn, I.ROOT_KEY, str(root) if root is not None else "")
 
 
 def select_area(
     db: Database,
-    root: Optional[str | os.PathLike[str]],
-    default_root: Optional[str | os.PathLike[str]],
+    root: str | os.PathLike[str] | None,
+    default_root: str | os.PathLike[str] | None,
     *,
     fsync: bool = False,
     record: bool = True,
-) -> tuple[Optional[ObjectArea], Any]:
+) -> tuple[ObjectArea | None, Any]:
     """(area, where) for a store: ``root`` given by the user (``--root``/``$CKPTSTORE_ROOT``),
     else the ``s3://`` root the database records, else ``default_root`` (the directory of a
     SQLite store). A bucket root given for the first time is recorded when ``record``."""

@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import CkptstoreError, InvalidOptionError, from_os_error
 from ..files.digest import DigestFollower, digest_file
@@ -54,13 +54,13 @@ class PendingSave:
         #: What a reference to this checkpoint will be once committed (``run@step``).
         self.ref = f"{run_name}@{step}"
         self._done = threading.Event()
-        self._info: Optional[CheckpointInfo] = None
-        self._error: Optional[BaseException] = None
+        self._info: CheckpointInfo | None = None
+        self._error: BaseException | None = None
 
     def done(self) -> bool:
         return self._done.is_set()
 
-    def result(self, timeout: Optional[float] = None) -> CheckpointInfo:
+    def result(self, timeout: float | None = None) -> CheckpointInfo:
         """The committed checkpoint; raises what the background save raised."""
         if not self._done.wait(timeout):
             raise TimeoutError(f"{self.ref} is still being saved")
@@ -272,13 +272,13 @@ def _lower_priority() -> None:
 
 
 #: Queues with pending saves or uncollected failures (strong references until settled).
-_queues: "set[SaveQueue]" = set()
+_queues: set[SaveQueue] = set()
 
 
-def wait_all(backend: Optional[Backend] = None) -> None:
+def wait_all(backend: Backend | None = None) -> None:
     """Wait for every pending save (of ``backend``'s store, or of all stores); raise the first
     failure not yet raised."""
-    first: Optional[BaseException] = None
+    first: BaseException | None = None
     for q in list(_queues):
         if backend is not None and q.backend.db is not backend.db:
             continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from ..errors import StoreConfigError
 from ..files.area import ObjectArea
@@ -13,7 +12,7 @@ from ..metadata.engine import Database
 @dataclass(frozen=True)
 class Backend:
     db: Database
-    area: Optional[ObjectArea]
+    area: ObjectArea | None
 
     @property
     def files(self) -> ObjectArea:

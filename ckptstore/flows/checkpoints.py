@@ -26,20 +26,28 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..bundle import NUMPY_DTYPES, crc32c, decode_array
-from ..errors import CkptstoreError, ConflictError, CorruptFileError, InvalidOptionError, UnknownRefError, UnknownRunError, from_os_error
+from ..errors import (
+    CkptstoreError,
+    ConflictError,
+    CorruptFileError,
+    InvalidOptionError,
+    UnknownRefError,
+    UnknownRunError,
+    from_os_error,
+)
 from ..faults import fault
-from ..liveness import pid_alive
+from ..files import pieces
 from ..files.area import StoredFile
 from ..files.commit import check_files, commit_files, release_unreferenced
 from ..files.digest import DigestFollower, digest_file
-from ..files import pieces
 from ..files.local import STAGING_SUFFIX
+from ..liveness import pid_alive
 from ..metadata import pieces as MP
 from ..metadata import queries as Q
 from ..metadata import writes as W
@@ -47,8 +55,8 @@ from ..names import Ref, check_step
 from ..records import CheckpointInfo, FileInfo
 from ..tf import formats
 from ..tf.reader import TF2_SUFFIX, file_role, list_variables, read_tensor
-from ..tf.varnames import readable_names
 from ..tf.state import STATE_FILE, CheckpointState, render
+from ..tf.varnames import readable_names
 from .backend import Backend
 from .deletion import apply_retention
 from .resolve import checkpoint_of
@@ -138,9 +146,9 @@ def commit_checkpoint(
     step: int,
     fmt: formats.CheckpointFormat,
     path: Path,
-    known: Optional[dict[str, tuple[str, int]]] = None,
+    known: dict[str, tuple[str, int]] | None = None,
     *,
-    readable: Optional[Mapping[str, str]] = None,
+    readable: Mapping[str, str] | None = None,
 ) -> CheckpointInfo:
     """Record the checkpoint whose files are at staging prefix ``path`` (see module docstring).
     ``readable``: readable names of its variables ({key: name}, ``tf.varnames``)."""
@@ -280,7 +288,7 @@ class _Placed:
         shutil.rmtree(directory, ignore_errors=True)
         held.close()
 
-    def __enter__(self) -> "_Placed":
+    def __enter__(self) -> _Placed:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -323,10 +331,10 @@ def _with_meta(backend: Backend, ck: CheckpointInfo, fmt: formats.CheckpointForm
 
 def restore(
     backend: Backend,
-    ref: Union[str, Ref, Any],
+    ref: str | Ref | Any,
     target: Any,
     *,
-    verify: Union[bool, str] = True,
+    verify: bool | str = True,
     var_list: Any = None,
 ) -> CheckpointInfo:
     """Restore a checkpoint into ``target``; returns the checkpoint restored.
@@ -376,7 +384,7 @@ def _still_there(backend: Backend, ck: CheckpointInfo) -> Iterator[None]:
         raise
 
 
-def read_variable(backend: Backend, ref: Union[str, Ref, Any], name: str, *, verify: Union[bool, str] = True) -> Any:
+def read_variable(backend: Backend, ref: str | Ref | Any, name: str, *, verify: bool | str = True) -> Any:
     """One saved tensor as a numpy array. ``name`` is the saved name, or the readable name
     recorded at save (``hidden/kernel``); for TF2 checkpoints the ``/.ATTRIBUTES/VARIABLE_VALUE``
     suffix may be left out.
@@ -443,10 +451,10 @@ def resolve_variable_name(ref: str, name: str, saved: Mapping[str, Any], readabl
 
 def materialize(
     backend: Backend,
-    ref: Union[str, Ref, Any],
-    to_dir: Union[str, os.PathLike[str]],
+    ref: str | Ref | Any,
+    to_dir: str | os.PathLike[str],
     *,
-    verify: Union[bool, str] = True,
+    verify: bool | str = True,
     link: str = "copy",
     force: bool = False,
     progress: Progress = None,
@@ -472,7 +480,7 @@ def materialize(
         check_files(backend.db, area, [f for f, _ in placed], verify, progress)
     out = Path(to_dir)
     state_text = render(CheckpointState(ck.prefix, [ck.prefix]))
-    todo: list[tuple[Optional[FileInfo], str]] = []
+    todo: list[tuple[FileInfo | None, str]] = []
     for f, name in [*placed, (None, STATE_FILE)]:  # every conflict before the first file is written
         dst = out / name
         if not (dst.exists() or dst.is_symlink()):
@@ -520,7 +528,7 @@ def materialize(
     return out / ck.prefix
 
 
-def _same_content(path: Path, f: Optional[FileInfo], state_text: str) -> bool:
+def _same_content(path: Path, f: FileInfo | None, state_text: str) -> bool:
     try:
         if f is None:
             return path.read_text(encoding="utf-8") == state_text

@@ -23,7 +23,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional, Union
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -53,7 +53,7 @@ os.umask(_UMASK)
 
 
 def export_saved_model(
-    backend: Backend, run_id: int, run_name: str, obj: Any, *, step: Optional[int] = None, signatures: Any = None
+    backend: Backend, run_id: int, run_name: str, obj: Any, *, step: int | None = None, signatures: Any = None
 ) -> ExportInfo:
     """Store ``tf.saved_model.save(obj, signatures=signatures)`` as an export of the run."""
     if step is not None:
@@ -71,7 +71,7 @@ def export_saved_model(
         return _commit(backend, run_id, run_name, step, desc, [m, *staged], m[1], total, files)
 
 
-def export_keras(backend: Backend, run_id: int, run_name: str, model: Any, *, step: Optional[int] = None) -> ExportInfo:
+def export_keras(backend: Backend, run_id: int, run_name: str, model: Any, *, step: int | None = None) -> ExportInfo:
     """Store ``model.save("model.keras")`` as an export of the run."""
     if step is not None:
         step = check_step(step)
@@ -82,7 +82,7 @@ def export_keras(backend: Backend, run_id: int, run_name: str, model: Any, *, st
         return _commit(backend, run_id, run_name, step, desc, [m], m[1], m[2], [])
 
 
-def _commit(backend: Backend, run_id: int, run_name: str, step: Optional[int], desc: sm.Description,
+def _commit(backend: Backend, run_id: int, run_name: str, step: int | None, desc: sm.Description,
             staged: list[tuple[Path, str, int]], digest: str, size: int, files: list[tuple[str, int, str]]) -> ExportInfo:
     def rows(conn: Connection, stored: list[StoredFile]) -> int:
         ck_id = Q.checkpoint_id_at(conn, run_id, step) if step is not None else None
@@ -128,7 +128,7 @@ def _write_tree(backend: Backend, files: list[FileInfo], into: Path) -> None:
         backend.files.copy_to(f.digest, dst)
 
 
-def _cached(backend: Backend, info: ExportInfo, verify: Union[bool, str]) -> Path:
+def _cached(backend: Backend, info: ExportInfo, verify: bool | str) -> Path:
     """The export written once into the store's cache (a SavedModel directory, or a directory
     holding ``model.keras``); checked before the first write."""
     root = backend.files.cache_root()
@@ -163,7 +163,7 @@ def _cached(backend: Backend, info: ExportInfo, verify: Union[bool, str]) -> Pat
     return out
 
 
-def load_saved_model(backend: Backend, ref: Any, *, verify: Union[bool, str] = True) -> Any:
+def load_saved_model(backend: Backend, ref: Any, *, verify: bool | str = True) -> Any:
     """``tf.saved_model.load`` of a stored SavedModel export, its files checked first."""
     info = export_of(backend, ref)
     if info.kind != sm.SAVED_MODEL:
@@ -171,7 +171,7 @@ def load_saved_model(backend: Backend, ref: Any, *, verify: Union[bool, str] = T
     return sm.load_saved_model(_cached(backend, info, verify))
 
 
-def load_keras(backend: Backend, ref: Any, *, verify: Union[bool, str] = True, **kwargs: Any) -> Any:
+def load_keras(backend: Backend, ref: Any, *, verify: bool | str = True, **kwargs: Any) -> Any:
     """``keras.saving.load_model`` of a stored ``.keras`` export, checked first."""
     info = export_of(backend, ref)
     if info.kind != sm.KERAS:
@@ -183,7 +183,7 @@ def load_keras(backend: Backend, ref: Any, *, verify: Union[bool, str] = True, *
 
 
 def export_to(
-    backend: Backend, ref: Any, path: Union[str, os.PathLike[str]], *, verify: Union[bool, str] = True, force: bool = False
+    backend: Backend, ref: Any, path: str | os.PathLike[str], *, verify: bool | str = True, force: bool = False
 ) -> Path:
     """Write an export for deployment; returns what was written (file or directory).
 
@@ -206,7 +206,7 @@ def export_to(
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=STAGING_SUFFIX, dir=dst.parent))
     except OSError as exc:
         raise from_os_error(f"cannot create {dst}", exc) from None
-    old: Optional[Path] = None
+    old: Path | None = None
     try:
         _write_tree(backend, files, tmp)
         with open(tmp / DIR_SIDECAR, "x", encoding="utf-8") as fh:

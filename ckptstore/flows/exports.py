@@ -25,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -62,9 +62,9 @@ def freeze(
     run_id: int,
     run_name: str,
     target: Any,
-    output_names: Optional[Sequence[Any]] = None,
+    output_names: Sequence[Any] | None = None,
     *,
-    step: Optional[int] = None,
+    step: int | None = None,
 ) -> ExportInfo:
     """Freeze ``target`` into a GraphDef stored with the run; see :meth:`ckptstore.run.Run.freeze`."""
     if step is not None:
@@ -94,7 +94,7 @@ def freeze(
         return Q.export_by_id(conn, export_id)
 
 
-def list_exports(backend: Backend, run: Optional[str] = None) -> list[ExportInfo]:
+def list_exports(backend: Backend, run: str | None = None) -> list[ExportInfo]:
     """Exports, oldest first, of one run or of the whole store, with their aliases."""
     with backend.db.read() as conn:
         rid = Q.run_id(conn, run) if run is not None else None
@@ -142,13 +142,13 @@ def _not_a_graph(info: ExportInfo) -> None:
         raise CkptstoreError(f"{info.ref} is a .keras model, not a frozen graph: load it with load_keras, write it out with export")
 
 
-def _graph_def(backend: Backend, info: ExportInfo, verify: Union[bool, str]) -> Any:
+def _graph_def(backend: Backend, info: ExportInfo, verify: bool | str) -> Any:
     _not_a_graph(info)
     check_files(backend.db, backend.files, [_file_info(info)], verify)
     return parse_graph_def(backend.files.read_bytes(info.digest), info)
 
 
-def load_frozen(backend: Backend, ref: Any, *, verify: Union[bool, str] = True) -> FrozenFunction:
+def load_frozen(backend: Backend, ref: Any, *, verify: bool | str = True) -> FrozenFunction:
     """A callable over an export's declared inputs and outputs (see :class:`FrozenFunction`).
 
     The stored ``.pb`` is checked against its digest first. The GraphDef is imported into a
@@ -159,7 +159,7 @@ def load_frozen(backend: Backend, ref: Any, *, verify: Union[bool, str] = True) 
     return load_graph_def(_graph_def(backend, info, verify), info)
 
 
-def import_frozen(backend: Backend, ref: Any, graph: Any = None, *, name: str = "", verify: Union[bool, str] = True) -> Any:
+def import_frozen(backend: Backend, ref: Any, graph: Any = None, *, name: str = "", verify: bool | str = True) -> Any:
     """Import an export's GraphDef into a TF1 graph (a new ``tf.Graph`` by default); returns it.
 
     ``name`` prefixes the imported ops: with ``name="frozen"`` the frozen ``op_to_store`` is
@@ -175,7 +175,7 @@ def import_frozen(backend: Backend, ref: Any, graph: Any = None, *, name: str = 
 
 
 def export_frozen(
-    backend: Backend, ref: Any, path: Union[str, os.PathLike[str]], *, verify: Union[bool, str] = True, force: bool = False
+    backend: Backend, ref: Any, path: str | os.PathLike[str], *, verify: bool | str = True, force: bool = False
 ) -> Path:
     """Write an export's ``.pb`` to ``path`` plus a JSON sidecar ``path + ".json"``; returns the path.
 

@@ -29,7 +29,6 @@ import os
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Optional
 
 from .. import liveness
 from ..metadata import writes as W
@@ -39,7 +38,7 @@ log = logging.getLogger(__name__)
 
 #: Heartbeats with unfinished runs (strong references: a store dropped without ``close()``
 #: still has its runs ended at interpreter exit).
-_live: "set[Heartbeat]" = set()
+_live: set[Heartbeat] = set()
 _live_lock = threading.Lock()
 
 
@@ -53,7 +52,7 @@ class Heartbeat:
         self._runs: dict[int, str] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def settings(self) -> tuple[str, float]:
         """(process token, heartbeat timeout) to record when a run starts."""

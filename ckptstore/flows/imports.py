@@ -28,7 +28,7 @@ import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from ..bundle import MAX_INDEX_BYTES, Bundle, check_consistent, check_tensor_crc, data_file_name, parse_index
 from ..errors import CorruptFileError, MetricValueError, NoCheckpointFoundError
@@ -165,7 +165,7 @@ def _complete(prefix: Path) -> bool:
 
 def import_checkpoints(
     backend: Backend,
-    directory: Union[str, os.PathLike[str]],
+    directory: str | os.PathLike[str],
     *,
     run: str,
     progress: Progress = None,

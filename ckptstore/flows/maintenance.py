@@ -26,7 +26,7 @@ from .object_gc import gc_shared
 Progress = Optional[Callable[[int, int], None]]
 
 
-def verify(backend: Backend, run: Optional[str] = None, *, full: bool = True, progress: Progress = None) -> VerifyReport:
+def verify(backend: Backend, run: str | None = None, *, full: bool = True, progress: Progress = None) -> VerifyReport:
     """Re-digest stored files; report missing, corrupt and unreadable ones with the checkpoints
     affected, plus (for the whole store) unexpected files, stale staging directories and what
     the database's integrity check finds."""
@@ -116,7 +116,7 @@ def verify(backend: Backend, run: Optional[str] = None, *, full: bool = True, pr
     return VerifyReport(checked_files=len(by_digest), checked_bytes=total, problems=problems)
 
 
-def gc(backend: Backend, *, dry_run: bool = False, progress: Progress = None, grace: Optional[timedelta] = None) -> GcReport:
+def gc(backend: Backend, *, dry_run: bool = False, progress: Progress = None, grace: timedelta | None = None) -> GcReport:
     """Remove stored files nothing references and staging directories of dead processes.
     ``grace`` (shared areas only, e.g. S3): leave objects younger than that (default 1 hour)."""
     area = backend.files

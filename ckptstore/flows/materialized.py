@@ -25,7 +25,7 @@ import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import ConflictError
 from ..files.cache import current_signature, settled_signature
@@ -118,7 +118,7 @@ def _changed(out: Path) -> bool:
     return sorted(recorded) != [p.name for p in files] or any(current_signature(p) != recorded[p.name] for p in files)
 
 
-def checkpoint_at(backend: Backend, path: Any) -> Optional[CheckpointInfo]:
+def checkpoint_at(backend: Backend, path: Any) -> CheckpointInfo | None:
     """The checkpoint a path given out by :func:`cached_prefix` stands for (a prefix, or a file
     of it such as ``.meta``), or None if ``path`` is not in this store's cache."""
     try:

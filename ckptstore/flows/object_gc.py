@@ -29,7 +29,7 @@ DEFAULT_GRACE = timedelta(hours=1)
 _BATCH = 1000
 
 
-def gc_shared(backend: Backend, *, grace: Optional[timedelta] = None, dry_run: bool = False, progress: Progress = None) -> GcReport:
+def gc_shared(backend: Backend, *, grace: timedelta | None = None, dry_run: bool = False, progress: Progress = None) -> GcReport:
     """Remove objects nothing references and that are older than ``grace``, and this host's
     stale staging directories."""
     grace = DEFAULT_GRACE if grace is None else grace

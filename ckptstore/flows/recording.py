@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
 
 from ..errors import from_os_error
 from ..metadata import queries as Q
@@ -75,7 +74,7 @@ class StagedPrefix:
             raise
         self.path = sdir / prefix.name
 
-    def commit(self, run_name: str, step: int, known: Optional[dict[str, tuple[str, int]]] = None) -> CheckpointInfo:
+    def commit(self, run_name: str, step: int, known: dict[str, tuple[str, int]] | None = None) -> CheckpointInfo:
         """Record it as ``run_name@step`` (its prefix name kept); a checkpoint the run has at
         that step is replaced, as a save replaces it. ``known``: {file name: (digest, size)}
         computed while TensorFlow wrote."""
@@ -98,7 +97,7 @@ def record_prefix(
     run_name: str,
     prefix: Path,
     step: int,
-    known: Optional[dict[str, tuple[str, int]]] = None,
+    known: dict[str, tuple[str, int]] | None = None,
 ) -> CheckpointInfo:
     """Stage and commit at once (see :class:`StagedPrefix`)."""
     return StagedPrefix(backend, run_id, prefix).commit(run_name, step, known)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -19,13 +19,13 @@ def start_run(
     name: str,
     params: dict[str, Any],
     tags: Mapping[str, str],
-    retention: Optional[dict[str, Any]],
+    retention: dict[str, Any] | None,
     *,
     resume: str = "allow",
     update_params: bool = False,
-    process: Optional[str] = None,
-    heartbeat_timeout: Optional[float] = None,
-) -> tuple[int, Optional[int]]:
+    process: str | None = None,
+    heartbeat_timeout: float | None = None,
+) -> tuple[int, int | None]:
     """Create the run or (as ``resume`` allows) set it running again; returns (id, the resumed
     run's last step, or None for a new run or a resumed one with no step yet). ``process`` owns
     it from now on (see ``flows/heartbeat.py``)."""

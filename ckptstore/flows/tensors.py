@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 from ..bundle import crc32c, parse_index
 from ..errors import CkptstoreError, CorruptFileError
@@ -23,7 +23,15 @@ from ..files import pieces
 from ..metadata import pieces as MP
 from ..metadata import queries as Q
 from ..names import Ref
-from ..records import CheckpointInfo, SpaceUsage, TensorStats, VariableChange, VariableDiff, VariableInfo, VariableStatus
+from ..records import (
+    CheckpointInfo,
+    SpaceUsage,
+    TensorStats,
+    VariableChange,
+    VariableDiff,
+    VariableInfo,
+    VariableStatus,
+)
 from .backend import Backend
 from .resolve import checkpoint_of
 
@@ -37,11 +45,11 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 @dataclass
 class TensorLocation:
     file_digest: str
-    extents: Optional[list[pieces.Extent]]
+    extents: list[pieces.Extent] | None
     offset: int
     size: int
-    digest: Optional[str]  # blake3, None until needed (see files.pieces.DataPlan)
-    crc: Optional[int]
+    digest: str | None  # blake3, None until needed (see files.pieces.DataPlan)
+    crc: int | None
     extents_known: bool = True  # False: ``extents`` not read yet (None may mean "not loaded")
 
 
@@ -51,7 +59,7 @@ def _slice_prefix(key: str) -> str:
 
 
 def tensor_locations(backend: Backend, ck: CheckpointInfo, *, with_extents: bool = True,
-                     rows: Optional[dict[str, dict[str, MP.TensorRow]]] = None) -> dict[str, TensorLocation]:
+                     rows: dict[str, dict[str, MP.TensorRow]] | None = None) -> dict[str, TensorLocation]:
     """{tensor name in the bundle: where its bytes are and their digest}, computing (and
     recording) the digests of data files saved before tensor-level storage. ``rows``: the
     ``file_tensors`` rows if the caller read them already."""
@@ -116,7 +124,7 @@ def _digest_on_demand(backend: Backend, ck: CheckpointInfo, files: list[Any]) ->
     return out
 
 
-def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, int, str]], dtype: Optional[str] = None) -> str:
+def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, int, str]], dtype: str | None = None) -> str:
     """The tensor's blake3, hashing its stored bytes if it has none yet (remembered in
     ``fills`` only once the bytes matched the index's crc32c). ``dtype``: the variable's; a
     string tensor's crc32c covers its lengths in another encoding, so its digest is used for
@@ -150,7 +158,7 @@ def _strong(backend: Backend, loc: TensorLocation, fills: list[tuple[str, int, i
 
 
 def variable_identity(backend: Backend, locations: Mapping[str, TensorLocation], key: str,
-                      fills: list[tuple[str, int, int, str]]) -> Optional[list[TensorLocation]]:
+                      fills: list[tuple[str, int, int, str]]) -> list[TensorLocation] | None:
     """The tensors holding variable ``key``'s value: itself, or a partitioned variable's slices."""
     loc = locations.get(key)
     if loc is None:
@@ -164,7 +172,7 @@ def variable_identity(backend: Backend, locations: Mapping[str, TensorLocation],
 
 
 def same_value(backend: Backend, a: list[TensorLocation], b: list[TensorLocation], fills: list[tuple[str, int, int, str]],
-               dtype: Optional[str] = None) -> bool:
+               dtype: str | None = None) -> bool:
     """Whether two tensors (or slice lists) hold the same bytes: a different size or crc32c
     proves a change without reading anything; equal digests prove identity; a tensor whose
     digest was never needed before is hashed now (only when its crc32c matches)."""
@@ -179,7 +187,7 @@ def same_value(backend: Backend, a: list[TensorLocation], b: list[TensorLocation
     return True
 
 
-def variables(backend: Backend, ref: Union[str, Ref, Any]) -> list[VariableInfo]:
+def variables(backend: Backend, ref: str | Ref | Any) -> list[VariableInfo]:
     """The checkpoint's variables with their readable names, in readable-name order."""
     import dataclasses
 
@@ -191,7 +199,7 @@ def variables(backend: Backend, ref: Union[str, Ref, Any]) -> list[VariableInfo]
     return sorted(out, key=lambda v: v.readable or v.name)
 
 
-def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, stats: bool = False) -> VariableDiff:
+def diff(backend: Backend, a: str | Ref | Any, b: str | Ref | Any, *, stats: bool = False) -> VariableDiff:
     """See :meth:`ckptstore.store.Store.diff_variables`."""
     cka, ckb = checkpoint_of(backend, a), checkpoint_of(backend, b)
     # One read transaction for everything the digests need: this is the <50 ms path.
@@ -209,7 +217,7 @@ def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, 
     statuses: list[VariableStatus] = []
     for key in sorted(va.keys() | vb.keys(), key=lambda k: names.get(k, k)):
         before, after = va.get(key), vb.get(key)
-        st: Optional[TensorStats] = None
+        st: TensorStats | None = None
         ta = variable_identity(backend, loc_a, key, fills) if before is not None else None
         tb = variable_identity(backend, loc_b, key, fills) if after is not None else None
         if before is None:
@@ -245,7 +253,7 @@ def diff(backend: Backend, a: Union[str, Ref, Any], b: Union[str, Ref, Any], *, 
     )
 
 
-def tensor_stats(backend: Backend, a: TensorLocation, b: TensorLocation, dtype: str) -> Optional[TensorStats]:
+def tensor_stats(backend: Backend, a: TensorLocation, b: TensorLocation, dtype: str) -> TensorStats | None:
     """max |Δ|, mean |Δ| and ‖a-b‖/‖a‖ of two float tensors, read chunk by chunk."""
     import numpy as np
 
@@ -279,7 +287,7 @@ def tensor_stats(backend: Backend, a: TensorLocation, b: TensorLocation, dtype: 
 # --------------------------------------------------------------------------- space
 
 
-def space(backend: Backend, runs: Optional[list[str]] = None) -> list[SpaceUsage]:
+def space(backend: Backend, runs: list[str] | None = None) -> list[SpaceUsage]:
     """Logical against stored bytes, per run (all runs, or ``runs``) and for the whole store."""
     from ..metadata import space as SQ
 
@@ -291,8 +299,9 @@ def repack(backend: Backend) -> int:
     """Record pieces and per-tensor digests for every data file saved before tensor-level
     storage (the bytes stay where they are): later saves then re-use their tensors and diffs
     need no on-demand digests. Returns how many files were indexed."""
-    from ..metadata import schema as S
     from sqlalchemy import select
+
+    from ..metadata import schema as S
 
     with backend.db.read() as conn:
         c, cf = S.Checkpoint, S.CheckpointFile

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -115,7 +115,7 @@ def _sqlite_on_connect_ro(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_on_error(context: Any) -> Optional[BaseException]:
+def _sqlite_on_error(context: Any) -> BaseException | None:
     # A damaged file can open fine and fail only when a query reaches a bad page; turn that
     # into the same one-line StoreOpenError wherever it happens, not only in open_store.
     msg = str(context.original_exception).strip()

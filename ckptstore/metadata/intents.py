@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Optional
 
 from sqlalchemy import Connection, delete, insert, select, union, update
 
@@ -49,7 +48,7 @@ def take_lock(conn: Connection) -> None:
         conn.execute(insert(S.StoreSetting).values(key=LOCK_KEY, value=""))
 
 
-def get_setting(conn: Connection, key: str) -> Optional[str]:
+def get_setting(conn: Connection, key: str) -> str | None:
     return conn.execute(select(S.StoreSetting.value).where(S.StoreSetting.key == key)).scalar_one_or_none()
 
 

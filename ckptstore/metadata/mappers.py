@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, RunInfo
 
@@ -31,7 +31,7 @@ def json_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def metric_value(v: Optional[float]) -> float:
+def metric_value(v: float | None) -> float:
     """NaN is stored as NULL (neither database keeps NaN faithfully in every driver)."""
     return math.nan if v is None else float(v)
 

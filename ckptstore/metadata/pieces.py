@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
@@ -52,10 +52,10 @@ def extents(conn: Connection, file_digests: Iterable[str]) -> dict[str, list[Ext
     return out
 
 
-def blob_sizes(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[int, Optional[str]]]:
+def blob_sizes(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[int, str | None]]:
     """(size, stat signature) of each recorded blob among ``digests``."""
     digests = list(dict.fromkeys(digests))
-    out: dict[str, tuple[int, Optional[str]]] = {}
+    out: dict[str, tuple[int, str | None]] = {}
     for chunk in _chunks(digests):
         for r in conn.execute(select(S.Blob.digest, S.Blob.size, S.Blob.stat_sig).where(S.Blob.digest.in_(chunk))):
             out[r.digest] = (r.size, r.stat_sig)
@@ -88,13 +88,13 @@ def locate_pieces(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[s
     return _objects_at(conn, found)
 
 
-Candidate = tuple[str, int, Optional[str], str, int]  # file digest, offset, digest, object, object offset
+Candidate = tuple[str, int, str | None, str, int]  # file digest, offset, digest, object, object offset
 
 
 def crc_candidates(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[Candidate]]:
     """Stored pieces with the same (crc32c, size) as each of ``keys``: maybe the same bytes."""
     keys = set(keys)
-    rows: dict[tuple[str, int], tuple[tuple[int, int], Optional[str]]] = {}
+    rows: dict[tuple[str, int], tuple[tuple[int, int], str | None]] = {}
     crcs = sorted({c for c, _ in keys})
     p = S.FilePiece
     for chunk in _chunks(crcs):
@@ -110,7 +110,7 @@ def crc_candidates(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tu
     return out
 
 
-TensorRow = tuple[int, int, Optional[str], Optional[int]]  # offset, size, digest, crc32c
+TensorRow = tuple[int, int, str | None, int | None]  # offset, size, digest, crc32c
 
 
 def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str, TensorRow]]:
@@ -163,7 +163,7 @@ def record_layout(
     file_digest: str,
     pieces: Sequence[Sequence[Any]],
     tensors_: Sequence[Sequence[Any]],
-    extents_: Optional[Sequence[Extent]],
+    extents_: Sequence[Extent] | None,
 ) -> None:
     """Pieces [offset, size, digest, crc32c], tensors [name, offset, size, digest, crc32c] and,
     for an assembled file, extents of the file ``file_digest`` (whose ``blobs`` row the caller

@@ -8,18 +8,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from sqlalchemy import BigInteger, Connection, and_, func, literal, or_, select
 
 from ..constants import INT_MAX
 from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
 from ..names import Ref
-from ..records import AliasEventInfo, AliasInfo, CheckpointInfo, ExportInfo, FileInfo, MetricChange, MetricSummary, RunAtStep, RunComparison, RunInfo, StepMetrics, VariableInfo
+from ..records import (
+    AliasEventInfo,
+    AliasInfo,
+    CheckpointInfo,
+    ExportInfo,
+    FileInfo,
+    MetricChange,
+    MetricSummary,
+    RunAtStep,
+    RunComparison,
+    RunInfo,
+    StepMetrics,
+    VariableInfo,
+)
 from . import schema as S
+from . import summaries
 from .engine import placeholder, store_where
 from .mappers import alias_event_info, alias_info, aware, checkpoint_info, export_info, file_info, metric_value
-from . import summaries
 from .runs_query import select_runs
 
 Target = Union[CheckpointInfo, ExportInfo]
@@ -35,7 +48,7 @@ def run_id(conn: Connection, name: str) -> int:
     return rid
 
 
-def last_step(conn: Connection, rid: int) -> Optional[int]:
+def last_step(conn: Connection, rid: int) -> int | None:
     """The highest step the run has logged a metric at or saved a checkpoint at (None: neither)."""
     m, c = S.Metric, S.Checkpoint
     steps = [
@@ -53,13 +66,13 @@ def run_exists(conn: Connection, rid: int) -> bool:
 def runs(
     conn: Connection,
     *,
-    names: Optional[Sequence[str]] = None,
-    status: Optional[str] = None,
-    tags: Optional[Mapping[str, str]] = None,
-    pattern: Optional[str] = None,
-    where: Optional[str] = None,
-    order_by: Union[None, str, Sequence[str]] = None,
-    limit: Optional[int] = None,
+    names: Sequence[str] | None = None,
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    pattern: str | None = None,
+    where: str | None = None,
+    order_by: None | str | Sequence[str] = None,
+    limit: int | None = None,
 ) -> list[RunInfo]:
     """Runs that match, newest first unless ``order_by`` (see ``run_search``) says otherwise."""
     def execute(sql: str, args: list[Any]) -> Any:
@@ -92,7 +105,7 @@ def compare_runs(conn: Connection, names: Sequence[str]) -> RunComparison:
     return summaries.compare(infos, [metric_summaries(conn, r.id) for r in infos])
 
 
-def run_retention(conn: Connection, rid: int) -> tuple[Optional[dict[str, Any]], Any]:
+def run_retention(conn: Connection, rid: int) -> tuple[dict[str, Any] | None, Any]:
     """(retention JSON, created_at) of a run."""
     data, created = conn.execute(select(S.Run.retention, S.Run.created_at).where(S.Run.id == rid)).one()
     return data, aware(created)
@@ -137,7 +150,7 @@ def metric_keys(conn: Connection, rid: int) -> list[str]:
 
 
 def steps(
-    conn: Connection, rid: int, *, start: Optional[int], stop: Optional[int], keys: Optional[Iterable[str]]
+    conn: Connection, rid: int, *, start: int | None, stop: int | None, keys: Iterable[str] | None
 ) -> list[StepMetrics]:
     m = S.Metric
     q = select(m.step, m.key, m.value, m.wall_time).where(m.run_id == rid)
@@ -151,7 +164,7 @@ def steps(
     if keys is not None:
         q = q.where(m.key.in_(list(keys)))
     out: list[StepMetrics] = []
-    cur: Optional[StepMetrics] = None
+    cur: StepMetrics | None = None
     for step, key, value, wall in conn.execute(q.order_by(m.step, m.key)):
         if cur is None or cur.step != step:
             cur = StepMetrics(step=step, wall_time=wall, metrics={})
@@ -160,7 +173,7 @@ def steps(
     return out
 
 
-def at_step(conn: Connection, step: int, *, nearest: bool, keys: Optional[Iterable[str]]) -> list[RunAtStep]:
+def at_step(conn: Connection, step: int, *, nearest: bool, keys: Iterable[str] | None) -> list[RunAtStep]:
     """Every run's metrics at ``step`` (see ``Store.at_step``); ``step`` is within BIGINT."""
     m, r, c = S.Metric, S.Run, S.Checkpoint
     key_list = list(keys) if keys is not None else None
@@ -191,7 +204,7 @@ def at_step(conn: Connection, step: int, *, nearest: bool, keys: Optional[Iterab
     # the query itself.
     ph = placeholder(conn.dialect)
     if nearest:
-        pairs: list[tuple[Optional[int], int]] = [(row.run_id, row.step) for row in found if row.step is not None]
+        pairs: list[tuple[int | None, int]] = [(row.run_id, row.step) for row in found if row.step is not None]
     else:
         pairs = [(None, step)]  # the (step, run) index holds exactly these rows
     values: dict[int, dict[str, float]] = defaultdict(dict)
@@ -234,7 +247,7 @@ def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) ->
     return out
 
 
-def best_checkpoint_step(conn: Connection, rid: int, key: str, mode: str) -> Optional[tuple[int, float]]:
+def best_checkpoint_step(conn: Connection, rid: int, key: str, mode: str) -> tuple[int, float] | None:
     """(step, value) of the run's checkpoint with the best ``key`` at its step (``mode`` "min" or
     "max"; ties: the newer step), or None if no checkpoint has a (non-NaN) value there."""
     c, m = S.Checkpoint, S.Metric
@@ -249,7 +262,7 @@ def best_checkpoint_step(conn: Connection, rid: int, key: str, mode: str) -> Opt
     return None if row is None else (row[0], row[1])
 
 
-def metric_history(conn: Connection, rid: int, key: Optional[str] = None) -> list[MetricChange]:
+def metric_history(conn: Connection, rid: int, key: str | None = None) -> list[MetricChange]:
     """Values that a later log of the same (step, key) replaced, by step, oldest first."""
     h = S.MetricHistory
     q = select(h.step, h.key, h.value, h.wall_time, h.replaced_at).where(h.run_id == rid)
@@ -274,7 +287,7 @@ def checkpoint_by_id(conn: Connection, checkpoint_id: int) -> CheckpointInfo:
     return _checkpoint(conn, S.Checkpoint.id == checkpoint_id, None)
 
 
-def _checkpoint(conn: Connection, cond: Any, ref: Optional[Ref]) -> CheckpointInfo:
+def _checkpoint(conn: Connection, cond: Any, ref: Ref | None) -> CheckpointInfo:
     c = S.Checkpoint
     row = conn.execute(
         select(*c.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == c.run_id).where(cond)
@@ -326,12 +339,12 @@ def checkpoint_steps(conn: Connection, rid: int) -> set[int]:
     return set(conn.execute(select(S.Checkpoint.step).where(S.Checkpoint.run_id == rid)).scalars())
 
 
-def checkpoint_id_at(conn: Connection, rid: int, step: int) -> Optional[int]:
+def checkpoint_id_at(conn: Connection, rid: int, step: int) -> int | None:
     c = S.Checkpoint
     return conn.execute(select(c.id).where(c.run_id == rid, c.step == step)).scalar()
 
 
-def pinned_checkpoints(conn: Connection, ids: Optional[Sequence[int]] = None, *, run_id: Optional[int] = None) -> set[int]:
+def pinned_checkpoints(conn: Connection, ids: Sequence[int] | None = None, *, run_id: int | None = None) -> set[int]:
     """Which checkpoints (among ``ids``, or of run ``run_id``) an alias points at."""
     a, c = S.Alias, S.Checkpoint
     q = select(a.checkpoint_id).where(a.checkpoint_id.is_not(None))
@@ -352,7 +365,7 @@ def variables(conn: Connection, checkpoint_id: int) -> list[VariableInfo]:
     return [VariableInfo(name, dtype, list(shape)) for name, dtype, shape in rows]
 
 
-def nearest_meta(conn: Connection, checkpoint_id: int, step: int) -> Optional[FileInfo]:
+def nearest_meta(conn: Connection, checkpoint_id: int, step: int) -> FileInfo | None:
     """The .meta of the run's nearest checkpoint at or below ``step``, else the next above."""
     c, cf = S.Checkpoint, S.CheckpointFile
     rid = conn.execute(select(c.run_id).where(c.id == checkpoint_id)).scalar()
@@ -376,7 +389,7 @@ def existing_checkpoints(conn: Connection, ids: Iterable[int]) -> set[int]:
 # --------------------------------------------------------------------------- exports
 
 
-def export_by_id(conn: Connection, export_id: Optional[int], ref: Optional[Ref] = None) -> ExportInfo:
+def export_by_id(conn: Connection, export_id: int | None, ref: Ref | None = None) -> ExportInfo:
     e = S.Export
     row = conn.execute(
         select(*e.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).where(e.id == export_id)
@@ -389,7 +402,7 @@ def export_by_id(conn: Connection, export_id: Optional[int], ref: Optional[Ref] 
     return export_info(row, row.run_name, list(aliases))
 
 
-def exports(conn: Connection, rid: Optional[int]) -> list[ExportInfo]:
+def exports(conn: Connection, rid: int | None) -> list[ExportInfo]:
     """Exports, oldest first, of one run (or all), with their aliases."""
     e = S.Export
     q = select(*e.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).order_by(e.id)
@@ -404,7 +417,7 @@ def exports(conn: Connection, rid: Optional[int]) -> list[ExportInfo]:
     return [export_info(r, r.run_name, aliases.get(r.id, [])) for r in rows]
 
 
-def export_id_at(conn: Connection, rid: int, kind: str, step: Optional[int]) -> Optional[int]:
+def export_id_at(conn: Connection, rid: int, kind: str, step: int | None) -> int | None:
     """The run's export for a step reference: ``kind`` is "step", "nearest" or "latest"."""
     if kind == "best":
         raise UnknownRefError("run@best:METRIC names a checkpoint; name its export by step (run@STEP)")
@@ -498,7 +511,7 @@ def alias_row(conn: Connection, name: str, *, for_update: bool = False) -> Any:
     return conn.execute(q.with_for_update() if for_update else q).first()
 
 
-def target_text(conn: Connection, checkpoint_id: Optional[int], export_id: Optional[int]) -> str:
+def target_text(conn: Connection, checkpoint_id: int | None, export_id: int | None) -> str:
     """``run@step`` or ``export:ID`` of an alias's target, as its history records it."""
     if checkpoint_id is None:
         return f"export:{export_id}"
@@ -509,7 +522,7 @@ def target_text(conn: Connection, checkpoint_id: Optional[int], export_id: Optio
     return f"{row.name}@{row.step}"
 
 
-def aliases(conn: Connection, name: Optional[str] = None) -> list[AliasInfo]:
+def aliases(conn: Connection, name: str | None = None) -> list[AliasInfo]:
     a, c, r = S.Alias, S.Checkpoint, S.Run
     q = (
         select(a.name, a.checkpoint_id, a.export_id, a.message, a.updated_at, r.name.label("run"), c.step)
@@ -524,7 +537,7 @@ def aliases(conn: Connection, name: Optional[str] = None) -> list[AliasInfo]:
     return [alias_info(row, hist.get(row.name, [])) for row in rows]
 
 
-def alias_history(conn: Connection, names: Optional[list[str]]) -> dict[str, list[AliasEventInfo]]:
+def alias_history(conn: Connection, names: list[str] | None) -> dict[str, list[AliasEventInfo]]:
     e = S.AliasEvent
     # Ids grow with each insert, so they order events even when two share a timestamp.
     q = select(e.alias_name, e.action, e.old_target, e.new_target, e.message, e.at).order_by(e.id.desc())
@@ -539,15 +552,15 @@ def alias_history(conn: Connection, names: Optional[list[str]]) -> dict[str, lis
 # --------------------------------------------------------------------------- blobs, verify, gc
 
 
-def blob_signatures(conn: Connection, digests: Sequence[str]) -> dict[str, Optional[str]]:
-    out: dict[str, Optional[str]] = {}
+def blob_signatures(conn: Connection, digests: Sequence[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
     digests = list(digests)
     for i in range(0, len(digests), 500):
         out.update(conn.execute(select(S.Blob.digest, S.Blob.stat_sig).where(S.Blob.digest.in_(digests[i : i + 500]))).all())
     return out
 
 
-def existing_blobs(conn: Connection, digests: Optional[Sequence[str]] = None) -> set[str]:
+def existing_blobs(conn: Connection, digests: Sequence[str] | None = None) -> set[str]:
     """The digests (among ``digests``, or all) that have a ``blobs`` row."""
     if digests is None:
         return set(conn.execute(select(S.Blob.digest)).scalars())
@@ -568,7 +581,7 @@ def referenced_digests(conn: Connection) -> set[str]:
     )
 
 
-def stored_files(conn: Connection, rid: Optional[int]) -> tuple[list[Any], list[Any]]:
+def stored_files(conn: Connection, rid: int | None) -> tuple[list[Any], list[Any]]:
     """What ``verify`` checks: (checkpoint file rows, export rows), of one run or all.
 
     Checkpoint file rows: id, name (run), step, file_name, digest, size; export rows: id, digest, size.

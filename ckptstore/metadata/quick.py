@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from ..constants import HEAD_REVISION, RUN_STATES
 from ..location import sqlite_file_of
@@ -23,15 +23,15 @@ from .sqlite_ro import connect_readonly
 
 
 def list_runs(
-    uri: Optional[str | os.PathLike[str]],
+    uri: str | os.PathLike[str] | None,
     *,
-    status: Optional[str] = None,
-    tags: Optional[Mapping[str, str]] = None,
-    name: Optional[str] = None,
-    where: Optional[str] = None,
-    order_by: Optional[str] = None,
-    limit: Optional[int] = None,
-) -> Optional[list[RunInfo]]:
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    name: str | None = None,
+    where: str | None = None,
+    order_by: str | None = None,
+    limit: int | None = None,
+) -> list[RunInfo] | None:
     """Same result as ``open_store(uri).runs(...)``, or None when the quick path does not apply."""
     if status is not None and status not in RUN_STATES:
         return None
@@ -60,7 +60,7 @@ def list_runs(
         con.close()
 
 
-def open_current(uri: Optional[str | os.PathLike[str]]) -> Optional[sqlite3.Connection]:
+def open_current(uri: str | os.PathLike[str] | None) -> sqlite3.Connection | None:
     """A read-only ``sqlite3`` connection to the store at ``uri`` at the current schema, or None."""
     path = sqlite_file_of(uri)
     if path is None or not path.is_file():
@@ -80,7 +80,7 @@ def open_current(uri: Optional[str | os.PathLike[str]]) -> Optional[sqlite3.Conn
     return con
 
 
-def completion_names(uri: Optional[str | os.PathLike[str]]) -> Optional[dict[str, Any]]:
+def completion_names(uri: str | os.PathLike[str] | None) -> dict[str, Any] | None:
     """Run names, alias names, checkpoint steps and metric names (per run) for shell completion."""
     con = open_current(uri)
     if con is None:

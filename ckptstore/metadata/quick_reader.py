@@ -17,12 +17,20 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 from ..constants import INT_MAX
 from ..names import Ref, parse_ref
 from ..records import (
-    AliasInfo, CheckpointInfo, ExportInfo, FileInfo, MetricSummary, RunAtStep, RunComparison, RunInfo, StepMetrics,
+    AliasInfo,
+    CheckpointInfo,
+    ExportInfo,
+    FileInfo,
+    MetricSummary,
+    RunAtStep,
+    RunComparison,
+    RunInfo,
+    StepMetrics,
     VariableInfo,
 )
 from ..retention import resolve_mode
@@ -44,14 +52,14 @@ class QuickReader:
         con.execute("BEGIN")  # one snapshot for every query of the command
 
     @classmethod
-    def open(cls, uri: Optional[str | os.PathLike[str]]) -> Optional["QuickReader"]:
+    def open(cls, uri: str | os.PathLike[str] | None) -> QuickReader | None:
         con = open_readonly(uri)
         return None if con is None else cls(con)
 
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "QuickReader":
+    def __enter__(self) -> QuickReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,7 +92,7 @@ class QuickReader:
 
     # ------------------------------------------------------------------ runs
 
-    def runs(self, *, name: Optional[str] = None, **kw: Any) -> list[RunInfo]:
+    def runs(self, *, name: str | None = None, **kw: Any) -> list[RunInfo]:
         return select_runs(self._execute, "?", pattern=name, **kw)
 
     def get_run(self, name: str) -> RunInfo:
@@ -108,7 +116,7 @@ class QuickReader:
     # ------------------------------------------------------------------ metrics
 
     def steps(
-        self, run: str, *, start: Optional[int] = None, stop: Optional[int] = None, keys: Optional[Iterable[str]] = None
+        self, run: str, *, start: int | None = None, stop: int | None = None, keys: Iterable[str] | None = None
     ) -> list[StepMetrics]:
         rid = self._run_id(run)
         sql, args = "SELECT step, key, value, wall_time FROM metrics WHERE run_id = ?", [rid]
@@ -125,7 +133,7 @@ class QuickReader:
             sql += f" AND key IN ({', '.join('?' * len(keys))})"
             args += keys
         out: list[StepMetrics] = []
-        cur: Optional[StepMetrics] = None
+        cur: StepMetrics | None = None
         for step, key, value, wall in self._rows(sql + " ORDER BY step, key", args):
             if cur is None or cur.step != step:
                 cur = StepMetrics(step=step, wall_time=wall, metrics={})
@@ -133,7 +141,7 @@ class QuickReader:
             cur.metrics[key] = metric_value(value)
         return out
 
-    def at_step(self, step: int, *, nearest: bool = False, keys: Optional[Iterable[str]] = None) -> list[RunAtStep]:
+    def at_step(self, step: int, *, nearest: bool = False, keys: Iterable[str] | None = None) -> list[RunAtStep]:
         """As ``queries.at_step``, in SQLite's SQL."""
         if step > INT_MAX:
             if not nearest:
@@ -260,7 +268,7 @@ class QuickReader:
 
     # ------------------------------------------------------------------ exports and aliases
 
-    def exports(self, run: Optional[str] = None) -> list[ExportInfo]:
+    def exports(self, run: str | None = None) -> list[ExportInfo]:
         sql = "SELECT e.*, r.name AS run_name FROM exports e JOIN runs r ON r.id = e.run_id"
         asql = "SELECT a.export_id, a.name FROM aliases a WHERE a.export_id IS NOT NULL"
         args: list[Any] = []
@@ -275,7 +283,7 @@ class QuickReader:
             aliases.setdefault(eid, []).append(name)
         return [export_info(r, r.run_name, aliases.get(r.id, [])) for r in rows]
 
-    def versions(self, name: Optional[str] = None) -> list[AliasInfo]:
+    def versions(self, name: str | None = None) -> list[AliasInfo]:
         sql = (
             "SELECT a.name, a.checkpoint_id, a.export_id, a.message, a.updated_at, r.name AS run, c.step "
             "FROM aliases a LEFT JOIN checkpoints c ON c.id = a.checkpoint_id LEFT JOIN runs r ON r.id = c.run_id"

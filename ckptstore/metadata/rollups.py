@@ -15,9 +15,10 @@ buckets it touches: level 1 from the raw rows, each level above from the one bel
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Connection
@@ -107,10 +108,10 @@ def combine(child: Summary, bucket: np.ndarray) -> Summary:
 
 
 def _rows(rid: int, level: int, key: str, s: Summary) -> list[tuple[Any, ...]]:
-    def steps(a: np.ndarray) -> list[Optional[int]]:
+    def steps(a: np.ndarray) -> list[int | None]:
         return [None if x < 0 else x for x in a.tolist()]
 
-    def values(a: np.ndarray) -> list[Optional[float]]:
+    def values(a: np.ndarray) -> list[float | None]:
         return [None if x != x else x for x in a.tolist()]
 
     return list(zip(
@@ -152,7 +153,7 @@ def _merge_sql(ph: str) -> str:
     )
 
 
-def update(conn: Connection, rows: Sequence[tuple[int, int, str, Optional[float], float]]) -> None:
+def update(conn: Connection, rows: Sequence[tuple[int, int, str, float | None, float]]) -> None:
     """Bring the summaries up to date with ``rows`` (run, step, key, value, wall time), which the
     same transaction has just written to ``metrics`` (a repeated (step, key): the last wins)."""
     if not rows:
@@ -267,7 +268,7 @@ class ChartPoints(NamedTuple):
     total: int  #: values the metric has (NaN included), whatever the window
     steps: np.ndarray  #: int64, increasing
     values: np.ndarray  #: float64, finite
-    at: list[Optional[float]]  #: the value at or last before each asked step (None: none, or NaN)
+    at: list[float | None]  #: the value at or last before each asked step (None: none, or NaN)
 
 
 def _finite(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -276,8 +277,8 @@ def _finite(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def chart_points(
-    conn: Connection, rid: int, key: str, width: int, *, start: Optional[int] = None,
-    stop: Optional[int] = None, at: Iterable[int] = (),
+    conn: Connection, rid: int, key: str, width: int, *, start: int | None = None,
+    stop: int | None = None, at: Iterable[int] = (),
 ) -> ChartPoints:
     """A superset of the points a min/max downsampling to ``width`` pixels over [start, stop]
     keeps: every value in the window when it holds at most ``2 * width + 2``; otherwise the
@@ -352,7 +353,7 @@ def chart_points(
     return ChartPoints(total, steps[first], values[first], values_at)
 
 
-def _value_at(conn: Connection, rid: int, key: str, step: int, ph: str) -> Optional[float]:
+def _value_at(conn: Connection, rid: int, key: str, step: int, ph: str) -> float | None:
     row = conn.exec_driver_sql(
         f"SELECT value FROM metrics WHERE run_id = {ph} AND key = {ph} AND step <= {ph} ORDER BY step DESC LIMIT 1",
         (rid, key, step),

@@ -28,9 +28,10 @@ The compiler is plain Python producing SQL for SQLite or PostgreSQL, so that the
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 from ..errors import QuerySyntaxError
 
@@ -158,7 +159,7 @@ class _Parser:
     def tok(self) -> Token:
         return self.tokens[self.i]
 
-    def fail(self, message: str, tok: Optional[Token] = None) -> QuerySyntaxError:
+    def fail(self, message: str, tok: Token | None = None) -> QuerySyntaxError:
         t = tok or self.tok
         shown = f"{t.text!r}" if t.kind != "end" else "the end"
         return _error(self.what, self.text, t.col, f"{message}, found {shown}")
@@ -335,7 +336,7 @@ def parse_where(text: str) -> Any:
     return _Parser(text, "where").where()
 
 
-def parse_order(order_by: Union[str, Sequence[str]]) -> list[SortKey]:
+def parse_order(order_by: str | Sequence[str]) -> list[SortKey]:
     """Sort keys from ``"metrics.loss.min, -created"`` or ``["metrics.loss.min", "-created"]``."""
     if not isinstance(order_by, str):
         order_by = ", ".join(order_by)
@@ -443,7 +444,7 @@ class _Compiler:
 
 
 def compile_search(
-    where: Optional[str], order_by: Union[None, str, Sequence[str]], *, dialect: str, ph: str
+    where: str | None, order_by: None | str | Sequence[str], *, dialect: str, ph: str
 ) -> Compiled:
     """Parse and compile ``where`` and ``order_by`` for ``dialect`` ("sqlite" or "postgresql");
     the default order is newest first."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any
 
 from ..liveness import RUNNING_PROCESSES_SQL, gone_ids, status_sql
 from ..records import RunInfo
@@ -36,20 +36,20 @@ _RUNS_AS_READ = "(SELECT id, name, {status} AS status, params, retention, create
 _TAGS_IN_MAX = 500
 
 
-def is_glob(pattern: Optional[str]) -> bool:
+def is_glob(pattern: str | None) -> bool:
     return pattern is not None and any(ch in pattern for ch in GLOB_CHARS)
 
 
 def runs_sql(
     ph: str,
     *,
-    names: Optional[Sequence[str]] = None,
-    status: Optional[str] = None,
-    tags: Optional[Mapping[str, str]] = None,
-    pattern: Optional[str] = None,
-    where_expr: Optional[str] = None,
-    order_by: Union[None, str, Sequence[str]] = None,
-    limit: Optional[int] = None,
+    names: Sequence[str] | None = None,
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    pattern: str | None = None,
+    where_expr: str | None = None,
+    order_by: None | str | Sequence[str] = None,
+    limit: int | None = None,
     gone: Sequence[int] = (),
 ) -> tuple[str, list[Any]]:
     """(SQL, parameters) selecting the runs that match, newest first unless ``order_by`` says
@@ -111,13 +111,13 @@ def select_runs(
     execute: Callable[[str, list[Any]], Iterable[Sequence[Any]]],
     ph: str,
     *,
-    names: Optional[Sequence[str]] = None,
-    status: Optional[str] = None,
-    tags: Optional[Mapping[str, str]] = None,
-    pattern: Optional[str] = None,
-    where_expr: Optional[str] = None,
-    order_by: Union[None, str, Sequence[str]] = None,
-    limit: Optional[int] = None,
+    names: Sequence[str] | None = None,
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    pattern: str | None = None,
+    where_expr: str | None = None,
+    order_by: None | str | Sequence[str] = None,
+    limit: int | None = None,
 ) -> list[RunInfo]:
     """Run the query through ``execute(sql, params)`` (one snapshot) and map the rows."""
     gone = gone_ids(execute(RUNNING_PROCESSES_SQL, []))

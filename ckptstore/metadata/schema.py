@@ -17,12 +17,11 @@ accidental N+1 query fails a test instead of slowing the CLI.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -77,20 +76,20 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Retention settings live with the run so that any process saving into it applies the same rule.
-    retention: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    retention: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Liveness (revision 0007, see ckptstore/liveness.py): the owning process writes heartbeat_at
     # (the database's clock, seconds since the epoch); readers show a running run whose heartbeat
     # is older than heartbeat_timeout, or whose process is gone, as crashed. Never stored as such.
-    heartbeat_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
-    heartbeat_timeout: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
-    process: Mapped[Optional[str]] = mapped_column(String(PROCESS_MAX), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    heartbeat_timeout: Mapped[float | None] = mapped_column(Float, nullable=True)
+    process: Mapped[str | None] = mapped_column(String(PROCESS_MAX), nullable=True)
 
-    tags: Mapped[list["RunTag"]] = relationship(
+    tags: Mapped[list[RunTag]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
     )
-    checkpoints: Mapped[list["Checkpoint"]] = relationship(
+    checkpoints: Mapped[list[Checkpoint]] = relationship(
         back_populates="run", passive_deletes=True, lazy="raise"
     )
 
@@ -134,7 +133,7 @@ class Metric(Base):
     step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     key: Mapped[str] = mapped_column(String(NAME_MAX), primary_key=True)
     # NULL stands for NaN: SQLite cannot store NaN and turns it into NULL anyway.
-    value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
     wall_time: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (
@@ -159,7 +158,7 @@ class MetricHistory(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     step: Mapped[int] = mapped_column(BigInteger)
     key: Mapped[str] = mapped_column(String(NAME_MAX))
-    value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
     wall_time: Mapped[float] = mapped_column(Float)
     # When the value was replaced: the wall time of the value that replaced it.
     replaced_at: Mapped[float] = mapped_column(Float)
@@ -185,14 +184,14 @@ class MetricRollup(Base):
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)
     end_step: Mapped[int] = mapped_column(BigInteger)
-    first_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
-    first_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
-    min_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
-    min_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
-    max_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
-    max_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
-    last_step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
-    last_value: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    first_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    first_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    min_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    min_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
 
@@ -210,7 +209,7 @@ class Blob(Base):
 
     digest: Mapped[str] = mapped_column(String(DIGEST_LEN), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    stat_sig: Mapped[Optional[str]] = mapped_column(String(120), nullable=True)
+    stat_sig: Mapped[str | None] = mapped_column(String(120), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (CheckConstraint("size >= 0", name="size_nonnegative"),)
@@ -231,7 +230,7 @@ class Checkpoint(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="checkpoints", lazy="raise")
-    files: Mapped[list["CheckpointFile"]] = relationship(
+    files: Mapped[list[CheckpointFile]] = relationship(
         back_populates="checkpoint", passive_deletes=True, lazy="raise"
     )
 
@@ -289,10 +288,10 @@ class Export(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     # Lineage survives retention: the export keeps working when its source checkpoint goes.
-    checkpoint_id: Mapped[Optional[int]] = mapped_column(
+    checkpoint_id: Mapped[int | None] = mapped_column(
         ForeignKey("checkpoints.id", ondelete="SET NULL"), nullable=True
     )
-    step: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     kind: Mapped[str] = mapped_column(String(32))
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
@@ -335,13 +334,13 @@ class Alias(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
-    checkpoint_id: Mapped[Optional[int]] = mapped_column(
+    checkpoint_id: Mapped[int | None] = mapped_column(
         ForeignKey("checkpoints.id", ondelete="RESTRICT"), nullable=True, index=True
     )
-    export_id: Mapped[Optional[int]] = mapped_column(
+    export_id: Mapped[int | None] = mapped_column(
         ForeignKey("exports.id", ondelete="RESTRICT"), nullable=True, index=True
     )
-    message: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
@@ -359,9 +358,9 @@ class AliasEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     alias_name: Mapped[str] = mapped_column(String(NAME_MAX), index=True)
     action: Mapped[str] = mapped_column(String(8))
-    old_target: Mapped[Optional[str]] = mapped_column(String(512), nullable=True)
-    new_target: Mapped[Optional[str]] = mapped_column(String(512), nullable=True)
-    message: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    old_target: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    new_target: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
@@ -390,8 +389,8 @@ class FilePiece(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     # NULL until needed: a piece that is one tensor is found by its crc32c (free, from the
     # bundle index) and hashed only to confirm a match (see files.pieces.DataPlan).
-    digest: Mapped[Optional[str]] = mapped_column(String(DIGEST_LEN), nullable=True, index=True)
-    crc32c: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True, index=True)
+    digest: Mapped[str | None] = mapped_column(String(DIGEST_LEN), nullable=True, index=True)
+    crc32c: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
 
 
 class FileTensor(Base):
@@ -405,8 +404,8 @@ class FileTensor(Base):
     offset: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(BigInteger)
     # blake3, or NULL until needed; crc32c from the index: a different crc proves a change.
-    digest: Mapped[Optional[str]] = mapped_column(String(DIGEST_LEN), nullable=True)
-    crc32c: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    digest: Mapped[str | None] = mapped_column(String(DIGEST_LEN), nullable=True)
+    crc32c: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class FileExtent(Base):

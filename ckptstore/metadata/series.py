@@ -8,8 +8,6 @@ cursor, inside the caller's transaction (same snapshot), and fills the arrays fr
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from sqlalchemy import Connection
 
@@ -21,7 +19,7 @@ CHUNK = 100_000
 
 
 def metric_series(
-    conn: Connection, rid: int, key: str, *, start: Optional[int] = None, stop: Optional[int] = None
+    conn: Connection, rid: int, key: str, *, start: int | None = None, stop: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(steps as int64, values as float64; NaN where NaN was logged) of ``key``, steps in
     [``start``, ``stop``]."""

@@ -6,15 +6,13 @@ the distinct objects they use, an assembled data file counting the objects its e
 
 from __future__ import annotations
 
-from typing import Optional
-
 from sqlalchemy import Connection, select
 
 from ..records import SpaceUsage
 from . import schema as S
 
 
-def space_usage(conn: Connection, runs: Optional[list[str]] = None) -> list[SpaceUsage]:
+def space_usage(conn: Connection, runs: list[str] | None = None) -> list[SpaceUsage]:
     """One row per run (all runs, or those named), then one for the whole store (run None)."""
     c, cf, r, e = S.Checkpoint, S.CheckpointFile, S.Run, S.Export
     files = conn.execute(select(r.name, c.id, cf.digest, cf.size).join(c, c.id == cf.checkpoint_id).join(r, r.id == c.run_id)).all()

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -49,7 +49,7 @@ def alembic_config(engine: Engine) -> Any:
     return cfg
 
 
-def current_revision(engine: Engine) -> Optional[str]:
+def current_revision(engine: Engine) -> str | None:
     """The store's schema revision, or None for an empty database."""
     try:
         with engine.connect() as conn:
@@ -58,7 +58,7 @@ def current_revision(engine: Engine) -> Optional[str]:
         raise open_error(engine, exc) from None
 
 
-def _revision(conn: Connection) -> Optional[str]:
+def _revision(conn: Connection) -> str | None:
     from sqlalchemy import inspect
 
     insp = inspect(conn)
@@ -81,10 +81,10 @@ def _revision(conn: Connection) -> Optional[str]:
     return row[0] if row else None
 
 
-def history() -> list[tuple[str, Optional[str], str]]:
+def history() -> list[tuple[str, str | None, str]]:
     """Every revision as (revision, down_revision, message), oldest first."""
-    from alembic.script import ScriptDirectory
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
@@ -177,7 +177,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
-def _backup_sqlite(engine: Engine, rev: str) -> Optional[Path]:
+def _backup_sqlite(engine: Engine, rev: str) -> Path | None:
     if engine.dialect.name != "sqlite" or not engine.url.database:
         return None
     src_path = Path(engine.url.database)

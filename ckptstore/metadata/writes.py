@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Connection, delete, literal_column, select, update
 
@@ -66,12 +66,12 @@ def start_run(
     name: str,
     params: dict[str, Any],
     tags: Mapping[str, str],
-    retention: Optional[dict[str, Any]],
+    retention: dict[str, Any] | None,
     *,
     resume: str = "allow",
     update_params: bool = False,
-    process: Optional[str] = None,
-    heartbeat_timeout: Optional[float] = None,
+    process: str | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> tuple[int, bool]:
     """Create the run, or set an existing one running again with params and tags merged in.
 
@@ -188,7 +188,7 @@ def end_runs(conn: Connection, process: str, run_ids: Sequence[int], status: str
     )
 
 
-def set_retention(conn: Connection, rid: int, retention: Optional[dict[str, Any]]) -> None:
+def set_retention(conn: Connection, rid: int, retention: dict[str, Any] | None) -> None:
     conn.execute(update(S.Run).where(S.Run.id == rid).values(retention=retention))
 
 
@@ -211,7 +211,7 @@ def metrics_sql(ph: str) -> str:
     )
 
 
-def write_metrics(conn: Connection, sql: str, rows: Sequence[tuple[int, int, str, Optional[float], float]]) -> None:
+def write_metrics(conn: Connection, sql: str, rows: Sequence[tuple[int, int, str, float | None, float]]) -> None:
     from . import rollups  # numpy: imported on the first write, not by every CLI command
 
     conn.exec_driver_sql(sql, list(rows))
@@ -327,7 +327,7 @@ def insert_export_files(conn: Connection, export_id: int, files: Sequence[tuple[
 # --------------------------------------------------------------------------- aliases
 
 
-def insert_alias(conn: Connection, name: str, checkpoint_id: Optional[int], export_id: Optional[int], message: Optional[str], now: Any) -> None:
+def insert_alias(conn: Connection, name: str, checkpoint_id: int | None, export_id: int | None, message: str | None, now: Any) -> None:
     conn.execute(S.Alias.__table__.insert().values(
         name=name, checkpoint_id=checkpoint_id, export_id=export_id, message=message, updated_at=now
     ))
@@ -342,7 +342,7 @@ def delete_alias(conn: Connection, alias_id: int) -> None:
 
 
 def alias_event(
-    conn: Connection, name: str, action: str, old: Optional[str], new: Optional[str], message: Optional[str], at: Any
+    conn: Connection, name: str, action: str, old: str | None, new: str | None, message: str | None, at: Any
 ) -> None:
     conn.execute(S.AliasEvent.__table__.insert().values(
         alias_name=name, action=action, old_target=old, new_target=new, message=message, at=at

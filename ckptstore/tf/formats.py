@@ -23,7 +23,7 @@ import abc
 import contextlib
 import weakref
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import AccessDeniedError, CkptstoreError, DiskFullError, RestoreMismatchError, from_os_error
 from .reader import OBJECT_GRAPH_KEY, file_role, is_tf2_checkpoint
@@ -73,9 +73,9 @@ class CheckpointFormat(abc.ABC):
         prefix: Path,
         *,
         saved: SavedVariables,
-        meta_path: Optional[Path] = None,
+        meta_path: Path | None = None,
         var_list: Any = None,
-    ) -> Optional[Any]:
+    ) -> Any | None:
         """Load the checkpoint at ``prefix`` into ``target``, checking that everything fits first.
 
         Returns None when every value has been assigned, or an object that holds the values
@@ -102,7 +102,7 @@ class CheckpointFormat(abc.ABC):
 
 # --------------------------------------------------------------------------- TF1
 
-_savers: "weakref.WeakKeyDictionary[Any, dict[Any, Any]]" = weakref.WeakKeyDictionary()
+_savers: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def _tf1_var_key(graph: Any, var_list: Any) -> Any:
@@ -158,7 +158,7 @@ class TF1Saver(CheckpointFormat):
     def needs_meta_graph(self, target: Any) -> bool:
         return not target.graph.get_operations()
 
-    def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Optional[Path] = None,
+    def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Path | None = None,
                 var_list: Any = None) -> None:
         """Restore into the session: import the meta graph first if the graph is empty."""
         t = tf()
@@ -236,7 +236,7 @@ def _raise_mismatch(what: str, missing: list[str], wrong: list[str]) -> None:
 
 # --------------------------------------------------------------------------- TF2
 
-_wrappers: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_wrappers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def tf2_checkpoint(obj: Any) -> Any:
@@ -268,8 +268,8 @@ class TF2Checkpoint(CheckpointFormat):
         # write(), not save(): no save_counter bump and no 'checkpoint' state file; the store keeps state.
         return Path(ckpt.write(str(directory / f"{prefix}-{step}")))
 
-    def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Optional[Path] = None,
-                var_list: Any = None) -> Optional[Any]:
+    def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Path | None = None,
+                var_list: Any = None) -> Any | None:
         t = tf()
         ckpt = tf2_checkpoint(target)
         # TensorFlow assigns each value as it reads it: a mismatch found while reading would

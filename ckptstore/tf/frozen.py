@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import CkptstoreError, ConflictError, CorruptFileError
 from ..records import ExportInfo
@@ -40,7 +40,7 @@ class Frozen:
     tf_version: str
 
 
-def freeze_target(target: Any, output_names: Optional[Sequence[Any]] = None) -> Frozen:
+def freeze_target(target: Any, output_names: Sequence[Any] | None = None) -> Frozen:
     """Freeze a TF1 session (``output_names`` required) or a TF2 function into a :class:`Frozen`."""
     tf = _tf()
     if isinstance(target, tf.compat.v1.Session):
@@ -65,7 +65,7 @@ def freeze_target(target: Any, output_names: Optional[Sequence[Any]] = None) -> 
     )
 
 
-def _shape(shape: Any) -> Optional[list[Optional[int]]]:
+def _shape(shape: Any) -> list[int | None] | None:
     """A TensorShape as JSON: None for unknown rank, None for each unknown dimension."""
     if shape.rank is None:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import CkptstoreError, CorruptFileError
 from .runtime import first_line, tf
@@ -30,13 +30,13 @@ def file_role(name: str) -> str:
     raise CkptstoreError(f"unexpected file {name!r} in a checkpoint")
 
 
-def shard_count(name: str) -> Optional[int]:
+def shard_count(name: str) -> int | None:
     """N of a ``.data-XXXXX-of-N`` shard name, else None."""
     m = _DATA_RE.search(name)
     return int(m.group(2)) if m else None
 
 
-def step_from_prefix(name: str) -> Optional[int]:
+def step_from_prefix(name: str) -> int | None:
     """The global step in a prefix such as ``model.ckpt-1000`` or ``ckpt-7``."""
     m = _STEP_RE.search(name)
     return int(m.group(1)) if m else None

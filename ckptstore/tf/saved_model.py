@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import CkptstoreError
 from .runtime import first_line, tf
@@ -60,7 +60,7 @@ def describe_saved_model(directory: Path) -> Description:
 
 def _tensor_info(signature: str, name: str, info: Any) -> dict[str, Any]:
     t = tf()
-    shape: Optional[list[Optional[int]]] = None
+    shape: list[int | None] | None = None
     if not info.tensor_shape.unknown_rank:
         shape = [None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim]
     return {"signature": signature, "name": name, "tensor": info.name, "dtype": t.as_dtype(info.dtype).name if info.dtype else None, "shape": shape}

@@ -43,7 +43,7 @@ import abc
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .. import bundle_writer
 from .formats import tf1_saver, tf2_checkpoint
@@ -60,7 +60,7 @@ class Snapshot(abc.ABC):
     nbytes: int = 0
     #: What the write hands to ``bundle_writer`` (None: TensorFlow writes it). Emptied by the
     #: write, which lets go of the snapshot's arrays as soon as they are written.
-    items: Optional[list[bundle_writer.Item]] = None
+    items: list[bundle_writer.Item] | None = None
 
     @property
     def digests_itself(self) -> bool:
@@ -123,7 +123,7 @@ def _host_item(value: Any) -> tuple[int, tuple[int, ...], Any]:
     return enum, arr.shape, np.ascontiguousarray(arr) if enum else None
 
 
-def _plain_items(items: Any) -> Optional[list[bundle_writer.Item]]:
+def _plain_items(items: Any) -> list[bundle_writer.Item] | None:
     """``items`` as a list if ``bundle_writer`` writes every one of them, else None."""
     if not bundle_writer.AVAILABLE:
         return None
@@ -160,7 +160,7 @@ class _TF1Writer:
         self.session.run(self.op, feeds)
 
 
-_writers: "dict[tuple[Any, ...], _TF1Writer]" = {}
+_writers: dict[tuple[Any, ...], _TF1Writer] = {}
 _writers_lock = threading.Lock()
 #: Distinct variable sets written by one process (more are rebuilt as needed).
 _MAX_WRITERS = 4
@@ -182,7 +182,7 @@ class TF2Snapshot(Snapshot):
     """Either ``items`` (host copies that ``bundle_writer`` writes) or the checkpoint's own
     ``serialized`` tensors and ``registered`` savers (for TensorFlow to write)."""
 
-    def __init__(self, serialized: Any, registered: Any, items: Optional[list[bundle_writer.Item]] = None) -> None:
+    def __init__(self, serialized: Any, registered: Any, items: list[bundle_writer.Item] | None = None) -> None:
         self.serialized = serialized
         self.registered = registered
         self.items = items
@@ -206,7 +206,7 @@ class TF2Snapshot(Snapshot):
         saver.save(str(path))
 
 
-def _tf2_items(serialized: Any) -> Optional[list[bundle_writer.Item]]:
+def _tf2_items(serialized: Any) -> list[bundle_writer.Item] | None:
     """The values in the order ``MultiDeviceSaver`` writes them (objects, then each object's
     keys, as gathered), or None unless each is a whole eager tensor on the host."""
     import numpy as np
@@ -235,7 +235,7 @@ def _tf2_items(serialized: Any) -> Optional[list[bundle_writer.Item]]:
 
 
 def take(target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
-         write_meta_graph: bool = True, buffers: Optional[HostBuffers] = None) -> Optional[Snapshot]:
+         write_meta_graph: bool = True, buffers: HostBuffers | None = None) -> Snapshot | None:
     """A snapshot of ``target``'s variables, or None where only a synchronous save will do.
 
     For a TF1 session with ``write_meta_graph`` the graph is exported into ``directory`` now, as
@@ -248,7 +248,7 @@ def take(target: Any, directory: Path, prefix: str, step: int, *, var_list: Any 
     return _take_tf2(target, buffers if buffers is not None else HostBuffers())
 
 
-def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Optional[Snapshot]:
+def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Snapshot | None:
     t = tf()
     from tensorflow.python.training.saving import saveable_object_util
 
@@ -322,7 +322,7 @@ def _export_meta_graph(graph: Any, saver: Any, path: Path) -> None:
     _meta_cache[graph] = (key, path.read_bytes())
 
 
-_meta_cache: "weakref.WeakKeyDictionary[Any, tuple[Any, bytes]]" = weakref.WeakKeyDictionary()
+_meta_cache: weakref.WeakKeyDictionary[Any, tuple[Any, bytes]] = weakref.WeakKeyDictionary()
 
 
 def _tf1_fetches(graph: Any, plain: dict[str, Any]) -> dict[str, Any]:
@@ -352,8 +352,8 @@ def _tf1_fetches(graph: Any, plain: dict[str, Any]) -> dict[str, Any]:
     return fetches
 
 
-_fetches: "weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any]]]" = weakref.WeakKeyDictionary()
-_COPYABLE: "set[Any]" = set()
+_fetches: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any]]] = weakref.WeakKeyDictionary()
+_COPYABLE: set[Any] = set()
 
 
 def _init_copyable() -> None:
@@ -362,7 +362,7 @@ def _init_copyable() -> None:
                       t.uint8, t.uint16, t.uint32, t.uint64, t.bool, t.complex64, t.complex128})
 
 
-def _take_tf2(target: Any, buffers: "HostBuffers") -> Optional[Snapshot]:
+def _take_tf2(target: Any, buffers: HostBuffers) -> Snapshot | None:
     t = tf()
     if not t.executing_eagerly():
         return None

@@ -10,7 +10,8 @@ a message; an unknown run, checkpoint or alias is the store's lookup error, a 40
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,7 +64,7 @@ def export_json(e: ExportInfo) -> dict[str, Any]:
 # --------------------------------------------------------------------------- parameters
 
 
-def _one(request: Request, name: str, *, required: bool = False) -> Optional[str]:
+def _one(request: Request, name: str, *, required: bool = False) -> str | None:
     values = request.query_params.getlist(name)
     if len(values) > 1:
         raise BadRequest(f"{name} is given {len(values)} times; give it once")
@@ -74,7 +75,7 @@ def _one(request: Request, name: str, *, required: bool = False) -> Optional[str
     return values[0]
 
 
-def _int(request: Request, name: str, *, default: Optional[int] = None, low: int = 0, high: int = INT_MAX) -> Optional[int]:
+def _int(request: Request, name: str, *, default: int | None = None, low: int = 0, high: int = INT_MAX) -> int | None:
     text = _one(request, name)
     if text is None:
         return default
@@ -122,7 +123,7 @@ def _tags(request: Request) -> dict[str, str]:
     return tags
 
 
-def _sort_runs(runs: list[RunInfo], sort: Optional[str]) -> list[RunInfo]:
+def _sort_runs(runs: list[RunInfo], sort: str | None) -> list[RunInfo]:
     if sort is None:
         return runs
     field, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
@@ -140,7 +141,7 @@ def _sort_runs(runs: list[RunInfo], sort: Optional[str]) -> list[RunInfo]:
 class Api:
     """The endpoints over one open store (see the module docstring and the README)."""
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         # Set up once, at startup, what the first query of a process would otherwise pay for
         # (a tenth of a second or more): SQLAlchemy configures the ORM mappers on first use.

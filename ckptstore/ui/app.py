@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -107,7 +108,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": f"{type(exc).__name__} (see the server's log)"}, 500)
 
 
-def create_app(store: "Store", *, allowed_hosts: Optional[Sequence[str]] = None) -> Starlette:
+def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = None) -> Starlette:
     """The web app over ``store`` (open it with ``readonly=True``).
 
     ``allowed_hosts`` limits the Host header the app answers (``ckptstore ui`` passes the

@@ -9,8 +9,6 @@ a million stays visible, which averaging or taking every n-th point would lose.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 __all__ = ["minmax"]
@@ -27,8 +25,8 @@ def minmax(
     values: np.ndarray,
     width: int,
     *,
-    start: Optional[int] = None,
-    stop: Optional[int] = None,
+    start: int | None = None,
+    stop: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The points of (``steps``, ``values``) within [start, stop] to draw ``width`` pixels wide.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ..errors import StoreConfigError
 
@@ -59,7 +59,7 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/"
 
 
-def allowed_hosts(sock: socket.socket, asked: str = "") -> Optional[list[str]]:
+def allowed_hosts(sock: socket.socket, asked: str = "") -> list[str] | None:
     """The Host header values a server bound on ``sock`` answers, or None (any) if it is not
     bound to loopback. Every loopback bind checks: a web page on another site could otherwise
     read the store through DNS rebinding (its name re-pointed at 127.0.0.1 or ::1), whatever
@@ -74,7 +74,7 @@ def allowed_hosts(sock: socket.socket, asked: str = "") -> Optional[list[str]]:
     return list(dict.fromkeys(n.lower() for n in names))
 
 
-def serve(store: "Store", sock: socket.socket, *, log_level: str = "warning", asked: str = "") -> None:
+def serve(store: Store, sock: socket.socket, *, log_level: str = "warning", asked: str = "") -> None:
     """Serve the app over ``store`` on ``sock`` until interrupted (Ctrl-C); ``asked``: the
     host name the user gave (also answered, see :func:`allowed_hosts`)."""
     import uvicorn

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -127,7 +127,7 @@ def temp_leftovers(directory: Path) -> list[str]:
 # --------------------------------------------------------------------------- the command line
 
 
-def cli_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a CLI child: ours without any store or debug setting, TF quiet."""
     env = {k: v for k, v in os.environ.items() if k not in ("CKPTSTORE_URI", "CKPTSTORE_ROOT", "CKPTSTORE_DEBUG", "CKPTSTORE_FAULT")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -148,7 +148,7 @@ finally:
 """
 
 
-def cli_command(*args: str, store: Any = None, prefix: Sequence[str] = (), code: Optional[str] = None) -> list[str]:
+def cli_command(*args: str, store: Any = None, prefix: Sequence[str] = (), code: str | None = None) -> list[str]:
     opts = ["--store", os.fspath(store)] if store is not None else []
     head = [sys.executable, "-m", "ckptstore"] if code is None else [sys.executable, "-c", code]
     return [*prefix, *head, *opts, *args]
@@ -157,10 +157,10 @@ def cli_command(*args: str, store: Any = None, prefix: Sequence[str] = (), code:
 def ckpt(
     *args: str,
     store: Any = None,
-    env: Optional[dict[str, str]] = None,
+    env: dict[str, str] | None = None,
     cwd: Any = None,
     prefix: Sequence[str] = (),
-    code: Optional[str] = None,
+    code: str | None = None,
     timeout: float = 180,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m ckptstore [--store STORE] ARGS`` in a real subprocess (``prefix`` runs it

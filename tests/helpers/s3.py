@@ -19,7 +19,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from typing import Optional
 
 from tests.helpers.postgres import free_port
 
@@ -41,9 +40,9 @@ FAKE_SECRET = "ckptstore-test-secret-do-not-print"
 
 
 class MotoServer:
-    def __init__(self, port: Optional[int] = None) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -71,7 +70,7 @@ class MotoServer:
             self.proc.wait(10)
         self.proc = None
 
-    def env(self, endpoint: Optional[str] = None) -> dict[str, str]:
+    def env(self, endpoint: str | None = None) -> dict[str, str]:
         """The standard AWS variables that point a client at this server (fake credentials)."""
         return {
             "AWS_ENDPOINT_URL": endpoint or self.endpoint,
@@ -126,7 +125,7 @@ class AuthMotoServer(MotoServer):
         )
         urllib.request.urlopen(req, timeout=10).read()
 
-    def env(self, endpoint: Optional[str] = None, *, key_id: Optional[str] = None, secret: Optional[str] = None) -> dict[str, str]:
+    def env(self, endpoint: str | None = None, *, key_id: str | None = None, secret: str | None = None) -> dict[str, str]:
         """The AWS variables for this server: the real key, or the ``key_id`` / ``secret`` given."""
         e = super().env(endpoint)
         if hasattr(self, "key_id"):
@@ -142,11 +141,11 @@ class FaultProxy:
     def __init__(self, target: str) -> None:
         self.target = target.split("://", 1)[1]
         self.port = free_port()
-        self.faults: list[tuple[str, Optional[str]]] = []
+        self.faults: list[tuple[str, str | None]] = []
         self.lock = threading.Lock()
         self.seen = 0
         #: Requests still answered before the "server" goes away (None: it stays up).
-        self.down_after: Optional[int] = None
+        self.down_after: int | None = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -209,7 +208,7 @@ class FaultProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def inject(self, kind: str, count: int = 1, method: Optional[str] = None) -> None:
+    def inject(self, kind: str, count: int = 1, method: str | None = None) -> None:
         with self.lock:
             self.faults += [(kind, method)] * count
 
@@ -222,7 +221,7 @@ class FaultProxy:
         with self.lock:
             self.down_after = None
 
-    def _take(self, method: str) -> Optional[str]:
+    def _take(self, method: str) -> str | None:
         with self.lock:
             self.seen += 1
             if self.down_after is not None:

@@ -45,7 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from tests.helpers.models import tiny_module
 
@@ -447,7 +447,7 @@ class Zygote:
             self.close()
             raise
 
-    def __enter__(self) -> "Zygote":
+    def __enter__(self) -> Zygote:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -626,7 +626,7 @@ def run_kills(
     max_seconds: float = 1200,
     max_delay: float = 1.0,
     seed: int = 0,
-    work: Optional[Path] = None,
+    work: Path | None = None,
     warmup_saves: int = 0,
 ) -> KillsResult:
     """SIGKILL victims at random moments, checking the store after every kill.

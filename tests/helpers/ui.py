@@ -11,9 +11,10 @@ import math
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # Run names cannot hold "/", so the run is an <img> whose onerror would run if parsed as HTML;
 # the metric and the tag carry the <script> elements.
