@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install bench clean
+.PHONY: demo test test-fast check install bench clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 1; }
@@ -29,12 +29,18 @@ demo: $(STAMP)
 # and S3 servers), so tests are independent of their worker. WORKERS=0 runs them in one process.
 WORKERS ?= auto
 
+# The static checks, before any test: ruff (lint) and mypy (types), both configured in
+# pyproject.toml and both clean; any finding fails the target, and so `make test` and CI.
+check: $(STAMP)
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/mypy
+
 # The whole suite (target: under 20 minutes on 2 cores).
-test: $(STAMP)
+test: check
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -n $(WORKERS) $(PYTEST_ARGS)
 
 # The fast tier: every module, without the tests marked slow (target: under 2 minutes on 2 cores).
-test-fast: $(STAMP)
+test-fast: check
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q -n $(WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)

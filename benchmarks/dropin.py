@@ -224,7 +224,8 @@ def main() -> None:
         return
     import subprocess
 
-    print("load average at start: %.2f %.2f %.2f (%d CPUs): ratios mean little on a busy machine" % (*os.getloadavg(), os.cpu_count() or 0))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at start: {load} ({os.cpu_count() or 0} CPUs): ratios mean little on a busy machine")
     # Each mode in its own process: TF1 switches eager execution off for the whole process.
     for mode in ("tf1", "tf2"):
         if getattr(args, f"{'tf2' if mode == 'tf1' else 'tf1'}_only"):

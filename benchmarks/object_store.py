@@ -94,16 +94,17 @@ def main() -> None:
             down = base / f"down{r}"
             down.mkdir()
 
-            def raw_save() -> list[Path]:
+            # Both run within this round: the defaults only say which round's paths they use.
+            def raw_save(raw: Path = raw, bucket: str = bucket) -> list[Path]:
                 # Raw: TF writes locally, boto3 uploads.
                 with timed("raw_save"):
-                    prefix = tf.train.Checkpoint(m=module).write(str(raw / "ck"))
+                    tf.train.Checkpoint(m=module).write(str(raw / "ck"))
                     files = sorted(raw.iterdir())
                     for f in files:
                         client.upload_file(str(f), bucket, f"raw/{f.name}")
                 return files
 
-            def store_save() -> Any:
+            def store_save(r: int = r, bucket: str = bucket) -> Any:
                 os.environ["CKPTSTORE_CACHE_DIR"] = str(base / f"cache-w{r}")
                 with ckptstore.open_store(base / f"store{r}", root=f"s3://{bucket}/ck") as s:
                     run = s.start_run("bench")

@@ -24,8 +24,14 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import google_crc32c
 
 from .errors import BundleIndexError
+
+if TYPE_CHECKING:  # numpy is imported where an array is built, not with the module
+    import numpy as np
 
 #: The LevelDB table magic number that ends every ``.index`` footer.
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -48,35 +54,9 @@ NUMPY_DTYPES = frozenset(DTYPES.values()) - {"string", "bfloat16"}
 # --------------------------------------------------------------------------- crc32c
 
 
-def _crc_table() -> list[int]:
-    poly = 0x82F63B78  # Castagnoli, reflected
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _crc_table()
-
-try:  # a C implementation when installed: tensor data can be hundreds of MB
-    import google_crc32c as _gcrc
-
-    def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-        """CRC-32C (Castagnoli) of ``data``, continuing from ``crc``."""
-        return _gcrc.extend(crc, bytes(data) if isinstance(data, memoryview) else data)
-
-except ImportError:  # pragma: no cover - the pure-Python fallback, fine for index blocks
-
-    def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-        """CRC-32C (Castagnoli) of ``data``, continuing from ``crc``."""
-        c = crc ^ 0xFFFFFFFF
-        t = _TABLE
-        for b in bytes(data):
-            c = t[(c ^ b) & 0xFF] ^ (c >> 8)
-        return c ^ 0xFFFFFFFF
+def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
+    """CRC-32C (Castagnoli) of ``data``, continuing from ``crc``."""
+    return int(google_crc32c.extend(crc, bytes(data) if isinstance(data, memoryview) else data))
 
 
 def unmask(masked: int) -> int:
@@ -138,7 +118,7 @@ def _varint(buf: bytes, pos: int, end: int, name: str, bits: int = 64) -> tuple[
     result = 0
     shift = 0
     limit = (bits + 6) // 7
-    for i in range(limit):
+    for _ in range(limit):
         if pos >= end:
             raise _bad("a number runs past the end of its block", name)
         b = buf[pos]
@@ -243,7 +223,8 @@ def _slice(buf: bytes, name: str) -> tuple[tuple[int, int], ...]:
 
 
 def _entry(key: str, value: bytes, name: str) -> BundleEntry:
-    dtype, shape, shard, offset, size, crc = 0, (), 0, 0, 0, 0
+    dtype, shard, offset, size, crc = 0, 0, 0, 0, 0
+    shape: tuple[int, ...] = ()
     slices = []
     for num, _, v in _fields(value, name):
         if num == 1:
@@ -444,13 +425,13 @@ def check_tensor_crc(entry: BundleEntry, data: bytes | memoryview) -> bool:
     return crc == entry.crc32c
 
 
-def decode(entry: BundleEntry, data: bytes | memoryview) -> object:
+def decode(entry: BundleEntry, data: bytes | memoryview) -> np.ndarray | None:
     """The numpy array the entry's bytes hold; None for dtypes without a plain numpy layout
     (strings, bfloat16, ...), which callers read through TensorFlow instead."""
     return decode_array(entry.dtype, entry.shape, data)
 
 
-def decode_array(dtype: str, shape: tuple[int, ...] | list[int], data: bytes | memoryview) -> object:
+def decode_array(dtype: str, shape: tuple[int, ...] | list[int], data: bytes | memoryview) -> np.ndarray | None:
     """``data`` as a numpy array of ``dtype`` (a numpy name) and ``shape``; None if it has no
     plain little-endian numpy layout or the sizes disagree."""
     import numpy as np

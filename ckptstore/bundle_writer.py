@@ -35,16 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import google_crc32c as _crc
 
 from .bundle import DTYPES, TABLE_MAGIC, data_file_name, mask
 
-try:  # the C crc32c: a pure-Python one would cost seconds per 100 MB
-    from google_crc32c import cext as _crc
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - then TensorFlow writes every snapshot
-    _crc = None
-    AVAILABLE = False
+#: Whether google-crc32c has its C extension: its pure-Python fallback would cost seconds per
+#: 100 MB, and then TensorFlow writes every snapshot instead of this module.
+AVAILABLE = _crc.implementation == "c"
 
 STRING_ENUM = 7
 #: TensorFlow ``DataType`` enum value of each numpy dtype name written here as raw bytes (the
@@ -74,7 +71,7 @@ def write_bundle(prefix: str | os.PathLike[str], items: Sequence[Item]) -> dict[
     of both files. Raises ``ValueError`` for a duplicate name or an item this writer does not
     write (nothing is left under the final names then), ``OSError`` as writing does."""
     if not AVAILABLE:
-        raise ValueError("no C crc32c (google-crc32c) installed")
+        raise ValueError("google-crc32c has no C extension here")
     prefix = Path(prefix)
     names = [it[0] for it in items]
     if len(set(names)) != len(names) or "" in names:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import CkptstoreError, UnknownRunError
 from .retention import KeepBest, Retention
@@ -188,7 +189,7 @@ def run_demo(
     )
 
 
-def _model(keras):  # type: ignore[no-untyped-def]
+def _model(keras: Any) -> Any:
     return keras.Sequential(
         [
             keras.Input((FEATURES,)),
@@ -198,7 +199,7 @@ def _model(keras):  # type: ignore[no-untyped-def]
     )
 
 
-def _fresh_run_name(store) -> str:  # type: ignore[no-untyped-def]
+def _fresh_run_name(store: Any) -> str:
     base = f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     for i in range(1, 1000):
         name = base if i == 1 else f"{base}-{i}"

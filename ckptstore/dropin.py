@@ -39,10 +39,13 @@ import threading
 import types
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CkptstoreError, UnknownRunError
 from .run import Run
+
+if TYPE_CHECKING:
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # The most recently used default stores: a process that moves between many (a test suite
 # giving each test its own $CKPTSTORE_URI) must not keep every one open. An evicted store is
 # not closed: a drop-in built on it keeps it alive through its run.
-_stores: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_stores: collections.OrderedDict[str, Store] = collections.OrderedDict()
 _STORES_KEPT = 4
 _stores_lock = threading.Lock()
 
@@ -84,7 +87,7 @@ class StandIn(types.ModuleType):
             delattr(self.__dict__["_tf_module"], name)
 
 
-def default_store() -> Any:
+def default_store() -> Store:
     """The store ``open_store()`` opens here and now (``$CKPTSTORE_URI``, else ``./.ckptstore``),
     opened once per location for the process."""
     from .store import open_store
@@ -108,7 +111,7 @@ def run_name_for(directory: str) -> str:
     return f"{base[:60]}-{hashlib.sha1(absolute.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
-def run_for(store: Any, name: str) -> Run:
+def run_for(store: Store, name: str) -> Run:
     """A handle on the run ``name``; a run the store lacks is created ``finished``, as
     ``ckptstore import`` creates one: nothing would ever finish it (a drop-in cannot tell when
     training ends), and a run left ``running`` would look alive forever."""

@@ -27,10 +27,10 @@ from .preemption import (
     rewind_to_latest,
     stop_after_save,
 )
+from .run import Run
 
 if TYPE_CHECKING:
     from .records import CheckpointInfo
-    from .run import Run
     from .store import Store
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class StoreCallback(keras.callbacks.Callback):
 
             # Built per save: the model's optimizer and variables are created lazily by fit.
             target = tf.train.Checkpoint(model=self.model)
-        self.saved.append(self.run.save(target, self.step))
+        self.saved.append(self.run.save(target, self.step, blocking=True))
         self._saved_steps.add(self.step)
 
 
@@ -275,15 +275,18 @@ class BackupAndRestore(StoreCallback):
             raise InvalidOptionError(f"save_freq must be 'epoch' or a whole number >= 1, got {save_freq!r}")
         exit_code = check_exit_code(exit_code)
         if run is None:  # BackupAndRestore(run_handle, ...)
-            store, run = getattr(store, "store", store), store
-        handle, latest, owned = resume_training(store, run, resume=resume, **start_run_options)
+            if not isinstance(store, Run):
+                raise InvalidOptionError("BackupAndRestore(store, run) needs the run: a name or a Run handle")
+            run = store
+        owner = store.store if isinstance(store, Run) else store
+        handle, latest, owned = resume_training(owner, run, resume=resume, **start_run_options)
         super().__init__(
             handle,
             save_every_n_steps=None if save_freq == "epoch" else int(save_freq),
             save_every_epoch=save_freq == "epoch",
             monitor=monitor,
         )
-        self.store = store
+        self.store = owner
         self.save_freq = save_freq
         self.exit_code = exit_code
         #: The checkpoint the first fit restores (None: training starts afresh).

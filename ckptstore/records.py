@@ -200,7 +200,7 @@ class VariableDiff:
 
 def diff_json(d: VariableDiff) -> dict[str, Any]:
     """The JSON form of a diff, as ``vars --diff --json`` prints it and the web view serves it."""
-    data = to_json(d)
+    data: dict[str, Any] = to_json(d)
     data["summary"] = d.summary()
     return data
 

@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from sqlalchemy.exc import IntegrityError
 
@@ -240,7 +240,7 @@ class Run:
     def _rows(self, step: int, metrics: dict[str, Any]) -> list[Row]:
         """The rows of one ``log`` call, every name and value checked (see the module docstring)."""
         now = time.time()
-        rows = []
+        rows: list[Row] = []
         run_id = self.id
         for key, value in metrics.items():
             if key not in self._keys_ok:
@@ -265,7 +265,8 @@ class Run:
                 if self.nonfinite == "skip":
                     continue
                 if math.isnan(v):
-                    v = None  # type: ignore[assignment]  # stored as NULL, read back as NaN
+                    rows.append((run_id, step, key, None, now))  # stored as NULL, read back as NaN
+                    continue
             rows.append((run_id, step, key, v, now))
         return rows
 
@@ -331,6 +332,18 @@ class Run:
 
     # ------------------------------------------------------------------ checkpoints and exports
 
+    @overload
+    def save(self, target: Any, step: int, *, var_list: Any = ..., write_meta_graph: bool = ...,
+             prefix: str = ..., blocking: Literal[True] = ...) -> CheckpointInfo: ...
+
+    @overload
+    def save(self, target: Any, step: int, *, var_list: Any = ..., write_meta_graph: bool = ...,
+             prefix: str = ..., blocking: Literal[False]) -> PendingSave: ...
+
+    @overload
+    def save(self, target: Any, step: int, *, var_list: Any = ..., write_meta_graph: bool = ...,
+             prefix: str = ..., blocking: bool) -> CheckpointInfo | PendingSave: ...
+
     def save(
         self,
         target: Any,
@@ -348,9 +361,9 @@ class Run:
         (a Keras model, a ``tf.Module``). Buffered metrics are flushed first, and the run's
         retention rule is applied after the commit.
 
-        ``blocking=False`` returns a :class:`~ckptstore.flows.async_save.PendingSave` as soon as
-        the variables' values are snapshotted; writing, digesting and the commit happen in the
-        background (see ``ckptstore.flows.async_save``). ``wait()``, ``finish()`` and the
+        ``blocking=False`` returns a :class:`~ckptstore.flows.async_save.PendingSave` (a
+        ``concurrent.futures.Future`` of the ``CheckpointInfo``) as soon as the variables'
+        values are snapshotted; writing, digesting and the commit happen in the background (see ``ckptstore.flows.async_save``). ``wait()``, ``finish()`` and the
         store's ``close()`` wait for them; a background failure is raised at the next
         ``save``, ``wait`` or ``finish``.
         """
@@ -361,18 +374,20 @@ class Run:
         self.flush()
         if not self._keep_best_checked:
             self._check_keep_best()
-        if not blocking and self.role.multi_worker:
-            # The other workers write while this call runs (their part of the collectives); a
-            # background snapshot would read the variables at another moment than they do.
-            log.debug("run %s: a multi-worker save is made blocking", self.name)
-            blocking = True
-        if not blocking:
+        if not blocking and not self.role.multi_worker:
             return self._saves.submit(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
         self._saves.wait()  # in order, and a background failure surfaces here
-        return checkpoint_flows.save(
+        info = checkpoint_flows.save(
             self._backend, self.id, self.name, target, step,
             var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix,
         )
+        if not blocking:
+            # Multi-worker: the other workers write while this call runs (their part of the
+            # collectives); a background snapshot would read the variables at another moment
+            # than they do. So the save is made now, and still returned as the future asked for.
+            log.debug("run %s: a multi-worker save is made blocking", self.name)
+            return PendingSave.completed(info)
+        return info
 
     def freeze(self, target: Any, output_names: Sequence[str] | None = None, *, step: int | None = None) -> ExportInfo:
         """Freeze a TF1 session's graph (``output_names`` required) or a TF2 ``tf.function``
@@ -496,8 +511,9 @@ class FollowerRun(Run):
     def flush(self) -> int:
         return 0
 
-    def save(self, target: Any, step: int, *, var_list: Any = None, write_meta_graph: bool = True,
-             prefix: str = "model.ckpt", blocking: bool = True) -> None:  # type: ignore[override]
+    # A non-chief has no checkpoint to return (the chief records it): None, not the chief's type.
+    def save(self, target: Any, step: int, *, var_list: Any = None, write_meta_graph: bool = True,  # type: ignore[override]
+             prefix: str = "model.ckpt", blocking: bool = True) -> None:
         """Take part in the chief's save of ``step`` (see the class docstring); returns None."""
         if isinstance(step, int):
             if step <= self._floor:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -63,7 +63,7 @@ from .records import (
 from .retention import Retention
 from .run import FollowerRun, LiveRuns, Run
 
-Progress = Optional[Callable[[int, int], None]]
+Progress = Callable[[int, int], None] | None
 
 
 def open_store(
@@ -144,7 +144,7 @@ def _resume_mode(resume: bool | str) -> str:
     if resume is False:
         return "never"
     if resume in ("never", "allow", "must"):
-        return resume  # type: ignore[return-value]
+        return resume
     raise InvalidOptionError(f"resume must be True, False, 'never', 'allow' or 'must', got {resume!r}")
 
 
@@ -352,7 +352,6 @@ class Store:
             if existing is not None:
                 _check_topology(existing, who, update_params)
         process, heartbeat_timeout = self.heartbeat.settings()
-        alive = {"process": process, "heartbeat_timeout": heartbeat_timeout}
         params_json = check_params(params or {})
         tag_items = check_tags(tags or {})
         ret_json = retention.to_json() if retention is not None else None
@@ -362,7 +361,8 @@ class Store:
             for _ in range(5):  # a clash needs the same second and the same 16 random bits
                 try:
                     name = new_run_name()
-                    run_id, last = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume="never", **alive)
+                    run_id, last = run_flows.start_run(self.backend, name, params_json, tag_items, ret_json, resume="never",
+                                                           process=process, heartbeat_timeout=heartbeat_timeout)
                     break
                 except RunExistsError:
                     continue
@@ -371,7 +371,8 @@ class Store:
         else:
             check_run_name(name)
             run_id, last = run_flows.start_run(
-                self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params, **alive
+                self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params,
+                process=process, heartbeat_timeout=heartbeat_timeout,
             )
         run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, role=who, **logging_options)
         self.heartbeat.add(run_id, name)

@@ -65,8 +65,8 @@ def write_event_files(
     written: list[Path] = []
     for info, target in zip(infos, targets):
         try:
-            for old in target.glob(EVENT_FILE_GLOB) if target.is_dir() else []:
-                old.unlink()
+            for stale in target.glob(EVENT_FILE_GLOB) if target.is_dir() else []:
+                stale.unlink()
             writer = EventFileWriter(str(target))
         except OSError as exc:
             raise from_os_error(f"cannot write TensorBoard files in {target}", exc) from None

@@ -113,10 +113,11 @@ class Saver(tf.compat.v1.train.Saver):
         if self.run is not None:
             run = self.run
         else:
-            run = self._runs.get(directory)
-            if run is None:
+            known = self._runs.get(directory)
+            if known is None:
                 store = self._store if self._store is not None else dropin.default_store()
-                run = self._runs[directory] = dropin.run_for(store, dropin.run_name_for(directory))
+                known = self._runs[directory] = dropin.run_for(store, dropin.run_name_for(directory))
+            run = known
         if directory not in self._adopted:
             self._adopted.add(directory)
             dropin.adopt_directory(run, directory)
@@ -142,7 +143,7 @@ class Saver(tf.compat.v1.train.Saver):
                 else f"{os.path.basename(text)}-{int(global_step)}")
             follower = dropin.follow(os.path.dirname(text), stem)
         try:
-            path = super().save(sess, save_path, global_step=global_step, latest_filename=latest_filename,
+            path: str | None = super().save(sess, save_path, global_step=global_step, latest_filename=latest_filename,
                                 meta_graph_suffix=meta_graph_suffix, write_meta_graph=write_meta_graph,
                                 write_state=write_state, strip_default_attrs=strip_default_attrs,
                                 save_debug_info=save_debug_info)
@@ -173,7 +174,7 @@ class Saver(tf.compat.v1.train.Saver):
         if not isinstance(save_path, (str, bytes, os.PathLike)) or "@" in os.fsdecode(save_path):
             self._recorder.wait()  # a stored reference: what this Saver saved is in the store first
         stored = _stored_prefix(save_path, self._store if self.run is None else self.run.store)
-        return super().restore(sess, stored if stored is not None else save_path)
+        super().restore(sess, stored if stored is not None else save_path)
 
     def __repr__(self) -> str:
         where = self.run.name if self.run is not None else "(by directory)"
@@ -192,7 +193,8 @@ def latest_checkpoint(checkpoint_dir: Any, latest_filename: str | None = None, *
         stored = _stored_prefix(checkpoint_dir, store)
         if stored is not None:
             return stored
-    return _tf_management.latest_checkpoint(checkpoint_dir, latest_filename)
+    found: str | None = _tf_management.latest_checkpoint(checkpoint_dir, latest_filename)
+    return found
 
 
 def import_meta_graph(meta_graph_or_file: Any, clear_devices: bool = False, import_scope: str | None = None, *,

@@ -221,7 +221,7 @@ def test_a_sqlite_file_with_other_tables_is_not_taken_for_a_store(tmp_path):
 
 @pytest.mark.slow
 def test_cli_damaged_database_is_one_line(tmp_path):
-    for name, d in _damaged_stores(tmp_path).items():
+    for d in _damaged_stores(tmp_path).values():
         out = run_cli("steps", "a", store=d)
         assert_one_line_error(out, "store.db")
 

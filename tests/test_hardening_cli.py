@@ -394,7 +394,7 @@ def test_cli_numbers_out_of_range_are_one_line_and_change_nothing(populated, tmp
         (("import", str(src), "--run", "imported"), 1),
     ]
     results = ckpt_many([(args, {"store": populated}) for args, _ in calls])
-    for (args, code), r in zip(calls, results):
+    for (_, code), r in zip(calls, results):
         one_line_error(r, codes=(code,))
     assert _state(populated) == before  # no run "imported", no objects
     assert tree(src) == before_tree
@@ -519,7 +519,7 @@ def _unchanged_after_reads(template, tmp_path, commands) -> None:
     if touched:
         # Files created and removed again (SQLite's -wal and -shm beside a WAL database): the
         # directories' mtimes tell, though nothing is left. Reported, not failed.
-        warnings.warn(f"created and removed files in the store directory (its mtime changed): {touched}")
+        warnings.warn(f"created and removed files in the store directory (its mtime changed): {touched}", stacklevel=1)
 
 
 def test_reading_commands_leave_an_existing_store_byte_for_byte(populated_template, tmp_path):
@@ -616,12 +616,13 @@ def test_control_characters_are_refused_or_escaped_in_every_table(populated, tmp
         for i, ch in enumerate(CONTROL):
             run_name = f"ctl{i}"
             s.start_run(run_name).finish()
-            accepted[f"tag key {ch!r}"] = _try(lambda: s.start_run(run_name, tags={f"k{ch}forged": "v"}).finish())
-            accepted[f"tag value {ch!r}"] = _try(lambda: s.start_run(run_name, tags={"note": f"a{ch}forged row"}).finish())
-            accepted[f"param {ch!r}"] = _try(lambda: s.start_run(run_name, params={f"p{ch}": f"x{ch}y"}).finish())
-            accepted[f"alias message {ch!r}"] = _try(lambda: s.tag("r@1", f"v{i}", message=f"m{ch}forged row"))
-            accepted[f"run name {ch!r}"] = _try(lambda: s.start_run(f"bad{ch}name").finish())
-            accepted[f"alias name {ch!r}"] = _try(lambda: s.tag("r@1", f"al{ch}x"))
+            # _try calls each lambda at once, inside this iteration: no late binding.
+            accepted[f"tag key {ch!r}"] = _try(lambda: s.start_run(run_name, tags={f"k{ch}forged": "v"}).finish())  # noqa: B023 (run at once)
+            accepted[f"tag value {ch!r}"] = _try(lambda: s.start_run(run_name, tags={"note": f"a{ch}forged row"}).finish())  # noqa: B023 (run at once)
+            accepted[f"param {ch!r}"] = _try(lambda: s.start_run(run_name, params={f"p{ch}": f"x{ch}y"}).finish())  # noqa: B023 (run at once)
+            accepted[f"alias message {ch!r}"] = _try(lambda: s.tag("r@1", f"v{i}", message=f"m{ch}forged row"))  # noqa: B023 (run at once)
+            accepted[f"run name {ch!r}"] = _try(lambda: s.start_run(f"bad{ch}name").finish())  # noqa: B023 (run at once)
+            accepted[f"alias name {ch!r}"] = _try(lambda: s.tag("r@1", f"al{ch}x"))  # noqa: B023 (run at once)
             assert not accepted[f"run name {ch!r}"] and not accepted[f"alias name {ch!r}"]
         runs = s.runs()
         aliases = s.versions()
@@ -668,7 +669,7 @@ def test_cli_errors_about_missing_things_name_the_store(populated, tmp_path):
     ]
     before = _state(populated)
     results = ckpt_many([(args, {"store": "store", "cwd": tmp_path}) for args in calls])
-    for args, r in zip(calls, results):
+    for r in results:
         one_line_error(r, where)
     assert not (tmp_path / "x").exists()
     assert _state(populated) == before

@@ -288,7 +288,7 @@ def test_readme_example_runs_and_a_rerun_adds_nothing(tmp_path, index, run, step
 
     code = _readme_blocks()[index]
     env = {"CKPTSTORE_URI": str(tmp_path / ".ckptstore")}
-    for attempt in range(2):  # the second run finds the training done
+    for _ in range(2):  # the second run finds the training done
         out = run_py(code, env=env, timeout=DEADLINE)
         assert out.returncode == 0, out.stderr[-3000:]
     with ckptstore.open_store(str(tmp_path / ".ckptstore")) as store:

@@ -274,7 +274,7 @@ def test_the_runs_page_stops_polling_once_its_run_crashed(browser, tmp_path: Pat
         page = browser.new_page()
         try:
             polls: list[str] = []
-            page.on("request", lambda r: polls.append(r.url) if "/api/runs" in r.url else None)
+            page.on("request", lambda r, polls=polls: polls.append(r.url) if "/api/runs" in r.url else None)
             page.goto(served.url + "/?run=killed")
             expect(page.locator("#runs-table .status")).to_have_text("crashed")
             chart_ready(page, 1)

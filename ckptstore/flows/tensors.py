@@ -213,7 +213,11 @@ def diff(backend: Backend, a: str | Ref | Any, b: str | Ref | Any, *, stats: boo
     loc_a = tensor_locations(backend, cka, with_extents=stats, rows=rows)
     loc_b = tensor_locations(backend, ckb, with_extents=stats, rows=rows)
     fills: list[tuple[str, int, int, str]] = []
-    added, removed, changed, value_changed, identical = [], [], [], [], []
+    added: list[VariableInfo] = []
+    removed: list[VariableInfo] = []
+    changed: list[VariableChange] = []
+    value_changed: list[VariableInfo] = []
+    identical: list[VariableInfo] = []
     statuses: list[VariableStatus] = []
     for key in sorted(va.keys() | vb.keys(), key=lambda k: names.get(k, k)):
         before, after = va.get(key), vb.get(key)
@@ -221,6 +225,7 @@ def diff(backend: Backend, a: str | Ref | Any, b: str | Ref | Any, *, stats: boo
         ta = variable_identity(backend, loc_a, key, fills) if before is not None else None
         tb = variable_identity(backend, loc_b, key, fills) if after is not None else None
         if before is None:
+            assert after is not None  # every key is in one of the two
             status = "added"
             added.append(after)
         elif after is None:

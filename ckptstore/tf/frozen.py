@@ -49,7 +49,7 @@ def freeze_target(target: Any, output_names: Sequence[Any] | None = None) -> Fro
                 "freezing a TF1 session needs output_names, the ops to keep (e.g. ['op_to_store'])"
             )
         if isinstance(output_names, (str, bytes)) or not isinstance(output_names, Sequence):
-            output_names = [output_names]  # type: ignore[list-item]
+            output_names = [output_names]
         graph_def, inputs, outputs = _freeze_tf1(tf, target, list(output_names))
         kind = TF1_GRAPHDEF
     else:
