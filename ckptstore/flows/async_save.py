@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -45,32 +46,31 @@ from .deletion import apply_retention
 log = logging.getLogger(__name__)
 
 
-class PendingSave:
-    """A checkpoint being written in the background; :meth:`result` waits for its commit."""
+class PendingSave(Future[CheckpointInfo]):
+    """A checkpoint being written in the background: a :class:`concurrent.futures.Future` of its
+    :class:`~ckptstore.records.CheckpointInfo`, so ``result()``, ``exception()``, ``done()``,
+    ``add_done_callback`` and ``concurrent.futures.wait`` / ``as_completed`` work as for any
+    executor's future. It is running from the start (the snapshot is taken): ``cancel()`` returns
+    False, as for a future an executor has started.
+    """
 
     def __init__(self, run_name: str, step: int) -> None:
+        super().__init__()
+        self.set_running_or_notify_cancel()
         self.run_name = run_name
         self.step = step
         #: What a reference to this checkpoint will be once committed (``run@step``).
         self.ref = f"{run_name}@{step}"
-        self._done = threading.Event()
-        self._info: CheckpointInfo | None = None
-        self._error: BaseException | None = None
 
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def result(self, timeout: float | None = None) -> CheckpointInfo:
-        """The committed checkpoint; raises what the background save raised."""
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"{self.ref} is still being saved")
-        if self._error is not None:
-            raise self._error
-        assert self._info is not None
-        return self._info
+    @classmethod
+    def completed(cls, info: CheckpointInfo) -> PendingSave:
+        """A save already committed (made synchronously), as a finished future."""
+        pending = cls(info.run, info.step)
+        pending.set_result(info)
+        return pending
 
     def __repr__(self) -> str:
-        state = "pending" if not self.done() else ("failed" if self._error else "committed")
+        state = "pending" if not self.done() else ("failed" if self.exception() else "committed")
         return f"PendingSave({self.ref!r}, {state})"
 
 
@@ -117,19 +117,18 @@ class SaveQueue:
             if isinstance(exc, OSError):
                 raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
             raise
-        pending = PendingSave(self.run_name, step)
         if snap is None:
             # Nothing to snapshot cheaply (partitioned variables, lookup tables, graph mode TF2):
             # the save is made now, synchronously, and reported as already committed.
             stack.close()
             self._return_buffers(buffers)
             try:
-                pending._info = save_now(self.backend, self.run_id, self.run_name, target, step,
-                                         var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+                info = save_now(self.backend, self.run_id, self.run_name, target, step,
+                                var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
             finally:
                 self._slots.release()
-                pending._done.set()
-            return pending
+            return PendingSave.completed(info)
+        pending = PendingSave(self.run_name, step)
         # The thread holds the snapshot through a box it empties once written: Thread keeps its
         # args until run() returns, which would keep two snapshots alive across the next call.
         thread = threading.Thread(
@@ -186,6 +185,8 @@ class SaveQueue:
                 buffers: snapshot.HostBuffers, fmt: formats.CheckpointFormat, sdir: Path, prefix: str,
                 step: int, target: Any) -> None:
         _lower_priority()
+        info: CheckpointInfo | None = None
+        error: BaseException | None = None
         try:
             try:
                 with stack:
@@ -213,14 +214,14 @@ class SaveQueue:
                     # come from the object graph just written and the live object's attributes
                     # (its structure, not its values, so reading it here, after the call, is right).
                     names = readable_names(target, path)
-                    pending._info = commit_checkpoint(
+                    info = commit_checkpoint(
                         self.backend, self.run_id, self.run_name, step, fmt, path, known, readable=names
                     )
             except OSError as exc:  # moving into the object area
                 raise from_os_error(f"cannot save {self.run_name}@{step}", exc) from None
             apply_retention(self.backend, self.run_id)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, never dropped
-            pending._error = exc
+            error = exc
             log.error("background save of %s@%d failed: %s", self.run_name, step, exc,
                       exc_info=not isinstance(exc, CkptstoreError))
             with self._lock:
@@ -228,7 +229,12 @@ class SaveQueue:
         finally:
             self._return_buffers(buffers)  # before the slot: the next snapshot reuses them
             self._slots.release()
-            pending._done.set()
+            # Last: a waiter (or a done callback) sees the slot and the buffers free again.
+            if error is not None:
+                pending.set_exception(error)
+            else:
+                assert info is not None  # committed, since nothing raised
+                pending.set_result(info)
             with self._lock:
                 self._threads = [t for t in self._threads if t is not threading.current_thread()]
                 self._pending = [p for p in self._pending if p is not pending]
