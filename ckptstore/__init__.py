@@ -20,20 +20,50 @@ from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
 
 if TYPE_CHECKING:
+    from .flows.async_save import PendingSave
     from .names import parse_ref
-    from .records import to_json
+    from .records import (
+        AliasEventInfo,
+        AliasInfo,
+        CheckpointInfo,
+        ExportInfo,
+        FileInfo,
+        GcReport,
+        MetricChange,
+        MetricSummary,
+        Problem,
+        RunAtStep,
+        RunComparison,
+        RunInfo,
+        SpaceUsage,
+        StepMetrics,
+        TensorStats,
+        VariableChange,
+        VariableDiff,
+        VariableInfo,
+        VariableStatus,
+        VerifyReport,
+        to_json,
+    )
     from .retention import KeepBest, Retention
     from .run import Run
     from .store import Store, open_store
 
 __version__ = "0.1.0"
 
+# The record types: what the store's queries return (``ckptstore.records``).
+_RECORDS = (
+    "RunInfo", "StepMetrics", "MetricChange", "MetricSummary", "RunComparison", "RunAtStep", "FileInfo",
+    "VariableInfo", "VariableChange", "TensorStats", "VariableStatus", "VariableDiff", "SpaceUsage",
+    "CheckpointInfo", "ExportInfo", "AliasEventInfo", "AliasInfo", "Problem", "VerifyReport", "GcReport",
+)
 # Every name but the errors loads on first use: the CLI's quick path imports this package on
 # each call, and defining the record and retention classes it does not need is a good part of
 # its start-up time.
 _LAZY = {
-    "open_store": "store", "Store": "store", "Run": "run",
+    "open_store": "store", "Store": "store", "Run": "run", "PendingSave": "flows.async_save",
     "parse_ref": "names", "to_json": "records", "KeepBest": "retention", "Retention": "retention",
+    **{name: "records" for name in _RECORDS},
 }
 # Submodules reachable as attributes (``ckptstore.keras.StoreCallback`` after ``import
 # ckptstore``), imported on first use: ``keras`` imports TensorFlow.
@@ -53,14 +83,21 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    # The lazy names too, as if they were loaded (help(), completion in a shell).
+    return sorted({*globals(), *__all__, *_SUBMODULES})
+
+
 __all__ = [
     "open_store",
     "Store",
     "Run",
     "Retention",
     "KeepBest",
+    "PendingSave",
     "parse_ref",
     "to_json",
     "__version__",
+    *_RECORDS,
     *_errors_all,
 ]

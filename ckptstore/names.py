@@ -162,7 +162,7 @@ def check_step(step: object) -> int:
     if isinstance(step, bool):
         raise MetricValueError(f"step must be a whole number >= 0, got {step!r}")
     try:
-        i = int(step)  # type: ignore[call-overload]
+        i: int = int(step)  # type: ignore[call-overload]  # any object: what int() refuses is caught
     except (TypeError, ValueError, OverflowError):
         raise MetricValueError(f"step must be a whole number >= 0, got {shown(step)}") from None
     if i != step or i < 0:

@@ -13,6 +13,32 @@ from datetime import datetime
 from typing import Any
 
 
+#: The record types (every one importable from ``ckptstore``) and the JSON conversion.
+__all__ = [
+    "RunInfo",
+    "StepMetrics",
+    "MetricChange",
+    "MetricSummary",
+    "RunComparison",
+    "RunAtStep",
+    "FileInfo",
+    "VariableInfo",
+    "VariableChange",
+    "TensorStats",
+    "VariableStatus",
+    "VariableDiff",
+    "SpaceUsage",
+    "CheckpointInfo",
+    "ExportInfo",
+    "AliasEventInfo",
+    "AliasInfo",
+    "Problem",
+    "VerifyReport",
+    "GcReport",
+    "to_json",
+]
+
+
 def to_json(obj: Any) -> Any:
     """Convert records (and lists/dicts of them) to JSON-ready values.
 
