@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-
 #: The record types (every one importable from ``ckptstore``) and the JSON conversion.
 __all__ = [
     "RunInfo",
