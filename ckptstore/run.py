@@ -536,13 +536,13 @@ class FollowerRun(Run):
             f"so it cannot {what} (do it where ckptstore.distributed.role().is_chief)"
         )
 
-    def freeze(self, *args: Any, **kwargs: Any) -> ExportInfo:
+    def freeze(self, target: Any, output_names: Sequence[str] | None = None, *, step: int | None = None) -> ExportInfo:
         raise self._not_chief("freeze an export")
 
-    def export_saved_model(self, *args: Any, **kwargs: Any) -> ExportInfo:
+    def export_saved_model(self, obj: Any, *, step: int | None = None, signatures: Any = None) -> ExportInfo:
         raise self._not_chief("store a SavedModel")
 
-    def export_keras(self, *args: Any, **kwargs: Any) -> ExportInfo:
+    def export_keras(self, model: Any, *, step: int | None = None) -> ExportInfo:
         raise self._not_chief("store a .keras file")
 
     def set_retention(self, retention: Retention | None) -> None:

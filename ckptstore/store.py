@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.engine import URL
 
@@ -28,7 +28,7 @@ from .errors import (
     UnknownRunError,
 )
 from .flows import aliases as alias_flows
-from .flows import async_save, deletion, deploy_exports, imports, maintenance, recording
+from .flows import async_save, deletion, deploy_exports, imports, maintenance, materialized, recording
 from .flows import checkpoints as checkpoint_flows
 from .flows import exports as export_flows
 from .flows import runs as run_flows
@@ -282,7 +282,10 @@ class Store:
         overwrite: bool = False,
         update_params: bool = False,
         strategy: Any = None,
-        **logging_options: Any,
+        flush_every: int = 20_000,
+        flush_seconds: float = 5.0,
+        nonfinite: Literal["store", "raise", "skip"] = "store",
+        saves_in_flight: int = 1,
     ) -> Run:
         """Start a new run (or, with ``resume``, continue one); use it as a context manager.
 
@@ -306,8 +309,10 @@ class Store:
         run's last step (logged or saved); logging or saving at or below it is refused
         (:class:`StepConflictError`) unless ``overwrite=True``, or after :meth:`Run.rewind`
         (training restarted from an older checkpoint). ``StoreCallback`` continues after it by
-        itself. ``logging_options`` tune :meth:`Run.log` buffering (``flush_every``,
-        ``flush_seconds``, ``nonfinite``).
+        itself. ``flush_every`` (values) and ``flush_seconds`` bound what :meth:`Run.log` buffers
+        before a write; ``nonfinite`` says what a NaN or infinite value does (``"store"`` it,
+        ``"raise"`` :class:`MetricValueError`, ``"skip"`` it); ``saves_in_flight`` bounds the
+        background saves (``save(blocking=False)``) pending at once.
 
         **Distributed training** (``docs/distributed.md``): every worker of a ``tf.distribute``
         job calls ``start_run`` with the same name. The chief (``ckptstore.distributed``: from
@@ -374,7 +379,8 @@ class Store:
                 self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params,
                 process=process, heartbeat_timeout=heartbeat_timeout,
             )
-        run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, role=who, **logging_options)
+        run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, role=who,
+                  flush_every=flush_every, flush_seconds=flush_seconds, nonfinite=nonfinite, saves_in_flight=saves_in_flight)
         self.heartbeat.add(run_id, name)
         return run
 
@@ -585,12 +591,14 @@ class Store:
         """Logical against stored bytes per run (all, or ``runs``), then the whole store (run None)."""
         return tensor_flows.space(self.backend, runs)
 
-    def restore(self, ref: Any, target: Any, *, verify: bool | str = True, **kwargs: Any) -> CheckpointInfo:
+    def restore(self, ref: Any, target: Any, *, verify: bool | str = True, var_list: Any = None) -> CheckpointInfo:
         """Restore a checkpoint into a TF1 session or a ``tf.train.Checkpoint`` / trackable.
 
-        See :func:`ckptstore.flows.checkpoints.restore`.
+        ``verify``: check the stored files' digests first (``"sample"``: a sample of them);
+        ``var_list``: for a TF1 session, the variables to restore, as ``tf.compat.v1.train.Saver``
+        takes them. See :func:`ckptstore.flows.checkpoints.restore`.
         """
-        return checkpoint_flows.restore(self.backend, ref, target, verify=verify, **kwargs)
+        return checkpoint_flows.restore(self.backend, ref, target, verify=verify, var_list=var_list)
 
     def materialize(
         self,
@@ -610,13 +618,29 @@ class Store:
         """
         return checkpoint_flows.materialize(self.backend, ref, to_dir, verify=verify, link=link, force=force, progress=progress)
 
+    def cached_checkpoint(self, ref: Any) -> Path:
+        """The path prefix of a read-only copy of the checkpoint ``ref`` names, in the store's
+        cache (made on first use, made again if changed on disk): for TensorFlow APIs that take
+        a path (``tf.train.load_checkpoint``, ``Saver.restore``). See ``flows.materialized``."""
+        return materialized.cached_prefix(self.backend, ref)
+
+    def tensorflow_directory(self, run: str) -> Path:
+        """A local directory, beside the store's cache, for the files TensorFlow writes for
+        ``run`` when a drop-in (``tf2.CheckpointManager(ckpt, run)``) is given a run instead
+        of a directory; it is not created here."""
+        return Path(self.backend.files.cache_root()).parent / "tf-dirs" / run
+
     def read_variable(self, ref: Any, name: str, *, verify: bool | str = True) -> Any:
         """One saved variable's value as a numpy array, without building a graph."""
         return checkpoint_flows.read_variable(self.backend, ref, name, verify=verify)
 
-    def import_checkpoints(self, directory: str | os.PathLike[str], *, run: str, **kwargs: Any) -> list[CheckpointInfo]:
-        """Register checkpoints written by vanilla ``Saver`` / ``CheckpointManager``."""
-        return imports.import_checkpoints(self.backend, directory, run=run, **kwargs)
+    def import_checkpoints(
+        self, directory: str | os.PathLike[str], *, run: str, progress: Progress = None
+    ) -> list[CheckpointInfo]:
+        """Register checkpoints written by vanilla ``Saver`` / ``CheckpointManager`` in ``run``;
+        ``progress(done, total)`` is called with the checkpoints imported so far. See
+        :func:`ckptstore.flows.imports.import_checkpoints`."""
+        return imports.import_checkpoints(self.backend, directory, run=run, progress=progress)
 
     def record_checkpoint(
         self, prefix: str | os.PathLike[str], *, run: str, step: int,
@@ -685,33 +709,45 @@ class Store:
         """Frozen exports, oldest first, of one run or of the whole store, with their aliases."""
         return export_flows.list_exports(self.backend, run)
 
-    def load_frozen(self, ref: Any, **kwargs: Any) -> Any:
+    def load_frozen(self, ref: Any, *, verify: bool | str = True) -> Any:
         """An export as a TF2 callable over its inputs (positional or by name), digest checked
         first. ``ref``: ``export:ID``, an alias, ``run@step`` / ``run@latest`` / ``run@~N`` for
         the run's export at that step, or an ``ExportInfo``. See
         :func:`ckptstore.flows.exports.load_frozen`."""
-        return export_flows.load_frozen(self.backend, ref, **kwargs)
+        return export_flows.load_frozen(self.backend, ref, verify=verify)
 
-    def import_frozen(self, ref: Any, graph: Any = None, **kwargs: Any) -> Any:
-        """Import an export's GraphDef into a TF1 graph (new by default, ``name=`` prefix); returns it."""
-        return export_flows.import_frozen(self.backend, ref, graph, **kwargs)
+    def import_frozen(self, ref: Any, graph: Any = None, *, name: str = "", verify: bool | str = True) -> Any:
+        """Import an export's GraphDef into a TF1 graph (new by default; ``name`` prefixes the
+        imported ops); returns the graph. See :func:`ckptstore.flows.exports.import_frozen`."""
+        return export_flows.import_frozen(self.backend, ref, graph, name=name, verify=verify)
 
-    def export_frozen(self, ref: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
-        """Write an export's ``.pb`` and a JSON sidecar (``path + ".json"``) for deployment."""
-        return export_flows.export_frozen(self.backend, ref, path, **kwargs)
+    def export_frozen(
+        self, ref: Any, path: str | os.PathLike[str], *, verify: bool | str = True, force: bool = False
+    ) -> Path:
+        """Write an export's ``.pb`` and a JSON sidecar (``path + ".json"``) for deployment;
+        ``force`` replaces existing files."""
+        return export_flows.export_frozen(self.backend, ref, path, verify=verify, force=force)
 
-    def load_saved_model(self, ref: Any, **kwargs: Any) -> Any:
+    def load_saved_model(self, ref: Any, *, verify: bool | str = True) -> Any:
         """``tf.saved_model.load`` of a SavedModel export (``run.export_saved_model``), checked first."""
-        return deploy_exports.load_saved_model(self.backend, ref, **kwargs)
+        return deploy_exports.load_saved_model(self.backend, ref, verify=verify)
 
-    def load_keras(self, ref: Any, **kwargs: Any) -> Any:
-        """``keras.saving.load_model`` of a ``.keras`` export (``run.export_keras``), checked first."""
-        return deploy_exports.load_keras(self.backend, ref, **kwargs)
+    def load_keras(
+        self, ref: Any, *, verify: bool | str = True, custom_objects: dict[str, Any] | None = None,
+        compile: bool = True, safe_mode: bool = True,
+    ) -> Any:
+        """``keras.saving.load_model`` of a ``.keras`` export (``run.export_keras``), checked
+        first; ``custom_objects``, ``compile`` and ``safe_mode`` are ``load_model``'s."""
+        return deploy_exports.load_keras(self.backend, ref, verify=verify, custom_objects=custom_objects,
+                                         compile=compile, safe_mode=safe_mode)
 
-    def export_to(self, ref: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    def export_to(
+        self, ref: Any, path: str | os.PathLike[str], *, verify: bool | str = True, force: bool = False
+    ) -> Path:
         """Write any export out for deployment: a ``.pb`` or ``.keras`` file with a JSON sidecar,
-        or a SavedModel directory. See :func:`ckptstore.flows.deploy_exports.export_to`."""
-        return deploy_exports.export_to(self.backend, ref, path, **kwargs)
+        or a SavedModel directory; ``force`` replaces what is there. See
+        :func:`ckptstore.flows.deploy_exports.export_to`."""
+        return deploy_exports.export_to(self.backend, ref, path, verify=verify, force=force)
 
     def tag(self, ref: Any, name: str, *, message: str | None = None) -> AliasInfo:
         """Point the alias ``name`` at what ``ref`` names, keeping the alias's history."""

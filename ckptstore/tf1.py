@@ -25,7 +25,7 @@ Extensions, all keyword-only or in places TensorFlow would raise:
   waits); see ``dropin.Recorder``.
 * ``restore``, ``import_meta_graph`` and ``latest_checkpoint`` also take what names a stored
   checkpoint (``run@1000``, ``run@latest``, an alias, a ``Run``, a ``CheckpointInfo``): it is
-  read from a verified read-only copy in the store's cache (``flows.materialized``).
+  read from a verified read-only copy in the store's cache (``Store.cached_checkpoint``).
 
 This module imports TensorFlow when it is imported (``import ckptstore`` does not import it).
 """
@@ -47,8 +47,6 @@ from tensorflow.python.training import training_util as _training_util
 
 from . import dropin
 from .errors import CkptstoreError
-from .flows import materialized
-from .flows.resolve import checkpoint_of
 from .run import Run
 
 log = logging.getLogger(__name__)
@@ -67,17 +65,17 @@ def _stored_prefix(save_path: Any, store: Any) -> str | None:
     """The cached copy's prefix when ``save_path`` names a stored checkpoint rather than files."""
     if isinstance(save_path, Run):
         save_path.wait()
-        return str(materialized.cached_prefix(save_path.store.backend, f"{save_path.name}@latest"))
+        return str(save_path.store.cached_checkpoint(f"{save_path.name}@latest"))
     if not isinstance(save_path, (str, bytes, os.PathLike)) and hasattr(save_path, "ref"):
         store = store if store is not None else dropin.default_store()
-        return str(materialized.cached_prefix(store.backend, checkpoint_of(store.backend, save_path)))
+        return str(store.cached_checkpoint(save_path))
     if isinstance(save_path, str) and "@" in save_path and not _tf_management.checkpoint_exists_internal(save_path):
         text = save_path[: -len(".meta")] if save_path.endswith(".meta") else save_path
         if os.path.exists(save_path):
             return None  # a file with an '@' in its name (a .meta): TensorFlow reads it
         try:
             store = store if store is not None else dropin.default_store()
-            return str(materialized.cached_prefix(store.backend, text))
+            return str(store.cached_checkpoint(text))
         except CkptstoreError as exc:
             # Not a stored checkpoint either: TensorFlow's own error for a missing path follows.
             log.debug("%r names no stored checkpoint: %s", save_path, exc)

@@ -41,7 +41,7 @@ __all__ = ["CheckpointManager", "latest_checkpoint"]
 
 
 def _run_directory(run: Run) -> str:
-    return str(run.store.backend.files.cache_root().parent / "tf-dirs" / run.name)
+    return str(run.store.tensorflow_directory(run.name))
 
 
 def _is_async(options: Any) -> bool:

@@ -204,3 +204,24 @@ def test_background_record_survives_tensorflow_deleting_the_files(sqlite_store, 
     v.assign(0.0)
     sqlite_store.restore(f"{m.run.name}@5", ckpt, verify="full")
     assert float(v.numpy()) == 5.0
+
+
+def test_the_drop_ins_use_the_store_s_public_methods_only():
+    import re
+
+    package = os.path.dirname(ckptstore.__file__)
+    for module in ("tf1.py", "tf2.py", "dropin.py"):
+        with open(os.path.join(package, module), encoding="utf-8") as f:
+            source = f.read()
+        assert not re.search(r"\.backend\b|flows\.materialized|from \.flows", source), module
+
+
+def test_cached_checkpoint_is_a_prefix_tensorflow_reads(sqlite_store, tiny_model, tmp_path):
+    run = sqlite_store.start_run("a")
+    run.save(tiny_model(scale=3.0), 1)
+    prefix = sqlite_store.cached_checkpoint("a@latest")
+    assert prefix == sqlite_store.cached_checkpoint("a@1")  # one copy, made once
+    values = [tf.train.load_checkpoint(str(prefix)).get_tensor(k) for k, _ in tf.train.list_variables(str(prefix)) if "w" in k and "OPTIMIZER" not in k]
+    assert values and (values[0] == 3.0).all()
+    d = sqlite_store.tensorflow_directory("a")
+    assert d.name == "a" and not d.exists()

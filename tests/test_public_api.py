@@ -74,3 +74,44 @@ def test_exported_records_load_without_sqlalchemy_or_tensorflow():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _public_callables():
+    from ckptstore.flows import deploy_exports, exports, imports
+    from ckptstore.run import FollowerRun, Run
+    from ckptstore.store import Store
+
+    for cls in (Store, Run, FollowerRun):
+        for name, fn in inspect.getmembers(cls, inspect.isfunction):
+            if not name.startswith("_"):
+                yield f"{cls.__name__}.{name}", fn
+    for module in (deploy_exports, exports, imports):
+        for name in module.__all__ if hasattr(module, "__all__") else dir(module):
+            fn = getattr(module, name)
+            if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_"):
+                yield f"{module.__name__}.{name}", fn
+
+
+def test_public_functions_take_named_keywords_not_bare_kwargs():
+    # ``log(step, **metrics)``: the keywords are the user's metric names, not options.
+    allowed = {"Run.log", "FollowerRun.log"}
+    bare = [
+        name for name, fn in _public_callables()
+        if name not in allowed
+        and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    ]
+    assert bare == []
+
+
+def test_a_misspelt_keyword_is_a_type_error_before_anything_runs(sqlite_store):
+    # As TensorFlow does: an option nobody takes is not silently dropped.
+    for call in (
+        lambda: sqlite_store.load_keras("export:1", verfy=False),
+        lambda: sqlite_store.restore("a@1", object(), var_lists=None),
+        lambda: sqlite_store.export_to("export:1", "out", forse=True),
+        lambda: sqlite_store.import_checkpoints("d", run="r", progres=None),
+        lambda: sqlite_store.start_run("a", flush_evry=10),
+    ):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            call()
+    assert sqlite_store.runs() == []

@@ -171,12 +171,15 @@ def load_saved_model(backend: Backend, ref: Any, *, verify: bool | str = True) -
     return sm.load_saved_model(_cached(backend, info, verify))
 
 
-def load_keras(backend: Backend, ref: Any, *, verify: bool | str = True, **kwargs: Any) -> Any:
-    """``keras.saving.load_model`` of a stored ``.keras`` export, checked first."""
+def load_keras(backend: Backend, ref: Any, *, verify: bool | str = True, custom_objects: dict[str, Any] | None = None,
+               compile: bool = True, safe_mode: bool = True) -> Any:
+    """``keras.saving.load_model`` of a stored ``.keras`` export, checked first (the keywords
+    after ``verify`` are ``load_model``'s)."""
     info = export_of(backend, ref)
     if info.kind != sm.KERAS:
         raise CkptstoreError(f"{info.ref} is a {info.kind} export, not a .keras model")
-    return sm.load_keras(_cached(backend, info, verify) / "model.keras", **kwargs)
+    return sm.load_keras(_cached(backend, info, verify) / "model.keras",
+                         custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
 # --------------------------------------------------------------------------- writing out

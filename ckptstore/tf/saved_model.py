@@ -93,7 +93,8 @@ def load_saved_model(directory: Path) -> Any:
     return tf().saved_model.load(str(directory))
 
 
-def load_keras(path: Path, **kwargs: Any) -> Any:
+def load_keras(path: Path, *, custom_objects: dict[str, Any] | None = None, compile: bool = True,
+               safe_mode: bool = True) -> Any:
     import keras
 
-    return keras.saving.load_model(str(path), **kwargs)
+    return keras.saving.load_model(str(path), custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
