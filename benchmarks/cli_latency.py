@@ -13,7 +13,7 @@ dependency; it lives in its own virtual environment.
     python benchmarks/cli_latency.py [--runs 1000] [--repeat 7] [--mlflow-python PATH]
 
 Targets: ckptstore runs list <= 0.3 s wall (issue 5); every metadata command (runs
-list/show/compare, steps, at, checkpoints, vars, versions, exports) <= 0.3 s and <= 2 x
+list/show/compare, steps, at, checkpoints, vars, aliases, exports) <= 0.3 s and <= 2 x
 ``python -c pass`` + 0.15 s (issue 17); ``runs list --where ... --sort ...`` on 10,000 runs
 printed beside them (``--search-runs 0`` skips building that store).
 """
@@ -53,7 +53,7 @@ COMMANDS = [
     ["at", "10", "--run", "run-00*", "--param", "lr"],
     ["checkpoints", "run-0000", "--metric", "loss"],
     ["vars", "run-0000@best:loss"],
-    ["versions"],
+    ["aliases"],
     ["exports"],
 ]
 
@@ -70,7 +70,7 @@ def build_store(path: Path, n_runs: int, *, checkpoint: bool = False) -> None:
 
     store = ckptstore.open_store(path)
     if checkpoint:
-        # One real checkpoint (run-0000@20, tagged 'prod') for checkpoints / vars / versions.
+        # One real checkpoint (run-0000@20, alias 'prod') for checkpoints / vars / aliases.
         from ckptstore.tf.runtime import tf as tensorflow
 
         tf = tensorflow()
@@ -90,7 +90,7 @@ def build_store(path: Path, n_runs: int, *, checkpoint: bool = False) -> None:
             run.save(net, STEPS)
         run.finish("failed" if i % 10 == 9 else "finished")
     if checkpoint:
-        store.tag(f"run-0000@{STEPS}", "prod")
+        store.set_alias("prod", f"run-0000@{STEPS}")
     store.close()
 
 

@@ -3,7 +3,7 @@
 Trains a small Keras MLP on synthetic regression data with :class:`ckptstore.keras.StoreCallback`
 (metrics every step, a checkpoint every ``save_every`` steps under a retention rule that keeps
 the 3 newest and the best by loss), tags the best checkpoint ``best``, restores it into a fresh
-model, freezes that model into a stored GraphDef tagged ``best-frozen``, loads the GraphDef into
+model, freezes that model into a stored GraphDef with the alias ``best-frozen``, loads the GraphDef into
 a fresh TF1 graph and checks that it computes what the restored model computes, and plots the
 loss. Each call makes a new run (``demo-<time>``) and moves ``best``, so it can run again and
 again on the same store.
@@ -64,9 +64,9 @@ class DemoSummary:
             f"  trained a {FEATURES}-{HIDDEN}-1 Keras MLP for {self.steps} steps; logged {self.values_logged} metric values",
             f"  saved {len(self.checkpoints_saved)} checkpoints (every {self.checkpoints_saved[0]} steps); "
             f"retention (3 newest + best loss) kept steps {_steps(self.checkpoints_kept)}, deleted {len(deleted)}",
-            f"  tagged {self.run}@{self.best_step} (loss {self.best_loss:.4g}) as 'best'{moved}",
+            f"  set the alias 'best' to {self.run}@{self.best_step} (loss {self.best_loss:.4g}){moved}",
             "  restored 'best' into a fresh model (checked against plain TF reading a materialized copy)",
-            f"  froze the restored model as {self.export}, tagged 'best-frozen'",
+            f"  froze the restored model as {self.export}, alias 'best-frozen'",
             f"  loaded the frozen graph into a fresh TF1 graph: outputs match the restored model "
             f"(max |diff| {self.max_abs_diff:.1e})",
             f"  wrote the loss plot to {self.plot}",
@@ -131,7 +131,7 @@ def run_demo(
             kept = [ck.step for ck in store.checkpoints(name)]
             loss_at = {r.step: r.metrics["loss"] for r in store.steps(name, keys=["loss"]) if "loss" in r.metrics}
             best_step = min((s for s in kept if s in loss_at), key=lambda s: loss_at[s])
-            alias = store.tag(f"{name}@{best_step}", "best", message=f"lowest loss of run {name}")
+            alias = store.set_alias("best", f"{name}@{best_step}", message=f"lowest loss of run {name}")
             last = alias.history[0] if alias.history else None
             best_was = last.old_target if last is not None and last.action == "move" else None
 
@@ -156,7 +156,7 @@ def run_demo(
                 input_signature=[tf.TensorSpec([None, FEATURES], tf.float32, name="x")],
             )
             export = run.freeze(serve, step=best_step)
-            store.tag(export.ref, "best-frozen", message=f"frozen from {name}@{best_step}")
+            store.set_alias("best-frozen", export.ref, message=f"frozen from {name}@{best_step}")
 
             graph = store.import_frozen("best-frozen")
             with tf.compat.v1.Session(graph=graph) as sess:
@@ -175,7 +175,7 @@ def run_demo(
         f"ckptstore{opt} steps {name} --metric loss --from {epochs * save_every - 5}",
         f"ckptstore{opt} checkpoints {name}",
         f"ckptstore{opt} vars best",
-        f"ckptstore{opt} versions best",
+        f"ckptstore{opt} aliases best",
         f"ckptstore{opt} exports {name}",
         f"ckptstore{opt} restore best --to demo-restore",
         f"ckptstore{opt} export best-frozen --to demo-restore/frozen.pb",

@@ -9,6 +9,7 @@ imports SQLAlchemy, never TensorFlow.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -464,7 +465,7 @@ class Store:
     def delete_run(self, name: str) -> int:
         """Delete a run with its metrics, checkpoints and exports; returns checkpoints deleted.
 
-        Refused while an alias points at one of its checkpoints or exports: untag first.
+        Refused while an alias points at one of its checkpoints or exports: remove it first.
         """
         return run_flows.delete_run(self.backend, name)
 
@@ -672,7 +673,9 @@ class Store:
         """Delete one checkpoint (refused if an alias points at it)."""
         ck = self.checkpoint(ref)
         if ck.aliases:
-            raise ConflictError(f"checkpoint {ck.ref} is the version {', '.join(ck.aliases)}; untag it first")
+            raise ConflictError(
+                f"checkpoint {ck.ref} has the alias {', '.join(ck.aliases)}; remove it first (ckptstore unalias NAME)"
+            )
         deletion.delete_checkpoints(self.backend, [ck.id])
 
     def apply_retention(self, run: str) -> list[int]:
@@ -703,7 +706,7 @@ class Store:
         """
         return maintenance.gc(self.backend, dry_run=dry_run, progress=progress, grace=grace)
 
-    # ------------------------------------------------------------------ exports and named versions
+    # ------------------------------------------------------------------ exports
 
     def exports(self, run: str | None = None) -> list[ExportInfo]:
         """Frozen exports, oldest first, of one run or of the whole store, with their aliases."""
@@ -749,17 +752,47 @@ class Store:
         :func:`ckptstore.flows.deploy_exports.export_to`."""
         return deploy_exports.export_to(self.backend, ref, path, verify=verify, force=force)
 
+    # ------------------------------------------------------------------ aliases
+
+    def set_alias(self, name: str, ref: Any, *, message: str | None = None) -> AliasInfo:
+        """Point the alias ``name`` (``prod``, ``best``) at the checkpoint or export ``ref``
+        names, moving it if it exists; returns the alias. Its history keeps every move, with
+        ``message``; its target is safe from retention, ``gc`` and deletion while it points there.
+
+        >>> store.set_alias("prod", "mnist@latest", message="beats baseline")   # doctest: +SKIP
+        """
+        return alias_flows.set_alias(self.backend, name, ref, message=message)
+
+    def remove_alias(self, name: str, *, message: str | None = None) -> None:
+        """Remove an alias (its target is no longer protected); its history is kept."""
+        alias_flows.remove_alias(self.backend, name, message=message)
+
+    def aliases(self, name: str | None = None) -> list[AliasInfo]:
+        """Every alias with its history, newest event first; with ``name``, that alias only
+        (a removed one: its history, ``kind="untagged"``)."""
+        return alias_flows.aliases(self.backend, name)
+
+    # The names before "alias" was the one word (issue 25); scripts still call them.
+
     def tag(self, ref: Any, name: str, *, message: str | None = None) -> AliasInfo:
-        """Point the alias ``name`` at what ``ref`` names, keeping the alias's history."""
-        return alias_flows.tag(self.backend, ref, name, message=message)
+        """Deprecated: :meth:`set_alias` (``set_alias(name, ref)``, the other order)."""
+        _deprecated("Store.tag(ref, name)", "Store.set_alias(name, ref)")
+        return self.set_alias(name, ref, message=message)
 
     def untag(self, name: str, *, message: str | None = None) -> None:
-        """Remove an alias (its target is no longer protected); its history is kept."""
-        alias_flows.untag(self.backend, name, message=message)
+        """Deprecated: :meth:`remove_alias`."""
+        _deprecated("Store.untag", "Store.remove_alias")
+        self.remove_alias(name, message=message)
 
     def versions(self, name: str | None = None) -> list[AliasInfo]:
-        """Aliases (named versions) with their history, newest event first."""
-        return alias_flows.versions(self.backend, name)
+        """Deprecated: :meth:`aliases`."""
+        _deprecated("Store.versions", "Store.aliases")
+        return self.aliases(name)
+
+
+def _deprecated(old: str, new: str) -> None:
+    # stacklevel 3: the warning names the caller's line, not the deprecated method's.
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
 
 
 __all__ = ["open_store", "Store"]

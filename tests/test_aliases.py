@@ -1,4 +1,4 @@
-"""Named versions on SQLite and PostgreSQL: tag, move, untag, history, and the protection an
+"""Aliases on SQLite and PostgreSQL: set, move, remove, history, and the protection an
 alias gives its target against retention, gc and deletion."""
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ def mnist(store, seed_session):
 
 
 def _events(store, name):
-    return [(e.action, e.old_target, e.new_target, e.message) for e in store.versions(name)[0].history]
+    return [(e.action, e.old_target, e.new_target, e.message) for e in store.aliases(name)[0].history]
 
 
 # --------------------------------------------------------------------------- tagging and resolving
 
 
 def test_tag_names_a_checkpoint_that_resolve_returns(store, mnist):
-    info = store.tag("mnist@20", "best", message="lowest loss")
+    info = store.set_alias("best", "mnist@20", message="lowest loss")
     assert (info.name, info.target, info.kind, info.message) == ("best", "mnist@20", "checkpoint", "lowest loss")
     target = store.resolve("best")
     assert isinstance(target, CheckpointInfo) and target.ref == "mnist@20"
@@ -54,16 +54,16 @@ def test_tag_names_a_checkpoint_that_resolve_returns(store, mnist):
 
 def test_tag_accepts_every_kind_of_reference(store, mnist, seed_session):
     export = mnist.freeze(seed_session, ["op_to_store"], step=30)
-    assert store.tag("mnist@latest", "newest").target == "mnist@30"
-    assert store.tag("mnist@~25", "below25").target == "mnist@20"
-    assert store.tag(export.ref, "prod").target == export.ref
+    assert store.set_alias("newest", "mnist@latest").target == "mnist@30"
+    assert store.set_alias("below25", "mnist@~25").target == "mnist@20"
+    assert store.set_alias("prod", export.ref).target == export.ref
     # Another alias: the new alias points at that alias's current target, not at the alias.
-    assert store.tag("below25", "pinned").target == "mnist@20"
-    store.tag("mnist@10", "below25")
+    assert store.set_alias("pinned", "below25").target == "mnist@20"
+    store.set_alias("below25", "mnist@10")
     assert store.resolve("pinned").ref == "mnist@20"
     resolved = store.resolve("prod")
     assert isinstance(resolved, ExportInfo) and resolved.aliases == ["prod"]
-    assert [(a.name, a.target, a.kind) for a in store.versions()] == [
+    assert [(a.name, a.target, a.kind) for a in store.aliases()] == [
         ("below25", "mnist@10", "checkpoint"),
         ("newest", "mnist@30", "checkpoint"),
         ("pinned", "mnist@20", "checkpoint"),
@@ -73,11 +73,11 @@ def test_tag_accepts_every_kind_of_reference(store, mnist, seed_session):
 
 def test_moving_an_alias_between_three_targets_shows_the_full_history(store, mnist, seed_session):
     export = mnist.freeze(seed_session, ["op_to_store"], step=30)
-    store.tag("mnist@10", "prod", message="first")
-    store.tag("mnist@20", "prod", message="better")
-    info = store.tag(export.ref, "prod", message="frozen for serving")
+    store.set_alias("prod", "mnist@10", message="first")
+    store.set_alias("prod", "mnist@20", message="better")
+    info = store.set_alias("prod", export.ref, message="frozen for serving")
     assert (info.target, info.kind, info.message) == (export.ref, "export", "frozen for serving")
-    history = store.versions("prod")[0].history
+    history = store.aliases("prod")[0].history
     assert [(e.action, e.old_target, e.new_target, e.message) for e in history] == [
         ("move", "mnist@20", export.ref, "frozen for serving"),
         ("move", "mnist@10", "mnist@20", "better"),
@@ -91,25 +91,25 @@ def test_moving_an_alias_between_three_targets_shows_the_full_history(store, mni
 
 
 def test_tagging_the_same_target_again_records_no_event_but_keeps_a_new_message(store, mnist):
-    store.tag("mnist@10", "best", message="v1")
-    again = store.tag("mnist@10", "best")
+    store.set_alias("best", "mnist@10", message="v1")
+    again = store.set_alias("best", "mnist@10")
     assert again.message == "v1"  # no message given: the old one stays
-    updated = store.tag("mnist@10", "best", message="v1, re-evaluated")
+    updated = store.set_alias("best", "mnist@10", message="v1, re-evaluated")
     assert updated.message == "v1, re-evaluated"
     assert updated.updated_at >= again.updated_at
     # Via another ref kind to the same checkpoint: still the same target, still one event.
-    store.tag("mnist@~15", "best")
+    store.set_alias("best", "mnist@~15")
     assert _events(store, "best") == [("tag", None, "mnist@10", "v1")]
 
 
 def test_untag_frees_the_target_and_keeps_the_history(store, mnist):
-    store.tag("mnist@10", "best")
-    store.tag("mnist@20", "best")
-    store.untag("best", message="retired")
+    store.set_alias("best", "mnist@10")
+    store.set_alias("best", "mnist@20")
+    store.remove_alias("best", message="retired")
     with pytest.raises(UnknownAliasError, match="best"):
         store.resolve("best")
-    assert store.versions() == []
-    gone = store.versions("best")[0]
+    assert store.aliases() == []
+    gone = store.aliases("best")[0]
     assert (gone.kind, gone.target, gone.message) == ("untagged", "", "retired")
     assert [(e.action, e.old_target, e.new_target) for e in gone.history] == [
         ("untag", "mnist@20", None),
@@ -117,18 +117,18 @@ def test_untag_frees_the_target_and_keeps_the_history(store, mnist):
         ("tag", None, "mnist@10"),
     ]
     # The name can be used again; its history continues.
-    store.tag("mnist@30", "best")
-    assert [e.action for e in store.versions("best")[0].history] == ["tag", "untag", "move", "tag"]
+    store.set_alias("best", "mnist@30")
+    assert [e.action for e in store.aliases("best")[0].history] == ["tag", "untag", "move", "tag"]
     store.delete_checkpoint("mnist@20")  # no longer protected
 
 
 def test_unknown_aliases_are_clear_errors(store, mnist):
     with pytest.raises(UnknownAliasError, match="'nope'"):
-        store.untag("nope")
+        store.remove_alias("nope")
     with pytest.raises(UnknownAliasError, match="'nope'"):
-        store.versions("nope")
+        store.aliases("nope")
     with pytest.raises(UnknownAliasError, match="'nope'"):
-        store.tag("nope", "other")
+        store.set_alias("other", "nope")
 
 
 BAD_NAMES = ["a/b", "a\\b", "v@1", "export:3", "prod:v2", "-prod", "x" * 201, "", " prod", "..", "latest", "a\x00b"]
@@ -137,14 +137,14 @@ BAD_NAMES = ["a/b", "a\\b", "v@1", "export:3", "prod:v2", "-prod", "x" * 201, ""
 def test_alias_names_are_validated(store, mnist):
     for name in BAD_NAMES:
         with pytest.raises(InvalidNameError):
-            store.tag("mnist@10", name)
-    assert store.versions() == []
+            store.set_alias(name, "mnist@10")
+    assert store.aliases() == []
     assert [c.aliases for c in store.checkpoints("mnist")] == [[], [], []]
 
 
 def test_longest_and_unicode_alias_names_are_accepted(store, mnist):
     for name in ("x" * 200, "modèle-prod", "v1.2_rc"):
-        assert store.tag("mnist@10", name).name == name
+        assert store.set_alias(name, "mnist@10").name == name
         assert store.resolve(name).ref == "mnist@10"
 
 
@@ -165,10 +165,10 @@ BAD_REFS = [
 def test_bad_refs_are_refused_without_recording_anything(store, mnist):
     for ref, error in BAD_REFS:
         with pytest.raises(error):
-            store.tag(ref, "prod")
-    assert store.versions() == []
+            store.set_alias("prod", ref)
+    assert store.aliases() == []
     with pytest.raises(UnknownAliasError):
-        store.versions("prod")
+        store.aliases("prod")
 
 
 # --------------------------------------------------------------------------- protection
@@ -177,42 +177,42 @@ def test_bad_refs_are_refused_without_recording_anything(store, mnist):
 def test_retention_does_not_delete_a_tagged_checkpoint(store, seed_session):
     run = store.start_run("r", retention=Retention(max_to_keep=1))
     run.save(seed_session, 10)
-    store.tag("r@10", "best")
+    store.set_alias("best", "r@10")
     for step in (20, 30, 40):
         run.save(seed_session, step)
-    # max_to_keep=1 keeps only 40, but 10 is a named version.
+    # max_to_keep=1 keeps only 40, but an alias points at 10.
     assert [(c.step, c.aliases) for c in store.checkpoints("r")] == [(10, ["best"]), (40, [])]
     assert store.apply_retention("r") == []
     # Once untagged, the next application of the rule removes it.
-    store.untag("best")
+    store.remove_alias("best")
     assert store.apply_retention("r") == [10]
     assert [c.step for c in store.checkpoints("r")] == [40]
 
 
 def test_aliases_protect_targets_from_deletion(store, mnist, seed_session):
     export = mnist.freeze(seed_session, ["op_to_store"], step=10)
-    store.tag("mnist@10", "best")
-    store.tag(export.ref, "prod")
+    store.set_alias("best", "mnist@10")
+    store.set_alias("prod", export.ref)
     with pytest.raises(ConflictError, match="best"):
         store.delete_checkpoint("mnist@10")
     with pytest.raises(ConflictError, match="best, prod"):
         store.delete_run("mnist")
     assert [c.step for c in store.checkpoints("mnist")] == [10, 20, 30]
-    store.untag("best")
+    store.remove_alias("best")
     with pytest.raises(ConflictError, match="prod"):
         store.delete_run("mnist")
-    store.untag("prod")
+    store.remove_alias("prod")
     assert store.delete_run("mnist") == 3
     # History outlives its targets and the run.
-    assert [(e.action, e.old_target) for e in store.versions("prod")[0].history] == [
+    assert [(e.action, e.old_target) for e in store.aliases("prod")[0].history] == [
         ("untag", export.ref), ("tag", None),
     ]
 
 
 def test_gc_keeps_what_aliases_point_at(store, mnist, seed_session):
     export = mnist.freeze(seed_session, ["op_to_store"], step=20)
-    store.tag("mnist@20", "best")
-    store.tag(export.ref, "prod")
+    store.set_alias("best", "mnist@20")
+    store.set_alias("prod", export.ref)
     store.set_retention("mnist", Retention(max_to_keep=1))
     assert store.apply_retention("mnist") == [10]
     report = store.gc()
@@ -234,7 +234,7 @@ store = ckptstore.open_store(uri, root=root)
 while time.time() < start:
     time.sleep(0.001)
 for i in range(15):
-    store.tag(target, f"race-{i}", message=target)
+    store.set_alias(f"race-{i}", target, message=target)
 print("ok")
 """
 
@@ -249,7 +249,7 @@ def test_processes_tagging_the_same_new_names_at_once_all_succeed(store_uri, sto
         assert p.returncode == 0, err[-2000:]
         assert out.strip() == "ok"
     for i in range(15):
-        info = store.versions(f"race-{i}")[0]
+        info = store.aliases(f"race-{i}")[0]
         actions = [e.action for e in info.history]
         # Exactly one process created the alias; every later one moved it (or found it there).
         assert actions[-1] == "tag" and set(actions[:-1]) <= {"move"}
@@ -267,8 +267,8 @@ def test_alias_commands_and_export_to_a_file_do_not_import_tensorflow(sqlite_sto
     out = run_py(
         "import sys, ckptstore\n"
         f"s = ckptstore.open_store({str(root)!r})\n"
-        "s.tag('r@1', 'best'); s.tag('r@latest', 'best', message='m'); s.versions(); s.versions('best')\n"
-        f"s.tag({export.ref!r}, 'prod'); s.exports(); s.untag('best')\n"
+        "s.set_alias('best', 'r@1'); s.set_alias('best', 'r@latest', message='m'); s.aliases(); s.aliases('best')\n"
+        f"s.set_alias('prod', {export.ref!r}); s.exports(); s.remove_alias('best')\n"
         f"s.export_frozen('prod', {str(tmp_path / 'model.pb')!r})\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
         "print('ok')"
@@ -276,3 +276,14 @@ def test_alias_commands_and_export_to_a_file_do_not_import_tensorflow(sqlite_sto
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
     assert (tmp_path / "model.pb.json").is_file()
+
+
+def test_the_old_names_tag_untag_versions_still_work_and_warn(store, mnist):
+    with pytest.warns(DeprecationWarning, match=r"Store.tag\(ref, name\) is deprecated; use Store.set_alias\(name, ref\)"):
+        info = store.tag("mnist@10", "best", message="old spelling")
+    assert (info.name, info.target) == ("best", "mnist@10")
+    with pytest.warns(DeprecationWarning, match="Store.aliases"):
+        assert [a.name for a in store.versions()] == ["best"]
+    with pytest.warns(DeprecationWarning, match="Store.remove_alias"):
+        store.untag("best")
+    assert store.aliases() == []

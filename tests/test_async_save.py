@@ -76,13 +76,13 @@ def test_at_most_one_save_in_flight_by_default(sqlite_store, tiny_model):
 def test_a_background_failure_is_logged_and_raised_at_the_next_wait(sqlite_store, tiny_model, caplog):
     run = sqlite_store.start_run("a")
     model = tiny_model()
-    sqlite_store.tag(run.save(model, 1), "v1")
+    sqlite_store.set_alias("v1", run.save(model, 1))
     with caplog.at_level(logging.ERROR, logger="ckptstore"):
         pending = run.save(model, 1, blocking=False)  # replacing a tagged step: refused
         while not pending.done():
             time.sleep(0.01)
     assert any("background save of a@1 failed" in r.getMessage() for r in caplog.records)
-    with pytest.raises(ConflictError, match="untag"):
+    with pytest.raises(ConflictError, match="unalias"):
         run.wait()
     run.wait()  # raised once, not forever
     with pytest.raises(ConflictError):
@@ -92,7 +92,7 @@ def test_a_background_failure_is_logged_and_raised_at_the_next_wait(sqlite_store
 def test_a_background_failure_is_raised_at_the_next_save(sqlite_store, tiny_model):
     run = sqlite_store.start_run("a")
     model = tiny_model()
-    sqlite_store.tag(run.save(model, 1), "v1")
+    sqlite_store.set_alias("v1", run.save(model, 1))
     pending = run.save(model, 1, blocking=False)
     while not pending.done():
         time.sleep(0.01)

@@ -84,7 +84,7 @@ def populated(store, seed_session):
         for step in (1, 2, 3):
             run.log(step, loss=1.0 / step)
         run.save(seed_session, 1)
-    store.tag("r@1", "prod", message="first")
+    store.set_alias("prod", "r@1", message="first")
     return store
 
 
@@ -97,7 +97,7 @@ def every_reader(store, ref, tmp_path):
         "restore": lambda: store.restore(ref, empty_session()),
         "materialize": lambda: store.materialize(ref, tmp_path / "out"),
         "read_variable": lambda: store.read_variable(ref, "b"),
-        "tag": lambda: store.tag(ref, "other"),
+        "tag": lambda: store.set_alias("other", ref),
     }
 
 
@@ -111,7 +111,7 @@ def every_reader(store, ref, tmp_path):
         ("r@~0", UnknownRefError, "no checkpoint at or below step 0"),
         ("nope@1", UnknownRunError, "no run named 'nope'"),
         ("nope@latest", UnknownRunError, "no run named 'nope'"),
-        ("staging", UnknownAliasError, "no version named 'staging'"),
+        ("staging", UnknownAliasError, "no alias named 'staging'"),
         ("export:42", UnknownRefError, "no export 42"),
     ],
 )
@@ -140,7 +140,7 @@ def test_unknown_run_in_queries_and_deletes(populated):
         with pytest.raises(UnknownRunError, match="nope"):
             call()
     with pytest.raises(UnknownAliasError):
-        populated.untag("nope")
+        populated.remove_alias("nope")
     with pytest.raises(UnknownRefError, match="no variable 'w'"):
         populated.read_variable("r@1", "w")
     assert snapshot(populated) == before
@@ -169,7 +169,7 @@ def test_bad_run_and_alias_names_are_refused_and_create_nothing(populated, tmp_p
         populated.start_run(name)
     assert len(str(exc.value)) < 200 and "\n" not in str(exc.value)  # 10k chars are not echoed back
     with pytest.raises((InvalidNameError, InvalidRefError)):
-        populated.tag("r@1", name)
+        populated.set_alias(name, "r@1")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidNameError):
         populated.import_checkpoints(tmp_path / "empty", run=name)
@@ -191,7 +191,7 @@ def test_unicode_names_round_trip(store, tmp_path, new_seed_graph):
     with store.start_run(name, params={"説明": "ü"}, tags={"チーム": "視覚"}) as run:
         run.log(1, **{"损失": 0.5, "loss": 0.25})
         run.save(new_seed_graph(3.0).sess, 1)
-    store.tag(f"{name}@1", alias)
+    store.set_alias(alias, f"{name}@1")
     info = store.get_run(name)
     assert (info.name, info.params, info.tags) == (name, {"説明": "ü"}, {"チーム": "視覚"})
     assert [r.name for r in store.runs(name="训练-*")] == [name]
@@ -205,7 +205,7 @@ def test_unicode_names_round_trip(store, tmp_path, new_seed_graph):
         assert run_op(s2, 1.0, 1.0) == 4.0
     prefix = store.materialize(alias, tmp_path / "m")
     assert float(tf.train.load_checkpoint(str(prefix)).get_tensor("b")) == 3.0
-    assert [v.name for v in store.versions()] == [alias]
+    assert [v.name for v in store.aliases()] == [alias]
 
 
 def test_names_at_the_length_limit_are_accepted(store):
@@ -395,12 +395,12 @@ def test_cli_bad_input_is_one_line_and_changes_nothing(store_uri, tmp_path, seed
         (("restore", "r@999", "--to", str(tmp_path / "o")), "r@999"),
         (("restore", "staging", "--to", str(tmp_path / "o")), "staging"),
         (("vars", "nope@1"), "nope"),
-        (("untag", "nope"), "nope"),
+        (("unalias", "nope"), "nope"),
         (("import", str(tmp_path / "empty"), "--run", "imported"), "no TensorFlow checkpoint"),
         (("import", str(tmp_path / "empty"), "--run=a/b"), "must not contain '/'"),
         (("import", str(tmp_path / "empty"), "--run=-a"), "must not start with '-'"),
         (("import", str(tmp_path / "empty"), "--run=" + "x" * 10_000), "limit is"),
-        (("tag", "r@1", "a/b"), "'/'"),
+        (("alias", "a/b", "r@1"), "'/'"),
         (("verify", "nope"), "nope"),
     ] + [(("restore", ref, "--to", str(tmp_path / "o")), "reference") for ref in ("a@", "@3", "a@-1", "a@~x")]
     for args, says in cases:

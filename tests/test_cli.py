@@ -2,7 +2,7 @@
 
 Two stores are built once per module through the library: ``meta``, runs and metrics only
 (no TensorFlow, so the fast tier covers every command group on it), and ``built``, the same runs
-with real TensorFlow checkpoints, an export and a named version (slow). Tests that change a
+with real TensorFlow checkpoints, an export and an alias (slow). Tests that change a
 store work on a copy of it. Output is parsed back from ``--json``, and the state a command
 leaves is checked through the library.
 """
@@ -36,7 +36,7 @@ from tests.helpers.cli import (
 )
 from tests.helpers.skips import require_tensorflow
 
-COMMANDS = ("runs", "steps", "at", "checkpoints", "vars", "restore", "tag", "untag", "versions",
+COMMANDS = ("runs", "steps", "at", "checkpoints", "vars", "restore", "alias", "unalias", "aliases",
             "exports", "export", "import", "verify", "gc", "db", "demo", "plot")
 
 
@@ -114,7 +114,7 @@ def built(tmp_path_factory, tf) -> Path:
             run.freeze(serve, step=30)
 
     log_runs(store, save)
-    store.tag("mlp@20", "prod", message="first release")
+    store.set_alias("prod", "mlp@20", message="first release")
     store.close()
     return path
 
@@ -179,7 +179,7 @@ def test_help_shows_placeholders_for_values_and_none_for_flags():
     assert "--nearest / --no-nearest  Each run's" in pages["at"]
     assert "--to DIR" in pages["restore"] and "--to FILE|DIR" in pages["export"]
     assert "--json " in pages["runs list"] and "-y, --yes  " in pages["runs delete"]
-    assert "Usage: ckptstore versions [OPTIONS] [NAME]" in pages["versions"]
+    assert "Usage: ckptstore aliases [OPTIONS] [NAME]" in pages["aliases"]
     assert "Usage: ckptstore plot [OPTIONS] {RUN}..." in pages["plot"]
     # each command's summary is listed whole, not cut at the width of a line
     assert "kept (by\n" in pages[""] and "keep_every_n_hours) or pinned (by an alias)." in pages[""]
@@ -233,17 +233,17 @@ def test_huge_references_are_one_line_errors(meta, tmp_path):
 @pytest.mark.slow
 def test_unexpected_errors_are_one_line_exit_1(meta_copy):
     dropped = 'sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))'
-    code = RAISES.format(exc=dropped, method="tag")
-    line = unexpected("tag", "mlp@10", "best", store=meta_copy, code=code)
+    code = RAISES.format(exc=dropped, method="set_alias")
+    line = unexpected("alias", "best", "mlp@10", store=meta_copy, code=code)
     assert line.startswith("error: OperationalError: ") and "server closed the connection unexpectedly" in line
     assert "[SQL:" not in line
     line = unexpected("steps", "mlp", store=meta_copy, code=RAISES.format(exc='OverflowError("int too big")', method="steps"),
                       env={"CKPTSTORE_QUICK": "0"})  # the quick path reads without Store.steps
     assert line == f"error: OverflowError: int too big {DEBUG_HINT}"
-    r = cli("tag", "mlp@10", "best", store=meta_copy, code=code, env={"CKPTSTORE_DEBUG": "1"})
+    r = cli("alias", "best", "mlp@10", store=meta_copy, code=code, env={"CKPTSTORE_DEBUG": "1"})
     assert r.returncode == 1 and "Traceback" in r.stderr and "OperationalError" in r.stderr
     with ckptstore.open_store(meta_copy, create=False) as store:
-        assert store.versions() == []
+        assert store.aliases() == []
 
 
 @pytest.mark.parametrize(
@@ -283,7 +283,7 @@ def test_library_errors_are_user_errors_and_debug_shows_their_traceback(meta):
         pytest.param(["verify", "nope"], "no run named 'nope'", marks=pytest.mark.slow),
         pytest.param(["vars", "nope@1"], "no run named 'nope'", marks=pytest.mark.slow),
         pytest.param(["vars", "broken@latest"], "has no checkpoint", marks=pytest.mark.slow),
-        pytest.param(["vars", "ghost"], "no version named 'ghost'", marks=pytest.mark.slow),
+        pytest.param(["vars", "ghost"], "no alias named 'ghost'", marks=pytest.mark.slow),
         pytest.param(["vars", "mlp@"], "bad reference 'mlp@'", marks=pytest.mark.slow),
         pytest.param(["vars", "@3"], "no run name before '@'", marks=pytest.mark.slow),
         pytest.param(["vars", "mlp@-1"], "bad reference 'mlp@-1'", marks=pytest.mark.slow),
@@ -291,12 +291,12 @@ def test_library_errors_are_user_errors_and_debug_shows_their_traceback(meta):
         pytest.param(["vars", "export:x"], "an export id is a number", marks=pytest.mark.slow),
         (["vars", "export:99"], "no export 99"),
         pytest.param(["restore", "a@b@3", "--to", "/tmp/ckptstore-never"], "more than one '@'", marks=pytest.mark.slow),
-        pytest.param(["tag", "mlp@10", "a/b"], "must not contain '/'", marks=pytest.mark.slow),
-        (["tag", "mlp@10", "latest"], "reserved"),
-        pytest.param(["tag", "mlp@10", "x" * 201], "the limit is 200", marks=pytest.mark.slow),
-        pytest.param(["tag", "mlp@11", "x"], "no checkpoint mlp@11", marks=pytest.mark.slow),
-        pytest.param(["untag", "nope"], "no version named 'nope'", marks=pytest.mark.slow),
-        pytest.param(["versions", "nope"], "no version named 'nope'", marks=pytest.mark.slow),
+        pytest.param(["alias", "a/b", "mlp@10"], "must not contain '/'", marks=pytest.mark.slow),
+        (["alias", "latest", "mlp@10"], "reserved"),
+        pytest.param(["alias", "x" * 201, "mlp@10"], "the limit is 200", marks=pytest.mark.slow),
+        pytest.param(["alias", "x", "mlp@11"], "no checkpoint mlp@11", marks=pytest.mark.slow),
+        pytest.param(["unalias", "nope"], "no alias named 'nope'", marks=pytest.mark.slow),
+        pytest.param(["aliases", "nope"], "no alias named 'nope'", marks=pytest.mark.slow),
         (["export", "export:1", "--to", "/tmp/ckptstore-never"], "no export 1"),
         (["import", "/tmp/ckptstore-never", "--run", "x"], "is not a directory"),
         pytest.param(["plot", "mlp", "-m", "nope", "-o", "/tmp/ckptstore-never.png"], "no values of 'nope'", marks=pytest.mark.slow),
@@ -310,7 +310,7 @@ def test_user_errors_are_one_line_exit_1(meta, args, message):
 
 @pytest.mark.parametrize("args", [["runs", "list"], ["runs", "show", "x"], *[
     pytest.param(a, marks=pytest.mark.slow)
-    for a in (["checkpoints", "x"], ["versions"], ["verify"], ["gc"], ["db", "current"], ["tag", "x@1", "y"])
+    for a in (["checkpoints", "x"], ["aliases"], ["verify"], ["gc"], ["db", "current"], ["alias", "y", "x@1"])
 ]])
 def test_missing_store_is_an_error_and_is_not_created(tmp_path, args):
     missing = tmp_path / "missing"
@@ -323,7 +323,7 @@ def test_corrupt_store_file(meta_copy, tmp_path):
     (meta_copy / "store.db").write_bytes(b"this is not a database" * 100)
     for f in meta_copy.glob("store.db-*"):
         f.unlink()
-    for args in (["runs", "list"], ["checkpoints", "mlp"], ["versions"], ["db", "current"]):
+    for args in (["runs", "list"], ["checkpoints", "mlp"], ["aliases"], ["db", "current"]):
         assert "not a usable SQLite database" in fails(*args, store=meta_copy)
     (tmp_path / "afile").write_text("x")
     assert "is a file" in fails("runs", "list", store=tmp_path / "afile")
@@ -333,7 +333,7 @@ def test_corrupt_store_file(meta_copy, tmp_path):
 def test_store_from_a_newer_ckptstore_is_refused(meta_copy):
     with sqlite3.connect(meta_copy / "store.db") as con:
         con.execute("UPDATE alembic_version SET version_num = '9999'")
-    for args in (["runs", "list"], ["steps", "mlp"], ["tag", "mlp@10", "x"]):
+    for args in (["runs", "list"], ["steps", "mlp"], ["alias", "x", "mlp@10"]):
         assert "newer than this ckptstore knows" in fails(*args, store=meta_copy)
     assert as_json("db", "current", store=meta_copy)["status"] == "ahead"
 
@@ -497,8 +497,8 @@ def test_checkpoint_commands_on_runs_without_checkpoints(meta):
     assert "run broken has no checkpoints" in ok("checkpoints", "broken", store=meta)
     assert as_json("exports", store=meta) == [] and "no exports yet" in ok("exports", store=meta)
     assert "no exports in run mlp" in ok("exports", "mlp", store=meta)
-    assert as_json("versions", store=meta) == []
-    assert "no named versions yet" in ok("versions", store=meta)
+    assert as_json("aliases", store=meta) == []
+    assert "no aliases yet" in ok("aliases", store=meta)
     assert "run 'mlp' has no checkpoint" in fails("vars", "mlp@latest", store=meta)
 
 
@@ -542,7 +542,7 @@ def test_db_commands(meta_copy, tmp_path):
     [
         ["runs", "show", "mlp"], ["checkpoints", "mlp"],
         *[pytest.param(a, marks=pytest.mark.slow) for a in (
-            ["steps", "mlp"], ["versions"], ["exports"], ["gc", "--dry-run"], ["db", "current"], ["runs", "show", "nope"],
+            ["steps", "mlp"], ["aliases"], ["exports"], ["gc", "--dry-run"], ["db", "current"], ["runs", "show", "nope"],
         )],
     ],
 )
@@ -608,32 +608,32 @@ def test_restore_writes_a_directory_plain_tensorflow_reads(built, tmp_path, tf):
 
 
 @pytest.mark.slow
-def test_tag_move_untag_and_versions(fresh):
-    assert ok("tag", "mlp@latest", "best", "-m", "good", store=fresh).strip() == "best -> mlp@30"
-    assert ok("tag", "mlp@~15", "best", store=fresh).strip() == "best -> mlp@10 (was mlp@30)"
-    [best] = as_json("versions", "best", store=fresh)
+def test_alias_move_unalias_and_aliases(fresh):
+    assert ok("alias", "best", "mlp@latest", "-m", "good", store=fresh).strip() == "best -> mlp@30"
+    assert ok("alias", "best", "mlp@~15", store=fresh).strip() == "best -> mlp@10 (was mlp@30)"
+    [best] = as_json("aliases", "best", store=fresh)
     assert set(best) == {"name", "target", "kind", "message", "updated_at", "history"}
     assert best["target"] == "mlp@10" and best["kind"] == "checkpoint"
     assert [(e["action"], e["old_target"], e["new_target"]) for e in best["history"]] == [
         ("move", "mlp@30", "mlp@10"), ("tag", None, "mlp@30"),
     ]
-    assert ok("tag", "export:1", "served", store=fresh).strip() == "served -> export:1"
-    assert {a["name"]: a["kind"] for a in as_json("versions", store=fresh)} == {
+    assert ok("alias", "served", "export:1", store=fresh).strip() == "served -> export:1"
+    assert {a["name"]: a["kind"] for a in as_json("aliases", store=fresh)} == {
         "best": "checkpoint", "prod": "checkpoint", "served": "export",
     }
-    assert "history (newest first)" in ok("versions", "best", store=fresh)
-    assert ok("untag", "best", "-m", "retired", store=fresh).strip() == "untagged best (was mlp@10)"
-    [gone] = as_json("versions", "best", store=fresh)
+    assert "history (newest first)" in ok("aliases", "best", store=fresh)
+    assert ok("unalias", "best", "-m", "retired", store=fresh).strip() == "removed alias best (was mlp@10)"
+    [gone] = as_json("aliases", "best", store=fresh)
     assert gone["kind"] == "untagged" and gone["history"][0]["message"] == "retired"
     with ckptstore.open_store(fresh, create=False) as store:
-        assert [a.name for a in store.versions()] == ["prod", "served"]
+        assert [a.name for a in store.aliases()] == ["prod", "served"]
         assert store.resolve("served").id == 1
 
 
-def test_versions_empty_store(tmp_path):
+def test_aliases_empty_store(tmp_path):
     ckptstore.open_store(tmp_path / "s").close()
-    assert "no named versions yet" in ok("versions", store=tmp_path / "s")
-    assert as_json("versions", store=tmp_path / "s") == []
+    assert "no aliases yet" in ok("aliases", store=tmp_path / "s")
+    assert as_json("aliases", store=tmp_path / "s") == []
 
 
 @pytest.mark.slow
@@ -726,8 +726,8 @@ def test_gc_removes_leftovers_and_keeps_checkpoints(fresh):
     [
         (["vars", "mlp@999"], "its checkpoints are at steps 10, 20, 30"),
         (["restore", "export:1", "--to", "/tmp/ckptstore-never"], "not a checkpoint"),
-        (["tag", "mlp@11", "x"], "no checkpoint mlp@11"),
-        (["tag", "mlp@10", "a/b"], "must not contain '/'"),
+        (["alias", "x", "mlp@11"], "no checkpoint mlp@11"),
+        (["alias", "a/b", "mlp@10"], "must not contain '/'"),
     ],
 )
 def test_user_errors_about_checkpoints_are_one_line_exit_1(built, args, message):

@@ -34,7 +34,7 @@ def test_demo_reports_what_it_did_and_how_to_explore(demo_twice):
     cwd, (first, second) = demo_twice
     assert first.startswith("ckptstore demo: run demo-")
     for phrase in ("trained a 8-32-1 Keras MLP for 300 steps", "saved 12 checkpoints", "as 'best'",
-                   "tagged 'best-frozen'", "outputs match the restored model", "wrote the loss plot",
+                   "alias 'best-frozen'", "outputs match the restored model", "wrote the loss plot",
                    "Explore it:", "ckptstore restore best --to demo-restore"):
         assert phrase in first
     assert "(moved from demo-" in second and "(moved from" not in first
@@ -52,7 +52,7 @@ def test_demo_leaves_a_store_the_library_reads(demo_twice):
         assert 3 <= len(kept) <= 4 and kept[-1].step == 300
         best = store.checkpoint("best")
         assert best.run == second and "best" in best.aliases
-        [alias] = store.versions("best")
+        [alias] = store.aliases("best")
         assert [e.action for e in alias.history] == ["move", "tag"]
         frozen = store.resolve("best-frozen")
         assert frozen.ref.startswith("export:") and frozen.run == second and frozen.step == best.step
@@ -67,7 +67,7 @@ def test_cli_commands_work_on_the_demo_store(demo_twice, tmp_path):
     runs = as_json("runs", "list", cwd=cwd)
     name = runs[0]["name"]  # newest first
     assert "best" in ok("checkpoints", name, cwd=cwd)
-    assert {v["name"] for v in as_json("versions", cwd=cwd)} == {"best", "best-frozen"}
+    assert {v["name"] for v in as_json("aliases", cwd=cwd)} == {"best", "best-frozen"}
     out = ok("restore", "best", "--to", str(tmp_path / "restored"), cwd=cwd)
     assert "model.ckpt-" in out
     assert tf.train.latest_checkpoint(str(tmp_path / "restored")).endswith("-300")

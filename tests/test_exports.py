@@ -68,7 +68,7 @@ def test_seed_graph_frozen_tagged_and_loaded_back_by_its_alias(store, seed_sessi
     with store.start_run("seed") as run:
         run.save(seed_session, 1000)
         export = run.freeze(seed_session, ["op_to_store"], step=1000)
-    store.tag(export.ref, "prod", message="the seed's pb")
+    store.set_alias("prod", export.ref, message="the seed's pb")
 
     graph = store.import_frozen("prod")
     with tf.compat.v1.Session(graph=graph) as sess:
@@ -232,7 +232,7 @@ def test_exports_are_found_by_id_alias_and_run_step(store, seed_session, classif
     run = store.start_run("r")
     first = run.freeze(seed_session, ["op_to_store"], step=100)
     second = run.freeze(classifier.serve, step=200)
-    store.tag(second.ref, "serving")
+    store.set_alias("serving", second.ref)
     assert store.load_frozen("r@100").export.id == first.id
     assert store.load_frozen("r@~199").export.id == first.id
     assert store.load_frozen("r@latest").export.id == second.id
@@ -252,7 +252,7 @@ def test_exports_are_found_by_id_alias_and_run_step(store, seed_session, classif
 def test_a_checkpoint_is_not_a_frozen_graph(store, seed_session, tmp_path):
     run = store.start_run("r")
     run.save(seed_session, 10)
-    store.tag("r@10", "best")
+    store.set_alias("best", "r@10")
     with pytest.raises(UnknownRefError, match="'best' names the checkpoint r@10, not an export"):
         store.load_frozen("best")
     with pytest.raises(UnknownRefError, match="no export"):
@@ -326,7 +326,7 @@ def test_export_for_deployment_writes_the_pb_and_a_sidecar(store, seed_session, 
     run = store.start_run("r")
     run.save(seed_session, 7)
     export = run.freeze(seed_session, ["op_to_store"], step=7)
-    store.tag(export.ref, "prod")
+    store.set_alias("prod", export.ref)
     path = store.export_frozen("prod", tmp_path / "deploy" / "model.pb")
     assert path == tmp_path / "deploy" / "model.pb"
     data = path.read_bytes()

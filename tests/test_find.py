@@ -115,7 +115,7 @@ def test_best_checkpoint_by_a_metric_and_its_ref(store, tiny_model, tmp_path):
     assert store.checkpoint("mlp@best:val_loss").step == 20
     assert store.checkpoint("mlp@best:min:val_accuracy").step == 10
     # Everywhere a REF works: tag, variables, materialize.
-    assert store.tag("mlp@best:val_accuracy", "prod").target == "mlp@20"
+    assert store.set_alias("prod", "mlp@best:val_accuracy").target == "mlp@20"
     assert [v.name for v in store.variables("mlp@best:val_loss")]
     prefix = store.materialize("mlp@best:val_loss", tmp_path / "out")
     assert prefix.name.endswith("20")

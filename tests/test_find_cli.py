@@ -48,7 +48,7 @@ def built(tmp_path_factory) -> Path:
             run.save(net, step)
         serve = tf.function(lambda x: tf.matmul(x, net.w), input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
         run.freeze(serve, step=30)
-        store.tag("mlp-a@best:val_loss", "prod", message="best so far")
+        store.set_alias("prod", "mlp-a@best:val_loss", message="best so far")
     return path
 
 
@@ -134,7 +134,7 @@ def test_completion_offers_runs_aliases_and_refs(built):
                        env={**os.environ, **env}, timeout=120)
     offered = r.stdout.split()
     assert {"mlp-a@latest", "mlp-a@10", "mlp-a@best:val_loss"} <= set(offered), r.stdout + r.stderr
-    env.update(COMP_WORDS="ckptstore versions p", COMP_CWORD="2")
+    env.update(COMP_WORDS="ckptstore aliases p", COMP_CWORD="2")
     r = subprocess.run([sys.executable, "-m", "ckptstore"], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
     assert r.stdout.split() == ["prod"], r.stdout + r.stderr
     env.update(COMP_WORDS="ckptstore steps mlp-", COMP_CWORD="2")
@@ -178,10 +178,10 @@ QUICK_COMMANDS = [
     ["at", "20"], ["at", "25", "--nearest", "--run", "mlp-*", "-p", "lr", "--json"],
     ["checkpoints", "mlp-a"], ["checkpoints", "mlp-a", "--metric", "val_loss"], ["checkpoints", "mlp-a", "--json"],
     ["vars", "mlp-a@20"], ["vars", "prod", "--json"], ["vars", "mlp-a@10", "--diff", "mlp-a@best:val_loss"],
-    ["versions"], ["versions", "prod"], ["versions", "--json"],
+    ["aliases"], ["aliases", "prod"], ["aliases", "--json"],
     ["exports"], ["exports", "mlp-a", "--json"],
     # errors take the normal path on both
-    ["steps", "nope"], ["vars", "mlp-a@11"], ["versions", "nope"],
+    ["steps", "nope"], ["vars", "mlp-a@11"], ["aliases", "nope"],
 ]
 
 

@@ -744,7 +744,7 @@ def test_a_checkpoint_deleted_between_two_calls_is_named(two_handles, tiny_model
         "materialize": lambda: store.materialize(ck, tmp_path / "out"),
         "variables": lambda: store.variables(ck),
         "read_variable": lambda: store.read_variable(ck, "model/w"),
-        "tag": lambda: store.tag(ck, "v"),
+        "tag": lambda: store.set_alias("v", ck),
         "checkpoint": lambda: store.checkpoint(ck),
     }
     for what, call in calls.items():
@@ -802,8 +802,8 @@ def test_an_alias_removed_by_another_process_is_named(two_handles, tiny_model, t
     run = store.start_run("r")
     run.save(tiny_model(2.0), 1)
     run.finish()
-    store.tag("r@1", "prod")
-    other.untag("prod")
+    store.set_alias("prod", "r@1")
+    other.remove_alias("prod")
     for call in (lambda: store.restore("prod", tiny_model()), lambda: store.materialize("prod", tmp_path / "out")):
         with pytest.raises(UnknownAliasError) as info:
             call()
@@ -1070,8 +1070,8 @@ def test_errors_about_missing_things_name_the_store(store, store_uri, backend, t
         "alias": lambda: store.checkpoint("nosuchalias"),
         "restore": lambda: store.restore("nope@1", tiny_model()),
         "materialize": lambda: store.materialize("nope@1", tmp_path / "x"),
-        "tag": lambda: store.tag("nope@1", "v"),
-        "versions": lambda: store.versions("nope"),
+        "set_alias": lambda: store.set_alias("v", "nope@1"),
+        "aliases": lambda: store.aliases("nope"),
         "export": lambda: store.load_frozen("export:42"),
     }
     for what, call in calls.items():
@@ -1087,7 +1087,7 @@ def test_errors_about_missing_things_name_the_store(store, store_uri, backend, t
 def test_errors_name_a_postgres_store_without_its_password(pg_server, tmp_path):
     uri = pg_server.new_database().replace("postgres@", f"postgres:{SECRET}@", 1)
     with ckptstore.open_store(uri, root=tmp_path / "files") as store:
-        for call in (lambda: store.get_run("nope"), lambda: store.checkpoint("nope@1"), lambda: store.versions("nope")):
+        for call in (lambda: store.get_run("nope"), lambda: store.checkpoint("nope@1"), lambda: store.aliases("nope")):
             with pytest.raises(CkptstoreError) as info:
                 call()
             text = one_line(info.value)
@@ -1114,8 +1114,8 @@ def test_records_the_api_returns_are_accepted_as_references(store, seed_session,
     exp = run.freeze(seed_session, ["op_to_store"], step=1)
     run.finish()
 
-    assert store.tag(exp, "prod").target == exp.ref
-    assert store.tag(ck, "v").target == ck.ref
+    assert store.set_alias("prod", exp).target == exp.ref
+    assert store.set_alias("v", ck).target == ck.ref
     assert store.checkpoint(ck).id == ck.id
     assert store.resolve(exp).id == exp.id
     assert [v.name for v in store.variables(ck)] == [v.name for v in store.variables(ck.ref)]

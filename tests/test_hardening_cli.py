@@ -67,7 +67,7 @@ def _build_populated(loc: Path, seed_session, tiny_model) -> None:
                 run.log(step, loss=1.0 / step)
             run.save(tiny_model(2.0, 0.5), 1)
             run.freeze(seed_session, ["op_to_store"], step=1)
-        s.tag("r@1", "prod", message="first")
+        s.set_alias("prod", "r@1", message="first")
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_cli_lists_the_runs_of_a_store_directory_with_url_characters(populated, 
 
 
 FAST_URLS = ("wrong-scheme", "one-slash")
-URL_COMMANDS = (("runs", "list"), ("tag", "x@1", "y"), ("db", "current"))
+URL_COMMANDS = (("runs", "list"), ("alias", "y", "x@1"), ("db", "current"))
 
 
 def _check_no_secret(calls, results) -> list[str]:
@@ -390,7 +390,7 @@ def test_cli_numbers_out_of_range_are_one_line_and_change_nothing(populated, tmp
         (("vars", f"r@{HUGE_TEXT}"), 1),
         (("restore", f"r@{HUGE_TEXT}", "--to", str(tmp_path / "out")), 1),
         (("export", f"export:{HUGE_TEXT}", "--to", str(tmp_path / "x.pb")), 1),
-        (("tag", f"r@{HUGE_TEXT}", "v"), 1),
+        (("alias", "v", f"r@{HUGE_TEXT}"), 1),
         (("import", str(src), "--run", "imported"), 1),
     ]
     results = ckpt_many([(args, {"store": populated}) for args, _ in calls])
@@ -466,8 +466,8 @@ READ_COMMANDS = [
     ("at", "1"),
     ("checkpoints", "r"),
     ("vars", "r@1"),
-    ("versions",),
-    ("versions", "prod"),
+    ("aliases",),
+    ("aliases", "prod"),
     ("exports",),
     ("verify",),
     ("db", "current"),
@@ -620,23 +620,23 @@ def test_control_characters_are_refused_or_escaped_in_every_table(populated, tmp
             accepted[f"tag key {ch!r}"] = _try(lambda: s.start_run(run_name, tags={f"k{ch}forged": "v"}).finish())  # noqa: B023 (run at once)
             accepted[f"tag value {ch!r}"] = _try(lambda: s.start_run(run_name, tags={"note": f"a{ch}forged row"}).finish())  # noqa: B023 (run at once)
             accepted[f"param {ch!r}"] = _try(lambda: s.start_run(run_name, params={f"p{ch}": f"x{ch}y"}).finish())  # noqa: B023 (run at once)
-            accepted[f"alias message {ch!r}"] = _try(lambda: s.tag("r@1", f"v{i}", message=f"m{ch}forged row"))  # noqa: B023 (run at once)
+            accepted[f"alias message {ch!r}"] = _try(lambda: s.set_alias(f"v{i}", "r@1", message=f"m{ch}forged row"))  # noqa: B023 (run at once)
             accepted[f"run name {ch!r}"] = _try(lambda: s.start_run(f"bad{ch}name").finish())  # noqa: B023 (run at once)
-            accepted[f"alias name {ch!r}"] = _try(lambda: s.tag("r@1", f"al{ch}x"))  # noqa: B023 (run at once)
+            accepted[f"alias name {ch!r}"] = _try(lambda: s.set_alias(f"al{ch}x", "r@1"))  # noqa: B023 (run at once)
             assert not accepted[f"run name {ch!r}"] and not accepted[f"alias name {ch!r}"]
         runs = s.runs()
-        aliases = s.versions()
-        history = s.versions("v0")[0].history if any(a.name == "v0" for a in aliases) else []
+        aliases = s.aliases()
+        history = s.aliases("v0")[0].history if any(a.name == "v0" for a in aliases) else []
     calls = [
         (("runs", "list"), 1 + len(runs)),
         (("runs", "list", "--"), 1 + len(runs)),
         (("runs", "show", "ctl0"), 10),
         (("runs", "show", "ctl1"), 10),
         (("runs", "show", "ctl2"), 10),
-        (("versions",), 1 + len(aliases)),
+        (("aliases",), 1 + len(aliases)),
     ]
     if history:
-        calls.append((("versions", "v0"), 2 + 1 + 2 + len(history)))
+        calls.append((("aliases", "v0"), 2 + 1 + 2 + len(history)))
     results = ckpt_many([(args, {"store": populated}) for args, _ in calls])
     problems = []
     for (args, lines), r in zip(calls, results):
@@ -662,8 +662,8 @@ def test_cli_errors_about_missing_things_name_the_store(populated, tmp_path):
     calls = [
         ("runs", "show", "nope"),
         ("restore", "nope@1", "--to", "x"),
-        ("tag", "nope@1", "v"),
-        ("versions", "nope"),
+        ("alias", "v", "nope@1"),
+        ("aliases", "nope"),
         ("restore", "nosuchalias", "--to", "x"),
         ("vars", "r@99"),
     ]

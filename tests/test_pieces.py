@@ -182,7 +182,7 @@ def test_readable_names_for_keras_models_and_their_optimizer_slots(store):
         r.save(model, 1)
         model.get_layer("out").kernel.assign(model.get_layer("out").kernel + 1.0)
         r.save(model, 2)
-    store.tag("k@1", "prod")
+    store.set_alias("prod", "k@1")
     names = {v.readable for v in store.variables("prod")}
     opt = model.optimizer.name  # "adam", or "adam_1" once another Adam exists in this process
     assert {"model/dense/kernel", f"model/dense/kernel/{opt}/momentum", f"model/out/bias/{opt}/velocity", f"model/{opt}/iteration"} <= names

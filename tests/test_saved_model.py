@@ -44,7 +44,7 @@ def test_saved_model_export_loads_back_and_predicts_like_the_live_model(store):
     assert info.kind == "saved-model" and info.step == 10 and info.checkpoint_id == ck.id
     assert {"signature": "serving_default", "name": "x", "tensor": info.inputs[0]["tensor"], "dtype": "float32", "shape": [None, 3]} == info.inputs[0]
     assert [o["name"] for o in info.outputs] == ["y"]
-    store.tag(info, "prod-sm")
+    store.set_alias("prod-sm", info)
     loaded = store.load_saved_model("prod-sm")
     want = model.serve(tf.constant(X))["y"].numpy()
     np.testing.assert_allclose(loaded.signatures["serving_default"](x=tf.constant(X))["y"].numpy(), want)
@@ -96,7 +96,7 @@ def test_keras_export_loads_back_and_predicts_like_the_live_model(store, tmp_pat
     run = store.start_run("k")
     info = run.export_keras(model, step=3)
     assert info.kind == "keras" and info.inputs[0]["shape"] == [None, 3] and info.outputs[0]["shape"] == [None, 2]
-    store.tag(info, "prod-keras")
+    store.set_alias("prod-keras", info)
     loaded = store.load_keras("prod-keras")
     np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6)
     path = store.export_to("prod-keras", str(tmp_path / "out") + "/")
@@ -132,7 +132,7 @@ def test_deleting_the_run_releases_every_file_of_its_saved_model(store):
 def test_cli_export_writes_a_saved_model_directory(sqlite_store, tmp_path):
     model = Scaler()
     info = sqlite_store.start_run("sm").export_saved_model(model, signatures=model.serve)
-    sqlite_store.tag(info, "prod")
+    sqlite_store.set_alias("prod", info)
     out = run_cli("export", "prod", "--to", str(tmp_path / "deploy"), store=sqlite_store.root)
     assert out.returncode == 0, out.stderr
     assert "SavedModel directory" in out.stdout

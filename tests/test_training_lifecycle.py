@@ -95,7 +95,7 @@ def test_restore_by_version_and_best_then_fit(sqlite_store) -> None:
     with sqlite_store.start_run("v") as run:
         _fit(model, 1, [StoreCallback(run, save_every_epoch=True)], validation_data=_data())
         _fit(model, 1, [StoreCallback(run, save_every_epoch=True)], validation_data=_data())
-    sqlite_store.tag("v@4", "prod")
+    sqlite_store.set_alias("prod", "v@4")
     for ref in ("prod", "v@best:val_accuracy", "v@latest"):
         fresh = _classifier(seed=2)
         sqlite_store.restore(ref, fresh)

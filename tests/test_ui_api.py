@@ -75,14 +75,15 @@ def test_runs_are_the_records_runs_list_json_prints(client, store_path):
     assert get(client, "/api/runs", sort="name") == sorted(cli_json(store_path, "runs", "list"), key=lambda r: r["name"])
 
 
-def test_run_checkpoints_versions_and_diff_match_their_cli_json(client, store_path):
+def test_run_checkpoints_aliases_and_diff_match_their_cli_json(client, store_path):
     run = get(client, "/api/run", name="mnist-a")
     assert run["run"] == cli_json(store_path, "runs", "show", "mnist-a")
     assert run["checkpoints"] == cli_json(store_path, "checkpoints", "mnist-a")
     assert run["exports"] == cli_json(store_path, "exports", "mnist-a")
     assert get(client, "/api/checkpoints", run="mnist-a") == run["checkpoints"]
-    assert get(client, "/api/versions") == cli_json(store_path, "versions")
-    assert get(client, "/api/versions", name="best") == cli_json(store_path, "versions", "best")
+    assert get(client, "/api/aliases") == cli_json(store_path, "aliases")
+    assert get(client, "/api/aliases", name="best") == cli_json(store_path, "aliases", "best")
+    assert get(client, "/api/versions", name="best") == get(client, "/api/aliases", name="best")  # the old address
     assert get(client, "/api/diff", ref="mnist-a@100", other="best") == cli_json(
         store_path, "vars", "mnist-a@100", "--diff", "best"
     )
@@ -148,8 +149,8 @@ def test_checkpoint_with_variables(client):
     assert {v["name"].split("/")[1] for v in body["variables"]} >= {"a", "b", "c"}
 
 
-def test_versions_keep_each_alias_history(client):
-    best = get(client, "/api/versions", name="best")[0]
+def test_aliases_keep_each_alias_history(client):
+    best = get(client, "/api/aliases", name="best")[0]
     assert best["target"] == "mnist-b@300"
     assert [(h["action"], h["old_target"], h["new_target"]) for h in best["history"]] == [
         ("move", "mnist-a@100", "mnist-b@300"), ("tag", None, "mnist-a@100"),
@@ -194,7 +195,7 @@ def test_a_parameter_given_twice_is_400(client):
     ("/api/checkpoint", {"ref": "no-such-version"}),
     ("/api/checkpoint", {"ref": "live@latest"}),
     ("/api/diff", {"ref": "mnist-a@100", "other": "nope@1"}),
-    ("/api/versions", {"name": "nope"}),
+    ("/api/aliases", {"name": "nope"}),
     ("/api/exports", {"run": "nope"}),
     ("/api/nothing", {}),
     ("/nothing", {}),
@@ -218,7 +219,7 @@ def _digests(root: Path) -> dict[str, str]:
 
 def test_no_endpoint_changes_the_store(client, store_path):
     before = _digests(store_path)
-    for path in ("/api/runs", "/api/run", "/api/metrics", "/api/checkpoint", "/api/diff", "/api/versions", "/"):
+    for path in ("/api/runs", "/api/run", "/api/metrics", "/api/checkpoint", "/api/diff", "/api/aliases", "/"):
         for method in ("post", "put", "delete", "patch"):
             assert getattr(client, method)(path).status_code == 405, (method, path)
     get(client, "/api/metrics", run=["mnist-a", "mnist-b", "live"], key="loss")
@@ -227,7 +228,7 @@ def test_no_endpoint_changes_the_store(client, store_path):
 
 
 def test_pages_and_static_files_are_served_with_a_strict_policy(client):
-    for page in ("/", "/run", "/checkpoint", "/versions"):
+    for page in ("/", "/run", "/checkpoint", "/aliases", "/versions"):
         r = client.get(page)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         assert "script-src 'self'" in r.headers["content-security-policy"]

@@ -98,7 +98,7 @@ def chart_ready(page: Any, series: int) -> None:
     expect(chart).to_have_attribute("data-ready", "1")
 
 
-def test_click_through_runs_chart_checkpoint_diff_versions(page, served, tmp_path: Path):
+def test_click_through_runs_chart_checkpoint_diff_aliases(page, served, tmp_path: Path):
     page.goto(served.url + "/")
     page.wait_for_selector("#runs-table tbody tr")
     assert page.locator("#runs-table tbody tr").count() == 4
@@ -141,13 +141,13 @@ def test_click_through_runs_chart_checkpoint_diff_versions(page, served, tmp_pat
     assert page.locator(".checkpoint-link").all_text_contents() == ["50", "100", "150", "200"]
     shoot(page, tmp_path, "run")
 
-    # Versions: each alias with its history.
-    page.click("header >> text=Versions")
-    page.wait_for_selector(".version")
-    best = page.locator('.version[data-alias="best"]')
+    # Aliases: each with its history.
+    page.click("header >> text=Aliases")
+    page.wait_for_selector(".alias")
+    best = page.locator('.alias[data-alias="best"]')
     assert best.locator("tbody tr").count() == 2
     assert "mnist-a@100" in best.inner_text() and "wider is better" in best.inner_text()
-    shoot(page, tmp_path, "versions")
+    shoot(page, tmp_path, "aliases")
     assert page.problems == []
 
 

@@ -106,7 +106,7 @@ def test_a_non_editable_install_serves_the_pages_and_the_chart_library(tmp_path:
         "from starlette.testclient import TestClient\n"
         "assert ckptstore.__file__.startswith(sys.argv[2]), ckptstore.__file__\n"
         "c = TestClient(create_app(ckptstore.open_store(sys.argv[1], readonly=True)))\n"
-        "print(*(c.get(p).status_code for p in ('/', '/versions', '/static/uPlot.iife.min.js', '/static/chart.js', '/api/runs')))\n"
+        "print(*(c.get(p).status_code for p in ('/', '/aliases', '/static/uPlot.iife.min.js', '/static/chart.js', '/api/runs')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "store"), str(site)],

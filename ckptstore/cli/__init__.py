@@ -39,7 +39,7 @@ from typing import Any
 
 def load_commands() -> None:
     """Import the command modules: each registers its commands on the app, in this order in --help."""
-    from . import metrics, checkpoints, versions, exports, maintenance, demo, runs, db, space, root, ui, tensorboard  # noqa: F401,I001
+    from . import metrics, checkpoints, aliases, exports, maintenance, demo, runs, db, space, root, ui, tensorboard  # noqa: F401,I001
 
 
 def main() -> None:

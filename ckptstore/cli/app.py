@@ -25,7 +25,7 @@ app = typer.Typer(
     name="ckptstore",
     help="An experiment-tracking checkpoint store for TensorFlow.\n\n"
     "REF names a checkpoint or an export: run@STEP, run@latest, run@~N (newest at or below N), "
-    "export:ID, or an alias (see 'ckptstore versions').",
+    "export:ID, or an alias (see 'ckptstore aliases').",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     # Plain help, as Click prints it: a flag shows no value placeholder there, where Typer's

@@ -32,7 +32,7 @@ def _names(ctx: typer.Context) -> dict[str, Any] | None:
                 runs = [r.name for r in s.runs(order_by="name")]
                 found = {
                     "runs": runs,
-                    "aliases": [a.name for a in s.versions() if a.target],
+                    "aliases": [a.name for a in s.aliases() if a.target],
                     "steps": {r: [ck.step for ck in s.checkpoints(r)] for r in runs[:200]},
                     "metrics": {r: s.metric_keys(r) for r in runs[:200]},
                 }

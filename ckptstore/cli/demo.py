@@ -15,7 +15,7 @@ def demo(
     steps: Annotated[int, typer.Option("--steps", metavar="N", min=20, max=INT_MAX, help="Training steps.")] = 300,
     plot_path: Annotated[str, typer.Option("--plot", metavar="PNG", help="Where to write the loss plot.")] = "demo-loss.png",
 ) -> None:
-    """Train a small Keras model into the store, then tag, freeze, restore and plot it."""
+    """Train a small Keras model into the store, then alias, freeze, restore and plot it."""
     from ..demo import run_demo
 
     where = location(ctx)

@@ -23,6 +23,7 @@ from ..constants import RUN_STATES
 from ..location import DEFAULT_LOCATION
 from ..metadata.quick import list_runs as quick_list_runs
 from ..records import RunInfo
+from .output import deprecated
 from .views import (
     at_rows,
     print_at,
@@ -388,8 +389,8 @@ def quick_checkpoints_vars(where: StoreLocation, args: list[str]) -> bool:
 
 @quick_command
 def quick_versions(where: StoreLocation, args: list[str]) -> bool:
-    """``versions [NAME] [--json]`` without Typer or SQLAlchemy."""
-    if args[:1] != ["versions"]:
+    """``aliases [NAME] [--json]`` (or its deprecated spelling ``versions``) without Typer or SQLAlchemy."""
+    if args[:1] not in (["aliases"], ["versions"]):
         return False
     parsed = parse_command_line(args[1:], flags={"--json": "json"})
     if parsed is None or len(parsed[1]) > 1:
@@ -399,6 +400,8 @@ def quick_versions(where: StoreLocation, args: list[str]) -> bool:
     got = quick_read(where, lambda r: r.versions(name))
     if got is None:
         return False
+    if args[0] == "versions":
+        deprecated("versions", "aliases")
     print_versions(got[0], name, as_json=options.get("json", False))
     return True
 

@@ -35,6 +35,13 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def deprecated(old: str, new: str) -> None:
+    """Say on stderr, as one line, that the command ``old`` is an old spelling of ``new``; the
+    command still runs (scripts written for it keep working) and stdout is unchanged."""
+    sys.stderr.write(f"warning: 'ckptstore {old}' is deprecated; use 'ckptstore {new}'\n")
+    sys.stderr.flush()
+
+
 def printable(text: str) -> str:
     """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): how every table
     and ``key  value`` block shows user text. The stored text is unchanged; ``--json`` has it

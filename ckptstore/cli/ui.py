@@ -23,7 +23,7 @@ def ui(
         bool, typer.Option("--expose", help="Serve on an address that is not loopback: anyone who can reach it reads the store.")
     ] = False,
 ) -> None:
-    """Serve a read-only web view of the store: runs, metric charts, checkpoints, diffs, versions."""
+    """Serve a read-only web view of the store: runs, metric charts, checkpoints, diffs, aliases."""
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401

@@ -225,7 +225,7 @@ def print_versions(aliases: list[AliasInfo], name: str | None, *, as_json: bool)
         print_json(aliases)
         return
     if not aliases:
-        echo("no named versions yet (create one with 'ckptstore tag REF NAME')")
+        echo("no aliases yet (create one with 'ckptstore alias NAME REF')")
         return
     table(
         ["name", "target", "kind", "updated", "message"],

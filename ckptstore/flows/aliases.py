@@ -1,16 +1,18 @@
-"""Named versions: aliases that point at one checkpoint or one export, with their history.
+"""Aliases: names that point at one checkpoint or one export (``prod``, ``best``), with their
+history.
 
 An alias row references its target by foreign key with ``ON DELETE RESTRICT``: while a name
 points at a checkpoint or export, neither retention, ``gc``, ``delete_checkpoint`` nor
-``delete_run`` can remove it. Every change of an alias (first ``tag``, ``move``, ``untag``) is
-appended to ``alias_events`` in the same transaction, with the targets written as text
-(``mnist@2000``, ``export:3``), so the history outlives the targets and the alias itself.
+``delete_run`` can remove it. Every change of an alias (set first, moved, removed: the stored
+actions ``tag``, ``move``, ``untag``) is appended to ``alias_events`` in the same transaction,
+with the targets written as text (``mnist@2000``, ``export:3``), so the history outlives the
+targets and the alias itself.
 
-Re-tagging an alias with the target it already has records no event (nothing moved); a new
+Setting an alias to the target it already has records no event (nothing moved); a new
 ``message`` given then replaces the alias's message.
 
 Concurrency: on SQLite a write transaction holds the database's write lock from its first
-statement, so two processes tagging the same name are serialized. On PostgreSQL the alias row
+statement, so two processes setting the same alias are serialized. On PostgreSQL the alias row
 is read ``FOR UPDATE``; two processes creating the *same new* name race on its unique
 constraint, and the loser retries once, then finds the row and moves it (or leaves it).
 """
@@ -34,17 +36,17 @@ from .resolve import as_ref
 
 log = logging.getLogger(__name__)
 
-__all__ = ["tag", "untag", "versions"]
+__all__ = ["set_alias", "remove_alias", "aliases"]
 
 
-def tag(backend: Backend, ref: Any, name: str, *, message: str | None = None) -> AliasInfo:
+def set_alias(backend: Backend, name: str, ref: Any, *, message: str | None = None) -> AliasInfo:
     """Point the alias ``name`` at the checkpoint or export ``ref`` names; returns the alias.
 
     ``ref`` is ``run@step``, ``run@latest``, ``run@~N``, ``export:ID``, another alias (the new
     alias points at that alias's *current* target, not at the alias), or a record the API
     returned. Moving an existing alias records the old and new target in its history.
 
-    >>> store.tag("mnist@latest", "prod", message="beats baseline")   # doctest: +SKIP
+    >>> store.set_alias("prod", "mnist@latest", message="beats baseline")   # doctest: +SKIP
     """
     check_alias_name(name)
     parsed = as_ref(ref)
@@ -73,7 +75,7 @@ def _tag(conn: Connection, ref: Ref, name: str, message: str | None) -> None:
     if row is None:
         W.insert_alias(conn, name, ck_id, ex_id, message, now)
         W.alias_event(conn, name, "tag", None, new_text, message, now)
-        log.info("tagged %s as %r", new_text, name)
+        log.info("set alias %r to %s", name, new_text)
         return
     if (row.checkpoint_id, row.export_id) == (ck_id, ex_id):
         # Same target: nothing moved, so no history event; only a new message is kept.
@@ -86,23 +88,23 @@ def _tag(conn: Connection, ref: Ref, name: str, message: str | None) -> None:
     log.info("moved alias %r from %s to %s", name, old_text, new_text)
 
 
-def untag(backend: Backend, name: str, *, message: str | None = None) -> None:
+def remove_alias(backend: Backend, name: str, *, message: str | None = None) -> None:
     """Remove the alias ``name`` (its target is no longer protected); its history is kept."""
     with backend.db.write() as conn:
         row = Q.alias_row(conn, name, for_update=True)
         if row is None:
-            raise UnknownAliasError(f"no version named {name!r} in {backend.db.describe_store()} (see 'ckptstore versions')")
+            raise UnknownAliasError(f"no alias named {name!r} in {backend.db.describe_store()} (see 'ckptstore aliases')")
         old_text = Q.target_text(conn, row.checkpoint_id, row.export_id)
         W.delete_alias(conn, row.id)
         W.alias_event(conn, name, "untag", old_text, None, message, utcnow())
-    log.info("untagged %r (was %s)", name, old_text)
+    log.info("removed alias %r (was %s)", name, old_text)
 
 
-def versions(backend: Backend, name: str | None = None) -> list[AliasInfo]:
+def aliases(backend: Backend, name: str | None = None) -> list[AliasInfo]:
     """Aliases by name, each with its history, newest event first.
 
-    Without ``name``: every current alias. With ``name``: that alias; for a name that was
-    untagged, its history alone (``kind="untagged"``, ``target=""``); for a name never used,
+    Without ``name``: every current alias. With ``name``: that alias; for an alias that was
+    removed, its history alone (``kind="untagged"``, ``target=""``); for a name never used,
     :class:`UnknownAliasError`.
     """
     with backend.db.read() as conn:
@@ -111,6 +113,6 @@ def versions(backend: Backend, name: str | None = None) -> list[AliasInfo]:
             return infos
         history = Q.alias_history(conn, [name]).get(name, [])
     if not history:
-        raise UnknownAliasError(f"no version named {name!r} in {backend.db.describe_store()} (see 'ckptstore versions')")
+        raise UnknownAliasError(f"no alias named {name!r} in {backend.db.describe_store()} (see 'ckptstore aliases')")
     last = history[0]
     return [AliasInfo(name=name, target="", kind="untagged", message=last.message, updated_at=last.at, history=history)]

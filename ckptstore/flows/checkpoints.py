@@ -165,12 +165,12 @@ def commit_checkpoint(
         old = Q.checkpoint_id_at(conn, run_id, step)
         freed: set[str] = set()
         if old is not None:
-            # Saving a step again replaces it, as Saver.save does, unless a version is named after it.
+            # Saving a step again replaces it, as Saver.save does, unless an alias points at it.
             aliases = Q.aliases_of_checkpoint(conn, old)
             if aliases:
                 raise ConflictError(
-                    f"{run_name}@{step} already exists and is the version {', '.join(sorted(aliases))}; "
-                    "untag it before saving that step again"
+                    f"{run_name}@{step} already exists and has the alias {', '.join(sorted(aliases))}; "
+                    "remove it (ckptstore unalias NAME) before saving that step again"
                 )
             freed = W.delete_checkpoints(conn, [old], drop_blobs=False)
         cid = W.insert_checkpoint(

@@ -5,7 +5,7 @@
 reported (missing, corrupt, unreadable, unexpected, stale staging), together with the
 database's own integrity check. ``gc`` runs under the object area's exclusive lock, so a save
 between its file move and its commit (which holds the lock shared) is waited for, never
-collected; named versions are safe, their checkpoints and exports are referenced.
+collected; aliases are safe, their checkpoints and exports are referenced.
 """
 
 from __future__ import annotations

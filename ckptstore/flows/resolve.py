@@ -1,7 +1,7 @@
 """From what a user names to what the store holds: references, and the records the API returns.
 
 Anywhere a reference is accepted, so is a record that carries one (``CheckpointInfo``,
-``ExportInfo``, anything with a ``.ref``): ``store.tag(run.freeze(...), "prod")`` works.
+``ExportInfo``, anything with a ``.ref``): ``store.set_alias("prod", run.freeze(...))`` works.
 """
 
 from __future__ import annotations

@@ -60,8 +60,8 @@ def delete_run(backend: Backend, name: str) -> int:
         pinned = Q.aliases_on_run(conn, rid)
         if pinned:
             raise ConflictError(
-                f"run {name!r} has versions named {', '.join(sorted(pinned))}; "
-                "untag them before deleting the run"
+                f"run {name!r} has the aliases {', '.join(sorted(pinned))}; "
+                "remove them (ckptstore unalias NAME) before deleting the run"
             )
         n = Q.checkpoint_count(conn, rid)
         digests = Q.digests_of_run(conn, rid)

@@ -458,7 +458,7 @@ def resolve(conn: Connection, ref: Ref) -> Target:
         row = conn.execute(select(S.Alias.checkpoint_id, S.Alias.export_id).where(S.Alias.name == ref.alias)).first()
         if row is None:
             raise UnknownAliasError(
-                f"no version named {ref.alias!r} in {store_where(conn.engine)} (see 'ckptstore versions'; "
+                f"no alias named {ref.alias!r} in {store_where(conn.engine)} (see 'ckptstore aliases'; "
                 "checkpoints are referred to as run@step)"
             )
         if row.checkpoint_id is not None:

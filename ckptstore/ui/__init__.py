@@ -1,5 +1,5 @@
 """``ckptstore ui``: a local, read-only web view of a store (runs, metric charts, checkpoints,
-variable diffs, named versions) and the JSON API behind it.
+variable diffs, aliases) and the JSON API behind it.
 
 Facade level: it uses the store's public API only and never imports TensorFlow. Starlette and
 uvicorn come with the ``ui`` extra (``pip install 'ckptstore[ui]'``) and are imported only

@@ -1,7 +1,7 @@
 """The JSON API behind the pages: read-only views of the store, as ``--json`` prints them.
 
 Every answer is built from the store's public API and turned into JSON by the records' own
-serializer (:func:`ckptstore.to_json`), so a run, a checkpoint or a version has the same keys
+serializer (:func:`ckptstore.to_json`), so a run, a checkpoint or an alias has the same keys
 here as in ``ckptstore ... --json``. Query parameters are checked here: a bad one is a 400 with
 a message; an unknown run, checkpoint or alias is the store's lookup error, a 404 (see
 ``app.py``). No endpoint writes: the store is opened read-only as well.
@@ -247,10 +247,10 @@ class Api:
         _known(request, {"run"})
         return json_response([export_json(e) for e in self.store.exports(_one(request, "run"))])
 
-    def versions(self, request: Request) -> Response:
-        """``GET /api/versions?name=ALIAS``: ``versions --json``, each alias with its history."""
+    def aliases(self, request: Request) -> Response:
+        """``GET /api/aliases?name=ALIAS``: ``aliases --json``, each alias with its history."""
         _known(request, {"name"})
-        return json_response(self.store.versions(_one(request, "name")))
+        return json_response(self.store.aliases(_one(request, "name")))
 
     def routes(self) -> list[tuple[str, Callable[[Request], Response]]]:
         return [
@@ -262,5 +262,6 @@ class Api:
             ("/api/checkpoint", self.checkpoint),
             ("/api/diff", self.diff),
             ("/api/exports", self.exports),
-            ("/api/versions", self.versions),
+            ("/api/aliases", self.aliases),
+            ("/api/versions", self.aliases),  # the name before "alias" was the one word
         ]

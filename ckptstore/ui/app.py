@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
 #: Page path -> its HTML file in ``static/``.
-PAGES = {"/": "index.html", "/run": "run.html", "/checkpoint": "checkpoint.html", "/versions": "versions.html"}
+PAGES = {"/": "index.html", "/run": "run.html", "/checkpoint": "checkpoint.html", "/aliases": "aliases.html",
+         "/versions": "aliases.html"}  # the old address of the aliases page
 
 SECURITY_HEADERS = [
     (b"content-security-policy",

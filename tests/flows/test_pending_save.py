@@ -37,7 +37,7 @@ def test_a_background_save_is_a_future_that_the_standard_waits_accept(sqlite_sto
 def test_a_failed_background_save_is_the_futures_exception(sqlite_store, tiny_model):
     run = sqlite_store.start_run("a")
     model = tiny_model()
-    sqlite_store.tag(run.save(model, 1), "v1")
+    sqlite_store.set_alias("v1", run.save(model, 1))
     pending = run.save(model, 1, blocking=False)  # replacing a tagged step: refused
     cf.wait([pending], timeout=60)
     assert isinstance(pending.exception(), ConflictError)

@@ -92,7 +92,7 @@ def dir_mtime(path: Path) -> int:
 
 def store_state(store: Any) -> dict[str, Any]:
     """What a store holds, read through its public API: runs (with params, tags, status, steps),
-    each run's checkpoints and their files, named versions with their history, exports, the
+    each run's checkpoints and their files, aliases with their history, exports, the
     bytes of every stored object, and what is left in staging."""
     import ckptstore
 
@@ -106,7 +106,7 @@ def store_state(store: Any) -> dict[str, Any]:
             cks, steps = [], []
         runs.append((r.name, r.status, repr(sorted(r.params.items())), sorted(r.tags.items()), r.last_step, cks, steps))
     versions = [(a.name, a.target, a.kind, a.message, [(e.action, e.old_target, e.new_target, e.message) for e in a.history])
-                for a in store.versions()]
+                for a in store.aliases()]
     exports = [(e.ref, e.run, e.step, e.digest, e.size) for e in store.exports()]
     objects = {}
     for digest, path in store.files.object_digests():

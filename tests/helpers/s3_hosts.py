@@ -56,7 +56,7 @@ def worker_main(host: int, uri: str, seconds: float, seed: int) -> None:
                 log.write(f"{step}\n")
             action = rng.random()
             if action < 0.3:
-                store.tag(ck.ref, f"{name}-best")
+                store.set_alias(f"{name}-best", ck.ref)
             elif action < 0.6:
                 others = [r.name for r in store.runs()]
                 victim = rng.choice(others)

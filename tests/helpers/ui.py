@@ -2,7 +2,7 @@
 
 The store: two comparable runs with checkpoints whose variables differ (one added, one with a
 new dtype), a failed run whose name and tags are HTML, a run still running, and two named
-versions, one moved (so it has a history). Built once per test module (TensorFlow saves).
+aliases, one moved (so it has a history). Built once per test module (TensorFlow saves).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def build_store(path: Path) -> None:
         live = store.start_run("live")
         live.log(0, loss=3.0)
         live.flush()  # left running on purpose: the table shows a running run
-        store.tag("mnist-a@100", "best", message="first good one")
-        store.tag("mnist-b@300", "best", message="wider is better")
-        store.tag("mnist-a@200", "prod")
+        store.set_alias("best", "mnist-a@100", message="first good one")
+        store.set_alias("best", "mnist-b@300", message="wider is better")
+        store.set_alias("prod", "mnist-a@200")
     finally:
         store.close()
     # Closing its store ended "live" (issue 22). Set running by hand, a run has no heartbeat and

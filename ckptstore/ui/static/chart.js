@@ -1,7 +1,7 @@
 // The metrics chart: one metric of several runs against step, drawn by uPlot (vendored, MIT).
 // The server downsamples (min/max per pixel column), so a drag-zoom asks it again for the steps
 // in view: zooming shows the full detail of that window. Checkpoints are links laid over the
-// plot (so a click opens the checkpoint page), named versions are labels above them.
+// plot (so a click opens the checkpoint page), aliases are labels above them.
 
 import { api, checkpointHref, el } from "./common.js";
 

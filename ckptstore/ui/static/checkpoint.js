@@ -84,14 +84,14 @@ try {
   if (!ref) throw new Error("no checkpoint named: open this page from a run or the chart");
   const { checkpoint: ck, variables } = await api("checkpoint", { ref });
   document.title = `${ck.ref} · ckptstore`;
-  // Choices for the diff: the other checkpoints of this run and every named version; any REF
+  // Choices for the diff: the other checkpoints of this run and every alias; any REF
   // can be typed as well (run@step, run@latest, an alias).
-  const [run, versions] = await Promise.all([api("run", { name: ck.run }), api("versions").catch(() => [])]);
+  const [run, aliases] = await Promise.all([api("run", { name: ck.run }), api("aliases").catch(() => [])]);
   const choices = [
     ...run.checkpoints.filter((c) => c.ref !== ck.ref).map((c) => c.ref),
-    ...versions.filter((v) => v.kind === "checkpoint").map((v) => v.name),
+    ...aliases.filter((v) => v.kind === "checkpoint").map((v) => v.name),
   ];
-  const input = el("input", { id: "diff-ref", name: "other", placeholder: "run@step or a version name", autocomplete: "off" });
+  const input = el("input", { id: "diff-ref", name: "other", placeholder: "run@step or an alias", autocomplete: "off" });
   input.setAttribute("list", "diff-choices");
   const datalist = el("datalist", { id: "diff-choices" }, ...choices.map((c) => el("option", { value: c })));
   const pick = el("select", { id: "diff-pick" }, el("option", { value: "", text: "choose…" }), ...choices.map((c) => el("option", { value: c, text: c })));
@@ -111,7 +111,7 @@ try {
       ["format", ck.format],
       ["state", ck.state],
       ["size", size(ck.total_bytes)],
-      ["versions", ck.aliases.join(", ") || "-"],
+      ["aliases", ck.aliases.join(", ") || "-"],
       ["created", when(ck.created_at)],
       ["files", ck.files.map((f) => `${f.file_name} (${size(f.size)})`).join("\n")],
     ]),

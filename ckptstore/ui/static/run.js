@@ -28,7 +28,7 @@ try {
     ]),
     el("h2", { text: `Checkpoints (${checkpoints.length})` }),
     checkpoints.length
-      ? table(["step", "ref", "format", "state", "size", "files", "versions", "created"], checkpoints.map((ck) => [
+      ? table(["step", "ref", "format", "state", "size", "files", "aliases", "created"], checkpoints.map((ck) => [
           link(checkpointHref(ck.ref), String(ck.step), "checkpoint-link"),
           ck.ref, ck.format, ck.state, size(ck.total_bytes), String(ck.files.length),
           ck.aliases.join(", "), when(ck.created_at),
@@ -36,7 +36,7 @@ try {
       : el("p", { className: "muted", text: "no checkpoints" }),
     el("h2", { text: `Exports (${exports.length})` }),
     exports.length
-      ? table(["ref", "step", "kind", "nodes", "size", "inputs", "outputs", "versions", "created"], exports.map((e) => [
+      ? table(["ref", "step", "kind", "nodes", "size", "inputs", "outputs", "aliases", "created"], exports.map((e) => [
           e.ref, e.step === null ? "-" : String(e.step), e.kind, String(e.node_count), size(e.size),
           e.inputs.map((i) => i.name).join(", "), e.outputs.map((o) => o.name).join(", "),
           e.aliases.join(", "), when(e.created_at),

@@ -1,4 +1,4 @@
-// The versions page: every named version (alias), what it points at, and its history.
+// The aliases page: every alias, what it points at, and its history.
 
 import { api, checkpointHref, el, link, param, showError, table, when } from "./common.js";
 
@@ -10,12 +10,12 @@ function target(kind, text) {
 }
 
 try {
-  const versions = await api("versions", { name: param("name") });
-  if (!versions.length) {
-    content.replaceChildren(el("p", { className: "muted", text: "no named versions yet (create one with 'ckptstore tag REF NAME')" }));
+  const aliases = await api("aliases", { name: param("name") });
+  if (!aliases.length) {
+    content.replaceChildren(el("p", { className: "muted", text: "no aliases yet (create one with 'ckptstore alias NAME REF')" }));
   } else {
-    content.replaceChildren(...versions.map((v) => {
-      const section = el("section", { className: "version" },
+    content.replaceChildren(...aliases.map((v) => {
+      const section = el("section", { className: "alias" },
         el("h2", { text: v.name }),
         el("p", {}, "→ ", target(v.kind, v.target), el("span", { className: "muted", text: ` (${v.kind}, ${when(v.updated_at)})` }),
           v.message ? el("span", { text: ` — ${v.message}` }) : null),
