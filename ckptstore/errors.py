@@ -7,6 +7,8 @@ one, the way out.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "CkptstoreError",
     "StoreConfigError",
@@ -158,8 +160,6 @@ class AccessDeniedError(CkptstoreError):
 
 def from_os_error(what: str, exc: OSError) -> CkptstoreError:
     """An ``OSError`` met while doing ``what`` ("cannot write /x"), as one line naming the file."""
-    import errno
-
     where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in what else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(f"{what}: no space left on the device{where}")

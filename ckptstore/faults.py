@@ -1,7 +1,8 @@
 """Crash-test seam: ``CKPTSTORE_FAULT=<point>`` makes the process SIGKILL itself at that point.
 
-The crash tests use it to stop a save at exact moments (after staging, during and after the
-move into the object area, after the commit) instead of hoping a random kill lands there.
+The crash tests use it to stop a save at exact moments instead of hoping a random kill lands
+there: ``staged`` (after staging), ``moving`` / ``moved`` (during and after the move into the
+object area), ``committed`` (after the commit), ``materialized`` (a restore's copy written).
 Reading one environment variable costs nanoseconds; nothing happens unless it is set.
 """
 
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-
-POINTS = ("staged", "moving", "moved", "committed", "materialized")
 
 
 def fault(point: str) -> None:

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from .errors import InvalidOptionError
+
 #: What readers show for a ``running`` run whose process is gone (never stored).
 CRASHED = "crashed"
 
@@ -49,8 +51,6 @@ def _seconds(var: str, default: float) -> float:
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
-        from .errors import InvalidOptionError
-
         raise InvalidOptionError(f"{var} must be a number of seconds > 0, got {raw!r}")
     return value
 
@@ -66,8 +66,6 @@ def timeout() -> float:
     every = interval()
     value = _seconds("CKPTSTORE_HEARTBEAT_TIMEOUT", 3 * every)
     if value <= every:
-        from .errors import InvalidOptionError
-
         raise InvalidOptionError(
             f"CKPTSTORE_HEARTBEAT_TIMEOUT ({value:g} s) must be longer than the heartbeat interval ({every:g} s)"
         )

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import StoreConfigError
+
 #: The store used when neither ``--store`` nor ``$CKPTSTORE_URI`` names one.
 DEFAULT_LOCATION = ".ckptstore"
 #: The SQLite file inside a directory store.
@@ -36,10 +38,6 @@ class Location:
     url: str | None = None
     directory: Path | None = None
 
-    @property
-    def is_url(self) -> bool:
-        return self.url is not None
-
 
 def chosen(uri: str | os.PathLike[str] | None) -> str:
     """The location text in force: ``uri``, else ``$CKPTSTORE_URI``, else the default."""
@@ -57,8 +55,6 @@ def parse_location(uri: str | os.PathLike[str] | None) -> Location:
     if _SCHEME.match(text):
         return Location(text, url=text)
     if _URL_TYPO.match(text):
-        from .errors import StoreConfigError
-
         raise StoreConfigError(
             f"{redact(text)!r} looks like a database URL but is not one (expected SCHEME://...); "
             "for a directory of that name, write it as ./NAME"
@@ -134,7 +130,6 @@ def parse_bucket_root(root: str | os.PathLike[str] | None) -> BucketRoot | None:
     text = str(root)
     if not text.lower().startswith("s3://"):
         return None
-    from .errors import StoreConfigError
 
     rest = text[5:]
     if "@" in rest.split("/", 1)[0]:

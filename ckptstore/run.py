@@ -3,7 +3,8 @@
 ``run.log(step, **metrics)`` only appends to an in-memory buffer; rows reach the database in
 batches (every ``flush_every`` values, every ``flush_seconds``, before each checkpoint save, when
 the run ends, when its store closes and at interpreter exit), one transaction per batch. This is
-what makes per-step logging cost microseconds instead of a round trip.
+what makes per-step logging cost an append instead of a database round trip
+(``benchmarks/log_metrics.py``).
 
 Metric values policy:
 

@@ -23,6 +23,7 @@ from .errors import (
     ConflictError,
     InvalidOptionError,
     MetricValueError,
+    RunExistsError,
     StoreConfigError,
     StoreOpenError,
     TopologyChangedError,
@@ -34,17 +35,17 @@ from .flows import checkpoints as checkpoint_flows
 from .flows import exports as export_flows
 from .flows import runs as run_flows
 from .flows import tensors as tensor_flows
-from .flows.areas import select_area
+from .flows.areas import copy_root, select_area
 from .flows.backend import Backend
 from .flows.heartbeat import Heartbeat
 from .flows.resolve import Target, checkpoint_of, resolve
-from .location import DB_FILE, parse_location, redact
+from .location import DB_FILE, parse_bucket_root, parse_location, redact
 from .metadata import queries as Q
 from .metadata import versions
 from .metadata import writes as W
 from .metadata.engine import Database
 from .metadata.writes import check_state, check_status
-from .names import check_params, check_run_name, check_tags, new_run_name
+from .names import Ref, check_params, check_run_name, check_tags, new_run_name
 from .records import (
     AliasInfo,
     CheckpointInfo,
@@ -61,7 +62,7 @@ from .records import (
     VariableInfo,
     VerifyReport,
 )
-from .retention import Retention
+from .retention import Retention, resolve_mode
 from .run import FollowerRun, LiveRuns, Run
 
 Progress = Callable[[int, int], None] | None
@@ -362,8 +363,6 @@ class Store:
         tag_items = check_tags(tags or {})
         ret_json = retention.to_json() if retention is not None else None
         if name is None:
-            from .errors import RunExistsError
-
             for _ in range(5):  # a clash needs the same second and the same 16 random bits
                 try:
                     name = new_run_name()
@@ -499,15 +498,12 @@ class Store:
         >>> store.best("mnist", "val_accuracy").ref      # doctest: +SKIP
         'mnist@1200'
         """
-        from .names import Ref
-        from .retention import resolve_mode
-
         resolved = resolve_mode(metric, mode)
         return self.checkpoint(Ref("best", f"{run}@best:{resolved}:{metric}", run=run, metric=metric, mode=resolved))
 
     def metric_series(self, run: str, key: str, *, start: int | None = None) -> tuple[Any, Any]:
         """One metric of one run as numpy arrays ``(steps, values)`` (int64, float64; NaN kept),
-        steps >= ``start``: the fast path for charts (a million steps in well under a second).
+        steps >= ``start``: the fast path for charts (read on the driver's cursor, no row objects).
         An unknown run is :class:`UnknownRunError`; a metric the run never logged gives empty arrays."""
         from .metadata.series import metric_series
 
@@ -691,9 +687,6 @@ class Store:
     def copy_root(self, to: str, *, progress: Progress = None) -> dict[str, int]:
         """Copy this store's local file area into the bucket ``to`` (``s3://bucket/prefix``),
         verify the copies, then switch the store to it; resumable (see ``flows.areas.copy_root``)."""
-        from .flows.areas import copy_root
-        from .location import parse_bucket_root
-
         target = parse_bucket_root(to)
         if target is None:
             raise StoreConfigError(f"{redact(str(to))!r} is not an s3://BUCKET/PREFIX root")

@@ -7,7 +7,6 @@ Install with ``ckptstore --install-completion``.
 """
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -67,5 +66,3 @@ def complete_refs(ctx: typer.Context, incomplete: str) -> list[str]:
     out += [f"{r}@" for r in found.get("runs", []) if r.startswith(incomplete)]
     return out
 
-
-Completer = Callable[[typer.Context, str], list[str]]

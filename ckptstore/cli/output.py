@@ -9,7 +9,10 @@ through these same functions, so both paths print the same bytes.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -59,22 +62,12 @@ def print_json(data: Any) -> None:
     the json module's C encoder, which ``indent`` turns off: indenting 1,000 runs in pure
     Python took longer than the rest of ``runs list --json``.
     """
-    import json
-
     value = to_json(data)
     if isinstance(value, list) and value:
         encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
         sys.stdout.write("[\n" + ",\n".join("  " + encode(item) for item in value) + "\n]\n")
         return
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-
-
-def console() -> Any:
-    """A rich console on stdout that prints user text exactly as typed."""
-    from rich.console import Console
-
-    # markup off: run names, tags and messages are user text, "[x]" must print as typed.
-    return Console(highlight=False, markup=False, emoji=False)
 
 
 def table(
@@ -121,14 +114,10 @@ def table(
 def terminal_width() -> int | None:
     """The width tables must fit: ``$COLUMNS`` if set, else the terminal's when stdout is one;
     None (no limit) for a pipe or a file, so scripts always get every column."""
-    import os
-
     env = os.environ.get("COLUMNS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
     if sys.stdout.isatty():
-        import shutil
-
         return shutil.get_terminal_size().columns
     return None
 
@@ -169,8 +158,6 @@ def param_text(v: Any) -> str:
     """A param value as a cell: text as is, anything else as JSON (``0.01``, ``true``, ``[1,2]``)."""
     if isinstance(v, str):
         return v
-    import json
-
     return json.dumps(v, ensure_ascii=False)
 
 

@@ -1,7 +1,7 @@
 """``ckptstore runs list | show | compare | delete``.
 
-``runs list`` is the command people type all day, so it answers in under 0.3 s on 1,000 runs:
-its usual command lines (like those of ``show`` and ``compare``) are taken by the quick path
+``runs list`` is the command people type all day, so it keeps to the metadata commands' time
+budget (README, "Speed"; ``benchmarks/cli_latency.py``): its usual command lines (like those of ``show`` and ``compare``) are taken by the quick path
 (``fast.py``) before Typer is imported, and a SQLite store is read through the standard
 library's ``sqlite3`` without SQLAlchemy.
 """

@@ -21,7 +21,9 @@ stored, so the digests recorded for them describe bytes that TensorFlow wrote.
 
 from __future__ import annotations
 
+import errno
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -93,8 +95,6 @@ def _open_regular(path: Path):  # noqa: ANN202 - a binary file object
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        import errno
-
         if exc.errno == errno.ELOOP:
             raise NoCheckpointFoundError(f"cannot import {path}: it is a symlink (import reads regular files inside {path.parent} only)") from None
         raise
@@ -127,8 +127,6 @@ def _validated_index(directory: Path, prefix: Path) -> Bundle:
 
 def _check_data(directory: Path, prefix: Path, bundle: Bundle) -> None:
     """Each data shard of ``prefix`` against the crc32c its index recorded, tensor by tensor."""
-    import mmap
-
     n = bundle.header.num_shards
     for shard in range(n):
         name = data_file_name(prefix.name, shard, n)

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import stat
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -118,36 +119,6 @@ def _changed(out: Path) -> bool:
     return sorted(recorded) != [p.name for p in files] or any(current_signature(p) != recorded[p.name] for p in files)
 
 
-def checkpoint_at(backend: Backend, path: Any) -> CheckpointInfo | None:
-    """The checkpoint a path given out by :func:`cached_prefix` stands for (a prefix, or a file
-    of it such as ``.meta``), or None if ``path`` is not in this store's cache."""
-    try:
-        p = Path(os.fspath(path))
-    except TypeError:
-        return None
-    root = backend.files.cache_root()
-    try:
-        rel = p.absolute().relative_to(root.absolute())
-    except ValueError:
-        return None
-    m = _NAME.match(rel.parts[0]) if rel.parts else None
-    if m is None:
-        return None
-    try:
-        with backend.db.read() as conn:
-            if not Q.existing_checkpoints(conn, [int(m.group(1))]):
-                return None
-        ck = checkpoint_of(backend, _ref_by_id(backend, int(m.group(1))))
-    except Exception:  # noqa: BLE001 - not ours after all
-        return None
-    return ck if _key(ck) == rel.parts[0] else None
-
-
-def _ref_by_id(backend: Backend, ck_id: int) -> str:
-    with backend.db.read() as conn:
-        return Q.checkpoint_by_id(conn, ck_id).ref
-
-
 def prune(backend: Backend) -> int:
     """Remove cached copies of checkpoints (and exports) that no longer exist; returns how many."""
     root = backend.files.cache_root()
@@ -168,8 +139,6 @@ def prune(backend: Backend) -> int:
 
 
 def _old(path: Path, seconds: float = 3600.0) -> bool:
-    import time
-
     try:
         return time.time() - path.stat().st_mtime > seconds
     except OSError:

@@ -28,7 +28,7 @@ RUN_SORT_KEYS = ("name", "status", "created_at", "ended_at", "last_step", "check
 MAX_WIDTH = 10_000  # pixels; a wider chart gains nothing
 MAX_RUNS_PER_CHART = 50
 #: Bounds on any request, whatever the endpoint: a request's cost stays small (3,000 ``run=``
-#: once cost 5 s of server time).
+#: once tied the server up; ``benchmarks/ui.py`` times the endpoints).
 MAX_PARAMS = 100
 MAX_VALUE_CHARS = 4096
 MAX_TAGS = 20

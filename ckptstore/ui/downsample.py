@@ -16,7 +16,7 @@ __all__ = ["minmax"]
 
 def _distinct(a: np.ndarray) -> np.ndarray:
     """The sorted array ``a`` without repeats. Not ``np.unique``: its first call imports
-    ``numpy.ma``, a tenth of a second that would land on a server's first chart."""
+    ``numpy.ma``, an import that would land on a server's first chart."""
     return a[np.r_[True, a[1:] != a[:-1]]] if len(a) else a
 
 
