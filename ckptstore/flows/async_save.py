@@ -51,7 +51,8 @@ class PendingSave(Future[CheckpointInfo]):
     :class:`~ckptstore.records.CheckpointInfo`, so ``result()``, ``exception()``, ``done()``,
     ``add_done_callback`` and ``concurrent.futures.wait`` / ``as_completed`` work as for any
     executor's future. It is running from the start (the snapshot is taken): ``cancel()`` returns
-    False, as for a future an executor has started.
+    False, as for a future an executor has started. A done callback runs on the background save
+    thread once the commit (or the failure) is final, or at once if it already is.
     """
 
     def __init__(self, run_name: str, step: int) -> None:
