@@ -276,7 +276,8 @@ class BackupAndRestore(StoreCallback):
         exit_code = check_exit_code(exit_code)
         if run is None:  # BackupAndRestore(run_handle, ...)
             if not isinstance(store, Run):
-                raise InvalidOptionError("BackupAndRestore(store, run) needs the run: a name or a Run handle")
+                # preemption.resume_training's words for a bad run, for BackupAndRestore(store) too.
+                raise InvalidOptionError(f"run must be a run name or a Run, got {type(run).__name__}")
             run = store
         owner = store.store if isinstance(store, Run) else store
         handle, latest, owned = resume_training(owner, run, resume=resume, **start_run_options)
