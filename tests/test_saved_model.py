@@ -99,6 +99,9 @@ def test_keras_export_loads_back_and_predicts_like_the_live_model(store, tmp_pat
     store.set_alias("prod-keras", info)
     loaded = store.load_keras("prod-keras")
     np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6)
+    # load_model's own keywords pass through to it.
+    again = store.load_keras("prod-keras", compile=False, safe_mode=True, custom_objects={})
+    np.testing.assert_allclose(again.predict(X, verbose=0), model.predict(X, verbose=0), rtol=1e-6)
     path = store.export_to("prod-keras", str(tmp_path / "out") + "/")
     assert path.name == f"export-{info.id}.keras" and (tmp_path / "out" / f"export-{info.id}.keras.json").is_file()
     import keras
