@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -60,10 +61,13 @@ def free_ports(n: int) -> list[int]:
 def run_job(
     children: ChildProcesses, code: str, cluster: dict[str, int], env: dict[str, str], tmp: Path,
     *, wait_for: str | None = None, per_task_env: dict[str, dict[str, str]] | None = None,
+    signal_after: tuple[str, str] | None = None,
 ) -> dict[str, tuple[int | None, str]]:
     """Start one process per task of ``cluster`` ({job: count}) running ``code`` with its
     ``TF_CONFIG``; wait for all of them (or only the ``wait_for`` task, e.g. a PS job's chief,
-    whose ps and worker serve forever) and kill the rest. Returns {"worker-0": (exit code, stderr)}."""
+    whose ps and worker serve forever) and kill the rest. Each task runs in ``tmp`` (relative paths
+    are the job's). ``signal_after=(task, text)`` sends that task SIGTERM once ``text`` appears in
+    ``tmp/progress-<task>`` (a preemption notice mid-training). Returns {"worker-0": (exit code, stderr)}."""
     ports = iter(free_ports(sum(cluster.values())))
     spec = {job: [f"127.0.0.1:{next(ports)}" for _ in range(n)] for job, n in cluster.items()}
     procs: dict[str, subprocess.Popen] = {}
@@ -77,13 +81,18 @@ def run_job(
                 **(per_task_env or {}).get(task, {}),
             }
             procs[task] = children.popen(
-                [sys.executable, "-c", with_deadline(code, DEADLINE + 10)], env=task_env,
+                [sys.executable, "-c", with_deadline(code, DEADLINE + 10)], env=task_env, cwd=tmp,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             )
     waited = [wait_for] if wait_for else list(procs)
     deadline = time.monotonic() + DEADLINE
     failed_at: float | None = None
     while time.monotonic() < deadline and any(procs[t].poll() is None for t in waited):
+        if signal_after is not None:
+            progress = tmp / f"progress-{signal_after[0]}"
+            if progress.exists() and signal_after[1] in progress.read_text():
+                procs[signal_after[0]].send_signal(signal.SIGTERM)
+                signal_after = None
         if failed_at is None and any(procs[t].poll() not in (None, 0) for t in waited):
             failed_at = time.monotonic()  # the others now wait in a collective: give them a moment
         if failed_at is not None and time.monotonic() - failed_at > 5:
@@ -254,3 +263,36 @@ def test_ps_job_saves_sharded_variables_whole_and_restores_into_one_process(chil
     chief = np.load(tmp_path / "chief-0.npz")
     assert np.array_equal(model.w.numpy(), chief["arr_0"]) and np.array_equal(model.b.numpy(), chief["arr_1"])
     assert np.abs(chief["arr_0"]).sum() > 0  # it trained
+
+
+# --------------------------------------------------------------------------- the drop-ins on every worker
+
+
+def test_mwms_checkpoint_manager_dropin_chief_records_follower_leaves_nothing(children: ChildProcesses, tmp_path: Path) -> None:
+    uri = str(tmp_path / "store")
+    env = child_env(CKPTSTORE_URI=uri)
+    code = block("mwms-manager") + DUMP
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["manager-job"]
+        assert [(c.step, c.prefix) for c in store.checkpoints("manager-job")] == [(4, "ckpt-4"), (8, "ckpt-8")]
+        steps_once(store, "manager-job", 8)
+        assert store.get_run("manager-job").status == "finished"
+        single = ckptstore.open_store(uri)  # restore into one process: the chief's weights
+    chief, follower = np.load(tmp_path / "worker-0.npz"), np.load(tmp_path / "worker-1.npz")
+    assert all(np.array_equal(chief[k], follower[k]) for k in chief.files)
+    # Only the chief's directory, as TensorFlow's manager leaves it; no workertemp_1, no temp file.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("ckpts", "workertemp"))) == ["ckpts"]
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpts")) == str(tmp_path / "ckpts" / "ckpt-8")
+    assert no_temp_files(tmp_path) == []
+    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(16, activation="relu"), tf.keras.layers.Dense(1)])
+    single.restore("manager-job@latest", tf.train.Checkpoint(model=model))
+    single.close()
+    assert all(np.array_equal(v.numpy(), chief[f"arr_{i}"]) for i, v in enumerate(model.weights))
+
+    # Run the job again: every worker restores the chief's latest and goes on; one run still.
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("manager-job")] == [12, 16]  # TF's max_to_keep=2, forgotten too
+        steps_once(store, "manager-job", 16)
+    assert not (tmp_path / "workertemp_1").exists() and no_temp_files(tmp_path) == []
