@@ -301,3 +301,23 @@ def test_tf1_saver_on_a_non_chief_writes_to_workertemp_and_removes_it(sqlite_sto
     assert not (tmp_path / "train").exists() or list((tmp_path / "train").iterdir()) == []
     assert not (tmp_path / "workertemp_1").exists()
     _no_rows(sqlite_store)
+
+
+def test_multi_worker_checkpointing_without_the_strategy_is_one_line_and_writes_nothing(sqlite_store: ckptstore.Store, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import tensorflow as tf
+
+    from ckptstore.preemption import Checkpointing
+
+    ckpt = tf.train.Checkpoint(model=tiny_model())
+    for task in (0, 1):
+        monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", task))
+        with pytest.raises(InvalidOptionError, match=f"worker {task} of a 2-worker job: pass strategy=") as err:
+            Checkpointing(sqlite_store, "job", ckpt, save_every=2)
+        assert "\n" not in str(err.value)
+    _no_rows(sqlite_store)
+    # The coordinator of a ParameterServerStrategy job runs the loop alone: nothing to agree on.
+    monkeypatch.setenv("TF_CONFIG", tf_config(PS, "chief", 0))
+    with Checkpointing(sqlite_store, "ps-job", ckpt, save_every=2) as pc:
+        for _ in pc.steps(2):
+            pc.log(loss=1.0)
+    assert [c.step for c in sqlite_store.checkpoints("ps-job")] == [2]

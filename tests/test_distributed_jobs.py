@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -61,13 +60,11 @@ def free_ports(n: int) -> list[int]:
 def run_job(
     children: ChildProcesses, code: str, cluster: dict[str, int], env: dict[str, str], tmp: Path,
     *, wait_for: str | None = None, per_task_env: dict[str, dict[str, str]] | None = None,
-    signal_after: tuple[str, str] | None = None,
 ) -> dict[str, tuple[int | None, str]]:
     """Start one process per task of ``cluster`` ({job: count}) running ``code`` with its
     ``TF_CONFIG``; wait for all of them (or only the ``wait_for`` task, e.g. a PS job's chief,
     whose ps and worker serve forever) and kill the rest. Each task runs in ``tmp`` (relative paths
-    are the job's). ``signal_after=(task, text)`` sends that task SIGTERM once ``text`` appears in
-    ``tmp/progress-<task>`` (a preemption notice mid-training). Returns {"worker-0": (exit code, stderr)}."""
+    are the job's). Returns {"worker-0": (exit code, stderr)}."""
     ports = iter(free_ports(sum(cluster.values())))
     spec = {job: [f"127.0.0.1:{next(ports)}" for _ in range(n)] for job, n in cluster.items()}
     procs: dict[str, subprocess.Popen] = {}
@@ -88,11 +85,6 @@ def run_job(
     deadline = time.monotonic() + DEADLINE
     failed_at: float | None = None
     while time.monotonic() < deadline and any(procs[t].poll() is None for t in waited):
-        if signal_after is not None:
-            progress = tmp / f"progress-{signal_after[0]}"
-            if progress.exists() and signal_after[1] in progress.read_text():
-                procs[signal_after[0]].send_signal(signal.SIGTERM)
-                signal_after = None
         if failed_at is None and any(procs[t].poll() not in (None, 0) for t in waited):
             failed_at = time.monotonic()  # the others now wait in a collective: give them a moment
         if failed_at is not None and time.monotonic() - failed_at > 5:
@@ -296,3 +288,61 @@ def test_mwms_checkpoint_manager_dropin_chief_records_follower_leaves_nothing(ch
         assert [c.step for c in store.checkpoints("manager-job")] == [12, 16]  # TF's max_to_keep=2, forgotten too
         steps_once(store, "manager-job", 16)
     assert not (tmp_path / "workertemp_1").exists() and no_temp_files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- preemption across workers
+
+# Prepended to a worker's script: the worker named by $SIGTERM_TASK sends itself SIGTERM right
+# after it logged step $SIGTERM_AT (a preemption notice that arrives in the middle of training,
+# at a step the test knows).
+SIGTERM_AT = """
+import os as _os, signal as _signal, ckptstore.preemption as _pre
+_log = _pre.Checkpointing.log
+def _log_then_sigterm(self, **metrics):
+    _log(self, **metrics)
+    if _os.environ.get("SIGTERM_AT") == str(self.step):
+        _os.kill(_os.getpid(), _signal.SIGTERM)
+_pre.Checkpointing.log = _log_then_sigterm
+"""
+
+
+def test_mwms_sigterm_to_one_worker_stops_all_at_one_checkpoint_and_the_rerun_ends_as_uninterrupted(children: ChildProcesses, tmp_path: Path) -> None:
+    code = SIGTERM_AT + block("mwms-preemption") + DUMP
+    # SIGTERM to the non-chief worker after step 13: every worker saves step 13 and exits 42.
+    uri = str(tmp_path / "store")
+    per_task = {"worker-1": {"SIGTERM_AT": "13"}}
+    results = run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path, per_task_env=per_task)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 42, "worker-1": 42}, results["worker-0"][1][-3000:]
+    assert not (tmp_path / "worker-0.npz").exists()  # stopped before the end of the script
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["pre-job"]
+        assert [c.step for c in store.checkpoints("pre-job")] == [10, 13]  # one committed checkpoint for the notice
+        steps_once(store, "pre-job", 13)
+        assert store.get_run("pre-job").status in ("running", "crashed")  # suspended: the re-run resumes it
+    assert no_temp_files(tmp_path) == []
+
+    # Run the job again: every worker resumes from step 13 and trains to step 40.
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("pre-job")] == [10, 13, 20, 30, 40]
+        steps_once(store, "pre-job", 40)
+        assert store.get_run("pre-job").status == "finished"
+    resumed = np.load(tmp_path / "worker-0.npz")
+
+    # The same job never interrupted, in another store: the same final weights, bit for bit.
+    other = tmp_path / "uninterrupted"
+    other.mkdir()
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=str(other / "store")), other))
+    uninterrupted = np.load(other / "worker-0.npz")
+    assert all(np.array_equal(resumed[k], uninterrupted[k]) for k in resumed.files)
+
+
+def test_mwms_sigterm_to_the_chief_stops_every_worker_at_the_same_step(children: ChildProcesses, tmp_path: Path) -> None:
+    uri = str(tmp_path / "store")
+    per_task = {"worker-0": {"SIGTERM_AT": "7"}}
+    results = run_job(children, SIGTERM_AT + block("mwms-preemption"), {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path, per_task_env=per_task)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 42, "worker-1": 42}, results["worker-1"][1][-3000:]
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("pre-job")] == [7]
+        steps_once(store, "pre-job", 7)
+    assert no_temp_files(tmp_path) == []
