@@ -346,3 +346,39 @@ def test_mwms_sigterm_to_the_chief_stops_every_worker_at_the_same_step(children:
         assert [c.step for c in store.checkpoints("pre-job")] == [7]
         steps_once(store, "pre-job", 7)
     assert no_temp_files(tmp_path) == []
+
+
+# Prepended to a Keras worker's script: as SIGTERM_AT, after the callback handled batch step $SIGTERM_AT.
+SIGTERM_AT_BATCH = """
+import os as _os, signal as _signal, ckptstore.keras as _ck
+_end = _ck.BackupAndRestore.on_train_batch_end
+def _end_then_sigterm(self, batch, logs=None):
+    _end(self, batch, logs)
+    if _os.environ.get("SIGTERM_AT") == str(self.step):
+        _os.kill(_os.getpid(), _signal.SIGTERM)
+_ck.BackupAndRestore.on_train_batch_end = _end_then_sigterm
+"""
+
+
+def test_mwms_keras_backup_and_restore_sigterm_to_one_worker_then_rerun_ends_as_uninterrupted(children: ChildProcesses, tmp_path: Path) -> None:
+    code = SIGTERM_AT_BATCH + block("mwms-backup") + DUMP
+    uri = str(tmp_path / "store")
+    # SIGTERM to the follower after step 10: at the next batch's end every worker saves step 11.
+    results = run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path, per_task_env={"worker-1": {"SIGTERM_AT": "10"}})
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 42, "worker-1": 42}, results["worker-0"][1][-3000:]
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["backup-job"]
+        assert [c.step for c in store.checkpoints("backup-job")] == [4, 8, 11]
+        steps_once(store, "backup-job", 11)
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("backup-job")] == [4, 8, 11, 12, 16, 20, 24]
+        steps_once(store, "backup-job", 24)
+        assert store.get_run("backup-job").status == "finished"
+    assert no_temp_files(tmp_path) == []
+    resumed = np.load(tmp_path / "worker-0.npz")
+    other = tmp_path / "uninterrupted"
+    other.mkdir()
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=str(other / "store")), other))
+    uninterrupted = np.load(other / "worker-0.npz")
+    assert all(np.array_equal(resumed[k], uninterrupted[k]) for k in resumed.files)
