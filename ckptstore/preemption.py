@@ -129,24 +129,17 @@ def stop_agreement(strategy: Any, who: distributed.Role) -> Callable[[bool], boo
     same step boundaries. None where this process decides alone: one process, or the coordinator
     of a ``ParameterServerStrategy`` job (its workers and parameter servers run no loop). A
     multi-worker job without its ``strategy`` is one error line: the workers could not agree."""
-    if who.num_workers < 2 or who.cluster.get("ps"):
+    if not who.lockstep:
         return None
     if strategy is None:
         raise InvalidOptionError(
             f"this process is {who.describe()}: pass strategy= (the job's MultiWorkerMirroredStrategy), so that "
             "a SIGTERM to any worker makes all of them save the same step and stop"
         )
-    import tensorflow as tf
-
-    def total(flag: Any) -> Any:
-        per_worker = strategy.run(tf.identity, args=(flag,))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_worker, axis=None)
-
-    # Traced once: each call is then one all-reduce of a scalar, with no Python tracing.
-    workers_stopping: Any = tf.function(total, autograph=False)
+    workers_stopping = distributed.sum_over_workers(strategy)  # traced once: one all-reduce a call
 
     def agree(received: bool) -> bool:
-        return float(workers_stopping(tf.constant(1.0 if received else 0.0))) > 0
+        return workers_stopping([1.0 if received else 0.0])[0] > 0
 
     return agree
 

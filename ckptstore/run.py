@@ -32,14 +32,21 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 
 from .constants import NAME_MAX
-from .distributed import SINGLE, Role
-from .errors import InvalidOptionError, MetricValueError, NotChiefError, StepConflictError, UnknownRunError
+from .distributed import SINGLE, Role, sum_over_workers
+from .errors import (
+    InvalidOptionError,
+    MetricValueError,
+    NotChiefError,
+    RunExistsError,
+    StepConflictError,
+    UnknownRunError,
+)
 from .flows import checkpoints as checkpoint_flows
 from .flows import deploy_exports, heartbeat
 from .flows import exports as export_flows
@@ -479,6 +486,7 @@ class FollowerRun(Run):
                  retention: Retention | None) -> None:
         super().__init__(store, -1, name, resumed_from=resumed_from, overwrite=overwrite, manage_status=False, role=role)
         self._retention = retention
+        self._overwrite = overwrite
 
     def __repr__(self) -> str:
         return f"FollowerRun({self.name!r}, {self.role.describe()})"
@@ -504,6 +512,15 @@ class FollowerRun(Run):
                 self._refuse(step, "save")
             self._high = max(self._high, step)
         checkpoint_flows.write_and_discard(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+
+    def follow_chief(self, resumed_from: int | None) -> None:
+        """Take the run as the chief started it (:func:`start_in_lockstep`): the step it resumed
+        from and, unless given to ``start_run``, its retention rule, read now that it exists."""
+        self.resumed_from = resumed_from
+        self._floor = -1 if (resumed_from is None or self._overwrite) else resumed_from
+        self._high = -1 if resumed_from is None else resumed_from
+        if self._retention is None:
+            self._retention = Retention.from_json(self.store.get_run(self.name).retention)
 
     def rewind(self, step: int) -> int:
         """The chief moves the values; a follower only goes back to ``step`` with it."""
@@ -539,6 +556,50 @@ class FollowerRun(Run):
 
     def finish(self, status: str = "finished") -> None:
         W.check_status(status)
+
+
+def start_in_lockstep(store: Any, who: Role, strategy: Any, name: str | None, start: Callable[[], Run]) -> Run:
+    """``Store.start_run`` on a worker of a job that runs in lockstep, given its strategy: each
+    worker runs ``start`` (the chief starts or resumes the run; a follower checks what it can),
+    then all of them learn in one all-reduce what the chief decided. A follower cannot tell an
+    old run of that name from the one its chief is creating at this moment; the chief can. So:
+
+    * a refusal on any worker is raised on every worker, one line each: a name already used
+      without ``resume`` is the chief's :class:`RunExistsError` on every worker, and no worker
+      is left waiting in its first collective for a chief that gave up;
+    * a follower takes the run as the chief started it (:meth:`FollowerRun.follow_chief`): the
+      step it resumed from, and its retention rule read once it exists.
+
+    Each worker sends [chief refused, refused, chief refused a used name, chief's resumed step + 1].
+    """
+    agree = sum_over_workers(strategy)
+    try:
+        run = start()
+    except Exception as exc:
+        chief = 1.0 if who.is_chief else 0.0
+        agree([chief, 1.0, chief if isinstance(exc, RunExistsError) else 0.0, 0.0])
+        raise
+    resumed = run.resumed_from + 1.0 if who.is_chief and run.resumed_from is not None else 0.0
+    chief_refused, refused, name_used, chief_resumed = agree([0.0, 0.0, 0.0, resumed])
+    where = store.backend.db.describe_store()
+    if refused and who.is_chief:
+        # Only a worker given other arguments than the chief refuses what the chief accepted.
+        run.finish("failed")
+        raise InvalidOptionError(
+            f"another worker of this job refused to start run {name!r} (its own error line says why); "
+            "the run is marked failed"
+        )
+    if name_used:
+        raise RunExistsError(
+            f"run {name!r} already exists in {where}, and this job's chief refused to start it again; "
+            "pass resume=True to continue it, or use another name"
+        )
+    if refused:
+        who_refused = "the chief" if chief_refused else "another worker"
+        raise InvalidOptionError(f"{who_refused} of this job refused to start run {name!r} (its own error line says why)")
+    if isinstance(run, FollowerRun):
+        run.follow_chief(int(chief_resumed) - 1 if chief_resumed else None)
+    return run
 
 
 def _check_key(key: str, step: int) -> None:

@@ -61,7 +61,7 @@ from .records import (
     VerifyReport,
 )
 from .retention import Retention
-from .run import FollowerRun, LiveRuns, Run
+from .run import FollowerRun, LiveRuns, Run, start_in_lockstep
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -315,7 +315,19 @@ class Store:
         number of workers (tag ``ckptstore.workers``); every other task gets a
         :class:`~ckptstore.run.FollowerRun`, which writes nothing. A resume with another number
         of workers is refused (:class:`TopologyChangedError`) unless ``update_params=True``.
+        With ``strategy`` (``MultiWorkerMirroredStrategy``) the workers then agree (one
+        all-reduce, ``run.start_in_lockstep``): a follower takes the run as its chief started it,
+        and a refusal on any worker (a used name without ``resume``) is raised on every worker.
         """
+        who = distributed.role(strategy)
+        if strategy is not None and who.lockstep:
+            return start_in_lockstep(self, who, strategy, name, lambda: self._start_run(
+                name, params, tags, retention, resume, overwrite, update_params, strategy, logging_options))
+        return self._start_run(name, params, tags, retention, resume, overwrite, update_params, strategy, logging_options)
+
+    def _start_run(self, name: str | None, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
+                   retention: Retention | None, resume: bool | str, overwrite: bool, update_params: bool,
+                   strategy: Any, logging_options: dict[str, Any]) -> Run:
         mode = _resume_mode(resume)
         who = distributed.role(strategy)
         if who.multi_worker:

@@ -382,3 +382,49 @@ def test_mwms_keras_backup_and_restore_sigterm_to_one_worker_then_rerun_ends_as_
     assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=str(other / "store")), other))
     uninterrupted = np.load(other / "worker-0.npz")
     assert all(np.array_equal(resumed[k], uninterrupted[k]) for k in resumed.files)
+
+
+# --------------------------------------------------------------------------- the chief decides, the followers follow
+
+REUSED_NAME = """
+import json, os, tensorflow as tf, ckptstore
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+store = ckptstore.open_store()
+task = strategy.cluster_resolver.task_id
+with store.start_run("reused", resume=os.environ.get("RESUME") == "1", strategy=strategy) as run:
+    with open(os.path.join(os.environ["DUMP_DIR"], f"started-{task}.json"), "w") as f:
+        json.dump({"type": type(run).__name__, "resumed_from": run.resumed_from, "next_step": run.next_step}, f)
+    for step in range(run.next_step, run.next_step + 3):
+        run.log(step, loss=float(step))
+"""
+
+
+def test_mwms_reused_name_without_resume_is_refused_on_every_worker_and_followers_follow_the_chief(children: ChildProcesses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = str(tmp_path / "store")
+    # An earlier run of the job (as its chief recorded it): steps 0-2, finished.
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}))
+    with ckptstore.open_store(uri) as store, store.start_run("reused") as run:
+        for step in range(3):
+            run.log(step, loss=float(step))
+    monkeypatch.delenv("TF_CONFIG")
+
+    # The job again without resume=True: the chief refuses the used name, and so does the
+    # follower (one line, at once), instead of waiting for a chief that gave up.
+    start = time.monotonic()
+    results = run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
+    assert time.monotonic() - start < DEADLINE / 2
+    for task, (_, err) in results.items():
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("ckptstore.errors.RunExistsError: run 'reused' already exists in"), (task, last)
+    assert not (tmp_path / "started-0.json").exists() and not (tmp_path / "started-1.json").exists()
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["reused"] and store.get_run("reused").status == "finished"
+        assert [s.step for s in store.steps("reused")] == [0, 1, 2]
+
+    # With resume=True every worker continues after the step the chief resumed from.
+    assert_ok(run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RESUME="1"), tmp_path))
+    started = {i: json.loads((tmp_path / f"started-{i}.json").read_text()) for i in range(2)}
+    assert started == {0: {"type": "Run", "resumed_from": 2, "next_step": 3}, 1: {"type": "FollowerRun", "resumed_from": 2, "next_step": 3}}
+    with ckptstore.open_store(uri) as store:
+        assert [s.step for s in store.steps("reused")] == list(range(6)) and store.metric_history("reused") == []
