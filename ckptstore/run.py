@@ -558,48 +558,55 @@ class FollowerRun(Run):
         W.check_status(status)
 
 
-def start_in_lockstep(store: Any, who: Role, strategy: Any, name: str | None, start: Callable[[], Run]) -> Run:
-    """``Store.start_run`` on a worker of a job that runs in lockstep, given its strategy: each
-    worker runs ``start`` (the chief starts or resumes the run; a follower checks what it can),
-    then all of them learn in one all-reduce what the chief decided. A follower cannot tell an
-    old run of that name from the one its chief is creating at this moment; the chief can. So:
+def start_in_lockstep(store: Any, who: Role, strategy: Any, name: str | None, *, check: Callable[[], Any],
+                      start: Callable[[], Run]) -> Run:
+    """``Store.start_run`` on a worker of a job that runs in lockstep, given its strategy. A
+    follower cannot tell an old run of that name from the one its chief is creating at this
+    moment; the chief can. So the workers agree in two all-reduces, the same on every worker:
 
-    * a refusal on any worker is raised on every worker, one line each: a name already used
-      without ``resume`` is the chief's :class:`RunExistsError` on every worker, and no worker
-      is left waiting in its first collective for a chief that gave up;
-    * a follower takes the run as the chief started it (:meth:`FollowerRun.follow_chief`): the
-      step it resumed from, and its retention rule read once it exists.
-
-    Each worker sends [chief refused, refused, chief refused a used name, chief's resumed step + 1].
+    1. every worker runs ``check`` (it only reads: the name, ``$TF_CONFIG`` against the
+       strategy, the worker count, params, tags) and a follower ``start`` (which writes
+       nothing); a refusal anywhere is raised on every worker, one line each (the same check
+       fails on each, with its own message), before the chief writes anything;
+    2. the chief runs ``start`` (starts, resumes or refuses the run); its refusal is raised on
+       every worker (a name already used without ``resume`` is :class:`RunExistsError`
+       everywhere), so none is left waiting in its first collective for a chief that gave up;
+       else a follower takes the run as the chief started it (:meth:`FollowerRun.follow_chief`:
+       the step it resumed from, its retention rule read once it exists).
     """
     agree = sum_over_workers(strategy)
+    mine: Run | None = None
     try:
-        run = start()
-    except Exception as exc:
-        chief = 1.0 if who.is_chief else 0.0
-        agree([chief, 1.0, chief if isinstance(exc, RunExistsError) else 0.0, 0.0])
+        check()
+        if not who.is_chief:
+            mine = start()
+    except Exception:
+        agree([1.0])
         raise
-    resumed = run.resumed_from + 1.0 if who.is_chief and run.resumed_from is not None else 0.0
-    chief_refused, refused, name_used, chief_resumed = agree([0.0, 0.0, 0.0, resumed])
-    where = store.backend.db.describe_store()
-    if refused and who.is_chief:
-        # Only a worker given other arguments than the chief refuses what the chief accepted.
-        run.finish("failed")
+    if agree([0.0])[0]:
         raise InvalidOptionError(
-            f"another worker of this job refused to start run {name!r} (its own error line says why); "
-            "the run is marked failed"
+            f"another worker of this job refused to start run {name!r} (its own error line says why); nothing was written"
         )
+    if who.is_chief:
+        try:
+            mine = start()
+        except Exception as exc:
+            agree([1.0, 1.0 if isinstance(exc, RunExistsError) else 0.0, 0.0])
+            raise
+        resumed = mine.resumed_from + 1.0 if mine.resumed_from is not None else 0.0
+        agree([0.0, 0.0, resumed])
+        return mine
+    chief_refused, name_used, chief_resumed = agree([0.0, 0.0, 0.0])
     if name_used:
         raise RunExistsError(
-            f"run {name!r} already exists in {where}, and this job's chief refused to start it again; "
-            "pass resume=True to continue it, or use another name"
+            f"run {name!r} already exists in {store.backend.db.describe_store()}, and this job's chief refused to "
+            "start it again; pass resume=True to continue it, or use another name"
         )
-    if refused:
-        who_refused = "the chief" if chief_refused else "another worker"
-        raise InvalidOptionError(f"{who_refused} of this job refused to start run {name!r} (its own error line says why)")
-    if isinstance(run, FollowerRun):
-        run.follow_chief(int(chief_resumed) - 1 if chief_resumed else None)
-    return run
+    if chief_refused:
+        raise InvalidOptionError(f"the chief of this job refused to start run {name!r} (its own error line says why)")
+    assert isinstance(mine, FollowerRun)  # start() on a non-chief task of a lockstep job
+    mine.follow_chief(int(chief_resumed) - 1 if chief_resumed else None)
+    return mine
 
 
 def _check_key(key: str, step: int) -> None:

@@ -389,9 +389,11 @@ def test_mwms_keras_backup_and_restore_sigterm_to_one_worker_then_rerun_ends_as_
 REUSED_NAME = """
 import json, os, tensorflow as tf, ckptstore
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
+if os.environ.get("OTHER_TF_CONFIG"):      # this worker was handed another job's TF_CONFIG
+    os.environ["TF_CONFIG"] = os.environ["OTHER_TF_CONFIG"]
 store = ckptstore.open_store()
 task = strategy.cluster_resolver.task_id
-with store.start_run("reused", resume=os.environ.get("RESUME") == "1", strategy=strategy) as run:
+with store.start_run(os.environ.get("RUN_NAME", "reused"), resume=os.environ.get("RESUME") == "1", strategy=strategy) as run:
     with open(os.path.join(os.environ["DUMP_DIR"], f"started-{task}.json"), "w") as f:
         json.dump({"type": type(run).__name__, "resumed_from": run.resumed_from, "next_step": run.next_step}, f)
     for step in range(run.next_step, run.next_step + 3):
@@ -402,10 +404,12 @@ with store.start_run("reused", resume=os.environ.get("RESUME") == "1", strategy=
 def test_mwms_reused_name_without_resume_is_refused_on_every_worker_and_followers_follow_the_chief(children: ChildProcesses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = str(tmp_path / "store")
     # An earlier run of the job (as its chief recorded it): steps 0-2, finished.
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}))
-    with ckptstore.open_store(uri) as store, store.start_run("reused") as run:
-        for step in range(3):
-            run.log(step, loss=float(step))
+    for name, workers in (("reused", 2), ("three", 3)):
+        cluster = {"worker": [f"127.0.0.1:{i + 1}" for i in range(workers)]}
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+        with ckptstore.open_store(uri) as store, store.start_run(name) as run:
+            for step in range(3):
+                run.log(step, loss=float(step))
     monkeypatch.delenv("TF_CONFIG")
 
     # The job again without resume=True: the chief refuses the used name, and so does the
@@ -419,8 +423,28 @@ def test_mwms_reused_name_without_resume_is_refused_on_every_worker_and_follower
         assert last.startswith("ckptstore.errors.RunExistsError: run 'reused' already exists in"), (task, last)
     assert not (tmp_path / "started-0.json").exists() and not (tmp_path / "started-1.json").exists()
     with ckptstore.open_store(uri) as store:
-        assert [r.name for r in store.runs()] == ["reused"] and store.get_run("reused").status == "finished"
+        assert store.get_run("reused").status == "finished"
         assert [s.step for s in store.steps("reused")] == [0, 1, 2]
+
+    # A resume by another number of workers than trained the run: refused on every worker too.
+    results = run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN_NAME="three", RESUME="1"), tmp_path)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
+    for task, (_, err) in results.items():
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("ckptstore.errors.TopologyChangedError: run 'three' was trained by 3 worker(s) and this job has 2"), (task, last)
+    with ckptstore.open_store(uri) as store:
+        assert sorted(r.name for r in store.runs()) == ["reused", "three"] and store.get_run("three").status == "finished"
+
+    # A follower given another job's TF_CONFIG: its own line, the chief's "another worker refused", no run.
+    other = json.dumps({"cluster": {"worker": ["127.0.0.1:1"] * 3}, "task": {"type": "worker", "index": 5}})
+    results = run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN_NAME="new"), tmp_path,
+                      per_task_env={"worker-1": {"OTHER_TF_CONFIG": other}})
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
+    lines = {task: err.strip().splitlines()[-1] for task, (_, err) in results.items()}
+    assert lines["worker-1"].startswith("ckptstore.errors.InvalidOptionError: TF_CONFIG names task worker 5, which its cluster"), lines
+    assert lines["worker-0"].startswith("ckptstore.errors.InvalidOptionError: another worker of this job refused to start run 'new'"), lines
+    with ckptstore.open_store(uri) as store:
+        assert sorted(r.name for r in store.runs()) == ["reused", "three"]
 
     # With resume=True every worker continues after the step the chief resumed from.
     assert_ok(run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RESUME="1"), tmp_path))
