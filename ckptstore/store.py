@@ -364,7 +364,7 @@ class Store:
             # Checked on every worker as the chief checks them: what the chief refuses fails
             # every worker alike, instead of leaving the others waiting in their first collective.
             existing = self._check_worker_start(name, params, tags, resume, update_params, strategy)
-            assert name is not None  # checked above
+            assert name is not None  # _check_worker_start refused a missing one
             if not who.is_chief:
                 last = None
                 if existing is not None:
