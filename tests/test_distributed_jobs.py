@@ -386,25 +386,25 @@ def test_mwms_keras_backup_and_restore_sigterm_to_one_worker_then_rerun_ends_as_
 
 # --------------------------------------------------------------------------- the chief decides, the followers follow
 
-REUSED_NAME = """
-import json, os, tensorflow as tf, ckptstore
-strategy = tf.distribute.MultiWorkerMirroredStrategy()
-if os.environ.get("OTHER_TF_CONFIG"):      # this worker was handed another job's TF_CONFIG
+# Appended to the lockstep-start example: what each worker's handle said when the run started.
+STARTED = """
+import json as _json
+with open(os.path.join(os.environ["DUMP_DIR"], f"started-{strategy.cluster_resolver.task_id}.json"), "w") as _f:
+    _json.dump({"type": type(run).__name__, "resumed_from": run.resumed_from, "first": first}, _f)
+"""
+# Put into the example after the strategy is made: this worker was handed another job's TF_CONFIG.
+OTHER_TF_CONFIG = """
+if os.environ.get("OTHER_TF_CONFIG"):
     os.environ["TF_CONFIG"] = os.environ["OTHER_TF_CONFIG"]
 store = ckptstore.open_store()
-task = strategy.cluster_resolver.task_id
-with store.start_run(os.environ.get("RUN_NAME", "reused"), resume=os.environ.get("RESUME") == "1", strategy=strategy) as run:
-    with open(os.path.join(os.environ["DUMP_DIR"], f"started-{task}.json"), "w") as f:
-        json.dump({"type": type(run).__name__, "resumed_from": run.resumed_from, "next_step": run.next_step}, f)
-    for step in range(run.next_step, run.next_step + 3):
-        run.log(step, loss=float(step))
 """
 
 
 def test_mwms_reused_name_without_resume_is_refused_on_every_worker_and_followers_follow_the_chief(children: ChildProcesses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = str(tmp_path / "store")
-    # An earlier run of the job (as its chief recorded it): steps 0-2, finished.
-    for name, workers in (("reused", 2), ("three", 3)):
+    script = block("lockstep-start").replace("store = ckptstore.open_store()\n", OTHER_TF_CONFIG) + STARTED
+    # Earlier runs of the job (as their chiefs recorded them): steps 0-2, finished; one of 3 workers.
+    for name, workers in (("nightly", 2), ("three", 3)):
         cluster = {"worker": [f"127.0.0.1:{i + 1}" for i in range(workers)]}
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
         with ckptstore.open_store(uri) as store, store.start_run(name) as run:
@@ -415,40 +415,40 @@ def test_mwms_reused_name_without_resume_is_refused_on_every_worker_and_follower
     # The job again without resume=True: the chief refuses the used name, and so does the
     # follower (one line, at once), instead of waiting for a chief that gave up.
     start = time.monotonic()
-    results = run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path)
+    results = run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path)
     assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
     assert time.monotonic() - start < DEADLINE / 2
     for task, (_, err) in results.items():
         last = err.strip().splitlines()[-1]
-        assert last.startswith("ckptstore.errors.RunExistsError: run 'reused' already exists in"), (task, last)
+        assert last.startswith("ckptstore.errors.RunExistsError: run 'nightly' already exists in"), (task, last)
     assert not (tmp_path / "started-0.json").exists() and not (tmp_path / "started-1.json").exists()
     with ckptstore.open_store(uri) as store:
-        assert store.get_run("reused").status == "finished"
-        assert [s.step for s in store.steps("reused")] == [0, 1, 2]
+        assert store.get_run("nightly").status == "finished"
+        assert [s.step for s in store.steps("nightly")] == [0, 1, 2]
 
     # A resume by another number of workers than trained the run: refused on every worker too.
-    results = run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN_NAME="three", RESUME="1"), tmp_path)
+    results = run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN="three", RESUME="1"), tmp_path)
     assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
     for task, (_, err) in results.items():
         last = err.strip().splitlines()[-1]
         assert last.startswith("ckptstore.errors.TopologyChangedError: run 'three' was trained by 3 worker(s) and this job has 2"), (task, last)
     with ckptstore.open_store(uri) as store:
-        assert sorted(r.name for r in store.runs()) == ["reused", "three"] and store.get_run("three").status == "finished"
+        assert sorted(r.name for r in store.runs()) == ["nightly", "three"] and store.get_run("three").status == "finished"
 
     # A follower given another job's TF_CONFIG: its own line, the chief's "another worker refused", no run.
     other = json.dumps({"cluster": {"worker": ["127.0.0.1:1"] * 3}, "task": {"type": "worker", "index": 5}})
-    results = run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN_NAME="new"), tmp_path,
+    results = run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN="new"), tmp_path,
                       per_task_env={"worker-1": {"OTHER_TF_CONFIG": other}})
     assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
     lines = {task: err.strip().splitlines()[-1] for task, (_, err) in results.items()}
     assert lines["worker-1"].startswith("ckptstore.errors.InvalidOptionError: TF_CONFIG names task worker 5, which its cluster"), lines
     assert lines["worker-0"].startswith("ckptstore.errors.InvalidOptionError: another worker of this job refused to start run 'new'"), lines
     with ckptstore.open_store(uri) as store:
-        assert sorted(r.name for r in store.runs()) == ["reused", "three"]
+        assert sorted(r.name for r in store.runs()) == ["nightly", "three"]
 
     # With resume=True every worker continues after the step the chief resumed from.
-    assert_ok(run_job(children, REUSED_NAME, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RESUME="1"), tmp_path))
+    assert_ok(run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RESUME="1"), tmp_path))
     started = {i: json.loads((tmp_path / f"started-{i}.json").read_text()) for i in range(2)}
-    assert started == {0: {"type": "Run", "resumed_from": 2, "next_step": 3}, 1: {"type": "FollowerRun", "resumed_from": 2, "next_step": 3}}
+    assert started == {0: {"type": "Run", "resumed_from": 2, "first": 3}, 1: {"type": "FollowerRun", "resumed_from": 2, "first": 3}}
     with ckptstore.open_store(uri) as store:
-        assert [s.step for s in store.steps("reused")] == list(range(6)) and store.metric_history("reused") == []
+        assert [s.step for s in store.steps("nightly")] == list(range(6)) and store.metric_history("nightly") == []
