@@ -315,9 +315,9 @@ class Store:
         number of workers (tag ``ckptstore.workers``); every other task gets a
         :class:`~ckptstore.run.FollowerRun`, which writes nothing. A resume with another number
         of workers is refused (:class:`TopologyChangedError`) unless ``update_params=True``.
-        With ``strategy`` (``MultiWorkerMirroredStrategy``) the workers then agree (one
-        all-reduce, ``run.start_in_lockstep``): a follower takes the run as its chief started it,
-        and a refusal on any worker (a used name without ``resume``) is raised on every worker.
+        With ``strategy`` (``MultiWorkerMirroredStrategy``) the workers then agree (two small
+        all-reduces, ``run.start_in_lockstep``): a follower takes the run as its chief started
+        it, and a refusal on any worker (a used name without ``resume``) is raised on every worker.
         """
         # The strategy's own role (TF_CONFIG left out): a TF_CONFIG that disagrees with it is then
         # refused inside the lockstep, on every worker, rather than before it on this one only.
