@@ -15,6 +15,12 @@ Every other task (``worker`` 1.., ``ps``) writes to a private temporary director
 at once: ``ckptstore.store.Store.start_run`` gives it a *follower* run (``ckptstore.run``) that
 creates no run, row or object.
 
+Workers that run the same steps (``MultiWorkerMirroredStrategy``: :attr:`Role.lockstep`) can
+agree through the strategy itself: :func:`sum_over_workers` is one all-reduce of a few numbers,
+which every worker calls at the same point of the script. ``Store.start_run(..., strategy=)``
+uses it so that the followers learn what the chief decided (started, resumed or refused the
+run), and the preemption helpers so that a SIGTERM to any worker stops all of them at one step.
+
 The role comes from the strategy when one is given (``strategy.cluster_resolver.task_type`` /
 ``task_id``, ``strategy.extended.should_checkpoint``), else from ``$TF_CONFIG``. This module is
 standard library only: reading a role never imports TensorFlow.
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +68,13 @@ class Role:
     def multi_worker(self) -> bool:
         """Whether other processes take part in this one's saves."""
         return self.num_workers > 1 or bool(self.cluster.get("ps"))
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether several workers run the same steps (``MultiWorkerMirroredStrategy``), so that
+        they can agree through a collective. Not a ``ParameterServerStrategy`` job: only its
+        coordinator runs the training loop."""
+        return self.num_workers > 1 and not self.cluster.get("ps")
 
     def describe(self) -> str:
         """For messages: ``worker 1 of a 2-worker job``."""
@@ -101,6 +114,27 @@ def role(strategy: Any = None, *, tf_config: str | None = None) -> Role:
             f"{task_type} {task_id}: set TF_CONFIG for this task before creating the strategy"
         )
     return found
+
+
+def sum_over_workers(strategy: Any) -> Callable[[Sequence[float]], list[float]]:
+    """A function that sums a few numbers over every worker of ``strategy``'s job: one
+    all-reduce (a ``tf.function`` traced at its first call). Every worker must call it at the
+    same point of the script, as any collective (else the others wait). Each of a worker's
+    replicas contributes its values, so use it for flags (> 0) or values only one worker gives.
+    Imports TensorFlow when called (the strategy exists, so it is loaded already)."""
+    import tensorflow as tf
+
+    def total(values: Any) -> Any:
+        per_replica = strategy.run(tf.identity, args=(values,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    traced: Any = tf.function(total, autograph=False)
+
+    def call(values: Sequence[float]) -> list[float]:
+        # float64: a step number of up to 2**53 crosses exactly.
+        return [float(v) for v in traced(tf.constant(list(values), tf.float64)).numpy()]
+
+    return call
 
 
 def _cluster_sizes(resolver: Any) -> dict[str, int]:

@@ -21,6 +21,15 @@ store holds one checkpoint per run and step, so of two such saves, or of two pre
 the same step (``model-100`` and ``best-100``), the store keeps the newer; TensorFlow's files of
 both stay on disk, and reading them back reads those files, as TensorFlow does.
 
+**Distributed training** (``docs/distributed.md``). Under ``MultiWorkerMirroredStrategy`` every
+worker calls ``save`` (its collective part needs all of them). On the chief the drop-ins record
+as above. A non-chief worker (``Run.role``; from ``$TF_CONFIG`` when the drop-in picks the run)
+writes where TensorFlow's own multi-worker code puts it (``failure_handling``'s
+``_non_chief_checkpoint_dir``, the multi-worker tutorial's ``write_filepath``):
+``<parent>/workertemp_<task id>/<base>`` next to the directory, and removes that directory once
+the save is done (:func:`worker_temp_dir`, :func:`remove_worker_temp`). It records, adopts and
+forgets nothing, and its handle is a :class:`~ckptstore.run.FollowerRun` (no run is created).
+
 **Migration.** Checkpoints a directory already holds (its ``checkpoint`` state file) that the
 run lacks are recorded on first use (:func:`adopt_directory`), so switching an existing training
 directory to the drop-in never starts the store side from nothing.
@@ -41,6 +50,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .errors import CkptstoreError, UnknownRunError
 from .files.digest import DigestFollower
 from .run import Run
@@ -112,11 +122,38 @@ def run_for(store: Store, name: str) -> Run:
     """A handle on the run ``name``; a run the store lacks is created ``finished``, as
     ``ckptstore import`` creates one: nothing would ever finish it (a drop-in cannot tell when
     training ends), and a run left ``running`` would look alive forever."""
+    if not distributed.role().is_chief:
+        # A non-chief worker (TF_CONFIG): the chief may be creating the run right now, and a
+        # follower creates nothing; it follows the run whether or not it exists yet.
+        run: Run = store.start_run(name, resume=True)
+        return run
     try:
         return store.run(name)
     except UnknownRunError:
         store.start_run(name, resume=True).finish()
         return store.run(name)
+
+
+def is_follower(run: Run | None) -> bool:
+    """Whether ``run`` is a non-chief worker's handle: its drop-in saves record nothing."""
+    return run is not None and not run.role.is_chief
+
+
+def worker_temp_dir(directory: str, task_id: int) -> str:
+    """Where a non-chief worker writes what the chief writes into ``directory``: TensorFlow's
+    ``workertemp_<task id>`` next to it (``failure_handling._non_chief_checkpoint_dir``); the
+    checkpoint goes to ``<this>/<basename of directory>``."""
+    directory = directory.rstrip("/") or directory
+    return os.path.join(os.path.dirname(directory), f"workertemp_{task_id}")
+
+
+def remove_worker_temp(path: str) -> None:
+    """Remove a non-chief worker's ``workertemp_*`` directory (TensorFlow's
+    ``gfile.DeleteRecursively``; one a killed worker left is removed by the next save)."""
+    import tensorflow as tf
+
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
 
 
 def step_of(prefix: str) -> int:
@@ -256,8 +293,8 @@ def adopt_directory(run: Run, directory: str) -> int:
     A checkpoint that cannot be recorded is left for ``ckptstore import`` with a warning: the
     TensorFlow side keeps working either way.
     """
-    if not is_local(directory) or not os.path.isfile(os.path.join(directory, "checkpoint")):
-        return 0
+    if is_follower(run) or not is_local(directory) or not os.path.isfile(os.path.join(directory, "checkpoint")):
+        return 0  # a non-chief worker records nothing: the chief adopts them
     # TensorFlow's own reader: a manager's state file has timestamp fields tf.state does not read.
     from tensorflow.python.checkpoint import checkpoint_management
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from . import distributed
 from .errors import InvalidOptionError, StepConflictError
 from .preemption import (
     RESTART_EXIT_CODE,
@@ -26,10 +27,13 @@ from .preemption import (
     resume_training,
     rewind_to_latest,
     stop_after_save,
+    stop_agreement,
 )
 from .run import Run
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .records import CheckpointInfo
     from .store import Store
 
@@ -257,7 +261,10 @@ class BackupAndRestore(StoreCallback):
     batch) the current step is saved and the process exits with ``exit_code`` (42, as TF's
     ``PreemptionCheckpointHandler``; ``None``: fit stops and returns, ``preempted`` is True).
     See :mod:`ckptstore.preemption`. A run opened by name is marked finished when a fit
-    completes without preemption.
+    completes without preemption. Under ``MultiWorkerMirroredStrategy`` (the model's
+    ``distribute_strategy``) a SIGTERM to any worker stops every worker at the same batch: they
+    agree at each batch's end (``preemption.stop_agreement``), the chief commits the one
+    checkpoint, and all exit with ``exit_code``.
     """
 
     def __init__(
@@ -308,6 +315,7 @@ class BackupAndRestore(StoreCallback):
         self._saved_metrics: Any = None  # the resumed epoch's metric state, added after its first batch
         self._train_function: Any = None  # the model's own, while batches are being skipped
         self._keras_initial_epoch: Any = None
+        self._agree: Callable[[bool], bool] | None = None  # the workers' agreement to stop, in a multi-worker job
 
     # Keras calls these -------------------------------------------------------------------
 
@@ -349,7 +357,16 @@ class BackupAndRestore(StoreCallback):
                 model.train_function = self._skipping_train_function
             log.info("run %s: restored step %d (epoch %d, batch %d)", self.run.name, self.step, epochs, batches)
         self._restored = True
+        strategy = getattr(model, "distribute_strategy", None)
+        self._agree = stop_agreement(strategy, distributed.role(strategy))
         self._notice.install()
+
+    def _stop_requested(self) -> bool:
+        """At a batch's (or an epoch's) end: whether this process, or in a multi-worker job any
+        worker, received SIGTERM. Every worker gets here at the same batches."""
+        if self._agree is None:
+            return self._notice.received
+        return self._agree(self._notice.received)
 
     def _restart_from_latest(self) -> None:
         self._saved_metrics = None
@@ -381,7 +398,7 @@ class BackupAndRestore(StoreCallback):
             super().on_train_batch_end(batch, logs)
         finally:
             self._in_batch = False
-        if self._notice.received and not (steps and self._batches_done >= steps):
+        if not (steps and self._batches_done >= steps) and self._stop_requested():
             self._preempt()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -395,7 +412,7 @@ class BackupAndRestore(StoreCallback):
             # written by the process that saved it or lost with it; nothing may be logged there.
             return
         super().on_epoch_end(epoch, logs)
-        if self._notice.received:
+        if self._stop_requested():
             self._preempt()
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:

@@ -27,6 +27,20 @@ when the loop completes, ``failed`` when it raises; a :class:`Run` handle is the
 and only from the main thread (Python delivers signals there), and the previous one is put back
 afterwards.
 
+**Across the workers of a job** (``MultiWorkerMirroredStrategy``; ``docs/distributed.md``): every
+worker runs the same loop, and a SIGTERM reaches one of them. As with TensorFlow's
+``PreemptionCheckpointHandler``, they must all save the same step and stop together (a worker
+that stopped alone leaves the others waiting in their next collective). TensorFlow passes the
+preempted worker's step through its coordination service (a key, acknowledged by every worker,
+then one more step); here the workers agree at each step boundary with one all-reduce of "did
+this worker receive SIGTERM" (:func:`stop_agreement`, a ``tf.function`` traced once): every
+worker calls it at the same boundaries (they run the same steps), so all of them see the same
+answer after the same step, save it (the chief commits, the others take part in the collective
+save and write nothing) and exit with the same code. The cost is one small all-reduce per step
+(measured on the 2-worker test job: see ``docs/distributed.md``). The strategy is needed for it:
+``strategy=`` (given to ``start_run`` as well); ``BackupAndRestore`` takes the model's own. A
+``ParameterServerStrategy`` coordinator runs the loop alone and decides alone.
+
 **What the result depends on** must be in the target: model and optimizer variables, a
 ``tf.random.Generator`` (dropout RNG state), and the data position, either as a
 ``tf.data`` iterator in the ``tf.train.Checkpoint`` (TF saves its position) or derived from
@@ -47,9 +61,12 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidOptionError
+from . import distributed
+from .errors import InvalidOptionError, UnknownRunError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .records import CheckpointInfo
     from .run import Run
     from .store import Store
@@ -106,6 +123,27 @@ class PreemptionNotice:
         self.received = True
 
 
+def stop_agreement(strategy: Any, who: distributed.Role) -> Callable[[bool], bool] | None:
+    """How the workers of a multi-worker job agree to stop (module docstring): a function from
+    "this worker received SIGTERM" to "some worker did", which every worker must call at the
+    same step boundaries. None where this process decides alone: one process, or the coordinator
+    of a ``ParameterServerStrategy`` job (its workers and parameter servers run no loop). A
+    multi-worker job without its ``strategy`` is one error line: the workers could not agree."""
+    if not who.lockstep:
+        return None
+    if strategy is None:
+        raise InvalidOptionError(
+            f"this process is {who.describe()}: pass strategy= (the job's MultiWorkerMirroredStrategy), so that "
+            "a SIGTERM to any worker makes all of them save the same step and stop"
+        )
+    workers_stopping = distributed.sum_over_workers(strategy)  # traced once: one all-reduce a call
+
+    def agree(received: bool) -> bool:
+        return workers_stopping([1.0 if received else 0.0])[0] > 0
+
+    return agree
+
+
 def resume_training(
     store: Store, run: str | Run, *, resume: bool | str = True, **start_run_options: Any
 ) -> tuple[Run, CheckpointInfo | None, bool]:
@@ -138,7 +176,12 @@ def resume_training(
 
 def latest_checkpoint(store: Store, run: Run) -> CheckpointInfo | None:
     """The run's checkpoint of the highest step (training resumes after it), or None."""
-    checkpoints = store.checkpoints(run.name)
+    try:
+        checkpoints = store.checkpoints(run.name)
+    except UnknownRunError:
+        if run.role.is_chief:
+            raise
+        return None  # a follower of a run its chief is creating now: a new run has none
     return max(checkpoints, key=lambda c: c.step) if checkpoints else None
 
 
@@ -178,7 +221,9 @@ class Checkpointing:
     ``target`` is what is saved and restored: a ``tf.train.Checkpoint`` (or trackable) or a TF1
     session. ``save_every`` saves every N steps (step multiples); a step is saved at most once.
     ``resume`` and ``start_run_options`` (``params``, ``retention``, ...) go to
-    ``store.start_run`` when ``run`` is a name. Steps are counted from 1: after step ``s``,
+    ``store.start_run`` when ``run`` is a name. In a ``MultiWorkerMirroredStrategy`` job pass
+    ``strategy=``: a SIGTERM to any worker then stops every worker at the same step (module
+    docstring). Steps are counted from 1: after step ``s``,
     ``s`` steps are done (TF's ``PreemptionCheckpointHandler.total_run_calls``), and the
     checkpoint of step ``s`` holds their result. The run is opened (and a bad name refused) by
     the constructor, before TensorFlow is imported; the restore happens on entering.
@@ -198,6 +243,7 @@ class Checkpointing:
         save_every: int | None = None,
         resume: bool | str = True,
         exit_code: int | None = RESTART_EXIT_CODE,
+        strategy: Any = None,
         **start_run_options: Any,
     ) -> None:
         if save_every is not None and (isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1):
@@ -205,6 +251,11 @@ class Checkpointing:
         if target is None:
             raise InvalidOptionError("target is required: the tf.train.Checkpoint or TF1 session to save and restore")
         self.exit_code = check_exit_code(exit_code)
+        if strategy is not None and isinstance(run, str):
+            start_run_options["strategy"] = strategy  # the run's role, and the job's one run name
+        who = distributed.role(strategy) if strategy is not None else distributed.role()
+        # Checked before the run is opened: a multi-worker job without its strategy is refused.
+        self._agree = stop_agreement(strategy, who)
         self.run, self.restore_from, self._owns_run = resume_training(store, run, resume=resume, **start_run_options)
         self.store = store
         self.target = target
@@ -257,7 +308,7 @@ class Checkpointing:
             self.__enter__()  # used without ``with``: restore now, remove the handler at the end
         try:
             while self.step < total:
-                if self._notice.received:
+                if self._stop_requested():
                     self._preempt()
                     return
                 self.step += 1
@@ -265,11 +316,18 @@ class Checkpointing:
                 # The body of this step has run: its result may be saved as step `self.step`.
                 if self.save_every and self.step % self.save_every == 0:
                     self.save()
-            if self._notice.received:
+            if self._stop_requested():
                 self._preempt()
         finally:
             if implicit:
                 self._notice.uninstall()
+
+    def _stop_requested(self) -> bool:
+        """At a step boundary: whether this process (or, in a multi-worker job, any worker)
+        received SIGTERM. Every worker gets here at the same boundaries."""
+        if self._agree is None:
+            return self._notice.received
+        return self._agree(self._notice.received)
 
     def log(self, **metrics: Any) -> None:
         """Log metrics at the current step (:meth:`Run.log`)."""

@@ -33,14 +33,21 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
 from sqlalchemy.exc import IntegrityError
 
 from .constants import NAME_MAX
-from .distributed import SINGLE, Role
-from .errors import InvalidOptionError, MetricValueError, NotChiefError, StepConflictError, UnknownRunError
+from .distributed import SINGLE, Role, sum_over_workers
+from .errors import (
+    InvalidOptionError,
+    MetricValueError,
+    NotChiefError,
+    RunExistsError,
+    StepConflictError,
+    UnknownRunError,
+)
 from .flows import checkpoints as checkpoint_flows
 from .flows import deploy_exports, heartbeat
 from .flows import exports as export_flows
@@ -495,6 +502,7 @@ class FollowerRun(Run):
                  retention: Retention | None) -> None:
         super().__init__(store, -1, name, resumed_from=resumed_from, overwrite=overwrite, manage_status=False, role=role)
         self._retention = retention
+        self._overwrite = overwrite
 
     def __repr__(self) -> str:
         return f"FollowerRun({self.name!r}, {self.role.describe()})"
@@ -521,6 +529,15 @@ class FollowerRun(Run):
                 self._refuse(step, "save")
             self._high = max(self._high, step)
         checkpoint_flows.write_and_discard(target, step, var_list=var_list, write_meta_graph=write_meta_graph, prefix=prefix)
+
+    def follow_chief(self, resumed_from: int | None) -> None:
+        """Take the run as the chief started it (:func:`start_in_lockstep`): the step it resumed
+        from and, unless given to ``start_run``, its retention rule, read now that it exists."""
+        self.resumed_from = resumed_from
+        self._floor = -1 if (resumed_from is None or self._overwrite) else resumed_from
+        self._high = -1 if resumed_from is None else resumed_from
+        if self._retention is None:
+            self._retention = Retention.from_json(self.store.get_run(self.name).retention)
 
     def rewind(self, step: int) -> int:
         """The chief moves the values; a follower only goes back to ``step`` with it."""
@@ -556,6 +573,57 @@ class FollowerRun(Run):
 
     def finish(self, status: str = "finished") -> None:
         W.check_status(status)
+
+
+def start_in_lockstep(store: Any, who: Role, strategy: Any, name: str | None, *, check: Callable[[], Any],
+                      start: Callable[[], Run]) -> Run:
+    """``Store.start_run`` on a worker of a job that runs in lockstep, given its strategy. A
+    follower cannot tell an old run of that name from the one its chief is creating at this
+    moment; the chief can. So the workers agree in two all-reduces, the same on every worker:
+
+    1. every worker runs ``check`` (it only reads: the name, ``$TF_CONFIG`` against the
+       strategy, the worker count, params, tags) and a follower ``start`` (which writes
+       nothing); a refusal anywhere is raised on every worker, one line each (the same check
+       fails on each, with its own message), before the chief writes anything;
+    2. the chief runs ``start`` (starts, resumes or refuses the run); its refusal is raised on
+       every worker (a name already used without ``resume`` is :class:`RunExistsError`
+       everywhere), so none is left waiting in its first collective for a chief that gave up;
+       else a follower takes the run as the chief started it (:meth:`FollowerRun.follow_chief`:
+       the step it resumed from, its retention rule read once it exists).
+    """
+    agree = sum_over_workers(strategy)
+    mine: Run | None = None
+    try:
+        check()
+        if not who.is_chief:
+            mine = start()
+    except Exception:
+        agree([1.0])
+        raise
+    if agree([0.0])[0]:
+        raise InvalidOptionError(
+            f"another worker of this job refused to start run {name!r} (its own error line says why); nothing was written"
+        )
+    if who.is_chief:
+        try:
+            mine = start()
+        except Exception as exc:
+            agree([1.0, 1.0 if isinstance(exc, RunExistsError) else 0.0, 0.0])
+            raise
+        resumed = mine.resumed_from + 1.0 if mine.resumed_from is not None else 0.0
+        agree([0.0, 0.0, resumed])
+        return mine
+    chief_refused, name_used, chief_resumed = agree([0.0, 0.0, 0.0])
+    if name_used:
+        raise RunExistsError(
+            f"run {name!r} already exists in {store.backend.db.describe_store()}, and this job's chief refused to "
+            "start it again; pass resume=True to continue it, or use another name"
+        )
+    if chief_refused:
+        raise InvalidOptionError(f"the chief of this job refused to start run {name!r} (its own error line says why)")
+    assert isinstance(mine, FollowerRun)  # start() on a non-chief task of a lockstep job
+    mine.follow_chief(int(chief_resumed) - 1 if chief_resumed else None)
+    return mine
 
 
 def _check_key(key: str, step: int) -> None:

@@ -63,7 +63,7 @@ from .records import (
     VerifyReport,
 )
 from .retention import Retention, resolve_mode
-from .run import FollowerRun, LiveRuns, Run
+from .run import FollowerRun, LiveRuns, Run, start_in_lockstep
 
 Progress = Callable[[int, int], None] | None
 
@@ -322,28 +322,59 @@ class Store:
         number of workers (tag ``ckptstore.workers``); every other task gets a
         :class:`~ckptstore.run.FollowerRun`, which writes nothing. A resume with another number
         of workers is refused (:class:`TopologyChangedError`) unless ``update_params=True``.
+        With ``strategy`` (``MultiWorkerMirroredStrategy``) the workers then agree (two small
+        all-reduces, ``run.start_in_lockstep``): a follower takes the run as its chief started
+        it, and a refusal on any worker (a used name without ``resume``) is raised on every worker.
         """
+        # The strategy's own role (TF_CONFIG left out): a TF_CONFIG that disagrees with it is then
+        # refused inside the lockstep, on every worker, rather than before it on this one only.
+        logging_options = {"flush_every": flush_every, "flush_seconds": flush_seconds, "nonfinite": nonfinite,
+                           "saves_in_flight": saves_in_flight}
+        who = distributed.role(strategy, tf_config="") if strategy is not None else distributed.SINGLE
+        if who.lockstep:
+            return start_in_lockstep(
+                self, who, strategy, name,
+                check=lambda: self._check_worker_start(name, params, tags, resume, update_params, strategy),
+                start=lambda: self._start_run(
+                    name, params, tags, retention, resume, overwrite, update_params, strategy, logging_options),
+            )
+        return self._start_run(name, params, tags, retention, resume, overwrite, update_params, strategy, logging_options)
+
+    def _check_worker_start(self, name: str | None, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
+                            resume: bool | str, update_params: bool, strategy: Any) -> RunInfo | None:
+        """What any worker of a multi-worker job checks before the run starts, reading only: a
+        name, ``$TF_CONFIG`` against the strategy, the worker count, params and tags, a params
+        change on resume. Returns the run of that name when ``resume`` lets it be continued."""
+        mode = _resume_mode(resume)
+        who = distributed.role(strategy)
+        if name is None:
+            raise InvalidOptionError(
+                f"this process is {who.describe()}: name the run (start_run(name)), so that "
+                "every worker of the job follows the same one"
+            )
+        check_run_name(name)
+        existing = self._existing_run(name) if mode != "never" else None
+        if existing is not None:
+            _check_topology(existing, who, update_params)
+        params_checked = check_params(params or {})
+        check_tags(tags or {})
+        if existing is None and mode == "must":
+            self.get_run(name)  # raises UnknownRunError, naming the store
+        if existing is not None and not update_params:
+            W.check_params_kept(name, existing.params, params_checked)
+        return existing
+
+    def _start_run(self, name: str | None, params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None,
+                   retention: Retention | None, resume: bool | str, overwrite: bool, update_params: bool,
+                   strategy: Any, logging_options: dict[str, Any]) -> Run:
         mode = _resume_mode(resume)
         who = distributed.role(strategy)
         if who.multi_worker:
-            if name is None:
-                raise InvalidOptionError(
-                    f"this process is {who.describe()}: name the run (start_run(name)), so that "
-                    "every worker of the job follows the same one"
-                )
-            check_run_name(name)
-            existing = self._existing_run(name) if mode != "never" else None
-            if existing is not None:
-                _check_topology(existing, who, update_params)
+            # Checked on every worker as the chief checks them: what the chief refuses fails
+            # every worker alike, instead of leaving the others waiting in their first collective.
+            existing = self._check_worker_start(name, params, tags, resume, update_params, strategy)
+            assert name is not None  # _check_worker_start refused a missing one
             if not who.is_chief:
-                # Checked as the chief checks them: what the chief refuses fails every worker
-                # alike, instead of leaving the others waiting in their first collective.
-                params_checked = check_params(params or {})
-                check_tags(tags or {})
-                if existing is None and mode == "must":
-                    self.get_run(name)  # raises UnknownRunError, naming the store
-                if existing is not None and not update_params:
-                    W.check_params_kept(name, existing.params, params_checked)
                 last = None
                 if existing is not None:
                     with self.db.read() as conn:  # what the chief's resume reads: metrics and saves
@@ -379,8 +410,7 @@ class Store:
                 self.backend, name, params_json, tag_items, ret_json, resume=mode, update_params=update_params,
                 process=process, heartbeat_timeout=heartbeat_timeout,
             )
-        run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, role=who,
-                  flush_every=flush_every, flush_seconds=flush_seconds, nonfinite=nonfinite, saves_in_flight=saves_in_flight)
+        run = Run(self, run_id, name, resumed_from=last, overwrite=overwrite, role=who, **logging_options)
         self.heartbeat.add(run_id, name)
         return run
 

@@ -23,6 +23,10 @@ Extensions, all keyword-only or in places TensorFlow would raise:
   run_name="x")`` in run ``x`` of ``s``; else the default store and the directory's run.
 * ``record="background"`` commits the record on a thread after ``save`` returns (``sync()``
   waits); see ``dropin.Recorder``.
+* On a non-chief worker of a ``tf.distribute`` job (the run is a follower: ``$TF_CONFIG``, or a
+  ``FollowerRun`` given), ``save`` writes where TensorFlow's multi-worker code has a non-chief
+  write, ``<parent>/workertemp_<task id>/<base>/`` next to the checkpoint's directory, removes it,
+  and returns the path the chief's save writes; nothing is recorded (``ckptstore.dropin``).
 * ``restore``, ``import_meta_graph`` and ``latest_checkpoint`` also take what names a stored
   checkpoint (``run@1000``, ``run@latest``, an alias, a ``Run``, a ``CheckpointInfo``): it is
   read from a verified read-only copy in the store's cache (``Store.cached_checkpoint``).
@@ -133,6 +137,9 @@ class Saver(tf.compat.v1.train.Saver):
         if global_step is not None and not isinstance(global_step, (int, np.integer)):
             # Read once here, as TensorFlow would read it, to know the file name in advance.
             global_step = _training_util.global_step(sess, global_step)
+        if dropin.is_follower(run):
+            return self._save_as_follower(run, sess, text, global_step, latest_filename, meta_graph_suffix,
+                                          write_meta_graph, write_state, strip_default_attrs, save_debug_info)
         follower = None
         # Background recording digests on its own thread; sync recording while TensorFlow writes.
         if not self._is_empty and self._recorder.mode == "sync":
@@ -161,6 +168,20 @@ class Saver(tf.compat.v1.train.Saver):
             if old not in kept and old != path:
                 self._recorder.submit(dropin.forget, run, old)
         return path
+
+    def _save_as_follower(self, run: Run, sess: Any, save_path: str, global_step: Any, *args: Any) -> str | None:
+        """A non-chief worker's part of the save (module docstring): TensorFlow's own ``save``
+        into ``workertemp_<task id>`` (created, as TensorFlow's ``_non_chief_checkpoint_dir``
+        creates it), removed once written."""
+        directory = os.path.dirname(save_path)
+        temp = dropin.worker_temp_dir(directory, run.role.task_id)
+        written = os.path.join(temp, os.path.basename(directory.rstrip("/")), os.path.basename(save_path))
+        tf.io.gfile.makedirs(os.path.dirname(written))
+        try:
+            path = super().save(sess, written, global_step, *args)
+        finally:
+            dropin.remove_worker_temp(temp)
+        return None if path is None else os.path.join(directory, os.path.basename(path))
 
     def sync(self) -> None:
         """Wait until every save is recorded in the store (only ``record="background"`` has

@@ -15,6 +15,17 @@ TensorFlow's background thread); each one its retention deleted is forgotten the
 :mod:`ckptstore.dropin` for which store and run, the steps, and migration: checkpoints the
 directory already holds are recorded when the manager is built.
 
+**On a non-chief worker** of a ``MultiWorkerMirroredStrategy`` job (the run is a
+:class:`~ckptstore.run.FollowerRun`: ``start_run`` on that worker, or ``$TF_CONFIG`` when the
+manager picks the run), ``save`` writes where TensorFlow's own multi-worker code has a non-chief
+write (``failure_handling.PreemptionCheckpointHandler``'s write manager):
+``<parent>/workertemp_<task id>/<base>``, through a TensorFlow ``CheckpointManager`` with
+``max_to_keep=1``, and removes it when the save is done. It returns the path the chief's save
+writes (what a plain manager returns; ``latest_checkpoint`` says the same), records and deletes
+nothing, and never writes the directory's ``checkpoint`` state file: the chief's manager owns it.
+Reads (``latest_checkpoint`` at construction, ``restore_or_initialize``) are TensorFlow's, from
+the directory.
+
 With a ``Run`` where TensorFlow takes a directory, the files go to ``directory=`` if given, else
 to the run's working directory in the store's cache area (``<cache>/../tf-dirs/<run>``).
 
@@ -70,6 +81,7 @@ class CheckpointManager(tf.train.CheckpointManager):
             store = store if store is not None else dropin.default_store()
             run = dropin.run_for(store, dropin.run_name_for(self.directory))
         self.run = run
+        self._writer: tf.train.CheckpointManager | None = None  # a non-chief worker's (see _save_as_follower)
         dropin.adopt_directory(run, self.directory)
 
     def save(self, checkpoint_number: Any = None, check_interval: bool = True, options: Any = None) -> str | None:
@@ -79,6 +91,8 @@ class CheckpointManager(tf.train.CheckpointManager):
         # until TensorFlow's callback has run (its state file and deletions are then what TF
         # leaves) and raised here, or, for an async save, at the next save or sync().
         self._raise_held()
+        if dropin.is_follower(self.run):
+            return self._save_as_follower(checkpoint_number, check_interval, options)
         # Background recording digests on its own thread; sync recording while TensorFlow writes.
         stem = self._next_stem(checkpoint_number, check_interval) if self._recorder.mode == "sync" else None
         if stem is not None:
@@ -90,13 +104,43 @@ class CheckpointManager(tf.train.CheckpointManager):
             callbacks = list(options.experimental_write_callbacks or [])
             options.experimental_write_callbacks = [*callbacks, self._record]
         try:
-            path = super().save(checkpoint_number=checkpoint_number, check_interval=check_interval, options=options)
+            path: str | None = super().save(checkpoint_number=checkpoint_number, check_interval=check_interval,
+                                            options=options)
         finally:
             if not _is_async(options):
                 self._finish_followers()
         if not _is_async(options):
             self._raise_held()
         return path
+
+    def _save_as_follower(self, checkpoint_number: Any, check_interval: bool, options: Any) -> str | None:
+        """A non-chief worker's part of the save (module docstring): TensorFlow writes it into
+        ``workertemp_<task id>``, as PreemptionCheckpointHandler's non-chief write manager does;
+        the interval check and the checkpoint's number are TensorFlow's, as on the chief."""
+        temp = dropin.worker_temp_dir(self.directory, self.run.role.task_id)
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = tf.train.CheckpointManager(
+                self._checkpoint, os.path.join(temp, os.path.basename(self.directory.rstrip("/"))), max_to_keep=1,
+                checkpoint_name=os.path.basename(self._checkpoint_prefix),
+                step_counter=getattr(self, "_step_counter", None), checkpoint_interval=self._checkpoint_interval,
+            )
+        interval = self._checkpoint_interval is not None
+        if interval:  # the writer skips exactly the saves this manager would skip
+            writer._last_checkpoint_step = getattr(self, "_last_checkpoint_step", None)  # noqa: SLF001 - TensorFlow's own class
+        try:
+            path = writer.save(checkpoint_number=checkpoint_number, check_interval=check_interval, options=options)
+            writer.sync()  # an async save's files are written before they are removed
+        finally:
+            if interval:
+                self._last_checkpoint_step = writer._last_checkpoint_step  # noqa: SLF001
+            dropin.remove_worker_temp(temp)
+        if path is None:
+            return None
+        real: str = os.path.join(self.directory, os.path.basename(path))
+        self._latest_checkpoint = real
+        log.debug("took part in the save of %s (written to %s, removed)", real, temp)
+        return real
 
     def sync(self) -> None:
         """TensorFlow's ``sync``; then raises a store failure of an async save, if any."""

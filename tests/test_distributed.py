@@ -226,3 +226,98 @@ def test_tf1_partitioned_variable_is_saved_whole_and_restores_into_any_partition
         tf.compat.v1.get_variable("extra", shape=[2], partitioner=tf.compat.v1.fixed_size_partitioner(2))
     with pytest.raises(ckptstore.RestoreMismatchError, match="not in the checkpoint: extra"):
         sqlite_store.restore("tf1-parts@1", wrong)
+
+
+def _no_rows(store: ckptstore.Store) -> None:
+    with store.read() as conn:
+        for table in ("runs", "checkpoints", "blobs", "metrics"):
+            assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar() == 0, table
+
+
+def test_tf2_manager_on_a_non_chief_writes_to_workertemp_and_removes_it(sqlite_store: ckptstore.Store, tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import tensorflow as tf
+
+    import ckptstore.tf2
+
+    monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", 1))
+    monkeypatch.setenv("CKPTSTORE_URI", str(tmp_path / "store"))
+    directory = tmp_path / "train" / "ckpts"
+    written: list[str] = []
+    ckpt = tf.train.Checkpoint(model=tiny_model())
+    # No run yet (the chief may be creating it): the manager follows it and creates nothing.
+    manager = ckptstore.tf2.CheckpointManager(ckpt, str(directory), max_to_keep=2, store=sqlite_store)
+    assert type(manager.run).__name__ == "FollowerRun"
+    options = tf.train.CheckpointOptions(experimental_write_callbacks=[written.append])  # TF calls it with the path written
+    assert manager.save(options=options) == str(directory / "ckpt-1")  # the path the chief's save writes
+    assert manager.save(checkpoint_number=7, options=options) == manager.latest_checkpoint == str(directory / "ckpt-7")
+    # Written where TensorFlow's PreemptionCheckpointHandler has a non-chief write, then removed.
+    temp = tmp_path / "train" / "workertemp_1" / "ckpts"
+    assert written == [str(temp / "ckpt-1"), str(temp / "ckpt-7")]
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == []
+    assert int(ckpt.save_counter) == 2  # counted as on the chief: the next save has the same number
+    _no_rows(sqlite_store)
+
+
+def test_tf2_manager_on_a_non_chief_skips_the_saves_the_chief_skips(sqlite_store: ckptstore.Store, tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import tensorflow as tf
+
+    import ckptstore.tf2
+
+    step = tf.Variable(0, dtype=tf.int64)
+    managers = {}
+    for task in (0, 1):
+        monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", task))
+        ckpt = tf.train.Checkpoint(model=tiny_model())
+        managers[task] = ckptstore.tf2.CheckpointManager(
+            ckpt, str(tmp_path / f"dir{task}"), max_to_keep=None, store=sqlite_store, step_counter=step, checkpoint_interval=3)
+    saved: dict[int, list[int]] = {0: [], 1: []}
+    for s in range(1, 9):
+        step.assign(s)
+        for task, manager in managers.items():
+            monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", task))
+            if manager.save() is not None:
+                saved[task].append(s)
+    assert saved[0] == saved[1] == [1, 4, 7]
+    assert [c.step for c in sqlite_store.checkpoints(managers[0].run.name)] == [1, 2, 3]  # the chief's, by number
+    assert not (tmp_path / "workertemp_1").exists()
+
+
+def test_tf1_saver_on_a_non_chief_writes_to_workertemp_and_removes_it(sqlite_store: ckptstore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
+    import ckptstore.tf1
+
+    monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", 1))
+    prefix = str(tmp_path / "train" / "model.ckpt")
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        tf.compat.v1.Variable(1.0, name="w")
+        sess.run(tf.compat.v1.global_variables_initializer())
+        saver = ckptstore.tf1.Saver(store=sqlite_store, run_name="tf1-job", max_to_keep=2)
+        assert type(saver.run).__name__ == "FollowerRun"
+        assert saver.save(sess, prefix, global_step=5) == prefix + "-5"  # the path the chief's save writes
+        assert saver.save(sess, prefix, global_step=6) == prefix + "-6"
+        by_directory = ckptstore.tf1.Saver(store=sqlite_store)  # its run is picked by directory: followed
+        assert by_directory.save(sess, prefix, global_step=7) == prefix + "-7"
+    assert not (tmp_path / "train").exists() or list((tmp_path / "train").iterdir()) == []
+    assert not (tmp_path / "workertemp_1").exists()
+    _no_rows(sqlite_store)
+
+
+def test_multi_worker_checkpointing_without_the_strategy_is_one_line_and_writes_nothing(sqlite_store: ckptstore.Store, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import tensorflow as tf
+
+    from ckptstore.preemption import Checkpointing
+
+    ckpt = tf.train.Checkpoint(model=tiny_model())
+    for task in (0, 1):
+        monkeypatch.setenv("TF_CONFIG", tf_config(MWMS, "worker", task))
+        with pytest.raises(InvalidOptionError, match=f"worker {task} of a 2-worker job: pass strategy=") as err:
+            Checkpointing(sqlite_store, "job", ckpt, save_every=2)
+        assert "\n" not in str(err.value)
+    _no_rows(sqlite_store)
+    # The coordinator of a ParameterServerStrategy job runs the loop alone: nothing to agree on.
+    monkeypatch.setenv("TF_CONFIG", tf_config(PS, "chief", 0))
+    with Checkpointing(sqlite_store, "ps-job", ckpt, save_every=2) as pc:
+        for _ in pc.steps(2):
+            pc.log(loss=1.0)
+    assert [c.step for c in sqlite_store.checkpoints("ps-job")] == [2]

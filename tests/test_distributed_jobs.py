@@ -63,7 +63,8 @@ def run_job(
 ) -> dict[str, tuple[int | None, str]]:
     """Start one process per task of ``cluster`` ({job: count}) running ``code`` with its
     ``TF_CONFIG``; wait for all of them (or only the ``wait_for`` task, e.g. a PS job's chief,
-    whose ps and worker serve forever) and kill the rest. Returns {"worker-0": (exit code, stderr)}."""
+    whose ps and worker serve forever) and kill the rest. Each task runs in ``tmp`` (relative paths
+    are the job's). Returns {"worker-0": (exit code, stderr)}."""
     ports = iter(free_ports(sum(cluster.values())))
     spec = {job: [f"127.0.0.1:{next(ports)}" for _ in range(n)] for job, n in cluster.items()}
     procs: dict[str, subprocess.Popen] = {}
@@ -77,7 +78,7 @@ def run_job(
                 **(per_task_env or {}).get(task, {}),
             }
             procs[task] = children.popen(
-                [sys.executable, "-c", with_deadline(code, DEADLINE + 10)], env=task_env,
+                [sys.executable, "-c", with_deadline(code, DEADLINE + 10)], env=task_env, cwd=tmp,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             )
     waited = [wait_for] if wait_for else list(procs)
@@ -254,3 +255,200 @@ def test_ps_job_saves_sharded_variables_whole_and_restores_into_one_process(chil
     chief = np.load(tmp_path / "chief-0.npz")
     assert np.array_equal(model.w.numpy(), chief["arr_0"]) and np.array_equal(model.b.numpy(), chief["arr_1"])
     assert np.abs(chief["arr_0"]).sum() > 0  # it trained
+
+
+# --------------------------------------------------------------------------- the drop-ins on every worker
+
+
+def test_mwms_checkpoint_manager_dropin_chief_records_follower_leaves_nothing(children: ChildProcesses, tmp_path: Path) -> None:
+    uri = str(tmp_path / "store")
+    env = child_env(CKPTSTORE_URI=uri)
+    code = block("mwms-manager") + DUMP
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["manager-job"]
+        assert [(c.step, c.prefix) for c in store.checkpoints("manager-job")] == [(4, "ckpt-4"), (8, "ckpt-8")]
+        steps_once(store, "manager-job", 8)
+        assert store.get_run("manager-job").status == "finished"
+        single = ckptstore.open_store(uri)  # restore into one process: the chief's weights
+    chief, follower = np.load(tmp_path / "worker-0.npz"), np.load(tmp_path / "worker-1.npz")
+    assert all(np.array_equal(chief[k], follower[k]) for k in chief.files)
+    # Only the chief's directory, as TensorFlow's manager leaves it; no workertemp_1, no temp file.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("ckpts", "workertemp"))) == ["ckpts"]
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpts")) == str(tmp_path / "ckpts" / "ckpt-8")
+    assert no_temp_files(tmp_path) == []
+    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(16, activation="relu"), tf.keras.layers.Dense(1)])
+    single.restore("manager-job@latest", tf.train.Checkpoint(model=model))
+    single.close()
+    assert all(np.array_equal(v.numpy(), chief[f"arr_{i}"]) for i, v in enumerate(model.weights))
+
+    # Run the job again: every worker restores the chief's latest and goes on; one run still.
+    assert_ok(run_job(children, code, {"worker": 2}, env, tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("manager-job")] == [12, 16]  # TF's max_to_keep=2, forgotten too
+        steps_once(store, "manager-job", 16)
+    assert not (tmp_path / "workertemp_1").exists() and no_temp_files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- preemption across workers
+
+# Prepended to a worker's script: the worker named by $SIGTERM_TASK sends itself SIGTERM right
+# after it logged step $SIGTERM_AT (a preemption notice that arrives in the middle of training,
+# at a step the test knows).
+SIGTERM_AT = """
+import os as _os, signal as _signal, ckptstore.preemption as _pre
+_log = _pre.Checkpointing.log
+def _log_then_sigterm(self, **metrics):
+    _log(self, **metrics)
+    if _os.environ.get("SIGTERM_AT") == str(self.step):
+        _os.kill(_os.getpid(), _signal.SIGTERM)
+_pre.Checkpointing.log = _log_then_sigterm
+"""
+
+
+def test_mwms_sigterm_to_one_worker_stops_all_at_one_checkpoint_and_the_rerun_ends_as_uninterrupted(children: ChildProcesses, tmp_path: Path) -> None:
+    code = SIGTERM_AT + block("mwms-preemption") + DUMP
+    # SIGTERM to the non-chief worker after step 13: every worker saves step 13 and exits 42.
+    uri = str(tmp_path / "store")
+    per_task = {"worker-1": {"SIGTERM_AT": "13"}}
+    results = run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path, per_task_env=per_task)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 42, "worker-1": 42}, results["worker-0"][1][-3000:]
+    assert not (tmp_path / "worker-0.npz").exists()  # stopped before the end of the script
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["pre-job"]
+        assert [c.step for c in store.checkpoints("pre-job")] == [10, 13]  # one committed checkpoint for the notice
+        steps_once(store, "pre-job", 13)
+        assert store.get_run("pre-job").status in ("running", "crashed")  # suspended: the re-run resumes it
+    assert no_temp_files(tmp_path) == []
+
+    # Run the job again: every worker resumes from step 13 and trains to step 40.
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("pre-job")] == [10, 13, 20, 30, 40]
+        steps_once(store, "pre-job", 40)
+        assert store.get_run("pre-job").status == "finished"
+    resumed = np.load(tmp_path / "worker-0.npz")
+
+    # The same job never interrupted, in another store: the same final weights, bit for bit.
+    other = tmp_path / "uninterrupted"
+    other.mkdir()
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=str(other / "store")), other))
+    uninterrupted = np.load(other / "worker-0.npz")
+    assert all(np.array_equal(resumed[k], uninterrupted[k]) for k in resumed.files)
+
+
+def test_mwms_sigterm_to_the_chief_stops_every_worker_at_the_same_step(children: ChildProcesses, tmp_path: Path) -> None:
+    uri = str(tmp_path / "store")
+    per_task = {"worker-0": {"SIGTERM_AT": "7"}}
+    results = run_job(children, SIGTERM_AT + block("mwms-preemption"), {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path, per_task_env=per_task)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 42, "worker-1": 42}, results["worker-1"][1][-3000:]
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("pre-job")] == [7]
+        steps_once(store, "pre-job", 7)
+    assert no_temp_files(tmp_path) == []
+
+
+# Prepended to a Keras worker's script: as SIGTERM_AT, after the callback handled batch step $SIGTERM_AT.
+SIGTERM_AT_BATCH = """
+import os as _os, signal as _signal, ckptstore.keras as _ck
+_end = _ck.BackupAndRestore.on_train_batch_end
+def _end_then_sigterm(self, batch, logs=None):
+    _end(self, batch, logs)
+    if _os.environ.get("SIGTERM_AT") == str(self.step):
+        _os.kill(_os.getpid(), _signal.SIGTERM)
+_ck.BackupAndRestore.on_train_batch_end = _end_then_sigterm
+"""
+
+
+def test_mwms_keras_backup_and_restore_sigterm_to_one_worker_then_rerun_ends_as_uninterrupted(children: ChildProcesses, tmp_path: Path) -> None:
+    code = SIGTERM_AT_BATCH + block("mwms-backup") + DUMP
+    uri = str(tmp_path / "store")
+    # SIGTERM to the follower after step 10: at the next batch's end every worker saves step 11.
+    results = run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path, per_task_env={"worker-1": {"SIGTERM_AT": "10"}})
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 42, "worker-1": 42}, results["worker-0"][1][-3000:]
+    with ckptstore.open_store(uri) as store:
+        assert [r.name for r in store.runs()] == ["backup-job"]
+        assert [c.step for c in store.checkpoints("backup-job")] == [4, 8, 11]
+        steps_once(store, "backup-job", 11)
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path))
+    with ckptstore.open_store(uri) as store:
+        assert [c.step for c in store.checkpoints("backup-job")] == [4, 8, 11, 12, 16, 20, 24]
+        steps_once(store, "backup-job", 24)
+        assert store.get_run("backup-job").status == "finished"
+    assert no_temp_files(tmp_path) == []
+    resumed = np.load(tmp_path / "worker-0.npz")
+    other = tmp_path / "uninterrupted"
+    other.mkdir()
+    assert_ok(run_job(children, code, {"worker": 2}, child_env(CKPTSTORE_URI=str(other / "store")), other))
+    uninterrupted = np.load(other / "worker-0.npz")
+    assert all(np.array_equal(resumed[k], uninterrupted[k]) for k in resumed.files)
+
+
+# --------------------------------------------------------------------------- the chief decides, the followers follow
+
+# Appended to the lockstep-start example: what each worker's handle said when the run started.
+STARTED = """
+import json as _json
+with open(os.path.join(os.environ["DUMP_DIR"], f"started-{strategy.cluster_resolver.task_id}.json"), "w") as _f:
+    _json.dump({"type": type(run).__name__, "resumed_from": run.resumed_from, "first": first}, _f)
+"""
+# Put into the example after the strategy is made: this worker was handed another job's TF_CONFIG.
+OTHER_TF_CONFIG = """
+if os.environ.get("OTHER_TF_CONFIG"):
+    os.environ["TF_CONFIG"] = os.environ["OTHER_TF_CONFIG"]
+store = ckptstore.open_store()
+"""
+
+
+def test_mwms_reused_name_without_resume_is_refused_on_every_worker_and_followers_follow_the_chief(children: ChildProcesses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = str(tmp_path / "store")
+    script = block("lockstep-start").replace("store = ckptstore.open_store()\n", OTHER_TF_CONFIG) + STARTED
+    # Earlier runs of the job (as their chiefs recorded them): steps 0-2, finished; one of 3 workers.
+    for name, workers in (("nightly", 2), ("three", 3)):
+        cluster = {"worker": [f"127.0.0.1:{i + 1}" for i in range(workers)]}
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+        with ckptstore.open_store(uri) as store, store.start_run(name) as run:
+            for step in range(3):
+                run.log(step, loss=float(step))
+    monkeypatch.delenv("TF_CONFIG")
+
+    # The job again without resume=True: the chief refuses the used name, and so does the
+    # follower (one line, at once), instead of waiting for a chief that gave up.
+    start = time.monotonic()
+    results = run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri), tmp_path)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
+    assert time.monotonic() - start < DEADLINE / 2
+    for task, (_, err) in results.items():
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("ckptstore.errors.RunExistsError: run 'nightly' already exists in"), (task, last)
+    assert not (tmp_path / "started-0.json").exists() and not (tmp_path / "started-1.json").exists()
+    with ckptstore.open_store(uri) as store:
+        assert store.get_run("nightly").status == "finished"
+        assert [s.step for s in store.steps("nightly")] == [0, 1, 2]
+
+    # A resume by another number of workers than trained the run: refused on every worker too.
+    results = run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN="three", RESUME="1"), tmp_path)
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
+    for task, (_, err) in results.items():
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("ckptstore.errors.TopologyChangedError: run 'three' was trained by 3 worker(s) and this job has 2"), (task, last)
+    with ckptstore.open_store(uri) as store:
+        assert sorted(r.name for r in store.runs()) == ["nightly", "three"] and store.get_run("three").status == "finished"
+
+    # A follower given another job's TF_CONFIG: its own line, the chief's "another worker refused", no run.
+    other = json.dumps({"cluster": {"worker": ["127.0.0.1:1"] * 3}, "task": {"type": "worker", "index": 5}})
+    results = run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RUN="new"), tmp_path,
+                      per_task_env={"worker-1": {"OTHER_TF_CONFIG": other}})
+    assert {task: code for task, (code, _) in results.items()} == {"worker-0": 1, "worker-1": 1}
+    lines = {task: err.strip().splitlines()[-1] for task, (_, err) in results.items()}
+    assert lines["worker-1"].startswith("ckptstore.errors.InvalidOptionError: TF_CONFIG names task worker 5, which its cluster"), lines
+    assert lines["worker-0"].startswith("ckptstore.errors.InvalidOptionError: another worker of this job refused to start run 'new'"), lines
+    with ckptstore.open_store(uri) as store:
+        assert sorted(r.name for r in store.runs()) == ["nightly", "three"]
+
+    # With resume=True every worker continues after the step the chief resumed from.
+    assert_ok(run_job(children, script, {"worker": 2}, child_env(CKPTSTORE_URI=uri, RESUME="1"), tmp_path))
+    started = {i: json.loads((tmp_path / f"started-{i}.json").read_text()) for i in range(2)}
+    assert started == {0: {"type": "Run", "resumed_from": 2, "first": 3}, 1: {"type": "FollowerRun", "resumed_from": 2, "first": 3}}
+    with ckptstore.open_store(uri) as store:
+        assert [s.step for s in store.steps("nightly")] == list(range(6)) and store.metric_history("nightly") == []
