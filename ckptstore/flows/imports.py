@@ -28,7 +28,6 @@ import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
 
 from ..bundle import MAX_INDEX_BYTES, Bundle, check_consistent, check_tensor_crc, data_file_name, parse_index
 from ..errors import CorruptFileError, MetricValueError, NoCheckpointFoundError
@@ -44,7 +43,7 @@ from .checkpoints import commit_checkpoint
 
 log = logging.getLogger(__name__)
 
-Progress = Optional[Callable[[int, int], None]]
+Progress = Callable[[int, int], None] | None
 
 
 def _prefixes_in(directory: Path) -> list[Path]:

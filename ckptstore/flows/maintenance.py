@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Optional
 
 from ..errors import CorruptFileError, MissingFileError
 from ..files import pieces
@@ -23,7 +22,7 @@ from ..records import GcReport, Problem, VerifyReport
 from .backend import Backend
 from .object_gc import gc_shared
 
-Progress = Optional[Callable[[int, int], None]]
+Progress = Callable[[int, int], None] | None
 
 
 def verify(backend: Backend, run: str | None = None, *, full: bool = True, progress: Progress = None) -> VerifyReport:

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Optional
 
 from ..metadata import intents as I
 from ..metadata import queries as Q
@@ -22,7 +21,7 @@ from ..records import GcReport
 from .backend import Backend
 
 log = logging.getLogger(__name__)
-Progress = Optional[Callable[[int, int], None]]
+Progress = Callable[[int, int], None] | None
 
 #: Objects younger than this are left alone (``ckptstore gc --grace``).
 DEFAULT_GRACE = timedelta(hours=1)
