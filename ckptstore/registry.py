@@ -37,7 +37,8 @@ class Registry(Generic[T]):
         self._loaded: dict[str, T] = {}
         self._unknown = unknown
         self._check = check
-        self._lock = threading.Lock()
+        # Reentrant: importing an entry may register others (a plugin's module calling register).
+        self._lock = threading.RLock()
         self._entry_points_read = False
 
     def register(self, name: str, impl: T | str, *, clobber: bool = False) -> None:
@@ -70,12 +71,12 @@ class Registry(Generic[T]):
             if name not in self._known:
                 self._read_entry_points()
             path = self._known.get(name)
-            if path is None:
-                raise self._unknown(name)
-            impl = self._check(_import(path, f"{self.what} {name!r}"))
-            self._loaded[name] = impl
-            del self._known[name]
-            return impl
+            if path is not None:
+                impl = self._check(_import(path, f"{self.what} {name!r}"))
+                self._loaded[name] = impl
+                self._known.pop(name, None)
+                return impl
+        raise self._unknown(name)  # outside the lock: its message lists the names
 
     def names(self) -> list[str]:
         """Every registered name, loaded or not (entry points included), in registration order."""
