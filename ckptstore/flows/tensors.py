@@ -304,8 +304,8 @@ def repack(backend: Backend) -> int:
     from ..metadata import schema as S
 
     with backend.db.read() as conn:
-        c, cf = S.Checkpoint, S.CheckpointFile
-        rows = conn.execute(select(c.id, cf.digest).join(cf, cf.checkpoint_id == c.id).where(cf.role == "data")).all()
+        c, cf = S.checkpoints, S.checkpoint_files
+        rows = conn.execute(select(c.c.id, cf.c.digest).join(cf, cf.c.checkpoint_id == c.c.id).where(cf.c.role == "data")).all()
         have = set(MP.tensors(conn, [r.digest for r in rows]))
     todo: dict[int, None] = {r.id: None for r in rows if r.digest not in have}
     n = 0
