@@ -189,14 +189,9 @@ def same_value(backend: Backend, a: list[TensorLocation], b: list[TensorLocation
 
 def variables(backend: Backend, ref: str | Ref | Any) -> list[VariableInfo]:
     """The checkpoint's variables with their readable names, in readable-name order."""
-    import dataclasses
-
     ck = checkpoint_of(backend, ref)
     with backend.db.read() as conn:
-        found = Q.variables(conn, ck.id)
-        names = MP.readable_names(conn, ck.id)
-    out = [dataclasses.replace(v, readable=names[v.name]) if v.name in names else v for v in found]
-    return sorted(out, key=lambda v: v.readable or v.name)
+        return Q.variables(conn, ck.id)
 
 
 def diff(backend: Backend, a: str | Ref | Any, b: str | Ref | Any, *, stats: bool = False) -> VariableDiff:

@@ -105,9 +105,11 @@ def deleting_now(conn: Connection, digests: Sequence[str], window: timedelta) ->
 def add(conn: Connection, digests: Iterable[str], kind: str) -> list[int]:
     """Record intents for ``digests`` by this process; returns their ids."""
     host, pid, at = socket.gethostname()[:255], os.getpid(), now()
-    ids = []
+    ids: list[int] = []
     for d in dict.fromkeys(digests):
-        ids.append(conn.execute(insert(S.pending_objects).values(digest=d, kind=kind, host=host, pid=pid, started_at=at)).inserted_primary_key[0])
+        key = conn.execute(insert(S.pending_objects).values(digest=d, kind=kind, host=host, pid=pid, started_at=at)).inserted_primary_key
+        assert key is not None  # an INSERT of one row always has one
+        ids.append(int(key[0]))
     return ids
 
 

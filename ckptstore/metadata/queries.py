@@ -2,18 +2,20 @@
 
 Callers open the transaction (``Database.read()`` for one consistent snapshot, or inside their
 own write transaction) and pass the connection in; nothing here commits or touches files.
+
+The reads that the CLI's read commands also run without SQLAlchemy are written once, as SQL
+text, in :mod:`.reads` (and :mod:`.runs_query`, :mod:`.summaries`); the functions here of the
+same names run them on ``conn`` (:func:`sql_of`). The rest are SQLAlchemy Core statements.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, func, literal, or_, select
+from sqlalchemy import Connection, func, or_, select
 
-from ..constants import INT_MAX
-from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
+from ..errors import UnknownRefError
 from ..names import Ref
 from ..records import (
     AliasEventInfo,
@@ -29,23 +31,29 @@ from ..records import (
     StepMetrics,
     VariableInfo,
 )
+from . import reads, summaries
 from . import schema as S
-from . import summaries
 from .engine import placeholder, store_where
-from .mappers import alias_event_info, alias_info, aware, checkpoint_info, export_info, file_info, metric_value
+from .mappers import aware, checkpoint_info, export_info, file_info, metric_value
 from .runs_query import select_runs
 
-Target = Union[CheckpointInfo, ExportInfo]
+Target = CheckpointInfo | ExportInfo
 
 
 # --------------------------------------------------------------------------- runs
 
 
+def sql_of(conn: Connection) -> reads.Sql:
+    """``conn`` as the SQL-text reads of :mod:`.reads` run on it (the driver's own statements)."""
+
+    def rows(text: str, args: list[Any]) -> Sequence[Any]:
+        return conn.exec_driver_sql(text, tuple(args)).all()
+
+    return reads.Sql(rows, placeholder(conn.dialect), store_where(conn.engine))
+
+
 def run_id(conn: Connection, name: str) -> int:
-    rid = conn.execute(select(S.runs.c.id).where(S.runs.c.name == name)).scalar()
-    if rid is None:
-        raise UnknownRunError(f"no run named {name!r} in {store_where(conn.engine)}")
-    return rid
+    return reads.run_id(sql_of(conn), name)
 
 
 def last_step(conn: Connection, rid: int) -> int | None:
@@ -75,11 +83,9 @@ def runs(
     limit: int | None = None,
 ) -> list[RunInfo]:
     """Runs that match, newest first unless ``order_by`` (see ``run_search``) says otherwise."""
-    def execute(sql: str, args: list[Any]) -> Any:
-        return conn.exec_driver_sql(sql, tuple(args)).all()
-
+    sql = sql_of(conn)
     return select_runs(
-        execute, placeholder(conn.dialect), names=names, status=status, tags=tags, pattern=pattern,
+        sql.rows, sql.ph, names=names, status=status, tags=tags, pattern=pattern,
         where_expr=where, order_by=order_by, limit=limit,
     )
 
@@ -94,10 +100,8 @@ def runs_in_order(conn: Connection, names: Sequence[str]) -> list[RunInfo]:
 
 
 def metric_summaries(conn: Connection, rid: int) -> dict[str, MetricSummary]:
-    def execute(sql: str, args: list[Any]) -> Any:
-        return conn.exec_driver_sql(sql, tuple(args)).all()
-
-    return summaries.metric_summaries(execute, placeholder(conn.dialect), rid)
+    sql = sql_of(conn)
+    return summaries.metric_summaries(sql.rows, sql.ph, rid)
 
 
 def compare_runs(conn: Connection, names: Sequence[str]) -> RunComparison:
@@ -141,96 +145,18 @@ def digests_of_run(conn: Connection, rid: int) -> set[str]:
 
 
 def metric_keys(conn: Connection, rid: int) -> list[str]:
-    # The whole-series summaries (level 0 of metric_rollups): one row per metric, one short
-    # index range, where a DISTINCT over the metrics reads every value of the run.
-    return list(conn.execute(
-        select(S.metric_rollups.c.key).where(S.metric_rollups.c.run_id == rid, S.metric_rollups.c.level == 0)
-        .order_by(S.metric_rollups.c.key)
-    ).scalars())
+    return reads.metric_keys(sql_of(conn), rid)
 
 
 def steps(
     conn: Connection, rid: int, *, start: int | None, stop: int | None, keys: Iterable[str] | None
 ) -> list[StepMetrics]:
-    m = S.metrics
-    q = select(m.c.step, m.c.key, m.c.value, m.c.wall_time).where(m.c.run_id == rid)
-    # Bounds past the BIGINT range would overflow the driver; clamped they mean the same.
-    if start is not None:
-        if start > INT_MAX:
-            return []
-        q = q.where(m.c.step >= start)
-    if stop is not None:
-        q = q.where(m.c.step <= min(stop, INT_MAX))
-    if keys is not None:
-        q = q.where(m.c.key.in_(list(keys)))
-    out: list[StepMetrics] = []
-    cur: StepMetrics | None = None
-    for step, key, value, wall in conn.execute(q.order_by(m.c.step, m.c.key)):
-        if cur is None or cur.step != step:
-            cur = StepMetrics(step=step, wall_time=wall, metrics={})
-            out.append(cur)
-        cur.metrics[key] = metric_value(value)
-    return out
+    return reads.steps(sql_of(conn), rid, start=start, stop=stop, keys=keys)
 
 
 def at_step(conn: Connection, step: int, *, nearest: bool, keys: Iterable[str] | None) -> list[RunAtStep]:
-    """Every run's metrics at ``step`` (see ``Store.at_step``); ``step`` is within BIGINT."""
-    m, r, c = S.metrics, S.runs, S.checkpoints
-    key_list = list(keys) if keys is not None else None
-    if nearest:
-        cond = [m.c.run_id == r.c.id, m.c.step <= step]
-        if key_list:
-            # A metric logged less often than others (val_acc every 100 steps, loss every
-            # step) is found at its own last step, not dropped at the run's last step.
-            cond.append(m.c.key.in_(key_list))
-        last = select(func.max(m.c.step)).where(*cond).scalar_subquery()
-        ckpt = select(func.max(c.c.step)).where(c.c.run_id == r.c.id, c.c.step <= step).scalar_subquery()
-        base = select(r.c.id.label("run_id"), r.c.name, last.label("step"), ckpt.label("ckpt")).subquery()
-    else:
-        ckpt = select(c.c.step).where(c.c.run_id == r.c.id, c.c.step == step).scalar_subquery()
-        has_metric = select(m.c.run_id).where(m.c.run_id == r.c.id, m.c.step == step).exists()
-        base = (
-            select(r.c.id.label("run_id"), r.c.name, literal(step, BigInteger).label("step"), ckpt.label("ckpt"))
-            .where(or_(has_metric, ckpt.is_not(None)))
-            .subquery()
-        )
-    found = conn.execute(
-        select(base).where(or_(base.c.step.is_not(None), base.c.ckpt.is_not(None))).order_by(base.c.run_id)
-    ).all()
-    # Values are fetched by the (run, step) pairs found above, by primary key. Joining the
-    # subquery instead lets SQLite flatten it and re-run the correlated MAX for every metrics
-    # row: 0.8 s instead of milliseconds on 100 runs x 1,000 steps. The SQL is written out at
-    # the driver level: building ~1,000 SQLAlchemy expressions per call would cost more than
-    # the query itself.
-    ph = placeholder(conn.dialect)
-    if nearest:
-        pairs: list[tuple[int | None, int]] = [(row.run_id, row.step) for row in found if row.step is not None]
-    else:
-        pairs = [(None, step)]  # the (step, run) index holds exactly these rows
-    values: dict[int, dict[str, float]] = defaultdict(dict)
-    for i in range(0, len(pairs), 250):
-        chunk = pairs[i : i + 250]
-        if nearest:
-            where = " OR ".join([f"(run_id = {ph} AND step = {ph})"] * len(chunk))
-            args: list[Any] = [x for pair in chunk for x in pair]
-        else:
-            where, args = f"step = {ph}", [step]
-        sql = f"SELECT run_id, key, value FROM metrics WHERE ({where})"
-        if key_list is not None:
-            if not key_list:
-                break
-            sql += f" AND key IN ({', '.join([ph] * len(key_list))})"
-            args += key_list
-        for rid, key, value in conn.exec_driver_sql(sql, tuple(args)):
-            values[rid][key] = metric_value(value)
-    out = []
-    for row in found:
-        st = row.step if row.step is not None else row.ckpt
-        out.append(RunAtStep(
-            run=row.name, step=st, metrics=dict(sorted(values.get(row.run_id, {}).items())),
-            checkpoint_step=row.ckpt,
-        ))
-    return out
+    """Every run's metrics at ``step`` (see ``Store.at_step``)."""
+    return reads.at_step(sql_of(conn), step, nearest=nearest, keys=keys)
 
 
 def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) -> dict[int, float]:
@@ -248,18 +174,11 @@ def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) ->
 
 
 def best_checkpoint_step(conn: Connection, rid: int, key: str, mode: str) -> tuple[int, float] | None:
-    """(step, value) of the run's checkpoint with the best ``key`` at its step (``mode`` "min" or
-    "max"; ties: the newer step), or None if no checkpoint has a (non-NaN) value there."""
-    c, m = S.checkpoints, S.metrics
-    order = m.c.value.asc() if mode == "min" else m.c.value.desc()
-    row = conn.execute(
-        select(c.c.step, m.c.value)
-        .join(m, and_(m.c.run_id == c.c.run_id, m.c.step == c.c.step, m.c.key == key))
-        .where(c.c.run_id == rid, m.c.value.is_not(None))
-        .order_by(order, c.c.step.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else (row[0], row[1])
+    return reads.best_checkpoint_step(sql_of(conn), rid, key, mode)
+
+
+def checkpoint_metric(conn: Connection, rid: int, key: str) -> dict[int, float]:
+    return reads.checkpoint_metric(sql_of(conn), rid, key)
 
 
 def metric_history(conn: Connection, rid: int, key: str | None = None) -> list[MetricChange]:
@@ -277,10 +196,7 @@ def metric_history(conn: Connection, rid: int, key: str | None = None) -> list[M
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _steps_summary(steps: list[int]) -> str:
-    if len(steps) <= 6:
-        return ", ".join(map(str, steps))
-    return ", ".join(map(str, steps[:3])) + ", ..., " + ", ".join(map(str, steps[-2:]))
+
 
 
 def checkpoint_by_id(conn: Connection, checkpoint_id: int) -> CheckpointInfo:
@@ -293,14 +209,8 @@ def _checkpoint(conn: Connection, cond: Any, ref: Ref | None) -> CheckpointInfo:
         select(*c.c, S.runs.c.name.label("run_name")).join(S.runs, S.runs.c.id == c.c.run_id).where(cond)
     ).first()
     if row is None:
-        what = ref.text if ref is not None else "checkpoint"
-        hint = ""
-        if ref is not None and ref.kind == "step":
-            steps = list(conn.execute(
-                select(c.c.step).join(S.runs, S.runs.c.id == c.c.run_id).where(S.runs.c.name == ref.run).order_by(c.c.step)
-            ).scalars())
-            hint = f"; its checkpoints are at steps {_steps_summary(steps)}" if steps else "; it has no checkpoints"
-        raise UnknownRefError(f"no checkpoint {what} in {store_where(conn.engine)}{hint}")
+        # Only a row deleted since the reference was resolved: the reads say what is missing.
+        raise UnknownRefError(f"no checkpoint {ref.text if ref is not None else ''} in {store_where(conn.engine)}")
     cf = S.checkpoint_files
     files = conn.execute(
         select(cf.c.role, cf.c.file_name, cf.c.size, cf.c.digest).where(cf.c.checkpoint_id == row.id).order_by(cf.c.file_name)
@@ -311,22 +221,7 @@ def _checkpoint(conn: Connection, cond: Any, ref: Ref | None) -> CheckpointInfo:
 
 def checkpoints(conn: Connection, rid: int, run: str) -> list[CheckpointInfo]:
     """A run's checkpoints, oldest step first, with their aliases and files."""
-    c, cf = S.checkpoints, S.checkpoint_files
-    rows = conn.execute(select(*c.c).where(c.c.run_id == rid).order_by(c.c.step)).all()
-    files: dict[int, list[FileInfo]] = defaultdict(list)
-    aliases: dict[int, list[str]] = defaultdict(list)
-    if rows:
-        for f in conn.execute(
-            select(cf.c.checkpoint_id, cf.c.role, cf.c.file_name, cf.c.size, cf.c.digest)
-            .join(c, c.c.id == cf.c.checkpoint_id).where(c.c.run_id == rid).order_by(cf.c.file_name)
-        ):
-            files[f[0]].append(file_info(f[1:]))
-        for cid, name in conn.execute(
-            select(S.aliases.c.checkpoint_id, S.aliases.c.name).join(c, c.c.id == S.aliases.c.checkpoint_id)
-            .where(c.c.run_id == rid).order_by(S.aliases.c.name)
-        ):
-            aliases[cid].append(name)
-    return [checkpoint_info(ck, run, files.get(ck.id, []), aliases.get(ck.id, [])) for ck in rows]
+    return reads.checkpoints(sql_of(conn), rid, run)
 
 
 def checkpoint_rows(conn: Connection, rid: int) -> list[Any]:
@@ -360,9 +255,8 @@ def aliases_of_checkpoint(conn: Connection, checkpoint_id: int) -> list[str]:
 
 
 def variables(conn: Connection, checkpoint_id: int) -> list[VariableInfo]:
-    v = S.variables
-    rows = conn.execute(select(v.c.name, v.c.dtype, v.c.shape).where(v.c.checkpoint_id == checkpoint_id).order_by(v.c.name)).all()
-    return [VariableInfo(name, dtype, list(shape)) for name, dtype, shape in rows]
+    """The checkpoint's variables with their readable names, in readable-name order."""
+    return reads.variables(sql_of(conn), checkpoint_id)
 
 
 def nearest_meta(conn: Connection, checkpoint_id: int, step: int) -> FileInfo | None:
@@ -404,17 +298,7 @@ def export_by_id(conn: Connection, export_id: int | None, ref: Ref | None = None
 
 def exports(conn: Connection, rid: int | None) -> list[ExportInfo]:
     """Exports, oldest first, of one run (or all), with their aliases."""
-    e = S.exports
-    q = select(*e.c, S.runs.c.name.label("run_name")).join(S.runs, S.runs.c.id == e.c.run_id).order_by(e.c.id)
-    aq = select(S.aliases.c.export_id, S.aliases.c.name).where(S.aliases.c.export_id.is_not(None)).order_by(S.aliases.c.name)
-    if rid is not None:
-        q = q.where(e.c.run_id == rid)
-        aq = aq.join(e, e.c.id == S.aliases.c.export_id).where(e.c.run_id == rid)
-    rows = conn.execute(q).all()
-    aliases: dict[int, list[str]] = {}
-    for eid, name in conn.execute(aq):
-        aliases.setdefault(eid, []).append(name)
-    return [export_info(r, r.run_name, aliases.get(r.id, [])) for r in rows]
+    return reads.exports(sql_of(conn), rid)
 
 
 def export_id_at(conn: Connection, rid: int, kind: str, step: int | None) -> int | None:
@@ -453,52 +337,10 @@ def existing_exports(conn: Connection, ids: Iterable[int]) -> set[int]:
 
 def resolve(conn: Connection, ref: Ref) -> Target:
     """The checkpoint or export a parsed reference names."""
-    c = S.checkpoints
-    if ref.kind == "alias":
-        row = conn.execute(select(S.aliases.c.checkpoint_id, S.aliases.c.export_id).where(S.aliases.c.name == ref.alias)).first()
-        if row is None:
-            raise UnknownAliasError(
-                f"no version named {ref.alias!r} in {store_where(conn.engine)} (see 'ckptstore versions'; "
-                "checkpoints are referred to as run@step)"
-            )
-        if row.checkpoint_id is not None:
-            return _checkpoint(conn, c.c.id == row.checkpoint_id, ref)
-        return export_by_id(conn, row.export_id, ref)
-    if ref.kind == "export":
-        return export_by_id(conn, ref.export_id, ref)
-    rid = run_id(conn, ref.run)  # type: ignore[arg-type]
-    if ref.kind == "best":
-        from ..retention import resolve_mode
-
-        found = best_checkpoint_step(conn, rid, ref.metric or "", resolve_mode(ref.metric or "", ref.mode or "auto"))
-        if found is None:
-            names = metric_keys(conn, rid)
-            if ref.metric not in names:
-                import difflib
-
-                close = difflib.get_close_matches(ref.metric or "", names, n=1)
-                hint = f"did you mean best:{close[0]}? " if close else ""
-                raise UnknownRefError(
-                    f"run {ref.run!r} never logged a metric {ref.metric!r}: {hint}"
-                    f"it has {', '.join(names[:8]) or 'no metrics'}{' ...' if len(names) > 8 else ''}"
-                )
-            raise UnknownRefError(
-                f"run {ref.run!r} has no checkpoint with {ref.metric!r} logged at its step "
-                f"in {store_where(conn.engine)}"
-            )
-        return _checkpoint(conn, and_(c.c.run_id == rid, c.c.step == found[0]), ref)
-    if ref.kind == "step":
-        cond = and_(c.c.run_id == rid, c.c.step == ref.step)
-    else:
-        q = select(func.max(c.c.step)).where(c.c.run_id == rid)
-        if ref.kind == "nearest":
-            q = q.where(c.c.step <= ref.step)
-        st = conn.execute(q).scalar()
-        if st is None:
-            below = f" at or below step {ref.step}" if ref.kind == "nearest" else ""
-            raise UnknownRefError(f"run {ref.run!r} has no checkpoint{below} in {store_where(conn.engine)}")
-        cond = and_(c.c.run_id == rid, c.c.step == st)
-    return _checkpoint(conn, cond, ref)
+    kind, target = reads.target_of(sql_of(conn), ref)
+    if kind == "export":
+        return export_by_id(conn, target, ref)
+    return _checkpoint(conn, S.checkpoints.c.id == target, ref)
 
 
 # --------------------------------------------------------------------------- aliases
@@ -523,30 +365,11 @@ def target_text(conn: Connection, checkpoint_id: int | None, export_id: int | No
 
 
 def aliases(conn: Connection, name: str | None = None) -> list[AliasInfo]:
-    a, c, r = S.aliases, S.checkpoints, S.runs
-    q = (
-        select(a.c.name, a.c.checkpoint_id, a.c.export_id, a.c.message, a.c.updated_at, r.c.name.label("run"), c.c.step)
-        .outerjoin(c, c.c.id == a.c.checkpoint_id)
-        .outerjoin(r, r.c.id == c.c.run_id)
-        .order_by(a.c.name)
-    )
-    if name is not None:
-        q = q.where(a.c.name == name)
-    rows = conn.execute(q).all()
-    hist = alias_history(conn, [row.name for row in rows] if name is not None else None)
-    return [alias_info(row, hist.get(row.name, [])) for row in rows]
+    return reads.aliases(sql_of(conn), name)
 
 
 def alias_history(conn: Connection, names: list[str] | None) -> dict[str, list[AliasEventInfo]]:
-    e = S.alias_events
-    # Ids grow with each insert, so they order events even when two share a timestamp.
-    q = select(e.c.alias_name, e.c.action, e.c.old_target, e.c.new_target, e.c.message, e.c.at).order_by(e.c.id.desc())
-    if names is not None:
-        q = q.where(e.c.alias_name.in_(names))
-    out: dict[str, list[AliasEventInfo]] = {}
-    for row in conn.execute(q):
-        out.setdefault(row.alias_name, []).append(alias_event_info(row))
-    return out
+    return reads.alias_history(sql_of(conn), names)
 
 
 # --------------------------------------------------------------------------- blobs, verify, gc

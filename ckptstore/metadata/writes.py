@@ -23,14 +23,14 @@ def check_status(status: object) -> str:
     """``status`` if it is a run status, else the one error every caller gives."""
     if status not in RUN_STATUSES:
         raise InvalidOptionError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
-    return status  # type: ignore[return-value]
+    return status
 
 
 def check_state(status: object) -> str:
     """``status`` if a reader may see it (a stored status, or ``crashed``), else one error."""
     if status not in RUN_STATES:
         raise InvalidOptionError(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
-    return status  # type: ignore[return-value]
+    return status
 
 
 def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str], update_cols: list[str]) -> Any:
@@ -137,7 +137,7 @@ def rewind_metrics(conn: Connection, rid: int, step: int) -> int:
 
 def _shown_status(conn: Connection, row: Any) -> str:
     """The status readers see for ``row`` (``crashed`` included; see ``ckptstore/liveness.py``)."""
-    shown = conn.execute(
+    shown: str = conn.execute(
         select(literal_column(status_sql(conn.dialect.name, ()))).select_from(S.runs).where(S.runs.c.id == row.id)
     ).scalar_one()
     if shown == "running" and row.process and gone_here(row.process):
