@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, command, open_store, read
 from .complete import complete_refs, complete_runs
 from .output import size
 from .views import print_exports
@@ -17,7 +17,7 @@ def exports(
     as_json: JsonOpt = False,
 ) -> None:
     """Exports (frozen GraphDefs, SavedModels, .keras files), with lineage and aliases."""
-    print_exports(open_store(ctx, readonly=True).exports(run), run, as_json=as_json)
+    print_exports(read(ctx, lambda r: r.exports(run)), run, as_json=as_json)
 
 
 @command()

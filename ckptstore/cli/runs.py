@@ -1,9 +1,8 @@
 """``ckptstore runs list | show | compare | delete``.
 
 ``runs list`` is the command people type all day, so it answers in under 0.3 s on 1,000 runs:
-its usual command lines (like those of ``show`` and ``compare``) are taken by the quick path
-(``fast.py``) before Typer is imported, and a SQLite store is read through the standard
-library's ``sqlite3`` without SQLAlchemy.
+like ``show`` and ``compare`` it reads a SQLite store through the standard library's
+``sqlite3``, without SQLAlchemy (``app.read``).
 """
 
 import sys
@@ -12,9 +11,8 @@ from typing import Annotated
 import typer
 
 from ..constants import RUN_STATES
-from .app import JsonOpt, command, fail, group, location, open_store
+from .app import JsonOpt, command, fail, group, open_store, read
 from .complete import complete_runs
-from .fast import list_runs
 from .views import print_comparison, print_run, print_runs
 
 runs_app = group("runs", "List, search, show, compare and delete runs.")
@@ -81,7 +79,7 @@ def runs_list(
 ) -> None:
     """Runs, newest first: filtered (--status, --tag, --name, --where), sorted (--sort), limited (--limit)."""
     tags = _parse_tags(tag)
-    runs = list_runs(location(ctx), status=status, tags=tags, name=name, search=search, sort=sort, limit=limit)
+    runs = read(ctx, lambda r: r.runs(status=status, tags=tags, name=name, where=search, order_by=sort, limit=limit))
     print_runs(runs, filtered=bool(status or tags or name or search), as_json=as_json)
 
 
@@ -92,8 +90,8 @@ def runs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One run: status, params, tags, retention, metric names, checkpoints."""
-    store = open_store(ctx, readonly=True)
-    print_run(store.get_run(run), store.metric_keys(run), as_json=as_json)
+    info, metrics = read(ctx, lambda r: (r.get_run(run), r.metric_keys(run)))
+    print_run(info, metrics, as_json=as_json)
 
 
 @command(runs_app, "compare")
@@ -103,7 +101,7 @@ def runs_compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Runs side by side: params (differences marked with *), and each metric's last and best value with its step."""
-    cmp = open_store(ctx, readonly=True).compare_runs(runs)
+    cmp = read(ctx, lambda r: r.compare_runs(runs))
     print_comparison(cmp, as_json=as_json)
 
 

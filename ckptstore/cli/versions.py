@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, command, open_store, read
 from .complete import complete_aliases, complete_refs
 from .views import print_versions
 
@@ -47,6 +47,6 @@ def versions(
     as_json: JsonOpt = False,
 ) -> None:
     """Named versions (aliases): what each points at; with NAME, its history."""
-    print_versions(open_store(ctx, readonly=True).versions(name), name, as_json=as_json)
+    print_versions(read(ctx, lambda r: r.versions(name)), name, as_json=as_json)
 
 

@@ -1,6 +1,6 @@
-"""What the read commands print, for both of their paths: the Typer commands and the quick
-path (``fast.py``) call these same functions with the same records, so both print the same
-bytes. No Typer, no SQLAlchemy here (the quick path must not import them).
+"""What the read commands print, from the records of either reader (the store, or the quick
+reader of a SQLite store: ``app.read``), so both print the same bytes. No Typer, no SQLAlchemy
+here.
 """
 
 import fnmatch
