@@ -6,7 +6,7 @@ here.
 import fnmatch
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..records import (
     AliasInfo,
@@ -32,6 +32,10 @@ from .output import (
     table,
     when,
 )
+
+if TYPE_CHECKING:
+    from ..metadata.quick_reader import QuickReader
+    from ..store import Store
 
 
 def print_runs(runs: list[RunInfo], *, filtered: bool, as_json: bool) -> None:
@@ -147,15 +151,15 @@ def print_at(
 
 
 def at_rows(
-    store: object, step: int, *, nearest: bool, metric: list[str] | None, run: str | None, param: list[str] | None
+    store: "Store | QuickReader", step: int, *, nearest: bool, metric: list[str] | None, run: str | None, param: list[str] | None
 ) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
     """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
-    rows = store.at_step(step, nearest=nearest, keys=metric)  # type: ignore[attr-defined]
+    rows = store.at_step(step, nearest=nearest, keys=metric)
     if run is not None:
         rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
     params: dict[str, dict[str, object]] = {}
     if param and rows:
-        params = {r.name: r.params for r in store.runs(name=run)}  # type: ignore[attr-defined]
+        params = {r.name: r.params for r in store.runs(name=run)}
     return rows, params
 
 
