@@ -331,3 +331,25 @@ def alias_history(sql: Sql, names: list[str] | None) -> dict[str, list[AliasEven
     for row in sql.rows(text + " ORDER BY id DESC", args):
         out.setdefault(row.alias_name, []).append(alias_event_info(row))
     return out
+
+
+# --------------------------------------------------------------------------- shell completion
+
+
+def completion_names(sql: Sql) -> dict[str, Any]:
+    """Run names, current alias names, and per run its checkpoint steps and metric names: what
+    shell completion offers, in four statements whatever the number of runs."""
+    steps: dict[str, list[int]] = {}
+    for name, step in sql.rows("SELECT r.name, c.step FROM checkpoints c JOIN runs r ON r.id = c.run_id ORDER BY c.step", []):
+        steps.setdefault(name, []).append(step)
+    metrics: dict[str, list[str]] = {}
+    for name, key in sql.rows(
+        "SELECT r.name, k.key FROM metric_rollups k JOIN runs r ON r.id = k.run_id WHERE k.level = 0 ORDER BY k.key", []
+    ):
+        metrics.setdefault(name, []).append(key)
+    return {
+        "runs": [row[0] for row in sql.rows("SELECT name FROM runs ORDER BY name", [])],
+        "aliases": [row[0] for row in sql.rows("SELECT name FROM aliases ORDER BY name", [])],
+        "steps": steps,
+        "metrics": metrics,
+    }

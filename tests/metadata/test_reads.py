@@ -9,6 +9,8 @@ import math
 import pytest
 
 from ckptstore.errors import UnknownRefError
+from ckptstore.metadata import reads
+from ckptstore.metadata.queries import sql_of
 from ckptstore.metadata.quick_reader import Fallback, QuickReader
 
 
@@ -72,6 +74,11 @@ def test_every_read_answers_the_same_on_each_database(store, tiny_model):
     assert [(a.name, a.target, a.message) for a in got["versions"]] == [("prod", "mlp@20", "best so far")]
     assert got["versions one"] == got["versions"] and got["exports"] == []
     assert [r.name for r in got["runs sorted"]] == ["wide", "mlp"]  # min loss 0.5, then 1/30
+    with store.read() as conn:
+        assert reads.completion_names(sql_of(conn)) == {
+            "runs": ["empty", "mlp", "wide"], "aliases": ["prod"], "steps": {"mlp": [10, 20, 30]},
+            "metrics": {"mlp": ["loss", "val_loss"], "wide": ["loss"]},
+        }
     with pytest.raises(UnknownRefError, match="its checkpoints are at steps 10, 20, 30"):
         store.variables("mlp@11")
     with pytest.raises(UnknownRefError, match="never logged a metric 'val_los': did you mean best:val_loss"):
@@ -83,6 +90,9 @@ def test_the_quick_reader_runs_the_same_reads_through_sqlite3(sqlite_store, tiny
     expected = _reads(sqlite_store)
     with QuickReader.open(tmp_path / "store") as quick:
         got = _reads(quick)
+        got["completion"] = reads.completion_names(quick.sql)
+    with sqlite_store.read() as conn:
+        expected["completion"] = reads.completion_names(sql_of(conn))
     # NaN != NaN: compare the one NaN apart
     assert math.isnan(got["steps open"][1].metrics.pop("loss")) and math.isnan(expected["steps open"][1].metrics.pop("loss"))
     assert got == expected
