@@ -67,11 +67,20 @@ def help_without_command(ctx: typer.Context) -> None:
         raise typer.Exit(2)
 
 
+#: The name of each command group, by its Typer app.
+GROUP_NAMES: dict[int, str] = {}
+
+#: The read commands ``cli/quick.py`` may call without Typer's value conversion, by command path
+#: (``("runs", "list")``, ``("steps",)``).
+QUICK_COMMANDS: dict[tuple[str, ...], Callable[..., Any]] = {}
+
+
 def group(name: str, help: str) -> typer.Typer:
     """A command group (``ckptstore NAME ...``) registered on :data:`app`."""
     sub = typer.Typer(help=help, invoke_without_command=True, rich_markup_mode=None)
     sub.callback()(help_without_command)
     app.add_typer(sub, name=name)
+    GROUP_NAMES[id(sub)] = name
     return sub
 
 
@@ -79,17 +88,22 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def command(
-    on: typer.Typer = app, name: str | None = None, *, context_settings: dict[str, Any] | None = None
+    on: typer.Typer = app, name: str | None = None, *, context_settings: dict[str, Any] | None = None,
+    quick: bool = False,
 ) -> Callable[[Command], Command]:
     """Register a command on :data:`app` (or on a group), like ``on.command(name)``.
 
     Its line in the list of commands is the whole first paragraph of its docstring: plain help
-    would otherwise cut it at about 60 characters.
+    would otherwise cut it at about 60 characters. ``quick``: a read command whose plain command
+    lines ``cli/quick.py`` runs without Typer's value conversion (see there).
     """
 
     def register(function: Command) -> Command:
         summary = inspect.cleandoc(function.__doc__ or "").split("\n\n")[0]
         on.command(name, cls=PlainHelpCommand, short_help=summary, context_settings=context_settings)(function)
+        if quick:
+            path = (GROUP_NAMES[id(on)],) if on is not app else ()
+            QUICK_COMMANDS[(*path, name or function.__name__.replace("_", "-"))] = function
         return function
 
     return register
@@ -140,8 +154,8 @@ def read(ctx: typer.Context, fetch: "Callable[[Store | QuickReader], Read]") -> 
     a SQLite store at the current schema is read through ``sqlite3`` (``QuickReader``, the same
     queries as the store's, see ``metadata/reads.py``). Anything it does not answer (another
     database, an older schema, an unknown run or REF: ``Fallback``) is asked of the store,
-    which words every error as it always does. ``CKPTSTORE_QUICK=0`` always asks the store
-    (tests compare both drivers' output).
+    which words every error as it always does. ``CKPTSTORE_QUICK=0`` always asks the store, and
+    leaves every command line to Typer's parse (tests compare both ways' output).
     """
     if os.environ.get("CKPTSTORE_QUICK") != "0":
         from ..metadata.quick_reader import Fallback, QuickReader
@@ -203,8 +217,9 @@ def _global_options(
 # --------------------------------------------------------------------------- the error edge
 
 
-def main() -> None:
-    """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``).
+def main(first: Callable[[list[str]], bool] | None = None) -> None:
+    """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``); ``first(args)``
+    may answer the command line before Typer parses it (``cli/quick.py``), returning True.
 
     Errors end here, each as one line on stderr (see the package docstring): a
     :class:`~ckptstore.errors.CkptstoreError` is the user's to fix (exit 1); bad usage is
@@ -216,9 +231,15 @@ def main() -> None:
     # CKPTSTORE_DEBUG=1 lets any error end in its traceback, for a bug report.
     debug = os.environ.get("CKPTSTORE_DEBUG", "") not in ("", "0")
     try:
+        try:
+            answered = first is not None and first(sys.argv[1:])
+        except (EOFError, KeyboardInterrupt):
+            # As Click turns them into Abort on Typer's path, so that both paths end alike.
+            sys.stderr.write("\n")
+            raise typer.Abort() from None
         # standalone_mode=False: Click's usage errors reach us, to be printed as one line like
         # every other error, instead of Click's multi-line box.
-        status = app(prog_name="ckptstore", standalone_mode=False)
+        status = 0 if answered else app(prog_name="ckptstore", standalone_mode=False)
     except typer.TyperException as exc:  # Click's UsageError, BadParameter, ...
         if debug:
             raise

@@ -12,7 +12,7 @@ from .output import progress
 from .views import print_checkpoints, print_variables
 
 
-@command()
+@command(quick=True)
 def checkpoints(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
@@ -31,7 +31,7 @@ def checkpoints(
     print_checkpoints(run, cks, metric=metric, values=values, as_json=as_json)
 
 
-@command(name="vars")
+@command(name="vars", quick=True)
 def vars_(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.", autocompletion=complete_refs)],

@@ -10,7 +10,7 @@ from .output import size
 from .views import print_exports
 
 
-@command()
+@command(quick=True)
 def exports(
     ctx: typer.Context,
     run: Annotated[str | None, typer.Argument(metavar="RUN", help="Only this run's exports.", autocompletion=complete_runs)] = None,

@@ -22,7 +22,7 @@ def check_step(value: int | None) -> int | None:
     return value
 
 
-@command()
+@command(quick=True)
 def steps(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
@@ -42,7 +42,7 @@ def steps(
     print_steps(run, rows, filtered=start is not None or stop is not None or bool(metric), as_json=as_json)
 
 
-@command(context_settings={"ignore_unknown_options": True})
+@command(context_settings={"ignore_unknown_options": True}, quick=True)
 def at(
     ctx: typer.Context,
     step: Annotated[int, typer.Argument(metavar="STEP", callback=check_step, help="Training step (0 or more).")],

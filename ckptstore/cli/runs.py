@@ -43,7 +43,7 @@ def _check_limit(value: int | None) -> int | None:
     return value
 
 
-@command(runs_app, "list")
+@command(runs_app, "list", quick=True)
 def runs_list(
     ctx: typer.Context,
     status: Annotated[
@@ -83,7 +83,7 @@ def runs_list(
     print_runs(runs, filtered=bool(status or tags or name or search), as_json=as_json)
 
 
-@command(runs_app, "show")
+@command(runs_app, "show", quick=True)
 def runs_show(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
@@ -94,7 +94,7 @@ def runs_show(
     print_run(info, metrics, as_json=as_json)
 
 
-@command(runs_app, "compare")
+@command(runs_app, "compare", quick=True)
 def runs_compare(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="The runs to compare (two or more).", autocompletion=complete_runs)],

@@ -40,7 +40,7 @@ def untag(
     typer.echo(f"untagged {name} (was {was})")
 
 
-@command()
+@command(quick=True)
 def versions(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(metavar="NAME", help="One alias, with its full history.", autocompletion=complete_aliases)] = None,

@@ -1,10 +1,12 @@
-"""One argv layer: Typer parses every command line, whichever driver then reads the store.
+"""One argv layer: every option is defined once, on the Typer commands.
 
-The read commands read a SQLite store through ``sqlite3`` (the quick reader) and any other store
-through the library; ``CKPTSTORE_QUICK=0`` makes them use the library on SQLite too. A table of
-command lines, the usual ones and the odd ones (an option given twice, ``--opt=value``, ``--``,
-bad values, unknown options and names), runs in real subprocesses both ways: each is accepted or
-refused as the table says, with the same status and the same bytes on stdout and stderr.
+The read commands' plain command lines are parsed by ``cli/quick.py`` from the Click objects
+Typer builds from those definitions (without Typer's pydantic conversion), and read a SQLite
+store through ``sqlite3``; everything else is Typer's. ``CKPTSTORE_QUICK=0`` makes Typer parse
+every command line and the store read it. A table of command lines, the usual ones and the odd
+ones (an option given twice, ``--opt=value``, ``--``, bad values, unknown options and names),
+runs in real subprocesses both ways: each is accepted or refused as the table says, by the
+parser the table says, with the same status and the same bytes on stdout and stderr.
 """
 
 from __future__ import annotations
@@ -16,54 +18,68 @@ import pytest
 import ckptstore
 from tests.helpers.cli import IMPORTS_CHECK, cli, imported
 
-#: (command line, exit status): 0 answered, 1 a user error (one line), 2 bad usage (one line).
-TABLE: list[tuple[list[str], int]] = [
-    (["runs", "list"], 0),
-    (["runs", "list", "--json", "--status=finished", "--tag", "team=vision", "--tag=x=", "--name", "mlp*"], 0),
-    (["runs", "list", "--name", "zzz", "--name", "mlp*", "--limit", "1"], 0),  # Click takes the last
-    (["runs", "list", "--where", "params.lr = 0.1", "--sort", "-name", "--limit", "0"], 0),
-    (["runs", "list", "--status", "crashed"], 0),
-    (["runs", "list", "--status", "bogus"], 2),
-    (["runs", "list", "--limit", "-1"], 2),
-    (["runs", "list", "--limit", "x"], 2),
-    (["runs", "list", "--tag", "novalue"], 2),
-    (["runs", "list", "--json=1"], 2),
-    (["runs", "list", "--nmae", "x"], 2),
-    (["runs", "list", "extra"], 2),
-    (["runs", "list", "--where", "params.lr =< 1"], 1),
-    (["runs", "show", "mlp"], 0),
-    (["runs", "show", "--json", "mlp"], 0),  # options anywhere, as Click allows
-    (["runs", "show"], 2),
-    (["runs", "show", "a", "b"], 2),
-    (["runs", "show", "nope"], 1),
-    (["runs", "compare", "mlp", "mlp-wide", "--json"], 0),
-    (["runs", "compare", "mlp", "nope"], 1),
-    (["steps", "mlp", "-m", "loss", "--from", "5", "--to=7"], 0),
-    (["steps", "mlp", "--metric=acc", "-m", "loss", "--json"], 0),
-    (["steps", "--", "mlp"], 0),
-    (["steps", "mlp", "--from", "-1"], 2),
-    (["steps", "mlp", "--from", "99999999999999999999"], 2),
-    (["steps", "mlp", "--to"], 2),
-    (["steps"], 2),
-    (["steps", "nope"], 1),
-    (["at", "10"], 0),
-    (["at", "12", "--nearest", "-m", "loss", "--run", "mlp*", "-p", "lr", "--param", "lr"], 0),
-    (["at", "10", "--nearest", "--no-nearest"], 0),
-    (["at", "-1"], 2),
-    (["at", "x"], 2),
-    (["checkpoints", "mlp", "-m", "loss"], 0),
-    (["checkpoints", "mlp", "--json"], 0),
-    (["checkpoints", "nope"], 1),
-    (["vars", "mlp@10"], 1),  # no checkpoints in this store
-    (["vars", "bogus@@"], 1),
-    (["versions"], 0),
-    (["versions", "--json"], 0),
-    (["versions", "nope"], 1),
-    (["versions", "a", "b"], 2),
-    (["exports"], 0),
-    (["exports", "mlp", "--json"], 0),
-    (["exports", "nope"], 1),
-    (["--bogus"], 2),
+# Answered by cli/quick.py, left to Typer's parse, or to Typer's before it converts any value
+# (so pydantic's import does not tell).
+Q, T, T_EARLY = True, False, None
+
+#: (command line, exit status, who parses it): status 0 answered, 1 a user error (one line),
+#: 2 bad usage (one line).
+TABLE: list[tuple[list[str], int, bool | None]] = [
+    (["runs", "list"], 0, Q),
+    (["runs", "list", "--json", "--status=finished", "--tag", "team=vision", "--tag=x=", "--name", "mlp*"], 0, Q),
+    (["runs", "list", "--name", "zzz", "--name", "mlp*", "--limit", "1"], 0, T),  # Click takes the last
+    (["runs", "list", "--where", "params.lr = 0.1", "--sort", "-name", "--limit", "0"], 0, Q),
+    (["runs", "list", "--status", "crashed"], 0, Q),
+    (["runs", "list", "--status", "bogus"], 2, T),
+    (["runs", "list", "--limit", "-1"], 2, T),
+    (["runs", "list", "--limit", "x"], 2, T),
+    (["runs", "list", "--limit", "+1"], 0, T),
+    (["runs", "list", "--tag", "novalue"], 2, Q),
+    (["runs", "list", "--json=1"], 2, T),
+    (["runs", "list", "--nmae", "x"], 2, T),
+    (["runs", "list", "--nam", "mlp"], 2, T),
+    (["runs", "list", "extra"], 2, T),
+    (["runs", "list", "--where", "params.lr =< 1"], 1, Q),
+    (["runs", "list", "--help"], 0, T),
+    (["runs", "show", "mlp"], 0, Q),
+    (["runs", "show", "--json", "mlp"], 0, Q),  # options anywhere, as Click allows
+    (["runs", "show"], 2, T),
+    (["runs", "show", "a", "b"], 2, T),
+    (["runs", "show", "nope"], 1, Q),
+    (["runs", "compare", "mlp", "mlp-wide", "--json"], 0, Q),
+    (["runs", "compare", "mlp", "nope"], 1, Q),
+    (["runs", "compare"], 2, T),
+    (["steps", "mlp", "-m", "loss", "--from", "5", "--to=7"], 0, Q),
+    (["steps", "mlp", "--metric=acc", "-m", "loss", "--json"], 0, Q),
+    (["steps", "mlp", "-mloss"], 0, T),
+    (["steps", "--", "mlp"], 0, T),
+    (["steps", "mlp", "--from", "-1"], 2, T),
+    (["steps", "mlp", "--from", "99999999999999999999"], 2, T),
+    (["steps", "mlp", "--to"], 2, T),
+    (["steps"], 2, T),
+    (["steps", "nope"], 1, Q),
+    (["at", "10"], 0, Q),
+    (["at", "12", "--nearest", "-m", "loss", "--run", "mlp*", "-p", "lr", "--param", "lr"], 0, Q),
+    (["at", "10", "--nearest", "--no-nearest"], 0, T),
+    (["at", "-1"], 2, T),
+    (["at", "x"], 2, T),
+    (["checkpoints", "mlp", "-m", "loss"], 0, Q),
+    (["checkpoints", "mlp", "--json"], 0, Q),
+    (["checkpoints", "nope"], 1, Q),
+    (["vars", "mlp@10"], 1, Q),  # no checkpoints in this store
+    (["vars", "bogus@@"], 1, Q),
+    (["vars", "mlp@10", "--diff", "mlp@20"], 1, Q),
+    (["versions"], 0, Q),
+    (["versions", "--json"], 0, Q),
+    (["versions", "nope"], 1, Q),
+    (["versions", "a", "b"], 2, T),
+    (["exports"], 0, Q),
+    (["exports", "mlp", "--json"], 0, Q),
+    (["exports", "nope"], 1, Q),
+    (["--bogus"], 2, T_EARLY),
+    (["--version"], 0, T_EARLY),
+    (["--store", "not-a-store-here", "runs", "list"], 1, Q),  # instead of the test's --store
+    (["--root", "files", "versions"], 0, Q),
 ]
 
 
@@ -80,18 +96,23 @@ def meta(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("args", "status"), TABLE, ids=[" ".join(a) for a, _ in TABLE])
-def test_each_command_line_is_accepted_or_refused_alike_by_both_readers(meta: Path, args: list[str], status: int) -> None:
-    quick = cli(*args, store=meta, code=IMPORTS_CHECK)
-    library = cli(*args, store=meta, env={"CKPTSTORE_QUICK": "0"})
-    quick_err = quick.stderr.rsplit("\nIMPORTED", 1)[0].strip()
-    assert (quick.returncode, quick.stdout, quick_err) == (library.returncode, library.stdout, library.stderr.strip())
-    assert quick.returncode == status, quick.stderr
+@pytest.mark.parametrize(("args", "status", "quick"), TABLE, ids=[" ".join(a) for a, _, _ in TABLE])
+def test_each_command_line_is_accepted_or_refused_alike_both_ways(
+    meta: Path, tmp_path: Path, args: list[str], status: int, quick: bool | None
+) -> None:
+    store = None if args[0] == "--store" else meta
+    fast = cli(*args, store=store, code=IMPORTS_CHECK, cwd=tmp_path)
+    typer = cli(*args, store=store, env={"CKPTSTORE_QUICK": "0"}, cwd=tmp_path)  # Typer's parse, the store's reads
+    fast_err = fast.stderr.rsplit("\nIMPORTED", 1)[0].strip()
+    assert (fast.returncode, fast.stdout, fast_err) == (typer.returncode, typer.stdout, typer.stderr.strip())
+    assert fast.returncode == status, fast.stderr
     if status:
-        assert len(quick_err.splitlines()) == 1 and quick_err.startswith("error:"), quick_err
-    else:
-        # the read went through sqlite3: no SQLAlchemy, no TensorFlow
-        assert not imported(quick.stderr) & {"sqlalchemy", "tensorflow"}, args
+        assert len(fast_err.splitlines()) == 1 and fast_err.startswith("error:"), fast_err
+    # Who parsed it: Typer converts values through pydantic, cli/quick.py does not.
+    if quick is not None:
+        assert ("pydantic" not in imported(fast.stderr)) == quick, fast.stderr
+    if status == 0 and quick:
+        assert not imported(fast.stderr) & {"sqlalchemy", "tensorflow"}, args  # read through sqlite3
 
 
 def test_no_command_prints_the_help_on_stdout_with_usage_status(meta: Path) -> None:
