@@ -53,9 +53,8 @@ def run(args: Sequence[str]) -> bool:
 def _parse(args: list[str]) -> tuple[typer.Context, Callable[..., Any], dict[str, Any]]:
     root = typer.main.get_command(app)
     options, rest = _options(root, args, interspersed=False)
-    where = StoreLocation(
-        _from_env(options, "store", "CKPTSTORE_URI") or DEFAULT_LOCATION, _from_env(options, "root", "CKPTSTORE_ROOT")
-    )
+    store = _from_env(options, "store", "CKPTSTORE_URI")
+    where = StoreLocation(DEFAULT_LOCATION if store is None else store, _from_env(options, "root", "CKPTSTORE_ROOT"))
     ctx = typer.Context(root, info_name="ckptstore", obj=where)
     command: Any = root
     path: list[str] = []

@@ -79,6 +79,7 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["--bogus"], 2, T_EARLY),
     (["--version"], 0, T_EARLY),
     (["--store", "not-a-store-here", "runs", "list"], 1, Q),  # instead of the test's --store
+    (["--store", "", "runs", "list"], 1, Q),
     (["--root", "files", "versions"], 0, Q),
 ]
 
