@@ -117,4 +117,4 @@ def _blob_sizes(conn: Any) -> dict[str, int]:
 
     from ..metadata import schema as S
 
-    return {d: int(n) for d, n in conn.execute(select(S.Blob.digest, S.Blob.size))}
+    return {d: int(n) for d, n in conn.execute(select(S.blobs.c.digest, S.blobs.c.size))}
