@@ -33,9 +33,10 @@ from .run import Run
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Unpack
 
     from .records import CheckpointInfo
-    from .store import Store
+    from .store import StartRunOptions, Store
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ class BackupAndRestore(StoreCallback):
         resume: bool | str = True,
         monitor: str | None = None,
         exit_code: int | None = RESTART_EXIT_CODE,
-        **start_run_options: Any,
+        **start_run_options: Unpack[StartRunOptions],
     ) -> None:
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
             raise InvalidOptionError(f"save_freq must be 'epoch' or a whole number >= 1, got {save_freq!r}")

@@ -66,10 +66,11 @@ from .errors import InvalidOptionError, UnknownRunError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Unpack
 
     from .records import CheckpointInfo
     from .run import Run
-    from .store import Store
+    from .store import RunOptions, StartRunOptions, Store
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def stop_agreement(strategy: Any, who: distributed.Role) -> Callable[[bool], boo
 
 
 def resume_training(
-    store: Store, run: str | Run, *, resume: bool | str = True, **start_run_options: Any
+    store: Store, run: str | Run, *, resume: bool | str = True, **start_run_options: Unpack[StartRunOptions]
 ) -> tuple[Run, CheckpointInfo | None, bool]:
     """Open ``run`` for training that continues from its latest checkpoint.
 
@@ -244,19 +245,20 @@ class Checkpointing:
         resume: bool | str = True,
         exit_code: int | None = RESTART_EXIT_CODE,
         strategy: Any = None,
-        **start_run_options: Any,
+        **start_run_options: Unpack[RunOptions],
     ) -> None:
         if save_every is not None and (isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1):
             raise InvalidOptionError(f"save_every must be None or a whole number >= 1, got {save_every!r}")
         if target is None:
             raise InvalidOptionError("target is required: the tf.train.Checkpoint or TF1 session to save and restore")
         self.exit_code = check_exit_code(exit_code)
+        options: StartRunOptions = {**start_run_options}
         if strategy is not None and isinstance(run, str):
-            start_run_options["strategy"] = strategy  # the run's role, and the job's one run name
+            options["strategy"] = strategy  # the run's role, and the job's one run name
         who = distributed.role(strategy) if strategy is not None else distributed.role()
         # Checked before the run is opened: a multi-worker job without its strategy is refused.
         self._agree = stop_agreement(strategy, who)
-        self.run, self.restore_from, self._owns_run = resume_training(store, run, resume=resume, **start_run_options)
+        self.run, self.restore_from, self._owns_run = resume_training(store, run, resume=resume, **options)
         self.store = store
         self.target = target
         self.save_every = save_every

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from sqlalchemy.engine import URL
 
@@ -189,6 +189,29 @@ def _make_dir(path: Path) -> None:
         raise StoreConfigError(f"{redact(str(path))} is a file; a store location is a directory or a database URL") from None
     except OSError as exc:
         raise StoreConfigError(f"cannot create the store directory {redact(str(path))}: {exc.strerror}") from None
+
+
+class RunOptions(TypedDict, total=False):
+    """The keywords of :meth:`Store.start_run` that helpers opening a run for you pass on
+    (``preemption.Checkpointing``, ``keras.BackupAndRestore``): typed, so a misspelt one is
+    an error for the type checker as for Python. ``strategy`` is in :class:`StartRunOptions`
+    (``Checkpointing`` takes it as its own argument)."""
+
+    params: Mapping[str, Any] | None
+    tags: Mapping[str, Any] | None
+    retention: Retention | None
+    overwrite: bool
+    update_params: bool
+    flush_every: int
+    flush_seconds: float
+    nonfinite: Literal["store", "raise", "skip"]
+    saves_in_flight: int
+
+
+class StartRunOptions(RunOptions, total=False):
+    """:class:`RunOptions` and the ``tf.distribute`` strategy whose chief records the run."""
+
+    strategy: Any
 
 
 class Store:
