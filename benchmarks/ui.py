@@ -87,7 +87,7 @@ def page_load_ms(base: str) -> list[float] | None:
             for _ in range(6):
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(base + "/?run=long&key=loss")
-                chart = page.locator("#chart")
+                chart = page.locator('.chart[data-key="loss"]')  # the runs page draws one chart per metric
                 expect(chart).to_have_attribute("data-ready", "1", timeout=60_000)
                 expect(chart).to_have_attribute("data-series", "1")
                 times.append(float(chart.get_attribute("data-drawn-at")))

@@ -88,12 +88,12 @@ def shoot(page: Any, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def chart_ready(page: Any, series: int) -> None:
+def chart_ready(page: Any, series: int, key: str = "loss") -> None:
     # Playwright's expect() polls without evaluating strings: the pages' Content-Security-Policy
     # (no 'unsafe-eval') stays on in these tests, as it is for users.
     from playwright.sync_api import expect
 
-    chart = page.locator("#chart")
+    chart = page.locator(f'.chart[data-key="{key}"]')
     expect(chart).to_have_attribute("data-series", str(series))
     expect(chart).to_have_attribute("data-ready", "1")
 
@@ -108,19 +108,22 @@ def test_click_through_runs_chart_checkpoint_diff_aliases(page, served, tmp_path
     page.check('input.select-run[data-run="mnist-a"]')
     page.check('input.select-run[data-run="mnist-b"]')
     chart_ready(page, 2)
-    assert page.locator(".u-legend .u-series").count() == 3  # step + two runs
-    assert page.locator('.ck-marker[data-run="mnist-a"]').count() == 4
-    assert page.locator('.ck-marker[data-run="mnist-b"]').count() == 3
-    assert sorted(page.locator(".alias-label").all_text_contents()) == ["best", "prod"]
-    assert page.locator("#metric").input_value() == "loss"
+    loss = page.locator('.chart[data-key="loss"]')
+    assert loss.locator(".u-legend .u-series").count() == 3  # step + two runs
+    assert loss.locator('.ck-marker[data-run="mnist-a"]').count() == 4
+    assert loss.locator('.ck-marker[data-run="mnist-b"]').count() == 3
+    assert sorted(loss.locator(".alias-label").all_text_contents()) == ["best", "prod"]
+    assert page.locator('.metric-pick[data-key="loss"]').is_checked()
     assert "run=mnist-a" in page.url and "run=mnist-b" in page.url
     shoot(page, tmp_path, "runs-chart")
 
     # A click on a marker opens that checkpoint.
-    page.locator('.ck-marker[data-ref="mnist-a@100"]').click()
+    loss.locator('.ck-marker[data-ref="mnist-a@100"]').click()
     page.wait_for_selector("#checkpoint-ref")
     assert page.locator("#checkpoint-ref").text_content() == "mnist-a@100"
-    assert page.locator("table.grid tbody tr").count() == 2  # variables a and b
+    # Variables a and b, under the names the CLI takes ("model/a"), grouped under "model".
+    assert page.locator("#variables tbody tr:not(.group)").count() == 2
+    assert page.locator("#variables tr.group").all_text_contents() == ["model"]
     shoot(page, tmp_path, "checkpoint")
 
     # Diff it against another checkpoint, chosen on the page.
@@ -155,14 +158,16 @@ def test_log_scale_zoom_and_filters(page, served):
     from playwright.sync_api import expect
 
     page.goto(served.url + "/?run=mnist-a&run=mnist-b&key=accuracy")
-    chart_ready(page, 2)
-    assert page.locator("#metric").input_value() == "accuracy"
+    chart_ready(page, 2, "accuracy")
+    chart = page.locator('.chart[data-key="accuracy"]')
+    assert page.locator("#charts .chart").count() == 1
+    assert page.locator('.metric-pick[data-key="accuracy"]').is_checked()
     page.check("#log")
-    expect(page.locator("#chart")).to_have_attribute("data-log", "1")
-    chart_ready(page, 2)
+    expect(chart).to_have_attribute("data-log", "1")
+    chart_ready(page, 2, "accuracy")
     assert "log=1" in page.url
     page.uncheck("#log")
-    expect(page.locator("#chart")).to_have_attribute("data-log", "0")
+    expect(chart).to_have_attribute("data-log", "0")
     # Drag across the middle of the plot: the server is asked for that window only.
     box = page.locator(".u-over").bounding_box()
     y = box["y"] + box["height"] / 2
@@ -170,11 +175,11 @@ def test_log_scale_zoom_and_filters(page, served):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
     page.mouse.up()
-    expect(page.locator("#chart")).not_to_have_attribute("data-range", "")
-    start, stop = map(int, page.locator("#chart").get_attribute("data-range").split(","))
+    expect(chart).not_to_have_attribute("data-range", "")
+    start, stop = map(int, chart.get_attribute("data-range").split(","))
     assert 30 <= start < stop <= 200 and stop - start < 150
     page.click("#reset-zoom")
-    expect(page.locator("#chart")).to_have_attribute("data-range", "")
+    expect(chart).to_have_attribute("data-range", "")
     # Filters and sorting.
     page.select_option("#f-status", "running")
     page.click("#filters button")
@@ -203,8 +208,8 @@ def test_names_stay_text_everywhere(page, served, tmp_path: Path):
     # Nothing the names spell was parsed as markup.
     assert page.locator("main img, main script, main i").count() == 0
     page.check(f'input.select-run[data-run="{XSS_RUN}"]')
-    chart_ready(page, 1)
-    assert page.locator("#metric option").all_text_contents() == [XSS_METRIC]
+    chart_ready(page, 1, XSS_METRIC)
+    assert page.locator("#metric-picks label").all_text_contents() == [XSS_METRIC]
     assert page.locator(".u-legend .u-series").nth(1).text_content().startswith(XSS_RUN)
     shoot(page, tmp_path, "odd-names")
     row.locator("a.run-link").click()
@@ -237,13 +242,13 @@ def test_the_runs_table_and_chart_follow_a_running_run(browser, tmp_path: Path, 
             try:
                 page.goto(served.url + "/?run=training")
                 chart_ready(page, 1)
-                assert page.locator("#chart").get_attribute("data-points") == "1"
+                assert page.locator('.chart[data-key="loss"]').get_attribute("data-points") == "1"
                 for step in range(1, 50):
                     run.log(step, loss=1.0 / (step + 1))
                 run.flush()
                 # No reload: the page polls while the run is running.
-                expect(page.locator("#chart")).to_have_attribute("data-points", "50", timeout=20_000)
-                expect(page.locator("#runs-table tbody tr td:nth-child(4)")).to_have_text("49")
+                expect(page.locator('.chart[data-key="loss"]')).to_have_attribute("data-points", "50", timeout=20_000)
+                expect(page.locator('#runs-table tbody tr td[data-col="last_step"]')).to_have_text("49")
                 run.finish()
                 expect(page.locator("#runs-table .status")).to_have_text("finished")
             finally:
