@@ -1,58 +1,29 @@
 """``ckptstore ui`` in a real browser: Debian's chromium driven by Playwright for Python.
 
 Playwright's own browser download needs the internet, so the system binary is used
-(``executable_path``); ``.ci/run`` installs it. Without chromium or Playwright these tests skip
-(fail in CI). Each page is photographed into the test's tmp dir; set ``CKPTSTORE_SCREENSHOTS``
-to a directory to keep them (that is how ``docs/screenshots/`` is made).
+(``executable_path``); see ``tests/helpers/browser.py``. Each page is photographed into the
+test's tmp dir; ``CKPTSTORE_SCREENSHOTS=1`` keeps them in ``docs/images/``.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.skips import in_ci, require_tensorflow
+from tests.helpers import browser as chromium
+from tests.helpers.browser import shoot as _shoot
+from tests.helpers.skips import require_tensorflow
 from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, serve_in_thread, shared_store
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 
 # A browser start and a page or three: seconds each on these machines.
 pytestmark = pytest.mark.slow
-
-
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright for Python is missing (pip install playwright; its browser download is not needed)"
-    pytest.importorskip("uvicorn", reason="ckptstore ui needs uvicorn (the 'ui' extra)")
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = _missing()
-    if reason:
-        if in_ci():
-            pytest.fail(f"{reason}: CI must run the browser tests", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+# The README's images are those of tests/ui (a Keras sweep), not of this small store.
+shoot = partial(_shoot, keep=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,29 +34,11 @@ def served(browser, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def page(browser) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    p = context.new_page()
-    p.set_default_timeout(20_000)
-    problems: list[str] = []
-    p.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    p.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    p.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    p.problems = problems
+    p = chromium.new_page(browser)
     try:
         yield p
     finally:
-        context.close()
-
-
-def shoot(page: Any, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    keep = os.environ.get("CKPTSTORE_SCREENSHOTS")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(keep) / path.name)
-    assert path.stat().st_size > 1000
-    return path
+        p.context.close()
 
 
 def chart_ready(page: Any, series: int, key: str = "loss") -> None:

@@ -78,17 +78,19 @@ def did_you_mean(kind: str, name: str, choices: Mapping[str, Sequence[str]]) -> 
 
 
 def default_columns(cmp: RunComparison) -> list[str]:
-    """What picks a model: each run's ``KeepBest`` metric (best value), else its validation
-    metrics' best (or, with none, its first metric's last value), then the params that differ
-    between the runs."""
+    """What picks a model: each run's ``KeepBest`` metric (best value), else the validation
+    metrics' best (or, with none, the last value of the two metrics most runs logged), then the
+    params that differ between the runs."""
     columns: list[str] = []
     for info in cmp.info:
         best = ((info.retention or {}).get("keep_best") or {}).get("metric")
         if best and best in cmp.metrics:
             columns.append(f"metrics.{best}.best")
     if not columns:
-        val = [k for k in cmp.metrics if k.startswith("val_")]
-        columns = [f"metrics.{k}.best" for k in val[:4]] or [f"metrics.{k}.last" for k in list(cmp.metrics)[:2]]
+        # The metrics most runs logged first: a metric of one odd run is no default.
+        common = sorted(cmp.metrics, key=lambda k: (-len(cmp.metrics[k]), k))
+        val = [k for k in common if k.startswith("val_")]
+        columns = [f"metrics.{k}.best" for k in val[:4]] or [f"metrics.{k}.last" for k in common[:2]]
     columns += [f"params.{k}" for k in cmp.differing]
     return list(dict.fromkeys(columns))[:MAX_COLUMNS]
 

@@ -29,7 +29,7 @@ export function smooth(values, weight) {
   });
 }
 
-// The y range of a log scale: the positive values' own min and max, a 5 % margin (in log
+// The y range of a log scale: the positive values' own min and max, a 3 % margin (in log
 // terms) around them, rather than uPlot's default of whole decades (which can leave most of the
 // chart empty). Null when there is nothing positive to show.
 export function logRange(columns) {
@@ -45,7 +45,7 @@ export function logRange(columns) {
   }
   if (!(lo <= hi)) return null;
   const span = Math.log10(hi) - Math.log10(lo) || 0.2;
-  return [lo / Math.pow(10, span * 0.05), hi * Math.pow(10, span * 0.05)];
+  return [lo / Math.pow(10, span * 0.03), hi * Math.pow(10, span * 0.03)];
 }
 
 function duration(s) {

@@ -10,7 +10,7 @@ const name = param("name");
 const MAX_CHARTS = 12;
 
 function json(v) {
-  return v === null || v === undefined || (typeof v === "object" && !Object.keys(v).length) ? "-" : JSON.stringify(v, null, 2);
+  return v === null || v === undefined || (typeof v === "object" && !Object.keys(v).length) ? "-" : JSON.stringify(v).replace(/,"/g, ', "');
 }
 
 // Last, min, max and best of each metric, with the steps of the last and best values; each
@@ -32,7 +32,7 @@ try {
   document.title = `${run.name} · ckptstore`;
   const charts = el("div", { className: "charts", id: "charts" });
   const keys = run.metrics.slice(0, MAX_CHARTS);
-  content.replaceChildren(
+  content.replaceChildren(...[
     el("h1", { id: "run-name", text: run.name }),
     el("p", { className: "links" }, link(chartHref([run.name]), "compare on the runs page"), " · ",
       link(exportsHref(run.name), `exports (${exports.length})`)),
@@ -65,7 +65,7 @@ try {
           aliasLinks(e.aliases), when(e.created_at),
         ]))
       : el("p", { className: "muted", text: "no exports" }),
-  );
+  ].filter(Boolean));
   if (keys.length) await new ChartGrid(charts, { height: 220 }).show([run.name], keys);
   else charts.dataset.ready = "1";
 } catch (err) {

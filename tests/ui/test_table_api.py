@@ -1,0 +1,122 @@
+"""``/api/table``, the runs table behind the UI's first screen, and ``/api/metrics?x=``: the
+same runs and order as ``Store.runs(where=, order_by=)``, columns valued from the store's metric
+summaries, unknown names refused with the nearest, time axes from the logged wall times."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.skips import require_tensorflow
+from tests.helpers.ui import XSS_METRIC, XSS_RUN, shared_store
+
+pytest.importorskip("starlette", reason="ckptstore ui needs starlette (the 'ui' extra)")
+pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tensorflow()
+    return shared_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def store(store_path: Path) -> Any:
+    import ckptstore
+
+    s = ckptstore.open_store(str(store_path), readonly=True)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def client(store):
+    from ckptstore.ui import create_app
+
+    with TestClient(create_app(store)) as c:
+        yield c
+
+
+def get(client: TestClient, expect: int = 200, **params: Any) -> Any:
+    r = client.get("/api/table", params=params)
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def test_default_columns_are_the_params_that_differ_and_the_first_metrics(client, store):
+    body = get(client)
+    # No KeepBest and no val_* metric in this store: the last values of the metrics most runs
+    # logged, then the params that differ between the runs (both: mnist-b has no "layers").
+    # (Two metrics were logged by one run each: the first by name is the second column.)
+    assert body["columns"] == ["metrics.loss.last", f"metrics.{XSS_METRIC}.last", "params.layers", "params.lr"]
+    assert body["defaults"] is True
+    assert [r["name"] for r in body["runs"]] == [r.name for r in store.runs()]
+    assert body["choices"]["params"] == ["layers", "lr"]
+    a = next(r for r in body["runs"] if r["name"] == "mnist-a")
+    assert a["values"] == {
+        "metrics.loss.last": store.metric_summaries("mnist-a")["loss"].last, f"metrics.{XSS_METRIC}.last": None,
+        "params.layers": [64, 32], "params.lr": 0.001,
+    }
+    odd = next(r for r in body["runs"] if r["name"] == XSS_RUN)
+    assert odd["values"][f"metrics.{XSS_METRIC}.last"] == 0.5 and odd["values"]["params.lr"] is None
+
+
+def test_where_sort_and_chosen_columns_are_the_stores(client, store):
+    body = get(client, where="params.lr < 0.1", sort="-metrics.loss.min", column=["metrics.loss.min", "metrics.loss.best", "tags.size"])
+    assert [r["name"] for r in body["runs"]] == [r.name for r in store.runs(where="params.lr < 0.1", order_by="-metrics.loss.min")]
+    assert body["columns"] == ["metrics.loss.min", "metrics.loss.best", "tags.size"]
+    b = next(r for r in body["runs"] if r["name"] == "mnist-b")
+    s = store.metric_summaries("mnist-b")["loss"]
+    assert b["values"] == {"metrics.loss.min": s.min, "metrics.loss.best": s.best, "tags.size": "wide"}
+    # Filters of the old table still apply.
+    assert [r["name"] for r in get(client, status="failed")["runs"]] == [XSS_RUN]
+    assert [r["name"] for r in get(client, tag="size=wide")["runs"]] == ["mnist-b"]
+
+
+def test_unknown_names_are_refused_with_the_nearest(client):
+    assert get(client, 400, column="metrics.los.min")["error"] == (
+        "no listed run has a metric 'los'; did you mean metrics.loss?"
+    )
+    assert "did you mean params.lr" in get(client, 400, column="params.lrr")["error"]
+    assert "is not params.NAME" in get(client, 400, column="loss")["error"]
+    # A search naming a metric no run has: nothing matches, and the answer says why.
+    body = get(client, where="metrics.acuracy > 0.5")
+    assert body["runs"] == [] and body["hint"] == "no run has metrics.acuracy; did you mean metrics.accuracy?"
+    assert get(client, where="metrics.accuracy > 2")["hint"] is None  # known names: no hint
+    assert "bad where" in get(client, 400, where="params.lr <")["error"]
+    assert "unknown query parameter" in get(client, 400, bogus="1")["error"]
+
+
+def test_metrics_on_a_time_axis_carry_the_logged_wall_times(client, store):
+    r = client.get("/api/metrics", params={"run": "mnist-a", "key": "loss", "x": "relative"})
+    assert r.status_code == 200, r.text
+    s = r.json()["series"][0]
+    logged = {m.step: m.wall_time for m in store.steps("mnist-a", keys=["loss"])}
+    assert s["times"] == [logged[step] for step in s["steps"]]
+    assert s["t0"] == min(logged.values())
+    assert [ck["time"] for ck in s["checkpoints"]] == [logged[ck["step"]] for ck in s["checkpoints"]]
+    plain = client.get("/api/metrics", params={"run": "mnist-a", "key": "loss"}).json()["series"][0]
+    assert "times" not in plain and plain["steps"] == s["steps"]
+    bad = client.get("/api/metrics", params={"run": "mnist-a", "key": "loss", "x": "epoch"})
+    assert bad.status_code == 400 and "x must be one of step, relative, wall" in bad.json()["error"]
+
+
+def test_the_run_answer_has_each_metrics_summary(client, store):
+    r = client.get("/api/run", params={"name": "mnist-a"})
+    assert r.status_code == 200
+    from ckptstore import to_json
+
+    assert r.json()["summaries"] == to_json(list(store.metric_summaries("mnist-a").values()))
+
+
+def test_the_exports_page_is_html(client):
+    r = client.get("/exports")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "/static/exports.js" in r.text
