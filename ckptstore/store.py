@@ -18,7 +18,6 @@ from typing import Any, Literal
 from sqlalchemy.engine import URL
 
 from . import distributed
-from .constants import INT_MAX
 from .errors import (
     ConflictError,
     InvalidOptionError,
@@ -563,10 +562,6 @@ class Store:
         """
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise MetricValueError(f"step must be a whole number >= 0, got {step!r}")
-        if step > INT_MAX:
-            if not nearest:
-                return []  # no step is that large
-            step = INT_MAX
         with self.db.read() as conn:
             return Q.at_step(conn, step, nearest=nearest, keys=keys)
 
@@ -590,8 +585,7 @@ class Store:
         """{checkpoint step: value of ``metric`` logged at that step} for ``run``'s checkpoints
         that have one (NaN left out)."""
         with self.db.read() as conn:
-            rid = Q.run_id(conn, run)
-            return Q.metric_values(conn, rid, metric, sorted(Q.checkpoint_steps(conn, rid)))
+            return Q.checkpoint_metric(conn, Q.run_id(conn, run), metric)
 
     def variables(self, ref: Any) -> list[VariableInfo]:
         """The variables (name, dtype, shape, and the readable name recorded at save, such as

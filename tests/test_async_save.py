@@ -187,11 +187,11 @@ def test_tf1_snapshots_write_what_saver_writes(new_seed_graph, tmp_path):
     writes the same names and values as tf.compat.v1.train.Saver."""
     import tensorflow as tf
 
-    from ckptstore.tf import snapshot
+    from ckptstore.tf import formats
 
     g, sess, b = new_seed_graph(b=3.0)
     for i, var_list in enumerate([None, [b], {"renamed": b}]):
-        snap = snapshot.take(sess, tmp_path, f"s{i}", 1, var_list=var_list, write_meta_graph=False)
+        snap = formats.for_target(sess).snapshot(sess, tmp_path, f"s{i}", 1, var_list=var_list, write_meta_graph=False)
         assert snap is not None, var_list
         assert snap.digests_itself
         path, digests = snap.write(tmp_path, f"s{i}", 1)
@@ -208,24 +208,25 @@ def test_tf1_snapshots_write_what_saver_writes(new_seed_graph, tmp_path):
 
 
 def test_tf2_snapshot_is_taken_for_a_trackable(tiny_model, tmp_path):
-    from ckptstore.tf import snapshot
+    from ckptstore.tf import formats
 
-    assert snapshot.take(tiny_model(), tmp_path, "p", 1) is not None
+    model = tiny_model()
+    assert formats.for_target(model).snapshot(model, tmp_path, "p", 1) is not None
 
 
 def test_tf1_meta_graph_reused_only_while_the_graph_is_unchanged(new_seed_graph, tmp_path):
     """The cached .meta bytes are those Saver exports, and a graph that grew is exported anew."""
     import tensorflow as tf
 
-    from ckptstore.tf import snapshot
+    from ckptstore.tf import formats
 
     g, sess, b = new_seed_graph(b=3.0)
     for i in range(2):
-        snapshot.take(sess, tmp_path, "m", i).write(tmp_path, "m", i)
+        formats.for_target(sess).snapshot(sess, tmp_path, "m", i).write(tmp_path, "m", i)
     assert (tmp_path / "m-0.meta").read_bytes() == (tmp_path / "m-1.meta").read_bytes()
     with g.as_default():
         tf.constant(1.0, name="grown")
-    snapshot.take(sess, tmp_path, "m", 2).write(tmp_path, "m", 2)
+    formats.for_target(sess).snapshot(sess, tmp_path, "m", 2).write(tmp_path, "m", 2)
     with tf.Graph().as_default() as fresh:
         tf.compat.v1.train.import_meta_graph(str(tmp_path / "m-2.meta"))
         assert fresh.get_operation_by_name("grown") is not None

@@ -67,7 +67,7 @@ def snapshot(store: ckptstore.Store) -> dict:
 
     tables = {}
     with store.read() as conn:
-        for t in S.Base.metadata.sorted_tables:
+        for t in S.metadata.sorted_tables:
             rows = conn.execute(select(t)).all()
             tables[t.name] = sorted(repr(tuple(r)) for r in rows)
     files = {}

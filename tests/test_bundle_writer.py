@@ -124,7 +124,7 @@ def test_tf2_snapshot_writes_what_checkpoint_write_writes(tf, tmp_path: Path) ->
     objects as a blocking save of the same values."""
     import keras
 
-    from ckptstore.tf import snapshot
+    from ckptstore.tf import formats
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
     model.compile(keras.optimizers.Adam(), "mse")
@@ -134,7 +134,7 @@ def test_tf2_snapshot_writes_what_checkpoint_write_writes(tf, tmp_path: Path) ->
     extra.name_ = tf.Variable("hello")
     ckpt = tf.train.Checkpoint(model=model, opt=model.optimizer, extra=extra, step=tf.Variable(7, dtype=tf.int64))
     ckpt.write(str(tmp_path / "tf"))
-    snap = snapshot.take(ckpt, tmp_path, "own", 1)
+    snap = formats.for_target(ckpt).snapshot(ckpt, tmp_path, "own", 1)
     assert snap is not None and snap.digests_itself
     path, digests = snap.write(tmp_path, "own", 1)
     _same_files(str(tmp_path / "tf"), str(path))
@@ -145,12 +145,12 @@ def test_tf2_snapshot_writes_what_checkpoint_write_writes(tf, tmp_path: Path) ->
 def test_tf2_snapshot_with_a_variant_is_written_by_tensorflow(tf, tmp_path: Path) -> None:
     """A tf.data iterator saves its state as a variant tensor: TensorFlow writes that snapshot,
     and it restores."""
-    from ckptstore.tf import snapshot
+    from ckptstore.tf import formats
 
     it = iter(tf.data.Dataset.range(10))
     next(it)
     ckpt = tf.train.Checkpoint(it=it)
-    snap = snapshot.take(ckpt, tmp_path, "it", 1)
+    snap = formats.for_target(ckpt).snapshot(ckpt, tmp_path, "it", 1)
     assert snap is not None and not snap.digests_itself
     path, digests = snap.write(tmp_path, "it", 1)
     assert digests == {}

@@ -243,10 +243,10 @@ def test_keep_every_n_hours_marks_checkpoints_kept(store, seed_session):
     # Pretend the run started with the first checkpoint and they were written one hour apart.
     with store.write() as conn:
         for c in store.checkpoints("r"):
-            conn.execute(update(S.Checkpoint).where(S.Checkpoint.id == c.id).values(
+            conn.execute(update(S.checkpoints).where(S.checkpoints.c.id == c.id).values(
                 created_at=c.created_at - timedelta(hours=10 - c.step)))
             if c.step == 1:
-                conn.execute(update(S.Run).where(S.Run.name == "r").values(created_at=c.created_at - timedelta(hours=9)))
+                conn.execute(update(S.runs).where(S.runs.c.name == "r").values(created_at=c.created_at - timedelta(hours=9)))
     store.set_retention("r", Retention(max_to_keep=1, keep_every_n_hours=2))
     # As tf.train.Saver: the clock starts when the run starts; step 3 is the first one 2 h
     # later and is kept for good, step 5 is the newest.

@@ -381,39 +381,22 @@ def test_store_comes_from_the_environment(meta, tmp_path):
 
 
 def test_runs_list_on_sqlite_imports_neither_sqlalchemy_nor_pydantic(meta):
-    # 'runs list' answers in under 0.3 s (benchmarks/cli_latency.py): the common command lines
-    # are parsed before Typer (which would import pydantic) and read with sqlite3.
+    # 'runs list' answers in under 0.3 s (benchmarks/cli_latency.py): cli/quick.py parses it
+    # without pydantic, and a SQLite store is read with sqlite3 (not SQLAlchemy).
     for args in (["runs", "list"], ["runs", "list", "--json", "--tag", "team=nlp", "--name", "mlp*", "--status=finished"]):
         r = cli(*args, store=meta, code=IMPORTS_CHECK)
         assert r.returncode == 0, r.stderr
         assert imported(r.stderr) == set(), r.stderr
 
 
-def test_quick_option_parser_reads_options_as_click_does_or_declines():
-    from ckptstore.cli.app import parse_plain_options
-
-    def parse(*args: str):
-        return parse_plain_options(args, values=frozenset({"--name"}), repeatable=frozenset({"--tag"}),
-                                   flags=frozenset({"--json"}))
-
-    assert parse() == ({}, [])
-    assert parse("--name", "a", "--tag", "k=v", "--tag=x=y", "--json", "rest", "--json") == (
-        {"--name": "a", "--tag": ["k=v", "x=y"], "--json": True}, ["rest", "--json"])
-    assert parse("--name", "--json") == ({"--name": "--json"}, [])  # Click takes the next argument
-    assert parse("--name=") == ({"--name": ""}, []) and parse("-", "x") == ({}, ["-", "x"])
-    for declined in (["--name", "a", "--name", "b"], ["--json", "--json"], ["--json=1"], ["--name"],
-                     ["--help"], ["-h"], ["--nam", "x"], ["--", "x"], ["--bogus"]):
-        assert parse(*declined) is None, declined
-
-
 @pytest.mark.slow
-def test_runs_list_command_lines_left_to_typer_give_the_same_answers(meta):
-    # An option given twice is one the quick parser leaves to Typer (which takes the last one).
-    quick = cli("runs", "list", "--name", "mlp*", "--json", store=meta, code=IMPORTS_CHECK)
-    typer = cli("runs", "list", "--name", "zzz", "--name", "mlp*", "--json", store=meta, code=IMPORTS_CHECK)
-    assert quick.returncode == typer.returncode == 0, typer.stderr
-    assert "pydantic" not in imported(quick.stderr) and "pydantic" in imported(typer.stderr)
-    assert json.loads(quick.stdout) == json.loads(typer.stdout) and len(json.loads(quick.stdout)) == 2
+def test_runs_list_reads_its_options_as_click_does(meta):
+    # An option given twice is one cli/quick.py leaves to Typer (which takes the last one).
+    once = cli("runs", "list", "--name", "mlp*", "--json", store=meta, code=IMPORTS_CHECK)
+    twice = cli("runs", "list", "--name", "zzz", "--name", "mlp*", "--json", store=meta, code=IMPORTS_CHECK)
+    assert once.returncode == twice.returncode == 0, twice.stderr
+    assert "pydantic" not in imported(once.stderr) and "pydantic" in imported(twice.stderr)
+    assert json.loads(once.stdout) == json.loads(twice.stdout) and len(json.loads(once.stdout)) == 2
     # and so is every error: the same lines as always
     assert "no such option: --nmae" in bad_usage("runs", "list", "--nmae", "x", store=meta).lower()
     assert "Option '--name' requires an argument" in bad_usage("runs", "list", "--name", store=meta)

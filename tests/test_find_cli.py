@@ -1,5 +1,5 @@
 """Issue 17, the command line: search, compare, best by a metric, completion, clean output, and
-the quick path of every read command printing exactly what the normal path prints."""
+every read command printing exactly the same through sqlite3 (the quick reader) as through the store."""
 
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ import pytest
 from tests.helpers.hardening import (
     MALFORMED_URLS,
     SECRET,
+    SQLALCHEMY_CHECK,
     TMP_SUFFIX,
-    TYPER_CHECK,
     as_plain_user,
     big_module,
     ckpt,
@@ -111,6 +111,9 @@ W2 = np.full([3, 2], 2.0, np.float32)
 # =========================================================================== 2. locations
 
 
+STORE_READS = {"CKPTSTORE_QUICK": "0"}  # read through the store even on SQLite
+
+
 @pytest.mark.parametrize(
     "name",
     ["weird?dir#x", pytest.param("pct%41 @x&y=z", marks=pytest.mark.slow)],
@@ -121,10 +124,10 @@ def test_cli_lists_the_runs_of_a_store_directory_with_url_characters(populated, 
     populated.rename(loc)
     before = tree(tmp_path)
     calls = [
-        (("runs", "list"), {"store": name, "cwd": tmp_path, "code": TYPER_CHECK}),  # quick path
-        (("runs", "list", "--json"), {"store": str(loc), "code": TYPER_CHECK}),
-        (("runs", "list", "--"), {"store": name, "cwd": tmp_path, "code": TYPER_CHECK}),  # Typer's path
-        (("runs", "list", "--json", "--"), {"store": str(loc), "code": TYPER_CHECK}),
+        (("runs", "list"), {"store": name, "cwd": tmp_path, "code": SQLALCHEMY_CHECK}),  # sqlite3
+        (("runs", "list", "--json", "--"), {"store": str(loc), "code": SQLALCHEMY_CHECK}),
+        (("runs", "list"), {"store": name, "cwd": tmp_path, "code": SQLALCHEMY_CHECK, "env": STORE_READS}),  # the store
+        (("runs", "list", "--json", "--"), {"store": str(loc), "code": SQLALCHEMY_CHECK, "env": STORE_READS}),
         (("runs", "show", "r"), {"store": name, "cwd": tmp_path}),
     ]
     results = ckpt_many(calls)
@@ -140,8 +143,8 @@ def test_cli_lists_the_runs_of_a_store_directory_with_url_characters(populated, 
         else:
             lines = r.stdout.strip().splitlines()
             assert len(lines) == 2 and lines[1].split()[0] == "r", r.stdout
-    # Both paths answered: the quick one, which parses without Typer, and Typer's.
-    assert paths == ["TYPER False", "TYPER False", "TYPER True", "TYPER True"], paths
+    # Both readers answered: the quick one (sqlite3) and the store's (SQLAlchemy).
+    assert paths == ["SQLALCHEMY False", "SQLALCHEMY False", "SQLALCHEMY True", "SQLALCHEMY True"], paths
     assert set(tree(tmp_path)) == set(before)  # no file created anywhere
 
 

@@ -347,7 +347,7 @@ def test_at_step_nearest_over_many_runs_at_different_steps(store):
 
         from ckptstore.metadata import schema as S
 
-        conn.execute(insert(S.Run), [{"name": f"r{i:03d}", "status": "finished", "params": {}} for i in range(600)])
+        conn.execute(insert(S.runs), [{"name": f"r{i:03d}", "status": "finished", "params": {}} for i in range(600)])
     for i in range(600):
         run = store.run(f"r{i:03d}")
         run.log(i, loss=float(i))

@@ -50,7 +50,7 @@ def _schema_diff(engine) -> list:
 
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
-        return compare_metadata(ctx, schema.Base.metadata)
+        return compare_metadata(ctx, schema.metadata)
 
 
 # --------------------------------------------------------------------------- round trip
@@ -63,7 +63,7 @@ def test_upgrade_head_on_an_empty_database_matches_the_models(backend, tmp_path,
         assert db.current_revision(engine) == db.HEAD_REVISION
         assert _schema_diff(engine) == []
         tables = set(inspect(engine).get_table_names())
-        assert tables == set(schema.Base.metadata.tables) | {"alembic_version"}
+        assert tables == set(schema.metadata.tables) | {"alembic_version"}
     finally:
         engine.dispose()
 

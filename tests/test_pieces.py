@@ -54,7 +54,7 @@ def test_unchanged_tensors_are_stored_once(store):
     assert stored < logical / 2.5  # 4 saves, the 256 KB backbone kept once
     assert stored < 4 * 256 * 1024 / 3
     with store.read() as conn:
-        assembled = set(conn.execute(select(S.FileExtent.file_digest)).scalars())
+        assembled = set(conn.execute(select(S.file_extents.c.file_digest)).scalars())
     data = [f.digest for ck in store.checkpoints("ft") for f in ck.files if f.role == "data"]
     assert data[0] not in assembled and set(data[1:]) <= assembled  # the first save is stored whole
     u = {x.run: x for x in store.space()}
@@ -87,7 +87,7 @@ def test_read_variable_reads_only_its_own_piece(store):
     with store.read() as conn:
         ck = store.checkpoint("ft@1")
         data = next(f for f in ck.files if f.role == "data")
-        extents = conn.execute(select(S.FileExtent.object_digest, S.FileExtent.size).where(S.FileExtent.file_digest == data.digest)).all()
+        extents = conn.execute(select(S.file_extents.c.object_digest, S.file_extents.c.size).where(S.file_extents.c.file_digest == data.digest)).all()
     first = store.checkpoint("ft@0")
     pack = next(d for d, _ in extents if d != next(f.digest for f in first.files if f.role == "data"))
     path = store.files.path_of(pack)
@@ -122,7 +122,7 @@ def test_gc_drops_pieces_nothing_uses(store):
     store.gc()
     assert list(store.files.object_digests()) == []
     with store.read() as conn:
-        for table in (S.Blob, S.FileExtent, S.FilePiece, S.FileTensor):
+        for table in (S.blobs, S.file_extents, S.file_pieces, S.file_tensors):
             assert conn.execute(select(table)).first() is None, table.__tablename__
 
 
@@ -165,12 +165,12 @@ def test_diff_by_value_within_and_across_runs(store):
 def test_diff_computes_digests_of_checkpoints_saved_before_tensor_storage(store):
     _finetune(store, n=2)
     with store.write() as conn:  # as a store upgraded from 0001 has them: no per-tensor rows
-        conn.execute(delete(S.FileTensor))
-        conn.execute(delete(S.FilePiece))
+        conn.execute(delete(S.file_tensors))
+        conn.execute(delete(S.file_pieces))
     d = store.diff_variables("ft@0", "ft@1")
     assert sum(v.status == "identical" for v in d.variables) == 3
     with store.read() as conn:
-        assert conn.execute(select(S.FileTensor)).first() is not None  # recorded for next time
+        assert conn.execute(select(S.file_tensors)).first() is not None  # recorded for next time
 
 
 def test_readable_names_for_keras_models_and_their_optimizer_slots(store):
@@ -229,7 +229,7 @@ def test_a_store_written_at_0001_upgrades_and_restores_old_and_new_side_by_side(
         with s.start_run("r", resume=True) as r:
             r.save(m, 2)
         with s.read() as conn:  # ... so the new save re-uses its backbone
-            assert conn.execute(select(S.FileExtent)).first() is not None
+            assert conn.execute(select(S.file_extents)).first() is not None
         old, new = _model(seed=5), _model(seed=6)
         s.restore("r@1", old, verify="full")
         s.restore("r@2", new, verify="full")
@@ -254,10 +254,10 @@ def test_a_training_step_that_changes_everything_hashes_no_tensor_twice(store):
         m.backbone.assign_add(tf.ones(BIG))
         r.save(m, 2)
     with store.read() as conn:
-        rows = conn.execute(select(S.FileTensor.digest, S.FileTensor.crc32c).where(S.FileTensor.name.like("model/backbone/%"))).all()
+        rows = conn.execute(select(S.file_tensors.c.digest, S.file_tensors.c.crc32c).where(S.file_tensors.c.name.like("model/backbone/%"))).all()
     assert len(rows) == 2 and all(d is None and c is not None for d, c in rows)
     status = {v.key.split("/")[1]: v.status for v in store.diff_variables("train@1", "train@2").variables}
     assert status["backbone"] == "value changed" and status["head"] == "identical"
     with store.read() as conn:
-        rows = conn.execute(select(S.FileTensor.digest).where(S.FileTensor.name.like("model/backbone/%"))).all()
+        rows = conn.execute(select(S.file_tensors.c.digest).where(S.file_tensors.c.name.like("model/backbone/%"))).all()
     assert all(d is None for (d,) in rows)  # no tensor bytes were read

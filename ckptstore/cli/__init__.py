@@ -19,80 +19,38 @@ The error edge is ``app.main``, and nothing else catches errors:
 ``CKPTSTORE_DEBUG=1`` in the environment lets every error but a usage error end in its
 traceback instead, for a bug report.
 
-Layout: ``app.py`` holds the Typer app, the global options and the error edge; ``output.py``
-the printing (tables, JSON, sizes, dates, progress bars); ``views.py`` what the read commands
-print; ``fast.py`` the quick path; ``complete.py`` shell completion; one module per command
-group registers its commands on the app (listed in :func:`load_commands`). Command modules
-import ``app``, ``output`` and ``views``, never each other; ``app`` imports no command module.
+Layout: ``app.py`` holds the Typer app, the global options, how commands read the store and
+the error edge; ``quick.py`` the read commands' plain command lines; ``output.py`` the printing (tables, JSON, sizes, dates, progress bars);
+``views.py`` what the read commands print; ``complete.py`` shell completion; one module per
+command group registers its commands on the app (imported below, in their order in --help).
+Command modules import ``app``, ``output`` and ``views``, never each other; ``app`` imports no
+command module.
 
 Start-up time is part of the interface (every metadata command on 1,000 runs answers in under
-0.3 s): :func:`main` first tries the quick path (``fast.py``: standard library only, no Typer,
-no SQLAlchemy), and only a command line it does not take imports Typer and the commands.
+0.3 s). Every option is defined once, on the Typer commands; a read command's plain command
+line is parsed from the Click objects Typer builds from them (``quick.py``: Typer's own parse
+converts every value through pydantic, ~0.07 s), any other by Typer. The read commands read a
+SQLite store through ``sqlite3`` (``app.read``), since SQLAlchemy's import alone costs ~0.18 s.
 SQLAlchemy comes with the store, rich only with a progress bar on a terminal, TensorFlow only
 with the commands that need it (``import``, ``demo``, ``restore``), matplotlib only with ``plot``.
 """
 
-import sys
-import types
-from typing import Any
+from . import quick, tfnoise
+from .app import app
+from .app import main as typer_main
 
-
-def load_commands() -> None:
-    """Import the command modules: each registers its commands on the app, in this order in --help."""
-    from . import metrics, checkpoints, aliases, exports, maintenance, demo, runs, db, space, root, ui, tensorboard  # noqa: F401,I001
+# Each command module registers its commands on the app when imported, in this order in --help.
+# isort: off
+from . import metrics, checkpoints, aliases, exports, maintenance, demo, runs, db, space, root, ui, tensorboard  # noqa: F401
+# isort: on
 
 
 def main() -> None:
-    """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``): the quick path,
-    else Typer (``app.main``, the error edge)."""
-    import os
-    import sys
-
-    # TensorFlow's C++ start-up chatter would bury the one line a command prints.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from . import tfnoise
-
-    # Some lines come whatever that level says (absl's banner, oneDNN's notice): filtered.
+    """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``)."""
+    # TensorFlow's C++ start-up chatter would bury the one line a command prints; some lines
+    # come whatever TF_CPP_MIN_LOG_LEVEL says (absl's banner, oneDNN's notice): filtered.
     tfnoise.install()
-    from .fast import run_quick
-
-    try:
-        status = run_quick(sys.argv[1:])
-    except (EOFError, KeyboardInterrupt):
-        from .output import error_line
-
-        # What the normal path does with them (Click's Abort), so that both paths end alike.
-        sys.stderr.write("\n")
-        error_line("aborted")
-        sys.exit(1)
-    if status is not None:
-        sys.exit(status)
-    load_commands()
-    from .app import main as typer_main
-
-    typer_main()
-
-
-class _Package(types.ModuleType):
-    """This package, whose ``app`` attribute is the Typer app with every command registered.
-
-    Importing the submodule ``app.py`` makes the import system set ``ckptstore.cli.app`` to
-    that module; the package used to import the Typer object over it at load time, which would
-    import Typer on the quick path. A property answers ``from ckptstore.cli import app``
-    instead, loading the commands on first use, whatever was imported before.
-    """
-
-    @property
-    def app(self) -> Any:
-        load_commands()
-        return sys.modules[__name__ + ".app"].app
-
-    @app.setter
-    def app(self, module: Any) -> None:
-        pass  # the import system recording the submodule; the property answers for it
-
-
-sys.modules[__name__].__class__ = _Package
+    typer_main(quick.run)
 
 
 __all__ = ["app", "main"]

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, app, command, open_store
+from .app import JsonOpt, command, open_store, read
 from .complete import complete_aliases, complete_refs
 from .output import deprecated
-from .views import print_versions
+from .views import print_aliases
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Alias name, e.g. 'prod'.")]
 RefArg = Annotated[str, typer.Argument(metavar="REF", help="A checkpoint or export REF.", autocompletion=complete_refs)]
@@ -45,30 +45,30 @@ def unalias(ctx: typer.Context, name: AliasArg, message: MessageOpt = None) -> N
     typer.echo(f"removed alias {name} (was {_remove(ctx, name, message)})")
 
 
-@command()
+@command(quick=True)
 def aliases(ctx: typer.Context, name: ListNameArg = None, as_json: JsonOpt = False) -> None:
     """Aliases: what each points at; with NAME, its history."""
-    print_versions(open_store(ctx, readonly=True).aliases(name), name, as_json=as_json)
+    print_aliases(read(ctx, lambda r: r.aliases(name)), name, as_json=as_json)
 
 
 # The old spellings: hidden, each a warning on stderr and then the same work, stdout unchanged.
 
 
-@app.command("tag", hidden=True)
+@command(name="tag", hidden=True)
 def tag(ctx: typer.Context, ref: RefArg, name: NameArg, message: MessageOpt = None) -> None:
     """Deprecated: 'ckptstore alias NAME REF' (note the order)."""
     deprecated("tag REF NAME", "alias NAME REF")
     set_alias(ctx, name, ref, message)
 
 
-@app.command("untag", hidden=True)
+@command(name="untag", hidden=True)
 def untag(ctx: typer.Context, name: AliasArg, message: MessageOpt = None) -> None:
     """Deprecated: 'ckptstore unalias NAME'."""
     deprecated("untag", "unalias")
     typer.echo(f"untagged {name} (was {_remove(ctx, name, message)})")  # what scripts parse, unchanged
 
 
-@app.command("versions", hidden=True)
+@command(name="versions", quick=True, hidden=True)
 def versions(ctx: typer.Context, name: ListNameArg = None, as_json: JsonOpt = False) -> None:
     """Deprecated: 'ckptstore aliases [NAME]'."""
     deprecated("versions", "aliases")

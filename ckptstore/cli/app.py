@@ -1,4 +1,5 @@
-"""The Typer app, its global options (--store, --root, --version), and the error edge (:func:`main`).
+"""The Typer app, its global options (--store, --root, --version), how a command reads its store
+(:func:`read`), and the error edge (:func:`main`).
 
 The command modules register their commands on :data:`app`; this module never imports them.
 Annotations are real ones, not postponed (no ``from __future__ import annotations``): Typer
@@ -9,24 +10,25 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from ..errors import CkptstoreError
 from ..location import DEFAULT_LOCATION
-from .fast import StoreLocation, parse_plain_options, quick_command  # noqa: F401  (re-exported)
 from .output import error_line
 
 if TYPE_CHECKING:
     from .. import Store
+    from ..metadata.quick_reader import QuickReader
 
 app = typer.Typer(
     name="ckptstore",
     help="An experiment-tracking checkpoint store for TensorFlow.\n\n"
     "REF names a checkpoint or an export: run@STEP, run@latest, run@~N (newest at or below N), "
     "export:ID, or an alias (see 'ckptstore aliases').",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     # Plain help, as Click prints it: a flag shows no value placeholder there, where Typer's
     # rich panels print '<bool>' next to every flag, --help included.
@@ -35,22 +37,50 @@ app = typer.Typer(
 )
 
 
-def _argument_type(self: Any, ctx: Any) -> str | None:
-    # Typer's plain help prints 'RUN <str>' for every argument; our arguments all have a
-    # metavar that says what they are, so the type is noise there.
-    return None if self.metavar else _typer_argument_type(self, ctx)
+class PlainHelpCommand(TyperCommand):
+    """Typer's command class (``cls=``, Typer's way to customise a command), whose help names an
+    argument by its metavar alone: Typer's plain help prints 'RUN <str>', and our arguments all
+    have a metavar that says what they are, so the type is noise there."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((param.metavar, record[1]) if param.metavar else record)
+            elif param.param_type_name == "option":
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
 
 
-from typer.core import TyperArgument  # noqa: E402
+def help_without_command(ctx: typer.Context) -> None:
+    """``ckptstore`` or ``ckptstore runs`` alone: the help is the answer, on stdout as --help
+    prints it, with Click's usage status 2. (A group callback with ``invoke_without_command``:
+    Typer's ``no_args_is_help`` would raise an error that can only be told by its class name.)"""
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
 
-_typer_argument_type = TyperArgument.display_type_rich
-TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]
+
+#: The name of each command group, by its Typer app.
+GROUP_NAMES: dict[int, str] = {}
+
+#: The read commands ``cli/quick.py`` may call without Typer's value conversion, by command path
+#: (``("runs", "list")``, ``("steps",)``).
+QUICK_COMMANDS: dict[tuple[str, ...], Callable[..., Any]] = {}
 
 
 def group(name: str, help: str) -> typer.Typer:
     """A command group (``ckptstore NAME ...``) registered on :data:`app`."""
-    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+    sub = typer.Typer(help=help, invoke_without_command=True, rich_markup_mode=None)
+    sub.callback()(help_without_command)
     app.add_typer(sub, name=name)
+    GROUP_NAMES[id(sub)] = name
     return sub
 
 
@@ -58,23 +88,47 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def command(
-    on: typer.Typer = app, name: str | None = None, *, context_settings: dict[str, Any] | None = None
+    on: typer.Typer = app, name: str | None = None, *, context_settings: dict[str, Any] | None = None,
+    quick: bool = False, hidden: bool = False,
 ) -> Callable[[Command], Command]:
     """Register a command on :data:`app` (or on a group), like ``on.command(name)``.
 
     Its line in the list of commands is the whole first paragraph of its docstring: plain help
-    would otherwise cut it at about 60 characters.
+    would otherwise cut it at about 60 characters. ``quick``: a read command whose plain command
+    lines ``cli/quick.py`` runs without Typer's value conversion (see there). ``hidden``: left
+    out of ``--help`` (the deprecated spellings of renamed commands).
     """
 
     def register(function: Command) -> Command:
         summary = inspect.cleandoc(function.__doc__ or "").split("\n\n")[0]
-        on.command(name, short_help=summary, context_settings=context_settings)(function)
+        on.command(name, cls=PlainHelpCommand, short_help=summary, context_settings=context_settings,
+                   hidden=hidden)(function)
+        if quick:
+            path = (GROUP_NAMES[id(on)],) if on is not app else ()
+            QUICK_COMMANDS[(*path, name or function.__name__.replace("_", "-"))] = function
         return function
 
     return register
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, see README) instead of a table.")]
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """The store named by --store/$CKPTSTORE_URI and --root/$CKPTSTORE_ROOT."""
+
+    store: str
+    root: str | None
+
+    def open(self, *, create: bool = False, check_schema: bool = True, readonly: bool = False) -> "Store":
+        """Open the store (imports SQLAlchemy). Commands that only read pass readonly=True: a
+        mistyped --store is an error rather than a new empty store, and nothing on disk changes."""
+        from .. import open_store as open_library_store
+
+        return open_library_store(
+            self.store, root=self.root, create=create, check_schema=check_schema, readonly=readonly
+        )
 
 
 def location(ctx: typer.Context) -> StoreLocation:
@@ -92,6 +146,33 @@ def open_store(
     return store
 
 
+Read = TypeVar("Read")
+
+
+def read(ctx: typer.Context, fetch: "Callable[[Store | QuickReader], Read]") -> Read:
+    """``fetch(reader)`` on the command line's store, read-only.
+
+    Every read command answers in under 0.3 s, and importing SQLAlchemy alone takes ~0.18 s:
+    a SQLite store at the current schema is read through ``sqlite3`` (``QuickReader``, the same
+    queries as the store's, see ``metadata/reads.py``). Anything it does not answer (another
+    database, an older schema, an unknown run or REF: ``Fallback``) is asked of the store,
+    which words every error as it always does. ``CKPTSTORE_QUICK=0`` always asks the store, and
+    leaves every command line to Typer's parse (tests compare both ways' output).
+    """
+    if os.environ.get("CKPTSTORE_QUICK") != "0":
+        from ..metadata.quick_reader import Fallback, QuickReader
+
+        reader = QuickReader.open(location(ctx).store)
+        if reader is not None:
+            try:
+                return fetch(reader)
+            except Fallback:
+                pass
+            finally:
+                reader.close()
+    return fetch(open_store(ctx, readonly=True))
+
+
 def fail(message: str) -> None:
     """Print one error line and end with status 1 (for user errors found by the CLI itself)."""
     error_line(message)
@@ -106,7 +187,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _global_options(
     ctx: typer.Context,
     store: Annotated[
@@ -132,13 +213,15 @@ def _global_options(
     ] = False,
 ) -> None:
     ctx.obj = StoreLocation(store, root)
+    help_without_command(ctx)
 
 
 # --------------------------------------------------------------------------- the error edge
 
 
-def main() -> None:
-    """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``).
+def main(first: Callable[[list[str]], bool] | None = None) -> None:
+    """Entry point of the ``ckptstore`` command (and ``python -m ckptstore``); ``first(args)``
+    may answer the command line before Typer parses it (``cli/quick.py``), returning True.
 
     Errors end here, each as one line on stderr (see the package docstring): a
     :class:`~ckptstore.errors.CkptstoreError` is the user's to fix (exit 1); bad usage is
@@ -150,16 +233,16 @@ def main() -> None:
     # CKPTSTORE_DEBUG=1 lets any error end in its traceback, for a bug report.
     debug = os.environ.get("CKPTSTORE_DEBUG", "") not in ("", "0")
     try:
+        try:
+            answered = first is not None and first(sys.argv[1:])
+        except (EOFError, KeyboardInterrupt):
+            # As Click turns them into Abort on Typer's path, so that both paths end alike.
+            sys.stderr.write("\n")
+            raise typer.Abort() from None
         # standalone_mode=False: Click's usage errors reach us, to be printed as one line like
-        # every other error, instead of Click's multi-line box. (The quick path, tried before
-        # this module is even imported, is ``fast.run_quick``: see ``ckptstore.cli.main``.)
-        status = app(prog_name="ckptstore", standalone_mode=False)
+        # every other error, instead of Click's multi-line box.
+        status = 0 if answered else app(prog_name="ckptstore", standalone_mode=False)
     except typer.TyperException as exc:  # Click's UsageError, BadParameter, ...
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            # 'ckptstore runs': the help is the answer, on stdout as --help prints it (Click
-            # would print it on stderr); the status stays Click's 2.
-            typer.echo(exc.format_message())
-            sys.exit(exc.exit_code)
         if debug:
             raise
         ctx = getattr(exc, "ctx", None)

@@ -5,14 +5,14 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, command, open_store, read
 from .complete import complete_refs, complete_runs
 from .diffview import show_diff
 from .output import progress
 from .views import print_checkpoints, print_variables
 
 
-@command()
+@command(quick=True)
 def checkpoints(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
@@ -27,13 +27,11 @@ def checkpoints(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's checkpoints: refs, steps, sizes, aliases, kept (by keep_every_n_hours) or pinned (by an alias)."""
-    store = open_store(ctx, readonly=True)
-    cks = store.checkpoints(run)
-    values = store.checkpoint_metric(run, metric) if metric is not None else {}
+    cks, values = read(ctx, lambda r: (r.checkpoints(run), r.checkpoint_metric(run, metric) if metric is not None else {}))
     print_checkpoints(run, cks, metric=metric, values=values, as_json=as_json)
 
 
-@command(name="vars")
+@command(name="vars", quick=True)
 def vars_(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.", autocompletion=complete_refs)],
@@ -45,10 +43,12 @@ def vars_(
 ) -> None:
     """The variables saved in a checkpoint; with --diff, each one's status in REF2 (added, removed,
     dtype/shape changed, value changed, identical), compared by the digests of their bytes."""
-    store = open_store(ctx, readonly=True)
     if diff is None:
-        print_variables(store.variables(ref), as_json=as_json)
+        print_variables(read(ctx, lambda r: r.variables(ref)), as_json=as_json)
         return
+    # A diff by value may record the digests of checkpoints saved before tensor-level storage,
+    # and --stats reads tensors: the library's job.
+    store = open_store(ctx, readonly=True)
     show_diff(store.diff_variables(ref, diff, stats=stats), ref, diff, stats=stats, as_json=as_json)
 
 

@@ -1,7 +1,8 @@
 """Dynamic shell completion of run names, aliases and REFs (Typer ``autocompletion`` callbacks).
 
 Completion runs on every Tab, so for a SQLite store it reads through the standard library's
-``sqlite3`` (``metadata.quick``), read-only; other stores go through the library. Any error
+``sqlite3`` (the quick reader), read-only; other stores go through the library; both run the
+same SQL (``metadata.reads.completion_names``). Any error
 completes nothing: a completion must never print an error into the user's command line.
 Install with ``ckptstore --install-completion``.
 """
@@ -21,21 +22,23 @@ def _names(ctx: typer.Context) -> dict[str, Any] | None:
     store = root.params.get("store") or os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION
     files = root.params.get("root") or os.environ.get("CKPTSTORE_ROOT") or None
     try:
-        from ..metadata.quick import completion_names
+        from ..metadata import reads
+        from ..metadata.quick_reader import Fallback, QuickReader
 
-        found = completion_names(store)
-        if found is None:
-            from .. import open_store
+        quick = QuickReader.open(store)
+        if quick is not None:
+            with quick:
+                try:
+                    return reads.completion_names(quick.sql)
+                except Fallback:
+                    pass
+        # Another database, or a store the quick reader does not read: the same reads, through
+        # the library (imports SQLAlchemy).
+        from .. import open_store
+        from ..metadata.queries import sql_of
 
-            with open_store(store, root=files, readonly=True) as s:
-                runs = [r.name for r in s.runs(order_by="name")]
-                found = {
-                    "runs": runs,
-                    "aliases": [a.name for a in s.aliases() if a.target],
-                    "steps": {r: [ck.step for ck in s.checkpoints(r)] for r in runs[:200]},
-                    "metrics": {r: s.metric_keys(r) for r in runs[:200]},
-                }
-        return found
+        with open_store(store, root=files, readonly=True) as s, s.read() as conn:
+            return reads.completion_names(sql_of(conn))
     except Exception:
         return None
 

@@ -4,20 +4,20 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, command, open_store, read
 from .complete import complete_refs, complete_runs
 from .output import size
 from .views import print_exports
 
 
-@command()
+@command(quick=True)
 def exports(
     ctx: typer.Context,
     run: Annotated[str | None, typer.Argument(metavar="RUN", help="Only this run's exports.", autocompletion=complete_runs)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Exports (frozen GraphDefs, SavedModels, .keras files), with lineage and aliases."""
-    print_exports(open_store(ctx, readonly=True).exports(run), run, as_json=as_json)
+    print_exports(read(ctx, lambda r: r.exports(run)), run, as_json=as_json)
 
 
 @command()

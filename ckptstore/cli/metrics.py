@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..constants import INT_MAX
-from .app import JsonOpt, command, open_store
+from .app import JsonOpt, command, open_store, read
 from .complete import complete_runs
 from .views import at_rows, print_at, print_steps
 
@@ -22,7 +22,7 @@ def check_step(value: int | None) -> int | None:
     return value
 
 
-@command()
+@command(quick=True)
 def steps(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],
@@ -38,11 +38,11 @@ def steps(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's metrics, step by step."""
-    rows = open_store(ctx, readonly=True).steps(run, start=start, stop=stop, keys=metric)
+    rows = read(ctx, lambda r: r.steps(run, start=start, stop=stop, keys=metric))
     print_steps(run, rows, filtered=start is not None or stop is not None or bool(metric), as_json=as_json)
 
 
-@command(context_settings={"ignore_unknown_options": True})
+@command(context_settings={"ignore_unknown_options": True}, quick=True)
 def at(
     ctx: typer.Context,
     step: Annotated[int, typer.Argument(metavar="STEP", callback=check_step, help="Training step (0 or more).")],
@@ -60,7 +60,7 @@ def at(
     as_json: JsonOpt = False,
 ) -> None:
     """Every run's metrics at a step, and whether a checkpoint exists there."""
-    rows, params = at_rows(open_store(ctx, readonly=True), step, nearest=nearest, metric=metric, run=run, param=param)
+    rows, params = read(ctx, lambda r: at_rows(r, step, nearest=nearest, metric=metric, run=run, param=param))
     print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=as_json)
 
 

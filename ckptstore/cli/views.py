@@ -1,12 +1,12 @@
-"""What the read commands print, for both of their paths: the Typer commands and the quick
-path (``fast.py``) call these same functions with the same records, so both print the same
-bytes. No Typer, no SQLAlchemy here (the quick path must not import them).
+"""What the read commands print, from the records of either reader (the store, or the quick
+reader of a SQLite store: ``app.read``), so both print the same bytes. No Typer, no SQLAlchemy
+here.
 """
 
 import fnmatch
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..records import (
     AliasInfo,
@@ -32,6 +32,10 @@ from .output import (
     table,
     when,
 )
+
+if TYPE_CHECKING:
+    from ..metadata.quick_reader import QuickReader
+    from ..store import Store
 
 
 def print_runs(runs: list[RunInfo], *, filtered: bool, as_json: bool) -> None:
@@ -147,15 +151,15 @@ def print_at(
 
 
 def at_rows(
-    store: object, step: int, *, nearest: bool, metric: list[str] | None, run: str | None, param: list[str] | None
+    store: "Store | QuickReader", step: int, *, nearest: bool, metric: list[str] | None, run: str | None, param: list[str] | None
 ) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
     """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
-    rows = store.at_step(step, nearest=nearest, keys=metric)  # type: ignore[attr-defined]
+    rows = store.at_step(step, nearest=nearest, keys=metric)
     if run is not None:
         rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
     params: dict[str, dict[str, object]] = {}
     if param and rows:
-        params = {r.name: r.params for r in store.runs(name=run)}  # type: ignore[attr-defined]
+        params = {r.name: r.params for r in store.runs(name=run)}
     return rows, params
 
 
@@ -220,7 +224,7 @@ def print_variables(variables: list[VariableInfo], *, as_json: bool) -> None:
     table(["name", "dtype", "shape"], [[v.readable or v.name, v.dtype, shape(v.shape)] for v in variables])
 
 
-def print_versions(aliases: list[AliasInfo], name: str | None, *, as_json: bool) -> None:
+def print_aliases(aliases: list[AliasInfo], name: str | None, *, as_json: bool) -> None:
     if as_json:
         print_json(aliases)
         return

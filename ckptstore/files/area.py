@@ -3,7 +3,10 @@
 :class:`ObjectArea` is the seam for storage backends. A backend implements a few primitives:
 put an object from a local file, read it, tell its size, delete it, list what is there, and give
 TensorFlow a local staging directory to write into. Everything above this layer (the commit
-protocol, the flows, the facade) speaks digests and these methods, never paths inside the area.
+protocol, the flows, the facade) speaks digests and these methods, never paths inside the area;
+everything they call is declared here (abstract, or derived from the primitives once). Backends
+are found by the URL scheme of a store's root in ``files.registry``, never by ``isinstance``.
+The contract is tested once for every backend: ``tests/files/area_contract.py``.
 
 The commit protocol (``files.commit``) relies on two more guarantees of every backend:
 
@@ -22,8 +25,9 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,35 @@ class StoredFile:
 
     digest: str
     size: int
-    stat_sig: str
+    #: What ``check`` compares to tell the object unchanged (a stat signature, an ETag); None
+    #: where the backend has none.
+    stat_sig: str | None
 
 
 class ObjectArea(abc.ABC):
     """Content-addressed, immutable objects plus crash-safe local staging (see module docstring)."""
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, *, fsync: bool = False) -> ObjectArea:
+        """The area at ``url`` (``s3://bucket/prefix``; for ``file``, a plain path too), as
+        ``files.registry.open_area`` opens it for the scheme this class is registered under.
+        Nothing is created or contacted yet. ``fsync``: make each put durable before the
+        commit (where the backend has such a choice). A malformed URL is a StoreConfigError."""
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """The root that :meth:`from_url` opens again: what a store records for an area other
+        hosts must find from the database alone, and what ``root copy`` compares."""
+
+    @property
+    def location(self) -> Any:
+        """What ``Store.root`` shows: a local area's directory (a Path), else the URL (or the
+        backend's parsed form of it, whose ``str`` is the URL)."""
+        return self.url
 
     # ------------------------------------------------------------------ primitives
 
@@ -61,8 +89,10 @@ class ObjectArea(abc.ABC):
         """Remove objects (inside :meth:`deleting`, after checking no row names them); returns how many."""
 
     @abc.abstractmethod
-    def digests(self) -> Iterator[str]:
-        """Every object present."""
+    def listing(self) -> Iterator[tuple[str, int, datetime]]:
+        """Every object present, once each: (digest, size, last modified, timezone-aware, by
+        the clock of whoever stores the objects). gc of a shared area leaves objects younger
+        than its grace period by this time; objects put while the listing runs may be missed."""
 
     @abc.abstractmethod
     def staging(self, what: str) -> contextlib.AbstractContextManager[Path]:
@@ -131,7 +161,7 @@ class ObjectArea(abc.ABC):
         have been served, so ``verify`` reports it. None for an area without copies."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: most areas hold nothing to release
         """Release clients and threads (nothing for a local directory)."""
 
     def cache_root(self) -> Path:
@@ -145,6 +175,21 @@ class ObjectArea(abc.ABC):
 
     def exists(self, digest: str) -> bool:
         return self.size_of(digest) is not None
+
+    def digests(self) -> Iterator[str]:
+        """Every object present (:meth:`listing` without sizes and times)."""
+        for digest, _, _ in self.listing():
+            yield digest
+
+    def copy_in(self, path: Path, digest: str) -> None:
+        """Store a copy of the local file ``path`` (left as it is) as object ``digest``, for
+        ``root copy``. Derived: a copy in a staging directory, then :meth:`put`."""
+        import shutil
+
+        with self.staging("copy") as sdir, self.writing():
+            tmp = sdir / digest
+            shutil.copyfile(path, tmp)
+            self.put(tmp, digest, tmp.stat().st_size)
 
     def read_range(self, digest: str, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes of the object from ``offset`` (fewer only past its end). Not

@@ -20,11 +20,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Optional, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Connection
 
-from ..errors import CorruptFileError, MissingFileError, ObjectStoreError
+from .. import retry
+from ..errors import ConflictError, CorruptFileError, MissingFileError, ObjectStoreError
 from ..faults import fault
 from ..metadata import intents as I
 from ..metadata import pieces as P
@@ -38,7 +39,7 @@ from .pieces import DataPlan, Extent, confirm, hash_stored, pack_assembled, stor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Progress = Optional[Callable[[int, int], None]]
+Progress = Callable[[int, int], None] | None
 
 
 def digest_staged(paths: Sequence[Path]) -> list[tuple[Path, str, int]]:
@@ -152,6 +153,10 @@ class _Busy(Exception):
 DEAD_CLAIM_SETTLE_S = 3.0
 #: While waiting for a live gc, say so again this often.
 WAIT_NOTICE_S = 60.0
+#: How long a save waits for gc claims on its objects. One claim stops mattering after
+#: ``DELETE_WINDOW`` (savers ignore older claims); waiting twice that long bounds the wait even
+#: against a gc that claims the same objects again and again. Polls are jittered, at most 1 s apart.
+CLAIM_WAIT = retry.Policy(attempts=None, first_delay=0.05, max_delay=1.0, deadline=2 * I.DELETE_WINDOW.total_seconds())
 
 
 def record_uploads(db: Database, digests: Sequence[str]) -> list[int]:
@@ -159,35 +164,38 @@ def record_uploads(db: Database, digests: Sequence[str]) -> list[int]:
     deletion of one of them that is in progress (see docs/architecture.md). A claim whose gc
     died on this host (``Claim.dead``) is dropped instead of waited for; a wait is logged
     (a warning naming the gc, then every minute)."""
-    delay = 0.05
     seen_dead: dict[int, float] = {}
-    said = -WAIT_NOTICE_S
-    while True:
-        try:
-            with db.write() as conn:
-                I.take_lock(conn)
-                live, gone = [], []
-                for c in I.delete_claims(conn, digests, I.DELETE_WINDOW):
-                    if c.dead():
-                        first = seen_dead.setdefault(c.id, time.monotonic())
-                        if time.monotonic() - first >= DEAD_CLAIM_SETTLE_S:
-                            gone.append(c.id)
-                            continue
-                    live.append(c)
-                if live:
-                    raise _Busy(live)
-                if gone:
-                    I.remove(conn, gone)
-                    log.info("dropped %d delete claims of a gc that died on this host", len(gone))
-                return I.add(conn, digests, "upload")
-        except _Busy as busy:
-            claims: list[I.Claim] = busy.args[0]
-            if time.monotonic() - said >= WAIT_NOTICE_S and not all(c.id in seen_dead for c in claims):
-                said = time.monotonic()
-                n = len({c.digest for c in claims})
-                log.warning("waiting for %s to finish deleting %d object%s this save needs", claims[0].describe(), n, "" if n == 1 else "s")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    said = [-WAIT_NOTICE_S]
+
+    def once() -> list[int]:
+        with db.write() as conn:
+            I.take_lock(conn)
+            live, gone = [], []
+            for c in I.delete_claims(conn, digests, I.DELETE_WINDOW):
+                if c.dead():
+                    first = seen_dead.setdefault(c.id, time.monotonic())
+                    if time.monotonic() - first >= DEAD_CLAIM_SETTLE_S:
+                        gone.append(c.id)
+                        continue
+                live.append(c)
+            if live:
+                if time.monotonic() - said[0] >= WAIT_NOTICE_S and not all(c.id in seen_dead for c in live):
+                    said[0] = time.monotonic()
+                    n = len({c.digest for c in live})
+                    log.warning("waiting for %s to finish deleting %d object%s this save needs", live[0].describe(), n, "" if n == 1 else "s")
+                raise _Busy(live)  # rolls back; the claim's gc ends within DELETE_DEADLINE
+            if gone:
+                I.remove(conn, gone)
+                log.info("dropped %d delete claims of a gc that died on this host", len(gone))
+            return I.add(conn, digests, "upload")
+
+    try:
+        return retry.call(once, when=lambda exc: isinstance(exc, _Busy), what="recording uploads", policy=CLAIM_WAIT)
+    except _Busy as busy:
+        raise ConflictError(
+            f"a gc kept deleting objects this save needs for {CLAIM_WAIT.deadline:.0f} s "
+            f"({busy.args[0][0].describe()}); the save was not committed, try again"
+        ) from None
 
 
 def forget_uploads(db: Database, ids: Sequence[int]) -> None:
@@ -311,12 +319,12 @@ def commit_shared(
                     "nothing was committed: save again"
                 )
             _record_files(conn, [*put, *stored], layouts, used, sizes.get, fills, staged, plans)
-            result = write_rows(conn, stored)
+            result_rows = write_rows(conn, stored)
     except BaseException:
         forget_uploads(db, ids)
         raise
     fault("committed")
-    return result
+    return result_rows
 
 
 def _sizes(area: ObjectArea, digests: Sequence[str]) -> dict[str, int | None]:

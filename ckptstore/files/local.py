@@ -31,6 +31,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +58,19 @@ class LocalObjectArea(ObjectArea):
         self.staging_root = self.root / "staging"
         self.lock_path = self.root / "objects.lock"
         self.fsync = fsync
+
+    @classmethod
+    def from_url(cls, url: str, *, fsync: bool = False) -> LocalObjectArea:
+        """A directory: a plain path, or ``file:///abs/path``."""
+        return cls(url[len("file://"):] if url.lower().startswith("file://") else url, fsync=fsync)
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    @property
+    def location(self) -> Path:
+        return self.root
 
     # ------------------------------------------------------------------ paths and locks
 
@@ -235,9 +249,13 @@ class LocalObjectArea(ObjectArea):
         except FileNotFoundError:
             return None
 
-    def digests(self) -> Iterator[str]:
-        for digest, _ in self.object_digests():
-            yield digest
+    def listing(self) -> Iterator[tuple[str, int, datetime]]:
+        for digest, path in self.object_digests():
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # deleted since the directory was read
+            yield digest, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc)
 
     def link_to(self, digest: str, dst: str | os.PathLike[str]) -> bool:
         try:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import CorruptFileError, MissingFileError, ObjectStoreError, StoreConfigError, from_os_error
-from ..location import BucketRoot, redact
+from ..location import BucketRoot, parse_bucket_root, redact
 from .area import ObjectArea, StoredFile
 from .cache import ObjectCache
 from .local import LocalObjectArea
@@ -84,6 +84,22 @@ class S3ObjectArea(ObjectArea):
         self.requests: Counter[str] = Counter()
         self._bucket_checked = False
         self._damaged: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_url(cls, url: str, *, fsync: bool = False) -> S3ObjectArea:
+        """``s3://bucket/prefix``; ``fsync`` has no meaning for a bucket (a completed PUT is durable)."""
+        root = parse_bucket_root(url)
+        if root is None:
+            raise StoreConfigError(f"{redact(url)!r} is not an s3://BUCKET/PREFIX root")
+        return cls(root)
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    @property
+    def location(self) -> BucketRoot:
+        return self.root
 
     # ------------------------------------------------------------------ client
 
@@ -228,7 +244,7 @@ class S3ObjectArea(ObjectArea):
         present = {d: sig is not None for d, sig in sigs.items()}
         futures = []
         with self._translated(f"uploading to {self.root}"):
-            for d, (p, _, n) in unique.items():
+            for d, (p, _, _) in unique.items():
                 if not present[d]:
                     futures.append(self.transfer.upload(str(p), self.bucket, self.key_of(d)))
             for fut in futures:
@@ -390,10 +406,6 @@ class S3ObjectArea(ObjectArea):
                     if len(rel) > 3 and rel[2] == "/":
                         yield rel[:2] + rel[3:], int(obj["Size"]), obj["LastModified"]
 
-    def digests(self) -> Iterator[str]:
-        for digest, _, _ in self.listing():
-            yield digest
-
     def delete(self, digests: Iterable[str]) -> int:
         digests = list(digests)
         n = 0
@@ -408,8 +420,8 @@ class S3ObjectArea(ObjectArea):
             self.cache.discard(d)
         return n
 
-    def upload_existing(self, path: Path, digest: str) -> None:
-        """Copy a local file (left in place) to object ``digest``: for ``root copy``."""
+    def copy_in(self, path: Path, digest: str) -> None:
+        """Upload the local file (left in place) as object ``digest``: for ``root copy``."""
         with self._translated(f"uploading to {self.describe(digest)}"):
             self.transfer.upload(str(path), self.bucket, self.key_of(digest)).result()
 

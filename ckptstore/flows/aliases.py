@@ -14,7 +14,7 @@ Setting an alias to the target it already has records no event (nothing moved); 
 Concurrency: on SQLite a write transaction holds the database's write lock from its first
 statement, so two processes setting the same alias are serialized. On PostgreSQL the alias row
 is read ``FOR UPDATE``; two processes creating the *same new* name race on its unique
-constraint, and the loser retries once, then finds the row and moves it (or leaves it).
+constraint, and the loser retries (``ckptstore.retry``), then finds the row and moves it (or leaves it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from .. import retry
 from ..errors import ConflictError, UnknownAliasError
 from ..metadata import queries as Q
 from ..metadata import writes as W
@@ -50,20 +51,18 @@ def set_alias(backend: Backend, name: str, ref: Any, *, message: str | None = No
     """
     check_alias_name(name)
     parsed = as_ref(ref)
-    for attempt in range(2):
-        try:
-            with backend.db.write() as conn:
-                _tag(conn, parsed, name, message)
-                return Q.aliases(conn, name)[0]
-        except IntegrityError as exc:
-            # PostgreSQL only: another process created the same alias (unique name) or deleted
-            # the target (foreign key) between our read and our write. Once more sees its commit.
-            log.debug("tag %r lost a race (%s); retrying", name, type(exc.orig).__name__)
-            if attempt == 1:
-                raise ConflictError(
-                    f"alias {name!r} was changed by another process at the same time; try again"
-                ) from None
-    raise AssertionError("unreachable")
+
+    def once() -> AliasInfo:
+        with backend.db.write() as conn:
+            _tag(conn, parsed, name, message)
+            return Q.aliases(conn, name)[0]
+
+    try:
+        # PostgreSQL only: another process created the same alias (unique name) or deleted the
+        # target (foreign key) between our read and our write. A new transaction sees its commit.
+        return retry.call(once, when=retry.is_race, what=f"tag {name!r}")
+    except IntegrityError:
+        raise ConflictError(f"alias {name!r} was changed by another process at the same time; try again") from None
 
 
 def _tag(conn: Connection, ref: Ref, name: str, message: str | None) -> None:

@@ -1,16 +1,16 @@
-"""Which object area a store uses: a local directory, or an ``s3://`` bucket recorded in the
+"""Which object area a store uses: a local directory, or a root another backend serves
+(``s3://bucket/prefix``, ...), found by its URL scheme in ``files.registry`` and recorded in the
 store's database (so that every host finds it from the database URL alone)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from ..errors import StoreConfigError
 from ..files.area import ObjectArea
-from ..files.local import LocalObjectArea
-from ..location import BucketRoot, parse_bucket_root, redact
+from ..files.registry import LOCAL, open_area, scheme_of
+from ..location import redact
 from ..metadata import intents as I
 from ..metadata.engine import Database
 
@@ -25,9 +25,10 @@ def recorded_root(db: Database) -> str | None:
         return None
 
 
-def record_root(db: Database, root: BucketRoot | None) -> None:
+def record_root(db: Database, url: str | None) -> None:
+    """Record ``url`` as the store's root (None: its files are local again)."""
     with db.write() as conn:
-        I.set_setting(conn, I.ROOT_KEY, str(root) if root is not None else "")
+        I.set_setting(conn, I.ROOT_KEY, url or "")
 
 
 def select_area(
@@ -38,47 +39,49 @@ def select_area(
     fsync: bool = False,
     record: bool = True,
 ) -> tuple[ObjectArea | None, Any]:
-    """(area, where) for a store: ``root`` given by the user (``--root``/``$CKPTSTORE_ROOT``),
-    else the ``s3://`` root the database records, else ``default_root`` (the directory of a
-    SQLite store). A bucket root given for the first time is recorded when ``record``."""
-    from ..files.s3 import S3ObjectArea
-
-    bucket = parse_bucket_root(root)
+    """(area, ``area.location``) for a store: ``root`` given by the user
+    (``--root``/``$CKPTSTORE_ROOT``), else the root the database records, else ``default_root``
+    (the directory of a SQLite store). A root of a registered scheme other than ``file`` given
+    for the first time is recorded when ``record``."""
     recorded = recorded_root(db)
-    if bucket is not None:
-        if recorded and recorded != str(bucket):
+    if root is not None and scheme_of(root) != LOCAL:
+        area = open_area(root, fsync=fsync)
+        if recorded and recorded != area.url:
+            area.close()
             raise StoreConfigError(
-                f"this store's files are in {recorded}, not {bucket} ('ckptstore root copy' moves them)"
+                f"this store's files are in {redact(recorded)}, not {redact(area.url)} ('ckptstore root copy' moves them)"
             )
         if not recorded and record:
-            record_root(db, bucket)
-        return S3ObjectArea(bucket), bucket
+            record_root(db, area.url)
+        return area, area.location
     if recorded:
-        rb = parse_bucket_root(recorded)
-        if root is not None and rb is not None:
-            raise StoreConfigError(f"this store's files are in {rb}, not in {redact(os.fspath(root))}")
-        return S3ObjectArea(rb), rb
+        if root is not None:
+            raise StoreConfigError(f"this store's files are in {redact(recorded)}, not in {redact(os.fspath(root))}")
+        area = open_area(recorded, fsync=fsync)
+        return area, area.location
     where = root if root is not None else default_root
     if where is None:
         return None, None
-    path = Path(where)
-    return LocalObjectArea(path, fsync=fsync), path
+    area = open_area(os.fspath(where), fsync=fsync)
+    return area, area.location
 
 
-def copy_root(db: Database, source: ObjectArea, to: BucketRoot, progress: Any = None) -> dict[str, int]:
-    """Copy every stored file of a local area into the bucket ``to``, check each copy by
-    re-hashing the bucket's bytes, and only then record ``to`` as the store's root.
+def copy_root(db: Database, source: ObjectArea, to: object, progress: Any = None) -> dict[str, int]:
+    """Copy every stored file of a local area into the root ``to`` (its URL, or anything whose
+    ``str`` is one, such as a ``BucketRoot``), check each copy by re-hashing the target's bytes,
+    and only then record ``to`` as the store's root.
 
-    Resumable: objects already in the bucket with the right size are not sent again (but are
-    checked). Saves that commit meanwhile into the local area are picked up by a second pass;
-    the switch itself is one transaction. Returns counts: copied, present, bytes."""
-    from ..files.s3 import S3ObjectArea
-    if isinstance(source, S3ObjectArea) and source.root == to:
-        return {"copied": 0, "present": 0, "bytes": 0}  # already done (and switched)
-    if not isinstance(source, LocalObjectArea):
-        raise StoreConfigError(f"this store's files are already in {source.describe()}; root copy moves a local file area")
-    target = S3ObjectArea(to)
+    Resumable: objects already there with the right size are not sent again (but are checked).
+    Saves that commit meanwhile into the local area are picked up by a second pass; the switch
+    itself is one transaction. Returns counts: copied, present, bytes."""
+    target = open_area(str(to))
     try:
+        if source.url == target.url:
+            return {"copied": 0, "present": 0, "bytes": 0}  # already done (and switched)
+        if scheme_of(source.url) != LOCAL:
+            raise StoreConfigError(f"this store's files are already in {redact(source.describe())}; root copy moves a local file area")
+        if scheme_of(target.url) == LOCAL:
+            raise StoreConfigError(f"{redact(str(to))!r}: root copy moves files to a shared root (s3://...), not a directory")
         done: set[str] = set()
         counts = {"copied": 0, "present": 0, "bytes": 0}
         for _ in range(3):  # until a pass finds nothing new
@@ -91,10 +94,9 @@ def copy_root(db: Database, source: ObjectArea, to: BucketRoot, progress: Any = 
             total, sent = sum(todo.values()), 0
             for d, n in todo.items():
                 if there.get(d) != n:
-                    path = source.path_of(d)
-                    if not path.exists():
+                    if not source.exists(d):
                         raise StoreConfigError(f"stored file {d[:12]} is missing from {source.describe()}: run 'ckptstore verify' first")
-                    target.upload_existing(path, d)
+                    target.copy_in(source.local_path(d), d)
                     counts["copied"] += 1
                 else:
                     counts["present"] += 1
@@ -104,7 +106,7 @@ def copy_root(db: Database, source: ObjectArea, to: BucketRoot, progress: Any = 
                 sent += n
                 if progress:
                     progress(sent, total)
-        record_root(db, to)
+        record_root(db, target.url)
         return counts
     finally:
         target.close()
@@ -115,4 +117,4 @@ def _blob_sizes(conn: Any) -> dict[str, int]:
 
     from ..metadata import schema as S
 
-    return {d: int(n) for d, n in conn.execute(select(S.Blob.digest, S.Blob.size))}
+    return {d: int(n) for d, n in conn.execute(select(S.blobs.c.digest, S.blobs.c.size))}

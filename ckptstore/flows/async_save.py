@@ -1,7 +1,7 @@
 """Asynchronous saves: the training loop pays for a snapshot, a background thread for the rest.
 
 ``run.save(target, step, blocking=False)`` takes a snapshot of the variables in the caller's
-thread (``tf.snapshot``: host copies of the variables) and returns a
+thread (the format's ``CheckpointFormat.snapshot``: host copies of the variables) and returns a
 :class:`PendingSave`. A background thread then writes the checkpoint into the staging directory
 the call created, digests it and commits it with the same ``commit_checkpoint`` as a
 synchronous save, then applies the run's retention rule.
@@ -109,8 +109,8 @@ class SaveQueue:
         try:
             sdir = stack.enter_context(self.backend.files.staging(f"save-{self.run_id}"))
             _trim_before_first_snapshot()
-            snap = snapshot.take(target, sdir, prefix, step, var_list=var_list,
-                                 write_meta_graph=write_meta_graph, buffers=buffers)
+            snap = fmt.snapshot(target, sdir, prefix, step, var_list=var_list,
+                                write_meta_graph=write_meta_graph, buffers=buffers)
         except BaseException as exc:
             stack.close()
             self._return_buffers(buffers)

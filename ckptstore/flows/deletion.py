@@ -10,11 +10,9 @@ never deleted here.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
-from sqlalchemy.exc import IntegrityError
-
+from .. import retry
 from ..files.commit import release_unreferenced
 from ..metadata import queries as Q
 from ..metadata import writes as W
@@ -29,21 +27,16 @@ def delete_checkpoints(backend: Backend, ids: Sequence[int]) -> list[int]:
     """Delete checkpoints by id, skipping any an alias points at; returns the ids deleted."""
     if not ids:
         return []
-    freed: list[str] = []
-    doomed: list[int] = []
-    for attempt in range(5):
-        try:
-            with backend.db.write() as conn:
-                pinned = Q.pinned_checkpoints(conn, ids)
-                doomed = [i for i in ids if i not in pinned]
-                freed = W.delete_checkpoints(conn, doomed) if doomed else []
-            break
-        except IntegrityError:
-            # PostgreSQL: a concurrent save started referencing a blob we were dropping. Its
-            # commit makes the blob referenced again; recomputing sees that.
-            if attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+
+    def once() -> tuple[list[int], list[str]]:
+        with backend.db.write() as conn:
+            pinned = Q.pinned_checkpoints(conn, ids)
+            doomed = [i for i in ids if i not in pinned]
+            return doomed, (W.delete_checkpoints(conn, doomed) if doomed else [])
+
+    # PostgreSQL: a concurrent save started referencing a blob we were dropping (foreign key).
+    # Its commit makes the blob referenced again; a new transaction recomputes and sees that.
+    doomed, freed = retry.call(once, when=retry.is_race, what="delete checkpoints")
     release_unreferenced(backend.db, backend.area, freed)
     return doomed
 

@@ -64,7 +64,7 @@ class StagedPrefix:
             # Both formats name their files alike (CheckpointFormat.files); the format is told
             # from the staged copy, since TensorFlow's reader takes a prefix that is also a
             # directory (Saver.save(sess, "some/dir") writes "some/dir.index") for the directory.
-            for f in formats.FORMATS[formats.TF1Saver.name].files(prefix):
+            for f in formats.named(formats.TF1Saver.name).files(prefix):
                 _link_or_copy(f, sdir / f.name)
         except OSError as exc:
             self._stack.close()

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
+from .. import retry
 from ..errors import ConflictError
 from ..files.commit import release_unreferenced
 from ..metadata import queries as Q
@@ -29,19 +28,18 @@ def start_run(
     """Create the run or (as ``resume`` allows) set it running again; returns (id, the resumed
     run's last step, or None for a new run or a resumed one with no step yet). ``process`` owns
     it from now on (see ``flows/heartbeat.py``)."""
-    for attempt in range(3):
-        try:
-            with backend.db.write() as conn:
-                rid, resumed = W.start_run(
-                    conn, name, params, tags, retention, resume=resume, update_params=update_params,
-                    process=process, heartbeat_timeout=heartbeat_timeout,
-                )
-                return rid, (Q.last_step(conn, rid) if resumed else None)
-        except IntegrityError:
-            # Another process created the same run between our SELECT and INSERT (PostgreSQL).
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def once() -> tuple[int, int | None]:
+        with backend.db.write() as conn:
+            rid, resumed = W.start_run(
+                conn, name, params, tags, retention, resume=resume, update_params=update_params,
+                process=process, heartbeat_timeout=heartbeat_timeout,
+            )
+            return rid, (Q.last_step(conn, rid) if resumed else None)
+
+    # PostgreSQL: another process created the same run between our SELECT and INSERT; the next
+    # transaction finds it and resumes it (or refuses, as ``resume`` says).
+    return retry.call(once, when=retry.is_race, what=f"start run {name!r}")
 
 
 def rewind(backend: Backend, run_id: int, step: int) -> int:

@@ -12,7 +12,6 @@ of :data:`STATS_CHUNK` bytes from each side, so memory stays bounded whatever th
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -191,10 +190,7 @@ def variables(backend: Backend, ref: str | Ref | Any) -> list[VariableInfo]:
     """The checkpoint's variables with their readable names, in readable-name order."""
     ck = checkpoint_of(backend, ref)
     with backend.db.read() as conn:
-        found = Q.variables(conn, ck.id)
-        names = MP.readable_names(conn, ck.id)
-    out = [dataclasses.replace(v, readable=names[v.name]) if v.name in names else v for v in found]
-    return sorted(out, key=lambda v: v.readable or v.name)
+        return Q.variables(conn, ck.id)
 
 
 def diff(backend: Backend, a: str | Ref | Any, b: str | Ref | Any, *, stats: bool = False) -> VariableDiff:
@@ -307,8 +303,8 @@ def repack(backend: Backend) -> int:
     from ..metadata import schema as S
 
     with backend.db.read() as conn:
-        c, cf = S.Checkpoint, S.CheckpointFile
-        rows = conn.execute(select(c.id, cf.digest).join(cf, cf.checkpoint_id == c.id).where(cf.role == "data")).all()
+        c, cf = S.checkpoints, S.checkpoint_files
+        rows = conn.execute(select(c.c.id, cf.c.digest).join(cf, cf.c.checkpoint_id == c.c.id).where(cf.c.role == "data")).all()
         have = set(MP.tensors(conn, [r.digest for r in rows]))
     todo: dict[int, None] = {r.id: None for r in rows if r.digest not in have}
     n = 0

@@ -43,18 +43,18 @@ def _aware(t: datetime) -> datetime:
 
 def take_lock(conn: Connection) -> None:
     """Serialise this write transaction with every other intent transaction (see module doc)."""
-    n = conn.execute(update(S.StoreSetting).where(S.StoreSetting.key == LOCK_KEY).values(value="")).rowcount
+    n = conn.execute(update(S.store_settings).where(S.store_settings.c.key == LOCK_KEY).values(value="")).rowcount
     if not n:  # a store whose row was lost: put it back (creating it also takes the lock)
-        conn.execute(insert(S.StoreSetting).values(key=LOCK_KEY, value=""))
+        conn.execute(insert(S.store_settings).values(key=LOCK_KEY, value=""))
 
 
 def get_setting(conn: Connection, key: str) -> str | None:
-    return conn.execute(select(S.StoreSetting.value).where(S.StoreSetting.key == key)).scalar_one_or_none()
+    return conn.execute(select(S.store_settings.c.value).where(S.store_settings.c.key == key)).scalar_one_or_none()
 
 
 def set_setting(conn: Connection, key: str, value: str) -> None:
-    if conn.execute(update(S.StoreSetting).where(S.StoreSetting.key == key).values(value=value)).rowcount == 0:
-        conn.execute(insert(S.StoreSetting).values(key=key, value=value))
+    if conn.execute(update(S.store_settings).where(S.store_settings.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(insert(S.store_settings).values(key=key, value=value))
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ def delete_claims(conn: Connection, digests: Sequence[str], window: timedelta) -
     a deleter that has stopped: it never deletes past :data:`DELETE_DEADLINE` after it)."""
     cutoff = now() - window
     found: list[Claim] = []
-    p = S.PendingObject
+    p = S.pending_objects
     for i in range(0, len(digests), 500):
         rows = conn.execute(
-            select(p.id, p.digest, p.host, p.pid, p.started_at).where(p.kind == "delete", p.digest.in_(digests[i : i + 500]))
+            select(p.c.id, p.c.digest, p.c.host, p.c.pid, p.c.started_at).where(p.c.kind == "delete", p.c.digest.in_(digests[i : i + 500]))
         )
         found.extend(Claim(r.id, r.digest, r.host, r.pid, _aware(r.started_at)) for r in rows if _aware(r.started_at) > cutoff)
     return found
@@ -105,9 +105,11 @@ def deleting_now(conn: Connection, digests: Sequence[str], window: timedelta) ->
 def add(conn: Connection, digests: Iterable[str], kind: str) -> list[int]:
     """Record intents for ``digests`` by this process; returns their ids."""
     host, pid, at = socket.gethostname()[:255], os.getpid(), now()
-    ids = []
+    ids: list[int] = []
     for d in dict.fromkeys(digests):
-        ids.append(conn.execute(insert(S.PendingObject).values(digest=d, kind=kind, host=host, pid=pid, started_at=at)).inserted_primary_key[0])
+        key = conn.execute(insert(S.pending_objects).values(digest=d, kind=kind, host=host, pid=pid, started_at=at)).inserted_primary_key
+        assert key is not None  # an INSERT of one row always has one
+        ids.append(int(key[0]))
     return ids
 
 
@@ -115,17 +117,17 @@ def remove(conn: Connection, ids: Sequence[int]) -> int:
     """Drop intents by id; returns how many were still there."""
     n = 0
     for i in range(0, len(ids), 500):
-        n += conn.execute(delete(S.PendingObject).where(S.PendingObject.id.in_(ids[i : i + 500]))).rowcount
+        n += conn.execute(delete(S.pending_objects).where(S.pending_objects.c.id.in_(ids[i : i + 500]))).rowcount
     return n
 
 
 def drop_stale(conn: Connection, older_than: datetime) -> int:
     """Forget intents of processes that died: started before ``older_than``, or owned by a
     process of this host that no longer exists."""
-    n = conn.execute(delete(S.PendingObject).where(S.PendingObject.started_at < older_than)).rowcount
+    n = conn.execute(delete(S.pending_objects).where(S.pending_objects.c.started_at < older_than)).rowcount
     host = socket.gethostname()[:255]
-    p = S.PendingObject
-    rows = conn.execute(select(p.id, p.pid, p.started_at).where(p.host == host)).all()
+    p = S.pending_objects
+    rows = conn.execute(select(p.c.id, p.c.pid, p.c.started_at).where(p.c.host == host)).all()
     dead = [i for i, pid, t in rows if not alive_since(pid, _aware(t).timestamp())]
     if dead:
         n += remove(conn, dead)
@@ -140,19 +142,19 @@ def in_use(conn: Connection, digests: Sequence[str]) -> set[str]:
     for i in range(0, len(digests), 500):
         chunk = digests[i : i + 500]
         q = union(
-            select(S.Blob.digest).where(S.Blob.digest.in_(chunk)),
-            select(S.PendingObject.digest).where(S.PendingObject.digest.in_(chunk)),
+            select(S.blobs.c.digest).where(S.blobs.c.digest.in_(chunk)),
+            select(S.pending_objects.c.digest).where(S.pending_objects.c.digest.in_(chunk)),
         )
         found.update(conn.execute(q).scalars())
     return found
 
 
 def pending_count(conn: Connection) -> int:
-    return len(conn.execute(select(S.PendingObject.id)).all())
+    return len(conn.execute(select(S.pending_objects.c.id)).all())
 
 
 def pending_digests(conn: Connection, digests: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for i in range(0, len(digests), 500):
-        found.update(conn.execute(select(S.PendingObject.digest).where(S.PendingObject.digest.in_(digests[i : i + 500]))).scalars())
+        found.update(conn.execute(select(S.pending_objects.c.digest).where(S.pending_objects.c.digest.in_(digests[i : i + 500]))).scalars())
     return found

@@ -41,11 +41,11 @@ def extents(conn: Connection, file_digests: Iterable[str]) -> dict[str, list[Ext
     """The layout of every assembled file among ``file_digests`` (files stored whole are absent)."""
     digests = list(dict.fromkeys(file_digests))
     out: dict[str, list[Extent]] = {}
-    e = S.FileExtent
+    e = S.file_extents
     for chunk in _chunks(digests):
         rows = conn.execute(
-            select(e.file_digest, e.offset, e.size, e.object_digest, e.object_offset)
-            .where(e.file_digest.in_(chunk)).order_by(e.file_digest, e.offset)
+            select(e.c.file_digest, e.c.offset, e.c.size, e.c.object_digest, e.c.object_offset)
+            .where(e.c.file_digest.in_(chunk)).order_by(e.c.file_digest, e.c.offset)
         ).all()
         for r in rows:
             out.setdefault(r.file_digest, []).append((r.offset, r.size, r.object_digest, r.object_offset))
@@ -57,7 +57,7 @@ def blob_sizes(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[int,
     digests = list(dict.fromkeys(digests))
     out: dict[str, tuple[int, str | None]] = {}
     for chunk in _chunks(digests):
-        for r in conn.execute(select(S.Blob.digest, S.Blob.size, S.Blob.stat_sig).where(S.Blob.digest.in_(chunk))):
+        for r in conn.execute(select(S.blobs.c.digest, S.blobs.c.size, S.blobs.c.stat_sig).where(S.blobs.c.digest.in_(chunk))):
             out[r.digest] = (r.size, r.stat_sig)
     return out
 
@@ -83,7 +83,7 @@ def locate_pieces(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[s
     digests = list(dict.fromkeys(digests))
     found: dict[str, tuple[str, int]] = {}
     for chunk in _chunks(digests):
-        for r in conn.execute(select(S.FilePiece.digest, S.FilePiece.file_digest, S.FilePiece.offset).where(S.FilePiece.digest.in_(chunk))):
+        for r in conn.execute(select(S.file_pieces.c.digest, S.file_pieces.c.file_digest, S.file_pieces.c.offset).where(S.file_pieces.c.digest.in_(chunk))):
             found.setdefault(r.digest, (r.file_digest, r.offset))
     return _objects_at(conn, found)
 
@@ -96,9 +96,9 @@ def crc_candidates(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tu
     keys = set(keys)
     rows: dict[tuple[str, int], tuple[tuple[int, int], str | None]] = {}
     crcs = sorted({c for c, _ in keys})
-    p = S.FilePiece
+    p = S.file_pieces
     for chunk in _chunks(crcs):
-        for r in conn.execute(select(p.file_digest, p.offset, p.size, p.digest, p.crc32c).where(p.crc32c.in_(chunk))):
+        for r in conn.execute(select(p.c.file_digest, p.c.offset, p.c.size, p.c.digest, p.c.crc32c).where(p.c.crc32c.in_(chunk))):
             if (r.crc32c, r.size) in keys:
                 rows[(r.file_digest, r.offset)] = ((r.crc32c, r.size), r.digest)
     where = _objects_at(conn, {k: k for k in rows})
@@ -117,41 +117,41 @@ def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str
     """{file digest: {tensor name: (offset, size, digest, crc32c)}} for the files recorded tensor by tensor."""
     digests = list(dict.fromkeys(file_digests))
     out: dict[str, dict[str, TensorRow]] = {}
-    t = S.FileTensor
+    t = S.file_tensors
     for chunk in _chunks(digests):
-        for r in conn.execute(select(t.file_digest, t.name, t.offset, t.size, t.digest, t.crc32c).where(t.file_digest.in_(chunk))):
+        for r in conn.execute(select(t.c.file_digest, t.c.name, t.c.offset, t.c.size, t.c.digest, t.c.crc32c).where(t.c.file_digest.in_(chunk))):
             out.setdefault(r.file_digest, {})[r.name] = (r.offset, r.size, r.digest, r.crc32c)
     return out
 
 
 def variables_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, list[tuple[str, str, list[int]]]]:
     """{checkpoint id: [(key, dtype, shape)]} in one query (the diff's hot path)."""
-    v = S.Variable
+    v = S.variables
     out: dict[int, list[tuple[str, str, list[int]]]] = {i: [] for i in checkpoint_ids}
-    for r in conn.execute(select(v.checkpoint_id, v.name, v.dtype, v.shape).where(v.checkpoint_id.in_(list(checkpoint_ids)))):
+    for r in conn.execute(select(v.c.checkpoint_id, v.c.name, v.c.dtype, v.c.shape).where(v.c.checkpoint_id.in_(list(checkpoint_ids)))):
         out[r.checkpoint_id].append((r.name, r.dtype, list(r.shape)))
     return out
 
 
 def readable_names_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, dict[str, str]]:
-    v = S.VariableName
+    v = S.variable_names
     out: dict[int, dict[str, str]] = {i: {} for i in checkpoint_ids}
-    for r in conn.execute(select(v.checkpoint_id, v.key, v.readable).where(v.checkpoint_id.in_(list(checkpoint_ids)))):
+    for r in conn.execute(select(v.c.checkpoint_id, v.c.key, v.c.readable).where(v.c.checkpoint_id.in_(list(checkpoint_ids)))):
         out[r.checkpoint_id][r.key] = r.readable
     return out
 
 
 def readable_names(conn: Connection, checkpoint_id: int) -> dict[str, str]:
     """{checkpoint key: readable name} recorded at save."""
-    v = S.VariableName
-    return dict(conn.execute(select(v.key, v.readable).where(v.checkpoint_id == checkpoint_id)).all())
+    v = S.variable_names
+    return dict(conn.execute(select(v.c.key, v.c.readable).where(v.c.checkpoint_id == checkpoint_id)).all())
 
 
 def object_references(conn: Connection, digests: Sequence[str]) -> set[str]:
     """The digests among ``digests`` that an assembled file uses as an object."""
     used: set[str] = set()
     for chunk in _chunks(list(digests)):
-        used.update(conn.execute(select(S.FileExtent.object_digest).where(S.FileExtent.object_digest.in_(chunk))).scalars())
+        used.update(conn.execute(select(S.file_extents.c.object_digest).where(S.file_extents.c.object_digest.in_(chunk))).scalars())
     return used
 
 
@@ -168,18 +168,18 @@ def record_layout(
     """Pieces [offset, size, digest, crc32c], tensors [name, offset, size, digest, crc32c] and,
     for an assembled file, extents of the file ``file_digest`` (whose ``blobs`` row the caller
     has written)."""
-    _insert_missing(conn, S.FilePiece.__table__, [
+    _insert_missing(conn, S.file_pieces, [
         {"file_digest": file_digest, "offset": o, "size": n, "digest": d, "crc32c": c} for o, n, d, c in pieces
     ], ["file_digest", "offset"])
-    _insert_missing(conn, S.FileTensor.__table__, [
+    _insert_missing(conn, S.file_tensors, [
         {"file_digest": file_digest, "name": name, "offset": o, "size": n, "digest": d, "crc32c": c}
         for name, o, n, d, c in tensors_
     ], ["file_digest", "name"])
     fill_digests(conn, [(file_digest, p[0], p[1], p[2]) for p in pieces if p[2] is not None])
     # Another process may have recorded the same bytes (same digest) with another layout first:
     # both are right, but rows of the two must never mix.
-    if extents_ and conn.execute(select(S.FileExtent.offset).where(S.FileExtent.file_digest == file_digest).limit(1)).first() is None:
-        _insert_missing(conn, S.FileExtent.__table__, [
+    if extents_ and conn.execute(select(S.file_extents.c.offset).where(S.file_extents.c.file_digest == file_digest).limit(1)).first() is None:
+        _insert_missing(conn, S.file_extents, [
             {"file_digest": file_digest, "offset": o, "size": n, "object_digest": obj, "object_offset": oo}
             for o, n, obj, oo in extents_
         ], ["file_digest", "offset"])
@@ -191,14 +191,14 @@ def fill_digests(conn: Connection, fills: Sequence[tuple[str, int, int, str]]) -
     from sqlalchemy import and_, update
 
     for fd, off, n, d in fills:
-        p, t = S.FilePiece, S.FileTensor
-        conn.execute(update(p).where(and_(p.file_digest == fd, p.offset == off, p.size == n, p.digest.is_(None))).values(digest=d))
-        conn.execute(update(t).where(and_(t.file_digest == fd, t.offset == off, t.size == n, t.digest.is_(None))).values(digest=d))
+        p, t = S.file_pieces, S.file_tensors
+        conn.execute(update(p).where(and_(p.c.file_digest == fd, p.c.offset == off, p.c.size == n, p.c.digest.is_(None))).values(digest=d))
+        conn.execute(update(t).where(and_(t.c.file_digest == fd, t.c.offset == off, t.c.size == n, t.c.digest.is_(None))).values(digest=d))
 
 
 def record_readable_names(conn: Connection, checkpoint_id: int, names: Mapping[str, str]) -> None:
     rows = [{"checkpoint_id": checkpoint_id, "key": k, "readable": v} for k, v in names.items() if v and v != k]
-    _insert_missing(conn, S.VariableName.__table__, rows, ["checkpoint_id", "key"])
+    _insert_missing(conn, S.variable_names, rows, ["checkpoint_id", "key"])
 
 
 def forget_files(conn: Connection, file_digests: Sequence[str]) -> list[str]:
@@ -206,7 +206,7 @@ def forget_files(conn: Connection, file_digests: Sequence[str]) -> list[str]:
     their extents used (candidates to become orphans in turn)."""
     used: set[str] = set()
     for chunk in _chunks(list(file_digests)):
-        used.update(conn.execute(select(S.FileExtent.object_digest).where(S.FileExtent.file_digest.in_(chunk))).scalars())
-        for table in (S.FileExtent, S.FilePiece, S.FileTensor):
-            conn.execute(delete(table).where(table.file_digest.in_(chunk)))
+        used.update(conn.execute(select(S.file_extents.c.object_digest).where(S.file_extents.c.file_digest.in_(chunk))).scalars())
+        for table in (S.file_extents, S.file_pieces, S.file_tensors):
+            conn.execute(delete(table).where(table.c.file_digest.in_(chunk)))
     return sorted(used)

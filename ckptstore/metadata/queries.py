@@ -2,18 +2,20 @@
 
 Callers open the transaction (``Database.read()`` for one consistent snapshot, or inside their
 own write transaction) and pass the connection in; nothing here commits or touches files.
+
+The reads that the CLI's read commands also run without SQLAlchemy are written once, as SQL
+text, in :mod:`.reads` (and :mod:`.runs_query`, :mod:`.summaries`); the functions here of the
+same names run them on ``conn`` (:func:`sql_of`). The rest are SQLAlchemy Core statements.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, func, literal, or_, select
+from sqlalchemy import Connection, func, or_, select
 
-from ..constants import INT_MAX
-from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
+from ..errors import UnknownRefError
 from ..names import Ref
 from ..records import (
     AliasEventInfo,
@@ -29,38 +31,44 @@ from ..records import (
     StepMetrics,
     VariableInfo,
 )
+from . import reads, summaries
 from . import schema as S
-from . import summaries
 from .engine import placeholder, store_where
-from .mappers import alias_event_info, alias_info, aware, checkpoint_info, export_info, file_info, metric_value
+from .mappers import aware, checkpoint_info, export_info, file_info, metric_value
 from .runs_query import select_runs
 
-Target = Union[CheckpointInfo, ExportInfo]
+Target = CheckpointInfo | ExportInfo
 
 
 # --------------------------------------------------------------------------- runs
 
 
+def sql_of(conn: Connection) -> reads.Sql:
+    """``conn`` as the SQL-text reads of :mod:`.reads` run on it (the driver's own statements)."""
+
+    def rows(text: str, args: list[Any]) -> Sequence[Any]:
+        return conn.exec_driver_sql(text, tuple(args)).all()
+
+    return reads.Sql(rows, placeholder(conn.dialect), store_where(conn.engine))
+
+
 def run_id(conn: Connection, name: str) -> int:
-    rid = conn.execute(select(S.Run.id).where(S.Run.name == name)).scalar()
-    if rid is None:
-        raise UnknownRunError(f"no run named {name!r} in {store_where(conn.engine)}")
-    return rid
+    return reads.run_id(sql_of(conn), name)
 
 
 def last_step(conn: Connection, rid: int) -> int | None:
     """The highest step the run has logged a metric at or saved a checkpoint at (None: neither)."""
-    m, c = S.Metric, S.Checkpoint
+    m, c = S.metrics, S.checkpoints
     steps = [
-        conn.execute(select(func.max(m.step)).where(m.run_id == rid)).scalar(),
-        conn.execute(select(func.max(c.step)).where(c.run_id == rid)).scalar(),
+        conn.execute(select(func.max(m.c.step)).where(m.c.run_id == rid)).scalar(),
+        conn.execute(select(func.max(c.c.step)).where(c.c.run_id == rid)).scalar(),
     ]
     found = [s for s in steps if s is not None]
     return max(found) if found else None
 
 
 def run_exists(conn: Connection, rid: int) -> bool:
-    return conn.execute(select(S.Run.id).where(S.Run.id == rid)).first() is not None
+    return conn.execute(select(S.runs.c.id).where(S.runs.c.id == rid)).first() is not None
 
 
 def runs(
@@ -75,11 +83,9 @@ def runs(
     limit: int | None = None,
 ) -> list[RunInfo]:
     """Runs that match, newest first unless ``order_by`` (see ``run_search``) says otherwise."""
-    def execute(sql: str, args: list[Any]) -> Any:
-        return conn.exec_driver_sql(sql, tuple(args)).all()
-
+    sql = sql_of(conn)
     return select_runs(
-        execute, placeholder(conn.dialect), names=names, status=status, tags=tags, pattern=pattern,
+        sql.rows, sql.ph, names=names, status=status, tags=tags, pattern=pattern,
         where_expr=where, order_by=order_by, limit=limit,
     )
 
@@ -94,10 +100,8 @@ def runs_in_order(conn: Connection, names: Sequence[str]) -> list[RunInfo]:
 
 
 def metric_summaries(conn: Connection, rid: int) -> dict[str, MetricSummary]:
-    def execute(sql: str, args: list[Any]) -> Any:
-        return conn.exec_driver_sql(sql, tuple(args)).all()
-
-    return summaries.metric_summaries(execute, placeholder(conn.dialect), rid)
+    sql = sql_of(conn)
+    return summaries.metric_summaries(sql.rows, sql.ph, rid)
 
 
 def compare_runs(conn: Connection, names: Sequence[str]) -> RunComparison:
@@ -107,32 +111,32 @@ def compare_runs(conn: Connection, names: Sequence[str]) -> RunComparison:
 
 def run_retention(conn: Connection, rid: int) -> tuple[dict[str, Any] | None, Any]:
     """(retention JSON, created_at) of a run."""
-    data, created = conn.execute(select(S.Run.retention, S.Run.created_at).where(S.Run.id == rid)).one()
+    data, created = conn.execute(select(S.runs.c.retention, S.runs.c.created_at).where(S.runs.c.id == rid)).one()
     return data, aware(created)
 
 
 def aliases_on_run(conn: Connection, rid: int) -> list[str]:
     """Names of the aliases pointing at any checkpoint or export of the run."""
     return list(conn.execute(
-        select(S.Alias.name)
-        .outerjoin(S.Checkpoint, S.Alias.checkpoint_id == S.Checkpoint.id)
-        .outerjoin(S.Export, S.Alias.export_id == S.Export.id)
-        .where(or_(S.Checkpoint.run_id == rid, S.Export.run_id == rid))
+        select(S.aliases.c.name)
+        .outerjoin(S.checkpoints, S.aliases.c.checkpoint_id == S.checkpoints.c.id)
+        .outerjoin(S.exports, S.aliases.c.export_id == S.exports.c.id)
+        .where(or_(S.checkpoints.c.run_id == rid, S.exports.c.run_id == rid))
     ).scalars())
 
 
 def checkpoint_count(conn: Connection, rid: int) -> int:
-    return conn.execute(select(func.count()).where(S.Checkpoint.run_id == rid)).scalar_one()
+    return conn.execute(select(func.count()).where(S.checkpoints.c.run_id == rid)).scalar_one()
 
 
 def digests_of_run(conn: Connection, rid: int) -> set[str]:
     d = set(conn.execute(
-        select(S.CheckpointFile.digest).join(S.Checkpoint, S.Checkpoint.id == S.CheckpointFile.checkpoint_id)
-        .where(S.Checkpoint.run_id == rid)
+        select(S.checkpoint_files.c.digest).join(S.checkpoints, S.checkpoints.c.id == S.checkpoint_files.c.checkpoint_id)
+        .where(S.checkpoints.c.run_id == rid)
     ).scalars())
-    d.update(conn.execute(select(S.Export.digest).where(S.Export.run_id == rid)).scalars())
+    d.update(conn.execute(select(S.exports.c.digest).where(S.exports.c.run_id == rid)).scalars())
     d.update(conn.execute(
-        select(S.ExportFile.digest).join(S.Export, S.Export.id == S.ExportFile.export_id).where(S.Export.run_id == rid)
+        select(S.export_files.c.digest).join(S.exports, S.exports.c.id == S.export_files.c.export_id).where(S.exports.c.run_id == rid)
     ).scalars())
     return d
 
@@ -141,96 +145,18 @@ def digests_of_run(conn: Connection, rid: int) -> set[str]:
 
 
 def metric_keys(conn: Connection, rid: int) -> list[str]:
-    # The whole-series summaries (level 0 of metric_rollups): one row per metric, one short
-    # index range, where a DISTINCT over the metrics reads every value of the run.
-    return list(conn.execute(
-        select(S.MetricRollup.key).where(S.MetricRollup.run_id == rid, S.MetricRollup.level == 0)
-        .order_by(S.MetricRollup.key)
-    ).scalars())
+    return reads.metric_keys(sql_of(conn), rid)
 
 
 def steps(
     conn: Connection, rid: int, *, start: int | None, stop: int | None, keys: Iterable[str] | None
 ) -> list[StepMetrics]:
-    m = S.Metric
-    q = select(m.step, m.key, m.value, m.wall_time).where(m.run_id == rid)
-    # Bounds past the BIGINT range would overflow the driver; clamped they mean the same.
-    if start is not None:
-        if start > INT_MAX:
-            return []
-        q = q.where(m.step >= start)
-    if stop is not None:
-        q = q.where(m.step <= min(stop, INT_MAX))
-    if keys is not None:
-        q = q.where(m.key.in_(list(keys)))
-    out: list[StepMetrics] = []
-    cur: StepMetrics | None = None
-    for step, key, value, wall in conn.execute(q.order_by(m.step, m.key)):
-        if cur is None or cur.step != step:
-            cur = StepMetrics(step=step, wall_time=wall, metrics={})
-            out.append(cur)
-        cur.metrics[key] = metric_value(value)
-    return out
+    return reads.steps(sql_of(conn), rid, start=start, stop=stop, keys=keys)
 
 
 def at_step(conn: Connection, step: int, *, nearest: bool, keys: Iterable[str] | None) -> list[RunAtStep]:
-    """Every run's metrics at ``step`` (see ``Store.at_step``); ``step`` is within BIGINT."""
-    m, r, c = S.Metric, S.Run, S.Checkpoint
-    key_list = list(keys) if keys is not None else None
-    if nearest:
-        cond = [m.run_id == r.id, m.step <= step]
-        if key_list:
-            # A metric logged less often than others (val_acc every 100 steps, loss every
-            # step) is found at its own last step, not dropped at the run's last step.
-            cond.append(m.key.in_(key_list))
-        last = select(func.max(m.step)).where(*cond).scalar_subquery()
-        ckpt = select(func.max(c.step)).where(c.run_id == r.id, c.step <= step).scalar_subquery()
-        base = select(r.id.label("run_id"), r.name, last.label("step"), ckpt.label("ckpt")).subquery()
-    else:
-        ckpt = select(c.step).where(c.run_id == r.id, c.step == step).scalar_subquery()
-        has_metric = select(m.run_id).where(m.run_id == r.id, m.step == step).exists()
-        base = (
-            select(r.id.label("run_id"), r.name, literal(step, BigInteger).label("step"), ckpt.label("ckpt"))
-            .where(or_(has_metric, ckpt.is_not(None)))
-            .subquery()
-        )
-    found = conn.execute(
-        select(base).where(or_(base.c.step.is_not(None), base.c.ckpt.is_not(None))).order_by(base.c.run_id)
-    ).all()
-    # Values are fetched by the (run, step) pairs found above, by primary key. Joining the
-    # subquery instead lets SQLite flatten it and re-run the correlated MAX for every metrics
-    # row: 0.8 s instead of milliseconds on 100 runs x 1,000 steps. The SQL is written out at
-    # the driver level: building ~1,000 SQLAlchemy expressions per call would cost more than
-    # the query itself.
-    ph = placeholder(conn.dialect)
-    if nearest:
-        pairs: list[tuple[int | None, int]] = [(row.run_id, row.step) for row in found if row.step is not None]
-    else:
-        pairs = [(None, step)]  # the (step, run) index holds exactly these rows
-    values: dict[int, dict[str, float]] = defaultdict(dict)
-    for i in range(0, len(pairs), 250):
-        chunk = pairs[i : i + 250]
-        if nearest:
-            where = " OR ".join([f"(run_id = {ph} AND step = {ph})"] * len(chunk))
-            args: list[Any] = [x for pair in chunk for x in pair]
-        else:
-            where, args = f"step = {ph}", [step]
-        sql = f"SELECT run_id, key, value FROM metrics WHERE ({where})"
-        if key_list is not None:
-            if not key_list:
-                break
-            sql += f" AND key IN ({', '.join([ph] * len(key_list))})"
-            args += key_list
-        for rid, key, value in conn.exec_driver_sql(sql, tuple(args)):
-            values[rid][key] = metric_value(value)
-    out = []
-    for row in found:
-        st = row.step if row.step is not None else row.ckpt
-        out.append(RunAtStep(
-            run=row.name, step=st, metrics=dict(sorted(values.get(row.run_id, {}).items())),
-            checkpoint_step=row.ckpt,
-        ))
-    return out
+    """Every run's metrics at ``step`` (see ``Store.at_step``)."""
+    return reads.at_step(sql_of(conn), step, nearest=nearest, keys=keys)
 
 
 def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) -> dict[int, float]:
@@ -238,8 +164,8 @@ def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) ->
     out: dict[int, float] = {}
     for i in range(0, len(steps), 500):
         for st, v in conn.execute(
-            select(S.Metric.step, S.Metric.value).where(
-                S.Metric.run_id == rid, S.Metric.key == key, S.Metric.step.in_(list(steps[i : i + 500])),
+            select(S.metrics.c.step, S.metrics.c.value).where(
+                S.metrics.c.run_id == rid, S.metrics.c.key == key, S.metrics.c.step.in_(list(steps[i : i + 500])),
             )
         ):
             if v is not None:
@@ -248,133 +174,101 @@ def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) ->
 
 
 def best_checkpoint_step(conn: Connection, rid: int, key: str, mode: str) -> tuple[int, float] | None:
-    """(step, value) of the run's checkpoint with the best ``key`` at its step (``mode`` "min" or
-    "max"; ties: the newer step), or None if no checkpoint has a (non-NaN) value there."""
-    c, m = S.Checkpoint, S.Metric
-    order = m.value.asc() if mode == "min" else m.value.desc()
-    row = conn.execute(
-        select(c.step, m.value)
-        .join(m, and_(m.run_id == c.run_id, m.step == c.step, m.key == key))
-        .where(c.run_id == rid, m.value.is_not(None))
-        .order_by(order, c.step.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else (row[0], row[1])
+    return reads.best_checkpoint_step(sql_of(conn), rid, key, mode)
+
+
+def checkpoint_metric(conn: Connection, rid: int, key: str) -> dict[int, float]:
+    return reads.checkpoint_metric(sql_of(conn), rid, key)
 
 
 def metric_history(conn: Connection, rid: int, key: str | None = None) -> list[MetricChange]:
     """Values that a later log of the same (step, key) replaced, by step, oldest first."""
-    h = S.MetricHistory
-    q = select(h.step, h.key, h.value, h.wall_time, h.replaced_at).where(h.run_id == rid)
+    h = S.metric_history
+    q = select(h.c.step, h.c.key, h.c.value, h.c.wall_time, h.c.replaced_at).where(h.c.run_id == rid)
     if key is not None:
-        q = q.where(h.key == key)
+        q = q.where(h.c.key == key)
     return [
         MetricChange(step=st, key=k, value=metric_value(v), wall_time=w, replaced_at=r)
-        for st, k, v, w, r in conn.execute(q.order_by(h.step, h.key, h.id))
+        for st, k, v, w, r in conn.execute(q.order_by(h.c.step, h.c.key, h.c.id))
     ]
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _steps_summary(steps: list[int]) -> str:
-    if len(steps) <= 6:
-        return ", ".join(map(str, steps))
-    return ", ".join(map(str, steps[:3])) + ", ..., " + ", ".join(map(str, steps[-2:]))
+
 
 
 def checkpoint_by_id(conn: Connection, checkpoint_id: int) -> CheckpointInfo:
-    return _checkpoint(conn, S.Checkpoint.id == checkpoint_id, None)
+    return _checkpoint(conn, S.checkpoints.c.id == checkpoint_id, None)
 
 
 def _checkpoint(conn: Connection, cond: Any, ref: Ref | None) -> CheckpointInfo:
-    c = S.Checkpoint
+    c = S.checkpoints
     row = conn.execute(
-        select(*c.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == c.run_id).where(cond)
+        select(*c.c, S.runs.c.name.label("run_name")).join(S.runs, S.runs.c.id == c.c.run_id).where(cond)
     ).first()
     if row is None:
-        what = ref.text if ref is not None else "checkpoint"
-        hint = ""
-        if ref is not None and ref.kind == "step":
-            steps = list(conn.execute(
-                select(c.step).join(S.Run, S.Run.id == c.run_id).where(S.Run.name == ref.run).order_by(c.step)
-            ).scalars())
-            hint = f"; its checkpoints are at steps {_steps_summary(steps)}" if steps else "; it has no checkpoints"
-        raise UnknownRefError(f"no checkpoint {what} in {store_where(conn.engine)}{hint}")
-    cf = S.CheckpointFile
+        # Only a row deleted since the reference was resolved: the reads say what is missing.
+        raise UnknownRefError(f"no checkpoint {ref.text if ref is not None else ''} in {store_where(conn.engine)}")
+    cf = S.checkpoint_files
     files = conn.execute(
-        select(cf.role, cf.file_name, cf.size, cf.digest).where(cf.checkpoint_id == row.id).order_by(cf.file_name)
+        select(cf.c.role, cf.c.file_name, cf.c.size, cf.c.digest).where(cf.c.checkpoint_id == row.id).order_by(cf.c.file_name)
     ).all()
-    aliases = conn.execute(select(S.Alias.name).where(S.Alias.checkpoint_id == row.id).order_by(S.Alias.name)).scalars()
+    aliases = conn.execute(select(S.aliases.c.name).where(S.aliases.c.checkpoint_id == row.id).order_by(S.aliases.c.name)).scalars()
     return checkpoint_info(row, row.run_name, [file_info(f) for f in files], list(aliases))
 
 
 def checkpoints(conn: Connection, rid: int, run: str) -> list[CheckpointInfo]:
     """A run's checkpoints, oldest step first, with their aliases and files."""
-    c, cf = S.Checkpoint, S.CheckpointFile
-    rows = conn.execute(select(*c.__table__.c).where(c.run_id == rid).order_by(c.step)).all()
-    files: dict[int, list[FileInfo]] = defaultdict(list)
-    aliases: dict[int, list[str]] = defaultdict(list)
-    if rows:
-        for f in conn.execute(
-            select(cf.checkpoint_id, cf.role, cf.file_name, cf.size, cf.digest)
-            .join(c, c.id == cf.checkpoint_id).where(c.run_id == rid).order_by(cf.file_name)
-        ):
-            files[f[0]].append(file_info(f[1:]))
-        for cid, name in conn.execute(
-            select(S.Alias.checkpoint_id, S.Alias.name).join(c, c.id == S.Alias.checkpoint_id)
-            .where(c.run_id == rid).order_by(S.Alias.name)
-        ):
-            aliases[cid].append(name)
-    return [checkpoint_info(ck, run, files.get(ck.id, []), aliases.get(ck.id, [])) for ck in rows]
+    return reads.checkpoints(sql_of(conn), rid, run)
 
 
 def checkpoint_rows(conn: Connection, rid: int) -> list[Any]:
     """(id, step, created_at, state) of every checkpoint of a run, for retention."""
-    c = S.Checkpoint
-    return conn.execute(select(c.id, c.step, c.created_at, c.state).where(c.run_id == rid)).all()
+    c = S.checkpoints
+    return list(conn.execute(select(c.c.id, c.c.step, c.c.created_at, c.c.state).where(c.c.run_id == rid)).all())
 
 
 def checkpoint_steps(conn: Connection, rid: int) -> set[int]:
-    return set(conn.execute(select(S.Checkpoint.step).where(S.Checkpoint.run_id == rid)).scalars())
+    return set(conn.execute(select(S.checkpoints.c.step).where(S.checkpoints.c.run_id == rid)).scalars())
 
 
 def checkpoint_id_at(conn: Connection, rid: int, step: int) -> int | None:
-    c = S.Checkpoint
-    return conn.execute(select(c.id).where(c.run_id == rid, c.step == step)).scalar()
+    c = S.checkpoints
+    return conn.execute(select(c.c.id).where(c.c.run_id == rid, c.c.step == step)).scalar()
 
 
 def pinned_checkpoints(conn: Connection, ids: Sequence[int] | None = None, *, run_id: int | None = None) -> set[int]:
     """Which checkpoints (among ``ids``, or of run ``run_id``) an alias points at."""
-    a, c = S.Alias, S.Checkpoint
-    q = select(a.checkpoint_id).where(a.checkpoint_id.is_not(None))
+    a, c = S.aliases, S.checkpoints
+    q = select(a.c.checkpoint_id).where(a.c.checkpoint_id.is_not(None))
     if ids is not None:
-        q = q.where(a.checkpoint_id.in_(list(ids)))
+        q = q.where(a.c.checkpoint_id.in_(list(ids)))
     if run_id is not None:
-        q = q.join(c, c.id == a.checkpoint_id).where(c.run_id == run_id)
+        q = q.join(c, c.c.id == a.c.checkpoint_id).where(c.c.run_id == run_id)
     return set(conn.execute(q).scalars())
 
 
 def aliases_of_checkpoint(conn: Connection, checkpoint_id: int) -> list[str]:
-    return list(conn.execute(select(S.Alias.name).where(S.Alias.checkpoint_id == checkpoint_id)).scalars())
+    return list(conn.execute(select(S.aliases.c.name).where(S.aliases.c.checkpoint_id == checkpoint_id)).scalars())
 
 
 def variables(conn: Connection, checkpoint_id: int) -> list[VariableInfo]:
-    v = S.Variable
-    rows = conn.execute(select(v.name, v.dtype, v.shape).where(v.checkpoint_id == checkpoint_id).order_by(v.name)).all()
-    return [VariableInfo(name, dtype, list(shape)) for name, dtype, shape in rows]
+    """The checkpoint's variables with their readable names, in readable-name order."""
+    return reads.variables(sql_of(conn), checkpoint_id)
 
 
 def nearest_meta(conn: Connection, checkpoint_id: int, step: int) -> FileInfo | None:
     """The .meta of the run's nearest checkpoint at or below ``step``, else the next above."""
-    c, cf = S.Checkpoint, S.CheckpointFile
-    rid = conn.execute(select(c.run_id).where(c.id == checkpoint_id)).scalar()
+    c, cf = S.checkpoints, S.checkpoint_files
+    rid = conn.execute(select(c.c.run_id).where(c.c.id == checkpoint_id)).scalar()
     if rid is None:
         return None
-    for cond, order in ((c.step <= step, c.step.desc()), (c.step > step, c.step.asc())):
+    for cond, order in ((c.c.step <= step, c.c.step.desc()), (c.c.step > step, c.c.step.asc())):
         row = conn.execute(
-            select(cf.role, cf.file_name, cf.size, cf.digest).join(c, c.id == cf.checkpoint_id)
-            .where(c.run_id == rid, cf.role == "meta", cond).order_by(order).limit(1)
+            select(cf.c.role, cf.c.file_name, cf.c.size, cf.c.digest).join(c, c.c.id == cf.c.checkpoint_id)
+            .where(c.c.run_id == rid, cf.c.role == "meta", cond).order_by(order).limit(1)
         ).first()
         if row is not None:
             return file_info(row)
@@ -383,69 +277,59 @@ def nearest_meta(conn: Connection, checkpoint_id: int, step: int) -> FileInfo | 
 
 def existing_checkpoints(conn: Connection, ids: Iterable[int]) -> set[int]:
     ids = list(ids)
-    return set(conn.execute(select(S.Checkpoint.id).where(S.Checkpoint.id.in_(ids))).scalars()) if ids else set()
+    return set(conn.execute(select(S.checkpoints.c.id).where(S.checkpoints.c.id.in_(ids))).scalars()) if ids else set()
 
 
 # --------------------------------------------------------------------------- exports
 
 
 def export_by_id(conn: Connection, export_id: int | None, ref: Ref | None = None) -> ExportInfo:
-    e = S.Export
+    e = S.exports
     row = conn.execute(
-        select(*e.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).where(e.id == export_id)
+        select(*e.c, S.runs.c.name.label("run_name")).join(S.runs, S.runs.c.id == e.c.run_id).where(e.c.id == export_id)
     ).first()
     if row is None:
         raise UnknownRefError(
             f"no export {export_id} in {store_where(conn.engine)}" + (f" (from {ref.text!r})" if ref and ref.kind == "alias" else "")
         )
-    aliases = conn.execute(select(S.Alias.name).where(S.Alias.export_id == row.id).order_by(S.Alias.name)).scalars()
+    aliases = conn.execute(select(S.aliases.c.name).where(S.aliases.c.export_id == row.id).order_by(S.aliases.c.name)).scalars()
     return export_info(row, row.run_name, list(aliases))
 
 
 def exports(conn: Connection, rid: int | None) -> list[ExportInfo]:
     """Exports, oldest first, of one run (or all), with their aliases."""
-    e = S.Export
-    q = select(*e.__table__.c, S.Run.name.label("run_name")).join(S.Run, S.Run.id == e.run_id).order_by(e.id)
-    aq = select(S.Alias.export_id, S.Alias.name).where(S.Alias.export_id.is_not(None)).order_by(S.Alias.name)
-    if rid is not None:
-        q = q.where(e.run_id == rid)
-        aq = aq.join(e, e.id == S.Alias.export_id).where(e.run_id == rid)
-    rows = conn.execute(q).all()
-    aliases: dict[int, list[str]] = {}
-    for eid, name in conn.execute(aq):
-        aliases.setdefault(eid, []).append(name)
-    return [export_info(r, r.run_name, aliases.get(r.id, [])) for r in rows]
+    return reads.exports(sql_of(conn), rid)
 
 
 def export_id_at(conn: Connection, rid: int, kind: str, step: int | None) -> int | None:
     """The run's export for a step reference: ``kind`` is "step", "nearest" or "latest"."""
     if kind == "best":
         raise UnknownRefError("run@best:METRIC names a checkpoint; name its export by step (run@STEP)")
-    e = S.Export
-    q = select(e.id).where(e.run_id == rid)
+    e = S.exports
+    q = select(e.c.id).where(e.c.run_id == rid)
     if kind == "step":
-        q = q.where(e.step == step).order_by(e.id.desc())
+        q = q.where(e.c.step == step).order_by(e.c.id.desc())
     elif kind == "nearest":
-        q = q.where(e.step <= step).order_by(e.step.desc(), e.id.desc())
+        q = q.where(e.c.step <= step).order_by(e.c.step.desc(), e.c.id.desc())
     else:
-        q = q.order_by(e.id.desc())
+        q = q.order_by(e.c.id.desc())
     return conn.execute(q.limit(1)).scalar()
 
 
 def export_files(conn: Connection, export_id: int) -> list[tuple[str, int, str]]:
     """(path, size, digest) of each file of a directory export, by path."""
-    f = S.ExportFile
-    return [tuple(r) for r in conn.execute(select(f.path, f.size, f.digest).where(f.export_id == export_id).order_by(f.path))]  # type: ignore[misc]
+    f = S.export_files
+    return [tuple(r) for r in conn.execute(select(f.c.path, f.c.size, f.c.digest).where(f.c.export_id == export_id).order_by(f.c.path))]
 
 
 def export_steps(conn: Connection, rid: int) -> list[int]:
-    e = S.Export
-    return sorted({s for s in conn.execute(select(e.step).where(e.run_id == rid)).scalars() if s is not None})
+    e = S.exports
+    return sorted({s for s in conn.execute(select(e.c.step).where(e.c.run_id == rid)).scalars() if s is not None})
 
 
 def existing_exports(conn: Connection, ids: Iterable[int]) -> set[int]:
     ids = list(ids)
-    return set(conn.execute(select(S.Export.id).where(S.Export.id.in_(ids))).scalars()) if ids else set()
+    return set(conn.execute(select(S.exports.c.id).where(S.exports.c.id.in_(ids))).scalars()) if ids else set()
 
 
 # --------------------------------------------------------------------------- references
@@ -453,52 +337,10 @@ def existing_exports(conn: Connection, ids: Iterable[int]) -> set[int]:
 
 def resolve(conn: Connection, ref: Ref) -> Target:
     """The checkpoint or export a parsed reference names."""
-    c = S.Checkpoint
-    if ref.kind == "alias":
-        row = conn.execute(select(S.Alias.checkpoint_id, S.Alias.export_id).where(S.Alias.name == ref.alias)).first()
-        if row is None:
-            raise UnknownAliasError(
-                f"no alias named {ref.alias!r} in {store_where(conn.engine)} (see 'ckptstore aliases'; "
-                "checkpoints are referred to as run@step)"
-            )
-        if row.checkpoint_id is not None:
-            return _checkpoint(conn, c.id == row.checkpoint_id, ref)
-        return export_by_id(conn, row.export_id, ref)
-    if ref.kind == "export":
-        return export_by_id(conn, ref.export_id, ref)
-    rid = run_id(conn, ref.run)  # type: ignore[arg-type]
-    if ref.kind == "best":
-        from ..retention import resolve_mode
-
-        found = best_checkpoint_step(conn, rid, ref.metric or "", resolve_mode(ref.metric or "", ref.mode or "auto"))
-        if found is None:
-            names = metric_keys(conn, rid)
-            if ref.metric not in names:
-                import difflib
-
-                close = difflib.get_close_matches(ref.metric or "", names, n=1)
-                hint = f"did you mean best:{close[0]}? " if close else ""
-                raise UnknownRefError(
-                    f"run {ref.run!r} never logged a metric {ref.metric!r}: {hint}"
-                    f"it has {', '.join(names[:8]) or 'no metrics'}{' ...' if len(names) > 8 else ''}"
-                )
-            raise UnknownRefError(
-                f"run {ref.run!r} has no checkpoint with {ref.metric!r} logged at its step "
-                f"in {store_where(conn.engine)}"
-            )
-        return _checkpoint(conn, and_(c.run_id == rid, c.step == found[0]), ref)
-    if ref.kind == "step":
-        cond = and_(c.run_id == rid, c.step == ref.step)
-    else:
-        q = select(func.max(c.step)).where(c.run_id == rid)
-        if ref.kind == "nearest":
-            q = q.where(c.step <= ref.step)
-        st = conn.execute(q).scalar()
-        if st is None:
-            below = f" at or below step {ref.step}" if ref.kind == "nearest" else ""
-            raise UnknownRefError(f"run {ref.run!r} has no checkpoint{below} in {store_where(conn.engine)}")
-        cond = and_(c.run_id == rid, c.step == st)
-    return _checkpoint(conn, cond, ref)
+    kind, target = reads.target_of(sql_of(conn), ref)
+    if kind == "export":
+        return export_by_id(conn, target, ref)
+    return _checkpoint(conn, S.checkpoints.c.id == target, ref)
 
 
 # --------------------------------------------------------------------------- aliases
@@ -506,8 +348,8 @@ def resolve(conn: Connection, ref: Ref) -> Target:
 
 def alias_row(conn: Connection, name: str, *, for_update: bool = False) -> Any:
     """(id, checkpoint_id, export_id, message) of an alias, or None; locked with ``for_update``."""
-    a = S.Alias
-    q = select(a.id, a.checkpoint_id, a.export_id, a.message).where(a.name == name)
+    a = S.aliases
+    q = select(a.c.id, a.c.checkpoint_id, a.c.export_id, a.c.message).where(a.c.name == name)
     return conn.execute(q.with_for_update() if for_update else q).first()
 
 
@@ -516,37 +358,18 @@ def target_text(conn: Connection, checkpoint_id: int | None, export_id: int | No
     if checkpoint_id is None:
         return f"export:{export_id}"
     row = conn.execute(
-        select(S.Run.name, S.Checkpoint.step).join(S.Run, S.Run.id == S.Checkpoint.run_id)
-        .where(S.Checkpoint.id == checkpoint_id)
+        select(S.runs.c.name, S.checkpoints.c.step).join(S.runs, S.runs.c.id == S.checkpoints.c.run_id)
+        .where(S.checkpoints.c.id == checkpoint_id)
     ).one()
     return f"{row.name}@{row.step}"
 
 
 def aliases(conn: Connection, name: str | None = None) -> list[AliasInfo]:
-    a, c, r = S.Alias, S.Checkpoint, S.Run
-    q = (
-        select(a.name, a.checkpoint_id, a.export_id, a.message, a.updated_at, r.name.label("run"), c.step)
-        .outerjoin(c, c.id == a.checkpoint_id)
-        .outerjoin(r, r.id == c.run_id)
-        .order_by(a.name)
-    )
-    if name is not None:
-        q = q.where(a.name == name)
-    rows = conn.execute(q).all()
-    hist = alias_history(conn, [row.name for row in rows] if name is not None else None)
-    return [alias_info(row, hist.get(row.name, [])) for row in rows]
+    return reads.aliases(sql_of(conn), name)
 
 
 def alias_history(conn: Connection, names: list[str] | None) -> dict[str, list[AliasEventInfo]]:
-    e = S.AliasEvent
-    # Ids grow with each insert, so they order events even when two share a timestamp.
-    q = select(e.alias_name, e.action, e.old_target, e.new_target, e.message, e.at).order_by(e.id.desc())
-    if names is not None:
-        q = q.where(e.alias_name.in_(names))
-    out: dict[str, list[AliasEventInfo]] = {}
-    for row in conn.execute(q):
-        out.setdefault(row.alias_name, []).append(alias_event_info(row))
-    return out
+    return reads.alias_history(sql_of(conn), names)
 
 
 # --------------------------------------------------------------------------- blobs, verify, gc
@@ -556,28 +379,28 @@ def blob_signatures(conn: Connection, digests: Sequence[str]) -> dict[str, str |
     out: dict[str, str | None] = {}
     digests = list(digests)
     for i in range(0, len(digests), 500):
-        out.update(conn.execute(select(S.Blob.digest, S.Blob.stat_sig).where(S.Blob.digest.in_(digests[i : i + 500]))).all())
+        out.update(conn.execute(select(S.blobs.c.digest, S.blobs.c.stat_sig).where(S.blobs.c.digest.in_(digests[i : i + 500]))).all())
     return out
 
 
 def existing_blobs(conn: Connection, digests: Sequence[str] | None = None) -> set[str]:
     """The digests (among ``digests``, or all) that have a ``blobs`` row."""
     if digests is None:
-        return set(conn.execute(select(S.Blob.digest)).scalars())
+        return set(conn.execute(select(S.blobs.c.digest)).scalars())
     alive: set[str] = set()
     digests = list(digests)
     for i in range(0, len(digests), 500):
-        alive.update(conn.execute(select(S.Blob.digest).where(S.Blob.digest.in_(digests[i : i + 500]))).scalars())
+        alive.update(conn.execute(select(S.blobs.c.digest).where(S.blobs.c.digest.in_(digests[i : i + 500]))).scalars())
     return alive
 
 
 def referenced_digests(conn: Connection) -> set[str]:
     """Digests that a checkpoint file, an export, an export's file or an assembled file's extents reference."""
     return (
-        set(conn.execute(select(S.CheckpointFile.digest)).scalars())
-        | set(conn.execute(select(S.Export.digest)).scalars())
-        | set(conn.execute(select(S.ExportFile.digest)).scalars())
-        | set(conn.execute(select(S.FileExtent.object_digest)).scalars())
+        set(conn.execute(select(S.checkpoint_files.c.digest)).scalars())
+        | set(conn.execute(select(S.exports.c.digest)).scalars())
+        | set(conn.execute(select(S.export_files.c.digest)).scalars())
+        | set(conn.execute(select(S.file_extents.c.object_digest)).scalars())
     )
 
 
@@ -586,20 +409,20 @@ def stored_files(conn: Connection, rid: int | None) -> tuple[list[Any], list[Any
 
     Checkpoint file rows: id, name (run), step, file_name, digest, size; export rows: id, digest, size.
     """
-    c, cf, r = S.Checkpoint, S.CheckpointFile, S.Run
-    q = select(c.id, r.name, c.step, cf.file_name, cf.digest, cf.size).join(c, c.id == cf.checkpoint_id).join(r, r.id == c.run_id)
+    c, cf, r = S.checkpoints, S.checkpoint_files, S.runs
+    q = select(c.c.id, r.c.name, c.c.step, cf.c.file_name, cf.c.digest, cf.c.size).join(c, c.c.id == cf.c.checkpoint_id).join(r, r.c.id == c.c.run_id)
     # The object's own size (the blob's): for a SavedModel the export's size is that of all its
     # files, while its digest names the manifest.
-    eq = select(S.Export.id, S.Export.digest, S.Blob.size).join(S.Blob, S.Blob.digest == S.Export.digest)
+    eq = select(S.exports.c.id, S.exports.c.digest, S.blobs.c.size).join(S.blobs, S.blobs.c.digest == S.exports.c.digest)
     # The files of directory exports (SavedModels) are checked like the export's own object.
-    fq = select(S.ExportFile.export_id.label("id"), S.ExportFile.digest, S.ExportFile.size).join(
-        S.Export, S.Export.id == S.ExportFile.export_id
+    fq = select(S.export_files.c.export_id.label("id"), S.export_files.c.digest, S.export_files.c.size).join(
+        S.exports, S.exports.c.id == S.export_files.c.export_id
     )
     if rid is not None:
-        q = q.where(c.run_id == rid)
-        eq = eq.where(S.Export.run_id == rid)
-        fq = fq.where(S.Export.run_id == rid)
-    return conn.execute(q.order_by(r.name, c.step, cf.file_name)).all(), [*conn.execute(eq).all(), *conn.execute(fq).all()]
+        q = q.where(c.c.run_id == rid)
+        eq = eq.where(S.exports.c.run_id == rid)
+        fq = fq.where(S.exports.c.run_id == rid)
+    return list(conn.execute(q.order_by(r.c.name, c.c.step, cf.c.file_name)).all()), [*conn.execute(eq).all(), *conn.execute(fq).all()]
 
 
 def integrity_problems(conn: Connection) -> list[str]:

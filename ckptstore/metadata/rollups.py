@@ -174,7 +174,7 @@ def update(conn: Connection, rows: Sequence[tuple[int, int, str, float | None, f
     all_values = np.array(value_col, dtype=np.float64)[order]  # None (NaN) -> NaN
     bounds = np.searchsorted(ids[order], np.arange(len(groups) + 1))
     ph = placeholder(conn.dialect)
-    ends = dict(conn.exec_driver_sql(f"SELECT key, end_step FROM {_R} WHERE run_id = {ph} AND level = 0", (rid,)).all())
+    ends: dict[str, int] = dict(conn.exec_driver_sql(f"SELECT key, end_step FROM {_R} WHERE run_id = {ph} AND level = 0", (rid,)).all())
     merged: list[tuple[Any, ...]] = []
     for key, g in groups.items():
         steps = all_steps[bounds[g] : bounds[g + 1]]
@@ -216,7 +216,6 @@ def _read(conn: Connection, rid: int, level: int, key: str, lo: int, hi: int) ->
 def _recompute(conn: Connection, rid: int, key: str, lo: int, hi: int) -> None:
     """Rebuild every bucket of ``key`` that holds a step in [lo, hi] from what is stored."""
     ph = placeholder(conn.dialect)
-    out: list[tuple[Any, ...]] = []
     base = (lo >> BITS) << BITS
     steps, values = metric_series(conn, rid, key, start=base, stop=((hi >> BITS) << BITS) + (1 << BITS) - 1)
     s, bucket = points(steps, values), steps

@@ -127,7 +127,7 @@ def select_runs(
     )
     rows = list(execute(sql, args))
     if is_glob(pattern):
-        rows = [row for row in rows if fnmatch.fnmatchcase(row[1], pattern)]  # type: ignore[arg-type]
+        rows = [row for row in rows if fnmatch.fnmatchcase(row[1], pattern)]
         if limit is not None:
             rows = rows[:limit]
     tag_map: dict[int, dict[str, str]] = defaultdict(dict)

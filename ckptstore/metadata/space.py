@@ -14,14 +14,14 @@ from . import schema as S
 
 def space_usage(conn: Connection, runs: list[str] | None = None) -> list[SpaceUsage]:
     """One row per run (all runs, or those named), then one for the whole store (run None)."""
-    c, cf, r, e = S.Checkpoint, S.CheckpointFile, S.Run, S.Export
-    files = conn.execute(select(r.name, c.id, cf.digest, cf.size).join(c, c.id == cf.checkpoint_id).join(r, r.id == c.run_id)).all()
-    exports = conn.execute(select(r.name, e.digest, e.size).join(r, r.id == e.run_id)).all()
+    c, cf, r, e = S.checkpoints, S.checkpoint_files, S.runs, S.exports
+    files = conn.execute(select(r.c.name, c.c.id, cf.c.digest, cf.c.size).join(c, c.c.id == cf.c.checkpoint_id).join(r, r.c.id == c.c.run_id)).all()
+    exports = conn.execute(select(r.c.name, e.c.digest, e.c.size).join(r, r.c.id == e.c.run_id)).all()
     objects_of: dict[str, set[str]] = {}
-    for row in conn.execute(select(S.FileExtent.file_digest, S.FileExtent.object_digest)):
+    for row in conn.execute(select(S.file_extents.c.file_digest, S.file_extents.c.object_digest)):
         objects_of.setdefault(row.file_digest, set()).add(row.object_digest)
-    sizes = dict(conn.execute(select(S.Blob.digest, S.Blob.size)).all())
-    names = list(conn.execute(select(r.name).order_by(r.name)).scalars())
+    sizes = dict(conn.execute(select(S.blobs.c.digest, S.blobs.c.size)).all())
+    names = list(conn.execute(select(r.c.name).order_by(r.c.name)).scalars())
     if runs is not None:
         from ..errors import UnknownRunError
 

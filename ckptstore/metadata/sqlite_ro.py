@@ -15,6 +15,9 @@ import os
 import sqlite3
 from urllib.parse import quote
 
+from ..constants import HEAD_REVISION
+from ..location import sqlite_file_of
+
 #: How every connection of ours decodes SQLite text: as UTF-8, with bytes that are not valid
 #: UTF-8 (a name written by another tool) shown as ``\xff`` escapes instead of failing the
 #: whole query (sqlite3's default raises, and one such run name broke ``runs list``). C-level,
@@ -34,3 +37,24 @@ def connect_readonly(path: str, timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
     conn.text_factory = TEXT_FACTORY
     return conn
+
+
+def open_current(uri: str | os.PathLike[str] | None) -> sqlite3.Connection | None:
+    """A read-only connection to the SQLite store at ``uri`` at the current schema, or None
+    (not a SQLite store, no such file, another schema revision, any database error)."""
+    path = sqlite_file_of(uri)
+    if path is None or not path.is_file():
+        return None
+    try:
+        con = connect_readonly(str(path), 30)  # a query never creates or changes a file
+    except sqlite3.Error:
+        return None
+    try:
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        con.close()
+        return None
+    if row is None or row[0] != HEAD_REVISION:
+        con.close()
+        return None
+    return con

@@ -23,14 +23,14 @@ def check_status(status: object) -> str:
     """``status`` if it is a run status, else the one error every caller gives."""
     if status not in RUN_STATUSES:
         raise InvalidOptionError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
-    return status  # type: ignore[return-value]
+    return status
 
 
 def check_state(status: object) -> str:
     """``status`` if a reader may see it (a stored status, or ``crashed``), else one error."""
     if status not in RUN_STATES:
         raise InvalidOptionError(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
-    return status  # type: ignore[return-value]
+    return status
 
 
 def upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str], update_cols: list[str]) -> Any:
@@ -83,7 +83,7 @@ def start_run(
     Returns (run id, whether it was resumed).
     """
     alive = {"heartbeat_at": _now(conn), "heartbeat_timeout": heartbeat_timeout, "process": process}
-    row = conn.execute(select(S.Run.id, S.Run.params, S.Run.status, S.Run.process).where(S.Run.name == name)).first()
+    row = conn.execute(select(S.runs.c.id, S.runs.c.params, S.runs.c.status, S.runs.c.process).where(S.runs.c.name == name)).first()
     if row is None and resume == "must":
         raise UnknownRunError(f"no run named {name!r} to resume in {store_where(conn.engine)}")
     if row is not None and resume == "never":
@@ -94,9 +94,9 @@ def start_run(
         )
     if row is None:
         rid = conn.execute(
-            S.Run.__table__.insert()
+            S.runs.insert()
             .values(name=name, status="running", params=params, retention=retention, created_at=S.utcnow(), **alive)
-            .returning(S.Run.__table__.c.id)
+            .returning(S.runs.c.id)
         ).scalar_one()
     else:
         rid = row.id
@@ -107,9 +107,9 @@ def start_run(
         }
         if retention is not None:
             values["retention"] = retention
-        conn.execute(update(S.Run).where(S.Run.id == rid).values(**values))
+        conn.execute(update(S.runs).where(S.runs.c.id == rid).values(**values))
     for k, v in tags.items():
-        upsert(conn, S.RunTag.__table__, {"run_id": rid, "key": k, "value": v}, ["run_id", "key"], ["value"])
+        upsert(conn, S.run_tags, {"run_id": rid, "key": k, "value": v}, ["run_id", "key"], ["value"])
     return rid, row is not None
 
 
@@ -137,8 +137,8 @@ def rewind_metrics(conn: Connection, rid: int, step: int) -> int:
 
 def _shown_status(conn: Connection, row: Any) -> str:
     """The status readers see for ``row`` (``crashed`` included; see ``ckptstore/liveness.py``)."""
-    shown = conn.execute(
-        select(literal_column(status_sql(conn.dialect.name, ()))).select_from(S.Run.__table__).where(S.Run.id == row.id)
+    shown: str = conn.execute(
+        select(literal_column(status_sql(conn.dialect.name, ()))).select_from(S.runs).where(S.runs.c.id == row.id)
     ).scalar_one()
     if shown == "running" and row.process and gone_here(row.process):
         return CRASHED
@@ -148,8 +148,8 @@ def _shown_status(conn: Connection, row: Any) -> str:
 def ensure_finished_run(conn: Connection, name: str) -> int:
     """The run's id, creating it as a finished run (for imports) if it does not exist."""
     now = S.utcnow()
-    upsert(conn, S.Run.__table__, {"name": name, "status": "finished", "params": {}, "created_at": now, "ended_at": now}, ["name"], [])
-    return conn.execute(select(S.Run.id).where(S.Run.name == name)).scalar_one()
+    upsert(conn, S.runs, {"name": name, "status": "finished", "params": {}, "created_at": now, "ended_at": now}, ["name"], [])
+    return conn.execute(select(S.runs.c.id).where(S.runs.c.name == name)).scalar_one()
 
 
 def set_status(conn: Connection, rid: int, status: str) -> bool:
@@ -159,7 +159,7 @@ def set_status(conn: Connection, rid: int, status: str) -> bool:
     if status == "running":
         # Set by hand, not by a process that beats: shown as running, as before heartbeats.
         values.update(heartbeat_at=None, heartbeat_timeout=None, process=None)
-    result = conn.execute(update(S.Run).where(S.Run.id == rid).values(**values))
+    result = conn.execute(update(S.runs).where(S.runs.c.id == rid).values(**values))
     return bool(result.rowcount)
 
 
@@ -171,8 +171,8 @@ def _now(conn: Connection) -> Any:
 def beat(conn: Connection, process: str, run_ids: Sequence[int]) -> None:
     """A heartbeat of the running runs ``run_ids`` that ``process`` still owns."""
     conn.execute(
-        update(S.Run)
-        .where(S.Run.id.in_(run_ids), S.Run.status == "running", S.Run.process == process)
+        update(S.runs)
+        .where(S.runs.c.id.in_(run_ids), S.runs.c.status == "running", S.runs.c.process == process)
         .values(heartbeat_at=_now(conn))
     )
 
@@ -182,19 +182,19 @@ def end_runs(conn: Connection, process: str, run_ids: Sequence[int], status: str
     another process resumed meanwhile, or one finished by hand, is left alone)."""
     check_status(status)
     conn.execute(
-        update(S.Run)
-        .where(S.Run.id.in_(run_ids), S.Run.status == "running", S.Run.process == process)
+        update(S.runs)
+        .where(S.runs.c.id.in_(run_ids), S.runs.c.status == "running", S.runs.c.process == process)
         .values(status=status, ended_at=S.utcnow())
     )
 
 
 def set_retention(conn: Connection, rid: int, retention: dict[str, Any] | None) -> None:
-    conn.execute(update(S.Run).where(S.Run.id == rid).values(retention=retention))
+    conn.execute(update(S.runs).where(S.runs.c.id == rid).values(retention=retention))
 
 
 def delete_run(conn: Connection, rid: int) -> None:
     """Delete the run; metrics, checkpoints, files, variables and exports cascade."""
-    conn.execute(delete(S.Run).where(S.Run.id == rid))
+    conn.execute(delete(S.runs).where(S.runs.c.id == rid))
 
 
 def metrics_sql(ph: str) -> str:
@@ -222,16 +222,16 @@ def write_metrics(conn: Connection, sql: str, rows: Sequence[tuple[int, int, str
 # --------------------------------------------------------------------------- blobs and checkpoints
 
 
-def record_blob(conn: Connection, digest: str, size: int, stat_sig: str) -> None:
+def record_blob(conn: Connection, digest: str, size: int, stat_sig: str | None) -> None:
     # DO UPDATE, not DO NOTHING: on PostgreSQL it locks an existing row, so a concurrent
     # deletion of that blob waits for this commit and then fails its foreign-key check (and
     # retries) instead of pulling the row from under the rows the caller inserts next.
-    upsert(conn, S.Blob.__table__, {"digest": digest, "size": size, "stat_sig": stat_sig, "created_at": S.utcnow()}, ["digest"], ["stat_sig"])
+    upsert(conn, S.blobs, {"digest": digest, "size": size, "stat_sig": stat_sig, "created_at": S.utcnow()}, ["digest"], ["stat_sig"])
 
 
 def set_blob_signatures(conn: Connection, sigs: Mapping[str, str]) -> None:
     for digest, sig in sigs.items():
-        conn.execute(update(S.Blob).where(S.Blob.digest == digest).values(stat_sig=sig))
+        conn.execute(update(S.blobs).where(S.blobs.c.digest == digest).values(stat_sig=sig))
 
 
 def drop_orphan_blobs(conn: Connection, digests: Iterable[str]) -> list[str]:
@@ -251,14 +251,14 @@ def drop_orphan_blobs(conn: Connection, digests: Iterable[str]) -> list[str]:
         nxt: list[str] = []
         for i in range(0, len(todo), 500):
             chunk = todo[i : i + 500]
-            still = set(conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.digest.in_(chunk))).scalars())
-            still.update(conn.execute(select(S.Export.digest).where(S.Export.digest.in_(chunk))).scalars())
-            still.update(conn.execute(select(S.ExportFile.digest).where(S.ExportFile.digest.in_(chunk))).scalars())
+            still = set(conn.execute(select(S.checkpoint_files.c.digest).where(S.checkpoint_files.c.digest.in_(chunk))).scalars())
+            still.update(conn.execute(select(S.exports.c.digest).where(S.exports.c.digest.in_(chunk))).scalars())
+            still.update(conn.execute(select(S.export_files.c.digest).where(S.export_files.c.digest.in_(chunk))).scalars())
             still.update(P.object_references(conn, chunk))
             orphans = [d for d in chunk if d not in still]
             if orphans:
                 nxt.extend(P.forget_files(conn, orphans))
-                conn.execute(delete(S.Blob).where(S.Blob.digest.in_(orphans)))
+                conn.execute(delete(S.blobs).where(S.blobs.c.digest.in_(orphans)))
                 gone.extend(orphans)
         todo = [d for d in dict.fromkeys(nxt) if d not in seen]
     return gone
@@ -276,18 +276,18 @@ def insert_checkpoint(
 ) -> int:
     """One checkpoint with its files (role, name, size, digest) and variables; returns its id."""
     cid = conn.execute(
-        S.Checkpoint.__table__.insert()
+        S.checkpoints.insert()
         .values(run_id=run_id, step=step, format=fmt, state="committed", prefix=prefix,
                 total_bytes=sum(f[2] for f in files), created_at=S.utcnow())
-        .returning(S.Checkpoint.__table__.c.id)
+        .returning(S.checkpoints.c.id)
     ).scalar_one()
     conn.execute(
-        S.CheckpointFile.__table__.insert(),
+        S.checkpoint_files.insert(),
         [{"checkpoint_id": cid, "role": role, "file_name": n, "size": size, "digest": d} for role, n, size, d in files],
     )
     if variables:
         conn.execute(
-            S.Variable.__table__.insert(),
+            S.variables.insert(),
             [{"checkpoint_id": cid, "name": n, "dtype": d, "shape": s} for n, d, s in variables],
         )
     return cid
@@ -300,18 +300,18 @@ def delete_checkpoints(conn: Connection, ids: Sequence[int], *, drop_blobs: bool
     digests the deleted rows referenced, for the caller to drop once it has added its own rows.
     """
     ids = list(ids)
-    digests = set(conn.execute(select(S.CheckpointFile.digest).where(S.CheckpointFile.checkpoint_id.in_(ids))).scalars())
-    conn.execute(delete(S.Checkpoint).where(S.Checkpoint.id.in_(ids)))
+    digests = set(conn.execute(select(S.checkpoint_files.c.digest).where(S.checkpoint_files.c.checkpoint_id.in_(ids))).scalars())
+    conn.execute(delete(S.checkpoints).where(S.checkpoints.c.id.in_(ids)))
     return drop_orphan_blobs(conn, digests) if drop_blobs else digests
 
 
 def mark_kept(conn: Connection, ids: Sequence[int]) -> None:
-    conn.execute(update(S.Checkpoint).where(S.Checkpoint.id.in_(list(ids))).values(state="kept"))
+    conn.execute(update(S.checkpoints).where(S.checkpoints.c.id.in_(list(ids))).values(state="kept"))
 
 
 def insert_export(conn: Connection, **values: Any) -> int:
     return conn.execute(
-        S.Export.__table__.insert().values(created_at=S.utcnow(), **values).returning(S.Export.__table__.c.id)
+        S.exports.insert().values(created_at=S.utcnow(), **values).returning(S.exports.c.id)
     ).scalar_one()
 
 
@@ -319,7 +319,7 @@ def insert_export_files(conn: Connection, export_id: int, files: Sequence[tuple[
     """The files (path, size, digest) of an export that is a directory."""
     if files:
         conn.execute(
-            S.ExportFile.__table__.insert(),
+            S.export_files.insert(),
             [{"export_id": export_id, "path": p, "size": n, "digest": d} for p, n, d in files],
         )
 
@@ -328,22 +328,22 @@ def insert_export_files(conn: Connection, export_id: int, files: Sequence[tuple[
 
 
 def insert_alias(conn: Connection, name: str, checkpoint_id: int | None, export_id: int | None, message: str | None, now: Any) -> None:
-    conn.execute(S.Alias.__table__.insert().values(
+    conn.execute(S.aliases.insert().values(
         name=name, checkpoint_id=checkpoint_id, export_id=export_id, message=message, updated_at=now
     ))
 
 
 def update_alias(conn: Connection, alias_id: int, now: Any, **values: Any) -> None:
-    conn.execute(update(S.Alias).where(S.Alias.id == alias_id).values(updated_at=now, **values))
+    conn.execute(update(S.aliases).where(S.aliases.c.id == alias_id).values(updated_at=now, **values))
 
 
 def delete_alias(conn: Connection, alias_id: int) -> None:
-    conn.execute(delete(S.Alias).where(S.Alias.id == alias_id))
+    conn.execute(delete(S.aliases).where(S.aliases.c.id == alias_id))
 
 
 def alias_event(
     conn: Connection, name: str, action: str, old: str | None, new: str | None, message: str | None, at: Any
 ) -> None:
-    conn.execute(S.AliasEvent.__table__.insert().values(
+    conn.execute(S.alias_events.insert().values(
         alias_name=name, action=action, old_target=old, new_target=new, message=message, at=at
     ))

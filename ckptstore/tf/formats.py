@@ -8,26 +8,29 @@ and lists what a saved prefix holds; the flows never branch on the format. Two a
 * :class:`TF2Checkpoint` (``tf2-checkpoint``): a ``tf.train.Checkpoint`` or any trackable (Keras
   model, ``tf.Module``), wrapped as ``Checkpoint(model=obj)``.
 
-TF1 savers are cached per graph and set of variables: building a ``tf.compat.v1.train.Saver``
-adds save and restore ops to the graph, so building one per save would grow the graph without
-bound in a training loop; a new one is built only when the graph's variables change. TF2
-objects are wrapped in one cached ``Checkpoint(model=obj)`` per object for the same reason (each
-new Checkpoint traces its save function again).
+Both save through the cached TensorFlow objects of ``tf.savers``. A format also takes the
+snapshot of an asynchronous save (:meth:`CheckpointFormat.snapshot`, written by ``tf.snapshot``),
+so ``flows.async_save`` never branches on the format either.
 
-A new format is a new subclass here plus an entry in :data:`FORMATS` (see docs/architecture.md).
+Formats are found by name in :data:`FORMATS`, a registry (``ckptstore.registry``): a new format
+is a subclass registered with :func:`register_format`, in ckptstore or in another package
+(docs/architecture.md, "Adding a checkpoint format").
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-import weakref
+import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import AccessDeniedError, CkptstoreError, DiskFullError, RestoreMismatchError, from_os_error
+from ..registry import Registry
+from . import snapshot as snapshots
 from .reader import OBJECT_GRAPH_KEY, file_role, is_tf2_checkpoint
 from .runtime import few, first_line, tf
+from .savers import remember_tf1_saver, tf1_saver, tf2_checkpoint
 
 #: name -> (dtype, shape) of the tensors a checkpoint holds, as the database records them.
 SavedVariables = dict[str, tuple[str, list[int]]]
@@ -86,6 +89,23 @@ class CheckpointFormat(abc.ABC):
         """Whether restoring into ``target`` needs the stored graph (a TF1 session with an empty graph)."""
         return False
 
+    def snapshot(self, target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
+                 write_meta_graph: bool = True, buffers: snapshots.HostBuffers | None = None) -> snapshots.Snapshot | None:
+        """The values of ``target`` taken now, in the caller's thread, for an asynchronous save:
+        ``Snapshot.write(directory, prefix, step)`` later writes, in any thread, what
+        :meth:`save` would have written then (the files :meth:`files` lists). Anything the
+        snapshot writes beside the data (a TF1 meta graph) may be written into ``directory``
+        now. ``buffers`` are host arrays the run lends from save to save (may be ignored).
+
+        None (the default) where this format or this target has no cheap snapshot: the async
+        save then saves synchronously, in the caller, with :meth:`save`."""
+        return None
+
+    def recognizes(self, prefix: Path) -> bool:
+        """Whether the checkpoint at ``prefix`` (files TensorFlow wrote, for imports and for
+        the drop-ins' recording) is this format's. Formats are asked newest registered first."""
+        return False
+
     def files(self, prefix: Path) -> list[Path]:
         """The files a save wrote for ``prefix`` (index, data shards, and a graph if any)."""
         out = []
@@ -101,39 +121,6 @@ class CheckpointFormat(abc.ABC):
 
 
 # --------------------------------------------------------------------------- TF1
-
-_savers: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
-
-
-def _tf1_var_key(graph: Any, var_list: Any) -> Any:
-    if var_list is None:
-        # "All saveable variables" changes when the graph grows (a head added after the first
-        # save): a Saver built before would silently leave the new variables out.
-        keys = tf().compat.v1.GraphKeys
-        return ("all",) + tuple(
-            id(v) for v in graph.get_collection(keys.GLOBAL_VARIABLES) + graph.get_collection(keys.SAVEABLE_OBJECTS)
-        )
-    if isinstance(var_list, dict):
-        return tuple(sorted((k, id(v)) for k, v in var_list.items()))
-    return tuple(id(v) for v in var_list)
-
-
-def tf1_saver(graph: Any, var_list: Any = None) -> Any:
-    """The cached Saver of ``graph`` for ``var_list`` (all saveable variables when None)."""
-    t = tf()
-    per_graph = _savers.setdefault(graph, {})
-    key = _tf1_var_key(graph, var_list)
-    saver = per_graph.get(key)
-    if saver is None:
-        with graph.as_default():
-            try:
-                # max_to_keep=None: retention is the store's job, the Saver must not delete files.
-                saver = t.compat.v1.train.Saver(var_list=var_list, max_to_keep=None, save_relative_paths=True)
-            except ValueError as exc:
-                raise CkptstoreError(f"cannot save this graph: {exc}") from None
-        per_graph[key] = saver
-    return saver
-
 
 class TF1Saver(CheckpointFormat):
     name = "tf1-saver"
@@ -158,6 +145,14 @@ class TF1Saver(CheckpointFormat):
     def needs_meta_graph(self, target: Any) -> bool:
         return not target.graph.get_operations()
 
+    def snapshot(self, target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
+                 write_meta_graph: bool = True, buffers: snapshots.HostBuffers | None = None) -> snapshots.Snapshot | None:
+        return snapshots.take_tf1(target, directory, prefix, step, var_list, write_meta_graph)
+
+    def recognizes(self, prefix: Path) -> bool:
+        # The fallback: any tensor bundle without a TF2 object graph is a Saver's (TF2 is asked first).
+        return not is_tf2_checkpoint(prefix)
+
     def restore(self, target: Any, prefix: Path, *, saved: SavedVariables, meta_path: Path | None = None,
                 var_list: Any = None) -> None:
         """Restore into the session: import the meta graph first if the graph is empty."""
@@ -173,7 +168,7 @@ class TF1Saver(CheckpointFormat):
                 saver = t.compat.v1.train.import_meta_graph(str(meta_path), clear_devices=True)
             if saver is None:
                 raise RestoreMismatchError("the stored meta graph has no variables to restore")
-            _savers.setdefault(graph, {})[_tf1_var_key(graph, var_list)] = saver
+            remember_tf1_saver(graph, var_list, saver)
         else:
             _check_graph_matches(graph, saved, var_list)
             saver = tf1_saver(graph, var_list)
@@ -221,7 +216,7 @@ def _saved_name(var: Any) -> str:
     ...) are saved as slices of one tensor named after the whole (``w``), with its full shape,
     so a checkpoint restores into any partitioning, or none."""
     info = getattr(var, "_save_slice_info", None)
-    return info.full_name if info is not None else var.op.name
+    return str(info.full_name if info is not None else var.op.name)
 
 
 def _raise_mismatch(what: str, missing: list[str], wrong: list[str]) -> None:
@@ -236,21 +231,6 @@ def _raise_mismatch(what: str, missing: list[str], wrong: list[str]) -> None:
 
 # --------------------------------------------------------------------------- TF2
 
-_wrappers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def tf2_checkpoint(obj: Any) -> Any:
-    """``obj`` itself if it is a tf.train.Checkpoint, else a cached Checkpoint(model=obj)."""
-    t = tf()
-    if isinstance(obj, t.train.Checkpoint):
-        return obj
-    ckpt = _wrappers.get(obj)
-    if ckpt is None:
-        ckpt = t.train.Checkpoint(model=obj)
-        _wrappers[obj] = ckpt
-    return ckpt
-
-
 class TF2Checkpoint(CheckpointFormat):
     name = "tf2-checkpoint"
     target_kinds = "tf.train.Checkpoint or trackable"
@@ -260,8 +240,15 @@ class TF2Checkpoint(CheckpointFormat):
         try:
             from tensorflow.python.trackable.base import Trackable
         except ImportError:  # pragma: no cover - older layouts
-            Trackable = t.Module  # type: ignore[assignment,misc]
+            Trackable = t.Module
         return isinstance(target, (t.train.Checkpoint, Trackable, t.Module))
+
+    def snapshot(self, target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
+                 write_meta_graph: bool = True, buffers: snapshots.HostBuffers | None = None) -> snapshots.Snapshot | None:
+        return snapshots.take_tf2(target, buffers if buffers is not None else snapshots.HostBuffers())
+
+    def recognizes(self, prefix: Path) -> bool:
+        return is_tf2_checkpoint(prefix)
 
     def _save(self, target: Any, directory: Path, prefix: str, step: int, **_: Any) -> Path:
         ckpt = tf2_checkpoint(target)
@@ -374,13 +361,48 @@ def _is_variable(obj: Any) -> bool:
 
 # --------------------------------------------------------------------------- choosing a format
 
-#: Every format, by the name the database records.
-FORMATS: dict[str, CheckpointFormat] = {f.name: f for f in (TF1Saver(), TF2Checkpoint())}
+#: What a format's name may be: it is stored in ``checkpoints.format`` (32 characters).
+_NAME = re.compile(r"[a-z0-9][a-z0-9.+_-]{0,31}")
+
+
+def _unknown(name: str) -> Exception:
+    return CkptstoreError(
+        f"unknown checkpoint format {name!r}: written by a newer ckptstore, or by a format "
+        "whose package is not installed here?"
+    )
+
+
+def _check(impl: Any) -> CheckpointFormat:
+    if isinstance(impl, type) and issubclass(impl, CheckpointFormat):
+        impl = impl()  # an entry point may name the class
+    if not isinstance(impl, CheckpointFormat):
+        raise TypeError(f"a checkpoint format must be a CheckpointFormat, got {impl!r}")
+    if not isinstance(getattr(impl, "name", None), str) or not _NAME.fullmatch(impl.name):
+        raise ValueError(f"checkpoint format name {getattr(impl, 'name', None)!r}: 1-32 of a-z 0-9 . + _ -, starting with a letter or digit")
+    return impl
+
+
+#: Every format, by the name the database records (``ckptstore.registry``; entry-point group
+#: ``ckptstore.formats``).
+FORMATS: Registry[CheckpointFormat] = Registry("checkpoint format", "ckptstore.formats", {}, unknown=_unknown, check=_check)
+
+
+def register_format(fmt: CheckpointFormat | type[CheckpointFormat], *, clobber: bool = False) -> None:
+    """Save and restore the targets ``fmt.accepts`` with ``fmt`` (an instance, or a class
+    made with no arguments), recorded as ``fmt.name``. Asked before the formats registered
+    earlier, so a format for a narrower kind of target (one Keras model class) wins over the
+    built-in ones."""
+    impl = _check(fmt)
+    FORMATS.register(impl.name, impl, clobber=clobber)
+
+
+register_format(TF1Saver())
+register_format(TF2Checkpoint())
 
 
 def for_target(target: Any) -> CheckpointFormat:
-    """The format that saves and restores ``target``."""
-    for fmt in FORMATS.values():
+    """The format that saves and restores ``target`` (the newest registered that accepts it)."""
+    for fmt in reversed(FORMATS.all()):
         if fmt.accepts(target):
             return fmt
     raise CkptstoreError(
@@ -391,15 +413,21 @@ def for_target(target: Any) -> CheckpointFormat:
 
 def named(name: str) -> CheckpointFormat:
     """The format a checkpoint was recorded with."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise CkptstoreError(f"unknown checkpoint format {name!r}: written by a newer ckptstore?") from None
+    fmt = FORMATS.get(name)
+    if fmt.name != name:  # an entry point registered under another name than the format's
+        raise CkptstoreError(f"checkpoint format {name!r} is registered as a format named {fmt.name!r}")
+    return fmt
 
 
 def of_prefix(prefix: Path) -> CheckpointFormat:
     """The format that wrote the checkpoint at ``prefix`` (for imports)."""
-    return FORMATS[TF2Checkpoint.name if is_tf2_checkpoint(prefix) else TF1Saver.name]
+    for fmt in reversed(FORMATS.all()):
+        if fmt.recognizes(prefix):
+            return fmt
+    raise CkptstoreError(f"{prefix.name}: no checkpoint format recognises this checkpoint")
 
 
-__all__ = ["CheckpointFormat", "FORMATS", "OBJECT_GRAPH_KEY", "TF1Saver", "TF2Checkpoint", "for_target", "named", "of_prefix"]
+__all__ = [
+    "CheckpointFormat", "FORMATS", "OBJECT_GRAPH_KEY", "SavedVariables", "TF1Saver", "TF2Checkpoint",
+    "for_target", "named", "of_prefix", "register_format", "tf1_saver", "tf2_checkpoint",
+]

@@ -3,7 +3,8 @@
 A :class:`Snapshot` is taken in the caller's thread and holds values that later training steps
 cannot change; :meth:`Snapshot.write` then writes an ordinary checkpoint from them in any thread,
 byte-for-byte the format the synchronous save writes (``formats.TF1Saver`` /
-``formats.TF2Checkpoint``), so restores do not know the difference.
+``formats.TF2Checkpoint``), so restores do not know the difference. Each format takes its own
+snapshot (``CheckpointFormat.snapshot`` calls :func:`take_tf1` / :func:`take_tf2`).
 
 * **TF1** (a ``tf.compat.v1.Session``): one ``sess.run`` reads every variable of the Saver's
   ``var_list`` into host numpy copies (and, if asked, the meta graph is exported then, since
@@ -46,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import bundle_writer
-from .formats import tf1_saver, tf2_checkpoint
 from .runtime import tf
+from .savers import tf1_saver, tf2_checkpoint
 
 #: {file name: (blake3 hex digest, size)} of files a write digested while writing them.
 Digests = dict[str, tuple[str, int]]
@@ -82,7 +83,7 @@ class Snapshot(abc.ABC):
     def _tf_write(self, path: Path) -> None:
         """Write with TensorFlow (for values ``bundle_writer`` does not write)."""
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # noqa: B027 - an optional hook: a snapshot may hold nothing else
         """Drop what the snapshot holds besides ``items``."""
 
 
@@ -234,21 +235,11 @@ def _tf2_items(serialized: Any) -> list[bundle_writer.Item] | None:
     return _plain_items(items)
 
 
-def take(target: Any, directory: Path, prefix: str, step: int, *, var_list: Any = None,
-         write_meta_graph: bool = True, buffers: HostBuffers | None = None) -> Snapshot | None:
-    """A snapshot of ``target``'s variables, or None where only a synchronous save will do.
-
-    For a TF1 session with ``write_meta_graph`` the graph is exported into ``directory`` now, as
-    ``prefix-step.meta``, beside where :meth:`Snapshot.write` will put the data. A TF2 snapshot
-    of plain host tensors is copied into ``buffers`` (lent until the snapshot is written);
-    without them, into fresh memory."""
-    t = tf()
-    if isinstance(target, t.compat.v1.Session):
-        return _take_tf1(target, directory, prefix, step, var_list, write_meta_graph)
-    return _take_tf2(target, buffers if buffers is not None else HostBuffers())
-
-
-def _take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Snapshot | None:
+def take_tf1(sess: Any, directory: Path, prefix: str, step: int, var_list: Any, write_meta_graph: bool) -> Snapshot | None:
+    """A snapshot of a session's variables (``formats.TF1Saver.snapshot``), or None where only
+    a synchronous save will do. With ``write_meta_graph`` the graph is exported into
+    ``directory`` now, as ``prefix-step.meta``, beside where :meth:`Snapshot.write` will put
+    the data."""
     t = tf()
     from tensorflow.python.training.saving import saveable_object_util
 
@@ -362,7 +353,9 @@ def _init_copyable() -> None:
                       t.uint8, t.uint16, t.uint32, t.uint64, t.bool, t.complex64, t.complex128})
 
 
-def _take_tf2(target: Any, buffers: HostBuffers) -> Snapshot | None:
+def take_tf2(target: Any, buffers: HostBuffers) -> Snapshot | None:
+    """A snapshot of a TF2 checkpoint or trackable (``formats.TF2Checkpoint.snapshot``): plain
+    host tensors are copied into ``buffers`` (lent until the snapshot is written)."""
     t = tf()
     if not t.executing_eagerly():
         return None
@@ -376,7 +369,7 @@ def _take_tf2(target: Any, buffers: HostBuffers) -> Snapshot | None:
     # they too are those of the call.
     from tensorflow.python.training.saving import saveable_object
 
-    for obj, tensors in serialized.items():
+    for tensors in serialized.values():
         for key, value in list(tensors.items()):
             if isinstance(value, saveable_object.SaveSpec):  # tensor_callable.Callable among them
                 value = value.tensor

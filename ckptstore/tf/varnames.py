@@ -48,7 +48,7 @@ def _names(target: Any, prefix: Path) -> dict[str, str]:
         return {}
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    from .formats import tf2_checkpoint
+    from .savers import tf2_checkpoint
 
     root = tf2_checkpoint(target)
     graph = trackable_object_graph_pb2.TrackableObjectGraph()

@@ -146,15 +146,10 @@ class Api:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # Set up once, at startup, what the first query of a process would otherwise pay for
-        # (a tenth of a second or more): SQLAlchemy configures the ORM mappers on first use.
-        # Process setup, not data: every request still reads the store afresh.
-        # Likewise the import of the chart's read path (it defines its record types then).
-        from sqlalchemy.orm import configure_mappers
-
+        # Set up once, at startup, what the first chart request would otherwise pay for: the
+        # import of the chart's read path (it defines its record types then). Process setup,
+        # not data: every request still reads the store afresh.
         from ..metadata import rollups  # noqa: F401
-
-        configure_mappers()
 
     def runs(self, request: Request) -> Response:
         """``GET /api/runs?status=&tag=K=V&name=GLOB&sort=[-]FIELD``: ``runs list --json``."""

@@ -138,13 +138,15 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 #: Runs the CLI, then says on its last stderr line whether Typer parsed the command line (it
 #: imports pydantic to convert option values; the quick path of ``runs list`` parses without it).
-TYPER_CHECK = """
+#: Runs the CLI, then says on stderr whether it read the store through SQLAlchemy (the store)
+#: or not (the quick reader, sqlite3).
+SQLALCHEMY_CHECK = """
 import runpy, sys
 sys.argv = ["ckptstore", *sys.argv[1:]]
 try:
     runpy.run_module("ckptstore", run_name="__main__", alter_sys=True)
 finally:
-    sys.stderr.write("\\nTYPER " + str("pydantic" in sys.modules) + "\\n")
+    sys.stderr.write("\\nSQLALCHEMY " + str("sqlalchemy" in sys.modules) + "\\n")
 """
 
 

@@ -571,12 +571,12 @@ def check_store_after_crash(uri: str, root: str | Path, res: KillsResult, *, ful
         res.objects_removed += gc.removed_objects
 
         with store.read() as conn:
-            blobs = set(conn.execute(sql_select(S.Blob.digest)).scalars())
-            used = set(conn.execute(sql_select(S.CheckpointFile.digest)).scalars())
-            used |= set(conn.execute(sql_select(S.Export.digest)).scalars())
+            blobs = set(conn.execute(sql_select(S.blobs.c.digest)).scalars())
+            used = set(conn.execute(sql_select(S.checkpoint_files.c.digest)).scalars())
+            used |= set(conn.execute(sql_select(S.exports.c.digest)).scalars())
             # Objects holding pieces of assembled files; assembled files have no object of their own.
-            used |= set(conn.execute(sql_select(S.FileExtent.object_digest)).scalars())
-            assembled = set(conn.execute(sql_select(S.FileExtent.file_digest)).scalars())
+            used |= set(conn.execute(sql_select(S.file_extents.c.object_digest)).scalars())
+            assembled = set(conn.execute(sql_select(S.file_extents.c.file_digest)).scalars())
         on_disk = {d for d, _ in store.files.object_digests()}
         staging = list(store.files.staging_root.iterdir()) if store.files.staging_root.exists() else []
         bad = len(on_disk - blobs) + len(blobs - assembled - on_disk) + len(blobs ^ used) + len(staging)
