@@ -43,6 +43,9 @@ def test_run_page_summarises_and_charts_every_metric(page, keras_served, keras_s
     # The export's alias links to the aliases page.
     page.locator("a.alias-link", has_text="prod").click()
     expect(page.locator('.alias[data-alias="prod"]')).to_contain_text("export:")
+    shoot(page, tmp_path, "aliases")
+    page.locator('.alias[data-alias="prod"] a.export-link').first.click()
+    expect(page.locator("#exports-table tbody tr")).to_have_count(1)
     assert page.problems == []
 
 

@@ -173,3 +173,31 @@ def test_several_metrics_smoothing_time_axes_and_log_scale(page, keras_served, k
     shoot(page, tmp_path, "charts")
     assert page.problems == []
 
+
+
+def tensorboard_smoothing(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's classicSmoothing (tensorboard/webapp/widgets/line_chart_v2), in Python."""
+    if all(v == values[0] for v in values):
+        return values
+    last, n, out = 0.0, 0, []
+    for v in values:
+        if not math.isfinite(v):
+            out.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        n += 1
+        out.append(last if weight == 1 else last / (1 - weight**n))
+    return out
+
+
+def test_smoothing_is_tensorboards(page, keras_served):
+    page.goto(keras_served.url + "/aliases")  # any page of the app: the module is imported in it
+    values = [1.0, 0.5, 0.8, 0.3, 0.4, 0.1, 0.25]
+    for weight in (0.0, 0.6, 0.95):
+        got = page.evaluate("async ([v, w]) => (await import('/static/chart.js')).smooth(v, w)", [values, weight])
+        assert got == pytest.approx(tensorboard_smoothing(values, weight), rel=1e-12)
+    # A gap stays a gap and does not enter the average; a constant series is left as it is.
+    got = page.evaluate("async ([v, w]) => (await import('/static/chart.js')).smooth(v, w)", [[1.0, None, 3.0], 0.5])
+    assert got == pytest.approx([1.0, None, tensorboard_smoothing([1.0, 3.0], 0.5)[1]])
+    assert page.evaluate("async () => (await import('/static/chart.js')).smooth([2, 2, 2], 0.9)") == [2, 2, 2]
+    assert page.problems == []
