@@ -75,6 +75,8 @@ def test_where_sort_and_chosen_columns_are_the_stores(client, store):
     b = next(r for r in body["runs"] if r["name"] == "mnist-b")
     s = store.metric_summaries("mnist-b")["loss"]
     assert b["values"] == {"metrics.loss.min": s.min, "metrics.loss.best": s.best, "tags.size": "wide"}
+    # A name of other characters is quoted, as in --sort (the page's headers do so).
+    assert get(client, sort=f'-metrics."{XSS_METRIC}".last')["runs"][0]["name"] == XSS_RUN
     # Filters of the old table still apply.
     assert [r["name"] for r in get(client, status="failed")["runs"]] == [XSS_RUN]
     assert [r["name"] for r in get(client, tag="size=wide")["runs"]] == ["mnist-b"]

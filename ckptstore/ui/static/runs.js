@@ -93,6 +93,20 @@ function header(text, field, numeric, [sortField, desc]) {
   return th;
 }
 
+// A column as a field of the search language, to sort by: a name of other characters than
+// letters, digits, "_" and "-" is quoted ('metrics."top-1 acc".max').
+function sortField(col) {
+  const [kind, ...rest] = col.split(".");
+  let name = rest.join(".");
+  let agg = "";
+  if (kind === "metrics" && rest.length > 1 && AGGS.includes(rest[rest.length - 1]) && !table.choices.metrics.includes(name)) {
+    name = rest.slice(0, -1).join(".");
+    agg = "." + rest[rest.length - 1];
+  }
+  const plain = /^[A-Za-z_][A-Za-z0-9_-]*$/.test(name);
+  return `${kind}.${plain ? name : '"' + name.replace(/"/g, '""') + '"'}${agg}`;
+}
+
 // "metrics.val_loss.min" as a header: the name, and what of it in small type.
 function columnTitle(col) {
   const [kind, ...rest] = col.split(".");
@@ -112,7 +126,7 @@ function renderRuns() {
   const sort = state.sort.startsWith("-") ? [state.sort.slice(1), true] : [state.sort, false];
   const head = el("tr", {}, el("th", { text: "chart" }),
     ...LEADING.map(([h, field]) => header(h, field, false, sort)),
-    ...table.columns.map((col) => { const th = header(columnTitle(col), col, !col.startsWith("tags."), sort); th.dataset.col = col; return th; }),
+    ...table.columns.map((col) => { const th = header(columnTitle(col), sortField(col), !col.startsWith("tags."), sort); th.dataset.col = col; return th; }),
     ...TRAILING.map(([h, field, , numeric]) => header(h, field, numeric, sort)));
   const drawn = charted();
   const rows = table.runs.map((r) => {
@@ -210,8 +224,7 @@ async function drawCharts(runs, options = {}) {
 }
 
 let chartedBefore = "";
-async function refreshCharts(options = {}) {
-  const runs = charted();
+async function refreshCharts(options = {}, runs = charted()) {
   const same = JSON.stringify(runs) === chartedBefore;
   chartedBefore = JSON.stringify(runs);
   if (!same) await loadKeys(runs);
@@ -276,6 +289,10 @@ document.getElementById("log").checked = state.log;
 smoothing.value = String(state.smoothing);
 document.getElementById("smoothing-value").textContent = String(state.smoothing);
 document.getElementById("x-axis").value = state.x;
+// Runs named in the URL are charted at once, while the table loads (sorting a thousand runs by a
+// metric takes the database a while); redrawn only if the table hides some of them.
+const early = state.selected.length ? refreshCharts({ range: null }, state.selected) : null;
 await loadRuns();
-await refreshCharts({ range: null });
+if (early) await early;
+if (!early || JSON.stringify(charted()) !== chartedBefore) await refreshCharts({ range: null });
 setTimeout(poll, nextPoll());
