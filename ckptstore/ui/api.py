@@ -17,15 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..constants import INT_MAX, RUN_STATES
-from ..records import CheckpointInfo, ExportInfo, RunInfo, diff_json, to_json
+from ..records import CheckpointInfo, ExportInfo, diff_json, to_json
 from .downsample import minmax
 from .table import runs_table
 
 if TYPE_CHECKING:
     from ..store import Store
 
-#: Sort keys of ``/api/runs`` (``sort=-created_at`` for newest first).
-RUN_SORT_KEYS = ("name", "status", "created_at", "ended_at", "last_step", "checkpoints")
 #: The x axes of ``/api/metrics``: step, time since the metric's first value, wall-clock time.
 X_AXES = ("step", "relative", "wall")
 MAX_WIDTH = 10_000  # pixels; a wider chart gains nothing
@@ -126,18 +124,6 @@ def _tags(request: Request) -> dict[str, str]:
     return tags
 
 
-def _sort_runs(runs: list[RunInfo], sort: str | None) -> list[RunInfo]:
-    if sort is None:
-        return runs
-    field, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
-    if field not in RUN_SORT_KEYS:
-        raise BadRequest(f"sort must be one of {', '.join(RUN_SORT_KEYS)} (with '-' for descending), got {sort!r}")
-    present = [r for r in runs if getattr(r, field) is not None]
-    missing = [r for r in runs if getattr(r, field) is None]
-    # Runs without a value (no step yet, not ended) go last whichever the direction.
-    return sorted(present, key=lambda r: getattr(r, field), reverse=reverse) + missing
-
-
 # --------------------------------------------------------------------------- endpoints
 
 
@@ -152,15 +138,16 @@ class Api:
         from ..metadata import rollups  # noqa: F401
 
     def runs(self, request: Request) -> Response:
-        """``GET /api/runs?status=&tag=K=V&name=GLOB&sort=[-]FIELD``: ``runs list --json``."""
-        _known(request, {"status", "tag", "name", "sort"})
+        """``GET /api/runs?status=&tag=K=V&name=GLOB&where=EXPR&sort=KEYS``: ``runs list --json``;
+        ``where`` and ``sort`` in the search language of ``runs list --where/--sort``."""
+        _known(request, {"status", "tag", "name", "where", "sort"})
         status = _one(request, "status")
         if status is not None and status not in RUN_STATES:
             raise BadRequest(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
-        sort = _one(request, "sort")
-        _sort_runs([], sort)  # a bad sort key is refused before the query
-        runs = self.store.runs(status=status, tags=_tags(request) or None, name=_one(request, "name"))
-        return json_response(_sort_runs(runs, sort))
+        return json_response(self.store.runs(
+            status=status, tags=_tags(request) or None, name=_one(request, "name"), where=_one(request, "where"),
+            order_by=_one(request, "sort"),
+        ))
 
     def table(self, request: Request) -> Response:
         """``GET /api/table?where=EXPR&sort=KEYS&column=C&column=...&status=&tag=&name=``: the runs
