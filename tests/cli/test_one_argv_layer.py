@@ -69,10 +69,11 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["vars", "mlp@10"], 1, Q),  # no checkpoints in this store
     (["vars", "bogus@@"], 1, Q),
     (["vars", "mlp@10", "--diff", "mlp@20"], 1, Q),
-    (["versions"], 0, Q),
-    (["versions", "--json"], 0, Q),
-    (["versions", "nope"], 1, Q),
-    (["versions", "a", "b"], 2, T),
+    (["aliases"], 0, Q),
+    (["aliases", "--json"], 0, Q),
+    (["aliases", "nope"], 1, Q),
+    (["aliases", "a", "b"], 2, T),
+    (["versions"], 0, Q),  # the deprecated spelling: the same answer and a warning, on both paths
     (["exports"], 0, Q),
     (["exports", "mlp", "--json"], 0, Q),
     (["exports", "nope"], 1, Q),

@@ -53,8 +53,8 @@ def _reads(reader) -> dict[str, object]:
         "variables alias": reader.variables("prod"),
         "variables nearest": reader.variables("mlp@~25"),
         "exports": reader.exports(),
-        "versions": reader.versions(),
-        "versions one": reader.versions("prod"),
+        "aliases": reader.aliases(),
+        "aliases one": reader.aliases("prod"),
     }
 
 
@@ -71,8 +71,8 @@ def test_every_read_answers_the_same_on_each_database(store, tiny_model):
     assert got["checkpoint_metric"] == {10: 0.5, 20: 0.2, 30: 0.3}
     assert got["variables best"] == got["variables alias"] == got["variables nearest"]
     assert [(v.readable or v.name) for v in got["variables best"]] == sorted(v.readable or v.name for v in got["variables best"])
-    assert [(a.name, a.target, a.message) for a in got["versions"]] == [("prod", "mlp@20", "best so far")]
-    assert got["versions one"] == got["versions"] and got["exports"] == []
+    assert [(a.name, a.target, a.message) for a in got["aliases"]] == [("prod", "mlp@20", "best so far")]
+    assert got["aliases one"] == got["aliases"] and got["exports"] == []
     assert [r.name for r in got["runs sorted"]] == ["wide", "mlp"]  # min loss 0.5, then 1/30
     with store.read() as conn:
         assert reads.completion_names(sql_of(conn)) == {
@@ -102,6 +102,6 @@ def test_the_quick_reader_leaves_what_it_cannot_answer_to_the_store(sqlite_store
     _fill(sqlite_store, tiny_model)
     with QuickReader.open(tmp_path / "store") as quick:
         for read in (lambda: quick.steps("nope"), lambda: quick.variables("mlp@11"), lambda: quick.variables("export:1"),
-                     lambda: quick.versions("nope"), lambda: quick.get_run("nope"), lambda: quick.checkpoints("nope")):
+                     lambda: quick.aliases("nope"), lambda: quick.get_run("nope"), lambda: quick.checkpoints("nope")):
             with pytest.raises(Fallback):
                 read()
