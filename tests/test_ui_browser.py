@@ -160,14 +160,20 @@ def test_names_stay_text_everywhere(page, served, tmp_path: Path):
     assert row.locator(".tag").text_content() == f"{XSS_TAG[0]}={XSS_TAG[1]}"
     # Nothing the names spell was parsed as markup.
     assert page.locator("main img, main script, main i").count() == 0
-    # The metric named like markup is a column (a default: two of the four runs have no other
-    # but loss) that sorts: its name quoted in the search language.
+    # The metric named like markup, chosen as a column, is text and sorts: its name quoted as
+    # the search language wants.
     from playwright.sync_api import expect
 
-    page.click(f'th[data-col="metrics.{XSS_METRIC}.last"]')
-    expect(page.locator("#runs-table th.sorted")).to_have_attribute("data-col", f"metrics.{XSS_METRIC}.last")
+    page.click("#columns-chooser summary")
+    page.check(f'.column-pick[data-col=\'metrics."{XSS_METRIC}".last\']')
+    column = page.locator(f'th[data-col=\'metrics."{XSS_METRIC}".last\']')
+    expect(column).to_have_count(1)
+    assert column.locator(".col-title span").text_content() == XSS_METRIC
+    column.click()
+    expect(page.locator("#runs-table th.sorted")).to_have_attribute("data-col", f'metrics."{XSS_METRIC}".last')
     expect(page.locator("#runs-table tbody tr").first).to_have_attribute("data-run", XSS_RUN)
     assert page.locator("#runs-error").text_content() == ""
+    assert page.locator("main img, main script, main i").count() == 0
     page.check(f'input.select-run[data-run="{XSS_RUN}"]')
     chart_ready(page, 1, XSS_METRIC)
     assert page.locator("#metric-picks label").all_text_contents() == [XSS_METRIC]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.skips import require_tensorflow
-from tests.helpers.ui import XSS_METRIC, XSS_RUN, shared_store
+from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, shared_store
 
 pytest.importorskip("starlette", reason="ckptstore ui needs starlette (the 'ui' extra)")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
@@ -50,50 +50,52 @@ def get(client: TestClient, expect: int = 200, **params: Any) -> Any:
     return r.json()
 
 
-def test_default_columns_are_the_params_that_differ_and_the_first_metrics(client, store):
+def test_the_table_is_the_stores_runs_table_with_names_to_choose_from(client, store):
+    import ckptstore
+
     body = get(client)
-    # No KeepBest and no val_* metric in this store: the last values of the metrics most runs
-    # logged, then the params that differ between the runs (both: mnist-b has no "layers").
-    # (Two metrics were logged by one run each: the first by name is the second column.)
-    assert body["columns"] == ["metrics.loss.last", f"metrics.{XSS_METRIC}.last", "params.layers", "params.lr"]
+    table = store.runs_table(limit=1000)
+    assert body["columns"] == table.columns == ["params.layers", "params.lr"]  # no KeepBest: the params that differ
     assert body["defaults"] is True
     assert [r["name"] for r in body["runs"]] == [r.name for r in store.runs()]
-    assert body["choices"]["params"] == ["layers", "lr"]
-    a = next(r for r in body["runs"] if r["name"] == "mnist-a")
-    assert a["values"] == {
-        "metrics.loss.last": store.metric_summaries("mnist-a")["loss"].last, f"metrics.{XSS_METRIC}.last": None,
-        "params.layers": [64, 32], "params.lr": 0.001,
-    }
-    odd = next(r for r in body["runs"] if r["name"] == XSS_RUN)
-    assert odd["values"][f"metrics.{XSS_METRIC}.last"] == 0.5 and odd["values"]["params.lr"] is None
+    assert [r["values"] for r in body["runs"]] == ckptstore.to_json(table.values)
+    assert {k: v for k, v in body["runs"][0].items() if k != "values"} == ckptstore.to_json(table.runs[0])
+    # What the column chooser offers: every param and tag of the listed runs, and their metrics.
+    assert body["choices"] == {"params": ["layers", "lr"], "metrics": sorted(["accuracy", "loss", XSS_METRIC]),
+                               "tags": sorted(["size", "team", XSS_TAG[0]])}
 
 
 def test_where_sort_and_chosen_columns_are_the_stores(client, store):
-    body = get(client, where="params.lr < 0.1", sort="-metrics.loss.min", column=["metrics.loss.min", "metrics.loss.best", "tags.size"])
+    columns = ["metrics.loss.min", "metrics.loss.best", "tags.size"]
+    body = get(client, where="params.lr < 0.1", sort="-metrics.loss.min", column=columns)
     assert [r["name"] for r in body["runs"]] == [r.name for r in store.runs(where="params.lr < 0.1", order_by="-metrics.loss.min")]
-    assert body["columns"] == ["metrics.loss.min", "metrics.loss.best", "tags.size"]
+    assert body["columns"] == columns and body["defaults"] is False
     b = next(r for r in body["runs"] if r["name"] == "mnist-b")
     s = store.metric_summaries("mnist-b")["loss"]
     assert b["values"] == {"metrics.loss.min": s.min, "metrics.loss.best": s.best, "tags.size": "wide"}
-    # A name of other characters is quoted, as in --sort (the page's headers do so).
-    assert get(client, sort=f'-metrics."{XSS_METRIC}".last')["runs"][0]["name"] == XSS_RUN
+    # A name of other characters is quoted, as in --sort; so is the column the store writes.
+    quoted = f'metrics."{XSS_METRIC}".last'
+    body = get(client, sort=f"-{quoted}")
+    assert body["runs"][0]["name"] == XSS_RUN and body["columns"][0] == quoted
     # Filters of the old table still apply.
     assert [r["name"] for r in get(client, status="failed")["runs"]] == [XSS_RUN]
     assert [r["name"] for r in get(client, tag="size=wide")["runs"]] == ["mnist-b"]
 
 
-def test_unknown_names_are_refused_with_the_nearest(client):
-    assert get(client, 400, column="metrics.los.min")["error"] == (
-        "no listed run has a metric 'los'; did you mean metrics.loss?"
-    )
-    assert "did you mean params.lr" in get(client, 400, column="params.lrr")["error"]
-    assert "is not params.NAME" in get(client, 400, column="loss")["error"]
+def test_names_no_run_has_are_noted_with_the_nearest(client):
+    body = get(client, column="metrics.los.min")
+    assert body["notes"] == ["no run has a metric 'los' (did you mean metrics.loss.min?)"]
+    assert {r["values"]["metrics.los.min"] for r in body["runs"]} == {None}
+    assert get(client, column="params.lrr")["notes"] == ["no run has a param 'lrr' (did you mean params.lr?)"]
     # A search naming a metric no run has: nothing matches, and the answer says why.
     body = get(client, where="metrics.acuracy > 0.5")
-    assert body["runs"] == [] and body["hint"] == "no run has metrics.acuracy; did you mean metrics.accuracy?"
-    assert get(client, where="metrics.accuracy > 2")["hint"] is None  # known names: no hint
+    assert body["runs"] == [] and body["notes"] == ["no run has a metric 'acuracy' (did you mean metrics.accuracy.last?)"]
+    assert get(client, where="metrics.accuracy > 2")["notes"] == []  # known names: nothing to say
+    # Errors: a bare word that is no field (with the store's closest), a bad expression.
+    assert get(client, 400, sort="acuracy")["error"] == "bad sort: unknown field 'acuracy'; did you mean metrics.accuracy.max?"
     assert "bad where" in get(client, 400, where="params.lr <")["error"]
     assert "unknown query parameter" in get(client, 400, bogus="1")["error"]
+    assert "at most 40 columns" in get(client, 400, column=[f"params.p{i}" for i in range(41)])["error"]
 
 
 def test_metrics_on_a_time_axis_carry_the_logged_wall_times(client, store):

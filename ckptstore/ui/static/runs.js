@@ -39,7 +39,7 @@ const state = {
   smoothing: Math.min(0.99, Math.max(0, Number(q.get("smooth")) || 0)),
   x: ["relative", "wall"].includes(q.get("x")) ? q.get("x") : "step",
 };
-let table = { columns: [], choices: { params: [], metrics: [], tags: [] }, runs: [] };
+let table = { columns: [], choices: { params: [], metrics: [], tags: [] }, runs: [], notes: [] };
 const grid = new ChartGrid(document.getElementById("charts"));
 
 function saveState() {
@@ -67,7 +67,8 @@ async function loadRuns() {
     table = await api("table", {
       where: state.where, status: state.status, tag: state.tag, name: state.name, sort: state.sort, column: state.columns,
     });
-    box.replaceChildren(...(table.hint ? [el("p", { className: "error hint", id: "search-hint", text: table.hint })] : []));
+    // Names no run has (a misspelt metric in the search or a column), with the closest.
+    box.replaceChildren(...table.notes.map((note) => el("p", { className: "error hint search-note", text: note })));
   } catch (err) {
     // A bad search or column: said where it was typed; the table empties (nothing matched it).
     showError(box, err);
@@ -93,40 +94,32 @@ function header(text, field, numeric, [sortField, desc]) {
   return th;
 }
 
-// A column as a field of the search language, to sort by: a name of other characters than
-// letters, digits, "_" and "-" is quoted ('metrics."top-1 acc".max').
-function sortField(col) {
-  const [kind, ...rest] = col.split(".");
-  let name = rest.join(".");
-  let agg = "";
-  if (kind === "metrics" && rest.length > 1 && AGGS.includes(rest[rest.length - 1]) && !table.choices.metrics.includes(name)) {
-    name = rest.slice(0, -1).join(".");
-    agg = "." + rest[rest.length - 1];
-  }
-  const plain = /^[A-Za-z_][A-Za-z0-9_-]*$/.test(name);
-  return `${kind}.${plain ? name : '"' + name.replace(/"/g, '""') + '"'}${agg}`;
+// A field of the search language as the store writes it: a name of other characters than
+// letters, digits, "_" and "-" quoted ('metrics."top-1 acc".max'), so that it sorts as it is.
+function fieldLabel(kind, name, agg = "") {
+  const plain = /^([A-Za-z_][A-Za-z0-9_-]*|\d+)$/.test(name);
+  return `${kind}.${plain ? name : '"' + name.replace(/"/g, '""') + '"'}${agg ? "." + agg : ""}`;
+}
+
+// A column's parts: "metrics.\"a.b\".min" is ["metrics", "a.b", "min"].
+function parseLabel(col) {
+  const m = /^(\w+)\.(?:"((?:[^"]|"")*)"|([^.]+(?:\.[^.]+)*?))(?:\.(last|min|max|best))?$/.exec(col);
+  if (!m) return [col, "", ""];
+  return [m[1], m[2] !== undefined ? m[2].replace(/""/g, '"') : m[3], m[4] || ""];
 }
 
 // "metrics.val_loss.min" as a header: the name, and what of it in small type.
 function columnTitle(col) {
-  const [kind, ...rest] = col.split(".");
-  let name = rest.join(".");
-  let what = kind === "params" ? "param" : kind === "tags" ? "tag" : "";
-  if (kind === "metrics") {
-    const agg = rest[rest.length - 1];
-    if (AGGS.includes(agg) && rest.length > 1) {
-      name = rest.slice(0, -1).join(".");
-      what = agg;
-    } else what = "last";
-  }
-  return el("span", { className: "col-title" }, el("span", { text: name }), el("small", { text: what }));
+  const [kind, name, agg] = parseLabel(col);
+  const what = kind === "params" ? "param" : kind === "tags" ? "tag" : kind === "metrics" ? agg || "last" : "";
+  return el("span", { className: "col-title" }, el("span", { text: name || col }), el("small", { text: what }));
 }
 
 function renderRuns() {
   const sort = state.sort.startsWith("-") ? [state.sort.slice(1), true] : [state.sort, false];
   const head = el("tr", {}, el("th", { text: "chart" }),
     ...LEADING.map(([h, field]) => header(h, field, false, sort)),
-    ...table.columns.map((col) => { const th = header(columnTitle(col), sortField(col), !col.startsWith("tags."), sort); th.dataset.col = col; return th; }),
+    ...table.columns.map((col) => { const th = header(columnTitle(col), col, !col.startsWith("tags."), sort); th.dataset.col = col; return th; }),
     ...TRAILING.map(([h, field, , numeric]) => header(h, field, numeric, sort)));
   const drawn = charted();
   const rows = table.runs.map((r) => {
@@ -169,10 +162,10 @@ function renderChooser() {
   reset.addEventListener("click", () => { state.columns = []; saveState(); loadRuns(); });
   document.getElementById("columns-choices").replaceChildren(
     metrics.length ? el("div", { className: "pick-group" }, el("b", { text: "metrics" }),
-      ...metrics.map((m) => el("span", { className: "pick-row" }, el("span", { text: m }), ...AGGS.map((a) => pick(`metrics.${m}.${a}`, a))))) : null,
-    params.length ? el("div", { className: "pick-group" }, el("b", { text: "params" }), ...params.map((p) => pick(`params.${p}`, p))) : null,
-    tags.length ? el("div", { className: "pick-group" }, el("b", { text: "tags" }), ...tags.map((t) => pick(`tags.${t}`, t))) : null,
-    el("div", {}, reset, el("span", { className: "muted", text: table.defaults ? " showing the defaults: what KeepBest ranks, and the params that differ" : "" })),
+      ...metrics.map((m) => el("span", { className: "pick-row" }, el("span", { text: m }), ...AGGS.map((a) => pick(fieldLabel("metrics", m, a), a))))) : null,
+    params.length ? el("div", { className: "pick-group" }, el("b", { text: "params" }), ...params.map((p) => pick(fieldLabel("params", p), p))) : null,
+    tags.length ? el("div", { className: "pick-group" }, el("b", { text: "tags" }), ...tags.map((t) => pick(fieldLabel("tags", t), t))) : null,
+    el("div", {}, reset, el("span", { className: "muted", text: table.defaults ? " showing the defaults: the fields sorted and searched by, what KeepBest ranks, the params that differ" : "" })),
   );
 }
 
