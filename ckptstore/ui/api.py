@@ -19,7 +19,7 @@ from starlette.responses import Response
 from ..constants import INT_MAX, RUN_STATES
 from ..records import CheckpointInfo, ExportInfo, diff_json, to_json
 from .downsample import minmax
-from .table import runs_table
+from .table import rows_json, runs_table
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -138,16 +138,18 @@ class Api:
         from ..metadata import rollups  # noqa: F401
 
     def runs(self, request: Request) -> Response:
-        """``GET /api/runs?status=&tag=K=V&name=GLOB&where=EXPR&sort=KEYS``: ``runs list --json``;
-        ``where`` and ``sort`` in the search language of ``runs list --where/--sort``."""
-        _known(request, {"status", "tag", "name", "where", "sort"})
+        """``GET /api/runs?status=&tag=K=V&name=GLOB&where=EXPR&sort=KEYS&column=C``: ``runs list
+        --json``, each run with the values of its columns; ``where``, ``sort`` and the columns in
+        the search language of ``runs list --where/--sort/--columns``."""
+        _known(request, {"status", "tag", "name", "where", "sort", "column"})
         status = _one(request, "status")
         if status is not None and status not in RUN_STATES:
             raise BadRequest(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
-        return json_response(self.store.runs(
-            status=status, tags=_tags(request) or None, name=_one(request, "name"), where=_one(request, "where"),
-            order_by=_one(request, "sort"),
-        ))
+        columns = [c for c in request.query_params.getlist("column") if c] or None
+        return json_response(rows_json(self.store.runs_table(
+            columns=columns, status=status, tags=_tags(request) or None, name=_one(request, "name"),
+            where=_one(request, "where"), order_by=_one(request, "sort"),
+        )))
 
     def table(self, request: Request) -> Response:
         """``GET /api/table?where=EXPR&sort=KEYS&column=C&column=...&status=&tag=&name=``: the runs

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidOptionError
-from ..records import to_json
+from ..records import RunsTable, to_json
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -51,5 +51,10 @@ def runs_table(
         "metrics": sorted({k for r in table.runs[:CHOICE_RUNS] for k in store.metric_keys(r.name)}),
         "tags": sorted({k for r in table.runs for k in r.tags}),
     }
-    rows = [{**to_json(r), "values": to_json(v)} for r, v in zip(table.runs, table.values)]
-    return {"columns": table.columns, "defaults": not columns, "choices": choices, "runs": rows, "notes": table.notes}
+    return {"columns": table.columns, "defaults": not columns, "choices": choices, "runs": rows_json(table),
+            "notes": table.notes}
+
+
+def rows_json(table: RunsTable) -> list[dict[str, Any]]:
+    """Each run's record with its ``values``, as ``runs list --json`` prints them."""
+    return [{**to_json(r), "values": to_json(v)} for r, v in zip(table.runs, table.values)]

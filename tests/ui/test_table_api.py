@@ -124,3 +124,19 @@ def test_the_exports_page_is_html(client):
     r = client.get("/exports")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "/static/exports.js" in r.text
+
+
+def test_api_runs_is_runs_list_json_with_its_columns(client, store_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ckptstore.cli import app
+
+    args = ["--where", "params.lr < 0.1", "--sort", "-metrics.loss.min", "--columns", "metrics.loss.min,tags.team"]
+    result = CliRunner().invoke(app, ["--store", str(store_path), "runs", "list", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    r = client.get("/api/runs", params={"where": "params.lr < 0.1", "sort": "-metrics.loss.min",
+                                        "column": ["metrics.loss.min", "tags.team"]})
+    assert r.status_code == 200 and r.json() == json.loads(result.stdout)
+    assert [set(row["values"]) for row in r.json()] == [{"metrics.loss.min", "tags.team"}] * 2
