@@ -203,3 +203,31 @@ def test_smoothing_is_tensorboards(page, keras_served):
     assert got == pytest.approx([1.0, None, tensorboard_smoothing([1.0, 3.0], 0.5)[1]])
     assert page.evaluate("async () => (await import('/static/chart.js')).smooth([2, 2, 2], 0.9)") == [2, 2, 2]
     assert page.problems == []
+
+
+def test_log_scale_says_what_it_leaves_out(page, tmp_path):
+    """A log scale draws the positive values only, says how many it left out, and labels tiny
+    values readably (uPlot's own labels print 1e-6 as "0")."""
+    from playwright.sync_api import expect
+
+    import ckptstore
+    from tests.helpers.ui import serve_in_thread
+
+    path = tmp_path / "store"
+    with ckptstore.open_store(str(path)) as store, store.start_run("signs") as run:
+        for i in range(50):
+            run.log(i, negative=-1.0 - i, mixed=(i - 10) * 0.1, tiny=1e-6 * (i + 1))
+    for served in serve_in_thread(path):
+        page.goto(served.url + "/?run=signs&key=negative&key=mixed&key=tiny&log=1")
+        charts_ready(page, ["negative", "mixed", "tiny"], 1)
+        note = lambda key: page.locator(f'.chart[data-key="{key}"]').locator("xpath=..").locator(".chart-note")  # noqa: E731
+        expect(note("negative")).to_have_text("no value above 0: nothing to show on a log scale")
+        expect(note("mixed")).to_have_text("log scale: 11 values at or below 0 not shown")
+        expect(note("tiny")).to_have_text("")
+        # The axis labels are drawn on a canvas: their formatter is checked directly.
+        ticks = page.evaluate("async (v) => { const m = await import('/static/chart.js'); return v.map(m.tick); }",
+                              [1e-6, 2.5e-5, 0.123456, 1, 3e7, None, 0])
+        assert ticks == ["1.0e-6", "2.5e-5", "0.123", "1", "3.0e7", "", "0"]
+        page.uncheck("#log")
+        expect(note("mixed")).to_have_text("")
+        assert page.problems == []

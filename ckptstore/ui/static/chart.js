@@ -57,12 +57,22 @@ function duration(s) {
   return `${+(s / 86400).toFixed(2)}d`;
 }
 
+// A tick label: 3 significant digits, tiny and huge values in exponent form (uPlot's default
+// prints 1e-6 as "0"); ticks a log axis leaves out are null.
+export function tick(v) {
+  if (v === null || v === undefined) return "";
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  return a < 1e-3 || a >= 1e6 ? v.toExponential(1).replace("e+", "e") : String(Number(v.toPrecision(3)));
+}
+
 const X_LABELS = { step: "step", relative: "time since the first value", wall: "wall time" };
 
 export class MetricChart {
-  constructor(container, { height = 380 } = {}) {
+  constructor(container, { height = 380, note = null } = {}) {
     this.container = container;
     this.height = height;
+    this.note = note; // where to say what a log scale leaves out
     this.plot = null;
     this.range = null; // [start, stop] in steps while zoomed, else null
     this.runs = [];
@@ -175,7 +185,7 @@ export class MetricChart {
       series: [{ label: X_LABELS[this.x], value: this.x === "relative" ? (u, v) => duration(v) : undefined }, ...lines],
       axes: [
         { label: X_LABELS[this.x], values: this.x === "relative" ? (u, vals) => vals.map(duration) : undefined },
-        { label: body.key, size: 60 },
+        { label: body.key, size: 60, values: (u, vals) => vals.map(tick) },
       ],
       // On the step axis a drag asks the server for that window; on a time axis uPlot zooms
       // the points at hand (their steps are not contiguous in time across runs).
@@ -208,8 +218,14 @@ export class MetricChart {
     c.dataset.x = this.x;
     c.dataset.smoothing = String(this.smoothing);
     c.dataset.yRange = yRange ? yRange.map((v) => v.toPrecision(4)).join(",") : "";
-    // Points a log scale cannot show (zero or negative): counted, so the page can say so.
-    c.dataset.hidden = String(this.log ? series.reduce((n, s) => n + s.values.filter((v) => v !== null && v <= 0).length, 0) : 0);
+    // Points a log scale cannot show (zero or negative): counted, and said under the chart.
+    const hidden = this.log ? series.reduce((n, s) => n + s.values.filter((v) => v !== null && v <= 0).length, 0) : 0;
+    c.dataset.hidden = String(hidden);
+    if (this.note) {
+      const all = series.reduce((n, s) => n + s.values.length, 0);
+      this.note.textContent = !hidden ? "" : hidden === all ? "no value above 0: nothing to show on a log scale"
+        : `log scale: ${hidden} value${hidden === 1 ? "" : "s"} at or below 0 not shown`;
+    }
     // Milliseconds from the page's start to this drawing (benchmarks/ui.py reads it).
     c.dataset.drawnAt = String(Math.round(performance.now()));
     c.dataset.ready = "1";
@@ -306,9 +322,10 @@ export class ChartGrid {
     keys.forEach((key) => {
       if (!this.charts.has(key)) {
         const box = el("div", { className: "chart", dataset: { key, ready: "0" } });
-        const cell = el("figure", { className: "chart-cell" }, el("figcaption", { text: key }), box);
+        const note = el("p", { className: "note chart-note" });
+        const cell = el("figure", { className: "chart-cell" }, el("figcaption", { text: key }), note, box);
         this.container.append(cell);
-        this.charts.set(key, new MetricChart(box, { height: this.height }));
+        this.charts.set(key, new MetricChart(box, { height: this.height, note }));
       }
     });
     // In the order asked for.
