@@ -72,9 +72,11 @@ def test_runs_table_shows_the_params_that_differ_and_keepbest_metric_and_sorts_b
         "data-run", store_order(keras_store, "-metrics.val_loss.min")[0])
     assert rows(page) == store_order(keras_store, "-metrics.val_loss.min")
     assert parse_qs(urlparse(page.url).query)["sort"] == ["-metrics.val_loss.min"]
-    # And by a param.
-    page.click('th[data-sort="params.lr"]')
+    # And by a param, from the keyboard.
+    page.focus('th[data-sort="params.lr"]')
+    page.keyboard.press("Enter")
     expect(page.locator("#runs-table th.sorted")).to_have_attribute("data-sort", "params.lr")
+    expect(page.locator("#runs-table th.sorted")).to_have_attribute("aria-sort", "ascending")
     assert rows(page) == store_order(keras_store, "params.lr")
 
     # The column chooser adds any metric aggregate, param or tag; the URL keeps the choice.

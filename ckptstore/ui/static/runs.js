@@ -85,10 +85,19 @@ function header(text, field, numeric, [sortField, desc]) {
   if (field) {
     th.dataset.sort = field;
     th.title = `sort by ${field}`;
-    th.addEventListener("click", () => {
+    th.tabIndex = 0; // sortable from the keyboard too (Enter or Space)
+    th.setAttribute("aria-sort", field === sortField ? (desc ? "descending" : "ascending") : "none");
+    const sortBy = () => {
       state.sort = field === sortField && !desc ? `-${field}` : field;
       saveState();
       loadRuns().then(() => refreshCharts());
+    };
+    th.addEventListener("click", sortBy);
+    th.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        sortBy();
+      }
     });
   }
   return th;
