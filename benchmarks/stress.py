@@ -22,7 +22,7 @@ Two scenarios, each bounded in count and in time:
   a victim, it kills itself at that exact point of a save instead (used by the tests).
 
 The harness itself lives in ``tests/helpers/stress.py``; the tests (``tests/test_concurrency.py``,
-``tests/test_crash.py``) call the same functions with smaller numbers. Usage::
+``tests/files/test_commit_crash.py``) call the same functions with smaller numbers. Usage::
 
     python benchmarks/stress.py                        # everything, both databases (the full run)
     python benchmarks/stress.py writers --backend sqlite --procs 8 --values 20000 --checkpoints 10

@@ -7,7 +7,7 @@ paths never do.
 from __future__ import annotations
 
 #: The Alembic revision this code writes and reads. A test keeps it equal to the script head.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 #: Longest run, alias, tag or metric name.
 NAME_MAX = 200

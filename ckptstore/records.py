@@ -331,7 +331,7 @@ class AliasEventInfo:
 class AliasInfo:
     name: str
     target: str
-    kind: str  # "checkpoint", "export", or "untagged" (target "") for a removed alias's history
+    kind: str  # "checkpoint", "export", or "removed" (target "") for a removed alias's history
     message: str | None
     updated_at: datetime
     history: list[AliasEventInfo] = field(default_factory=list)

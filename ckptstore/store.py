@@ -819,7 +819,7 @@ class Store:
 
     def aliases(self, name: str | None = None) -> list[AliasInfo]:
         """Every alias with its history, newest event first; with ``name``, that alias only
-        (a removed one: its history, ``kind="untagged"``)."""
+        (a removed one: its history, ``kind="removed"``)."""
         return alias_flows.aliases(self.backend, name)
 
     # The names before "alias" was the one word (issue 25); scripts still call them.

@@ -53,7 +53,7 @@ def test_demo_leaves_a_store_the_library_reads(demo_twice):
         best = store.checkpoint("best")
         assert best.run == second and "best" in best.aliases
         [alias] = store.aliases("best")
-        assert [e.action for e in alias.history] == ["move", "tag"]
+        assert [e.action for e in alias.history] == ["move", "set"]
         frozen = store.resolve("best-frozen")
         assert frozen.ref.startswith("export:") and frozen.run == second and frozen.step == best.step
         assert store.verify().ok

@@ -73,7 +73,7 @@ def _tag(conn: Connection, ref: Ref, name: str, message: str | None) -> None:
     now = utcnow()
     if row is None:
         W.insert_alias(conn, name, ck_id, ex_id, message, now)
-        W.alias_event(conn, name, "tag", None, new_text, message, now)
+        W.alias_event(conn, name, "set", None, new_text, message, now)
         log.info("set alias %r to %s", name, new_text)
         return
     if (row.checkpoint_id, row.export_id) == (ck_id, ex_id):
@@ -95,7 +95,7 @@ def remove_alias(backend: Backend, name: str, *, message: str | None = None) -> 
             raise UnknownAliasError(f"no alias named {name!r} in {backend.db.describe_store()} (see 'ckptstore aliases')")
         old_text = Q.target_text(conn, row.checkpoint_id, row.export_id)
         W.delete_alias(conn, row.id)
-        W.alias_event(conn, name, "untag", old_text, None, message, utcnow())
+        W.alias_event(conn, name, "remove", old_text, None, message, utcnow())
     log.info("removed alias %r (was %s)", name, old_text)
 
 
@@ -103,7 +103,7 @@ def aliases(backend: Backend, name: str | None = None) -> list[AliasInfo]:
     """Aliases by name, each with its history, newest event first.
 
     Without ``name``: every current alias. With ``name``: that alias; for an alias that was
-    removed, its history alone (``kind="untagged"``, ``target=""``); for a name never used,
+    removed, its history alone (``kind="removed"``, ``target=""``); for a name never used,
     :class:`UnknownAliasError`.
     """
     with backend.db.read() as conn:
@@ -114,4 +114,4 @@ def aliases(backend: Backend, name: str | None = None) -> list[AliasInfo]:
     if not history:
         raise UnknownAliasError(f"no alias named {name!r} in {backend.db.describe_store()} (see 'ckptstore aliases')")
     last = history[0]
-    return [AliasInfo(name=name, target="", kind="untagged", message=last.message, updated_at=last.at, history=history)]
+    return [AliasInfo(name=name, target="", kind="removed", message=last.message, updated_at=last.at, history=history)]

@@ -152,5 +152,5 @@ class QuickReader:
     def aliases(self, name: str | None = None) -> list[AliasInfo]:
         found = reads.aliases(self.sql, name)
         if name is not None and not found:
-            raise Fallback  # an untagged alias's history, or an unknown name: the store words it
+            raise Fallback  # a removed alias's history, or an unknown name: the store words it
         return found

@@ -13,7 +13,7 @@ Invariants the database enforces itself (so that no code path can forget them):
 * steps are non-negative, names are unique, one checkpoint per (run, step);
 * deleting a run cascades to its metrics, checkpoints, files, variables and exports;
 * an alias pins its target: a checkpoint or export with an alias cannot be deleted
-  (``ON DELETE RESTRICT``), which is what keeps retention and ``gc`` away from named versions.
+  (``ON DELETE RESTRICT``), which is what keeps retention and ``gc`` away from aliased checkpoints.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-CHECKPOINT_FORMATS = ("tf1-saver", "tf2-checkpoint")
+CHECKPOINT_FORMATS = ("tf1-saver", "tf2-checkpoint")  # the built-in ones; the registry may add more
+#: What an alias's history records: set (``ckptstore alias`` of a new name), move, remove (0008).
+ALIAS_ACTIONS = ("set", "move", "remove")
 CHECKPOINT_STATES = ("committed", "kept")
 FILE_ROLES = ("index", "data", "meta")
 EXPORT_KINDS = ("tf1-graphdef", "tf2-function", "saved-model", "keras")
@@ -199,7 +201,8 @@ checkpoints = Table(
     Column("created_at", DateTime(timezone=True), default=utcnow, nullable=False),
     UniqueConstraint("run_id", "step"),
     CheckConstraint("step >= 0", name="step_nonnegative"),
-    CheckConstraint(_in("format", CHECKPOINT_FORMATS), name="format"),
+    # Any name the format registry knows (tf.formats.register_format), so not a fixed list (0008).
+    CheckConstraint("format <> ''", name="format"),
     CheckConstraint(_in("state", CHECKPOINT_STATES), name="state"),
     Index("ix_checkpoints_step", "step"),
 )
@@ -266,7 +269,7 @@ export_files = Table(
     UniqueConstraint("export_id", "path"),
 )
 
-# A named version: points at exactly one checkpoint or one export.
+# An alias: points at exactly one checkpoint or one export.
 aliases = Table(
     "aliases",
     metadata,
@@ -290,7 +293,7 @@ alias_events = Table(
     Column("new_target", String(512), nullable=True),
     Column("message", Text, nullable=True),
     Column("at", DateTime(timezone=True), default=utcnow, nullable=False),
-    CheckConstraint(_in("action", ("tag", "move", "untag")), name="action"),
+    CheckConstraint(_in("action", ALIAS_ACTIONS), name="action"),
 )
 
 # --------------------------------------------------------------------------- tensor-level storage (0003)

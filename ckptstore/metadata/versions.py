@@ -129,9 +129,10 @@ def run_upgrade(engine: Engine, target: str = "head") -> None:
 
     cfg = alembic_config(engine)
     try:
-        with engine.begin() as conn:
+        with engine.connect() as conn, _foreign_keys_off(conn), conn.begin():
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, target)
+            _check_references(conn)
     except OperationalError as exc:
         raise open_error(engine, exc) from None
     log.info("upgraded %s to %s", where(engine), target)
@@ -141,9 +142,46 @@ def run_downgrade(engine: Engine, target: str = "base") -> None:
     from alembic import command
 
     cfg = alembic_config(engine)
-    with engine.begin() as conn:
+    with engine.connect() as conn, _foreign_keys_off(conn), conn.begin():
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, target)
+        _check_references(conn)
+
+
+@contextlib.contextmanager
+def _foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off while migrations run, checked before the commit.
+
+    Batch mode alters a SQLite table by copying it and dropping the old one; with foreign keys
+    on, that DROP deletes the rows and cascades into every table that references it (a rebuild
+    of ``checkpoints`` would delete every checkpoint's files). The pragma is a no-op inside a
+    transaction, so it is set before the migration's transaction begins; ``foreign_key_check``
+    then refuses to commit a migration that broke a reference (SQLite's own recipe for altering
+    a table: https://www.sqlite.org/lang_altertable.html#otheralter).
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    # On the driver's connection: through SQLAlchemy the statement would first BEGIN (the
+    # engine's begin hook), and inside a transaction the pragma does nothing.
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_references(conn: Connection) -> None:
+    """Refuse (roll back) a SQLite migration that left a row pointing at nothing."""
+    if conn.dialect.name == "sqlite":
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise StoreOpenError(
+                f"a schema migration of {where(conn.engine)} would leave {len(broken)} broken "
+                f"reference(s) (first: table {broken[0][0]}); nothing was changed"
+            )
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ def test_alias_unalias_aliases_set_move_list_and_remove(aliased):
     assert "no aliases yet (create one with 'ckptstore alias NAME REF')" in ok("aliases", store=aliased)
     with ckptstore.open_store(aliased, create=False) as store:
         [gone] = store.aliases("prod")
-        assert [e.action for e in gone.history] == ["untag", "move", "tag"]
+        assert [e.action for e in gone.history] == ["remove", "move", "set"]
         assert gone.history[0].message == "retired"
 
 

@@ -2,7 +2,7 @@
 bucket (each has its own HOME, cache and staging), saving, restoring, tagging and collecting
 garbage at once while the parent SIGKILLs them at random.
 
-:func:`run_hosts` is called by ``tests/test_object_store.py`` with small numbers and by
+:func:`run_hosts` is called by ``tests/files/test_s3.py`` with small numbers and by
 ``benchmarks/stress.py --hosts`` with big ones. Afterwards :func:`check_hosts_store` asserts:
 every committed checkpoint restores to the values its host saved (0 lost or broken), ``verify``
 finds no damage, and after ``gc`` past the grace period the bucket holds exactly the objects

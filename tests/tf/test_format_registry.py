@@ -81,3 +81,17 @@ def test_a_format_without_a_snapshot_is_saved_synchronously_by_an_async_save(sql
 def test_of_prefix_asks_each_format_whether_it_wrote_the_files(tmp_path: Path, tiny_model) -> None:
     path = formats.for_target(tiny_model()).save(tiny_model(), tmp_path, "ckpt", 3)
     assert formats.of_prefix(path).name == "tf2-checkpoint"
+
+
+def test_a_format_under_a_new_name_is_saved_restored_and_listed(narrow: NarrowFormat, store, tiny_model) -> None:
+    """Since revision 0008 the database takes any registered format's name (both databases)."""
+    model = tiny_model(scale=3.0)
+    model.narrow = True
+    with store.start_run("narrow") as run:
+        info = run.save(model, step=1)
+    assert info.format == "narrow-test"
+    assert [c.format for c in store.checkpoints("narrow")] == ["narrow-test"]
+    back = tiny_model()
+    back.narrow = True
+    store.restore("narrow@1", back)
+    assert float(back.w.numpy()[0, 0]) == 3.0

@@ -123,7 +123,7 @@ def test_two_processes_create_the_schema_at_once(pg_server, tmp_path, children):
 @pytest.mark.slow
 def test_ci_fails_rather_than_skips_without_postgres(tmp_path):
     """In CI a machine without PostgreSQL must fail the suite, never skip it silently."""
-    conftest = Path(__file__).with_name("conftest.py")
+    conftest = Path(__file__).resolve().parents[1] / "conftest.py"
     probe = tmp_path / "test_probe.py"
     probe.write_text("def test_needs_pg(pg_server):\n    pass\n")
     (tmp_path / "conftest.py").write_text(conftest.read_text())

@@ -133,6 +133,66 @@ def test_0007_heartbeats_keep_every_run_and_metric_both_ways(backend, tmp_path, 
         engine.dispose()
 
 
+def test_0008_renames_alias_actions_and_rebuilds_checkpoints_without_losing_a_row(backend, tmp_path, request):
+    """Revision 0008 rebuilds ``checkpoints`` (SQLite batch mode): with foreign keys on, that
+    DROP would cascade into every checkpoint's files, so migrations run with them off and are
+    checked before the commit. The alias history's actions become set/move/remove (one word),
+    and a format the registry adds can be recorded; the downgrade restores both."""
+    url = _engine_url(backend, tmp_path, request)
+    engine = make_engine(url)
+    digest = "ab" * 32
+    try:
+        db.run_upgrade(engine, "0007")
+        with engine.begin() as conn:
+            t = {"t": schema.utcnow()}
+            conn.execute(text("INSERT INTO runs (name, status, params, created_at) VALUES ('r', 'finished', '{}', :t)"), t)
+            conn.execute(text("INSERT INTO blobs (digest, size, created_at) VALUES (:d, 3, :t)"), {**t, "d": digest})
+            conn.execute(text(
+                "INSERT INTO checkpoints (run_id, step, format, state, prefix, total_bytes, created_at) "
+                "SELECT id, 5, 'tf2-checkpoint', 'committed', 'ckpt-5', 3, :t FROM runs"
+            ), t)
+            conn.execute(text(
+                "INSERT INTO checkpoint_files (checkpoint_id, role, file_name, size, digest) "
+                "SELECT id, 'index', 'ckpt-5.index', 3, :d FROM checkpoints"
+            ), {"d": digest})
+            conn.execute(text("INSERT INTO aliases (name, checkpoint_id, updated_at) SELECT 'prod', id, :t FROM checkpoints"), t)
+            for action, old, new in (("tag", None, "r@5"), ("untag", "r@5", None), ("tag", None, "r@5")):
+                conn.execute(text(
+                    "INSERT INTO alias_events (alias_name, action, old_target, new_target, at) VALUES ('prod', :a, :o, :n, :t)"
+                ), {**t, "a": action, "o": old, "n": new})
+
+        def rows() -> tuple[list, list, list]:
+            with engine.connect() as conn:
+                return (
+                    conn.execute(text("SELECT action FROM alias_events ORDER BY id")).scalars().all(),
+                    conn.execute(text("SELECT step, prefix FROM checkpoints")).all(),
+                    conn.execute(text("SELECT file_name, digest FROM checkpoint_files")).all(),
+                )
+
+        db.run_upgrade(engine, "head")
+        actions, checkpoints, files = rows()
+        assert actions == ["set", "remove", "set"]
+        assert checkpoints == [(5, "ckpt-5")] and files == [("ckpt-5.index", digest)]
+        assert _schema_diff(engine) == []
+        with ckptstore.open_store(url, root=tmp_path / "files") as s:
+            assert [e.action for e in s.aliases("prod")[0].history] == ["set", "remove", "set"]
+            assert s.checkpoints("r")[0].step == 5
+        with engine.begin() as conn:  # a registered format's name is accepted now; an empty one is not
+            conn.execute(text("UPDATE checkpoints SET format = 'my-format'"))
+            conn.execute(text("UPDATE checkpoints SET format = 'tf2-checkpoint'"))
+        with pytest.raises(Exception, match="(?i)check"), engine.begin() as conn:
+            conn.execute(text("UPDATE checkpoints SET format = ''"))
+        db.run_downgrade(engine, "0007")
+        actions, checkpoints, files = rows()
+        assert actions == ["tag", "untag", "tag"]
+        assert checkpoints == [(5, "ckpt-5")] and files == [("ckpt-5.index", digest)]
+        if backend == "sqlite":
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on for what follows
+    finally:
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------- opening stores
 
 
@@ -428,7 +488,7 @@ def test_the_database_refuses_negative_steps_duplicates_and_bad_states(store):
     ck = ("INSERT INTO checkpoints (run_id, step, format, state, prefix, total_bytes, created_at) "
           "VALUES (:r, :s, :f, 'committed', 'p', 0, :t)")
     _refused(store, ck, {"r": rid, "s": -5, "f": "tf1-saver", "t": now})
-    _refused(store, ck, {"r": rid, "s": 5, "f": "pickle", "t": now})
+    _refused(store, ck, {"r": rid, "s": 5, "f": "", "t": now})  # any registered format's name, not none
     with store.write() as conn:
         conn.execute(text(ck), {"r": rid, "s": 5, "f": "tf1-saver", "t": now})
     _refused(store, ck, {"r": rid, "s": 5, "f": "tf2-checkpoint", "t": now})  # one per (run, step)

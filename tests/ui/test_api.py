@@ -156,7 +156,7 @@ def test_aliases_keep_each_alias_history(client):
     best = get(client, "/api/aliases", name="best")[0]
     assert best["target"] == "mnist-b@300"
     assert [(h["action"], h["old_target"], h["new_target"]) for h in best["history"]] == [
-        ("move", "mnist-a@100", "mnist-b@300"), ("tag", None, "mnist-a@100"),
+        ("move", "mnist-a@100", "mnist-b@300"), ("set", None, "mnist-a@100"),
     ]
 
 

@@ -600,7 +600,7 @@ def test_alias_move_unalias_and_aliases(fresh):
     assert set(best) == {"name", "target", "kind", "message", "updated_at", "history"}
     assert best["target"] == "mlp@10" and best["kind"] == "checkpoint"
     assert [(e["action"], e["old_target"], e["new_target"]) for e in best["history"]] == [
-        ("move", "mlp@30", "mlp@10"), ("tag", None, "mlp@30"),
+        ("move", "mlp@30", "mlp@10"), ("set", None, "mlp@30"),
     ]
     assert ok("alias", "served", "export:1", store=fresh).strip() == "served -> export:1"
     assert {a["name"]: a["kind"] for a in as_json("aliases", store=fresh)} == {
@@ -609,7 +609,7 @@ def test_alias_move_unalias_and_aliases(fresh):
     assert "history (newest first)" in ok("aliases", "best", store=fresh)
     assert ok("unalias", "best", "-m", "retired", store=fresh).strip() == "removed alias best (was mlp@10)"
     [gone] = as_json("aliases", "best", store=fresh)
-    assert gone["kind"] == "untagged" and gone["history"][0]["message"] == "retired"
+    assert gone["kind"] == "removed" and gone["history"][0]["message"] == "retired"
     with ckptstore.open_store(fresh, create=False) as store:
         assert [a.name for a in store.aliases()] == ["prod", "served"]
         assert store.resolve("served").id == 1

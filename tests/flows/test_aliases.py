@@ -49,7 +49,7 @@ def test_tag_names_a_checkpoint_that_resolve_returns(store, mnist):
     assert isinstance(target, CheckpointInfo) and target.ref == "mnist@20"
     assert target.aliases == ["best"] and target.pinned
     assert [c.aliases for c in store.checkpoints("mnist")] == [[], ["best"], []]
-    assert _events(store, "best") == [("tag", None, "mnist@20", "lowest loss")]
+    assert _events(store, "best") == [("set", None, "mnist@20", "lowest loss")]
 
 
 def test_tag_accepts_every_kind_of_reference(store, mnist, seed_session):
@@ -81,7 +81,7 @@ def test_moving_an_alias_between_three_targets_shows_the_full_history(store, mni
     assert [(e.action, e.old_target, e.new_target, e.message) for e in history] == [
         ("move", "mnist@20", export.ref, "frozen for serving"),
         ("move", "mnist@10", "mnist@20", "better"),
-        ("tag", None, "mnist@10", "first"),
+        ("set", None, "mnist@10", "first"),
     ]
     assert history[0].at >= history[1].at >= history[2].at
     assert history[0].at.tzinfo is not None
@@ -99,7 +99,7 @@ def test_tagging_the_same_target_again_records_no_event_but_keeps_a_new_message(
     assert updated.updated_at >= again.updated_at
     # Via another ref kind to the same checkpoint: still the same target, still one event.
     store.set_alias("best", "mnist@~15")
-    assert _events(store, "best") == [("tag", None, "mnist@10", "v1")]
+    assert _events(store, "best") == [("set", None, "mnist@10", "v1")]
 
 
 def test_untag_frees_the_target_and_keeps_the_history(store, mnist):
@@ -110,15 +110,15 @@ def test_untag_frees_the_target_and_keeps_the_history(store, mnist):
         store.resolve("best")
     assert store.aliases() == []
     gone = store.aliases("best")[0]
-    assert (gone.kind, gone.target, gone.message) == ("untagged", "", "retired")
+    assert (gone.kind, gone.target, gone.message) == ("removed", "", "retired")
     assert [(e.action, e.old_target, e.new_target) for e in gone.history] == [
-        ("untag", "mnist@20", None),
+        ("remove", "mnist@20", None),
         ("move", "mnist@10", "mnist@20"),
-        ("tag", None, "mnist@10"),
+        ("set", None, "mnist@10"),
     ]
     # The name can be used again; its history continues.
     store.set_alias("best", "mnist@30")
-    assert [e.action for e in store.aliases("best")[0].history] == ["tag", "untag", "move", "tag"]
+    assert [e.action for e in store.aliases("best")[0].history] == ["set", "remove", "move", "set"]
     store.delete_checkpoint("mnist@20")  # no longer protected
 
 
@@ -183,7 +183,7 @@ def test_retention_does_not_delete_a_tagged_checkpoint(store, seed_session):
     # max_to_keep=1 keeps only 40, but an alias points at 10.
     assert [(c.step, c.aliases) for c in store.checkpoints("r")] == [(10, ["best"]), (40, [])]
     assert store.apply_retention("r") == []
-    # Once untagged, the next application of the rule removes it.
+    # Once removed, the next application of the rule removes it.
     store.remove_alias("best")
     assert store.apply_retention("r") == [10]
     assert [c.step for c in store.checkpoints("r")] == [40]
@@ -205,7 +205,7 @@ def test_aliases_protect_targets_from_deletion(store, mnist, seed_session):
     assert store.delete_run("mnist") == 3
     # History outlives its targets and the run.
     assert [(e.action, e.old_target) for e in store.aliases("prod")[0].history] == [
-        ("untag", export.ref), ("tag", None),
+        ("remove", export.ref), ("set", None),
     ]
 
 
@@ -252,7 +252,7 @@ def test_processes_tagging_the_same_new_names_at_once_all_succeed(store_uri, sto
         info = store.aliases(f"race-{i}")[0]
         actions = [e.action for e in info.history]
         # Exactly one process created the alias; every later one moved it (or found it there).
-        assert actions[-1] == "tag" and set(actions[:-1]) <= {"move"}
+        assert actions[-1] == "set" and set(actions[:-1]) <= {"move"}
         assert info.history[0].new_target == info.target == info.message
         chain = list(reversed(info.history))
         for before, after in zip(chain, chain[1:]):

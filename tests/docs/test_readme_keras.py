@@ -20,7 +20,7 @@ require_tensorflow()
 
 pytestmark = pytest.mark.slow  # three interpreters importing TensorFlow
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _blocks() -> list[str]:

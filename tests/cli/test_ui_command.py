@@ -78,7 +78,7 @@ def test_a_non_editable_install_serves_the_pages_and_the_chart_library(tmp_path:
     import sys
     import zipfile
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):

@@ -337,7 +337,7 @@ def test_sigkill_at_each_point_of_an_s3_save(point: str, s3_server, tmp_path: Pa
 
     monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
     ckptstore.open_store(tmp_path / "s", root=f"s3://{s3_server.new_bucket()}/p").close()
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "3"}
     subprocess.run([sys.executable, "-c", _SAVER, str(tmp_path / "s"), "1"], env=env, check=True, timeout=300)
     r = subprocess.run([sys.executable, "-c", _SAVER, str(tmp_path / "s"), "2"], env={**env, "CKPTSTORE_FAULT": point}, timeout=300)
@@ -462,7 +462,7 @@ def test_processes_sharing_a_cache_download_an_object_once(tmp_path: Path) -> No
     src.write_bytes(os.urandom(100_000))
     digest, size = digest_file(src)
     log = tmp_path / "log"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     procs = [
         subprocess.Popen([sys.executable, "-c", _FILLER, str(tmp_path / "cache"), digest, str(size), str(src), str(log)], env=env)
         for _ in range(4)
