@@ -75,12 +75,22 @@ def runs_list(
     limit: Annotated[
         int | None, typer.Option("--limit", metavar="N", callback=_check_limit, help="At most N runs.")
     ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns", metavar="FIELDS",
+            help="Show these fields after the name (comma separated), e.g. params.lr,metrics.val_accuracy.max,tags.team. "
+            "Default: the fields sorted and filtered by, the metric KeepBest ranks, the params that differ.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Runs, newest first: filtered (--status, --tag, --name, --where), sorted (--sort), limited (--limit)."""
+    """Runs, newest first: filtered (--status, --tag, --name, --where), sorted (--sort), limited (--limit), with --columns."""
     tags = _parse_tags(tag)
-    runs = read(ctx, lambda r: r.runs(status=status, tags=tags, name=name, where=search, order_by=sort, limit=limit))
-    print_runs(runs, filtered=bool(status or tags or name or search), as_json=as_json)
+    found = read(ctx, lambda r: r.runs_table(
+        columns=columns, status=status, tags=tags, name=name, where=search, order_by=sort, limit=limit,
+    ))
+    print_runs(found, filtered=bool(status or tags or name or search), as_json=as_json)
 
 
 @command(runs_app, "show", quick=True)

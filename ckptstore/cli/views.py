@@ -5,7 +5,9 @@ here.
 
 import fnmatch
 import json
+import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..records import (
@@ -15,6 +17,7 @@ from ..records import (
     RunAtStep,
     RunComparison,
     RunInfo,
+    RunsTable,
     StepMetrics,
     VariableInfo,
     to_json,
@@ -38,18 +41,42 @@ if TYPE_CHECKING:
     from ..store import Store
 
 
-def print_runs(runs: list[RunInfo], *, filtered: bool, as_json: bool) -> None:
+def print_runs(found: RunsTable, *, filtered: bool, as_json: bool) -> None:
+    """The runs table: the name, then the asked-for (or default) columns, then the run's state,
+    so that on a narrow terminal the values asked for are the ones kept."""
+    for note in found.notes:
+        sys.stderr.write(f"note: {note}\n")
     if as_json:
-        print_json(runs)
+        print_json([{**to_json(r), "values": to_json(v)} for r, v in zip(found.runs, found.values)])
         return
-    if not runs:
+    if not found.runs:
         echo("no runs" + (" match" if filtered else " yet"))
         return
+    cols = found.columns
+    numeric = [
+        i for i, c in enumerate(cols)
+        if all(v[c] is None or (isinstance(v[c], (int, float)) and not isinstance(v[c], bool)) for v in found.values)
+    ]
+    n = len(cols)
     table(
-        ["name", "status", "last step", "checkpoints", "created", "tags"],
-        [[r.name, r.status, or_dash(r.last_step), str(r.checkpoints), when(r.created_at), key_values(r.tags)] for r in runs],
-        right=(2, 3),
+        ["name", *cols, "status", "last step", "checkpoints", "created", "tags"],
+        [
+            [r.name, *(cell(v[c]) for c in cols), r.status, or_dash(r.last_step), str(r.checkpoints), when(r.created_at), key_values(r.tags)]
+            for r, v in zip(found.runs, found.values)
+        ],
+        right=(*(1 + i for i in numeric), n + 2, n + 3),
     )
+
+
+def cell(v: Any) -> str:
+    """A table cell for a value of the runs table: numbers as ``number`` prints them, "-" for none."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return number(v)
+    if isinstance(v, datetime):
+        return when(v)
+    return param_text(v)
 
 
 def print_run(info: RunInfo, metrics: list[str], *, as_json: bool) -> None:

@@ -28,11 +28,13 @@ from ..records import (
     RunAtStep,
     RunComparison,
     RunInfo,
+    RunsTable,
     StepMetrics,
     VariableInfo,
 )
 from . import reads, summaries
 from .runs_query import select_runs
+from .runs_table import runs_table
 from .sqlite_ro import open_current
 
 
@@ -93,6 +95,11 @@ class QuickReader:
 
     def runs(self, *, name: str | None = None, where: str | None = None, order_by: Any = None, **kw: Any) -> list[RunInfo]:
         return select_runs(self.sql.rows, "?", pattern=name, where_expr=where, order_by=order_by, **kw)
+
+    def runs_table(
+        self, *, name: str | None = None, where: str | None = None, order_by: Any = None, **kw: Any
+    ) -> RunsTable:
+        return runs_table(self.sql.rows, "?", pattern=name, where_expr=where, order_by=order_by, **kw)
 
     def get_run(self, name: str) -> RunInfo:
         found = select_runs(self.sql.rows, "?", names=[name])

@@ -346,11 +346,13 @@ RUN_KEYS = {"id", "name", "status", "params", "tags", "created_at", "ended_at", 
 
 def test_runs_list_table_and_json(meta, tmp_path):
     out = ok("runs", "list", store=meta)
-    assert out.splitlines()[0].split()[:2] == ["name", "status"]
+    # The params that differ between the runs come right after the name (issue 26).
+    assert out.splitlines()[0].split()[:3] == ["name", "params.lr", "status"]
     assert {"mlp", "mlp-wide", "broken"} <= {line.split()[0] for line in out.splitlines()[1:]}
     runs = as_json("runs", "list", store=meta)
     assert [r["name"] for r in runs] == ["broken", "mlp-wide", "mlp"]  # newest first
-    assert all(set(r) == RUN_KEYS for r in runs)
+    assert all(set(r) == RUN_KEYS | {"values"} for r in runs)
+    assert runs[-1]["values"] == {"params.lr": 0.1}
     mlp = runs[-1]
     assert mlp["status"] == "finished" and mlp["last_step"] == 30 and mlp["checkpoints"] == 0
     assert mlp["tags"] == {"team": "vision"} and mlp["params"] == {"lr": 0.1}
