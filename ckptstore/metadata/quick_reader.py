@@ -33,7 +33,7 @@ from ..records import (
     VariableInfo,
 )
 from . import reads, summaries
-from .runs_query import select_runs
+from .runs_query import expand_names, select_runs
 from .runs_table import runs_table
 from .sqlite_ro import open_current
 
@@ -100,6 +100,12 @@ class QuickReader:
         self, *, name: str | None = None, where: str | None = None, order_by: Any = None, **kw: Any
     ) -> RunsTable:
         return runs_table(self.sql.rows, "?", pattern=name, where_expr=where, order_by=order_by, **kw)
+
+    def expand_runs(self, patterns: Sequence[str]) -> list[str]:
+        try:
+            return expand_names(self.sql.rows, "?", patterns, self.sql.where)
+        except CkptstoreError:
+            raise Fallback from None  # a glob that matches nothing: the store words it
 
     def get_run(self, name: str) -> RunInfo:
         found = select_runs(self.sql.rows, "?", names=[name])
