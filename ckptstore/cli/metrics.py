@@ -61,7 +61,8 @@ def at(
 ) -> None:
     """Every run's metrics at a step, and whether a checkpoint exists there."""
     rows, params = read(ctx, lambda r: at_rows(r, step, nearest=nearest, metric=metric, run=run, param=param))
-    print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=as_json)
+    print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=as_json,
+             metric=metric)
 
 
 @command()
