@@ -629,6 +629,10 @@ def test_exports_and_export(built, tmp_path):
     assert as_json("exports", "mlp-wide", store=built) == []
     assert "no exports in run mlp-wide" in ok("exports", "mlp-wide", store=built)
     assert "export:1" in ok("exports", store=built)
+    # Aliases right after the REF, so that 80 columns keep them; the signatures go first (issue 26).
+    narrow = cli("exports", store=built, env={"COLUMNS": "80"})
+    assert narrow.stdout.splitlines()[0].split()[:3] == ["ref", "aliases", "run"]
+    assert all(len(line) <= 80 for line in narrow.stdout.splitlines())
     out = ok("export", "mlp@30", "--to", str(tmp_path / "deploy" / "model.pb"), store=built)
     assert "model.pb" in out
     pb = tmp_path / "deploy" / "model.pb"

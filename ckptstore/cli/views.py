@@ -126,7 +126,9 @@ def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
             mode = next(iter(per_run.values())).mode
             label = f"metrics.{k}.{what}" + (f" ({mode})" if what == "best" else "")
             rows.append(["", label, *cells])
-    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2))
+    # Runs are columns; at 80 columns four runs no longer fit beside the labels, so they wrap
+    # into blocks of runs (labels repeated) rather than lose a run.
+    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2), keep=2, wrap=True)
     if cmp.differing:
         echo(f"* differs: {', '.join(cmp.differing)}")
 
@@ -305,14 +307,16 @@ def print_exports(items: list[ExportInfo], run: str | None, *, as_json: bool) ->
     if not items:
         echo("no exports" + (f" in run {run}" if run else " yet"))
         return
+    # Aliases right after the REF (they are how an export is found); the long signatures last,
+    # so a narrow terminal drops those first.
     table(
-        ["ref", "run", "step", "kind", "inputs", "outputs", "nodes", "size", "aliases", "created"],
+        ["ref", "aliases", "run", "step", "kind", "size", "created", "nodes", "inputs", "outputs"],
         [
             [
-                e.ref, e.run, or_dash(e.step), e.kind, signature(e.inputs), signature(e.outputs),
-                str(e.node_count), size(e.size), ", ".join(e.aliases), when(e.created_at),
+                e.ref, ", ".join(e.aliases), e.run, or_dash(e.step), e.kind, size(e.size), when(e.created_at),
+                str(e.node_count), signature(e.inputs), signature(e.outputs),
             ]
             for e in items
         ],
-        right=(2, 6, 7),
+        right=(3, 5, 7),
     )

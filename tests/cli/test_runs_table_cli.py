@@ -87,3 +87,15 @@ def test_plot_takes_globs(grid, tmp_path: Path):
     assert ok("plot", "lr-*", "-m", "loss", "-o", str(out), store=grid).strip() == f"wrote {out}"
     assert out.read_text().count("lr-") >= 4  # one legend entry per run
     assert fails("plot", "zz*", "-m", "loss", "-o", str(out), store=grid).startswith("error: no run matches 'zz*'")
+
+
+def test_runs_compare_of_four_runs_stays_readable_at_80_columns(grid, env):
+    for width in ("50", "80", "200"):
+        r = cli("runs", "compare", "lr-*", store=grid, env={**env, "COLUMNS": width})
+        assert r.returncode == 0 and r.stderr == ""
+        assert all(len(line) <= int(width) for line in r.stdout.splitlines())
+        headers = [line.split() for line in r.stdout.splitlines() if line.startswith(" " * 10)]
+        # Every run is shown: where they do not fit, in blocks of runs, each under the row labels again.
+        assert sorted(n for h in headers for n in h) == ["lr-0", "lr-1", "lr-2", "lr-3"]
+        assert (len(headers) > 1) == (width == "50")
+        assert r.stdout.count("metrics.val_accuracy.best (max)") == len(headers)
