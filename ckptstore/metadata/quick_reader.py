@@ -16,6 +16,7 @@ import os
 import sqlite3
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import CkptstoreError
@@ -64,6 +65,7 @@ class QuickReader:
         con.execute("BEGIN")  # one snapshot for every query of the command
         self.sql = reads.Sql(self._rows, "?", where)
         self.words_errors = words_errors
+        self.directory: Path | None = None  # a directory store's, resolved
 
     @classmethod
     def open(cls, uri: str | os.PathLike[str] | None) -> QuickReader | None:
@@ -75,7 +77,9 @@ class QuickReader:
             # Named as the store names a directory store (engine.store_where: its resolved
             # path), so an unknown run is worded here, without paying SQLAlchemy's import for
             # an error line (issue 26: error paths in 0.3 s).
-            return cls(con, f"the store at {loc.directory.resolve()}", words_errors=True)
+            reader = cls(con, f"the store at {loc.directory.resolve()}", words_errors=True)
+            reader.directory = loc.directory.resolve()
+            return reader
         return cls(con, f"the store at {uri}")
 
     def close(self) -> None:
@@ -94,6 +98,14 @@ class QuickReader:
             return [row._make(r) for r in cur.fetchall()]
         except sqlite3.Error:
             raise Fallback from None
+
+    @property
+    def root(self) -> Path:
+        """A directory store's file area when no shared root is recorded (as ``Store.root``);
+        anything else is the store's to open."""
+        if self.directory is None or reads.setting(self.sql, "root"):
+            raise Fallback
+        return self.directory
 
     def _run_id(self, name: str) -> int:
         try:
