@@ -172,6 +172,8 @@ class QuickReader:
         try:
             kind, target = reads.target_of(self.sql, parse_ref(ref))
         except CkptstoreError:
+            if self.words_errors:  # the store resolves a REF with the same read (reads.target_of)
+                raise
             raise Fallback from None
         if kind != "checkpoint" or target is None:
             raise Fallback  # an export where a checkpoint is expected: the store words it
