@@ -31,12 +31,14 @@ from ..records import (
     RunComparison,
     RunInfo,
     RunsTable,
+    SpaceUsage,
     StepMetrics,
     VariableInfo,
 )
 from . import reads, summaries
 from .runs_query import expand_names, select_runs
 from .runs_table import runs_table
+from .space import space_usage
 from .sqlite_ro import open_current
 
 
@@ -149,6 +151,9 @@ class QuickReader:
 
     def metric_summaries(self, run: str) -> dict[str, MetricSummary]:
         return summaries.metric_summaries(self.sql.rows, "?", self._run_id(run))
+
+    def space(self, runs: list[str] | None = None) -> list[SpaceUsage]:
+        return space_usage(self.sql, runs)
 
     # ------------------------------------------------------------------ metrics
 
