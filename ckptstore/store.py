@@ -523,6 +523,14 @@ class Store:
                 conn, columns=columns, status=status, tags=tags, pattern=name, where=where, order_by=order_by, limit=limit,
             )
 
+    def expand_runs(self, patterns: Sequence[str]) -> list[str]:
+        """Run names for ``patterns``: a glob (``"lr-*"``, ``"grid-[12]"``) stands for the runs it
+        matches, sorted by name, and must match one (else :class:`UnknownRunError`); a plain name
+        is kept as given. Each name once, in order. ``runs compare``, ``plot`` and
+        ``tensorboard`` take their RUN arguments through it."""
+        with self.db.read() as conn:
+            return Q.expand_runs(conn, list(patterns))
+
     def compare_runs(self, runs: Sequence[str]) -> RunComparison:
         """Runs side by side: their params (and which differ) and, per metric, the last value
         and the best (min or max by the metric's name) with their steps."""

@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import CkptstoreError
-from ..location import DEFAULT_LOCATION
+from ..location import DEFAULT_LOCATION, default_location
 from .output import error_line
 
 if TYPE_CHECKING:
@@ -94,8 +94,9 @@ def command(
     """Register a command on :data:`app` (or on a group), like ``on.command(name)``.
 
     Its line in the list of commands is the whole first paragraph of its docstring: plain help
-    would otherwise cut it at about 60 characters. ``quick``: a read command whose plain command
-    lines ``cli/quick.py`` runs without Typer's value conversion (see there). ``hidden``: left
+    would otherwise cut it at about 60 characters. ``quick``: a command (any that does not load
+    TensorFlow: reads, and since issue 26 the small writes and maintenance commands) whose plain
+    command lines ``cli/quick.py`` runs without Typer's value conversion (see there). ``hidden``: left
     out of ``--help`` (the deprecated spellings of renamed commands).
     """
 
@@ -212,6 +213,9 @@ def _global_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    source = ctx.get_parameter_source("store")
+    if source is not None and source.name == "DEFAULT":  # Typer's vendored Click: its enum, by name
+        store = default_location()  # the nearest .ckptstore above, as git finds .git
     ctx.obj = StoreLocation(store, root)
     help_without_command(ctx)
 
@@ -248,6 +252,8 @@ def main(first: Callable[[list[str]], bool] | None = None) -> None:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None and exc.exit_code == 2 else ""
         error_line(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:  # fail() on cli/quick.py's path (Typer's returns the status)
         sys.exit(exc.exit_code)
     except typer.Abort:
         error_line("aborted")

@@ -107,15 +107,17 @@ def runs_show(
 @command(runs_app, "compare", quick=True)
 def runs_compare(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="The runs to compare (two or more).", autocompletion=complete_runs)],
+    runs: Annotated[
+        list[str], typer.Argument(metavar="RUN", help="The runs to compare (two or more); a glob such as 'lr-*' for all it matches.", autocompletion=complete_runs)
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Runs side by side: params (differences marked with *), and each metric's last and best value with its step."""
-    cmp = read(ctx, lambda r: r.compare_runs(runs))
+    cmp = read(ctx, lambda r: r.compare_runs(r.expand_runs(runs)))
     print_comparison(cmp, as_json=as_json)
 
 
-@command(runs_app, "delete")
+@command(runs_app, "delete", quick=True)
 def runs_delete(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],

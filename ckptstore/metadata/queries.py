@@ -36,7 +36,7 @@ from . import reads, summaries
 from . import schema as S
 from .engine import placeholder, store_where
 from .mappers import aware, checkpoint_info, export_info, file_info, metric_value
-from .runs_query import select_runs
+from .runs_query import expand_names, select_runs
 from .runs_table import runs_table as table_of_runs
 
 Target = CheckpointInfo | ExportInfo
@@ -109,6 +109,12 @@ def runs_table(
         sql.rows, sql.ph, columns=columns, status=status, tags=tags, pattern=pattern,
         where_expr=where, order_by=order_by, limit=limit,
     )
+
+
+def expand_runs(conn: Connection, patterns: Sequence[str]) -> list[str]:
+    """Run names for names and globs (see ``runs_query.expand_names``)."""
+    sql = sql_of(conn)
+    return expand_names(sql.rows, sql.ph, patterns, sql.where)
 
 
 def runs_in_order(conn: Connection, names: Sequence[str]) -> list[RunInfo]:

@@ -629,6 +629,10 @@ def test_exports_and_export(built, tmp_path):
     assert as_json("exports", "mlp-wide", store=built) == []
     assert "no exports in run mlp-wide" in ok("exports", "mlp-wide", store=built)
     assert "export:1" in ok("exports", store=built)
+    # Aliases right after the REF, so that 80 columns keep them; the signatures go first (issue 26).
+    narrow = cli("exports", store=built, env={"COLUMNS": "80"})
+    assert narrow.stdout.splitlines()[0].split()[:3] == ["ref", "aliases", "run"]
+    assert all(len(line) <= 80 for line in narrow.stdout.splitlines())
     out = ok("export", "mlp@30", "--to", str(tmp_path / "deploy" / "model.pb"), store=built)
     assert "model.pb" in out
     pb = tmp_path / "deploy" / "model.pb"
@@ -656,7 +660,13 @@ def test_export_to_a_directory(built, tmp_path):
 def test_import_vanilla_saver_directory(fresh, vanilla_dir):
     out = ok("import", str(vanilla_dir), "--run", "legacy", store=fresh)
     assert "imported 2 checkpoints into run legacy (steps 100, 200" in out
-    assert "nothing new to import" in ok("import", str(vanilla_dir), "--run", "legacy", store=fresh)
+    # Nothing new: answered without loading TensorFlow (issue 26), as the child reports.
+    again = cli("import", str(vanilla_dir), "--run", "legacy", store=fresh, code=(
+        "import sys, runpy, atexit; atexit.register(lambda: sys.stderr.write(f'tf loaded: {\"tensorflow\" in sys.modules}\\n')); "
+        "sys.argv = ['ckptstore', *sys.argv[1:]]; runpy.run_module('ckptstore', run_name='__main__')"
+    ))
+    assert again.returncode == 0 and "nothing new to import" in again.stdout, again.stderr
+    assert again.stderr.strip().splitlines()[-1] == "tf loaded: False"
     with ckptstore.open_store(fresh, create=False) as store:
         assert [c.step for c in store.checkpoints("legacy")] == [100, 200]
         np.testing.assert_array_equal(store.read_variable("legacy@200", "v"), [3.0, 4.0])
