@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         RunAtStep,
         RunComparison,
         RunInfo,
+        RunsTable,
         SpaceUsage,
         StepMetrics,
         TensorStats,
@@ -53,7 +54,7 @@ __version__ = "0.1.0"
 
 # The record types: what the store's queries return (``ckptstore.records``).
 _RECORDS = (
-    "RunInfo", "StepMetrics", "MetricChange", "MetricSummary", "RunComparison", "RunAtStep", "FileInfo",
+    "RunInfo", "StepMetrics", "MetricChange", "MetricSummary", "RunComparison", "RunAtStep", "FileInfo", "RunsTable",
     "VariableInfo", "VariableChange", "TensorStats", "VariableStatus", "VariableDiff", "SpaceUsage",
     "CheckpointInfo", "ExportInfo", "AliasEventInfo", "AliasInfo", "Problem", "VerifyReport", "GcReport",
 )
@@ -100,6 +101,7 @@ __all__ = [
     "__version__",
     # The record types, spelt out for the static checkers (``_RECORDS`` loads them):
     "RunInfo",
+    "RunsTable",
     "StepMetrics",
     "MetricChange",
     "MetricSummary",

@@ -40,10 +40,45 @@ class Location:
 
 
 def chosen(uri: str | os.PathLike[str] | None) -> str:
-    """The location text in force: ``uri``, else ``$CKPTSTORE_URI``, else the default."""
+    """The location text in force: ``uri``, else ``$CKPTSTORE_URI``, else the nearest
+    ``.ckptstore`` store at or above the working directory (:func:`discover`), else the default
+    (``.ckptstore`` here, where a new store is created)."""
     if uri:
         return os.fspath(uri)
-    return os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION
+    return os.environ.get("CKPTSTORE_URI") or default_location()
+
+
+def default_location() -> str:
+    """The store used when neither ``--store`` nor ``$CKPTSTORE_URI`` names one: the nearest
+    ``.ckptstore`` at or above the working directory, else ``.ckptstore`` (created here)."""
+    return discover() or DEFAULT_LOCATION
+
+
+def discover(start: str | os.PathLike[str] | None = None) -> str | None:
+    """The nearest directory store named ``.ckptstore`` (one holding its database file) in
+    ``start`` (default: the working directory) or above, as git finds ``.git``: the search
+    stops at the root and, like git without ``GIT_DISCOVERY_ACROSS_FILESYSTEM``, at a mount
+    boundary (a parent on another device), so a store on another filesystem is never picked
+    up by accident. ``.ckptstore`` itself when found in ``start``, else the found path; None
+    when there is none (the caller then creates ``.ckptstore`` in the working directory)."""
+    here = Path(os.fspath(start) if start is not None else os.getcwd())
+    try:
+        device = here.stat().st_dev
+    except OSError:
+        return None
+    current = here
+    while True:
+        if (current / DEFAULT_LOCATION / DB_FILE).is_file():
+            return DEFAULT_LOCATION if current == here else str(current / DEFAULT_LOCATION)
+        parent = current.parent
+        if parent == current:
+            return None
+        try:
+            if parent.stat().st_dev != device:
+                return None
+        except OSError:
+            return None
+        current = parent
 
 
 def parse_location(uri: str | os.PathLike[str] | None) -> Location:

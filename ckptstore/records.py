@@ -15,6 +15,7 @@ from typing import Any
 #: The record types (every one importable from ``ckptstore``) and the JSON conversion.
 __all__ = [
     "RunInfo",
+    "RunsTable",
     "StepMetrics",
     "MetricChange",
     "MetricSummary",
@@ -82,6 +83,20 @@ class RunInfo:
     last_step: int | None = None
     checkpoints: int = 0
     retention: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RunsTable:
+    """The runs table (``Store.runs_table``, ``ckptstore runs list``, the UI's runs page): the
+    runs that match, in order, and for each the value of every column (``columns``: fields as
+    written, e.g. ``params.lr``, ``metrics.val_accuracy.max``, ``tags.team``; None where a run
+    has no such value). ``notes`` say what a user may have misspelt: a param, tag or metric
+    that no run of the store has, with the closest name there is."""
+
+    columns: list[str]
+    runs: list[RunInfo]
+    values: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

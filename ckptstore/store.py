@@ -55,6 +55,7 @@ from .records import (
     RunAtStep,
     RunComparison,
     RunInfo,
+    RunsTable,
     SpaceUsage,
     StepMetrics,
     VariableDiff,
@@ -489,6 +490,46 @@ class Store:
             raise InvalidOptionError(f"limit must be a whole number >= 0, got {limit!r}")
         with self.db.read() as conn:
             return Q.runs(conn, status=status, tags=tags, pattern=name, where=where, order_by=order_by, limit=limit)
+
+    def runs_table(
+        self,
+        *,
+        columns: None | str | Sequence[str] = None,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+        where: str | None = None,
+        order_by: None | str | Sequence[str] = None,
+        limit: int | None = None,
+    ) -> RunsTable:
+        """The runs of :meth:`runs` (same filters, same order) with a value per column:
+        ``columns`` are fields of the search language (``"params.lr, metrics.val_accuracy.max,
+        tags.team"``; a metric's ``.last``, ``.min``, ``.max`` or ``.best``). Without
+        ``columns``: the fields sorted and filtered by, the metric each run's ``KeepBest``
+        ranks, and the params that differ between the runs. An unknown field word is a
+        :class:`QuerySyntaxError` suggesting the store's closest name; a param, tag or metric
+        no run has is named in ``notes``.
+
+        >>> t = store.runs_table(columns="params.lr, metrics.val_accuracy.max",
+        ...                      order_by="-metrics.val_accuracy.max", limit=3)  # doctest: +SKIP
+        >>> [(r.name, v["metrics.val_accuracy.max"]) for r, v in zip(t.runs, t.values)]  # doctest: +SKIP
+        """
+        if status is not None:
+            check_state(status)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidOptionError(f"limit must be a whole number >= 0, got {limit!r}")
+        with self.db.read() as conn:
+            return Q.runs_table(
+                conn, columns=columns, status=status, tags=tags, pattern=name, where=where, order_by=order_by, limit=limit,
+            )
+
+    def expand_runs(self, patterns: Sequence[str]) -> list[str]:
+        """Run names for ``patterns``: a glob (``"lr-*"``, ``"grid-[12]"``) stands for the runs it
+        matches, sorted by name, and must match one (else :class:`UnknownRunError`); a plain name
+        is kept as given. Each name once, in order. ``runs compare``, ``plot`` and
+        ``tensorboard`` take their RUN arguments through it."""
+        with self.db.read() as conn:
+            return Q.expand_runs(conn, list(patterns))
 
     def compare_runs(self, runs: Sequence[str]) -> RunComparison:
         """Runs side by side: their params (and which differ) and, per metric, the last value

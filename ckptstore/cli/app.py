@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import CkptstoreError
-from ..location import DEFAULT_LOCATION
+from ..location import DEFAULT_LOCATION, default_location
 from .output import error_line
 
 if TYPE_CHECKING:
@@ -212,6 +212,9 @@ def _global_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    source = ctx.get_parameter_source("store")
+    if source is not None and source.name == "DEFAULT":  # Typer's vendored Click: its enum, by name
+        store = default_location()  # the nearest .ckptstore above, as git finds .git
     ctx.obj = StoreLocation(store, root)
     help_without_command(ctx)
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import typer
 
-from ..location import DEFAULT_LOCATION
+from ..location import default_location
 
 
 def _names(ctx: typer.Context) -> dict[str, Any] | None:
     # Completion parses the command line without running callbacks, so --store is read from the
     # root context's parameters (or the environment), not from ctx.obj.
     root = ctx.find_root()
-    store = root.params.get("store") or os.environ.get("CKPTSTORE_URI") or DEFAULT_LOCATION
+    store = root.params.get("store") or os.environ.get("CKPTSTORE_URI") or default_location()
     files = root.params.get("root") or os.environ.get("CKPTSTORE_ROOT") or None
     try:
         from ..metadata import reads

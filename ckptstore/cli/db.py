@@ -4,12 +4,13 @@ These commands open the store without checking its schema, so that they can name
 this ckptstore does not know, and upgrade one it does.
 """
 
+import os
 from types import ModuleType
 
 import typer
 
 from ..constants import HEAD_REVISION
-from .app import JsonOpt, command, group, open_store
+from .app import JsonOpt, command, group, location, open_store
 from .output import print_json, table
 
 db_app = group("db", "Schema version of the store: current, history, upgrade.")
@@ -32,13 +33,29 @@ def _schema_status(revision: str | None) -> str:
     return "behind" if revision in known else "ahead"
 
 
+def _quick_revision(ctx: typer.Context) -> str | None:
+    """HEAD_REVISION when the quick reader opens the store (it opens only a SQLite store at this
+    ckptstore's head), without importing SQLAlchemy or Alembic; None: ask the store."""
+    if os.environ.get("CKPTSTORE_QUICK") == "0":
+        return None
+    from ..metadata.quick_reader import QuickReader
+
+    reader = QuickReader.open(location(ctx).store)
+    if reader is None:
+        return None
+    reader.close()
+    return HEAD_REVISION
+
+
 @command(db_app, "current")
 def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The store's schema revision (without changing it)."""
-    store = open_store(ctx, check_schema=False, readonly=True)
-    status, head = _schema_status(store.revision), HEAD_REVISION
+    revision = _quick_revision(ctx)
+    if revision is None:
+        revision = open_store(ctx, check_schema=False, readonly=True).revision
+    status, head = _schema_status(revision), HEAD_REVISION
     if as_json:
-        print_json({"revision": store.revision, "head": head, "status": status})
+        print_json({"revision": revision, "head": head, "status": status})
         return
     note = {
         "current": "(head)",
@@ -46,7 +63,7 @@ def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         "ahead": f"(newer than this ckptstore, whose head is {head})",
         "empty": f"(empty database; 'ckptstore db upgrade' creates the schema at {head})",
     }[status]
-    typer.echo(f"{store.revision or 'none'} {note}")
+    typer.echo(f"{revision or 'none'} {note}")
 
 
 @command(db_app, "history")

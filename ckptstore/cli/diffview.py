@@ -29,13 +29,12 @@ def show_diff(d: VariableDiff, ref: str, other: str, *, stats: bool, as_json: bo
             continue
         b = f"{v.before.dtype}{shape(v.before.shape)}" if v.before else ""
         a = f"{v.after.dtype}{shape(v.after.shape)}" if v.after else ""
-        row = [marks.get(v.status, "?"), v.name, v.status, b, a]
-        if stats:
-            row += _stats_cells(v)
-        rows.append(row)
-    columns = ["", "name", "status", ref, other] + (["max|Δ|", "mean|Δ|", "rel L2"] if stats else [])
+        rows.append([marks.get(v.status, "?"), v.name, v.status, *(_stats_cells(v) if stats else []), b, a])
+    # The statistics asked for come before the dtypes and shapes, and a narrow terminal wraps
+    # the columns into blocks (mark and name repeated) instead of dropping them.
+    columns = ["", "name", "status", *(["max|Δ|", "mean|Δ|", "rel L2"] if stats else []), ref, other]
     if rows:
-        table(columns, rows, right=(5, 6, 7) if stats else ())
+        table(columns, rows, right=(3, 4, 5) if stats else (), keep=2, wrap=True)
     c = d.summary()
     typer.echo(
         f"{c['identical']} identical, {c['value changed']} value changed, {c['added']} added, "

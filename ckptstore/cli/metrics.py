@@ -61,13 +61,14 @@ def at(
 ) -> None:
     """Every run's metrics at a step, and whether a checkpoint exists there."""
     rows, params = read(ctx, lambda r: at_rows(r, step, nearest=nearest, metric=metric, run=run, param=param))
-    print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=as_json)
+    print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=as_json,
+             metric=metric)
 
 
 @command()
 def plot(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="One or more runs.", autocompletion=complete_runs)],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="One or more runs (or globs, e.g. 'lr-*').", autocompletion=complete_runs)],
     metric: Annotated[list[str], typer.Option("--metric", "-m", metavar="METRIC", help="Metric to plot; repeatable.")],
     output: Annotated[
         str, typer.Option("--output", "-o", metavar="FILE", help="The file to write: .png, .svg or .pdf (by its suffix).")
@@ -85,7 +86,8 @@ def plot(
     """Plot metrics against step for one or more runs into a PNG, SVG or PDF (needs matplotlib)."""
     from ..plot import plot_metrics
 
-    path = plot_metrics(open_store(ctx, readonly=True), runs, metric, output, log_y=log_y, smooth=smooth)
+    store = open_store(ctx, readonly=True)
+    path = plot_metrics(store, store.expand_runs(runs), metric, output, log_y=log_y, smooth=smooth)
     typer.echo(f"wrote {path}")
 
 

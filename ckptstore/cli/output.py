@@ -76,6 +76,8 @@ def table(
     *,
     right: Sequence[int] = (),
     title: str | None = None,
+    keep: int = 1,
+    wrap: bool = False,
 ) -> None:
     """Print rows under column headers, aligned, two spaces apart: one renderer for any number
     of rows, on a terminal or not.
@@ -84,7 +86,10 @@ def table(
     through :func:`printable`. A cell is never broken or folded, so identifiers (run names,
     REFs, aliases, variable names) copy and paste whole: when the table is wider than the
     terminal (stdout a terminal, or ``$COLUMNS`` set), whole columns are dropped from the right
-    instead, the first one always kept, and a note on stderr says which (``--json`` has all).
+    instead, the first ``keep`` always kept, and a note on stderr says which (``--json`` has
+    all); callers put the columns asked for first. With ``wrap``, nothing is dropped: the
+    columns after the first ``keep`` are printed in blocks that fit, one under the other, each
+    block repeating the first ``keep`` columns (as pandas wraps a wide frame).
     """
     rows = [[printable(c) for c in r] for r in rows]
     title = printable(title) if title else title
@@ -93,21 +98,37 @@ def table(
         for i, cell in enumerate(r):
             if len(cell) > widths[i]:
                 widths[i] = len(cell)
-    shown = len(columns)
     limit = terminal_width()
-    if limit is not None:
-        while shown > 1 and sum(widths[:shown]) + 2 * (shown - 1) > limit:
-            shown -= 1
-        if shown < len(columns):
-            sys.stderr.write(f"(not shown for want of width: {', '.join(c or '?' for c in columns[shown:])})\n")
+    keep = max(1, min(keep, len(columns)))
+    blocks = [list(range(len(columns)))]
+    if limit is not None and sum(widths) + 2 * (len(columns) - 1) > limit:
+        if wrap:
+            blocks = []
+            head = sum(widths[:keep]) + 2 * keep
+            block: list[int] = []
+            for i in range(keep, len(columns)):
+                if block and head + sum(widths[j] + 2 for j in block) + widths[i] > limit:
+                    blocks.append([*range(keep), *block])
+                    block = []
+                block.append(i)
+            blocks.append([*range(keep), *block])
+        else:
+            fit = len(columns)
+            while fit > keep and sum(widths[:fit]) + 2 * (fit - 1) > limit:
+                fit -= 1
+            blocks = [list(range(fit))]
+            sys.stderr.write(f"(not shown for want of width: {', '.join(c or '?' for c in columns[fit:])})\n")
 
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells[:shown])]
+    def line(cells: Sequence[str], shown: list[int]) -> str:
+        parts = [cells[i].rjust(widths[i]) if i in right else cells[i].ljust(widths[i]) for i in shown]
         return "  ".join(parts).rstrip()
 
     out = [title] if title else []
-    out.append(line(columns))
-    out.extend(line(r) for r in rows)
+    for n, shown in enumerate(blocks):
+        if n:
+            out.append("")
+        out.append(line(columns, shown))
+        out.extend(line(r, shown) for r in rows)
     sys.stdout.write("\n".join(out) + "\n")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import typer
 import typer.main
 
-from ..location import DEFAULT_LOCATION
+from ..location import default_location
 from .app import QUICK_COMMANDS, StoreLocation, app
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -54,7 +54,7 @@ def _parse(args: list[str]) -> tuple[typer.Context, Callable[..., Any], dict[str
     root = typer.main.get_command(app)
     options, rest = _options(root, args, interspersed=False)
     store = _from_env(options, "store", "CKPTSTORE_URI")
-    where = StoreLocation(DEFAULT_LOCATION if store is None else store, _from_env(options, "root", "CKPTSTORE_ROOT"))
+    where = StoreLocation(default_location() if store is None else store, _from_env(options, "root", "CKPTSTORE_ROOT"))
     ctx = typer.Context(root, info_name="ckptstore", obj=where)
     command: Any = root
     path: list[str] = []

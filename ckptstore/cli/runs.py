@@ -75,12 +75,22 @@ def runs_list(
     limit: Annotated[
         int | None, typer.Option("--limit", metavar="N", callback=_check_limit, help="At most N runs.")
     ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns", metavar="FIELDS",
+            help="Show these fields after the name (comma separated), e.g. params.lr,metrics.val_accuracy.max,tags.team. "
+            "Default: the fields sorted and filtered by, the metric KeepBest ranks, the params that differ.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Runs, newest first: filtered (--status, --tag, --name, --where), sorted (--sort), limited (--limit)."""
+    """Runs, newest first: filtered (--status, --tag, --name, --where), sorted (--sort), limited (--limit), with --columns."""
     tags = _parse_tags(tag)
-    runs = read(ctx, lambda r: r.runs(status=status, tags=tags, name=name, where=search, order_by=sort, limit=limit))
-    print_runs(runs, filtered=bool(status or tags or name or search), as_json=as_json)
+    found = read(ctx, lambda r: r.runs_table(
+        columns=columns, status=status, tags=tags, name=name, where=search, order_by=sort, limit=limit,
+    ))
+    print_runs(found, filtered=bool(status or tags or name or search), as_json=as_json)
 
 
 @command(runs_app, "show", quick=True)
@@ -97,11 +107,13 @@ def runs_show(
 @command(runs_app, "compare", quick=True)
 def runs_compare(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="The runs to compare (two or more).", autocompletion=complete_runs)],
+    runs: Annotated[
+        list[str], typer.Argument(metavar="RUN", help="The runs to compare (two or more); a glob such as 'lr-*' for all it matches.", autocompletion=complete_runs)
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Runs side by side: params (differences marked with *), and each metric's last and best value with its step."""
-    cmp = read(ctx, lambda r: r.compare_runs(runs))
+    cmp = read(ctx, lambda r: r.compare_runs(r.expand_runs(runs)))
     print_comparison(cmp, as_json=as_json)
 
 

@@ -10,7 +10,7 @@ from .app import command, open_store
 @command(name="tensorboard")
 def tensorboard(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to export.")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to export (or globs, e.g. 'lr-*').")],
     logdir: Annotated[str, typer.Option("--logdir", metavar="DIR", help="Directory for the event files (one subdirectory per run).")],
     metric: Annotated[
         list[str] | None, typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
@@ -21,5 +21,5 @@ def tensorboard(
     from ..tensorboard import write_event_files
 
     store = open_store(ctx, readonly=True)
-    for path in write_event_files(store, runs, logdir, keys=metric, force=force):
+    for path in write_event_files(store, store.expand_runs(runs), logdir, keys=metric, force=force):
         typer.echo(str(path))

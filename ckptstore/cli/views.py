@@ -5,7 +5,9 @@ here.
 
 import fnmatch
 import json
+import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..records import (
@@ -15,6 +17,7 @@ from ..records import (
     RunAtStep,
     RunComparison,
     RunInfo,
+    RunsTable,
     StepMetrics,
     VariableInfo,
     to_json,
@@ -38,18 +41,42 @@ if TYPE_CHECKING:
     from ..store import Store
 
 
-def print_runs(runs: list[RunInfo], *, filtered: bool, as_json: bool) -> None:
+def print_runs(found: RunsTable, *, filtered: bool, as_json: bool) -> None:
+    """The runs table: the name, then the asked-for (or default) columns, then the run's state,
+    so that on a narrow terminal the values asked for are the ones kept."""
+    for note in found.notes:
+        sys.stderr.write(f"note: {note}\n")
     if as_json:
-        print_json(runs)
+        print_json([{**to_json(r), "values": to_json(v)} for r, v in zip(found.runs, found.values)])
         return
-    if not runs:
+    if not found.runs:
         echo("no runs" + (" match" if filtered else " yet"))
         return
+    cols = found.columns
+    numeric = [
+        i for i, c in enumerate(cols)
+        if all(v[c] is None or (isinstance(v[c], (int, float)) and not isinstance(v[c], bool)) for v in found.values)
+    ]
+    n = len(cols)
     table(
-        ["name", "status", "last step", "checkpoints", "created", "tags"],
-        [[r.name, r.status, or_dash(r.last_step), str(r.checkpoints), when(r.created_at), key_values(r.tags)] for r in runs],
-        right=(2, 3),
+        ["name", *cols, "status", "last step", "checkpoints", "created", "tags"],
+        [
+            [r.name, *(cell(v[c]) for c in cols), r.status, or_dash(r.last_step), str(r.checkpoints), when(r.created_at), key_values(r.tags)]
+            for r, v in zip(found.runs, found.values)
+        ],
+        right=(*(1 + i for i in numeric), n + 2, n + 3),
     )
+
+
+def cell(v: Any) -> str:
+    """A table cell for a value of the runs table: numbers as ``number`` prints them, "-" for none."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return number(v)
+    if isinstance(v, datetime):
+        return when(v)
+    return param_text(v)
 
 
 def print_run(info: RunInfo, metrics: list[str], *, as_json: bool) -> None:
@@ -99,7 +126,9 @@ def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
             mode = next(iter(per_run.values())).mode
             label = f"metrics.{k}.{what}" + (f" ({mode})" if what == "best" else "")
             rows.append(["", label, *cells])
-    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2))
+    # Runs are columns; at 80 columns four runs no longer fit beside the labels, so they wrap
+    # into blocks of runs (labels repeated) rather than lose a run.
+    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2), keep=2, wrap=True)
     if cmp.differing:
         echo(f"* differs: {', '.join(cmp.differing)}")
 
@@ -121,7 +150,7 @@ def print_steps(run: str, rows: list[StepMetrics], *, filtered: bool, as_json: b
 
 def print_at(
     step: int, rows: list[RunAtStep], *, nearest: bool, params: dict[str, dict[str, object]], param_names: list[str],
-    as_json: bool,
+    as_json: bool, metric: Sequence[str] | None = None,
 ) -> None:
     if as_json:
         from ..records import to_json
@@ -135,7 +164,12 @@ def print_at(
     if not rows:
         echo(f"no run has step {step}" + ("" if nearest else " (try --nearest)"))
         return
-    keys = sorted({k for r in rows for k in r.metrics})
+    keys = metric_order({k for r in rows for k in r.metrics}, metric)
+    numeric = [
+        i for i, p in enumerate(param_names)
+        if all(_is_number(params.get(r.run, {}).get(p)) for r in rows)
+    ]
+    n = len(param_names)
     table(
         ["run", "step", "checkpoint", *(f"params.{p}" for p in param_names), *keys],
         [
@@ -146,8 +180,21 @@ def print_at(
             ]
             for r in rows
         ],
-        right=[1, 2, *range(3 + len(param_names), 3 + len(param_names) + len(keys))],
+        right=[1, 2, *(3 + i for i in numeric), *range(3 + n, 3 + n + len(keys))],
     )
+
+
+def metric_order(keys: set[str], asked: Sequence[str] | None) -> list[str]:
+    """Metric columns in the order asked (``-m``), else validation metrics first: on a narrow
+    terminal the columns on the right are dropped, and ``val_*`` are the ones people compare."""
+    if asked:
+        return [k for k in dict.fromkeys(asked) if k in keys]
+    return sorted(keys, key=lambda k: (not k.startswith(("val_", "validation", "eval_", "test_")), k))
+
+
+def _is_number(v: Any) -> bool:
+    # A missing param prints "-", which goes with either alignment.
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def at_rows(
@@ -157,6 +204,7 @@ def at_rows(
     rows = store.at_step(step, nearest=nearest, keys=metric)
     if run is not None:
         rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
+    rows.sort(key=lambda r: r.run)  # by name, as people look a run up (the store gives creation order)
     params: dict[str, dict[str, object]] = {}
     if param and rows:
         params = {r.name: r.params for r in store.runs(name=run)}
@@ -191,7 +239,7 @@ def print_checkpoints(
                 ck.ref, str(ck.step),
                 *([number(values[ck.step]) if ck.step in values else "-", "*" if ck.step == best else ""] if metric is not None else []),
                 size(ck.total_bytes), str(len(ck.files)), ck.format,
-                "pinned" if ck.pinned else ck.state, ", ".join(ck.aliases), when(ck.created_at),
+                f"{ck.state}, pinned" if ck.pinned else ck.state, ", ".join(ck.aliases), when(ck.created_at),
             ]
             for ck in cks
         ],
@@ -259,14 +307,16 @@ def print_exports(items: list[ExportInfo], run: str | None, *, as_json: bool) ->
     if not items:
         echo("no exports" + (f" in run {run}" if run else " yet"))
         return
+    # Aliases right after the REF (they are how an export is found); the long signatures last,
+    # so a narrow terminal drops those first.
     table(
-        ["ref", "run", "step", "kind", "inputs", "outputs", "nodes", "size", "aliases", "created"],
+        ["ref", "aliases", "run", "step", "kind", "size", "created", "nodes", "inputs", "outputs"],
         [
             [
-                e.ref, e.run, or_dash(e.step), e.kind, signature(e.inputs), signature(e.outputs),
-                str(e.node_count), size(e.size), ", ".join(e.aliases), when(e.created_at),
+                e.ref, ", ".join(e.aliases), e.run, or_dash(e.step), e.kind, size(e.size), when(e.created_at),
+                str(e.node_count), signature(e.inputs), signature(e.outputs),
             ]
             for e in items
         ],
-        right=(2, 6, 7),
+        right=(3, 5, 7),
     )

@@ -9,7 +9,8 @@ with the targets written as text (``mnist@2000``, ``export:3``), so the history 
 targets and the alias itself.
 
 Setting an alias to the target it already has records no event (nothing moved); a new
-``message`` given then replaces the alias's message.
+``message`` given then replaces the alias's message. Moving an alias without a message keeps
+the one it has.
 
 Concurrency: on SQLite a write transaction holds the database's write lock from its first
 statement, so two processes setting the same alias are serialized. On PostgreSQL the alias row
@@ -82,7 +83,10 @@ def _tag(conn: Connection, ref: Ref, name: str, message: str | None) -> None:
             W.update_alias(conn, row.id, now, message=message)
         return
     old_text = Q.target_text(conn, row.checkpoint_id, row.export_id)
-    W.update_alias(conn, row.id, now, checkpoint_id=ck_id, export_id=ex_id, message=message)
+    # A move without a message keeps the alias's message (the reason it exists, e.g. "serving
+    # model"); the move's own event records only what this move was given.
+    kept = {} if message is None else {"message": message}
+    W.update_alias(conn, row.id, now, checkpoint_id=ck_id, export_id=ex_id, **kept)
     W.alias_event(conn, name, "move", old_text, new_text, message, now)
     log.info("moved alias %r from %s to %s", name, old_text, new_text)
 

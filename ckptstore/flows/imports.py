@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..bundle import MAX_INDEX_BYTES, Bundle, check_consistent, check_tensor_crc, data_file_name, parse_index
-from ..errors import CorruptFileError, MetricValueError, NoCheckpointFoundError
+from ..errors import CorruptFileError, MetricValueError, NoCheckpointFoundError, UnknownRunError
 from ..metadata import queries as Q
 from ..metadata import writes as W
 from ..names import check_run_name, check_step
@@ -195,6 +195,15 @@ def import_checkpoints(
         # Before TensorFlow reads it (a crafted index aborts its reader), and before the run
         # exists: the data files are checked against the index here, and their copies again.
         _check_data(d, p, _validated_index(d, p))
+    with backend.db.read() as conn:
+        try:
+            have = Q.checkpoint_steps(conn, Q.run_id(conn, run))
+        except UnknownRunError:
+            have = set()
+    todo = sorted(((p, st) for p, st in zip(prefixes, steps) if st not in have), key=lambda t: t[1])
+    # Only the new prefixes are opened by TensorFlow: importing a directory again, with
+    # nothing new, answers without loading it (issue 26: ~8 s of TensorFlow for a no-op).
+    for p, _ in todo:
         try:
             list_variables(p)  # an unreadable index fails here, before the run exists
         except CorruptFileError as exc:
@@ -202,10 +211,7 @@ def import_checkpoints(
     area = backend.files
     with backend.db.write() as conn:
         run_id = W.ensure_finished_run(conn, run)
-    with backend.db.read() as conn:
-        have = Q.checkpoint_steps(conn, run_id)
     out = []
-    todo = sorted(((p, st) for p, st in zip(prefixes, steps) if st not in have), key=lambda t: t[1])
     for i, (p, st) in enumerate(todo):
         fmt = formats.of_prefix(p)
         with area.staging(f"import-{run_id}") as sdir:

@@ -289,9 +289,10 @@ def tensor_stats(backend: Backend, a: TensorLocation, b: TensorLocation, dtype: 
 def space(backend: Backend, runs: list[str] | None = None) -> list[SpaceUsage]:
     """Logical against stored bytes, per run (all runs, or ``runs``) and for the whole store."""
     from ..metadata import space as SQ
+    from ..metadata.queries import sql_of
 
     with backend.db.read() as conn:
-        return SQ.space_usage(conn, runs)
+        return SQ.space_usage(sql_of(conn), runs)
 
 
 def repack(backend: Backend) -> int:

@@ -19,7 +19,9 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Connection, delete, insert, select, union, update
 
 from ..liveness import alive_since
+from . import reads
 from . import schema as S
+from .queries import sql_of
 
 LOCK_KEY = "object_lock"
 #: A ``delete`` claim older than this belongs to a deleter that has stopped: a deleter sends no
@@ -49,7 +51,7 @@ def take_lock(conn: Connection) -> None:
 
 
 def get_setting(conn: Connection, key: str) -> str | None:
-    return conn.execute(select(S.store_settings.c.value).where(S.store_settings.c.key == key)).scalar_one_or_none()
+    return reads.setting(sql_of(conn), key)  # one query, also the quick reader's (root show)
 
 
 def set_setting(conn: Connection, key: str, value: str) -> None:

@@ -28,6 +28,7 @@ from ..records import (
     RunAtStep,
     RunComparison,
     RunInfo,
+    RunsTable,
     StepMetrics,
     VariableInfo,
 )
@@ -35,7 +36,8 @@ from . import reads, summaries
 from . import schema as S
 from .engine import placeholder, store_where
 from .mappers import aware, checkpoint_info, export_info, file_info, metric_value
-from .runs_query import select_runs
+from .runs_query import expand_names, select_runs
+from .runs_table import runs_table as table_of_runs
 
 Target = CheckpointInfo | ExportInfo
 
@@ -88,6 +90,31 @@ def runs(
         sql.rows, sql.ph, names=names, status=status, tags=tags, pattern=pattern,
         where_expr=where, order_by=order_by, limit=limit,
     )
+
+
+def runs_table(
+    conn: Connection,
+    *,
+    columns: None | str | Sequence[str] = None,
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    pattern: str | None = None,
+    where: str | None = None,
+    order_by: None | str | Sequence[str] = None,
+    limit: int | None = None,
+) -> RunsTable:
+    """The runs table (see ``runs_table.runs_table``)."""
+    sql = sql_of(conn)
+    return table_of_runs(
+        sql.rows, sql.ph, columns=columns, status=status, tags=tags, pattern=pattern,
+        where_expr=where, order_by=order_by, limit=limit,
+    )
+
+
+def expand_runs(conn: Connection, patterns: Sequence[str]) -> list[str]:
+    """Run names for names and globs (see ``runs_query.expand_names``)."""
+    sql = sql_of(conn)
+    return expand_names(sql.rows, sql.ph, patterns, sql.where)
 
 
 def runs_in_order(conn: Connection, names: Sequence[str]) -> list[RunInfo]:

@@ -16,9 +16,11 @@ import os
 import sqlite3
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import CkptstoreError
+from ..location import parse_location
 from ..names import parse_ref
 from ..records import (
     AliasInfo,
@@ -28,11 +30,15 @@ from ..records import (
     RunAtStep,
     RunComparison,
     RunInfo,
+    RunsTable,
+    SpaceUsage,
     StepMetrics,
     VariableInfo,
 )
 from . import reads, summaries
-from .runs_query import select_runs
+from .runs_query import expand_names, select_runs
+from .runs_table import runs_table
+from .space import space_usage
 from .sqlite_ro import open_current
 
 
@@ -56,15 +62,27 @@ class QuickReader:
     """Read-only access to a SQLite store, one snapshot for the reader's life; the methods are
     those of :class:`~ckptstore.store.Store` of the same names."""
 
-    def __init__(self, con: sqlite3.Connection, where: str) -> None:
+    def __init__(self, con: sqlite3.Connection, where: str, *, words_errors: bool = False) -> None:
         self.con = con
         con.execute("BEGIN")  # one snapshot for every query of the command
         self.sql = reads.Sql(self._rows, "?", where)
+        self.words_errors = words_errors
+        self.directory: Path | None = None  # a directory store's, resolved
 
     @classmethod
     def open(cls, uri: str | os.PathLike[str] | None) -> QuickReader | None:
         con = open_current(uri)
-        return None if con is None else cls(con, f"the store at {uri}")
+        if con is None:
+            return None
+        loc = parse_location(uri)
+        if loc.directory is not None:
+            # Named as the store names a directory store (engine.store_where: its resolved
+            # path), so an unknown run is worded here, without paying SQLAlchemy's import for
+            # an error line (issue 26: error paths in 0.3 s).
+            reader = cls(con, f"the store at {loc.directory.resolve()}", words_errors=True)
+            reader.directory = loc.directory.resolve()
+            return reader
+        return cls(con, f"the store at {uri}")
 
     def close(self) -> None:
         self.con.close()
@@ -83,10 +101,20 @@ class QuickReader:
         except sqlite3.Error:
             raise Fallback from None
 
+    @property
+    def root(self) -> Path:
+        """A directory store's file area when no shared root is recorded (as ``Store.root``);
+        anything else is the store's to open."""
+        if self.directory is None or reads.setting(self.sql, "root"):
+            raise Fallback
+        return self.directory
+
     def _run_id(self, name: str) -> int:
         try:
             return reads.run_id(self.sql, name)
         except CkptstoreError:
+            if self.words_errors:
+                raise
             raise Fallback from None
 
     # ------------------------------------------------------------------ runs
@@ -94,9 +122,23 @@ class QuickReader:
     def runs(self, *, name: str | None = None, where: str | None = None, order_by: Any = None, **kw: Any) -> list[RunInfo]:
         return select_runs(self.sql.rows, "?", pattern=name, where_expr=where, order_by=order_by, **kw)
 
+    def runs_table(
+        self, *, name: str | None = None, where: str | None = None, order_by: Any = None, **kw: Any
+    ) -> RunsTable:
+        return runs_table(self.sql.rows, "?", pattern=name, where_expr=where, order_by=order_by, **kw)
+
+    def expand_runs(self, patterns: Sequence[str]) -> list[str]:
+        try:
+            return expand_names(self.sql.rows, "?", patterns, self.sql.where)
+        except CkptstoreError:
+            if self.words_errors:
+                raise
+            raise Fallback from None  # a glob that matches nothing: the store words it
+
     def get_run(self, name: str) -> RunInfo:
         found = select_runs(self.sql.rows, "?", names=[name])
         if not found:
+            self._run_id(name)  # raises (or Fallback: the store words it)
             raise Fallback
         return found[0]
 
@@ -109,6 +151,9 @@ class QuickReader:
 
     def metric_summaries(self, run: str) -> dict[str, MetricSummary]:
         return summaries.metric_summaries(self.sql.rows, "?", self._run_id(run))
+
+    def space(self, runs: list[str] | None = None) -> list[SpaceUsage]:
+        return space_usage(self.sql, runs)
 
     # ------------------------------------------------------------------ metrics
 
@@ -132,6 +177,8 @@ class QuickReader:
         try:
             kind, target = reads.target_of(self.sql, parse_ref(ref))
         except CkptstoreError:
+            if self.words_errors:  # the store resolves a REF with the same read (reads.target_of)
+                raise
             raise Fallback from None
         if kind != "checkpoint" or target is None:
             raise Fallback  # an export where a checkpoint is expected: the store words it

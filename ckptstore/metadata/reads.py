@@ -59,6 +59,15 @@ class Sql:
         return ", ".join([self.ph] * n)
 
 
+# --------------------------------------------------------------------------- settings
+
+
+def setting(sql: Sql, key: str) -> str | None:
+    """A value of ``store_settings`` (e.g. ``root``: the shared file area recorded), or None."""
+    found = sql.rows(f"SELECT value FROM store_settings WHERE key = {sql.ph}", [key])
+    return found[0][0] if found else None
+
+
 # --------------------------------------------------------------------------- runs and metrics
 
 

@@ -96,6 +96,15 @@ def tokenize(text: str, what: str = "where") -> list[Token]:
     return out
 
 
+class UnknownFieldError(QuerySyntaxError):
+    """A word where a field was expected that is no field (``val_accuracy`` for
+    ``metrics.val_accuracy.max``): ``word`` lets a caller that knows the store's names suggest one."""
+
+    def __init__(self, message: str, word: str, what: str) -> None:
+        super().__init__(message)
+        self.word, self.what = word, what
+
+
 def _error(what: str, text: str, col: int, message: str) -> QuerySyntaxError:
     shown = text if len(text) <= 200 else text[:197] + "..."
     return QuerySyntaxError(f"bad {what} at column {col}: {message} (in {shown!r})")
@@ -293,7 +302,8 @@ class _Parser:
             return Field("tag", "")
         if head in PLAIN_FIELDS:
             return Field("plain", head)
-        raise _error(self.what, self.text, t.col, f"unknown field {t.text!r}; fields are {FIELDS_HELP}")
+        err = _error(self.what, self.text, t.col, f"unknown field {t.text!r}; fields are {FIELDS_HELP}")
+        raise UnknownFieldError(str(err), t.text, self.what)
 
     def name(self) -> str:
         t = self.tok
@@ -343,6 +353,36 @@ def parse_order(order_by: str | Sequence[str]) -> list[SortKey]:
     if not order_by.strip():
         return []
     return _Parser(order_by, "sort").order()
+
+
+def parse_fields(text: str | Sequence[str], what: str = "columns") -> list[Field]:
+    """Fields from ``"params.lr, metrics.val_accuracy.max"`` (the sort grammar, directions ignored)."""
+    if not isinstance(text, str):
+        text = ", ".join(text)
+    if not text.strip():
+        return []
+    return [key.field for key in _Parser(text, what).order()]
+
+
+def field_label(f: Field) -> str:
+    """How a field is written: ``params.lr``, ``tags.team``, ``metrics.loss.min``, ``name``."""
+    if f.kind == "plain":
+        return f.name
+    name = f.name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*|\d+", f.name) else '"' + f.name.replace('"', '""') + '"'
+    if f.kind == "param":
+        return f"params.{name}"
+    if f.kind == "tag_value":
+        return f"tags.{name}"
+    return f"metrics.{name}.{f.agg}"
+
+
+def where_fields(node: Any) -> list[Field]:
+    """Every field a parsed ``where`` compares, in order."""
+    if isinstance(node, BoolOp):
+        return [f for p in node.parts for f in where_fields(p)]
+    if isinstance(node, Not):
+        return where_fields(node.part)
+    return [node.field] if isinstance(node, Compare) else []
 
 
 # --------------------------------------------------------------------------- to SQL
@@ -441,6 +481,12 @@ class _Compiler:
         if self.pg and isinstance(lit, str):
             return f"({sql} {op} CAST({ph} AS TEXT))"
         return f"({sql} {op} {ph})"
+
+
+def field_sql(f: Field, args: list[Any], *, dialect: str, ph: str) -> str:
+    """SQL over ``runs r`` for a param, tag or metric field's value, numbers as numbers (what
+    ``where`` compares and ``order_by`` sorts by); its parameters are appended to ``args``."""
+    return _Compiler(dialect, ph).expr(f, args, f.kind in ("metric", "plain"))
 
 
 def compile_search(

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import UnknownRunError
 from ..liveness import RUNNING_PROCESSES_SQL, gone_ids, status_sql
 from ..records import RunInfo
 from .mappers import run_info
@@ -135,3 +136,21 @@ def select_runs(
         for run_id, key, value in execute(*tags_sql(ph, [row[0] for row in rows])):
             tag_map[run_id][key] = value
     return [run_info(row, tag_map.get(row[0], {})) for row in rows]
+
+
+def expand_names(
+    execute: Callable[[str, list[Any]], Iterable[Sequence[Any]]], ph: str, patterns: Sequence[str], where: str,
+) -> list[str]:
+    """Run names for ``patterns``: a glob (``lr-*``) stands for the runs it matches, by name (as
+    a shell sorts them), and must match one; a plain name is kept as given (whoever reads the
+    run says if it is unknown). Each name once, in the order found."""
+    out: list[str] = []
+    for pattern in patterns:
+        if not is_glob(pattern):
+            out.append(pattern)
+            continue
+        found = sorted(r.name for r in select_runs(execute, ph, pattern=pattern))
+        if not found:
+            raise UnknownRunError(f"no run matches {pattern!r} in {where}")
+        out += found
+    return list(dict.fromkeys(out))

@@ -6,22 +6,25 @@ the distinct objects they use, an assembled data file counting the objects its e
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
-
 from ..records import SpaceUsage
-from . import schema as S
+from .reads import Sql
 
 
-def space_usage(conn: Connection, runs: list[str] | None = None) -> list[SpaceUsage]:
-    """One row per run (all runs, or those named), then one for the whole store (run None)."""
-    c, cf, r, e = S.checkpoints, S.checkpoint_files, S.runs, S.exports
-    files = conn.execute(select(r.c.name, c.c.id, cf.c.digest, cf.c.size).join(c, c.c.id == cf.c.checkpoint_id).join(r, r.c.id == c.c.run_id)).all()
-    exports = conn.execute(select(r.c.name, e.c.digest, e.c.size).join(r, r.c.id == e.c.run_id)).all()
+def space_usage(sql: Sql, runs: list[str] | None = None) -> list[SpaceUsage]:
+    """One row per run (all runs, or those named), then one for the whole store (run None).
+
+    SQL text for both drivers (see ``reads``): the store runs it through SQLAlchemy's driver
+    connection, ``ckptstore du`` on a SQLite store through ``sqlite3`` (the quick reader)."""
+    files = sql.rows(
+        "SELECT r.name, c.id, cf.digest, cf.size FROM checkpoint_files cf"
+        " JOIN checkpoints c ON c.id = cf.checkpoint_id JOIN runs r ON r.id = c.run_id", [],
+    )
+    exports = sql.rows("SELECT r.name, e.digest, e.size FROM exports e JOIN runs r ON r.id = e.run_id", [])
     objects_of: dict[str, set[str]] = {}
-    for row in conn.execute(select(S.file_extents.c.file_digest, S.file_extents.c.object_digest)):
-        objects_of.setdefault(row.file_digest, set()).add(row.object_digest)
-    sizes = dict(conn.execute(select(S.blobs.c.digest, S.blobs.c.size)).all())
-    names = list(conn.execute(select(r.c.name).order_by(r.c.name)).scalars())
+    for file_digest, object_digest in sql.rows("SELECT file_digest, object_digest FROM file_extents", []):
+        objects_of.setdefault(file_digest, set()).add(object_digest)
+    sizes = {digest: size for digest, size in sql.rows("SELECT digest, size FROM blobs", [])}
+    names = [row[0] for row in sql.rows("SELECT name FROM runs ORDER BY name", [])]
     if runs is not None:
         from ..errors import UnknownRunError
 

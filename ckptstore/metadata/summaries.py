@@ -47,13 +47,20 @@ def compare(runs: Sequence[RunInfo], summaries: Sequence[dict[str, MetricSummary
     names = [r.name for r in runs]
     keys = sorted({k for r in runs for k in r.params})
     params = {k: {r.name: r.params[k] for r in runs if k in r.params} for k in keys}
-    differing = [
-        k for k in keys
-        if len(params[k]) != len(runs) or len({_canonical(v) for v in params[k].values()}) > 1
-    ]
+    differing = differing_params(runs)
     metric_keys = sorted({k for s in summaries for k in s})
     metrics = {k: {r.name: s[k] for r, s in zip(runs, summaries) if k in s} for k in metric_keys}
     return RunComparison(runs=names, params=params, differing=differing, metrics=metrics, info=list(runs))
+
+
+def differing_params(runs: Sequence[RunInfo]) -> list[str]:
+    """Names of the params whose values are not all equal between ``runs`` (a missing one
+    counting as a difference), sorted."""
+    keys = sorted({k for r in runs for k in r.params})
+    return [
+        k for k in keys
+        if any(k not in r.params for r in runs) or len({_canonical(r.params[k]) for r in runs}) > 1
+    ]
 
 
 def _canonical(v: Any) -> str:

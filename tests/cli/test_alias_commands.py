@@ -74,3 +74,24 @@ def test_help_lists_the_new_commands_only(tmp_path):
     assert not {"tag", "untag", "versions"} & commands
     assert "Usage: ckptstore alias [OPTIONS] {NAME} {REF}" in ok("alias", "--help", store=aliased)
     assert "Deprecated" in ok("tag", "--help", store=aliased)
+
+
+def test_moving_an_alias_without_a_message_keeps_its_message(aliased):
+    ok("alias", "prod", "r@1", "-m", "serving model", store=aliased)
+    ok("alias", "prod", "r@2", store=aliased)  # moved, no -m
+    [prod] = json.loads(ok("aliases", "--json", store=aliased))
+    assert (prod["target"], prod["message"]) == ("r@2", "serving model")
+    with ckptstore.open_store(aliased, create=False) as store:
+        [info] = store.aliases("prod")
+        assert [(e.action, e.message) for e in info.history] == [("move", None), ("tag", "serving model")]
+    ok("alias", "prod", "r@1", "-m", "rolled back", store=aliased)
+    assert json.loads(ok("aliases", "--json", store=aliased))[0]["message"] == "rolled back"
+
+
+def test_the_checkpoints_table_says_the_state_the_json_says(aliased):
+    ok("alias", "prod", "r@1", store=aliased)
+    cks = json.loads(ok("checkpoints", "r", "--json", store=aliased))
+    assert [(c["state"], c["pinned"]) for c in cks] == [("committed", True), ("committed", False)]
+    rows = [line.split("  ") for line in ok("checkpoints", "r", store=aliased, env={"COLUMNS": "200"}).splitlines()]
+    states = [[cell.strip() for cell in row if cell.strip().startswith("committed")] for row in rows[1:]]
+    assert states == [["committed, pinned"], ["committed"]]

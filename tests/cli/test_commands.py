@@ -346,11 +346,13 @@ RUN_KEYS = {"id", "name", "status", "params", "tags", "created_at", "ended_at", 
 
 def test_runs_list_table_and_json(meta, tmp_path):
     out = ok("runs", "list", store=meta)
-    assert out.splitlines()[0].split()[:2] == ["name", "status"]
+    # The params that differ between the runs come right after the name (issue 26).
+    assert out.splitlines()[0].split()[:3] == ["name", "params.lr", "status"]
     assert {"mlp", "mlp-wide", "broken"} <= {line.split()[0] for line in out.splitlines()[1:]}
     runs = as_json("runs", "list", store=meta)
     assert [r["name"] for r in runs] == ["broken", "mlp-wide", "mlp"]  # newest first
-    assert all(set(r) == RUN_KEYS for r in runs)
+    assert all(set(r) == RUN_KEYS | {"values"} for r in runs)
+    assert runs[-1]["values"] == {"params.lr": 0.1}
     mlp = runs[-1]
     assert mlp["status"] == "finished" and mlp["last_step"] == 30 and mlp["checkpoints"] == 0
     assert mlp["tags"] == {"team": "vision"} and mlp["params"] == {"lr": 0.1}
@@ -627,6 +629,10 @@ def test_exports_and_export(built, tmp_path):
     assert as_json("exports", "mlp-wide", store=built) == []
     assert "no exports in run mlp-wide" in ok("exports", "mlp-wide", store=built)
     assert "export:1" in ok("exports", store=built)
+    # Aliases right after the REF, so that 80 columns keep them; the signatures go first (issue 26).
+    narrow = cli("exports", store=built, env={"COLUMNS": "80"})
+    assert narrow.stdout.splitlines()[0].split()[:3] == ["ref", "aliases", "run"]
+    assert all(len(line) <= 80 for line in narrow.stdout.splitlines())
     out = ok("export", "mlp@30", "--to", str(tmp_path / "deploy" / "model.pb"), store=built)
     assert "model.pb" in out
     pb = tmp_path / "deploy" / "model.pb"
@@ -654,7 +660,13 @@ def test_export_to_a_directory(built, tmp_path):
 def test_import_vanilla_saver_directory(fresh, vanilla_dir):
     out = ok("import", str(vanilla_dir), "--run", "legacy", store=fresh)
     assert "imported 2 checkpoints into run legacy (steps 100, 200" in out
-    assert "nothing new to import" in ok("import", str(vanilla_dir), "--run", "legacy", store=fresh)
+    # Nothing new: answered without loading TensorFlow (issue 26), as the child reports.
+    again = cli("import", str(vanilla_dir), "--run", "legacy", store=fresh, code=(
+        "import sys, runpy, atexit; atexit.register(lambda: sys.stderr.write(f'tf loaded: {\"tensorflow\" in sys.modules}\\n')); "
+        "sys.argv = ['ckptstore', *sys.argv[1:]]; runpy.run_module('ckptstore', run_name='__main__')"
+    ))
+    assert again.returncode == 0 and "nothing new to import" in again.stdout, again.stderr
+    assert again.stderr.strip().splitlines()[-1] == "tf loaded: False"
     with ckptstore.open_store(fresh, create=False) as store:
         assert [c.step for c in store.checkpoints("legacy")] == [100, 200]
         np.testing.assert_array_equal(store.read_variable("legacy@200", "v"), [3.0, 4.0])

@@ -102,7 +102,10 @@ def test_narrow_terminals_drop_columns_and_never_break_a_name(meta):
     assert any(line.split()[0] == "long-run-name-with-many-words-20261129-140530" for line in lines[1:])
     assert "not shown for want of width" in r.stderr
     wide = ok("runs", "list", store=meta, env={"COLUMNS": "400"})
-    assert wide.splitlines()[0].split() == ["name", "status", "last", "step", "checkpoints", "created", "tags"]
+    # The params that differ between the listed runs come right after the name (issue 26).
+    header = wide.splitlines()[0].split()
+    assert header[0] == "name" and header[-6:] == ["status", "last", "step", "checkpoints", "created", "tags"]
+    assert all(h.startswith(("params.", "metrics.")) for h in header[1:-6])
 
 
 def test_one_renderer_for_any_number_of_rows(tmp_path):

@@ -13,7 +13,7 @@ import ckptstore
 from ckptstore.errors import CorruptFileError, UnknownRefError
 from ckptstore.files.digest import digest_file
 from ckptstore.metadata import schema as S
-from tests.helpers.cli import as_json, ok
+from tests.helpers.cli import as_json, cli, ok
 from tests.helpers.skips import require_tensorflow
 
 tf = require_tensorflow()
@@ -202,6 +202,15 @@ def test_cli_vars_diff_and_du(sqlite_store, tmp_path):
     out = ok("vars", "ft@0", "--diff", "ft@1", "--stats", store=uri)
     assert "3 identical, 2 value changed, 0 added, 0 removed, 0 dtype/shape changed" in out
     assert "model/head" in out and "max|Δ|" in out
+    # At 80 columns and narrower the statistics stay: columns wrap into blocks, none is dropped (issue 26).
+    for width in ("80", "40"):
+        r = cli("vars", "ft@0", "--diff", "ft@1", "--stats", store=uri, env={"COLUMNS": width})
+        assert r.returncode == 0 and "not shown" not in r.stderr
+        assert all(h in r.stdout for h in ("max|Δ|", "mean|Δ|", "rel L2", "ft@0", "ft@1"))
+        if width == "80":
+            assert all(len(line) <= 80 for line in r.stdout.splitlines()), r.stdout
+        else:  # narrower than a name: blocks of one column each, the name (never broken) repeated
+            assert r.stdout.count("model/head/.ATTRIBUTES/VARIABLE_VALUE") > 2, r.stdout
     data = as_json("vars", "ft@0", "--diff", "ft@1", store=uri)
     assert data["summary"]["value changed"] == 2
     assert {v["key"] for v in data["variables"] if v["status"] == "identical"} >= {"model/backbone/.ATTRIBUTES/VARIABLE_VALUE"}
