@@ -196,3 +196,12 @@ def s3_server():
             else:
                 os.environ[k] = v
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Any:
+    """Debian's chromium under Playwright, one per session (per xdist worker): Playwright's sync
+    API allows one instance at a time, so every browser test shares it (tests.helpers.browser)."""
+    from tests.helpers.browser import launch
+
+    yield from launch()

@@ -1,5 +1,8 @@
-"""``ckptstore ui``: a local, read-only web view of a store (runs, metric charts, checkpoints,
-variable diffs, aliases) and the JSON API behind it.
+"""``ckptstore ui``: a local, read-only web view of a store and the JSON API behind it: the runs
+table (param and metric columns, sorted and searched in the ``runs list --where/--sort``
+language), metric charts (several at once, smoothing, step or time axes, log scale), a run's
+metric summary, checkpoints with their variables under readable names and their diffs,
+exports and aliases, each linked to the others; every page fits a phone's width.
 
 Facade level: it uses the store's public API only and never imports TensorFlow. Starlette and
 uvicorn come with the ``ui`` extra (``pip install 'ckptstore[ui]'``) and are imported only

@@ -17,14 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..constants import INT_MAX, RUN_STATES
-from ..records import CheckpointInfo, ExportInfo, RunInfo, diff_json, to_json
+from ..records import CheckpointInfo, ExportInfo, diff_json, to_json
 from .downsample import minmax
+from .table import rows_json, runs_table
 
 if TYPE_CHECKING:
     from ..store import Store
 
-#: Sort keys of ``/api/runs`` (``sort=-created_at`` for newest first).
-RUN_SORT_KEYS = ("name", "status", "created_at", "ended_at", "last_step", "checkpoints")
+#: The x axes of ``/api/metrics``: step, time since the metric's first value, wall-clock time.
+X_AXES = ("step", "relative", "wall")
 MAX_WIDTH = 10_000  # pixels; a wider chart gains nothing
 MAX_RUNS_PER_CHART = 50
 #: Bounds on any request, whatever the endpoint: a request's cost stays small (3,000 ``run=``
@@ -123,18 +124,6 @@ def _tags(request: Request) -> dict[str, str]:
     return tags
 
 
-def _sort_runs(runs: list[RunInfo], sort: str | None) -> list[RunInfo]:
-    if sort is None:
-        return runs
-    field, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
-    if field not in RUN_SORT_KEYS:
-        raise BadRequest(f"sort must be one of {', '.join(RUN_SORT_KEYS)} (with '-' for descending), got {sort!r}")
-    present = [r for r in runs if getattr(r, field) is not None]
-    missing = [r for r in runs if getattr(r, field) is None]
-    # Runs without a value (no step yet, not ended) go last whichever the direction.
-    return sorted(present, key=lambda r: getattr(r, field), reverse=reverse) + missing
-
-
 # --------------------------------------------------------------------------- endpoints
 
 
@@ -149,24 +138,43 @@ class Api:
         from ..metadata import rollups  # noqa: F401
 
     def runs(self, request: Request) -> Response:
-        """``GET /api/runs?status=&tag=K=V&name=GLOB&sort=[-]FIELD``: ``runs list --json``."""
-        _known(request, {"status", "tag", "name", "sort"})
+        """``GET /api/runs?status=&tag=K=V&name=GLOB&where=EXPR&sort=KEYS&column=C``: ``runs list
+        --json``, each run with the values of its columns; ``where``, ``sort`` and the columns in
+        the search language of ``runs list --where/--sort/--columns``."""
+        _known(request, {"status", "tag", "name", "where", "sort", "column"})
         status = _one(request, "status")
         if status is not None and status not in RUN_STATES:
             raise BadRequest(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
-        sort = _one(request, "sort")
-        _sort_runs([], sort)  # a bad sort key is refused before the query
-        runs = self.store.runs(status=status, tags=_tags(request) or None, name=_one(request, "name"))
-        return json_response(_sort_runs(runs, sort))
+        columns = [c for c in request.query_params.getlist("column") if c] or None
+        return json_response(rows_json(self.store.runs_table(
+            columns=columns, status=status, tags=_tags(request) or None, name=_one(request, "name"),
+            where=_one(request, "where"), order_by=_one(request, "sort"),
+        )))
+
+    def table(self, request: Request) -> Response:
+        """``GET /api/table?where=EXPR&sort=KEYS&column=C&column=...&status=&tag=&name=``: the runs
+        table (see ``table.py``): runs found by the ``runs list --where/--sort`` language, with
+        param, metric and tag columns (the defaults that pick a model without ``column``)."""
+        _known(request, {"where", "sort", "column", "status", "tag", "name"})
+        status = _one(request, "status")
+        if status is not None and status not in RUN_STATES:
+            raise BadRequest(f"status must be one of {', '.join(RUN_STATES)}, got {status!r}")
+        columns = [c for c in request.query_params.getlist("column") if c] or None
+        return json_response(runs_table(
+            self.store, where=_one(request, "where"), order_by=_one(request, "sort"), columns=columns,
+            status=status, name=_one(request, "name"), tags=_tags(request) or None,
+        ))
 
     def run(self, request: Request) -> Response:
-        """``GET /api/run?name=RUN``: ``runs show --json`` with the run's checkpoints and exports."""
+        """``GET /api/run?name=RUN``: ``runs show --json`` with the run's checkpoints and exports,
+        and each metric's summary (last, min, max, best with their steps)."""
         _known(request, {"name"})
         name = _one(request, "name", required=True)
         assert name is not None
         info = self.store.get_run(name)
         return json_response({
             "run": {**to_json(info), "metrics": self.store.metric_keys(name)},
+            "summaries": list(self.store.metric_summaries(name).values()),
             "checkpoints": [checkpoint_json(ck) for ck in self.store.checkpoints(name)],
             "exports": [export_json(e) for e in self.store.exports(name)],
         })
@@ -184,9 +192,13 @@ class Api:
         return json_response([checkpoint_json(ck) for r in runs for ck in self.store.checkpoints(r)])
 
     def metrics(self, request: Request) -> Response:
-        """``GET /api/metrics?run=A&run=B&key=K&width=PX&start=S&stop=S``: one metric of each run,
-        min/max-downsampled to ``width`` pixels over [start, stop] (see ``downsample.py``)."""
-        _known(request, {"run", "key", "width", "start", "stop"})
+        """``GET /api/metrics?run=A&run=B&key=K&width=PX&start=S&stop=S&x=step|relative|wall``: one
+        metric of each run, min/max-downsampled to ``width`` pixels over [start, stop] (see
+        ``downsample.py``); with a time ``x``, each point's wall time too (``times``, ``t0``)."""
+        _known(request, {"run", "key", "width", "start", "stop", "x"})
+        x_axis = _one(request, "x") or "step"
+        if x_axis not in X_AXES:
+            raise BadRequest(f"x must be one of {', '.join(X_AXES)}, got {x_axis!r}")
         runs = list(request.query_params.getlist("run"))
         if not runs:
             raise BadRequest("the query parameter run is required (one or more)")
@@ -207,7 +219,13 @@ class Api:
             # Read cold from the metric's stored summaries: no cache to warm (see rollups.py).
             chart = self.store.metric_chart(info.name, key, width, start=start, stop=stop, at=[ck.step for ck in cks])
             xs, ys = minmax(chart.steps, chart.values, width, start=start, stop=stop)
+            # On a time axis: when each point (and checkpoint) was logged, and the metric's
+            # first time, the origin of "relative" (TensorBoard counts from a run's first
+            # event). Read from the whole series: only the time axes pay for it.
+            logged = {r.step: r.wall_time for r in self.store.steps(info.name, keys=[key])} if x_axis != "step" else {}
+            timed = {"times": [logged.get(s) for s in xs.tolist()], "t0": min(logged.values(), default=None)} if x_axis != "step" else {}
             series.append({
+                **timed,
                 "run": info.name,
                 "status": info.status,
                 "points": chart.total,
@@ -217,7 +235,8 @@ class Api:
                 # Where to draw each checkpoint: the metric at its step, or the last value logged
                 # before it (None before the first value).
                 "checkpoints": [
-                    {"ref": ck.ref, "step": ck.step, "aliases": ck.aliases, "value": value}
+                    {"ref": ck.ref, "step": ck.step, "aliases": ck.aliases, "value": value,
+                     **({"time": logged.get(ck.step)} if x_axis != "step" else {})}
                     for ck, value in zip(cks, chart.at)
                 ],
             })
@@ -250,6 +269,7 @@ class Api:
     def routes(self) -> list[tuple[str, Callable[[Request], Response]]]:
         return [
             ("/api/runs", self.runs),
+            ("/api/table", self.table),
             ("/api/run", self.run),
             ("/api/keys", self.keys),
             ("/api/checkpoints", self.checkpoints),

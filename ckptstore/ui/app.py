@@ -1,4 +1,4 @@
-"""The Starlette application: the JSON API, four pages and their static files.
+"""The Starlette application: the JSON API, five pages and their static files.
 
 Why Starlette: a small, well-kept ASGI toolkit (the core FastAPI is built on) with a test
 client, static files that refuse paths outside their directory, and nothing we would not use;
@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
 #: Page path -> its HTML file in ``static/``.
-PAGES = {"/": "index.html", "/run": "run.html", "/checkpoint": "checkpoint.html", "/aliases": "aliases.html",
-         "/versions": "aliases.html"}  # the old address of the aliases page
+PAGES = {"/": "index.html", "/run": "run.html", "/checkpoint": "checkpoint.html", "/exports": "exports.html",
+         "/aliases": "aliases.html", "/versions": "aliases.html"}  # the old address of the aliases page
 
 SECURITY_HEADERS = [
     (b"content-security-policy",

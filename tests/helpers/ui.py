@@ -104,3 +104,69 @@ def shared_store(tmp_path_factory: Any) -> Path:
         build_store(path)
         done.touch()  # written last: a build cut short is not taken for a store
     return path
+
+
+# --------------------------------------------------------------------------- a Keras grid
+
+#: The grid of the Keras store: (learning rate, hidden units), one run each.
+GRID = [(0.003, 8), (0.03, 8), (0.003, 32), (0.03, 32)]
+GRID_EPOCHS = 4
+GRID_STEPS_PER_EPOCH = 8
+
+
+def grid_run_name(lr: float, hidden: int) -> str:
+    return f"grid-lr{lr}-h{hidden}"
+
+
+def build_keras_store(path: Path) -> None:
+    """What a new user has after a small sweep: four Keras runs over learning rate x width
+    (layers ``hidden`` and ``out``, Adam, MSE with MAE, validation each epoch, a checkpoint per
+    epoch kept by ``KeepBest("val_loss")``), the alias ``best`` on the best checkpoint, one
+    frozen export with the alias ``prod``."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import ckptstore
+    from ckptstore.keras import StoreCallback
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(640, 8)).astype("float32")
+    y = (np.tanh(x @ rng.normal(size=(8, 1))) + 0.1 * rng.normal(size=(640, 1))).astype("float32")
+    store = ckptstore.open_store(str(path))
+    try:
+        for lr, hidden in GRID:
+            keras.utils.set_random_seed(1)
+            model = keras.Sequential([
+                keras.Input((8,)), keras.layers.Dense(hidden, activation="relu", name="hidden"), keras.layers.Dense(1, name="out"),
+            ])
+            model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse", metrics=["mae"])
+            retention = ckptstore.Retention(max_to_keep=5, keep_best=ckptstore.KeepBest("val_loss", k=1))
+            name = grid_run_name(lr, hidden)
+            with store.start_run(name, params={"lr": lr, "hidden": hidden, "batch": 64}, tags={"sweep": "grid"},
+                                 retention=retention) as run:
+                model.fit(x[:512], y[:512], batch_size=64, epochs=GRID_EPOCHS, validation_data=(x[512:], y[512:]),
+                          callbacks=[StoreCallback(run, save_every_epoch=True)], verbose=0)
+                if (lr, hidden) == GRID[-1]:
+                    export = run.freeze(_serving(tf, model), step=run.next_step - 1)
+        best = min(store.runs(), key=lambda r: store.metric_summaries(r.name)["val_loss"].best)
+        store.set_alias("best", store.best(best.name, "val_loss").ref, message="lowest val_loss of the sweep")
+        store.set_alias("prod", export.ref, message="serving")
+    finally:
+        store.close()
+
+
+def _serving(tf: Any, model: Any) -> Any:
+    return tf.function(lambda inputs: model(inputs, training=False),
+                       input_signature=[tf.TensorSpec([None, 8], tf.float32, name="x")])
+
+
+def shared_keras_store(tmp_path_factory: Any) -> Path:
+    """The store of :func:`build_keras_store`, built once per test session (per xdist worker)."""
+    path = Path(tmp_path_factory.getbasetemp()) / "ui-keras-store" / "store"
+    done = path.parent / "built"
+    if not done.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        build_keras_store(path)
+        done.touch()
+    return path

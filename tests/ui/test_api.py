@@ -105,6 +105,9 @@ def test_runs_filter_by_status_tag_and_name_and_sort(client):
     by_name = names(get(client, "/api/runs", sort="name"))
     assert by_name == sorted(by_name)
     assert names(get(client, "/api/runs", sort="-name")) == by_name[::-1]
+    # The search language of runs list --where/--sort.
+    assert names(get(client, "/api/runs", where="params.lr < 0.005")) == ["mnist-a"]
+    assert names(get(client, "/api/runs", sort="metrics.loss.min"))[:2] == ["mnist-a", "mnist-b"]
     assert names(get(client, "/api/runs", tag=f"{XSS_TAG[0]}={XSS_TAG[1]}")) == [XSS_RUN]
 
 
@@ -162,7 +165,8 @@ def test_aliases_keep_each_alias_history(client):
 
 @pytest.mark.parametrize("path, params, needle", [
     ("/api/runs", {"status": "done"}, "status must be one of"),
-    ("/api/runs", {"sort": "size"}, "sort must be one of"),
+    ("/api/runs", {"sort": "size"}, "bad sort"),
+    ("/api/runs", {"where": "params.lr <"}, "bad where"),
     ("/api/runs", {"tag": "team"}, "KEY=VALUE"),
     ("/api/runs", {"colour": "red"}, "unknown query parameter 'colour'"),
     ("/api/run", {}, "name is required"),

@@ -1,58 +1,29 @@
 """``ckptstore ui`` in a real browser: Debian's chromium driven by Playwright for Python.
 
 Playwright's own browser download needs the internet, so the system binary is used
-(``executable_path``); ``.ci/run`` installs it. Without chromium or Playwright these tests skip
-(fail in CI). Each page is photographed into the test's tmp dir; set ``CKPTSTORE_SCREENSHOTS``
-to a directory to keep them (that is how ``docs/screenshots/`` is made).
+(``executable_path``); see ``tests/helpers/browser.py``. Each page is photographed into the
+test's tmp dir; ``CKPTSTORE_SCREENSHOTS=1`` keeps them in ``docs/images/``.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.skips import in_ci, require_tensorflow
+from tests.helpers import browser as chromium
+from tests.helpers.browser import shoot as _shoot
+from tests.helpers.skips import require_tensorflow
 from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, serve_in_thread, shared_store
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 
 # A browser start and a page or three: seconds each on these machines.
 pytestmark = pytest.mark.slow
-
-
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright for Python is missing (pip install playwright; its browser download is not needed)"
-    pytest.importorskip("uvicorn", reason="ckptstore ui needs uvicorn (the 'ui' extra)")
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = _missing()
-    if reason:
-        if in_ci():
-            pytest.fail(f"{reason}: CI must run the browser tests", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+# The README's images are those of tests/ui (a Keras sweep), not of this small store.
+shoot = partial(_shoot, keep=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,37 +34,19 @@ def served(browser, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def page(browser) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    p = context.new_page()
-    p.set_default_timeout(20_000)
-    problems: list[str] = []
-    p.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    p.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    p.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    p.problems = problems
+    p = chromium.new_page(browser)
     try:
         yield p
     finally:
-        context.close()
+        p.context.close()
 
 
-def shoot(page: Any, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    keep = os.environ.get("CKPTSTORE_SCREENSHOTS")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(keep) / path.name)
-    assert path.stat().st_size > 1000
-    return path
-
-
-def chart_ready(page: Any, series: int) -> None:
+def chart_ready(page: Any, series: int, key: str = "loss") -> None:
     # Playwright's expect() polls without evaluating strings: the pages' Content-Security-Policy
     # (no 'unsafe-eval') stays on in these tests, as it is for users.
     from playwright.sync_api import expect
 
-    chart = page.locator("#chart")
+    chart = page.locator(f'.chart[data-key="{key}"]')
     expect(chart).to_have_attribute("data-series", str(series))
     expect(chart).to_have_attribute("data-ready", "1")
 
@@ -108,19 +61,22 @@ def test_click_through_runs_chart_checkpoint_diff_aliases(page, served, tmp_path
     page.check('input.select-run[data-run="mnist-a"]')
     page.check('input.select-run[data-run="mnist-b"]')
     chart_ready(page, 2)
-    assert page.locator(".u-legend .u-series").count() == 3  # step + two runs
-    assert page.locator('.ck-marker[data-run="mnist-a"]').count() == 4
-    assert page.locator('.ck-marker[data-run="mnist-b"]').count() == 3
-    assert sorted(page.locator(".alias-label").all_text_contents()) == ["best", "prod"]
-    assert page.locator("#metric").input_value() == "loss"
+    loss = page.locator('.chart[data-key="loss"]')
+    assert loss.locator(".u-legend .u-series").count() == 3  # step + two runs
+    assert loss.locator('.ck-marker[data-run="mnist-a"]').count() == 4
+    assert loss.locator('.ck-marker[data-run="mnist-b"]').count() == 3
+    assert sorted(loss.locator(".alias-label").all_text_contents()) == ["best", "prod"]
+    assert page.locator('.metric-pick[data-key="loss"]').is_checked()
     assert "run=mnist-a" in page.url and "run=mnist-b" in page.url
     shoot(page, tmp_path, "runs-chart")
 
     # A click on a marker opens that checkpoint.
-    page.locator('.ck-marker[data-ref="mnist-a@100"]').click()
+    loss.locator('.ck-marker[data-ref="mnist-a@100"]').click()
     page.wait_for_selector("#checkpoint-ref")
     assert page.locator("#checkpoint-ref").text_content() == "mnist-a@100"
-    assert page.locator("table.grid tbody tr").count() == 2  # variables a and b
+    # Variables a and b, under the names the CLI takes ("model/a"), grouped under "model".
+    assert page.locator("#variables tbody tr:not(.group)").count() == 2
+    assert page.locator("#variables tr.group").all_text_contents() == ["model"]
     shoot(page, tmp_path, "checkpoint")
 
     # Diff it against another checkpoint, chosen on the page.
@@ -155,14 +111,16 @@ def test_log_scale_zoom_and_filters(page, served):
     from playwright.sync_api import expect
 
     page.goto(served.url + "/?run=mnist-a&run=mnist-b&key=accuracy")
-    chart_ready(page, 2)
-    assert page.locator("#metric").input_value() == "accuracy"
+    chart_ready(page, 2, "accuracy")
+    chart = page.locator('.chart[data-key="accuracy"]')
+    assert page.locator("#charts .chart").count() == 1
+    assert page.locator('.metric-pick[data-key="accuracy"]').is_checked()
     page.check("#log")
-    expect(page.locator("#chart")).to_have_attribute("data-log", "1")
-    chart_ready(page, 2)
+    expect(chart).to_have_attribute("data-log", "1")
+    chart_ready(page, 2, "accuracy")
     assert "log=1" in page.url
     page.uncheck("#log")
-    expect(page.locator("#chart")).to_have_attribute("data-log", "0")
+    expect(chart).to_have_attribute("data-log", "0")
     # Drag across the middle of the plot: the server is asked for that window only.
     box = page.locator(".u-over").bounding_box()
     y = box["y"] + box["height"] / 2
@@ -170,11 +128,11 @@ def test_log_scale_zoom_and_filters(page, served):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
     page.mouse.up()
-    expect(page.locator("#chart")).not_to_have_attribute("data-range", "")
-    start, stop = map(int, page.locator("#chart").get_attribute("data-range").split(","))
+    expect(chart).not_to_have_attribute("data-range", "")
+    start, stop = map(int, chart.get_attribute("data-range").split(","))
     assert 30 <= start < stop <= 200 and stop - start < 150
     page.click("#reset-zoom")
-    expect(page.locator("#chart")).to_have_attribute("data-range", "")
+    expect(chart).to_have_attribute("data-range", "")
     # Filters and sorting.
     page.select_option("#f-status", "running")
     page.click("#filters button")
@@ -202,9 +160,23 @@ def test_names_stay_text_everywhere(page, served, tmp_path: Path):
     assert row.locator(".tag").text_content() == f"{XSS_TAG[0]}={XSS_TAG[1]}"
     # Nothing the names spell was parsed as markup.
     assert page.locator("main img, main script, main i").count() == 0
+    # The metric named like markup, chosen as a column, is text and sorts: its name quoted as
+    # the search language wants.
+    from playwright.sync_api import expect
+
+    page.click("#columns-chooser summary")
+    page.check(f'.column-pick[data-col=\'metrics."{XSS_METRIC}".last\']')
+    column = page.locator(f'th[data-col=\'metrics."{XSS_METRIC}".last\']')
+    expect(column).to_have_count(1)
+    assert column.locator(".col-title span").text_content() == XSS_METRIC
+    column.click()
+    expect(page.locator("#runs-table th.sorted")).to_have_attribute("data-col", f'metrics."{XSS_METRIC}".last')
+    expect(page.locator("#runs-table tbody tr").first).to_have_attribute("data-run", XSS_RUN)
+    assert page.locator("#runs-error").text_content() == ""
+    assert page.locator("main img, main script, main i").count() == 0
     page.check(f'input.select-run[data-run="{XSS_RUN}"]')
-    chart_ready(page, 1)
-    assert page.locator("#metric option").all_text_contents() == [XSS_METRIC]
+    chart_ready(page, 1, XSS_METRIC)
+    assert page.locator("#metric-picks label").all_text_contents() == [XSS_METRIC]
     assert page.locator(".u-legend .u-series").nth(1).text_content().startswith(XSS_RUN)
     shoot(page, tmp_path, "odd-names")
     row.locator("a.run-link").click()
@@ -237,13 +209,13 @@ def test_the_runs_table_and_chart_follow_a_running_run(browser, tmp_path: Path, 
             try:
                 page.goto(served.url + "/?run=training")
                 chart_ready(page, 1)
-                assert page.locator("#chart").get_attribute("data-points") == "1"
+                assert page.locator('.chart[data-key="loss"]').get_attribute("data-points") == "1"
                 for step in range(1, 50):
                     run.log(step, loss=1.0 / (step + 1))
                 run.flush()
                 # No reload: the page polls while the run is running.
-                expect(page.locator("#chart")).to_have_attribute("data-points", "50", timeout=20_000)
-                expect(page.locator("#runs-table tbody tr td:nth-child(4)")).to_have_text("49")
+                expect(page.locator('.chart[data-key="loss"]')).to_have_attribute("data-points", "50", timeout=20_000)
+                expect(page.locator('#runs-table tbody tr td[data-col="last_step"]')).to_have_text("49")
                 run.finish()
                 expect(page.locator("#runs-table .status")).to_have_text("finished")
             finally:

@@ -1,89 +1,202 @@
-// The metrics chart: one metric of several runs against step, drawn by uPlot (vendored, MIT).
-// The server downsamples (min/max per pixel column), so a drag-zoom asks it again for the steps
-// in view: zooming shows the full detail of that window. Checkpoints are links laid over the
-// plot (so a click opens the checkpoint page), aliases are labels above them.
+// A metric chart: one metric of several runs, drawn by uPlot (vendored, MIT). Several of them
+// side by side make the small multiples of the runs and run pages.
+// The server downsamples (min/max per pixel column), so a drag-zoom on the step axis asks it
+// again for the steps in view: zooming shows the full detail of that window. Checkpoints are
+// links laid over the plot (so a click opens the checkpoint page), aliases are labels above them.
+// Options, as TensorBoard has them: smoothing (its debiased exponential moving average, the raw
+// line kept faint behind), an x axis of step, relative time or wall time, and a log scale that
+// shows the positive values only, over their own range.
 
 import { api, checkpointHref, el } from "./common.js";
 
 export const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f", "#475569", "#a16207"];
 
+// TensorBoard's smoothing (vz_line_chart2/line-chart.ts, resmoothDataset): an exponential moving
+// average debiased like Adam's first moment, so the first points are not pulled towards 0; a
+// non-finite value (a gap) is passed through and does not enter the average; a constant series
+// stays as it is.
+export function smooth(values, weight) {
+  if (!weight || weight <= 0) return values;
+  const finite = values.filter((v) => v !== null && Number.isFinite(v));
+  if (finite.length && finite.every((v) => v === finite[0])) return values;
+  let last = 0;
+  let n = 0;
+  return values.map((v) => {
+    if (v === null || v === undefined || !Number.isFinite(v)) return v;
+    last = last * weight + (1 - weight) * v;
+    n++;
+    return weight === 1 ? last : last / (1 - Math.pow(weight, n));
+  });
+}
+
+// The y range of a log scale: the positive values' own min and max, a 3 % margin (in log
+// terms) around them, rather than uPlot's default of whole decades (which can leave most of the
+// chart empty). Null when there is nothing positive to show.
+export function logRange(columns) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const col of columns) {
+    for (const v of col) {
+      if (v !== null && v !== undefined && v > 0 && Number.isFinite(v)) {
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+    }
+  }
+  if (!(lo <= hi)) return null;
+  const span = Math.log10(hi) - Math.log10(lo) || 0.2;
+  return [lo / Math.pow(10, span * 0.03), hi * Math.pow(10, span * 0.03)];
+}
+
+function duration(s) {
+  if (s === null || !Number.isFinite(s)) return "";
+  const a = Math.abs(s);
+  if (a < 60) return `${+s.toFixed(1)}s`;
+  if (a < 3600) return `${+(s / 60).toFixed(1)}m`;
+  if (a < 86400) return `${+(s / 3600).toFixed(2)}h`;
+  return `${+(s / 86400).toFixed(2)}d`;
+}
+
+// A tick label: 3 significant digits, tiny and huge values in exponent form (uPlot's default
+// prints 1e-6 as "0"); ticks a log axis leaves out are null.
+export function tick(v) {
+  if (v === null || v === undefined) return "";
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  return a < 1e-3 || a >= 1e6 ? v.toExponential(1).replace("e+", "e") : String(Number(v.toPrecision(3)));
+}
+
+const X_LABELS = { step: "step", relative: "time since the first value", wall: "wall time" };
+
 export class MetricChart {
-  constructor(container) {
+  constructor(container, { height = 380, note = null } = {}) {
     this.container = container;
+    this.height = height;
+    this.note = note; // where to say what a log scale leaves out
     this.plot = null;
-    this.range = null; // [start, stop] while zoomed, else null
+    this.range = null; // [start, stop] in steps while zoomed, else null
     this.runs = [];
     this.key = null;
     this.log = false;
-    this.markers = []; // {ref, step, value, aliases, series}
+    this.smoothing = 0;
+    this.x = "step";
+    this.markers = []; // {ref, step, value, aliases, series, at}
     this.pending = 0;
-    // Follow the page's width (window resized, table reflowed).
+    this.body = null;
+    // Follow the page's width (window resized, table reflowed, a phone turned).
     new ResizeObserver(() => {
       if (this.plot && Math.abs(this.plot.width - container.clientWidth) > 4) {
-        this.plot.setSize({ width: container.clientWidth, height: this.plot.height });
+        this.plot.setSize({ width: Math.max(150, container.clientWidth), height: this.plot.height });
       }
     }).observe(container);
   }
 
-  async show(runs, key, { log = this.log, range = null } = {}) {
+  async show(runs, key, { log = this.log, range = null, smoothing = this.smoothing, x = this.x } = {}) {
     this.runs = runs;
     this.key = key;
     this.log = log;
-    this.range = range;
+    this.range = x === "step" ? range : null;
+    this.smoothing = smoothing;
+    this.x = x;
     await this.reload();
+  }
+
+  // Smoothing and the log scale are drawn from the points at hand: no new request.
+  restyle({ log = this.log, smoothing = this.smoothing } = {}) {
+    this.log = log;
+    this.smoothing = smoothing;
+    if (this.body) this.draw(this.body, this.plot ? this.plot.width : this.container.clientWidth, true);
   }
 
   async reload() {
     const ticket = ++this.pending;
     const c = this.container;
     c.dataset.ready = "0";
+    c.dataset.key = this.key || "";
     if (!this.runs.length || !this.key) {
       this.destroy();
+      this.body = null;
       c.replaceChildren(el("p", { className: "muted", text: "Select runs in the table to chart their metrics." }));
       c.dataset.series = "0";
       c.dataset.ready = "1";
       return;
     }
-    const width = Math.max(200, Math.floor(c.clientWidth || 800) - 80);
+    const full = Math.max(150, Math.floor(c.clientWidth || 800));
+    const width = Math.max(100, full - 70);
     const body = await api("metrics", {
-      run: this.runs, key: this.key, width,
+      run: this.runs, key: this.key, width, x: this.x === "step" ? null : this.x,
       start: this.range ? this.range[0] : null, stop: this.range ? this.range[1] : null,
     });
     if (ticket !== this.pending) return; // a newer request is under way
-    this.draw(body, width + 80);
+    this.body = body;
+    this.draw(body, full);
   }
 
-  draw(body, width) {
+  // The x of each point and of each checkpoint, in the axis' unit (steps, or seconds).
+  xs(s) {
+    if (this.x === "step") return { xs: s.steps, at: (ck) => ck.step };
+    const origin = this.x === "relative" ? s.t0 : 0;
+    const byStep = new Map(s.steps.map((step, i) => [step, s.times[i]]));
+    const xs = s.times.map((t) => (t === null ? null : t - origin));
+    return { xs, at: (ck) => (byStep.has(ck.step) ? byStep.get(ck.step) - origin : (ck.time ?? null) === null ? null : ck.time - origin) };
+  }
+
+  draw(body, width, restyled = false) {
     const series = body.series;
-    // Where another run has a point and this one none, uPlot.join leaves undefined, which the
-    // line crosses; null (a value a log scale cannot show) leaves a gap.
-    const tables = series.map((s) => [s.steps, this.log ? s.values.map((v) => (v !== null && v > 0 ? v : null)) : s.values]);
-    let data = tables.length === 1 ? [tables[0][0], tables[0][1]] : uPlot.join(tables);
-    if (!data[0].length) data = [[0], ...series.map(() => [null])];
+    const smoothed = this.smoothing > 0;
+    const tables = series.map((s) => {
+      const { xs } = this.xs(s);
+      const raw = this.log ? s.values.map((v) => (v !== null && v > 0 ? v : null)) : s.values;
+      // Points without an x (a time not recorded) are left out; the x column must be sorted.
+      const keep = xs.map((x, i) => (x === null ? -1 : i)).filter((i) => i >= 0).sort((a, b) => xs[a] - xs[b]);
+      const pick = (col) => keep.map((i) => col[i]);
+      const ys = pick(raw);
+      return smoothed ? [pick(xs), smooth(ys, this.smoothing), ys] : [pick(xs), ys];
+    });
+    let data = tables.length === 1 ? tables[0] : uPlot.join(tables);
+    if (!data[0].length) data = [[0], ...data.slice(1).map(() => [null])];
+    // Smoothed: each run's smoothed line and, faint behind it, its raw line.
+    const lines = [];
+    series.forEach((s, i) => {
+      const color = COLORS[i % COLORS.length];
+      lines.push({ label: s.run, stroke: color, width: smoothed ? 2 : 1.5, spanGaps: false, points: { show: false } });
+      if (smoothed) lines.push({ label: `${s.run} (raw)`, stroke: color + "40", width: 1, spanGaps: false, points: { show: false } });
+    });
     this.markers = [];
     series.forEach((s, i) => {
+      const { at } = this.xs(s);
       for (const ck of s.checkpoints) {
         if (ck.value === null || (this.log && ck.value <= 0)) continue;
-        this.markers.push({ ...ck, series: i });
+        const x = at(ck);
+        if (x === null || x === undefined) continue;
+        this.markers.push({ ...ck, series: i, x });
       }
     });
+    const shown = data.slice(1);
+    const yRange = this.log ? logRange(shown) : null;
+    const time = this.x === "wall";
     const opts = {
       width,
-      height: 380,
-      scales: { x: { time: false }, y: this.log ? { distr: 3, log: 10 } : { distr: 1 } },
-      series: [
-        { label: "step" },
-        ...series.map((s, i) => ({ label: s.run, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false, points: { show: false } })),
+      height: this.height,
+      scales: {
+        x: { time },
+        y: this.log ? { distr: 3, log: 10, range: yRange ? () => yRange : undefined } : { distr: 1 },
+      },
+      series: [{ label: X_LABELS[this.x], value: this.x === "relative" ? (u, v) => duration(v) : undefined }, ...lines],
+      axes: [
+        { label: X_LABELS[this.x], values: this.x === "relative" ? (u, vals) => vals.map(duration) : undefined },
+        { label: body.key, size: 60, values: (u, vals) => vals.map(tick) },
       ],
-      axes: [{ label: "step" }, { label: body.key, size: 70 }],
-      cursor: { drag: { x: true, y: false, setScale: false }, bind: { dblclick: () => null } },
+      // On the step axis a drag asks the server for that window; on a time axis uPlot zooms
+      // the points at hand (their steps are not contiguous in time across runs).
+      cursor: { drag: { x: true, y: false, setScale: this.x !== "step" }, bind: this.x === "step" ? { dblclick: () => null } : {} },
       hooks: {
         setSelect: [(u) => this.zoomToSelection(u)],
         draw: [(u) => this.placeMarkers(u)],
       },
     };
-    const shape = JSON.stringify([series.map((s) => s.run), body.key, this.log]);
-    if (this.plot && this.shape === shape) {
+    const shape = JSON.stringify([series.map((s) => s.run), body.key, this.log, this.x, smoothed, yRange && this.log ? yRange : null]);
+    if (this.plot && this.shape === shape && !restyled) {
       // The same runs and metric, new points (a live run, a zoom): no flicker, legend kept.
       this.plot.setData(data);
     } else {
@@ -92,15 +205,31 @@ export class MetricChart {
       this.plot = new uPlot(opts, data, this.container);
       this.plot.over.addEventListener("dblclick", () => this.resetZoom());
       this.shape = shape;
+      if (smoothed) {
+        // The raw lines stay out of the legend: one entry per run.
+        this.plot.root.querySelectorAll(".u-legend .u-series").forEach((row, i) => { if (i > 0 && i % 2 === 0) row.classList.add("raw-series"); });
+      }
     }
-    this.container.dataset.series = String(series.length);
-    this.container.dataset.points = series.map((s) => s.points).join(",");
-    this.container.dataset.range = this.range ? this.range.join(",") : "";
-    this.container.dataset.log = this.log ? "1" : "0";
+    const c = this.container;
+    c.dataset.series = String(series.length);
+    c.dataset.points = series.map((s) => s.points).join(",");
+    c.dataset.range = this.range ? this.range.join(",") : "";
+    c.dataset.log = this.log ? "1" : "0";
+    c.dataset.x = this.x;
+    c.dataset.smoothing = String(this.smoothing);
+    c.dataset.yRange = yRange ? yRange.map((v) => v.toPrecision(4)).join(",") : "";
+    // Points a log scale cannot show (zero or negative): counted, and said under the chart.
+    const hidden = this.log ? series.reduce((n, s) => n + s.values.filter((v) => v !== null && v <= 0).length, 0) : 0;
+    c.dataset.hidden = String(hidden);
+    if (this.note) {
+      const all = series.reduce((n, s) => n + s.values.length, 0);
+      this.note.textContent = !hidden ? "" : hidden === all ? "no value above 0: nothing to show on a log scale"
+        : `log scale: ${hidden} value${hidden === 1 ? "" : "s"} at or below 0 not shown`;
+    }
     // Milliseconds from the page's start to this drawing (benchmarks/ui.py reads it).
-    this.container.dataset.drawnAt = String(Math.round(performance.now()));
-    this.container.dataset.ready = "1";
-    this.container.dispatchEvent(new CustomEvent("chart-drawn", { bubbles: true }));
+    c.dataset.drawnAt = String(Math.round(performance.now()));
+    c.dataset.ready = "1";
+    c.dispatchEvent(new CustomEvent("chart-drawn", { bubbles: true }));
   }
 
   placeMarkers(u) {
@@ -109,8 +238,8 @@ export class MetricChart {
     const [xmin, xmax] = [u.scales.x.min, u.scales.x.max];
     let shown = 0;
     for (const m of this.markers) {
-      if (m.step < xmin || m.step > xmax) continue;
-      const left = u.valToPos(m.step, "x");
+      if (m.x < xmin || m.x > xmax) continue;
+      const left = u.valToPos(m.x, "x");
       const top = u.valToPos(m.value, "y");
       if (!isFinite(left) || !isFinite(top)) continue;
       const a = el("a", {
@@ -135,6 +264,7 @@ export class MetricChart {
   }
 
   zoomToSelection(u) {
+    if (this.x !== "step") return; // uPlot zoomed itself
     const sel = u.select;
     if (sel.width < 3) return;
     const start = Math.max(0, Math.floor(u.posToVal(sel.left, "x")));
@@ -147,6 +277,10 @@ export class MetricChart {
   }
 
   resetZoom() {
+    if (this.x !== "step") {
+      if (this.body) this.draw(this.body, this.plot ? this.plot.width : this.container.clientWidth, true);
+      return;
+    }
     if (!this.range) return;
     this.range = null;
     this.container.dispatchEvent(new CustomEvent("chart-zoom", { bubbles: true, detail: null }));
@@ -156,5 +290,68 @@ export class MetricChart {
   destroy() {
     if (this.plot) this.plot.destroy();
     this.plot = null;
+  }
+}
+
+// Small multiples: one chart per metric, the same runs and options in each, zoomed together.
+export class ChartGrid {
+  constructor(container, { height = 260 } = {}) {
+    this.container = container;
+    this.height = height;
+    this.charts = new Map(); // key -> MetricChart
+    this.options = { log: false, smoothing: 0, x: "step", range: null };
+    container.addEventListener("chart-zoom", (e) => {
+      // A zoom in one chart zooms them all (the same steps).
+      this.options.range = e.detail;
+      if (this.resetting) return;
+      for (const chart of this.charts.values()) {
+        if (chart.container !== e.target) chart.show(chart.runs, chart.key, { ...this.options }).catch(() => {});
+      }
+    });
+  }
+
+  async show(runs, keys, options = {}) {
+    Object.assign(this.options, options);
+    for (const [key, chart] of this.charts) {
+      if (!keys.includes(key)) {
+        chart.destroy();
+        chart.container.parentElement.remove();
+        this.charts.delete(key);
+      }
+    }
+    keys.forEach((key) => {
+      if (!this.charts.has(key)) {
+        const box = el("div", { className: "chart", dataset: { key, ready: "0" } });
+        const note = el("p", { className: "note chart-note" });
+        const cell = el("figure", { className: "chart-cell" }, el("figcaption", { text: key }), note, box);
+        this.container.append(cell);
+        this.charts.set(key, new MetricChart(box, { height: this.height, note }));
+      }
+    });
+    // In the order asked for.
+    for (const key of keys) this.container.append(this.charts.get(key).container.parentElement);
+    this.container.dataset.charts = String(keys.length);
+    if (!keys.length) {
+      this.container.dataset.ready = "1";
+      return;
+    }
+    this.container.dataset.ready = "0";
+    await Promise.all(keys.map((key) => this.charts.get(key).show(runs, key, { ...this.options })));
+    this.container.dataset.ready = "1";
+  }
+
+  restyle(options) {
+    Object.assign(this.options, options);
+    for (const chart of this.charts.values()) chart.restyle(options);
+  }
+
+  resetZoom() {
+    this.options.range = null;
+    this.resetting = true;
+    try {
+      for (const chart of this.charts.values()) chart.resetZoom();
+    } finally {
+      this.resetting = false;
+    }
   }
 }

@@ -3,13 +3,66 @@
 // and any kind a later version adds) becomes a section, each number a line, so new kinds of
 // change show up without a change here.
 
-import { api, brief, el, fields, link, param, runHref, shape, showError, size, table, when } from "./common.js";
+import { aliasLinks, api, brief, el, exportsHref, fields, link, param, runHref, scroller, shape, showError, size, table, when } from "./common.js";
 
 const content = document.getElementById("content");
 const ref = param("ref");
 
 // The statuses of a diff by value, in the order the command line's summary names them.
 const STATUSES = ["identical", "value changed", "added", "removed", "dtype/shape changed", "unknown"];
+
+const TF2_SUFFIX = /\/\.ATTRIBUTES\/VARIABLE_VALUE$/;
+
+// The variables under the names people know them by (recorded at save: "model/hidden/kernel",
+// as "vars" prints them), grouped by layer: a weight under its layer, an optimizer slot
+// ("model/hidden/kernel/adam/momentum") under its weight's layer, next to the weight. The key
+// in the checkpoint file stays at hand as the row's tooltip.
+export function groupVariables(variables) {
+  // Without a recorded name (not saved from a Keras model), the key without TF2's suffix, a
+  // name the CLI takes too ("model/a" for "model/a/.ATTRIBUTES/VARIABLE_VALUE").
+  const named = variables.map((v) => ({ ...v, shown: v.readable || v.name.replace(TF2_SUFFIX, "") }));
+  const weights = new Set(named.map((v) => v.shown));
+  const groups = new Map();
+  for (const v of named) {
+    const parts = v.shown.split("/");
+    // The longest other variable this one's name extends is its weight: a slot of it.
+    let owner = null;
+    for (let i = parts.length - 1; i > 0 && owner === null; i--) {
+      const prefix = parts.slice(0, i).join("/");
+      if (weights.has(prefix) && prefix !== v.shown) owner = prefix;
+    }
+    const base = owner || v.shown;
+    const cut = base.lastIndexOf("/");
+    const layer = cut > 0 ? base.slice(0, cut) : "";
+    const label = owner ? [base.slice(cut + 1), v.shown.slice(owner.length + 1)] : [base.slice(cut + 1), null];
+    if (!groups.has(layer)) groups.set(layer, []);
+    groups.get(layer).push({ ...v, label, owner });
+  }
+  // Within a layer: each weight, then its slots.
+  for (const rows of groups.values()) rows.sort((a, b) => (a.owner || a.shown).localeCompare(b.owner || b.shown) || (a.owner ? 1 : 0) - (b.owner ? 1 : 0) || a.shown.localeCompare(b.shown));
+  return [...groups.entries()].sort(([a], [b]) => a.localeCompare(b));
+}
+
+function variablesTable(variables) {
+  const body = el("tbody");
+  const groups = groupVariables(variables);
+  for (const [layer, rows] of groups) {
+    // Variables all at the top (a tf.Module's "a", "b"): no heading to say so.
+    const head = el("tr", { className: "group" }, el("th", { colSpan: 3, text: layer || "(top level)" }));
+    head.dataset.layer = layer;
+    if (groups.length > 1 || layer) body.append(head);
+    for (const v of rows) {
+      const [weight, slot] = v.label;
+      const cell = el("td", { className: "var-name", title: v.name }, weight, slot ? el("span", { className: "slot", text: ` · ${slot}` }) : null);
+      const tr = el("tr", {}, cell, el("td", { text: v.dtype }), el("td", { text: shape(v.shape) }));
+      tr.dataset.name = v.shown;
+      tr.dataset.key = v.name;
+      body.append(tr);
+    }
+  }
+  const head = el("thead", {}, el("tr", {}, ...["name", "dtype", "shape"].map((c) => el("th", { text: c }))));
+  return scroller(el("table", { className: "grid variables", id: "variables" }, head, body));
+}
 
 function typeOf(v) {
   return v ? `${v.dtype} ${shape(v.shape)}` : "";
@@ -109,14 +162,15 @@ try {
       ["run", link(runHref(ck.run), ck.run, "run-link")],
       ["step", String(ck.step)],
       ["format", ck.format],
-      ["state", ck.state],
       ["size", size(ck.total_bytes)],
-      ["aliases", ck.aliases.join(", ") || "-"],
+      ["aliases", aliasLinks(ck.aliases)],
+      ["state", ck.pinned ? `${ck.state}, pinned` : ck.state],
+      ["exports", link(exportsHref(ck.run), `exports of ${ck.run}`)],
       ["created", when(ck.created_at)],
       ["files", ck.files.map((f) => `${f.file_name} (${size(f.size)})`).join("\n")],
     ]),
     el("h2", { text: `Variables (${variables.length})` }),
-    table(["name", "dtype", "shape"], variables.map((v) => [v.name, v.dtype, shape(v.shape)])),
+    variablesTable(variables),
     el("h2", { text: "Compare" }),
     form,
     diffBox,

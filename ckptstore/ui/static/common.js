@@ -77,11 +77,37 @@ export function brief(v) {
   return JSON.stringify(v);
 }
 
-// A table with a header row; rows are arrays of cells (Nodes or text).
+// A table with a header row; rows are arrays of cells (Nodes or text). It scrolls inside its
+// own box when wider than the screen, so the page itself never scrolls sideways (a phone).
 export function table(columns, rows, className = "grid") {
   const head = el("tr", {}, ...columns.map((c) => el("th", { text: c })));
   const body = el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c)))));
-  return el("table", { className }, el("thead", {}, head), body);
+  return scroller(el("table", { className }, el("thead", {}, head), body));
+}
+
+export function scroller(node) {
+  return el("div", { className: "table-wrap" }, node);
+}
+
+// A number as a table shows it: 4 significant digits (0.0123, 1.235e-5), integers whole;
+// anything else (a param's list, "nan") as JSON or text.
+export function num(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") {
+    if (Number.isInteger(v) && Math.abs(v) < 1e9) return String(v);
+    const a = Math.abs(v);
+    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
+  }
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+export const exportsHref = (run) => (run ? `/exports?run=${encodeURIComponent(run)}` : "/exports");
+export const aliasHref = (name) => `/aliases?name=${encodeURIComponent(name)}`;
+
+// Aliases as links to their page (each with its history), or "-".
+export function aliasLinks(names) {
+  if (!names || !names.length) return "-";
+  return el("span", { className: "aliases" }, ...names.map((n) => el("a", { className: "alias-link tag", href: aliasHref(n), text: n })));
 }
 
 // key / value rows, as "runs show" prints them.

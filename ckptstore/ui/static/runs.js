@@ -1,163 +1,300 @@
-// The runs page: a filterable, sortable table of runs; the selected runs' metric on a chart.
-// The page state (filters, sort, selection, metric, log scale) lives in the URL, so a view can
-// be bookmarked or shared. While a run is live, the table and the chart refresh themselves.
+// The runs page, the UI's first screen: the runs table with param and metric columns, searched
+// and sorted with the language of "runs list --where/--sort", and the charted runs' metrics as
+// small multiples. The page state (search, filters, sort, columns, selection, metrics, chart
+// options) lives in the URL, so a view can be bookmarked or shared. The charts follow the
+// table: a run the search hides is not drawn. While a run is live, table and charts refresh.
 
-import { api, chartHref, el, isLive, link, runHref, showError, when } from "./common.js";
-import { COLORS, MetricChart } from "./chart.js";
+import { api, chartHref, el, isLive, link, num, runHref, scroller, showError, when } from "./common.js";
+import { COLORS, ChartGrid } from "./chart.js";
 
 const POLL_MS = 2000;
 const IDLE_POLL_MS = 10000;
-const COLUMNS = [
-  // [header, sort key or null, cell]
+// Runs charted when none is selected: the table's first ones (its best, once sorted by a metric).
+const AUTO_CHARTED = 5;
+const AGGS = ["last", "min", "max", "best"];
+// [header, sort field or null, cell, numeric]: the run's own fields around the chosen columns.
+const LEADING = [
   ["name", "name", (r) => link(runHref(r.name), r.name, "run-link")],
   ["status", "status", (r) => el("span", { className: `status ${r.status}`, text: r.status })],
-  ["last step", "last_step", (r) => (r.last_step === null ? "" : String(r.last_step))],
-  ["checkpoints", "checkpoints", (r) => String(r.checkpoints)],
-  ["created", "created_at", (r) => when(r.created_at)],
-  ["ended", "ended_at", (r) => when(r.ended_at)],
+];
+const TRAILING = [
+  ["last step", "last_step", (r) => (r.last_step === null ? "" : String(r.last_step)), true],
+  ["checkpoints", "checkpoints", (r) => String(r.checkpoints), true],
+  ["created", "created", (r) => when(r.created_at)],
   ["tags", null, (r) => el("span", {}, ...Object.entries(r.tags).map(([k, v]) => el("span", { className: "tag", text: `${k}=${v}` })))],
 ];
-const NUMERIC = new Set(["last_step", "checkpoints"]);
 
 const url = new URL(location.href);
+const q = url.searchParams;
 const state = {
-  status: url.searchParams.get("status") || "",
-  tag: url.searchParams.get("tag") || "",
-  name: url.searchParams.get("name") || "",
-  sort: url.searchParams.get("sort") || "-created_at",
-  selected: url.searchParams.getAll("run"),
-  key: url.searchParams.get("key") || "",
-  log: url.searchParams.get("log") === "1",
+  where: q.get("where") || "",
+  status: q.get("status") || "",
+  tag: q.get("tag") || "",
+  name: q.get("name") || "",
+  sort: q.get("sort") || "",
+  columns: q.getAll("col"),
+  selected: q.getAll("run"),
+  keys: q.getAll("key"),
+  log: q.get("log") === "1",
+  smoothing: Math.min(0.99, Math.max(0, Number(q.get("smooth")) || 0)),
+  x: ["relative", "wall"].includes(q.get("x")) ? q.get("x") : "step",
 };
-let runs = [];
-const chart = new MetricChart(document.getElementById("chart"));
+let table = { columns: [], choices: { params: [], metrics: [], tags: [] }, runs: [], notes: [] };
+const grid = new ChartGrid(document.getElementById("charts"));
 
 function saveState() {
-  const q = new URLSearchParams();
-  for (const k of ["status", "tag", "name"]) if (state[k]) q.set(k, state[k]);
-  if (state.sort !== "-created_at") q.set("sort", state.sort);
-  for (const r of state.selected) q.append("run", r);
-  if (state.key) q.set("key", state.key);
-  if (state.log) q.set("log", "1");
-  history.replaceState(null, "", "/" + (q.toString() ? "?" + q : ""));
+  const out = new URLSearchParams();
+  for (const k of ["where", "status", "tag", "name", "sort"]) if (state[k]) out.set(k, state[k]);
+  for (const c of state.columns) out.append("col", c);
+  for (const r of state.selected) out.append("run", r);
+  for (const k of state.keys) out.append("key", k);
+  if (state.log) out.set("log", "1");
+  if (state.smoothing) out.set("smooth", String(state.smoothing));
+  if (state.x !== "step") out.set("x", state.x);
+  history.replaceState(null, "", "/" + (out.toString() ? "?" + out : ""));
+}
+
+// The runs the charts draw: the selected ones the table shows, else the table's first ones.
+function charted() {
+  const shown = table.runs.map((r) => r.name);
+  if (!state.selected.length) return shown.slice(0, AUTO_CHARTED);
+  return state.selected.filter((name) => shown.includes(name));
 }
 
 async function loadRuns() {
   const box = document.getElementById("runs-error");
   try {
-    runs = await api("runs", { status: state.status, tag: state.tag, name: state.name, sort: state.sort });
-    box.replaceChildren();
+    table = await api("table", {
+      where: state.where, status: state.status, tag: state.tag, name: state.name, sort: state.sort, column: state.columns,
+    });
+    // Names no run has (a misspelt metric in the search or a column), with the closest.
+    box.replaceChildren(...table.notes.map((note) => el("p", { className: "error hint search-note", text: note })));
   } catch (err) {
+    // A bad search or column: said where it was typed; the table empties (nothing matched it).
     showError(box, err);
-    runs = [];
+    box.firstChild.id = "search-error";
+    table = { ...table, runs: [] };
   }
   renderRuns();
+  renderChooser();
+}
+
+function header(text, field, numeric, [sortField, desc]) {
+  const th = el("th", { className: [field ? "sortable" : "", numeric ? "num" : "", field && field === sortField ? "sorted" : "", field && field === sortField && desc ? "desc" : ""].join(" ").trim() });
+  th.append(text);
+  if (field) {
+    th.dataset.sort = field;
+    th.title = `sort by ${field}`;
+    th.tabIndex = 0; // sortable from the keyboard too (Enter or Space)
+    th.setAttribute("aria-sort", field === sortField ? (desc ? "descending" : "ascending") : "none");
+    const sortBy = () => {
+      state.sort = field === sortField && !desc ? `-${field}` : field;
+      saveState();
+      loadRuns().then(() => refreshCharts());
+    };
+    th.addEventListener("click", sortBy);
+    th.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        sortBy();
+      }
+    });
+  }
+  return th;
+}
+
+// A field of the search language as the store writes it: a name of other characters than
+// letters, digits, "_" and "-" quoted ('metrics."top-1 acc".max'), so that it sorts as it is.
+function fieldLabel(kind, name, agg = "") {
+  const plain = /^([A-Za-z_][A-Za-z0-9_-]*|\d+)$/.test(name);
+  return `${kind}.${plain ? name : '"' + name.replace(/"/g, '""') + '"'}${agg ? "." + agg : ""}`;
+}
+
+// A column's parts: "metrics.\"a.b\".min" is ["metrics", "a.b", "min"].
+function parseLabel(col) {
+  const m = /^(\w+)\.(?:"((?:[^"]|"")*)"|([^.]+(?:\.[^.]+)*?))(?:\.(last|min|max|best))?$/.exec(col);
+  if (!m) return [col, "", ""];
+  return [m[1], m[2] !== undefined ? m[2].replace(/""/g, '"') : m[3], m[4] || ""];
+}
+
+// "metrics.val_loss.min" as a header: the name, and what of it in small type.
+function columnTitle(col) {
+  const [kind, name, agg] = parseLabel(col);
+  const what = kind === "params" ? "param" : kind === "tags" ? "tag" : kind === "metrics" ? agg || "last" : "";
+  return el("span", { className: "col-title" }, el("span", { text: name || col }), el("small", { text: what }));
 }
 
 function renderRuns() {
-  const [sortKey, desc] = state.sort.startsWith("-") ? [state.sort.slice(1), true] : [state.sort, false];
-  const head = el("tr", {}, el("th", { text: "chart" }), ...COLUMNS.map(([h, key]) => {
-    const th = el("th", { text: h, className: [key ? "sortable" : "", NUMERIC.has(key) ? "num" : "", key === sortKey ? "sorted" : "", key === sortKey && desc ? "desc" : ""].join(" ").trim() });
-    if (key) {
-      th.dataset.sort = key;
-      th.addEventListener("click", () => {
-        state.sort = key === sortKey && !desc ? `-${key}` : key;
-        saveState();
-        loadRuns();
-      });
-    }
-    return th;
-  }));
-  const rows = runs.map((r) => {
+  const sort = state.sort.startsWith("-") ? [state.sort.slice(1), true] : [state.sort, false];
+  const head = el("tr", {}, el("th", { text: "chart" }),
+    ...LEADING.map(([h, field]) => header(h, field, false, sort)),
+    ...table.columns.map((col) => { const th = header(columnTitle(col), col, !col.startsWith("tags."), sort); th.dataset.col = col; return th; }),
+    ...TRAILING.map(([h, field, , numeric]) => header(h, field, numeric, sort)));
+  const drawn = charted();
+  const rows = table.runs.map((r) => {
     const box = el("input", { type: "checkbox", className: "select-run", checked: state.selected.includes(r.name), title: `chart ${r.name}` });
     box.dataset.run = r.name;
     box.addEventListener("change", () => toggle(r.name, box.checked));
-    const i = state.selected.indexOf(r.name);
-    const swatch = i >= 0 ? el("span", { text: "■", title: "line colour" }) : null;
+    const i = drawn.indexOf(r.name);
+    const swatch = i >= 0 ? el("span", { className: "swatch", text: "■", title: "line colour" }) : null;
     if (swatch) swatch.style.color = COLORS[i % COLORS.length];
-    const tr = el("tr", {}, el("td", {}, box, " ", swatch),
-      ...COLUMNS.map(([, key, cell]) => el("td", { className: NUMERIC.has(key) ? "num" : "" }, cell(r))));
+    const cells = [
+      el("td", {}, box, " ", swatch),
+      ...LEADING.map(([, field, cell]) => el("td", { dataset: { col: field } }, cell(r))),
+      ...table.columns.map((col) => el("td", { className: col.startsWith("tags.") ? "" : "num", dataset: { col } }, num(r.values[col]))),
+      ...TRAILING.map(([, field, cell, numeric]) => el("td", { className: numeric ? "num" : "", dataset: { col: field || "tags" } }, cell(r))),
+    ];
+    const tr = el("tr", {}, ...cells);
     tr.dataset.run = r.name;
     return tr;
   });
-  document.getElementById("runs").replaceChildren(el("table", { className: "grid", id: "runs-table" }, el("thead", {}, head), el("tbody", {}, ...rows)));
-  document.getElementById("runs-count").textContent = `${runs.length} run${runs.length === 1 ? "" : "s"}`;
+  document.getElementById("runs").replaceChildren(scroller(el("table", { className: "grid", id: "runs-table" }, el("thead", {}, head), el("tbody", {}, ...rows))));
+  document.getElementById("runs-count").textContent = `${table.runs.length} run${table.runs.length === 1 ? "" : "s"}`;
+}
+
+// The column chooser: every param, metric (last/min/max/best) and tag of the listed runs.
+function renderChooser() {
+  const shown = new Set(table.columns);
+  const pick = (col, text) => {
+    const box = el("input", { type: "checkbox", className: "column-pick", checked: shown.has(col) });
+    box.dataset.col = col;
+    box.addEventListener("change", () => {
+      const now = table.columns.filter((c) => c !== col);
+      state.columns = box.checked ? [...now, col] : now;
+      saveState();
+      loadRuns();
+    });
+    return el("label", { className: "pick", title: col }, box, text);
+  };
+  const { params, metrics, tags } = table.choices;
+  const reset = el("button", { type: "button", id: "columns-default", text: "defaults" });
+  reset.addEventListener("click", () => { state.columns = []; saveState(); loadRuns(); });
+  document.getElementById("columns-choices").replaceChildren(
+    metrics.length ? el("div", { className: "pick-group" }, el("b", { text: "metrics" }),
+      ...metrics.map((m) => el("span", { className: "pick-row" }, el("span", { text: m }), ...AGGS.map((a) => pick(fieldLabel("metrics", m, a), a))))) : null,
+    params.length ? el("div", { className: "pick-group" }, el("b", { text: "params" }), ...params.map((p) => pick(fieldLabel("params", p), p))) : null,
+    tags.length ? el("div", { className: "pick-group" }, el("b", { text: "tags" }), ...tags.map((t) => pick(fieldLabel("tags", t), t))) : null,
+    el("div", {}, reset, el("span", { className: "muted", text: table.defaults ? " showing the defaults: the fields sorted and searched by, what KeepBest ranks, the params that differ" : "" })),
+  );
 }
 
 async function toggle(name, on) {
   state.selected = on ? [...new Set([...state.selected, name])] : state.selected.filter((r) => r !== name);
   saveState();
   renderRuns();
-  await loadKeys();
-  await drawChart({ range: null });
+  await refreshCharts({ range: null });
 }
 
-async function loadKeys() {
-  const select = document.getElementById("metric");
-  const keys = state.selected.length ? await api("keys", { run: state.selected }).catch(() => []) : [];
-  const before = state.key;
-  if (!keys.includes(state.key)) state.key = keys.includes("loss") ? "loss" : keys[0] || "";
-  select.replaceChildren(...keys.map((k) => el("option", { value: k, text: k, selected: k === state.key })));
+// The metrics to draw: those in the URL the charted runs have, else the usual suspects.
+function defaultKeys(keys) {
+  const usual = keys.filter((k) => /^(val_)?(loss|acc|accuracy)$/.test(k));
+  return (usual.length ? usual : keys).slice(0, 4);
+}
+
+async function loadKeys(runs) {
+  const keys = runs.length ? await api("keys", { run: runs }).catch(() => []) : [];
+  const kept = state.keys.filter((k) => keys.includes(k));
+  if (keys.length) state.keys = kept.length ? kept : defaultKeys(keys);
+  const picks = keys.map((k) => {
+    const box = el("input", { type: "checkbox", className: "metric-pick", checked: state.keys.includes(k) });
+    box.dataset.key = k;
+    box.addEventListener("change", () => {
+      state.keys = box.checked ? [...state.keys, k] : state.keys.filter((x) => x !== k);
+      saveState();
+      drawCharts(runs, { range: null });
+    });
+    return el("label", { className: "pick" }, box, k);
+  });
+  document.getElementById("metric-picks").replaceChildren(...(keys.length ? [el("span", { className: "muted", text: "metrics: " }), ...picks] : []));
   const compare = document.getElementById("compare-link");
-  compare.textContent = state.selected.length ? "link to this comparison" : "";
-  compare.href = chartHref(state.selected);
+  compare.textContent = runs.length ? "link to these runs" : "";
+  compare.href = chartHref(runs);
   saveState();
-  return state.key !== before;
 }
 
-async function drawChart(options = {}) {
+async function drawCharts(runs, options = {}) {
   const box = document.getElementById("chart-error");
   try {
-    await chart.show(state.selected, state.key, { log: state.log, range: "range" in options ? options.range : chart.range });
+    const keys = runs.length ? state.keys.filter((k) => [...document.querySelectorAll(".metric-pick")].some((b) => b.dataset.key === k)) : [];
+    if (!runs.length) document.getElementById("charts").replaceChildren(el("p", { className: "muted", id: "charts-empty", text: "No run to chart: select runs in the table (or widen the search)." }));
+    else document.getElementById("charts-empty")?.remove();
+    await grid.show(runs, keys, { log: state.log, smoothing: state.smoothing, x: state.x, ...options });
     box.replaceChildren();
   } catch (err) {
     showError(box, err);
   }
 }
 
+let chartedBefore = "";
+async function refreshCharts(options = {}, runs = charted()) {
+  const same = JSON.stringify(runs) === chartedBefore;
+  chartedBefore = JSON.stringify(runs);
+  if (!same) await loadKeys(runs);
+  await drawCharts(runs, options);
+}
+
 document.getElementById("filters").addEventListener("submit", (e) => {
   e.preventDefault();
+  state.where = document.getElementById("search").value.trim();
   state.status = document.getElementById("f-status").value;
   state.tag = document.getElementById("f-tag").value.trim();
   state.name = document.getElementById("f-name").value.trim();
   saveState();
-  loadRuns();
+  loadRuns().then(() => refreshCharts());
 });
-document.getElementById("metric").addEventListener("change", (e) => {
-  state.key = e.target.value;
-  saveState();
-  drawChart({ range: null });
+document.getElementById("search-help-link").addEventListener("click", (e) => {
+  e.preventDefault();
+  const help = document.getElementById("search-help");
+  help.hidden = !help.hidden;
 });
 document.getElementById("log").addEventListener("change", (e) => {
   state.log = e.target.checked;
   saveState();
-  drawChart();
+  grid.restyle({ log: state.log });
 });
-document.getElementById("reset-zoom").addEventListener("click", () => chart.resetZoom());
-document.getElementById("chart").addEventListener("chart-error", (e) => showError(document.getElementById("chart-error"), e.detail));
+const smoothing = document.getElementById("smoothing");
+smoothing.addEventListener("input", () => {
+  state.smoothing = Number(smoothing.value);
+  document.getElementById("smoothing-value").textContent = smoothing.value;
+  saveState();
+  grid.restyle({ smoothing: state.smoothing });
+});
+document.getElementById("x-axis").addEventListener("change", (e) => {
+  state.x = e.target.value;
+  saveState();
+  drawCharts(charted(), { x: state.x, range: null });
+});
+document.getElementById("reset-zoom").addEventListener("click", () => grid.resetZoom());
+document.getElementById("charts").addEventListener("chart-error", (e) => showError(document.getElementById("chart-error"), e.detail));
 
-// Live view: every 2 s while a listed run is live (its row and, if charted, its line follow
+// Live view: every 2 s while a listed run is live (its row and, if charted, its lines follow
 // it), else every 10 s (to notice a run that starts or is resumed). A run that finished, failed
 // or crashed (killed: its heartbeat stopped) is not live, so the fast polling stops with it.
 // Nothing while the tab is hidden.
-const nextPoll = () => (runs.some(isLive) ? POLL_MS : IDLE_POLL_MS);
+const nextPoll = () => (table.runs.some(isLive) ? POLL_MS : IDLE_POLL_MS);
 
 async function poll() {
   if (!document.hidden) {
-    const charted = () => state.selected.some((name) => runs.find((r) => r.name === name && isLive(r)));
-    const wasCharted = charted();
+    const live = () => charted().some((name) => table.runs.find((r) => r.name === name && isLive(r)));
+    const wasLive = live();
     await loadRuns();
-    if (wasCharted || charted()) await drawChart();
+    if (wasLive || live()) await refreshCharts();
   }
   setTimeout(poll, nextPoll());
 }
 
+document.getElementById("search").value = state.where;
 document.getElementById("f-status").value = state.status;
 document.getElementById("f-tag").value = state.tag;
 document.getElementById("f-name").value = state.name;
 document.getElementById("log").checked = state.log;
-// A metric named in the URL is drawn at once, while the metric list loads (listing a long
-// run's metric names takes the database a while); it is redrawn only if the run lacks it.
-const early = state.key && state.selected.length ? drawChart({ range: null }) : null;
-await Promise.all([loadRuns(), loadKeys().then((changed) => (early && !changed ? early : drawChart({ range: null })))]);
+smoothing.value = String(state.smoothing);
+document.getElementById("smoothing-value").textContent = String(state.smoothing);
+document.getElementById("x-axis").value = state.x;
+// Runs named in the URL are charted at once, while the table loads (sorting a thousand runs by a
+// metric takes the database a while); redrawn only if the table hides some of them.
+const early = state.selected.length ? refreshCharts({ range: null }, state.selected) : null;
+await loadRuns();
+if (early) await early;
+if (!early || JSON.stringify(charted()) !== chartedBefore) await refreshCharts({ range: null });
 setTimeout(poll, nextPoll());
