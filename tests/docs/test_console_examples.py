@@ -31,8 +31,8 @@ Exact, except these declared placeholders, applied to the documented and the rea
 * Trailing spaces are ignored.
 
 ``CKPTSTORE_DOCS_UPDATE=1`` rewrites every console block with the real output instead of comparing
-(names mapped back to ``DOC_RUNS``; ``...`` cuts are lost, so put them back by hand and read the
-diff before committing).
+(names mapped back to ``DOC_RUNS``) where it differs; an example that matches is left as it is.
+Read the diff before committing.
 """
 
 from __future__ import annotations
@@ -205,8 +205,10 @@ def test_console_examples_print_what_they_show(path: Path, docs_store: DocsStore
     for block in found:
         outputs = _run_block_commands(block, docs_store, cwd, last)
         if UPDATE:
-            body = "".join(f"$ {c.line}\n" + "".join(f"{line}\n" for line in out)
-                           for c, out in zip(block.commands, outputs, strict=True))
+            # an example that still matches keeps its text (and its '...' cuts)
+            body = "".join(f"$ {c.line}\n" + "".join(
+                f"{line}\n" for line in (c.expected if matches(normalise(c.expected), normalise(out)) else out))
+                for c, out in zip(block.commands, outputs, strict=True))
             rewritten = rewritten[: block.start + offset] + body + rewritten[block.end + offset:]
             offset += len(body) - (block.end - block.start)
             continue
