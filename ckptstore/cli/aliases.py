@@ -24,7 +24,7 @@ ListNameArg = Annotated[
 MessageOpt = Annotated[str | None, typer.Option("--message", "-m", metavar="TEXT", help="Why (kept in the history).")]
 
 
-@command(name="alias")
+@command(name="alias", quick=True)
 def set_alias(ctx: typer.Context, name: NameArg, ref: RefArg, message: MessageOpt = None) -> None:
     """Point the alias NAME at a checkpoint or export (moving it if it exists; its history is kept)."""
     info = open_store(ctx).set_alias(name, ref, message=message)
@@ -39,7 +39,7 @@ def _remove(ctx: typer.Context, name: str, message: str | None) -> str | None:
     return store.aliases(name)[0].history[0].old_target
 
 
-@command()
+@command(quick=True)
 def unalias(ctx: typer.Context, name: AliasArg, message: MessageOpt = None) -> None:
     """Remove an alias (its target is no longer protected from retention and gc)."""
     typer.echo(f"removed alias {name} (was {_remove(ctx, name, message)})")

@@ -94,8 +94,9 @@ def command(
     """Register a command on :data:`app` (or on a group), like ``on.command(name)``.
 
     Its line in the list of commands is the whole first paragraph of its docstring: plain help
-    would otherwise cut it at about 60 characters. ``quick``: a read command whose plain command
-    lines ``cli/quick.py`` runs without Typer's value conversion (see there). ``hidden``: left
+    would otherwise cut it at about 60 characters. ``quick``: a command (any that does not load
+    TensorFlow: reads, and since issue 26 the small writes and maintenance commands) whose plain
+    command lines ``cli/quick.py`` runs without Typer's value conversion (see there). ``hidden``: left
     out of ``--help`` (the deprecated spellings of renamed commands).
     """
 
@@ -251,6 +252,8 @@ def main(first: Callable[[list[str]], bool] | None = None) -> None:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None and exc.exit_code == 2 else ""
         error_line(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:  # fail() on cli/quick.py's path (Typer's returns the status)
         sys.exit(exc.exit_code)
     except typer.Abort:
         error_line("aborted")

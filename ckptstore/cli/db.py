@@ -47,7 +47,7 @@ def _quick_revision(ctx: typer.Context) -> str | None:
     return HEAD_REVISION
 
 
-@command(db_app, "current")
+@command(db_app, "current", quick=True)
 def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The store's schema revision (without changing it)."""
     revision = _quick_revision(ctx)

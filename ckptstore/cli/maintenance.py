@@ -35,7 +35,7 @@ def import_(
     typer.echo(f"imported {n} checkpoint{'s' if n != 1 else ''} into run {run} (steps {steps_text}; {size(total)})")
 
 
-@command()
+@command(quick=True)
 def verify(
     ctx: typer.Context,
     run: Annotated[str | None, typer.Argument(metavar="RUN", help="Only this run's files.", autocompletion=complete_runs)] = None,
@@ -70,7 +70,7 @@ def verify(
         fail(f"verify found {len(bad)} {what} ({kinds})")
 
 
-@command()
+@command(quick=True)
 def gc(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,

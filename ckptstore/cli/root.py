@@ -10,7 +10,7 @@ from .output import progress, size
 root_app = group("root", "The store's file area: show it, or copy it into an S3 bucket.")
 
 
-@command(on=root_app)
+@command(on=root_app, quick=True)
 def show(ctx: typer.Context) -> None:
     """Print the file area in use (a directory or s3://BUCKET/PREFIX)."""
     if location(ctx).root is not None:  # --root given: the store checks it against the recorded one

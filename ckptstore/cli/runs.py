@@ -117,7 +117,7 @@ def runs_compare(
     print_comparison(cmp, as_json=as_json)
 
 
-@command(runs_app, "delete")
+@command(runs_app, "delete", quick=True)
 def runs_delete(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name.", autocompletion=complete_runs)],

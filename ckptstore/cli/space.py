@@ -8,7 +8,7 @@ from .app import JsonOpt, command, open_store, read
 from .output import print_json, size, table
 
 
-@command()
+@command(quick=True)
 def du(
     ctx: typer.Context,
     runs: Annotated[list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs to account for (default: all).")] = None,
