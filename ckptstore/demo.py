@@ -6,7 +6,9 @@ the 3 newest and the best by loss), tags the best checkpoint ``best``, restores 
 model, freezes that model into a stored GraphDef with the alias ``best-frozen``, loads the GraphDef into
 a fresh TF1 graph and checks that it computes what the restored model computes, and plots the
 loss. Each call makes a new run (``demo-<time>``) and moves ``best``, so it can run again and
-again on the same store.
+again on the same store. Successive calls step through a small grid of learning rates and widths
+(:data:`SETTINGS`), so two runs differ as a sweep's would, and the plot draws this run's loss next to
+the previous demo run's.
 
 Nothing here prints: :func:`run_demo` returns a :class:`DemoSummary` whose ``lines()`` the CLI
 prints.
@@ -31,6 +33,10 @@ __all__ = ["DemoSummary", "run_demo"]
 FEATURES = 8
 HIDDEN = 32
 BATCH = 32
+# (learning rate, hidden units) of the 1st, 2nd, ... demo run in a store, cycling: a second run
+# that repeated the first would leave nothing to compare (its curves would lie on the first's).
+# The first two differ in the learning rate only, so their variables can be diffed by value.
+SETTINGS = [(0.01, HIDDEN), (0.003, HIDDEN), (0.01, 16), (0.003, 16)]
 # The frozen graph and the restored model run the same float32 kernels; anything above this
 # means the wrong weights were frozen or restored.
 TOLERANCE = 1e-5
@@ -43,6 +49,8 @@ class DemoSummary:
     store: str
     run: str
     steps: int
+    lr: float
+    hidden: int
     seconds: float
     values_logged: int
     checkpoints_saved: list[int]
@@ -61,7 +69,7 @@ class DemoSummary:
         moved = f" (moved from {self.best_was})" if self.best_was else ""
         return [
             f"ckptstore demo: run {self.run} in {self.store} ({self.seconds:.1f} s)",
-            f"  trained a {FEATURES}-{HIDDEN}-1 Keras MLP for {self.steps} steps; logged {self.values_logged} metric values",
+            f"  trained a {FEATURES}-{self.hidden}-1 Keras MLP (learning rate {self.lr:g}) for {self.steps} steps; logged {self.values_logged} metric values",
             f"  saved {len(self.checkpoints_saved)} checkpoints (every {self.checkpoints_saved[0]} steps); "
             f"retention (3 newest + best loss) kept steps {_steps(self.checkpoints_kept)}, deleted {len(deleted)}",
             f"  set the alias 'best' to {self.run}@{self.best_step} (loss {self.best_loss:.4g}){moved}",
@@ -107,6 +115,8 @@ def run_demo(
     store = open_store(uri, root=root)
     try:
         name = _fresh_run_name(store)
+        earlier = [r.name for r in store.runs(tags={"source": "ckptstore demo"})]  # newest first
+        lr, hidden = SETTINGS[len(earlier) % len(SETTINGS)]
         keras.utils.set_random_seed(seed)
         rng = np.random.default_rng(seed)
         x = rng.normal(size=(2048, FEATURES)).astype("float32")
@@ -117,10 +127,10 @@ def run_demo(
         epochs = steps // save_every
 
         retention = Retention(max_to_keep=3, keep_best=KeepBest("loss", k=1))
-        params = {"features": FEATURES, "hidden": HIDDEN, "batch": BATCH, "lr": 0.01, "steps": epochs * save_every}
+        params = {"features": FEATURES, "hidden": hidden, "batch": BATCH, "lr": lr, "steps": epochs * save_every}
         with store.start_run(name, params=params, tags={"source": "ckptstore demo"}, retention=retention) as run:
-            model = _model(keras)
-            model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+            model = _model(keras, hidden)
+            model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse")
             # An "epoch" is save_every steps, so each epoch ends with a checkpoint and val_loss.
             callback = StoreCallback(run, save_every_epoch=True)
             model.fit(
@@ -135,14 +145,14 @@ def run_demo(
             last = alias.history[0] if alias.history else None
             best_was = last.old_target if last is not None and last.action == "move" else None
 
-            fresh = _model(keras)  # new random weights: only the restore can make it match
+            fresh = _model(keras, hidden)  # new random weights: only the restore can make it match
             before = fresh(x_val, training=False).numpy()
             store.restore("best", fresh)
             restored_out = fresh(x_val, training=False).numpy()
             # The same checkpoint read by plain TensorFlow from a materialized directory.
             with tempfile.TemporaryDirectory() as tmp:
                 prefix = store.materialize("best", tmp)
-                plain = _model(keras)
+                plain = _model(keras, hidden)
                 tf.train.Checkpoint(model=plain).read(str(prefix)).assert_existing_objects_matched().expect_partial()
                 plain_out = plain(x_val, training=False).numpy()
             if np.allclose(before, restored_out) or not np.array_equal(restored_out, plain_out):
@@ -165,7 +175,8 @@ def run_demo(
             if not diff <= TOLERANCE:
                 raise CkptstoreError(f"the frozen graph differs from the restored model by {diff:g}")
             values = sum(len(r.metrics) for r in store.steps(name))
-        plot = plot_metrics(store, [name], ["loss", "val_loss"], plot_path, title=f"{name}: loss by step")
+        plotted = [*earlier[:1], name]
+        plot = plot_metrics(store, plotted, ["loss", "val_loss"], plot_path, title="demo runs: loss by step")
     finally:
         store.close()
 
@@ -182,18 +193,18 @@ def run_demo(
         f"ckptstore{opt} verify",
     ]
     return DemoSummary(
-        store=str(uri or ".ckptstore"), run=name, steps=epochs * save_every,
+        store=str(uri or ".ckptstore"), run=name, steps=epochs * save_every, lr=lr, hidden=hidden,
         seconds=time.perf_counter() - started, values_logged=values, checkpoints_saved=saved,
         checkpoints_kept=kept, best_step=best_step, best_loss=loss_at[best_step], best_was=best_was,
         export=export.ref, max_abs_diff=diff, plot=plot, commands=commands,
     )
 
 
-def _model(keras: Any) -> Any:
+def _model(keras: Any, hidden: int) -> Any:
     return keras.Sequential(
         [
             keras.Input((FEATURES,)),
-            keras.layers.Dense(HIDDEN, activation="relu"),
+            keras.layers.Dense(hidden, activation="relu"),
             keras.layers.Dense(1),
         ]
     )

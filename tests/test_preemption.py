@@ -269,8 +269,8 @@ def test_keras_killed_mid_epoch_on_postgresql(pg_server, tmp_path, children):
 
 
 def _readme_blocks() -> list[str]:
-    """The Python blocks of the README's "Preemption-safe training" section."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    """The Python blocks of the "Preemption-safe training" section (docs/python-api.md, moved there from the README)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
     section = text.split("\n## Preemption-safe training\n", 1)[1].split("\n## ", 1)[0]
     return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
 

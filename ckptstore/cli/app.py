@@ -112,7 +112,7 @@ def command(
     return register
 
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, see README) instead of a table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, see docs/cli.md) instead of a table.")]
 
 
 @dataclass(frozen=True)

@@ -395,7 +395,7 @@ class HostBuffers:
     A snapshot in freshly allocated memory (TensorFlow's ``DeepCopy``) is faulted in by the
     kernel page by page, and glibc hands large blocks back to the system when they are freed,
     so every save faulted the whole model in anew: ~65,000 faults per 256 MB, which cost a
-    training loop 0.16 s more per save than these buffers (benchmarks: README, async saves).
+    training loop 0.16 s more per save than these buffers (benchmarks: docs/performance.md, saving without stalling training).
     These arrays stay resident, so after the first save a snapshot is a plain ``memcpy`` into
     warm memory. The async save queue holds one set per save in flight (a set is lent to one
     snapshot until it is written) and drops them when the run finishes.

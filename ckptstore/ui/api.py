@@ -128,7 +128,7 @@ def _tags(request: Request) -> dict[str, str]:
 
 
 class Api:
-    """The endpoints over one open store (see the module docstring and the README)."""
+    """The endpoints over one open store (see the module docstring and docs/ui.md)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

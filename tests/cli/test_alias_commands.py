@@ -83,7 +83,7 @@ def test_moving_an_alias_without_a_message_keeps_its_message(aliased):
     assert (prod["target"], prod["message"]) == ("r@2", "serving model")
     with ckptstore.open_store(aliased, create=False) as store:
         [info] = store.aliases("prod")
-        assert [(e.action, e.message) for e in info.history] == [("move", None), ("tag", "serving model")]
+        assert [(e.action, e.message) for e in info.history] == [("move", None), ("set", "serving model")]
     ok("alias", "prod", "r@1", "-m", "rolled back", store=aliased)
     assert json.loads(ok("aliases", "--json", store=aliased))[0]["message"] == "rolled back"
 

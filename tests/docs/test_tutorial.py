@@ -2,7 +2,7 @@
 
 Each program runs in a fresh interpreter: the TF1 one switches eager execution off for the whole
 process, which must not leak into other tests. The lines marked ``# was:`` are the only ones that
-differ from the vanilla TensorFlow tutorial (README, "Coming from tf.train.Saver /
+differ from the vanilla TensorFlow tutorial (docs/python-api.md, "Coming from tf.train.Saver /
 CheckpointManager", shows the same diff).
 """
 
