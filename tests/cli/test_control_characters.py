@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -19,40 +17,6 @@ from tests.helpers.skips import require_tensorflow
 tf = require_tensorflow()
 
 import ckptstore  # noqa: E402
-
-HUGE_TEXT = "99999999999999999999"  # past 2**63 - 1
-
-
-# --------------------------------------------------------------------------- stores
-
-
-def _build_populated(loc: Path, seed_session, tiny_model) -> None:
-    """Run "r": metrics at steps 1..3, checkpoint r@1 (w = 2.0), export:1 of the seed graph at
-    step 1; the alias "prod" -> r@1."""
-    with ckptstore.open_store(str(loc)) as s:
-        with s.start_run("r", params={"lr": 0.1}, tags={"team": "x"}) as run:
-            for step in (1, 2, 3):
-                run.log(step, loss=1.0 / step)
-            run.save(tiny_model(2.0, 0.5), 1)
-            run.freeze(seed_session, ["op_to_store"], step=1)
-        s.set_alias("prod", "r@1", message="first")
-
-
-@pytest.fixture(scope="module")
-def populated_template(tmp_path_factory, seed_session, tiny_model) -> Path:
-    loc = tmp_path_factory.mktemp("template") / "store"
-    _build_populated(loc, seed_session, tiny_model)
-    assert not (loc / "store.db-wal").exists()
-    return loc
-
-
-@pytest.fixture
-def populated(populated_template, tmp_path) -> Path:
-    """A copy of the populated store of this module, the test's to change."""
-    loc = tmp_path / "store"
-    shutil.copytree(populated_template, loc, symlinks=True)
-    return loc
-
 
 # =========================================================================== 11. control characters
 

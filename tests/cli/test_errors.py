@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -16,53 +14,14 @@ from tests.helpers.hardening import (
     ckpt_many,
     one_line_error,
     shown,
-    store_state,
     tree,
 )
+from tests.helpers.populated import HUGE_TEXT, state_of
 from tests.helpers.skips import require_tensorflow
 
 tf = require_tensorflow()
 
 import ckptstore  # noqa: E402
-
-HUGE_TEXT = "99999999999999999999"  # past 2**63 - 1
-
-
-# --------------------------------------------------------------------------- stores
-
-
-def _build_populated(loc: Path, seed_session, tiny_model) -> None:
-    """Run "r": metrics at steps 1..3, checkpoint r@1 (w = 2.0), export:1 of the seed graph at
-    step 1; the alias "prod" -> r@1."""
-    with ckptstore.open_store(str(loc)) as s:
-        with s.start_run("r", params={"lr": 0.1}, tags={"team": "x"}) as run:
-            for step in (1, 2, 3):
-                run.log(step, loss=1.0 / step)
-            run.save(tiny_model(2.0, 0.5), 1)
-            run.freeze(seed_session, ["op_to_store"], step=1)
-        s.set_alias("prod", "r@1", message="first")
-
-
-@pytest.fixture(scope="module")
-def populated_template(tmp_path_factory, seed_session, tiny_model) -> Path:
-    loc = tmp_path_factory.mktemp("template") / "store"
-    _build_populated(loc, seed_session, tiny_model)
-    assert not (loc / "store.db-wal").exists()
-    return loc
-
-
-@pytest.fixture
-def populated(populated_template, tmp_path) -> Path:
-    """A copy of the populated store of this module, the test's to change."""
-    loc = tmp_path / "store"
-    shutil.copytree(populated_template, loc, symlinks=True)
-    return loc
-
-
-def _state(loc: Path) -> dict:
-    with ckptstore.open_store(str(loc), create=False) as s:
-        return store_state(s)
-
 
 # =========================================================================== 7. one line for every failure
 
@@ -94,7 +53,7 @@ def test_cli_numbers_out_of_range_are_one_line_and_change_nothing(populated, tmp
     for p in list(src.glob("model.ckpt-7.*")):
         p.rename(src / p.name.replace("model.ckpt-7", f"model.ckpt-{HUGE_TEXT}"))
     (src / "checkpoint").write_text(f'model_checkpoint_path: "model.ckpt-{HUGE_TEXT}"\n')
-    before, before_tree = _state(populated), tree(tmp_path / "saver")
+    before, before_tree = state_of(populated), tree(tmp_path / "saver")
     calls = [
         (("steps", "r", "--from", HUGE_TEXT), 2),
         (("steps", "r", "--to", HUGE_TEXT), 2),
@@ -108,7 +67,7 @@ def test_cli_numbers_out_of_range_are_one_line_and_change_nothing(populated, tmp
     results = ckpt_many([(args, {"store": populated}) for args, _ in calls])
     for (_, code), r in zip(calls, results):
         one_line_error(r, codes=(code,))
-    assert _state(populated) == before  # no run "imported", no objects
+    assert state_of(populated) == before  # no run "imported", no objects
     assert tree(src) == before_tree
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.pb").exists()
 
@@ -181,9 +140,9 @@ def test_cli_errors_about_missing_things_name_the_store(populated, tmp_path):
         ("restore", "nosuchalias", "--to", "x"),
         ("vars", "r@99"),
     ]
-    before = _state(populated)
+    before = state_of(populated)
     results = ckpt_many([(args, {"store": "store", "cwd": tmp_path}) for args in calls])
     for r in results:
         one_line_error(r, where)
     assert not (tmp_path / "x").exists()
-    assert _state(populated) == before
+    assert state_of(populated) == before

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import time
@@ -24,69 +23,16 @@ from tests.helpers.hardening import (
     one_line_error,
     read_restored,
     shown,
-    store_state,
     temp_leftovers,
     tmpfs,
     tree,
 )
+from tests.helpers.populated import checkpoint_of, export_of, object_bytes, state_of
 from tests.helpers.skips import require_tensorflow
 
 tf = require_tensorflow()
 
 import ckptstore  # noqa: E402
-
-HUGE_TEXT = "99999999999999999999"  # past 2**63 - 1
-
-
-# --------------------------------------------------------------------------- stores
-
-
-def _build_populated(loc: Path, seed_session, tiny_model) -> None:
-    """Run "r": metrics at steps 1..3, checkpoint r@1 (w = 2.0), export:1 of the seed graph at
-    step 1; the alias "prod" -> r@1."""
-    with ckptstore.open_store(str(loc)) as s:
-        with s.start_run("r", params={"lr": 0.1}, tags={"team": "x"}) as run:
-            for step in (1, 2, 3):
-                run.log(step, loss=1.0 / step)
-            run.save(tiny_model(2.0, 0.5), 1)
-            run.freeze(seed_session, ["op_to_store"], step=1)
-        s.set_alias("prod", "r@1", message="first")
-
-
-@pytest.fixture(scope="module")
-def populated_template(tmp_path_factory, seed_session, tiny_model) -> Path:
-    loc = tmp_path_factory.mktemp("template") / "store"
-    _build_populated(loc, seed_session, tiny_model)
-    assert not (loc / "store.db-wal").exists()
-    return loc
-
-
-@pytest.fixture
-def populated(populated_template, tmp_path) -> Path:
-    """A copy of the populated store of this module, the test's to change."""
-    loc = tmp_path / "store"
-    shutil.copytree(populated_template, loc, symlinks=True)
-    return loc
-
-
-def _state(loc: Path) -> dict:
-    with ckptstore.open_store(str(loc), create=False) as s:
-        return store_state(s)
-
-
-def _ck(loc: Path, ref: str = "r@1"):
-    with ckptstore.open_store(str(loc), create=False) as s:
-        return s.checkpoint(ref)
-
-
-def _export(loc: Path, ref: str = "export:1"):
-    with ckptstore.open_store(str(loc), create=False) as s:
-        return s.resolve(ref)
-
-
-def _object_bytes(loc: Path, digest: str) -> bytes:
-    return (loc / "objects" / digest[:2] / digest[2:]).read_bytes()
-
 
 W2 = np.full([3, 2], 2.0, np.float32)
 
@@ -108,12 +54,12 @@ def around(tmp_path):
 )
 def test_cli_restore_never_follows_a_planted_symlink_and_force_replaces_it(populated, around, which):
     work, outside = around
-    ck = _ck(populated)
+    ck = checkpoint_of(populated)
     out = work / "out"
     out.mkdir()
     name = {"checkpoint": "checkpoint", "dangling": "checkpoint"}.get(which) or next(f.file_name for f in ck.files if f.role == "index")
     os.symlink(outside / ("not-yet" if which == "dangling" else "victim"), out / name)
-    before_out, before_outside, before_store = tree(out), tree(outside), _state(populated)
+    before_out, before_outside, before_store = tree(out), tree(outside), state_of(populated)
 
     r = ckpt("restore", "r@1", "--to", str(out), store=populated)
     one_line_error(r, name)
@@ -124,7 +70,7 @@ def test_cli_restore_never_follows_a_planted_symlink_and_force_replaces_it(popul
     assert tree(outside) == before_outside
     assert (out / name).is_file() and not (out / name).is_symlink()
     np.testing.assert_array_equal(read_restored(out, "model/w"), W2)
-    assert _state(populated) == before_store and temp_leftovers(work) == []
+    assert state_of(populated) == before_store and temp_leftovers(work) == []
 
 
 @pytest.mark.slow
@@ -147,7 +93,7 @@ def test_cli_restore_keeps_a_users_checkpoint_state_file_without_force(populated
 )
 def test_cli_export_never_overwrites_without_force(populated, around, which):
     work, outside = around
-    exp = _export(populated)
+    exp = export_of(populated)
     pb = work / "model.pb"
     planted = pb if which.endswith("-pb") else work / "model.pb.json"
     if which.startswith("symlink"):
@@ -161,7 +107,7 @@ def test_cli_export_never_overwrites_without_force(populated, around, which):
 
     ok(ckpt("export", "export:1", "--to", str(pb), "--force", store=populated))
     assert tree(outside) == before_outside
-    assert not pb.is_symlink() and pb.read_bytes() == _object_bytes(populated, exp.digest)
+    assert not pb.is_symlink() and pb.read_bytes() == object_bytes(populated, exp.digest)
     assert json.loads((work / "model.pb.json").read_text())["digest"] == exp.digest
     assert temp_leftovers(work) == []
 
@@ -178,14 +124,14 @@ def test_cli_restore_killed_before_the_move_leaves_the_target_as_it_was(populate
     if target_exists:
         out.mkdir()
         (out / "notes.txt").write_text("the user's\n")
-    before_out, before_store = tree(out), _state(populated)
+    before_out, before_store = tree(out), state_of(populated)
 
     r = ckpt("restore", "r@1", "--to", str(out), store=populated, env={"CKPTSTORE_FAULT": "materialized"})
     assert r.returncode == -signal.SIGKILL, shown(r)
     assert tree(out) == before_out
     left = temp_leftovers(work)
     assert len(left) == 1 and left[0].startswith(".out."), os.listdir(work)
-    assert _state(populated) == before_store
+    assert state_of(populated) == before_store
 
     ok(ckpt("restore", "r@1", "--to", str(out), store=populated))
     np.testing.assert_array_equal(read_restored(out, "model/w"), W2)
