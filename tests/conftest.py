@@ -205,3 +205,31 @@ def browser() -> Any:
     from tests.helpers.browser import launch
 
     yield from launch()
+
+
+@pytest.fixture(params=["local", "s3"])
+def area_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def s3store(tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    from tests.helpers.hardening import open_with_area
+
+    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
+    uri, s = open_with_area(tmp_path, backend, "s3", request)
+    s.test_uri = uri  # type: ignore[attr-defined]
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def saved(sqlite_store, tiny_model, seed_session):
+    """A store with r@1 (the tiny TF2 model, w = 2.0) and export:1 of the seed graph at step 1."""
+    run = sqlite_store.start_run("r")
+    ck = run.save(tiny_model(2.0, 0.5), 1)
+    exp = run.freeze(seed_session, ["op_to_store"], step=1)
+    run.finish()
+    return sqlite_store, ck, exp

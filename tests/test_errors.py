@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 
 from tests.helpers.hardening import (
+    HUGE,
+    HUGE_TEXT,
     SECRET,
     as_plain_user,
     big_module,
     fill_up,
+    one_line,
     store_state,
     temp_leftovers,
     tmpfs,
@@ -37,27 +40,7 @@ from ckptstore.errors import (  # noqa: E402
     UnknownRunError,
 )
 
-HUGE = 2**63  # one past the largest step a BIGINT holds
-HUGE_TEXT = "99999999999999999999"
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-    return text
-
-
 # =========================================================================== 4. writes stay inside the target
-
-
-@pytest.fixture
-def saved(sqlite_store, tiny_model, seed_session):
-    """A store with r@1 (the tiny TF2 model, w = 2.0) and export:1 of the seed graph at step 1."""
-    run = sqlite_store.start_run("r")
-    ck = run.save(tiny_model(2.0, 0.5), 1)
-    exp = run.freeze(seed_session, ["op_to_store"], step=1)
-    run.finish()
-    return sqlite_store, ck, exp
 
 
 # =========================================================================== 7. every failure one line

@@ -14,6 +14,7 @@ import pytest
 from tests.helpers.hardening import (
     MALFORMED_URLS,
     SECRET,
+    one_line,
     tree,
 )
 from tests.helpers.skips import require_tensorflow
@@ -25,16 +26,6 @@ from ckptstore.errors import (  # noqa: E402
     CkptstoreError,
 )
 from ckptstore.location import redact  # noqa: E402
-
-HUGE = 2**63  # one past the largest step a BIGINT holds
-HUGE_TEXT = "99999999999999999999"
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-    return text
-
 
 # =========================================================================== 2. locations
 
@@ -115,8 +106,6 @@ def test_redact_masks_the_password_of_any_location(text):
 )
 def test_redact_leaves_text_without_a_secret_as_it_is(text):
     assert redact(text) == text
-
-
 
 
 @pytest.mark.parametrize("create", [True, False], ids=["create", "open"])

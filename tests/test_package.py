@@ -11,10 +11,6 @@ from tests.helpers.skips import require_tensorflow
 tf = require_tensorflow()
 
 
-HUGE = 2**63  # one past the largest step a BIGINT holds
-HUGE_TEXT = "99999999999999999999"
-
-
 # =========================================================================== 14. the lazy keras attribute
 
 

@@ -5,23 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.helpers.hardening import ckpt, one_line_error, shown
+from tests.helpers.hardening import ckpt, one_line_error, shown, vanilla_checkpoint
 
 # =========================================================================== 5 and 6. imports
-
-
-def _vanilla(directory: Path, step: int, value: float = 1.0) -> Path:
-    """A plain one-shard checkpoint ``ckpt-STEP`` (TensorFlow's format, written TF-free) with
-    a float32 tensor ``w`` of four values."""
-    from ckptstore.bundle_writer import write_bundle
-
-    directory.mkdir(parents=True, exist_ok=True)
-    prefix = directory / f"ckpt-{step}"
-    write_bundle(prefix, [("w", 1, (4,), np.full(4, value, np.float32))])
-    return prefix
 
 
 # =========================================================================== 12. TensorFlow's start-up noise
@@ -36,7 +24,7 @@ NOISY = {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "0"}
 @pytest.mark.parametrize("env", [NOISY, {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}], ids=["level-0", "level-3"])
 def test_commands_that_load_tensorflow_print_no_startup_noise(env: dict, sqlite_store, tmp_path: Path) -> None:  # noqa: ANN001
     src = tmp_path / "src"
-    _vanilla(src, 3, value=3.0)
+    vanilla_checkpoint(src, 3, value=3.0)
     store = tmp_path / "store"
     r = ckpt("import", str(src), "--run", "x", store=store, env=env)
     assert r.returncode == 0 and r.stderr == "", shown(r)

@@ -11,47 +11,9 @@ import pytest
 
 import ckptstore
 from ckptstore.errors import CorruptFileError, DiskFullError, InvalidOptionError
-from tests.helpers.hardening import ckpt, ok, one_line_error, shown, tmpfs
-
-
-@pytest.fixture(params=["local", "s3"])
-def area_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-def _open(tmp_path: Path, backend: str, area_kind: str, request: pytest.FixtureRequest):  # noqa: ANN202
-    uri = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_server").new_database()
-    if area_kind == "s3":
-        root = f"s3://{request.getfixturevalue('s3_server').new_bucket()}/p"
-    else:
-        root = str(tmp_path / "files")
-    return uri, ckptstore.open_store(uri, root=root)
-
-
-@pytest.fixture
-def s3store(tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
-    uri, s = _open(tmp_path, backend, "s3", request)
-    s.test_uri = uri  # type: ignore[attr-defined]
-    try:
-        yield s
-    finally:
-        s.close()
-
+from tests.helpers.hardening import ckpt, ok, one_line_error, plant, shown, tmpfs
 
 # =========================================================================== 1. the S3 cache
-
-
-def _plant(path: Path, data: bytes, *, keep_mtime: bool = True) -> None:
-    """Overwrite a cached file in place with bytes of the same size (as another tool or bit rot
-    would), putting its mtime back so that only the content (and ctime) changed."""
-    st = os.stat(path)
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.write(data[: st.st_size])
-    os.chmod(path, 0o444)
-    if keep_mtime:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _w(store, ref: str) -> str:  # noqa: ANN001
@@ -69,7 +31,7 @@ def test_a_planted_cache_file_is_never_served(s3store, tiny_model, tmp_path: Pat
     with s3store.start_run("other") as run:
         planted = run.save(tiny_model(scale=9.0), 1)
     pdata = next(f for f in planted.files if f.role == "data")
-    _plant(cached, s3store.files.cache.path_of(pdata.digest).read_bytes())
+    plant(cached, s3store.files.cache.path_of(pdata.digest).read_bytes())
 
     target = tiny_model(scale=0.0)
     s3store.restore(ck.ref, target)
@@ -84,11 +46,11 @@ def test_verify_notices_a_damaged_cache_copy(s3store, tiny_model) -> None:  # no
         ck = run.save(tiny_model(scale=2.0), 1)
     data = next(f for f in ck.files if f.role == "data")
     cached = s3store.files.cache.path_of(data.digest)
-    _plant(cached, b"\xff" * os.path.getsize(cached))
+    plant(cached, b"\xff" * os.path.getsize(cached))
     for full in (False, True):
         if full:
             s3store.restore(ck.ref, tiny_model(0.0))  # downloads it again
-            _plant(cached, b"\x01" * os.path.getsize(cached))
+            plant(cached, b"\x01" * os.path.getsize(cached))
         report = s3store.verify(full=full)
         assert not report.ok
         assert any("cached copy" in p.detail for p in report.problems), report.problems
@@ -109,11 +71,11 @@ def test_a_planted_cache_file_is_not_restored_by_the_cli(s3_server, tmp_path: Pa
             good = cached.read_bytes()
     finally:
         del os.environ["CKPTSTORE_CACHE_DIR"]
-    _plant(cached, b"\x00" * len(good))
+    plant(cached, b"\x00" * len(good))
     env = {"CKPTSTORE_CACHE_DIR": str(cache)}
     r = ckpt("verify", store=tmp_path / "store", env=env)
     assert r.returncode != 0 and "cached copy" in r.stdout + r.stderr, shown(r)
-    _plant(cached, b"\x00" * len(good)) if cached.exists() else None
+    plant(cached, b"\x00" * len(good)) if cached.exists() else None
     ok(ckpt("restore", "r@1", "--to", str(tmp_path / "out"), store=tmp_path / "store", env=env))
     restored = next((tmp_path / "out").glob("*.data-*"))
     assert restored.read_bytes() == good
@@ -153,7 +115,7 @@ def test_a_change_right_after_caching_is_still_seen(tmp_path: Path) -> None:
     c = ObjectCache(tmp_path / "c", limit=1 << 20)
     for _ in range(20):
         p = c.fill(d, n, lambda tmp: shutil.copyfile(src, tmp))
-        _plant(p, b"xyz" * 1000)  # at once, mtime put back
+        plant(p, b"xyz" * 1000)  # at once, mtime put back
         assert c.get(d, n) is None and not p.exists()
 
 

@@ -19,11 +19,6 @@ from ckptstore.errors import CorruptFileError, ObjectStoreError, StoreConfigErro
 from tests.helpers.s3 import FAKE_SECRET
 
 
-@pytest.fixture(params=["local", "s3"])
-def area_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture
 def ostore(area_kind: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     """An open, empty store on (local | s3) x (sqlite | postgres)."""
@@ -482,7 +477,6 @@ def test_du_counts_what_the_area_holds(ostore, tiny_model) -> None:  # noqa: ANN
     held = sum(ostore.files.size_of(d) for d in ostore.files.digests())
     assert per_run.stored_bytes == whole.stored_bytes == held
     assert held < per_run.logical_bytes  # step 2 is step 1's bytes again
-
 
 
 def test_the_digest_follower_follows_a_tf2_data_file(tmp_path: Path) -> None:

@@ -7,23 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import ckptstore
 from ckptstore.errors import CorruptFileError
-
-
-@pytest.fixture(params=["local", "s3"])
-def area_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-def _open(tmp_path: Path, backend: str, area_kind: str, request: pytest.FixtureRequest):  # noqa: ANN202
-    uri = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_server").new_database()
-    if area_kind == "s3":
-        root = f"s3://{request.getfixturevalue('s3_server').new_bucket()}/p"
-    else:
-        root = str(tmp_path / "files")
-    return uri, ckptstore.open_store(uri, root=root)
-
+from tests.helpers.hardening import open_with_area
 
 # =========================================================================== 2. digests only from checked bytes
 
@@ -71,7 +56,7 @@ def test_diff_never_records_a_digest_of_rotten_bytes(tmp_path: Path, backend: st
     from sqlalchemy import text
 
     monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
-    _, store = _open(tmp_path, backend, area_kind, request)
+    _, store = open_with_area(tmp_path, backend, area_kind, request)
     with store:
         c1, c2 = _two_runs_sharing_w(store)
         d1 = next(f for f in c1.files if f.role == "data")

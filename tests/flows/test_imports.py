@@ -10,20 +10,9 @@ import numpy as np
 import pytest
 
 import ckptstore
-from tests.helpers.hardening import ckpt, one_line_error
+from tests.helpers.hardening import ckpt, one_line_error, vanilla_checkpoint
 
 # =========================================================================== 5 and 6. imports
-
-
-def _vanilla(directory: Path, step: int, value: float = 1.0) -> Path:
-    """A plain one-shard checkpoint ``ckpt-STEP`` (TensorFlow's format, written TF-free) with
-    a float32 tensor ``w`` of four values."""
-    from ckptstore.bundle_writer import write_bundle
-
-    directory.mkdir(parents=True, exist_ok=True)
-    prefix = directory / f"ckpt-{step}"
-    write_bundle(prefix, [("w", 1, (4,), np.full(4, value, np.float32))])
-    return prefix
 
 
 def _craft_index(prefix: Path, shape: tuple[int, ...], *, size: int = 16, offset: int = 0) -> None:
@@ -46,7 +35,7 @@ def _store_state(store) -> tuple:  # noqa: ANN001
 @pytest.mark.parametrize("case", ["huge", "rank", "negative", "too-short", "past-the-end"])
 def test_a_crafted_index_is_refused_before_tensorflow_reads_it(case: str, store, tmp_path: Path) -> None:  # noqa: ANN001
     src = tmp_path / "src"
-    prefix = _vanilla(src, 1)
+    prefix = vanilla_checkpoint(src, 1)
     shape, kw = {
         "huge": ((1 << 40, 1 << 40), {}),
         "rank": ((1,) * 100_000, {}),
@@ -64,7 +53,7 @@ def test_a_crafted_index_is_refused_before_tensorflow_reads_it(case: str, store,
 @pytest.mark.parametrize("case", ["huge", "negative"])
 def test_a_crafted_index_is_one_line_on_the_command_line(case: str, sqlite_store, tmp_path: Path) -> None:  # noqa: ANN001
     src = tmp_path / "src"
-    _craft_index(_vanilla(src, 1), (1 << 40, 1 << 40) if case == "huge" else (-1,))
+    _craft_index(vanilla_checkpoint(src, 1), (1 << 40, 1 << 40) if case == "huge" else (-1,))
     r = ckpt("import", str(src), "--run", "imported", store=tmp_path / "store")
     one_line_error(r, "ckpt-1")
     assert "imported" not in [x.name for x in sqlite_store.runs()]
@@ -76,7 +65,7 @@ def test_import_refuses_a_symlinked_shard_or_index(store, tmp_path: Path) -> Non
     secret.write_bytes(b"top secret bytes" * 4)
     for which in ("data", "index"):
         src = tmp_path / f"src-{which}"
-        prefix = _vanilla(src, 1)
+        prefix = vanilla_checkpoint(src, 1)
         target = Path(str(prefix) + (".data-00000-of-00001" if which == "data" else ".index"))
         real = tmp_path / f"real-{which}"
         shutil.move(target, real)
@@ -88,9 +77,9 @@ def test_import_refuses_a_symlinked_shard_or_index(store, tmp_path: Path) -> Non
 
 
 def test_import_ignores_a_state_file_pointing_outside_the_directory(store, tmp_path: Path) -> None:  # noqa: ANN001
-    outside = _vanilla(tmp_path / "elsewhere", 7, value=7.0)
+    outside = vanilla_checkpoint(tmp_path / "elsewhere", 7, value=7.0)
     src = tmp_path / "src"
-    _vanilla(src, 1, value=1.0)
+    vanilla_checkpoint(src, 1, value=1.0)
     (src / "checkpoint").write_text(
         f'model_checkpoint_path: "{outside}"\nall_model_checkpoint_paths: "{outside}"\n', encoding="utf-8"
     )
@@ -104,8 +93,8 @@ def test_import_ignores_a_state_file_pointing_outside_the_directory(store, tmp_p
 
 def test_import_refuses_a_data_file_that_does_not_match_its_index(store, tmp_path: Path) -> None:  # noqa: ANN001
     src = tmp_path / "src"
-    prefix = _vanilla(src, 1, value=1.0)
-    other = _vanilla(tmp_path / "other", 1, value=2.0)  # same size, other bytes
+    prefix = vanilla_checkpoint(src, 1, value=1.0)
+    other = vanilla_checkpoint(tmp_path / "other", 1, value=2.0)  # same size, other bytes
     shutil.copyfile(str(other) + ".data-00000-of-00001", str(prefix) + ".data-00000-of-00001")
     before = _store_state(store)
     with pytest.raises(ckptstore.errors.NoCheckpointFoundError, match="does not match its index"):

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from tests.helpers.hardening import plant
 
 # =========================================================================== 1. the S3 cache
-
-
-def _plant(path: Path, data: bytes, *, keep_mtime: bool = True) -> None:
-    """Overwrite a cached file in place with bytes of the same size (as another tool or bit rot
-    would), putting its mtime back so that only the content (and ctime) changed."""
-    st = os.stat(path)
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.write(data[: st.st_size])
-    os.chmod(path, 0o444)
-    if keep_mtime:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 # =========================================================================== notes: the UI's inputs, undecodable names
@@ -29,7 +18,7 @@ def test_a_changed_materialized_copy_is_made_again_before_its_path_is_handed_out
     prefix = materialized.cached_prefix(store.backend, ck.ref)
     data = next(prefix.parent.glob(prefix.name + ".data-*"))
     good = data.read_bytes()
-    _plant(data, b"\x00" * len(good))
+    plant(data, b"\x00" * len(good))
     again = materialized.cached_prefix(store.backend, ck.ref)
     assert again == prefix
     assert next(again.parent.glob(again.name + ".data-*")).read_bytes() == good

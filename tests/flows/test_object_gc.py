@@ -8,34 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import ckptstore
-
-
-@pytest.fixture(params=["local", "s3"])
-def area_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-def _open(tmp_path: Path, backend: str, area_kind: str, request: pytest.FixtureRequest):  # noqa: ANN202
-    uri = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_server").new_database()
-    if area_kind == "s3":
-        root = f"s3://{request.getfixturevalue('s3_server').new_bucket()}/p"
-    else:
-        root = str(tmp_path / "files")
-    return uri, ckptstore.open_store(uri, root=root)
-
-
-@pytest.fixture
-def s3store(tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("CKPTSTORE_CACHE_DIR", str(tmp_path / "cache"))
-    uri, s = _open(tmp_path, backend, "s3", request)
-    s.test_uri = uri  # type: ignore[attr-defined]
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 # =========================================================================== 3. a killed gc's claims
 
 

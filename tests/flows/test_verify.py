@@ -13,6 +13,7 @@ import pytest
 from tests.helpers.hardening import (
     TMP_SUFFIX,
     as_plain_user,
+    one_line,
 )
 from tests.helpers.processes import child_env, with_deadline
 from tests.helpers.skips import require_tensorflow
@@ -23,16 +24,6 @@ import ckptstore  # noqa: E402
 from ckptstore.errors import (  # noqa: E402
     StoreOpenError,
 )
-
-HUGE = 2**63  # one past the largest step a BIGINT holds
-HUGE_TEXT = "99999999999999999999"
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-    return text
-
 
 # =========================================================================== 9. verify never stops early
 

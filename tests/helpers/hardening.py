@@ -20,7 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+
+import ckptstore
 
 #: The password every malformed URL carries; it must never be printed.
 SECRET = "s3cr3t-pw"
@@ -316,3 +319,47 @@ def read_restored(directory: Path, name: str) -> Any:
     reader = tf.train.load_checkpoint(prefix)
     key = name if reader.has_tensor(name) else name + "/.ATTRIBUTES/VARIABLE_VALUE"
     return reader.get_tensor(key)
+
+
+HUGE = 2**63  # one past the largest step a BIGINT holds
+
+
+HUGE_TEXT = "99999999999999999999"
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert text and "\n" not in text and "\r" not in text, repr(text)
+    return text
+
+
+def open_with_area(tmp_path: Path, backend: str, area_kind: str, request: pytest.FixtureRequest):  # noqa: ANN202
+    uri = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_server").new_database()
+    if area_kind == "s3":
+        root = f"s3://{request.getfixturevalue('s3_server').new_bucket()}/p"
+    else:
+        root = str(tmp_path / "files")
+    return uri, ckptstore.open_store(uri, root=root)
+
+
+def plant(path: Path, data: bytes, *, keep_mtime: bool = True) -> None:
+    """Overwrite a cached file in place with bytes of the same size (as another tool or bit rot
+    would), putting its mtime back so that only the content (and ctime) changed."""
+    st = os.stat(path)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.write(data[: st.st_size])
+    os.chmod(path, 0o444)
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def vanilla_checkpoint(directory: Path, step: int, value: float = 1.0) -> Path:
+    """A plain one-shard checkpoint ``ckpt-STEP`` (TensorFlow's format, written TF-free) with
+    a float32 tensor ``w`` of four values."""
+    from ckptstore.bundle_writer import write_bundle
+
+    directory.mkdir(parents=True, exist_ok=True)
+    prefix = directory / f"ckpt-{step}"
+    write_bundle(prefix, [("w", 1, (4,), np.full(4, value, np.float32))])
+    return prefix

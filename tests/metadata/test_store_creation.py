@@ -15,10 +15,6 @@ tf = require_tensorflow()
 import ckptstore  # noqa: E402
 from ckptstore.constants import HEAD_REVISION  # noqa: E402
 
-HUGE = 2**63  # one past the largest step a BIGINT holds
-HUGE_TEXT = "99999999999999999999"
-
-
 # =========================================================================== 1. store creation
 
 

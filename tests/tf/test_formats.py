@@ -7,6 +7,7 @@ import pytest
 
 from tests.helpers.hardening import (
     ab_module,
+    one_line,
     tf1_ab,
 )
 from tests.helpers.skips import require_tensorflow
@@ -16,16 +17,6 @@ tf = require_tensorflow()
 from ckptstore.errors import (  # noqa: E402
     RestoreMismatchError,
 )
-
-HUGE = 2**63  # one past the largest step a BIGINT holds
-HUGE_TEXT = "99999999999999999999"
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-    return text
-
 
 # =========================================================================== 8. no partial TF2 restore
 

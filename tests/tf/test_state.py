@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.hardening import (
+    one_line,
     read_restored,
     store_state,
     tree,
@@ -21,16 +22,6 @@ from ckptstore.errors import (  # noqa: E402
     NoCheckpointFoundError,
 )
 from ckptstore.tf import state as tfstate  # noqa: E402
-
-HUGE = 2**63  # one past the largest step a BIGINT holds
-HUGE_TEXT = "99999999999999999999"
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert text and "\n" not in text and "\r" not in text, repr(text)
-    return text
-
 
 # =========================================================================== 12. the checkpoint state file
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import browser as chromium
 from tests.helpers.skips import require_tensorflow
-from tests.helpers.ui import Served, serve_in_thread, shared_keras_store
+from tests.helpers.ui import Served, serve_in_thread, shared_keras_store, shared_store
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +42,9 @@ def phone(browser: Any) -> Iterator[Any]:
         yield p
     finally:
         p.context.close()
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tensorflow()
+    return shared_store(tmp_path_factory)

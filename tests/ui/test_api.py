@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.skips import require_tensorflow
-from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, serve_in_thread, shared_store
+from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, serve_in_thread
 
 pytest.importorskip("starlette", reason="ckptstore ui needs starlette (the 'ui' extra)")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
@@ -27,12 +26,6 @@ with warnings.catch_warnings():
     # Starlette 1.x would rather have httpx2 under its TestClient; httpx still works.
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_tensorflow()
-    return shared_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

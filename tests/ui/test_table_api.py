@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.skips import require_tensorflow
-from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, shared_store
+from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG
 
 pytest.importorskip("starlette", reason="ckptstore ui needs starlette (the 'ui' extra)")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
@@ -19,12 +18,6 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_tensorflow()
-    return shared_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
