@@ -8,6 +8,7 @@ import os
 import pytest
 
 from tests.helpers.hardening import (
+    HUGE_TEXT,
     TMP_SUFFIX,
     as_plain_user,
     ckpt,
@@ -16,7 +17,7 @@ from tests.helpers.hardening import (
     shown,
     tree,
 )
-from tests.helpers.populated import HUGE_TEXT, state_of
+from tests.helpers.populated import state_of
 from tests.helpers.skips import require_tensorflow
 
 tf = require_tensorflow()

@@ -324,7 +324,7 @@ def read_restored(directory: Path, name: str) -> Any:
 HUGE = 2**63  # one past the largest step a BIGINT holds
 
 
-HUGE_TEXT = "99999999999999999999"
+HUGE_TEXT = "99999999999999999999"  # past 2**63 - 1
 
 
 def one_line(exc: BaseException) -> str:

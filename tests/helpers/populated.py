@@ -9,8 +9,6 @@ from typing import Any
 import ckptstore
 from tests.helpers.hardening import store_state
 
-HUGE_TEXT = "99999999999999999999"  # past 2**63 - 1
-
 
 def build_populated(loc: Path, seed_session: Any, tiny_model: Any) -> None:
     """Run "r": metrics at steps 1..3, checkpoint r@1 (w = 2.0), export:1 of the seed graph at
