@@ -844,9 +844,10 @@ class Store:
         """
         return alias_flows.set_alias(self.backend, name, ref, message=message)
 
-    def remove_alias(self, name: str, *, message: str | None = None) -> None:
-        """Remove an alias (its target is no longer protected); its history is kept."""
-        alias_flows.remove_alias(self.backend, name, message=message)
+    def remove_alias(self, name: str, *, message: str | None = None) -> str:
+        """Remove an alias (its target is no longer protected); its history is kept. Returns
+        the target it pointed at (``run@step`` or ``export:ID``)."""
+        return alias_flows.remove_alias(self.backend, name, message=message)
 
     def aliases(self, name: str | None = None) -> list[AliasInfo]:
         """Every alias with its history, newest event first; with ``name``, that alias only

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, command, open_store, read
+from .app import JsonOpt, command, read, write
 from .complete import complete_aliases, complete_refs
 from .output import deprecated
 from .views import print_aliases
@@ -27,16 +27,14 @@ MessageOpt = Annotated[str | None, typer.Option("--message", "-m", metavar="TEXT
 @command(name="alias", quick=True)
 def set_alias(ctx: typer.Context, name: NameArg, ref: RefArg, message: MessageOpt = None) -> None:
     """Point the alias NAME at a checkpoint or export (moving it if it exists; its history is kept)."""
-    info = open_store(ctx).set_alias(name, ref, message=message)
+    info = write(ctx, lambda store: store.set_alias(name, ref, message=message))
     last = info.history[0] if info.history else None
     moved = last is not None and last.action == "move" and last.new_target == info.target
     typer.echo(f"{info.name} -> {info.target}" + (f" (was {last.old_target})" if moved and last else ""))
 
 
-def _remove(ctx: typer.Context, name: str, message: str | None) -> str | None:
-    store = open_store(ctx)
-    store.remove_alias(name, message=message)
-    return store.aliases(name)[0].history[0].old_target
+def _remove(ctx: typer.Context, name: str, message: str | None) -> str:
+    return write(ctx, lambda store: store.remove_alias(name, message=message))
 
 
 @command(quick=True)

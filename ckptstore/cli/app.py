@@ -23,6 +23,7 @@ from .output import error_line
 if TYPE_CHECKING:
     from .. import Store
     from ..metadata.quick_reader import QuickReader
+    from ..metadata.quick_writer import QuickWriter
 
 app = typer.Typer(
     name="ckptstore",
@@ -172,6 +173,31 @@ def read(ctx: typer.Context, fetch: "Callable[[Store | QuickReader], Read]") -> 
             finally:
                 reader.close()
     return fetch(open_store(ctx, readonly=True))
+
+
+def write(ctx: typer.Context, change: "Callable[[Store | QuickWriter], Read]") -> Read:
+    """``change(writer)`` on the command line's store: one write transaction.
+
+    As :func:`read`, for the writes that must answer in under 0.3 s (``alias``, ``unalias``): a
+    SQLite store at the current schema is written through ``sqlite3`` (``QuickWriter``, the same
+    statements as the store's, see ``metadata/alias_writes.py``); anything it does not do
+    (another database, an older schema, ``--root``, an error it leaves to the store to word:
+    ``Fallback``, after rolling back) is done by the store. ``CKPTSTORE_QUICK=0``: always the store.
+    """
+    where = location(ctx)
+    if os.environ.get("CKPTSTORE_QUICK") != "0" and where.root is None:
+        from ..metadata.quick_reader import Fallback
+        from ..metadata.quick_writer import QuickWriter
+
+        writer = QuickWriter.open(where.store)
+        if writer is not None:
+            try:
+                return change(writer)
+            except Fallback:
+                pass
+            finally:
+                writer.close()
+    return change(open_store(ctx))
 
 
 def fail(message: str) -> None:

@@ -30,10 +30,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from ..errors import DiskFullError, ReadOnlyStoreError, StoreConfigError, StoreOpenError
 from ..location import redact
 from .sqlite_ro import TEXT_FACTORY, connect_readonly
+from .sqlite_rw import SQLITE_BUSY_TIMEOUT_S, prepare_writer
 
 log = logging.getLogger(__name__)
-
-SQLITE_BUSY_TIMEOUT_S = 120.0
 
 
 def make_engine(url: Any, *, readonly: bool = False) -> Engine:
@@ -82,20 +81,7 @@ def make_engine(url: Any, *, readonly: bool = False) -> Engine:
 
 
 def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-    # Autocommit at the driver level: transactions are opened by _sqlite_on_begin.
-    dbapi_conn.isolation_level = None
-    dbapi_conn.text_factory = TEXT_FACTORY
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-    cur.execute("PRAGMA foreign_keys = ON")
-    try:
-        mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()
-    except sqlite3.OperationalError:
-        mode = None  # read-only file or directory: reads still work in the current mode
-    if mode and mode[0] == "wal":
-        # Durable at each checkpoint of the WAL, and much faster than FULL for many small commits.
-        cur.execute("PRAGMA synchronous = NORMAL")
-    cur.close()
+    prepare_writer(dbapi_conn)
 
 
 def _sqlite_readonly_creator(path: str) -> Any:

@@ -51,7 +51,10 @@ def sql_of(conn: Connection) -> reads.Sql:
     def rows(text: str, args: list[Any]) -> Sequence[Any]:
         return conn.exec_driver_sql(text, tuple(args)).all()
 
-    return reads.Sql(rows, placeholder(conn.dialect), store_where(conn.engine))
+    def execute(text: str, args: list[Any]) -> None:
+        conn.exec_driver_sql(text, tuple(args))
+
+    return reads.Sql(rows, placeholder(conn.dialect), store_where(conn.engine), execute, conn.dialect.name)
 
 
 def run_id(conn: Connection, name: str) -> int:
@@ -371,24 +374,6 @@ def resolve(conn: Connection, ref: Ref) -> Target:
 
 
 # --------------------------------------------------------------------------- aliases
-
-
-def alias_row(conn: Connection, name: str, *, for_update: bool = False) -> Any:
-    """(id, checkpoint_id, export_id, message) of an alias, or None; locked with ``for_update``."""
-    a = S.aliases
-    q = select(a.c.id, a.c.checkpoint_id, a.c.export_id, a.c.message).where(a.c.name == name)
-    return conn.execute(q.with_for_update() if for_update else q).first()
-
-
-def target_text(conn: Connection, checkpoint_id: int | None, export_id: int | None) -> str:
-    """``run@step`` or ``export:ID`` of an alias's target, as its history records it."""
-    if checkpoint_id is None:
-        return f"export:{export_id}"
-    row = conn.execute(
-        select(S.runs.c.name, S.checkpoints.c.step).join(S.runs, S.runs.c.id == S.checkpoints.c.run_id)
-        .where(S.checkpoints.c.id == checkpoint_id)
-    ).one()
-    return f"{row.name}@{row.step}"
 
 
 def aliases(conn: Connection, name: str | None = None) -> list[AliasInfo]:

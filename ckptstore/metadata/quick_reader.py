@@ -49,7 +49,7 @@ class Fallback(Exception):
 _ROW_TYPES: dict[tuple[str, ...], Any] = {}
 
 
-def _row_type(names: tuple[str, ...]) -> Any:
+def row_type(names: tuple[str, ...]) -> Any:
     """A named tuple type for these column names (cached: a query's shape repeats)."""
     found = _ROW_TYPES.get(names)
     if found is None:
@@ -96,7 +96,7 @@ class QuickReader:
     def _rows(self, text: str, args: list[Any]) -> Sequence[Any]:
         try:
             cur = self.con.execute(text, args)
-            row = _row_type(tuple(d[0] for d in cur.description))
+            row = row_type(tuple(d[0] for d in cur.description))
             return [row._make(r) for r in cur.fetchall()]
         except sqlite3.Error:
             raise Fallback from None

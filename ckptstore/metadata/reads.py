@@ -48,11 +48,15 @@ CHUNK = 250
 @dataclass(frozen=True)
 class Sql:
     """One open connection as these reads use it: ``rows`` runs a statement, ``ph`` is the
-    driver's placeholder, ``where`` names the store in errors (``the store at ...``)."""
+    driver's placeholder, ``where`` names the store in errors (``the store at ...``).
+    ``execute`` runs a statement that returns no rows (the writes of ``alias_writes``; None on
+    a connection that only reads); ``dialect`` is ``sqlite`` or ``postgresql``."""
 
     rows: Rows
     ph: str
     where: str
+    execute: Callable[[str, list[Any]], None] | None = None
+    dialect: str = "sqlite"
 
     def marks(self, n: int) -> str:
         """``?, ?, ?`` for an IN list of ``n`` values."""

@@ -322,28 +322,3 @@ def insert_export_files(conn: Connection, export_id: int, files: Sequence[tuple[
             S.export_files.insert(),
             [{"export_id": export_id, "path": p, "size": n, "digest": d} for p, n, d in files],
         )
-
-
-# --------------------------------------------------------------------------- aliases
-
-
-def insert_alias(conn: Connection, name: str, checkpoint_id: int | None, export_id: int | None, message: str | None, now: Any) -> None:
-    conn.execute(S.aliases.insert().values(
-        name=name, checkpoint_id=checkpoint_id, export_id=export_id, message=message, updated_at=now
-    ))
-
-
-def update_alias(conn: Connection, alias_id: int, now: Any, **values: Any) -> None:
-    conn.execute(update(S.aliases).where(S.aliases.c.id == alias_id).values(updated_at=now, **values))
-
-
-def delete_alias(conn: Connection, alias_id: int) -> None:
-    conn.execute(delete(S.aliases).where(S.aliases.c.id == alias_id))
-
-
-def alias_event(
-    conn: Connection, name: str, action: str, old: str | None, new: str | None, message: str | None, at: Any
-) -> None:
-    conn.execute(S.alias_events.insert().values(
-        alias_name=name, action=action, old_target=old, new_target=new, message=message, at=at
-    ))
