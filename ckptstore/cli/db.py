@@ -29,7 +29,9 @@ def _schema_status(revision: str | None) -> str:
         return "empty"
     if revision == HEAD_REVISION:
         return "current"
-    known = [r for r, _, _ in _versions().history()]
+    from ..metadata.revisions import history
+
+    known = [r for r, _, _ in history()]
     return "behind" if revision in known else "ahead"
 
 
@@ -66,10 +68,12 @@ def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     typer.echo(f"{revision or 'none'} {note}")
 
 
-@command(db_app, "history")
-def db_history(as_json: JsonOpt = False) -> None:
+@command(db_app, "history", quick=True)
+def db_history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Every schema revision this ckptstore knows, oldest first."""
-    revs = _versions().history()
+    from ..metadata.revisions import history
+
+    revs = history()
     if as_json:
         print_json([{"revision": r, "down_revision": d, "message": m} for r, d, m in revs])
         return

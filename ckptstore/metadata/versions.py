@@ -24,20 +24,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ..constants import HEAD_REVISION
 from ..errors import SchemaTooNewError, StoreOpenError
 from .engine import open_error, where
+from .revisions import history, migrations_dir
 
 log = logging.getLogger(__name__)
 
 __all__ = ["HEAD_REVISION", "current_revision", "ensure_schema", "history", "migrations_dir"]
-
-def migrations_dir() -> Path:
-    """Where the Alembic environment lives, in a wheel or in a source checkout."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("ckptstore.migrations")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0])
-    return Path(__file__).resolve().parent.parent.parent / "migrations"
-
 
 def alembic_config(engine: Engine) -> Any:
     from alembic.config import Config
@@ -79,19 +70,6 @@ def _revision(conn: Connection) -> str | None:
             "(alembic_version is empty); restore it from a backup"
         )
     return row[0] if row else None
-
-
-def history() -> list[tuple[str, str | None, str]]:
-    """Every revision as (revision, down_revision, message), oldest first."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    script = ScriptDirectory.from_config(cfg)
-    revs = list(script.walk_revisions())
-    revs.reverse()
-    return [(r.revision, r.down_revision, (r.doc or "").strip()) for r in revs]  # type: ignore[misc]
 
 
 def ensure_schema(engine: Engine, *, create: bool = True, upgrade: bool = True) -> str:

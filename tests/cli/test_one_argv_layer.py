@@ -90,6 +90,8 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["root", "show"], 0, Q),
     (["db", "current"], 0, Q),
     (["db", "current", "--json"], 0, Q),
+    (["db", "history"], 0, Q),
+    (["db", "history", "--json"], 0, Q),
     (["--bogus"], 2, T_EARLY),
     (["--version"], 0, T_EARLY),
     (["--store", "not-a-store-here", "runs", "list"], 1, Q),  # instead of the test's --store

@@ -93,6 +93,30 @@ def test_head_revision_constant_is_the_script_head():
     assert db.history()[0][1] is None  # the chain starts at base
 
 
+def test_the_history_read_from_the_scripts_is_alembics(tmp_path, monkeypatch):
+    """``db history`` reads the scripts without Alembic (metadata/revisions.py): the same
+    revisions, order and messages as Alembic's own walk, and a broken chain is refused."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from ckptstore.metadata import revisions
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.migrations_dir()))
+    walked = list(ScriptDirectory.from_config(cfg).walk_revisions())[::-1]
+    assert revisions.history() == [(r.revision, r.down_revision, r.doc.strip()) for r in walked]
+
+    # A second script on the same down_revision (a branch) is not a history to print.
+    copy = tmp_path / "migrations"
+    shutil.copytree(db.migrations_dir(), copy)
+    last = sorted((copy / "versions").glob("0*.py"))[-1]
+    text_ = last.read_text().replace(f"revision = '{db.HEAD_REVISION}'", "revision = 'zzzz'")
+    (copy / "versions" / "9999_branch.py").write_text(text_)
+    monkeypatch.setattr(revisions, "migrations_dir", lambda: copy)
+    with pytest.raises(RuntimeError, match="branch"):
+        revisions.history()
+
+
 def test_a_database_downgraded_to_base_opens_as_a_new_store(tmp_path):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     engine = make_engine(url)
