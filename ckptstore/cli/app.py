@@ -161,18 +161,24 @@ def read(ctx: typer.Context, fetch: "Callable[[Store | QuickReader], Read]") -> 
     which words every error as it always does. ``CKPTSTORE_QUICK=0`` always asks the store, and
     leaves every command line to Typer's parse (tests compare both ways' output).
     """
+    return quick_or(ctx, fetch, lambda: fetch(open_store(ctx, readonly=True)))
+
+
+def quick_or(ctx: typer.Context, quick: "Callable[[QuickReader], Read]", otherwise: "Callable[[], Read]") -> Read:
+    """``quick(reader)`` on the quick path (see :func:`read`); ``otherwise()`` when there is
+    none for this store or ``quick`` raises ``Fallback``."""
     if os.environ.get("CKPTSTORE_QUICK") != "0":
         from ..metadata.quick_reader import Fallback, QuickReader
 
         reader = QuickReader.open(location(ctx).store)
         if reader is not None:
             try:
-                return fetch(reader)
+                return quick(reader)
             except Fallback:
                 pass
             finally:
                 reader.close()
-    return fetch(open_store(ctx, readonly=True))
+    return otherwise()
 
 
 def write(ctx: typer.Context, change: "Callable[[Store | QuickWriter], Read]") -> Read:

@@ -1,14 +1,20 @@
 """``ckptstore import``, ``verify`` and ``gc``: bringing checkpoints in, checking the stored files,
 and removing what nothing references."""
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..records import DAMAGE, to_json
-from .app import JsonOpt, command, fail, open_store
+from ..errors import CkptstoreError
+from ..records import DAMAGE, GcReport, VerifyReport, to_json
+from .app import JsonOpt, command, fail, open_store, quick_or
 from .complete import complete_runs
 from .output import print_json, progress, size, table
+
+if TYPE_CHECKING:
+    from ..files.area import ObjectArea
+    from ..metadata.quick_reader import QuickReader
 
 
 @command(name="import")
@@ -43,9 +49,10 @@ def verify(
 ) -> None:
     """Re-digest stored files; exit status 1 if any is missing, corrupt or unreadable, or the
     database fails its integrity check."""
-    store = open_store(ctx, readonly=True)
     with progress("verifying") as bar:
-        report = store.verify(run, progress=bar)
+        report = quick_or(
+            ctx, lambda r: _quick_verify(r, run, bar), lambda: open_store(ctx, readonly=True).verify(run, progress=bar)
+        )
     if as_json:
         print_json({**to_json(report), "ok": report.ok})
     else:
@@ -83,9 +90,11 @@ def gc(
     """Remove stored files no checkpoint or export references, and staging left by crashed saves."""
     from ..names import parse_duration
 
-    store = open_store(ctx)
+    age = parse_duration(grace) if grace is not None else None
     with progress("collecting") as bar:
-        report = store.gc(dry_run=dry_run, progress=bar, grace=parse_duration(grace) if grace is not None else None)
+        report = quick_or(
+            ctx, lambda r: _nothing_to_collect(r, dry_run, bar), lambda: open_store(ctx).gc(dry_run=dry_run, progress=bar, grace=age)
+        )
     if as_json:
         print_json(report)
         return
@@ -94,3 +103,52 @@ def gc(
         f"{verb} {report.removed_objects} unreferenced file(s) ({size(report.removed_bytes)}) "
         f"and {report.removed_staging} staging director{'y' if report.removed_staging == 1 else 'ies'}"
     )
+
+
+# The quick paths (a SQLite store at the current schema whose files are in its own directory):
+# verify and gc through sqlite3, answering only when all is well / there is nothing to collect;
+# anything else raises Fallback and the store does it, with its locks and its wording.
+
+
+def _local_area(reader: "QuickReader") -> "ObjectArea":
+    from ..files.registry import open_area
+
+    return open_area(reader.root)  # Fallback: the files are elsewhere (a recorded root)
+
+
+def _quick_verify(reader: "QuickReader", run: str | None, bar: Callable[[int, int], None] | None) -> VerifyReport:
+    import contextlib
+
+    from ..flows.checks import verify_files
+    from ..metadata.quick_reader import Fallback
+
+    area = _local_area(reader)
+    try:
+        report = verify_files(lambda: contextlib.nullcontext(reader.sql), area, reader.sql.where, run, progress=bar)
+    except CkptstoreError:
+        if reader.words_errors:
+            raise
+        raise Fallback from None
+    finally:
+        area.close()
+    if report.problems:
+        # The store checks again, each read a fresh one (a checkpoint deleted meanwhile is not
+        # damage), and reports what it finds.
+        raise Fallback
+    return report
+
+
+def _nothing_to_collect(reader: "QuickReader", dry_run: bool, bar: Callable[[int, int], None] | None) -> GcReport:
+    from ..flows.checks import collectable
+    from ..metadata.quick_reader import Fallback
+
+    area = _local_area(reader)
+    try:
+        found = collectable(reader.sql, area)
+    finally:
+        area.close()
+    if found:
+        raise Fallback  # something to remove: gc does it, under the area's lock
+    if bar:
+        bar(found.scanned, found.scanned)
+    return GcReport(removed_objects=0, removed_bytes=0, removed_staging=0, removed_blob_rows=0, dry_run=dry_run)

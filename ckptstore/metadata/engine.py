@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from ..errors import DiskFullError, ReadOnlyStoreError, StoreConfigError, StoreOpenError
 from ..location import redact
+from .reads import Sql
 from .sqlite_ro import TEXT_FACTORY, connect_readonly
 from .sqlite_rw import SQLITE_BUSY_TIMEOUT_S, prepare_writer
 
@@ -167,6 +168,19 @@ def open_error(engine: Engine, exc: DBAPIError) -> StoreOpenError:
 def placeholder(dialect: Any) -> str:
     """The driver's parameter placeholder for raw SQL: ``?`` (sqlite3) or ``%s`` (psycopg)."""
     return "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+
+
+def sql_of(conn: Connection) -> Sql:
+    """``conn`` as the SQL-text functions (:mod:`.reads`, :mod:`.file_reads`,
+    :mod:`.alias_writes`) run on it: the driver's own statements, inside ``conn``'s transaction."""
+
+    def rows(text: str, args: list[Any]) -> Sequence[Any]:
+        return conn.exec_driver_sql(text, tuple(args)).all()
+
+    def execute(text: str, args: list[Any]) -> None:
+        conn.exec_driver_sql(text, tuple(args))
+
+    return Sql(rows, placeholder(conn.dialect), store_where(conn.engine), execute, conn.dialect.name)
 
 
 def store_where(engine: Engine) -> str:

@@ -9,11 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
+from . import file_reads
 from . import schema as S
+from .engine import sql_of
 
 _CHUNK = 500
 
-Extent = tuple[int, int, str, int]  # file offset, size, object digest, object offset
+Extent = file_reads.Extent  # file offset, size, object digest, object offset
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -39,27 +41,12 @@ def _insert_missing(conn: Connection, table: Any, rows: list[dict[str, Any]], ke
 
 def extents(conn: Connection, file_digests: Iterable[str]) -> dict[str, list[Extent]]:
     """The layout of every assembled file among ``file_digests`` (files stored whole are absent)."""
-    digests = list(dict.fromkeys(file_digests))
-    out: dict[str, list[Extent]] = {}
-    e = S.file_extents
-    for chunk in _chunks(digests):
-        rows = conn.execute(
-            select(e.c.file_digest, e.c.offset, e.c.size, e.c.object_digest, e.c.object_offset)
-            .where(e.c.file_digest.in_(chunk)).order_by(e.c.file_digest, e.c.offset)
-        ).all()
-        for r in rows:
-            out.setdefault(r.file_digest, []).append((r.offset, r.size, r.object_digest, r.object_offset))
-    return out
+    return file_reads.extents(sql_of(conn), file_digests)
 
 
 def blob_sizes(conn: Connection, digests: Iterable[str]) -> dict[str, tuple[int, str | None]]:
     """(size, stat signature) of each recorded blob among ``digests``."""
-    digests = list(dict.fromkeys(digests))
-    out: dict[str, tuple[int, str | None]] = {}
-    for chunk in _chunks(digests):
-        for r in conn.execute(select(S.blobs.c.digest, S.blobs.c.size, S.blobs.c.stat_sig).where(S.blobs.c.digest.in_(chunk))):
-            out[r.digest] = (r.size, r.stat_sig)
-    return out
+    return file_reads.blob_sizes(sql_of(conn), digests)
 
 
 def _objects_at(conn: Connection, found: dict[Any, tuple[str, int]]) -> dict[Any, tuple[str, int]]:

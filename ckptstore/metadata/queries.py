@@ -32,9 +32,9 @@ from ..records import (
     StepMetrics,
     VariableInfo,
 )
-from . import reads, summaries
+from . import file_reads, reads, summaries
 from . import schema as S
-from .engine import placeholder, store_where
+from .engine import sql_of, store_where
 from .mappers import aware, checkpoint_info, export_info, file_info, metric_value
 from .runs_query import expand_names, select_runs
 from .runs_table import runs_table as table_of_runs
@@ -43,18 +43,6 @@ Target = CheckpointInfo | ExportInfo
 
 
 # --------------------------------------------------------------------------- runs
-
-
-def sql_of(conn: Connection) -> reads.Sql:
-    """``conn`` as the SQL-text reads of :mod:`.reads` run on it (the driver's own statements)."""
-
-    def rows(text: str, args: list[Any]) -> Sequence[Any]:
-        return conn.exec_driver_sql(text, tuple(args)).all()
-
-    def execute(text: str, args: list[Any]) -> None:
-        conn.exec_driver_sql(text, tuple(args))
-
-    return reads.Sql(rows, placeholder(conn.dialect), store_where(conn.engine), execute, conn.dialect.name)
 
 
 def run_id(conn: Connection, name: str) -> int:
@@ -306,8 +294,7 @@ def nearest_meta(conn: Connection, checkpoint_id: int, step: int) -> FileInfo | 
 
 
 def existing_checkpoints(conn: Connection, ids: Iterable[int]) -> set[int]:
-    ids = list(ids)
-    return set(conn.execute(select(S.checkpoints.c.id).where(S.checkpoints.c.id.in_(ids))).scalars()) if ids else set()
+    return file_reads.existing_checkpoints(sql_of(conn), ids)
 
 
 # --------------------------------------------------------------------------- exports
@@ -358,8 +345,7 @@ def export_steps(conn: Connection, rid: int) -> list[int]:
 
 
 def existing_exports(conn: Connection, ids: Iterable[int]) -> set[int]:
-    ids = list(ids)
-    return set(conn.execute(select(S.exports.c.id).where(S.exports.c.id.in_(ids))).scalars()) if ids else set()
+    return file_reads.existing_exports(sql_of(conn), ids)
 
 
 # --------------------------------------------------------------------------- references
@@ -397,53 +383,16 @@ def blob_signatures(conn: Connection, digests: Sequence[str]) -> dict[str, str |
 
 def existing_blobs(conn: Connection, digests: Sequence[str] | None = None) -> set[str]:
     """The digests (among ``digests``, or all) that have a ``blobs`` row."""
-    if digests is None:
-        return set(conn.execute(select(S.blobs.c.digest)).scalars())
-    alive: set[str] = set()
-    digests = list(digests)
-    for i in range(0, len(digests), 500):
-        alive.update(conn.execute(select(S.blobs.c.digest).where(S.blobs.c.digest.in_(digests[i : i + 500]))).scalars())
-    return alive
+    return file_reads.existing_blobs(sql_of(conn), digests)
 
 
 def referenced_digests(conn: Connection) -> set[str]:
-    """Digests that a checkpoint file, an export, an export's file or an assembled file's extents reference."""
-    return (
-        set(conn.execute(select(S.checkpoint_files.c.digest)).scalars())
-        | set(conn.execute(select(S.exports.c.digest)).scalars())
-        | set(conn.execute(select(S.export_files.c.digest)).scalars())
-        | set(conn.execute(select(S.file_extents.c.object_digest)).scalars())
-    )
+    return file_reads.referenced_digests(sql_of(conn))
 
 
 def stored_files(conn: Connection, rid: int | None) -> tuple[list[Any], list[Any]]:
-    """What ``verify`` checks: (checkpoint file rows, export rows), of one run or all.
-
-    Checkpoint file rows: id, name (run), step, file_name, digest, size; export rows: id, digest, size.
-    """
-    c, cf, r = S.checkpoints, S.checkpoint_files, S.runs
-    q = select(c.c.id, r.c.name, c.c.step, cf.c.file_name, cf.c.digest, cf.c.size).join(c, c.c.id == cf.c.checkpoint_id).join(r, r.c.id == c.c.run_id)
-    # The object's own size (the blob's): for a SavedModel the export's size is that of all its
-    # files, while its digest names the manifest.
-    eq = select(S.exports.c.id, S.exports.c.digest, S.blobs.c.size).join(S.blobs, S.blobs.c.digest == S.exports.c.digest)
-    # The files of directory exports (SavedModels) are checked like the export's own object.
-    fq = select(S.export_files.c.export_id.label("id"), S.export_files.c.digest, S.export_files.c.size).join(
-        S.exports, S.exports.c.id == S.export_files.c.export_id
-    )
-    if rid is not None:
-        q = q.where(c.c.run_id == rid)
-        eq = eq.where(S.exports.c.run_id == rid)
-        fq = fq.where(S.exports.c.run_id == rid)
-    return list(conn.execute(q.order_by(r.c.name, c.c.step, cf.c.file_name)).all()), [*conn.execute(eq).all(), *conn.execute(fq).all()]
+    return file_reads.stored_files(sql_of(conn), rid)
 
 
 def integrity_problems(conn: Connection) -> list[str]:
-    """What the database's own consistency check finds (SQLite's ``PRAGMA integrity_check``,
-    with foreign keys); empty when all is well. PostgreSQL keeps its own consistency."""
-    if conn.dialect.name != "sqlite":
-        return []
-    found = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA integrity_check")]
-    found = [] if found == ["ok"] else found
-    for row in conn.exec_driver_sql("PRAGMA foreign_key_check"):
-        found.append(f"row {row[1]} of table {row[0]} points at a missing row of {row[2]}")
-    return found
+    return file_reads.integrity_problems(sql_of(conn))

@@ -234,13 +234,14 @@ def test_huge_references_are_one_line_errors(meta, tmp_path):
 def test_unexpected_errors_are_one_line_exit_1(meta_copy):
     dropped = 'sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))'
     code = RAISES.format(exc=dropped, method="set_alias")
-    line = unexpected("alias", "best", "mlp@10", store=meta_copy, code=code)
+    # The quick path (sqlite3) writes without Store.set_alias: the store's path is the one patched.
+    line = unexpected("alias", "best", "mlp@10", store=meta_copy, code=code, env={"CKPTSTORE_QUICK": "0"})
     assert line.startswith("error: OperationalError: ") and "server closed the connection unexpectedly" in line
     assert "[SQL:" not in line
     line = unexpected("steps", "mlp", store=meta_copy, code=RAISES.format(exc='OverflowError("int too big")', method="steps"),
                       env={"CKPTSTORE_QUICK": "0"})  # the quick path reads without Store.steps
     assert line == f"error: OverflowError: int too big {DEBUG_HINT}"
-    r = cli("alias", "best", "mlp@10", store=meta_copy, code=code, env={"CKPTSTORE_DEBUG": "1"})
+    r = cli("alias", "best", "mlp@10", store=meta_copy, code=code, env={"CKPTSTORE_DEBUG": "1", "CKPTSTORE_QUICK": "0"})
     assert r.returncode == 1 and "Traceback" in r.stderr and "OperationalError" in r.stderr
     with ckptstore.open_store(meta_copy, create=False) as store:
         assert store.aliases() == []
