@@ -190,6 +190,12 @@ def write(ctx: typer.Context, change: "Callable[[Store | QuickWriter], Read]") -
     (another database, an older schema, ``--root``, an error it leaves to the store to word:
     ``Fallback``, after rolling back) is done by the store. ``CKPTSTORE_QUICK=0``: always the store.
     """
+    return quick_write_or(ctx, change, lambda: change(open_store(ctx)))
+
+
+def quick_write_or(ctx: typer.Context, quick: "Callable[[QuickWriter], Read]", otherwise: "Callable[[], Read]") -> Read:
+    """``quick(writer)`` on the quick path (see :func:`write`); ``otherwise()`` when there is
+    none for this store or ``quick`` raises ``Fallback`` (having written nothing)."""
     where = location(ctx)
     if os.environ.get("CKPTSTORE_QUICK") != "0" and where.root is None:
         from ..metadata.quick_reader import Fallback
@@ -198,12 +204,12 @@ def write(ctx: typer.Context, change: "Callable[[Store | QuickWriter], Read]") -
         writer = QuickWriter.open(where.store)
         if writer is not None:
             try:
-                return change(writer)
+                return quick(writer)
             except Fallback:
                 pass
             finally:
                 writer.close()
-    return change(open_store(ctx))
+    return otherwise()
 
 
 def fail(message: str) -> None:

@@ -6,14 +6,17 @@ like ``show`` and ``compare`` it reads a SQLite store through the standard libra
 """
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..constants import RUN_STATES
-from .app import JsonOpt, command, fail, group, open_store, read
+from .app import JsonOpt, command, fail, group, open_store, quick_write_or, read
 from .complete import complete_runs
 from .views import print_comparison, print_run, print_runs
+
+if TYPE_CHECKING:
+    from ..metadata.quick_writer import QuickWriter
 
 runs_app = group("runs", "List, search, show, compare and delete runs.")
 
@@ -124,9 +127,7 @@ def runs_delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a run with its metrics, checkpoints and exports (refused while an alias points at them)."""
-    store = open_store(ctx)
-    info = store.get_run(run)
-    n_exports = len(store.exports(run))
+    info, n_exports = read(ctx, lambda r: (r.get_run(run), len(r.exports(run))))
     what = (
         f"run {run!r} with {_count(info.checkpoints, 'checkpoint')}, {_count(n_exports, 'export')} "
         f"and its metrics"
@@ -135,9 +136,22 @@ def runs_delete(
         if not sys.stdin.isatty():
             fail(f"deleting {what} needs --yes when not asked on a terminal")
         typer.confirm(f"Delete {what}?", abort=True)
-    n = store.delete_run(run)
+    n = quick_write_or(ctx, lambda w: _delete_quickly(w, run), lambda: open_store(ctx).delete_run(run))
     typer.echo(f"deleted run {run} ({_count(n, 'checkpoint')}, {_count(n_exports, 'export')}, its metrics)")
 
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _delete_quickly(writer: "QuickWriter", run: str) -> int:
+    """``Store.delete_run``'s steps (``flows/run_deletion.py``) through ``sqlite3``, on a store
+    whose files are in its own directory."""
+    from ..files.registry import open_area
+    from ..flows.run_deletion import delete_run
+
+    area = open_area(writer.root)
+    try:
+        return delete_run(writer.sql_write, writer.sql_read, area, run)
+    finally:
+        area.close()

@@ -36,6 +36,7 @@ from ..records import FileInfo
 from .area import ObjectArea, StoredFile
 from .digest import digest_file
 from .pieces import DataPlan, Extent, confirm, hash_stored, pack_assembled, store_assembled
+from .release import release_objects
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -338,18 +339,9 @@ def _sizes(area: ObjectArea, digests: Sequence[str]) -> dict[str, int | None]:
 
 
 def release_unreferenced(db: Database, area: ObjectArea | None, digests: Iterable[str]) -> int:
-    """Delete the objects among ``digests`` that no ``blobs`` row names any more."""
-    digests = list(dict.fromkeys(digests))
-    # In an area shared across hosts only gc deletes, past its grace period (see commit_shared).
-    if not digests or area is None or area.shared_across_hosts:
-        return 0
-    with area.deleting():
-        with db.read() as conn:
-            alive = Q.existing_blobs(conn, digests)
-        n = area.delete(d for d in digests if d not in alive)
-    if n:
-        log.info("removed %d stored files no longer referenced", n)
-    return n
+    """Delete the objects among ``digests`` that no ``blobs`` row names any more (see
+    :func:`.release.release_objects`)."""
+    return release_objects(db.sql_read, area, digests)
 
 
 def check_files(

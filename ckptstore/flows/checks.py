@@ -9,7 +9,6 @@ reads are :mod:`~ckptstore.metadata.file_reads`, the files an :class:`ObjectArea
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,15 +17,13 @@ from ..files import pieces
 from ..files.area import ObjectArea
 from ..metadata import file_reads as F
 from ..metadata import reads
+from ..metadata.file_reads import Snapshot
 from ..metadata.reads import Sql
 from ..records import Problem, VerifyReport
 
 Progress = Callable[[int, int], None] | None
 
-#: One read of the store's database: ``with snapshot() as sql: ...``.
-Snapshot = Callable[[], contextlib.AbstractContextManager[Sql]]
-
-__all__ = ["Collectable", "Progress", "Snapshot", "collectable", "verify_files"]
+__all__ = ["Collectable", "Progress", "collectable", "verify_files"]
 
 
 def verify_files(

@@ -10,14 +10,10 @@ collected; aliases are safe, their checkpoints and exports are referenced.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import timedelta
 
 from ..metadata import queries as Q
 from ..metadata import writes as W
-from ..metadata.engine import sql_of
-from ..metadata.reads import Sql
 from ..records import GcReport, VerifyReport
 from .backend import Backend
 from .checks import Progress, verify_files
@@ -28,13 +24,7 @@ def verify(backend: Backend, run: str | None = None, *, full: bool = True, progr
     """Re-digest stored files; report missing, corrupt and unreadable ones with the checkpoints
     affected, plus (for the whole store) unexpected files, stale staging directories and what
     the database's integrity check finds (see :func:`.checks.verify_files`)."""
-
-    @contextlib.contextmanager
-    def snapshot() -> Iterator[Sql]:
-        with backend.db.read() as conn:
-            yield sql_of(conn)
-
-    return verify_files(snapshot, backend.files, backend.db.describe(), run, full=full, progress=progress)
+    return verify_files(backend.db.sql_read, backend.files, backend.db.describe(), run, full=full, progress=progress)
 
 
 def gc(backend: Backend, *, dry_run: bool = False, progress: Progress = None, grace: timedelta | None = None) -> GcReport:

@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import retry
-from ..errors import ConflictError
-from ..files.commit import release_unreferenced
 from ..metadata import queries as Q
 from ..metadata import writes as W
+from . import run_deletion
 from .backend import Backend
 
 
@@ -51,19 +50,7 @@ def rewind(backend: Backend, run_id: int, step: int) -> int:
 def delete_run(backend: Backend, name: str) -> int:
     """Delete a run with its metrics, checkpoints and exports; returns checkpoints deleted.
 
-    Refused while an alias points at one of its checkpoints or exports.
+    Refused while an alias points at one of its checkpoints or exports (see
+    :func:`.run_deletion.delete_run`, which the CLI's quick path runs too).
     """
-    with backend.db.write() as conn:
-        rid = Q.run_id(conn, name)
-        pinned = Q.aliases_on_run(conn, rid)
-        if pinned:
-            raise ConflictError(
-                f"run {name!r} has the aliases {', '.join(sorted(pinned))}; "
-                "remove them (ckptstore unalias NAME) before deleting the run"
-            )
-        n = Q.checkpoint_count(conn, rid)
-        digests = Q.digests_of_run(conn, rid)
-        W.delete_run(conn, rid)
-        gone = W.drop_orphan_blobs(conn, digests)
-    release_unreferenced(backend.db, backend.area, gone)
-    return n
+    return run_deletion.delete_run(backend.db.sql_write, backend.db.sql_read, backend.area, name)

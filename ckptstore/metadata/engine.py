@@ -234,6 +234,18 @@ class Database:
     def read(self) -> contextlib.AbstractContextManager[Connection]:
         return read_tx(self.engine)
 
+    @contextlib.contextmanager
+    def sql_read(self) -> Iterator[Sql]:
+        """:meth:`read`, as the SQL-text functions run on it (see :func:`sql_of`)."""
+        with self.read() as conn:
+            yield sql_of(conn)
+
+    @contextlib.contextmanager
+    def sql_write(self) -> Iterator[Sql]:
+        """:meth:`write`, as the SQL-text functions run on it (see :func:`sql_of`)."""
+        with self.write() as conn:
+            yield sql_of(conn)
+
     def dispose(self) -> None:
         self.engine.dispose()
 

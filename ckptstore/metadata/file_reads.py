@@ -9,10 +9,18 @@ databases: the column is always quoted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .reads import Sql
+
+#: One read of a store's database: ``with snapshot() as sql: ...`` (``Database.sql_read`` on
+#: the store, one ``sqlite3`` snapshot on the CLI's quick path).
+Snapshot = Callable[[], contextlib.AbstractContextManager[Sql]]
+
+#: One write transaction of a store's database, the same way (``Database.sql_write``).
+Transaction = Callable[[], contextlib.AbstractContextManager[Sql]]
 
 #: Values of one IN list: far below either database's limit on parameters.
 _CHUNK = 500
@@ -20,7 +28,7 @@ _CHUNK = 500
 Extent = tuple[int, int, str, int]  # file offset, size, object digest, object offset
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
 
@@ -29,7 +37,7 @@ def _column_in(sql: Sql, text: str, values: Iterable[Any]) -> set[Any]:
     """The first column of ``text ... IN (values)``, chunked; ``text`` ends where IN goes."""
     values = list(dict.fromkeys(values))
     out: set[Any] = set()
-    for chunk in _chunks(values):
+    for chunk in chunks(values):
         out.update(row[0] for row in sql.rows(f"{text} IN ({sql.marks(len(chunk))})", list(chunk)))
     return out
 
@@ -100,7 +108,7 @@ def extents(sql: Sql, file_digests: Iterable[str]) -> dict[str, list[Extent]]:
     """The layout of every assembled file among ``file_digests`` (files stored whole are absent)."""
     digests = list(dict.fromkeys(file_digests))
     out: dict[str, list[Extent]] = {}
-    for chunk in _chunks(digests):
+    for chunk in chunks(digests):
         rows = sql.rows(
             'SELECT file_digest, "offset", size, object_digest, object_offset FROM file_extents '
             f'WHERE file_digest IN ({sql.marks(len(chunk))}) ORDER BY file_digest, "offset"',
@@ -115,7 +123,7 @@ def blob_sizes(sql: Sql, digests: Iterable[str]) -> dict[str, tuple[int, str | N
     """(size, stat signature) of each recorded blob among ``digests``."""
     digests = list(dict.fromkeys(digests))
     out: dict[str, tuple[int, str | None]] = {}
-    for chunk in _chunks(digests):
+    for chunk in chunks(digests):
         for digest, size, sig in sql.rows(
             f"SELECT digest, size, stat_sig FROM blobs WHERE digest IN ({sql.marks(len(chunk))})", list(chunk)
         ):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, select
 
 from . import file_reads
 from . import schema as S
@@ -134,14 +134,6 @@ def readable_names(conn: Connection, checkpoint_id: int) -> dict[str, str]:
     return dict(conn.execute(select(v.c.key, v.c.readable).where(v.c.checkpoint_id == checkpoint_id)).all())
 
 
-def object_references(conn: Connection, digests: Sequence[str]) -> set[str]:
-    """The digests among ``digests`` that an assembled file uses as an object."""
-    used: set[str] = set()
-    for chunk in _chunks(list(digests)):
-        used.update(conn.execute(select(S.file_extents.c.object_digest).where(S.file_extents.c.object_digest.in_(chunk))).scalars())
-    return used
-
-
 # --------------------------------------------------------------------------- writes
 
 
@@ -188,12 +180,3 @@ def record_readable_names(conn: Connection, checkpoint_id: int, names: Mapping[s
     _insert_missing(conn, S.variable_names, rows, ["checkpoint_id", "key"])
 
 
-def forget_files(conn: Connection, file_digests: Sequence[str]) -> list[str]:
-    """Delete the layout rows of files whose ``blobs`` rows are going; returns the objects
-    their extents used (candidates to become orphans in turn)."""
-    used: set[str] = set()
-    for chunk in _chunks(list(file_digests)):
-        used.update(conn.execute(select(S.file_extents.c.object_digest).where(S.file_extents.c.file_digest.in_(chunk))).scalars())
-        for table in (S.file_extents, S.file_pieces, S.file_tensors):
-            conn.execute(delete(table).where(table.c.file_digest.in_(chunk)))
-    return sorted(used)

@@ -1,8 +1,8 @@
-"""The CLI's alias writes on a SQLite store through the standard library's ``sqlite3``.
+"""The CLI's writes on a SQLite store through the standard library's ``sqlite3``.
 
-``alias``/``unalias`` must answer in under 0.3 s (issue 26), and importing SQLAlchemy alone
+``alias``/``unalias`` and ``runs delete`` must answer in under 0.3 s (issue 26), and importing SQLAlchemy alone
 costs ~0.12-0.18 s. ``QuickWriter`` runs the very statements the store runs
-(:mod:`.alias_writes`, SQL text for both drivers) on a connection set up as the store's engine
+(:mod:`.alias_writes`, :mod:`.deletes`: SQL text for both drivers) on a connection set up as the store's engine
 sets up its own (:mod:`.sqlite_rw`), in a ``BEGIN IMMEDIATE`` transaction as the store's writes
 are. It opens only a SQLite store at this ckptstore's schema head; anything it would have to
 refuse or word differently (an unknown REF on a store named by URL, any database error) rolls
@@ -17,6 +17,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ..constants import HEAD_REVISION
@@ -37,6 +38,7 @@ class QuickWriter:
         self.con = con
         self.sql = reads.Sql(self._rows, "?", where, self._execute, "sqlite")
         self.words_errors = words_errors
+        self.directory: Path | None = None  # a directory store's, resolved
 
     @classmethod
     def open(cls, uri: str | os.PathLike[str] | None) -> QuickWriter | None:
@@ -61,7 +63,9 @@ class QuickWriter:
         if loc.directory is not None:
             # Named as the store names a directory store (its resolved path), so errors are
             # worded here; a store named by URL leaves its errors to the store.
-            return cls(con, f"the store at {loc.directory.resolve()}", words_errors=True)
+            writer = cls(con, f"the store at {loc.directory.resolve()}", words_errors=True)
+            writer.directory = loc.directory.resolve()
+            return writer
         return cls(con, f"the store at {uri}", words_errors=False)
 
     def close(self) -> None:
@@ -81,9 +85,37 @@ class QuickWriter:
     def _execute(self, text: str, args: list[Any]) -> None:
         self.con.execute(text, args)
 
+    @property
+    def root(self) -> Path:
+        """A directory store's file area when no shared root is recorded (as ``Store.root``);
+        anything else is the store's to open (``Fallback``)."""
+        if self.directory is None:
+            raise Fallback
+        with self.sql_read() as sql:
+            if reads.setting(sql, "root"):
+                raise Fallback
+        return self.directory
+
     @contextlib.contextmanager
-    def _write(self) -> Iterator[reads.Sql]:
-        """One write transaction; on any error nothing of it stays."""
+    def sql_read(self) -> Iterator[reads.Sql]:
+        """One read of the database, a snapshot of its own (as ``Database.sql_read``)."""
+        try:
+            self.con.execute("BEGIN")
+        except sqlite3.Error:
+            raise Fallback from None
+        try:
+            yield self.sql
+        except sqlite3.Error:
+            self.con.execute("ROLLBACK")
+            raise Fallback from None
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def sql_write(self) -> Iterator[reads.Sql]:
+        """One write transaction (as ``Database.sql_write``); on any error nothing of it stays."""
         try:
             self.con.execute("BEGIN IMMEDIATE")
         except sqlite3.Error:
@@ -108,11 +140,11 @@ class QuickWriter:
     def set_alias(self, name: str, ref: str, *, message: str | None = None) -> AliasInfo:
         check_alias_name(name)
         parsed = parse_ref(ref)
-        with self._write() as sql:
+        with self.sql_write() as sql:
             return alias_writes.set_alias(sql, name, parsed, message, datetime.now(timezone.utc))
 
     def remove_alias(self, name: str, *, message: str | None = None) -> str:
-        with self._write() as sql:
+        with self.sql_write() as sql:
             return alias_writes.remove_alias(sql, name, message, datetime.now(timezone.utc))
 
 

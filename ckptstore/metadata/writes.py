@@ -15,8 +15,9 @@ from sqlalchemy import Connection, delete, literal_column, select, update
 from ..constants import RUN_STATES, RUN_STATUSES
 from ..errors import InvalidOptionError, ParamsChangedError, RunExistsError, UnknownRunError
 from ..liveness import CRASHED, gone_here, now_sql, status_sql
+from . import deletes
 from . import schema as S
-from .engine import placeholder, store_where
+from .engine import placeholder, sql_of, store_where
 
 
 def check_status(status: object) -> str:
@@ -235,33 +236,9 @@ def set_blob_signatures(conn: Connection, sigs: Mapping[str, str]) -> None:
 
 
 def drop_orphan_blobs(conn: Connection, digests: Iterable[str]) -> list[str]:
-    """Delete the ``blobs`` rows among ``digests`` that nothing references any more.
-
-    An assembled data file references the objects its extents use (``file_extents``): once its
-    own row goes, those objects are checked in turn, so the result can name more digests than
-    were passed in.
-    """
-    from . import pieces as P
-
-    todo = list(dict.fromkeys(digests))
-    gone: list[str] = []
-    seen: set[str] = set()
-    while todo:
-        seen.update(todo)
-        nxt: list[str] = []
-        for i in range(0, len(todo), 500):
-            chunk = todo[i : i + 500]
-            still = set(conn.execute(select(S.checkpoint_files.c.digest).where(S.checkpoint_files.c.digest.in_(chunk))).scalars())
-            still.update(conn.execute(select(S.exports.c.digest).where(S.exports.c.digest.in_(chunk))).scalars())
-            still.update(conn.execute(select(S.export_files.c.digest).where(S.export_files.c.digest.in_(chunk))).scalars())
-            still.update(P.object_references(conn, chunk))
-            orphans = [d for d in chunk if d not in still]
-            if orphans:
-                nxt.extend(P.forget_files(conn, orphans))
-                conn.execute(delete(S.blobs).where(S.blobs.c.digest.in_(orphans)))
-                gone.extend(orphans)
-        todo = [d for d in dict.fromkeys(nxt) if d not in seen]
-    return gone
+    """Delete the ``blobs`` rows among ``digests`` that nothing references any more (see
+    :func:`.deletes.drop_orphan_blobs`); returns their digests."""
+    return deletes.drop_orphan_blobs(sql_of(conn), digests)
 
 
 def insert_checkpoint(
