@@ -617,6 +617,14 @@ class Store:
         with self.db.read() as conn:
             return chart_points(conn, Q.run_id(conn, run), key, width, start=start, stop=stop, at=at)
 
+    def metric_times(self, run: str, key: str, steps: Iterable[int]) -> tuple[dict[int, float], float | None]:
+        """When ``key`` was logged at each of ``steps`` ({step: wall time}; steps without a value
+        left out) and at its first step (None: never logged): what a chart on a time axis adds
+        to :meth:`metric_chart`. Read by primary key, so the cost follows the points drawn, not
+        the series' length."""
+        with self.db.read() as conn:
+            return Q.metric_times(conn, Q.run_id(conn, run), key, steps)
+
     def at_step(self, step: int, *, nearest: bool = False, keys: Iterable[str] | None = None) -> list[RunAtStep]:
         """Every run's metrics at ``step``; with ``nearest``, at its last step at or below it.
 

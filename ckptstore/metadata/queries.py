@@ -186,6 +186,11 @@ def at_step(conn: Connection, step: int, *, nearest: bool, keys: Iterable[str] |
     return reads.at_step(sql_of(conn), step, nearest=nearest, keys=keys)
 
 
+def metric_times(conn: Connection, rid: int, key: str, steps: Iterable[int]) -> tuple[dict[int, float], float | None]:
+    """When one metric was logged at ``steps``, and at its first step (see ``reads.wall_times``)."""
+    return reads.wall_times(sql_of(conn), rid, key, steps)
+
+
 def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) -> dict[int, float]:
     """The (non-NaN) values of one metric at the given steps."""
     out: dict[int, float] = {}

@@ -362,3 +362,34 @@ def completion_names(sql: Sql) -> dict[str, Any]:
         "steps": steps,
         "metrics": metrics,
     }
+
+
+# --------------------------------------------------------------------------- charts on a time axis
+
+
+def wall_times(sql: Sql, rid: int, key: str, steps: Iterable[int]) -> tuple[dict[int, float], float | None]:
+    """({step: wall time} of ``key`` at each of ``steps`` it was logged at, the wall time of its
+    first step or None): what a chart on a time axis needs besides the downsampled points.
+
+    Both are read by primary key, so the cost follows the points drawn, not the series' length
+    (reading every wall time of a million-step metric to place two thousand points took
+    seconds). The first step is found from the metric's summaries: its first bucket of level 1
+    (16 steps, ``rollups.BITS``) bounds the search, so a metric first logged late in a run whose
+    other metrics fill the earlier steps costs no scan of those."""
+    ph = sql.ph
+    wanted = sorted(set(steps))
+    out: dict[int, float] = {}
+    for i in range(0, len(wanted), CHUNK):
+        chunk = wanted[i : i + CHUNK]
+        for step, wall in sql.rows(
+            f"SELECT step, wall_time FROM metrics WHERE run_id = {ph} AND key = {ph} AND step IN ({sql.marks(len(chunk))})",
+            [rid, key, *chunk],
+        ):
+            out[step] = wall
+    first = sql.rows(
+        f"SELECT wall_time FROM metrics WHERE run_id = {ph} AND key = {ph} AND step >= "
+        f"(SELECT MIN(bucket) FROM metric_rollups WHERE run_id = {ph} AND level = 1 AND key = {ph}) * 16 "
+        "ORDER BY step LIMIT 1",
+        [rid, key, rid, key],
+    )
+    return out, (first[0][0] if first else None)
