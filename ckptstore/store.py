@@ -523,6 +523,27 @@ class Store:
                 conn, columns=columns, status=status, tags=tags, pattern=name, where=where, order_by=order_by, limit=limit,
             )
 
+    def field_names(
+        self,
+        *,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+        where: str | None = None,
+    ) -> dict[str, list[str]]:
+        """Every param, metric and tag name that a run matching the filters of :meth:`runs` has
+        (no filter: any run of the store), sorted: ``{"params": [...], "metrics": [...],
+        "tags": [...]}``. What a column chooser offers, read in one query whatever the number
+        of runs.
+
+        >>> store.field_names(where="params.lr < 0.1")["metrics"]  # doctest: +SKIP
+        ['accuracy', 'loss', 'val_accuracy', 'val_loss']
+        """
+        if status is not None:
+            check_state(status)
+        with self.db.read() as conn:
+            return Q.field_names(conn, status=status, tags=tags, pattern=name, where=where)
+
     def expand_runs(self, patterns: Sequence[str]) -> list[str]:
         """Run names for ``patterns``: a glob (``"lr-*"``, ``"grid-[12]"``) stands for the runs it
         matches, sorted by name, and must match one (else :class:`UnknownRunError`); a plain name

@@ -111,6 +111,18 @@ def runs_table(
     )
 
 
+def field_names(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    pattern: str | None = None,
+    where: str | None = None,
+) -> dict[str, list[str]]:
+    """The param, metric and tag names of the runs that match (see ``reads.field_names``)."""
+    return reads.field_names(sql_of(conn), status=status, tags=tags, pattern=pattern, where_expr=where)
+
+
 def expand_runs(conn: Connection, patterns: Sequence[str]) -> list[str]:
     """Run names for names and globs (see ``runs_query.expand_names``)."""
     sql = sql_of(conn)
