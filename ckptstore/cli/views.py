@@ -7,6 +7,7 @@ import fnmatch
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from .output import (
 
 if TYPE_CHECKING:
     from ..metadata.quick_reader import QuickReader
+    from ..metadata.run_search import SortKey
     from ..store import Store
 
 
@@ -198,17 +200,75 @@ def _is_number(v: Any) -> bool:
 
 
 def at_rows(
-    store: "Store | QuickReader", step: int, *, nearest: bool, metric: list[str] | None, run: str | None, param: list[str] | None
-) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
-    """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
-    rows = store.at_step(step, nearest=nearest, keys=metric)
+    store: "Store | QuickReader", step: int, *, nearest: bool, metric: list[str] | None, run: str | None,
+    param: list[str] | None, sort: str | None = None,
+) -> tuple[list[RunAtStep], dict[str, dict[str, object]], list[str]]:
+    """The rows of ``at`` (runs matching the glob ``run``), by name or by the fields of ``sort``
+    (see :func:`sort_at`), the params of their runs, and notes on sort fields no run has."""
+    table = None
+    keys = metric
+    if sort is not None:
+        from ..metadata.run_search import parse_order
+
+        # The runs table parses the fields and words a mistake (did you mean
+        # metrics.val_accuracy.max?) exactly as for runs list --sort; its values are the
+        # params, tags and whole-series aggregates a key may sort by.
+        table = store.runs_table(order_by=sort, name=run)
+        order = parse_order(sort)
+        at_metrics = [k.field.name for k in order if k.field.kind == "metric" and k.field.agg == "last"]
+        if metric and at_metrics:
+            keys = [*metric, *at_metrics]  # read the sort metric too, shown only if asked
+    rows = store.at_step(step, nearest=nearest, keys=keys)
     if run is not None:
         rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
     rows.sort(key=lambda r: r.run)  # by name, as people look a run up (the store gives creation order)
+    if table is not None:
+        rows = sort_at(rows, table, order)
+        if keys is not metric:
+            asked = set(metric or ())
+            rows = [replace(r, metrics={k: v for k, v in r.metrics.items() if k in asked}) for r in rows]
     params: dict[str, dict[str, object]] = {}
     if param and rows:
         params = {r.name: r.params for r in store.runs(name=run)}
-    return rows, params
+    return rows, params, table.notes if table is not None else []
+
+
+#: A plain sort field's value in a run's record (the words of the search language).
+_RUN_FIELD = {"created": "created_at", "started": "created_at", "ended": "ended_at"}
+
+
+def sort_at(rows: list[RunAtStep], table: RunsTable, order: Sequence["SortKey"]) -> list[RunAtStep]:
+    """``rows`` sorted by ``order`` (stable: rows equal on every key keep their order). A metric
+    (``metrics.loss`` or ``.last``) sorts by its value at the row's step, the one ``at`` shows;
+    a param, tag, plain field or a metric's ``.min``/``.max``/``.best`` by the run's value in
+    ``table``. As ``runs list --sort``: numbers before text, and rows without a value (or NaN)
+    last in either direction."""
+    from ..metadata.run_search import field_label
+
+    values = {r.name: v for r, v in zip(table.runs, table.values)}
+    info = {r.name: r for r in table.runs}
+
+    def value(row: RunAtStep, key: "SortKey") -> Any:
+        f = key.field
+        if f.kind == "metric" and f.agg == "last":
+            v: Any = row.metrics.get(f.name)
+        elif f.kind == "plain":
+            v = row.run if f.name == "name" else getattr(info.get(row.run), _RUN_FIELD.get(f.name, f.name), None)
+        else:
+            v = values.get(row.run, {}).get(field_label(f))
+        return None if v is None or (isinstance(v, float) and v != v) else v
+
+    def as_text(v: Any) -> str:
+        return v if isinstance(v, str) else v.isoformat() if isinstance(v, datetime) else json.dumps(v, sort_keys=True)
+
+    for key in reversed(order):  # the last key first: each stable pass keeps the order of the later keys
+        found = [(value(r, key), r) for r in rows]
+        numbers = [(v, r) for v, r in found if v is not None and _is_number(v)]
+        texts = [(as_text(v), r) for v, r in found if v is not None and not _is_number(v)]
+        numbers.sort(key=lambda p: p[0], reverse=key.descending)
+        texts.sort(key=lambda p: p[0], reverse=key.descending)
+        rows = [r for _, r in numbers] + [r for _, r in texts] + [r for v, r in found if v is None]
+    return rows
 
 
 def checkpoint_json(ck: CheckpointInfo) -> dict[str, Any]:

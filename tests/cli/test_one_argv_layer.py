@@ -61,6 +61,10 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["at", "10"], 0, Q),
     (["at", "12", "--nearest", "-m", "loss", "--run", "mlp*", "-p", "lr", "--param", "lr"], 0, Q),
     (["at", "10", "--nearest", "--no-nearest"], 0, T),
+    (["at", "10", "--sort", "-metrics.loss", "-m", "acc", "--json"], 0, Q),
+    (["at", "10", "--sort", "params.lr,name", "-p", "lr"], 0, Q),
+    (["at", "10", "--sort", "loss"], 1, Q),  # did you mean metrics.loss.min?
+    (["at", "10", "--sort", "metrics.los"], 0, Q),  # a note names the nearest
     (["at", "-1"], 2, T),
     (["at", "x"], 2, T),
     (["checkpoints", "mlp", "-m", "loss"], 0, Q),
