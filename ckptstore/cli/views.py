@@ -7,7 +7,7 @@ import fnmatch
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -101,19 +101,68 @@ def print_run(info: RunInfo, metrics: list[str], *, as_json: bool) -> None:
     )
 
 
-def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
+def print_comparison(cmp: RunComparison, *, as_json: bool, transpose: bool = False, columns: str | None = None) -> None:
+    """Runs side by side: a row per field and a column per run, or with ``transpose`` a row per
+    run and a column per field (many runs on few fields). ``columns`` (the ``runs list
+    --columns`` grammar) shows only those fields, in that order; ``--json`` has everything."""
     if as_json:
         print_json({
             "runs": cmp.runs, "params": cmp.params, "differing_params": cmp.differing,
             "metrics": {k: {run: to_json(m) for run, m in per_run.items()} for k, per_run in cmp.metrics.items()},
         })
         return
+    found = comparison_fields(cmp)
+    if columns is not None:
+        found = asked_fields(found, columns)
+    elif transpose:
+        # What tells the runs apart first: on a narrow terminal the columns on the right go.
+        rank = {"differs": 0, "best": 1, "last": 2, "plain": 3, "param": 4}
+        found = sorted(found, key=lambda f: rank[f.group])
+    if transpose:
+        table(
+            ["run", *(f.name for f in found)],
+            [[run, *(f.cells[i] for f in found)] for i, run in enumerate(cmp.runs)],
+            right=[1 + i for i, f in enumerate(found) if f.numeric],
+        )
+    else:
+        rows = [["*" if f.group == "differs" else "", f.label, *f.cells] for f in found]
+        # Runs are columns; at 80 columns four runs no longer fit beside the labels, so they wrap
+        # into blocks of runs (labels repeated) rather than lose a run.
+        table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2), keep=2, wrap=True)
+    differing = [k for k in cmp.differing if any(f.name == f"params.{k}" for f in found) or columns is None]
+    if differing:
+        echo(f"* differs: {', '.join(differing)}")
+
+
+@dataclass(frozen=True)
+class CompareField:
+    """One field of ``runs compare``: ``name`` as the search language writes it (a column's
+    header), ``label`` as the untransposed table shows it, a cell per run."""
+
+    name: str
+    label: str
+    cells: list[str]
+    group: str  # plain, param, differs (a param whose values differ), last, best
+    numeric: bool = True
+    mode: str = ""  # a metric's best: min or max
+
+
+def comparison_fields(cmp: RunComparison) -> list[CompareField]:
+    """The fields of a comparison in the order of the untransposed table: status, last step,
+    the params, each metric's last and best."""
     info = {r.name: r for r in cmp.info}
-    rows = [["", "status", *(info[n].status for n in cmp.runs)], ["", "last step", *(or_dash(info[n].last_step) for n in cmp.runs)]]
+    out = [
+        CompareField("status", "status", [info[n].status for n in cmp.runs], "plain", numeric=False),
+        CompareField("last_step", "last step", [or_dash(info[n].last_step) for n in cmp.runs], "plain"),
+    ]
     for k, per_run in cmp.params.items():
-        mark = "*" if k in cmp.differing else ""
-        rows.append([mark, f"params.{k}", *(param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs)])
+        label = f"params.{k}"
+        numeric = all(_is_number(per_run.get(n)) for n in cmp.runs)
+        out.append(CompareField(label, label, [param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs],
+                                "differs" if k in cmp.differing else "param", numeric))
     for k, per_run in cmp.metrics.items():
+        # Every run's summary of one metric has the same mode: it comes from the name.
+        mode = next(iter(per_run.values())).mode
         for what in ("last", "best"):
             cells = []
             for n in cmp.runs:
@@ -124,15 +173,49 @@ def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
                     cells.append(f"{number(m.last)} @{m.last_step}")
                 else:
                     cells.append("-" if m.best is None else f"{number(m.best)} @{m.best_step}")
-            # Every run's summary of one metric has the same mode: it comes from the name.
-            mode = next(iter(per_run.values())).mode
-            label = f"metrics.{k}.{what}" + (f" ({mode})" if what == "best" else "")
-            rows.append(["", label, *cells])
-    # Runs are columns; at 80 columns four runs no longer fit beside the labels, so they wrap
-    # into blocks of runs (labels repeated) rather than lose a run.
-    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2), keep=2, wrap=True)
-    if cmp.differing:
-        echo(f"* differs: {', '.join(cmp.differing)}")
+            name = f"metrics.{k}.{what}"
+            out.append(CompareField(name, name + (f" ({mode})" if what == "best" else ""), cells, what, mode=mode))
+    return out
+
+
+def asked_fields(found: list[CompareField], columns: str) -> list[CompareField]:
+    """The fields ``columns`` names, in its order: fields of the ``runs list --columns`` grammar
+    (``params.lr``, ``metrics.loss`` for its last value, ``metrics.loss.best``, or ``.min`` /
+    ``.max`` when that is the metric's best, ``status``, ``last_step``). A field the comparison
+    has not is an error naming the closest it has."""
+    import difflib
+
+    from ..errors import InvalidOptionError
+    from ..metadata.run_search import UnknownFieldError, field_label, parse_fields
+
+    by_name = {f.name: f for f in found}
+    try:
+        fields = parse_fields(columns, "columns")
+    except UnknownFieldError as e:
+        # A bare name (lr, val_loss): the field of that name the comparison has, as runs list says.
+        close = next((f.name for f in found if f.name.split(".")[1:2] == [e.word]), None)
+        if close is None:
+            raise
+        raise InvalidOptionError(f"bad columns: unknown field {e.word!r}; did you mean {close}?") from None
+    out = []
+    for field in fields:
+        name = field_label(field)
+        if field.kind == "metric" and field.agg in ("min", "max"):
+            best = by_name.get(name.rsplit(".", 1)[0] + ".best")
+            if best is not None and best.mode != field.agg:
+                raise InvalidOptionError(f"runs compare shows the best of {field.name!r}, its {best.mode}: {best.name}")
+            if best is not None:  # shown under the name asked
+                out.append(replace(best, name=name))
+                continue
+        if name not in by_name:
+            close = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise InvalidOptionError(
+                f"runs compare has no field {name}{hint} (it shows status, last_step, params.NAME, "
+                "metrics.NAME.last and metrics.NAME.best)"
+            )
+        out.append(by_name[name])
+    return list({f.name: f for f in out}.values())
 
 
 def print_steps(run: str, rows: list[StepMetrics], *, filtered: bool, as_json: bool) -> None:

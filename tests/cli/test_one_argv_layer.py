@@ -49,6 +49,8 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["runs", "compare", "mlp", "mlp-wide", "--json"], 0, Q),
     (["runs", "compare", "mlp", "nope"], 1, Q),
     (["runs", "compare"], 2, T),
+    (["runs", "compare", "mlp*", "--transpose", "--columns", "params.lr,metrics.loss.best"], 0, Q),
+    (["runs", "compare", "mlp*", "--columns", "lr"], 1, Q),
     (["steps", "mlp", "-m", "loss", "--from", "5", "--to=7"], 0, Q),
     (["steps", "mlp", "--metric=acc", "-m", "loss", "--json"], 0, Q),
     (["steps", "mlp", "-mloss"], 0, T),
