@@ -208,8 +208,8 @@ def asked_fields(found: list[CompareField], columns: str) -> list[CompareField]:
                 out.append(replace(best, name=name))
                 continue
         if name not in by_name:
-            close = difflib.get_close_matches(name, list(by_name), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            nearest = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f"; did you mean {nearest[0]}?" if nearest else ""
             raise InvalidOptionError(
                 f"runs compare has no field {name}{hint} (it shows status, last_step, params.NAME, "
                 "metrics.NAME.last and metrics.NAME.best)"
