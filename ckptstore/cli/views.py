@@ -129,7 +129,7 @@ def print_comparison(cmp: RunComparison, *, as_json: bool, transpose: bool = Fal
         # Runs are columns; at 80 columns four runs no longer fit beside the labels, so they wrap
         # into blocks of runs (labels repeated) rather than lose a run.
         table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2), keep=2, wrap=True)
-    differing = [k for k in cmp.differing if any(f.name == f"params.{k}" for f in found) or columns is None]
+    differing = [k for k in cmp.differing if columns is None or any(f.label == f"params.{k}" for f in found)]
     if differing:
         echo(f"* differs: {', '.join(differing)}")
 
@@ -149,16 +149,19 @@ class CompareField:
 
 def comparison_fields(cmp: RunComparison) -> list[CompareField]:
     """The fields of a comparison in the order of the untransposed table: status, last step,
-    the params, each metric's last and best."""
+    the params, each metric's last and best. Named as ``runs list`` heads its columns (a name of
+    other characters quoted: ``metrics."top-1 acc".last``), labelled as the table always was."""
+    from ..metadata.run_search import Field, field_label
+
     info = {r.name: r for r in cmp.info}
     out = [
         CompareField("status", "status", [info[n].status for n in cmp.runs], "plain", numeric=False),
         CompareField("last_step", "last step", [or_dash(info[n].last_step) for n in cmp.runs], "plain"),
     ]
     for k, per_run in cmp.params.items():
-        label = f"params.{k}"
         numeric = all(_is_number(per_run.get(n)) for n in cmp.runs)
-        out.append(CompareField(label, label, [param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs],
+        out.append(CompareField(field_label(Field("param", k)), f"params.{k}",
+                                [param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs],
                                 "differs" if k in cmp.differing else "param", numeric))
     for k, per_run in cmp.metrics.items():
         # Every run's summary of one metric has the same mode: it comes from the name.
@@ -173,8 +176,8 @@ def comparison_fields(cmp: RunComparison) -> list[CompareField]:
                     cells.append(f"{number(m.last)} @{m.last_step}")
                 else:
                     cells.append("-" if m.best is None else f"{number(m.best)} @{m.best_step}")
-            name = f"metrics.{k}.{what}"
-            out.append(CompareField(name, name + (f" ({mode})" if what == "best" else ""), cells, what, mode=mode))
+            label = f"metrics.{k}.{what}" + (f" ({mode})" if what == "best" else "")
+            out.append(CompareField(field_label(Field("metric", k, what)), label, cells, what, mode=mode))
     return out
 
 
