@@ -303,7 +303,7 @@ def at_rows(
         order = parse_order(sort)
         at_metrics = [k.field.name for k in order if k.field.kind == "metric" and k.field.agg == "last"]
         if metric and at_metrics:
-            keys = [*metric, *at_metrics]  # read the sort metric too, shown only if asked
+            keys = list(dict.fromkeys([*metric, *at_metrics]))  # read the sort metric too, shown only if asked
     rows = store.at_step(step, nearest=nearest, keys=keys)
     if run is not None:
         rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
