@@ -523,6 +523,27 @@ class Store:
                 conn, columns=columns, status=status, tags=tags, pattern=name, where=where, order_by=order_by, limit=limit,
             )
 
+    def field_names(
+        self,
+        *,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+        where: str | None = None,
+    ) -> dict[str, list[str]]:
+        """Every param, metric and tag name that a run matching the filters of :meth:`runs` has
+        (no filter: any run of the store), sorted: ``{"params": [...], "metrics": [...],
+        "tags": [...]}``. What a column chooser offers, read in one query whatever the number
+        of runs.
+
+        >>> store.field_names(where="params.lr < 0.1")["metrics"]  # doctest: +SKIP
+        ['accuracy', 'loss', 'val_accuracy', 'val_loss']
+        """
+        if status is not None:
+            check_state(status)
+        with self.db.read() as conn:
+            return Q.field_names(conn, status=status, tags=tags, pattern=name, where=where)
+
     def expand_runs(self, patterns: Sequence[str]) -> list[str]:
         """Run names for ``patterns``: a glob (``"lr-*"``, ``"grid-[12]"``) stands for the runs it
         matches, sorted by name, and must match one (else :class:`UnknownRunError`); a plain name
@@ -616,6 +637,14 @@ class Store:
 
         with self.db.read() as conn:
             return chart_points(conn, Q.run_id(conn, run), key, width, start=start, stop=stop, at=at)
+
+    def metric_times(self, run: str, key: str, steps: Iterable[int]) -> tuple[dict[int, float], float | None]:
+        """When ``key`` was logged at each of ``steps`` ({step: wall time}; steps without a value
+        left out) and at its first step (None: never logged): what a chart on a time axis adds
+        to :meth:`metric_chart`. Read by primary key, so the cost follows the points drawn, not
+        the series' length."""
+        with self.db.read() as conn:
+            return Q.metric_times(conn, Q.run_id(conn, run), key, steps)
 
     def at_step(self, step: int, *, nearest: bool = False, keys: Iterable[str] | None = None) -> list[RunAtStep]:
         """Every run's metrics at ``step``; with ``nearest``, at its last step at or below it.

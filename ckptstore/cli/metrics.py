@@ -4,6 +4,7 @@ Steps are 0 to 2**63-1 (INT_MAX), what the databases' 64-bit integers hold: a la
 usage here rather than an overflow deep in the driver.
 """
 
+import sys
 from typing import Annotated
 
 import typer
@@ -57,10 +58,21 @@ def at(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", metavar="NAME", help="Add a column with this param; repeatable.")
     ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort", metavar="FIELDS",
+            help="Sort by these fields as runs list --sort does ('-' before one: descending), e.g. "
+            "-metrics.val_accuracy, params.lr, name; metrics.X is its value at STEP. Runs without the value last. "
+            "Default: by name.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every run's metrics at a step, and whether a checkpoint exists there."""
-    rows, params = read(ctx, lambda r: at_rows(r, step, nearest=nearest, metric=metric, run=run, param=param))
+    rows, params, notes = read(ctx, lambda r: at_rows(r, step, nearest=nearest, metric=metric, run=run, param=param, sort=sort))
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
     print_at(step, rows, nearest=nearest, params=params, param_names=list(dict.fromkeys(param or [])), as_json=as_json,
              metric=metric)
 

@@ -113,11 +113,22 @@ def runs_compare(
     runs: Annotated[
         list[str], typer.Argument(metavar="RUN", help="The runs to compare (two or more); a glob such as 'lr-*' for all it matches.", autocompletion=complete_runs)
     ],
+    transpose: Annotated[
+        bool, typer.Option("--transpose", help="A row per run and a column per field (many runs, few fields).")
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns", metavar="FIELDS",
+            help="Only these fields, in this order (comma separated), e.g. params.lr,metrics.val_loss.best; "
+            "a metric's last or best (its min or max), status, last_step.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Runs side by side: params (differences marked with *), and each metric's last and best value with its step."""
     cmp = read(ctx, lambda r: r.compare_runs(r.expand_runs(runs)))
-    print_comparison(cmp, as_json=as_json)
+    print_comparison(cmp, as_json=as_json, transpose=transpose, columns=columns)
 
 
 @command(runs_app, "delete", quick=True)

@@ -7,6 +7,7 @@ import fnmatch
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from .output import (
 
 if TYPE_CHECKING:
     from ..metadata.quick_reader import QuickReader
+    from ..metadata.run_search import SortKey
     from ..store import Store
 
 
@@ -99,19 +101,71 @@ def print_run(info: RunInfo, metrics: list[str], *, as_json: bool) -> None:
     )
 
 
-def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
+def print_comparison(cmp: RunComparison, *, as_json: bool, transpose: bool = False, columns: str | None = None) -> None:
+    """Runs side by side: a row per field and a column per run, or with ``transpose`` a row per
+    run and a column per field (many runs on few fields). ``columns`` (the ``runs list
+    --columns`` grammar) shows only those fields, in that order; ``--json`` has everything."""
     if as_json:
         print_json({
             "runs": cmp.runs, "params": cmp.params, "differing_params": cmp.differing,
             "metrics": {k: {run: to_json(m) for run, m in per_run.items()} for k, per_run in cmp.metrics.items()},
         })
         return
+    found = comparison_fields(cmp)
+    if columns is not None:
+        found = asked_fields(found, columns)
+    elif transpose:
+        # What tells the runs apart first: on a narrow terminal the columns on the right go.
+        rank = {"differs": 0, "best": 1, "last": 2, "plain": 3, "param": 4}
+        found = sorted(found, key=lambda f: rank[f.group])
+    if transpose:
+        table(
+            ["run", *(f.name for f in found)],
+            [[run, *(f.cells[i] for f in found)] for i, run in enumerate(cmp.runs)],
+            right=[1 + i for i, f in enumerate(found) if f.numeric],
+        )
+    else:
+        rows = [["*" if f.group == "differs" else "", f.label, *f.cells] for f in found]
+        # Runs are columns; at 80 columns four runs no longer fit beside the labels, so they wrap
+        # into blocks of runs (labels repeated) rather than lose a run.
+        table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2), keep=2, wrap=True)
+    differing = [k for k in cmp.differing if columns is None or any(f.label == f"params.{k}" for f in found)]
+    if differing:
+        echo(f"* differs: {', '.join(differing)}")
+
+
+@dataclass(frozen=True)
+class CompareField:
+    """One field of ``runs compare``: ``name`` as the search language writes it (a column's
+    header), ``label`` as the untransposed table shows it, a cell per run."""
+
+    name: str
+    label: str
+    cells: list[str]
+    group: str  # plain, param, differs (a param whose values differ), last, best
+    numeric: bool = True
+    mode: str = ""  # a metric's best: min or max
+
+
+def comparison_fields(cmp: RunComparison) -> list[CompareField]:
+    """The fields of a comparison in the order of the untransposed table: status, last step,
+    the params, each metric's last and best. Named as ``runs list`` heads its columns (a name of
+    other characters quoted: ``metrics."top-1 acc".last``), labelled as the table always was."""
+    from ..metadata.run_search import Field, field_label
+
     info = {r.name: r for r in cmp.info}
-    rows = [["", "status", *(info[n].status for n in cmp.runs)], ["", "last step", *(or_dash(info[n].last_step) for n in cmp.runs)]]
+    out = [
+        CompareField("status", "status", [info[n].status for n in cmp.runs], "plain", numeric=False),
+        CompareField("last_step", "last step", [or_dash(info[n].last_step) for n in cmp.runs], "plain"),
+    ]
     for k, per_run in cmp.params.items():
-        mark = "*" if k in cmp.differing else ""
-        rows.append([mark, f"params.{k}", *(param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs)])
+        numeric = all(_is_number(per_run.get(n)) for n in cmp.runs)
+        out.append(CompareField(field_label(Field("param", k)), f"params.{k}",
+                                [param_text(per_run[n]) if n in per_run else "-" for n in cmp.runs],
+                                "differs" if k in cmp.differing else "param", numeric))
     for k, per_run in cmp.metrics.items():
+        # Every run's summary of one metric has the same mode: it comes from the name.
+        mode = next(iter(per_run.values())).mode
         for what in ("last", "best"):
             cells = []
             for n in cmp.runs:
@@ -122,15 +176,49 @@ def print_comparison(cmp: RunComparison, *, as_json: bool) -> None:
                     cells.append(f"{number(m.last)} @{m.last_step}")
                 else:
                     cells.append("-" if m.best is None else f"{number(m.best)} @{m.best_step}")
-            # Every run's summary of one metric has the same mode: it comes from the name.
-            mode = next(iter(per_run.values())).mode
             label = f"metrics.{k}.{what}" + (f" ({mode})" if what == "best" else "")
-            rows.append(["", label, *cells])
-    # Runs are columns; at 80 columns four runs no longer fit beside the labels, so they wrap
-    # into blocks of runs (labels repeated) rather than lose a run.
-    table(["", "", *cmp.runs], rows, right=range(2, len(cmp.runs) + 2), keep=2, wrap=True)
-    if cmp.differing:
-        echo(f"* differs: {', '.join(cmp.differing)}")
+            out.append(CompareField(field_label(Field("metric", k, what)), label, cells, what, mode=mode))
+    return out
+
+
+def asked_fields(found: list[CompareField], columns: str) -> list[CompareField]:
+    """The fields ``columns`` names, in its order: fields of the ``runs list --columns`` grammar
+    (``params.lr``, ``metrics.loss`` for its last value, ``metrics.loss.best``, or ``.min`` /
+    ``.max`` when that is the metric's best, ``status``, ``last_step``). A field the comparison
+    has not is an error naming the closest it has."""
+    import difflib
+
+    from ..errors import InvalidOptionError
+    from ..metadata.run_search import UnknownFieldError, field_label, parse_fields
+
+    by_name = {f.name: f for f in found}
+    try:
+        fields = parse_fields(columns, "columns")
+    except UnknownFieldError as e:
+        # A bare name (lr, val_loss): the field of that name the comparison has, as runs list says.
+        close = next((f.name for f in found if f.name.split(".")[1:2] == [e.word]), None)
+        if close is None:
+            raise
+        raise InvalidOptionError(f"bad columns: unknown field {e.word!r}; did you mean {close}?") from None
+    out = []
+    for field in fields:
+        name = field_label(field)
+        if field.kind == "metric" and field.agg in ("min", "max"):
+            best = by_name.get(name.rsplit(".", 1)[0] + ".best")
+            if best is not None and best.mode != field.agg:
+                raise InvalidOptionError(f"runs compare shows the best of {field.name!r}, its {best.mode}: {best.name}")
+            if best is not None:  # shown under the name asked
+                out.append(replace(best, name=name))
+                continue
+        if name not in by_name:
+            nearest = difflib.get_close_matches(name, list(by_name), n=1)
+            hint = f"; did you mean {nearest[0]}?" if nearest else ""
+            raise InvalidOptionError(
+                f"runs compare has no field {name}{hint} (it shows status, last_step, params.NAME, "
+                "metrics.NAME.last and metrics.NAME.best)"
+            )
+        out.append(by_name[name])
+    return list({f.name: f for f in out}.values())
 
 
 def print_steps(run: str, rows: list[StepMetrics], *, filtered: bool, as_json: bool) -> None:
@@ -198,17 +286,75 @@ def _is_number(v: Any) -> bool:
 
 
 def at_rows(
-    store: "Store | QuickReader", step: int, *, nearest: bool, metric: list[str] | None, run: str | None, param: list[str] | None
-) -> tuple[list[RunAtStep], dict[str, dict[str, object]]]:
-    """The rows of ``at`` (runs matching the glob ``run``) and the params of their runs."""
-    rows = store.at_step(step, nearest=nearest, keys=metric)
+    store: "Store | QuickReader", step: int, *, nearest: bool, metric: list[str] | None, run: str | None,
+    param: list[str] | None, sort: str | None = None,
+) -> tuple[list[RunAtStep], dict[str, dict[str, object]], list[str]]:
+    """The rows of ``at`` (runs matching the glob ``run``), by name or by the fields of ``sort``
+    (see :func:`sort_at`), the params of their runs, and notes on sort fields no run has."""
+    table = None
+    keys = metric
+    if sort is not None:
+        from ..metadata.run_search import parse_order
+
+        # The runs table parses the fields and words a mistake (did you mean
+        # metrics.val_accuracy.max?) exactly as for runs list --sort; its values are the
+        # params, tags and whole-series aggregates a key may sort by.
+        table = store.runs_table(order_by=sort, name=run)
+        order = parse_order(sort)
+        at_metrics = [k.field.name for k in order if k.field.kind == "metric" and k.field.agg == "last"]
+        if metric and at_metrics:
+            keys = list(dict.fromkeys([*metric, *at_metrics]))  # read the sort metric too, shown only if asked
+    rows = store.at_step(step, nearest=nearest, keys=keys)
     if run is not None:
         rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
     rows.sort(key=lambda r: r.run)  # by name, as people look a run up (the store gives creation order)
+    if table is not None:
+        rows = sort_at(rows, table, order)
+        if keys is not metric:
+            asked = set(metric or ())
+            rows = [replace(r, metrics={k: v for k, v in r.metrics.items() if k in asked}) for r in rows]
     params: dict[str, dict[str, object]] = {}
     if param and rows:
         params = {r.name: r.params for r in store.runs(name=run)}
-    return rows, params
+    return rows, params, table.notes if table is not None else []
+
+
+#: A plain sort field's value in a run's record (the words of the search language).
+_RUN_FIELD = {"created": "created_at", "started": "created_at", "ended": "ended_at"}
+
+
+def sort_at(rows: list[RunAtStep], table: RunsTable, order: Sequence["SortKey"]) -> list[RunAtStep]:
+    """``rows`` sorted by ``order`` (stable: rows equal on every key keep their order). A metric
+    (``metrics.loss`` or ``.last``) sorts by its value at the row's step, the one ``at`` shows;
+    a param, tag, plain field or a metric's ``.min``/``.max``/``.best`` by the run's value in
+    ``table``. As ``runs list --sort``: numbers before text, and rows without a value (or NaN)
+    last in either direction."""
+    from ..metadata.run_search import field_label
+
+    values = {r.name: v for r, v in zip(table.runs, table.values)}
+    info = {r.name: r for r in table.runs}
+
+    def value(row: RunAtStep, key: "SortKey") -> Any:
+        f = key.field
+        if f.kind == "metric" and f.agg == "last":
+            v: Any = row.metrics.get(f.name)
+        elif f.kind == "plain":
+            v = row.run if f.name == "name" else getattr(info.get(row.run), _RUN_FIELD.get(f.name, f.name), None)
+        else:
+            v = values.get(row.run, {}).get(field_label(f))
+        return None if v is None or (isinstance(v, float) and v != v) else v
+
+    def as_text(v: Any) -> str:
+        return v if isinstance(v, str) else v.isoformat() if isinstance(v, datetime) else json.dumps(v, sort_keys=True)
+
+    for key in reversed(order):  # the last key first: each stable pass keeps the order of the later keys
+        found = [(value(r, key), r) for r in rows]
+        numbers = [(v, r) for v, r in found if v is not None and _is_number(v)]
+        texts = [(as_text(v), r) for v, r in found if v is not None and not _is_number(v)]
+        numbers.sort(key=lambda p: p[0], reverse=key.descending)
+        texts.sort(key=lambda p: p[0], reverse=key.descending)
+        rows = [r for _, r in numbers] + [r for _, r in texts] + [r for v, r in found if v is None]
+    return rows
 
 
 def checkpoint_json(ck: CheckpointInfo) -> dict[str, Any]:

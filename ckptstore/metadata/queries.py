@@ -102,6 +102,18 @@ def runs_table(
     )
 
 
+def field_names(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    pattern: str | None = None,
+    where: str | None = None,
+) -> dict[str, list[str]]:
+    """The param, metric and tag names of the runs that match (see ``reads.field_names``)."""
+    return reads.field_names(sql_of(conn), status=status, tags=tags, pattern=pattern, where_expr=where)
+
+
 def expand_runs(conn: Connection, patterns: Sequence[str]) -> list[str]:
     """Run names for names and globs (see ``runs_query.expand_names``)."""
     sql = sql_of(conn)
@@ -175,6 +187,11 @@ def steps(
 def at_step(conn: Connection, step: int, *, nearest: bool, keys: Iterable[str] | None) -> list[RunAtStep]:
     """Every run's metrics at ``step`` (see ``Store.at_step``)."""
     return reads.at_step(sql_of(conn), step, nearest=nearest, keys=keys)
+
+
+def metric_times(conn: Connection, rid: int, key: str, steps: Iterable[int]) -> tuple[dict[int, float], float | None]:
+    """When one metric was logged at ``steps``, and at its first step (see ``reads.wall_times``)."""
+    return reads.wall_times(sql_of(conn), rid, key, steps)
 
 
 def metric_values(conn: Connection, rid: int, key: str, steps: Sequence[int]) -> dict[int, float]:

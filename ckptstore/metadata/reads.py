@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import difflib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..constants import INT_MAX
 from ..errors import UnknownAliasError, UnknownRefError, UnknownRunError
+from ..liveness import RUNNING_PROCESSES_SQL, gone_ids
 from ..names import Ref
 from ..records import (
     AliasEventInfo,
@@ -35,6 +36,7 @@ from ..records import (
 )
 from ..retention import resolve_mode
 from .mappers import alias_event_info, alias_info, checkpoint_info, export_info, file_info, json_value, metric_value
+from .runs_query import runs_sql
 
 #: Rows of a statement: ``rows(sql, params)``, each row indexable and with its columns as
 #: attributes (SQLAlchemy's ``Row``; a named tuple on ``sqlite3``).
@@ -366,3 +368,73 @@ def completion_names(sql: Sql) -> dict[str, Any]:
         "steps": steps,
         "metrics": metrics,
     }
+
+
+# --------------------------------------------------------------------------- charts on a time axis
+
+
+def wall_times(sql: Sql, rid: int, key: str, steps: Iterable[int]) -> tuple[dict[int, float], float | None]:
+    """({step: wall time} of ``key`` at each of ``steps`` it was logged at, the wall time of its
+    first step or None): what a chart on a time axis needs besides the downsampled points.
+
+    Both are read by primary key, so the cost follows the points drawn, not the series' length
+    (reading every wall time of a million-step metric to place two thousand points took
+    seconds). The first step is found from the metric's summaries: its first bucket of level 1
+    (16 steps, ``rollups.BITS``) bounds the search, so a metric first logged late in a run whose
+    other metrics fill the earlier steps costs no scan of those."""
+    ph = sql.ph
+    wanted = sorted(set(steps))
+    out: dict[int, float] = {}
+    for i in range(0, len(wanted), CHUNK):
+        chunk = wanted[i : i + CHUNK]
+        for step, wall in sql.rows(
+            f"SELECT step, wall_time FROM metrics WHERE run_id = {ph} AND key = {ph} AND step IN ({sql.marks(len(chunk))})",
+            [rid, key, *chunk],
+        ):
+            out[step] = wall
+    first = sql.rows(
+        f"SELECT wall_time FROM metrics WHERE run_id = {ph} AND key = {ph} AND step >= "
+        f"(SELECT MIN(bucket) FROM metric_rollups WHERE run_id = {ph} AND level = 1 AND key = {ph}) * 16 "
+        "ORDER BY step LIMIT 1",
+        [rid, key, rid, key],
+    )
+    return out, (first[0][0] if first else None)
+
+
+# --------------------------------------------------------------------------- the names of a search
+
+
+def field_names(
+    sql: Sql,
+    *,
+    status: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    pattern: str | None = None,
+    where_expr: str | None = None,
+) -> dict[str, list[str]]:
+    """``{"params": [...], "metrics": [...], "tags": [...]}``: every param, metric and tag name
+    that a run matching the filters (those of ``runs list``; none: the whole store) has, sorted.
+
+    One statement, whatever the number of runs: the matching runs' ids (the runs query itself,
+    as a common table expression) joined to the metrics' summaries (level 0: one row per run
+    and metric), the tags, and the distinct params objects (their keys are read here: the two
+    databases' JSON functions differ). A status filter first asks which running runs' processes
+    are gone, as every runs read does. A glob with a bracket class (``grid-[12]``) is narrowed
+    in SQL up to the bracket only (see ``runs_query.runs_sql``): its names may include a few of
+    runs the bracket excludes, never miss one."""
+    gone = gone_ids(sql.rows(RUNNING_PROCESSES_SQL, [])) if status is not None or where_expr is not None else []
+    runs, args = runs_sql(sql.ph, status=status, tags=tags, pattern=pattern, where_expr=where_expr, gone=gone)
+    found: dict[str, set[str]] = {"params": set(), "metrics": set(), "tags": set()}
+    for kind, name in sql.rows(
+        f"WITH matched AS (SELECT id FROM ({runs}) AS m) "
+        "SELECT 'metrics', k.key FROM metric_rollups k WHERE k.level = 0 AND k.run_id IN (SELECT id FROM matched) GROUP BY k.key "
+        "UNION ALL SELECT 'tags', t.key FROM run_tags t WHERE t.run_id IN (SELECT id FROM matched) GROUP BY t.key "
+        "UNION ALL SELECT 'params', CAST(r.params AS TEXT) FROM runs r WHERE r.id IN (SELECT id FROM matched) "
+        "GROUP BY CAST(r.params AS TEXT)",
+        args,
+    ):
+        if kind == "params":
+            found[kind].update(json_value(name) or {})
+        else:
+            found[kind].add(name)
+    return {kind: sorted(names) for kind, names in found.items()}

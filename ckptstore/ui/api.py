@@ -219,11 +219,17 @@ class Api:
             # Read cold from the metric's stored summaries: no cache to warm (see rollups.py).
             chart = self.store.metric_chart(info.name, key, width, start=start, stop=stop, at=[ck.step for ck in cks])
             xs, ys = minmax(chart.steps, chart.values, width, start=start, stop=stop)
-            # On a time axis: when each point (and checkpoint) was logged, and the metric's
-            # first time, the origin of "relative" (TensorBoard counts from a run's first
-            # event). Read from the whole series: only the time axes pay for it.
-            logged = {r.step: r.wall_time for r in self.store.steps(info.name, keys=[key])} if x_axis != "step" else {}
-            timed = {"times": [logged.get(s) for s in xs.tolist()], "t0": min(logged.values(), default=None)} if x_axis != "step" else {}
+            # On a time axis: when each point drawn (and each checkpoint) was logged, and the
+            # metric's first time, the origin of "relative" (TensorBoard counts from a run's
+            # first event). The points are the step axis' min/max envelope: wall time grows
+            # with the step within a run, so each step bucket is a span of time whose lowest
+            # and highest values are kept. Read for those points only, by primary key: a
+            # million-point metric costs on a time axis what it costs by step.
+            logged: dict[int, float] = {}
+            timed: dict[str, Any] = {}
+            if x_axis != "step":
+                logged, t0 = self.store.metric_times(info.name, key, [*xs.tolist(), *(ck.step for ck in cks)])
+                timed = {"times": [logged.get(s) for s in xs.tolist()], "t0": t0}
             series.append({
                 **timed,
                 "run": info.name,

@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 #: A request's bounds: the table answers for at most this many runs and columns.
 MAX_RUNS = 1000
 MAX_COLUMNS = 40
-#: The chooser offers the metrics of the table's first runs (one small query each): the runs of
-#: one sweep log the same metrics, and any other can still be typed in the URL or the search.
-CHOICE_RUNS = 50
 
 
 def runs_table(
@@ -38,19 +35,17 @@ def runs_table(
     tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``columns`` (as the store writes them), ``defaults`` (whether they are the defaults),
-    ``choices`` (param, metric and tag names to choose from), ``runs`` (each run's record with
-    ``values``: column -> value) and ``notes`` (names no run has, with the closest)."""
+    ``choices`` (the param, metric and tag names of every run that matches, listed or not, to
+    choose from), ``runs`` (each run's record with ``values``: column -> value) and ``notes``
+    (names no run has, with the closest)."""
     if columns is not None and len(columns) > MAX_COLUMNS:
         raise InvalidOptionError(f"at most {MAX_COLUMNS} columns, got {len(columns)}")
     table = store.runs_table(
         columns=list(columns) if columns else None, status=status, tags=tags, name=name, where=where,
         order_by=order_by or None, limit=MAX_RUNS,
     )
-    choices = {
-        "params": sorted({k for r in table.runs for k in r.params}),
-        "metrics": sorted({k for r in table.runs[:CHOICE_RUNS] for k in store.metric_keys(r.name)}),
-        "tags": sorted({k for r in table.runs for k in r.tags}),
-    }
+    # Every name a matching run has, not only the listed runs' (at most MAX_RUNS): one query.
+    choices = store.field_names(status=status, tags=tags, name=name, where=where)
     return {"columns": table.columns, "defaults": not columns, "choices": choices, "runs": rows_json(table),
             "notes": table.notes}
 

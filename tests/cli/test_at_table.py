@@ -3,6 +3,8 @@ validation metrics (or the ones asked with -m) kept. Real subprocesses, both par
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import ckptstore
@@ -35,3 +37,60 @@ def test_at_rows_by_name_params_aligned_validation_kept(runs, quick):
     assert "not shown for want of width" in r.stderr and "val_accuracy" not in r.stderr
     asked = ok("at", "5", "-m", "loss", "-m", "aux_loss_7", store=runs, env={"COLUMNS": "80", "CKPTSTORE_QUICK": quick})
     assert asked.splitlines()[0].split() == ["run", "step", "checkpoint", "loss", "aux_loss_7"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Four runs at step 10: one without a loss there (it logged loss only at step 5), one whose
+    lr is text; their losses at step 10 do not order them as their losses' minimums do."""
+    path = tmp_path_factory.mktemp("at-sort") / "store"
+    with ckptstore.open_store(path) as store:
+        for name, lr, losses in (
+            ("a", 0.1, {5: 0.01, 10: 0.9}), ("b", 0.001, {10: 0.3}), ("c", "auto", {10: 0.1}), ("d", 10, {5: 0.2}),
+        ):
+            with store.start_run(name, params={"lr": lr}) as run:
+                for step, loss in losses.items():
+                    run.log(step, loss=loss)
+                run.log(10, acc=0.5)
+    return str(path)
+
+
+def order(store: str, *args: str, quick: str = "1") -> list[str]:
+    out = ok("at", "10", "--json", *args, store=store, env={"CKPTSTORE_QUICK": quick})
+    return [row["run"] for row in json.loads(out)]
+
+
+# Typer's parse and the store's reads (CKPTSTORE_QUICK=0) import pydantic and SQLAlchemy: slow.
+@pytest.mark.parametrize("quick", ["1", pytest.param("0", marks=pytest.mark.slow)])
+def test_at_sorts_by_the_value_at_the_step_params_or_name_missing_last(sweep, quick):
+    assert order(sweep, quick=quick) == ["a", "b", "c", "d"]  # by name
+    assert order(sweep, "--sort", "metrics.loss", quick=quick) == ["c", "b", "a", "d"]  # at step 10; d has none
+    assert order(sweep, "--sort", "-metrics.loss", quick=quick) == ["a", "b", "c", "d"]  # still last descending
+    assert order(sweep, "--sort", "metrics.loss.last", quick=quick) == ["c", "b", "a", "d"]
+    # A whole-series aggregate is the run's, as runs list shows it (a's min was at step 5).
+    assert order(sweep, "--sort", "metrics.loss.min", quick=quick) == ["a", "c", "d", "b"]
+    # Params: numbers before text, either way (as runs list --sort).
+    assert order(sweep, "--sort", "params.lr", quick=quick) == ["b", "a", "d", "c"]
+    assert order(sweep, "--sort", "-params.lr", quick=quick) == ["d", "a", "b", "c"]
+    assert order(sweep, "--sort", "-name", quick=quick) == ["d", "c", "b", "a"]
+    # Sorting by a metric -m leaves out: sorted by it, shown as asked.
+    rows = json.loads(ok("at", "10", "--json", "-m", "acc", "--sort", "metrics.loss", store=sweep, env={"CKPTSTORE_QUICK": quick}))
+    assert [r["run"] for r in rows] == ["c", "b", "a", "d"] and all(set(r["metrics"]) == {"acc"} for r in rows)
+    # The table too, in the same order.
+    table = ok("at", "10", "--sort", "-metrics.loss", store=sweep, env={"CKPTSTORE_QUICK": quick})
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["a", "b", "c", "d"]
+
+
+# Typer's parse and the store's reads (CKPTSTORE_QUICK=0) import pydantic and SQLAlchemy: slow.
+@pytest.mark.parametrize("quick", ["1", pytest.param("0", marks=pytest.mark.slow)])
+def test_at_sort_mistakes_are_worded_as_runs_list_sort(sweep, quick):
+    env = {"CKPTSTORE_QUICK": quick}
+    for bad in ("loss", "metrics.loss.median", "tag"):
+        at = cli("at", "10", "--sort", bad, store=sweep, env=env)
+        runs = cli("runs", "list", "--sort", bad, store=sweep, env=env)
+        assert at.returncode == runs.returncode == 1 and at.stderr == runs.stderr, (at.stderr, runs.stderr)
+    assert "did you mean metrics.loss.min?" in cli("at", "10", "--sort", "loss", store=sweep, env=env).stderr
+    # A metric no run has: a note with the nearest, and the rows by name.
+    r = cli("at", "10", "--sort", "metrics.los", store=sweep, env=env)
+    assert r.returncode == 0 and "note: no run has a metric 'los' (did you mean metrics.loss.last?)" in r.stderr
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["a", "b", "c", "d"]

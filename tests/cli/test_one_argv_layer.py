@@ -49,6 +49,8 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["runs", "compare", "mlp", "mlp-wide", "--json"], 0, Q),
     (["runs", "compare", "mlp", "nope"], 1, Q),
     (["runs", "compare"], 2, T),
+    (["runs", "compare", "mlp*", "--transpose", "--columns", "params.lr,metrics.loss.best"], 0, Q),
+    (["runs", "compare", "mlp*", "--columns", "lr"], 1, Q),
     (["steps", "mlp", "-m", "loss", "--from", "5", "--to=7"], 0, Q),
     (["steps", "mlp", "--metric=acc", "-m", "loss", "--json"], 0, Q),
     (["steps", "mlp", "-mloss"], 0, T),
@@ -61,6 +63,10 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["at", "10"], 0, Q),
     (["at", "12", "--nearest", "-m", "loss", "--run", "mlp*", "-p", "lr", "--param", "lr"], 0, Q),
     (["at", "10", "--nearest", "--no-nearest"], 0, T),
+    (["at", "10", "--sort", "-metrics.loss", "-m", "acc", "--json"], 0, Q),
+    (["at", "10", "--sort", "params.lr,name", "-p", "lr"], 0, Q),
+    (["at", "10", "--sort", "loss"], 1, Q),  # did you mean metrics.loss.min?
+    (["at", "10", "--sort", "metrics.los"], 0, Q),  # a note names the nearest
     (["at", "-1"], 2, T),
     (["at", "x"], 2, T),
     (["checkpoints", "mlp", "-m", "loss"], 0, Q),

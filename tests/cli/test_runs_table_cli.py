@@ -99,3 +99,38 @@ def test_runs_compare_of_four_runs_stays_readable_at_80_columns(grid, env):
         assert sorted(n for h in headers for n in h) == ["lr-0", "lr-1", "lr-2", "lr-3"]
         assert (len(headers) > 1) == (width == "50")
         assert r.stdout.count("metrics.val_accuracy.best (max)") == len(headers)
+
+
+def test_runs_compare_transposed_fits_at_80_columns_asked_fields_first(grid, env):
+    r = cli("runs", "compare", "lr-*", "--transpose", store=grid, env={**env, "COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    rows = _table(r.stdout)
+    # A row per run; what tells them apart first (the params that differ, the metrics' best),
+    # and at 80 columns the rest named as dropped.
+    assert rows[0][:4] == ["run", "params.lr", "params.width", "metrics.loss.best"]
+    assert [row[:3] for row in rows[1:5]] == [["lr-0", "0.1", "32"], ["lr-1", "0.01", "32"], ["lr-2", "0.001", "64"],
+                                              ["lr-3", "0.0001", "64"]]
+    assert all(len(line) <= 80 for line in r.stdout.splitlines())
+    assert r.stderr.startswith("(not shown for want of width: ") and "params.optimizer" in r.stderr
+    assert r.stdout.splitlines()[-1] == "* differs: lr, width"
+    wide = cli("runs", "compare", "lr-*", "--transpose", store=grid, env={**env, "COLUMNS": "200"})
+    assert wide.stderr == "" and len(_table(wide.stdout)[0]) == 1 + 2 + 3 + 4  # run, status, last_step, 3 params, 4 metric fields
+    # --columns: those fields only, in that order, under the names asked.
+    asked = ok("runs", "compare", "lr-*", "--transpose", "--columns", "metrics.val_accuracy.max,params.lr,metrics.loss",
+               store=grid, env={**env, "COLUMNS": "80"})
+    assert _table(asked)[:2] == [["run", "metrics.val_accuracy.max", "params.lr", "metrics.loss.last"],
+                                 ["lr-0", "0.52", "@2", "0.1", "0.333333", "@2"]]
+    # Untransposed, the same fields as rows.
+    rows = _table(ok("runs", "compare", "lr-*", "--columns", "params.width,status", store=grid, env=env))
+    assert [row[:2] for row in rows[1:3]] == [["*", "params.width"], ["status", "finished"]]
+
+
+def test_runs_compare_columns_mistakes_name_the_closest(grid, env):
+    assert fails("runs", "compare", "lr-*", "--columns", "lr", store=grid, env=env) == (
+        "error: bad columns: unknown field 'lr'; did you mean params.lr?"
+    )
+    assert "did you mean params.width?" in fails("runs", "compare", "lr-*", "--columns", "params.widht", store=grid, env=env)
+    assert fails("runs", "compare", "lr-*", "--columns", "metrics.loss.max", store=grid, env=env) == (
+        "error: runs compare shows the best of 'loss', its min: metrics.loss.best"
+    )
+    assert "bad columns at column" in fails("runs", "compare", "lr-*", "--columns", "params.", store=grid, env=env)

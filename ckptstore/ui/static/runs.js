@@ -152,7 +152,8 @@ function renderRuns() {
   document.getElementById("runs-count").textContent = `${table.runs.length} run${table.runs.length === 1 ? "" : "s"}`;
 }
 
-// The column chooser: every param, metric (last/min/max/best) and tag of the listed runs.
+// The column chooser: every param, metric (last/min/max/best) and tag that a run matching the
+// search has, listed or not (the server reads them in one query).
 function renderChooser() {
   const shown = new Set(table.columns);
   const pick = (col, text) => {
