@@ -16,7 +16,7 @@ Each run gets a subdirectory of its own, named after the run, holding one event 
 The files are written the way TensorBoard's ``EventFileWriter`` writes them (same file names,
 same TFRecord framing with masked CRC32C, a ``brain.Event:2`` version event first) but through
 a plain ``open()``ed file: TensorBoard's writer goes through TensorFlow's file API, and
-importing TensorFlow took most of an export's time (see docs/performance.md).
+importing TensorFlow took most of an export's time (docs/cli.md, "TensorBoard export").
 
 Writing again into a run's subdirectory would add a second event file and TensorBoard would
 show every point twice, so an existing export is refused unless ``force=True``, which removes

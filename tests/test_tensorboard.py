@@ -9,64 +9,14 @@ from __future__ import annotations
 import math
 import struct
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.helpers.cli import IMPORTS_CHECK, cli, fails, imported, ok
+from tests.helpers.tensorboard import hparams_view, markers, proto_value, read_back
 
 pytest.importorskip("tensorboard", reason="TensorBoard export needs the tensorboard package")
-
-
-def read_back(run_dir: Path) -> dict[str, list[tuple[int, float, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # 0: keep every event
-    acc.Reload()
-    return {tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
-def hparams_view(logdir: Path) -> tuple[Any, dict[str, Any]]:
-    """What TensorBoard's HPARAMS tab asks its backend for: the experiment (hyperparameters
-    with their domains, metrics) and the session groups (a run each, with its hparams, last
-    metric values and status), through the real plugin over the real data provider."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups
-
-    multiplexer = plugin_event_multiplexer.EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
-    tb = base_plugin.TBContext(logdir=str(logdir), multiplexer=multiplexer,
-                               data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(logdir)))
-    backend, ctx = backend_context.Context(tb), context.RequestContext()
-    experiment = get_experiment.Handler(ctx, backend, "", api_pb2.GetExperimentRequest(include_metrics=True)).run()
-    every_status = [api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING]
-    request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=100, allowed_statuses=every_status,
-                                               include_metrics=True)
-    groups = list_session_groups.Handler(ctx, backend, "", request).run().session_groups
-    return experiment, {g.name: g for g in groups}
-
-
-def value(v: Any) -> Any:
-    """A google.protobuf.Value as Python."""
-    return getattr(v, v.WhichOneof("kind"))
-
-
-def markers(run_dir: Path) -> dict[int, str]:
-    """The checkpoint markers (text summaries) of a run's event file, by step."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from ckptstore.tensorboard import CHECKPOINTS_TAG
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
-    acc.Reload()
-    if CHECKPOINTS_TAG not in acc.Tags()["tensors"]:
-        return {}
-    assert acc.SummaryMetadata(CHECKPOINTS_TAG).plugin_data.plugin_name == "text"
-    return {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(CHECKPOINTS_TAG)}
 
 
 def fill(store) -> None:
@@ -169,18 +119,18 @@ def test_params_show_in_tensorboards_hparams_table(sqlite_store, tmp_path: Path)
     assert infos["lr"].type == api_pb2.DATA_TYPE_FLOAT64
     assert (infos["lr"].domain_interval.min_value, infos["lr"].domain_interval.max_value) == (0.001, 0.5)
     assert (infos["width"].domain_interval.min_value, infos["width"].domain_interval.max_value) == (16, 128)
-    assert [value(v) for v in infos["augment"].domain_discrete.values] == [False, True]
-    assert [value(v) for v in infos["opt.name"].domain_discrete.values] == ["adam"]
-    assert [value(v) for v in infos["tags.team"].domain_discrete.values] == ["vision"]
+    assert [proto_value(v) for v in infos["augment"].domain_discrete.values] == [False, True]
+    assert [proto_value(v) for v in infos["opt.name"].domain_discrete.values] == ["adam"]
+    assert [proto_value(v) for v in infos["tags.team"].domain_discrete.values] == ["vision"]
     assert sorted(m.name.tag for m in experiment.metric_infos) == ["loss", "val_accuracy"]
     # One row per run, named after it, with its params, last metric values and status.
     assert sorted(groups) == ["grid-a", "grid-b", "grid-c", "grid-d"]
     b = groups["grid-b"]
-    assert {k: value(v) for k, v in b.hparams.items()} == {
+    assert {k: proto_value(v) for k, v in b.hparams.items()} == {
         "lr": 0.01, "width": 64, "augment": True, "opt.name": "adam", "opt.betas": "[0.9, 0.999]", "tags.team": "vision"}
     assert {m.name.tag: (m.training_step, m.value) for m in b.metric_values} == {
         "loss": (4, pytest.approx(0.002)), "val_accuracy": (4, pytest.approx(0.4))}
-    assert value(groups["grid-c"].hparams["opt"]) == "sgd"
+    assert proto_value(groups["grid-c"].hparams["opt"]) == "sgd"
     status = {name: g.sessions[0].status for name, g in groups.items()}
     assert status == {"grid-a": api_pb2.STATUS_SUCCESS, "grid-b": api_pb2.STATUS_SUCCESS,
                       "grid-c": api_pb2.STATUS_FAILURE, "grid-d": api_pb2.STATUS_UNKNOWN}  # still running: no end yet

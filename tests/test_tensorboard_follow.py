@@ -1,0 +1,115 @@
+"""``ckptstore tensorboard --follow``: a real training writer logs steps (and saves checkpoints)
+while the follower appends them to the same event file; each step once, the file complete and
+closed when the run ends or on Ctrl-C (exit 0). Read back with TensorBoard's own reader."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.tensorboard import markers, read_back, session_ends
+
+pytest.importorskip("tensorboard", reason="TensorBoard export needs the tensorboard package")
+
+#: The command line in a child process with a deadline of its own (``children.python``).
+CLI = 'import runpy, sys; sys.argv = ["ckptstore", *sys.argv[1:]]; runpy.run_module("ckptstore", run_name="__main__")'
+
+
+def wait_for(check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_following_appends_each_step_once_until_the_run_ends(sqlite_store, tmp_path: Path):
+    import ckptstore
+    from ckptstore.tensorboard import follow_event_files
+
+    run = sqlite_store.start_run("live", params={"lr": 0.1})
+    run.log(0, loss=1.0)
+    run.flush()
+    started: list[list[Path]] = []
+    result: dict[str, object] = {}
+    stop = threading.Event()
+
+    def follower() -> None:
+        # A store of its own, as the command opens it; polls far more often than a user would.
+        store = ckptstore.open_store(str(tmp_path / "store"))
+        try:
+            result["paths"] = follow_event_files(store, ["live"], tmp_path / "tb", interval=0.01, stop=stop,
+                                                 on_start=started.append)
+        except BaseException as exc:  # pragma: no cover - reported by the asserts below
+            result["error"] = exc
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=follower)
+    thread.start()
+    try:
+        wait_for(lambda: started)
+        for step in range(1, 40):
+            run.log(step, loss=1.0 / (step + 1))
+            run.flush()
+            if step % 4 == 0:
+                time.sleep(0.02)
+                # Keras logs validation metrics after the training ones, at the same step.
+                run.log(step, val_loss=2.0 / (step + 1))
+                run.flush()
+            time.sleep(0.003)
+        run.finish()
+        thread.join(timeout=60)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert "error" not in result, result
+    assert result["paths"] == started[0]
+    assert [p.name for p in (tmp_path / "tb" / "live").iterdir()] == [started[0][0].name]  # one file
+    got = read_back(tmp_path / "tb" / "live")
+    assert [s for s, _, _ in got["loss"]] == list(range(40))
+    assert [s for s, _, _ in got["val_loss"]] == list(range(4, 40, 4))
+    assert session_ends(tmp_path / "tb" / "live") == 1
+
+
+def test_following_runs_that_ended_returns_at_once(sqlite_store, tmp_path: Path):
+    from ckptstore.tensorboard import follow_event_files
+
+    with sqlite_store.start_run("done") as run:
+        run.log(3, loss=1.0)
+    t0 = time.monotonic()
+    [path] = follow_event_files(sqlite_store, ["done"], tmp_path / "tb", interval=60)
+    assert time.monotonic() - t0 < 30
+    assert [s for s, _, _ in read_back(path.parent)["loss"]] == [3]
+    assert session_ends(path.parent) == 1
+
+
+@pytest.mark.slow  # the command in a child process, checkpoints saved with TensorFlow meanwhile
+def test_the_follow_command_marks_new_checkpoints_and_stops_cleanly_on_ctrl_c(sqlite_store, tiny_model, tmp_path,
+                                                                              children):
+    run = sqlite_store.start_run("live")
+    for step in range(5):
+        run.log(step, loss=1.0 / (step + 1))
+    run.save(tiny_model(1.0), 4)
+    proc = children.python(CLI, "--store", str(tmp_path / "store"), "tensorboard", "live", "--logdir",
+                           str(tmp_path / "tb"), "--follow", "--interval", "0.05", deadline=120)
+    run_dir = tmp_path / "tb" / "live"
+    first = proc.stdout.readline().strip()
+    assert Path(first).parent == run_dir, first + proc.stderr.read()
+    for step in range(5, 10):
+        run.log(step, loss=1.0 / (step + 1))
+    run.save(tiny_model(2.0), 9)  # flushes the steps before it
+    sqlite_store.set_alias("prod", "live@9")  # before the follower sees the checkpoint, or not: either is right
+    wait_for(lambda: 9 in markers(run_dir))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Aborted" not in err
+    assert [s for s, _, _ in read_back(run_dir)["loss"]] == list(range(10))
+    assert markers(run_dir)[4] == "checkpoint `live@4`, not pinned"
+    assert markers(run_dir)[9].startswith("checkpoint `live@9`, ")
+    assert session_ends(run_dir) == 0  # the run still runs: stopping the follow does not end it
+    run.finish()
