@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import struct
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.helpers.cli import IMPORTS_CHECK, cli, fails, imported, ok
+from tests.helpers.cli import IMPORTS_CHECK, bad_usage, cli, fails, imported, ok
 from tests.helpers.tensorboard import hparams_view, markers, proto_value, read_back
 
 pytest.importorskip("tensorboard", reason="TensorBoard export needs the tensorboard package")
@@ -87,6 +89,11 @@ def test_the_tensorboard_command(sqlite_store, tmp_path: Path):
     same(read_back(tmp_path / "tb" / "tb-a")["loss"], expected(sqlite_store, "tb-a")["loss"])
     assert "--force" in fails("tensorboard", "tb-a", "--logdir", str(tmp_path / "tb"), store=store)
     assert "no run named 'nope'" in fails("tensorboard", "nope", "--logdir", str(tmp_path / "x"), store=store)
+    assert "only with --follow" in bad_usage("tensorboard", "tb-a", "--logdir", str(tmp_path / "y"), "--interval", "1",
+                                             store=store)
+    assert "above 0" in bad_usage("tensorboard", "tb-a", "--logdir", str(tmp_path / "y"), "--follow", "--interval", "0",
+                                  store=store)
+    assert not (tmp_path / "y").exists()
 
 
 def fill_grid(store) -> None:
@@ -211,3 +218,51 @@ def test_exporting_does_not_import_tensorflow(sqlite_store, tmp_path: Path):
     assert r.returncode == 0, r.stderr
     assert "tensorflow" not in imported(r.stderr)
     assert len(read_back(tmp_path / "tb" / "tb-a")["loss"]) == 168
+
+
+#: TensorBoard itself, in a child process with a deadline of its own (``children.python``).
+TENSORBOARD = "import sys; from tensorboard import main; sys.argv = ['tensorboard', *sys.argv[1:]]; main.run_main()"
+
+
+@pytest.mark.slow  # TensorBoard's server (it imports TensorFlow) and its Rust data server, reading our files
+def test_tensorboards_own_server_shows_the_runs(sqlite_store, tmp_path: Path, children):
+    import json
+    import time
+    import urllib.request
+
+    from ckptstore.tensorboard import write_event_files
+    from tests.helpers.postgres import free_port
+
+    fill_grid(sqlite_store)
+    write_event_files(sqlite_store, ["grid-a", "grid-c"], tmp_path / "tb")
+    port = free_port()
+    children.python(TENSORBOARD, "--logdir", str(tmp_path / "tb"), "--host", "127.0.0.1", "--port", str(port),
+                    "--load_fast=true", deadline=180, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ask(path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    every_status = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+    deadline, groups = time.monotonic() + 150, []
+    while len(groups) < 2 or any(not g["metricValues"] for g in groups):  # the data server loads in the background
+        assert time.monotonic() < deadline, "TensorBoard did not show the runs"
+        time.sleep(0.5)
+        try:
+            groups = ask("/data/plugin/hparams/session_groups", {
+                "startIndex": 0, "sliceSize": 10, "allowedStatuses": every_status, "includeMetrics": True,
+            })["sessionGroups"]
+        except OSError:  # not listening yet
+            continue
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["grid-a"]["hparams"] == {"lr": 0.1, "width": 32.0, "augment": False, "opt.name": "adam",
+                                            "opt.betas": "[0.9, 0.999]", "tags.team": "vision"}
+    assert by_name["grid-c"]["sessions"][0]["status"] == "STATUS_FAILURE"
+    assert by_name["grid-a"]["sessions"][0]["status"] == "STATUS_SUCCESS"
+    experiment = ask("/data/plugin/hparams/experiment", {"experimentName": ""})
+    assert sorted(m["name"]["tag"] for m in experiment["metricInfos"]) == ["loss", "val_accuracy"]
+    loss = ask("/data/plugin/scalars/scalars?run=grid-a&tag=loss")
+    assert [step for _, step, _ in loss] == [0, 1, 2, 3, 4]

@@ -21,12 +21,16 @@ def tensorboard(
     force: Annotated[bool, typer.Option("--force", help="Replace event files an earlier export left in a run's subdirectory.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Keep appending what the runs log until they end (or Ctrl-C).")] = False,
     interval: Annotated[
-        float, typer.Option("--interval", metavar="S", help="With --follow: seconds between two looks at the store.")
-    ] = 2.0,
+        float | None, typer.Option("--interval", metavar="S", help="With --follow: seconds between two looks at the store (2).")
+    ] = None,
 ) -> None:
     """Write runs' metrics, params (HParams) and checkpoint markers as TensorBoard event files, one subdirectory per run ('tensorboard --logdir DIR' shows them)."""
     from ..tensorboard import follow_event_files, write_event_files
 
+    if interval is not None and not follow:
+        raise typer.BadParameter("only with --follow", param_hint="--interval")
+    if interval is not None and not interval > 0:  # not: NaN too
+        raise typer.BadParameter(f"{interval} is not a number of seconds above 0.", param_hint="--interval")
     store = open_store(ctx, readonly=True)
     names = store.expand_runs(runs)
     if not follow:
@@ -50,7 +54,7 @@ def tensorboard(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        follow_event_files(store, names, logdir, keys=metric, force=force, interval=interval, stop=stop, on_start=started)
+        follow_event_files(store, names, logdir, keys=metric, force=force, interval=interval or 2.0, stop=stop, on_start=started)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
