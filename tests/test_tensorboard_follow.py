@@ -113,3 +113,39 @@ def test_the_follow_command_marks_new_checkpoints_and_stops_cleanly_on_ctrl_c(sq
     assert markers(run_dir)[9].startswith("checkpoint `live@9`, ")
     assert session_ends(run_dir) == 0  # the run still runs: stopping the follow does not end it
     run.finish()
+
+
+#: A training process that logs 5 steps, says so, then hangs until killed.
+DOOMED = """
+import sys, time, ckptstore
+store = ckptstore.open_store(sys.argv[1])
+run = store.start_run("doomed")
+for step in range(5):
+    run.log(step, loss=1.0 / (step + 1))
+run.flush()
+print("logged", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow  # a training process of its own, killed
+def test_following_stops_when_the_training_process_dies(sqlite_store, tmp_path: Path, children):
+    from tensorboard.plugins.hparams import api_pb2
+
+    from ckptstore.tensorboard import follow_event_files
+    from tests.helpers.tensorboard import hparams_view
+
+    trainer = children.python(DOOMED, str(tmp_path / "store"), deadline=120)
+    assert trainer.stdout.readline().strip() == "logged", trainer.stderr.read()
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(
+        paths=follow_event_files(sqlite_store, ["doomed"], tmp_path / "tb", interval=0.05)))
+    thread.start()
+    trainer.kill()  # SIGKILL: the run never says it ended; readers see it crashed
+    trainer.wait(timeout=30)
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the follower did not stop"
+    assert sqlite_store.get_run("doomed").status == "crashed"
+    assert [s for s, _, _ in read_back(tmp_path / "tb" / "doomed")["loss"]] == list(range(5))
+    _, groups = hparams_view(tmp_path / "tb")
+    assert groups["doomed"].sessions[0].status == api_pb2.STATUS_FAILURE
