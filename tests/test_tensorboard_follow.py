@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.tensorboard import markers, read_back, session_ends
+from tests.helpers.tensorboard import hparams_view, markers, read_back, session_ends
 
 pytest.importorskip("tensorboard", reason="TensorBoard export needs the tensorboard package")
 
@@ -73,6 +73,11 @@ def test_following_appends_each_step_once_until_the_run_ends(sqlite_store, tmp_p
     assert [s for s, _, _ in got["loss"]] == list(range(40))
     assert [s for s, _, _ in got["val_loss"]] == list(range(4, 40, 4))
     assert session_ends(tmp_path / "tb" / "live") == 1
+    # val_loss, first logged after the follow started, was added to the experiment config.
+    experiment, groups = hparams_view(tmp_path / "tb")
+    assert sorted(m.name.tag for m in experiment.metric_infos) == ["loss", "val_loss"]
+    assert {m.name.tag: m.training_step for m in groups["live"].metric_values} == {"loss": 39, "val_loss": 36}
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1  # rewritten, not added to
 
 
 def test_following_runs_that_ended_returns_at_once(sqlite_store, tmp_path: Path):
@@ -133,7 +138,6 @@ def test_following_stops_when_the_training_process_dies(sqlite_store, tmp_path: 
     from tensorboard.plugins.hparams import api_pb2
 
     from ckptstore.tensorboard import follow_event_files
-    from tests.helpers.tensorboard import hparams_view
 
     trainer = children.python(DOOMED, str(tmp_path / "store"), deadline=120)
     assert trainer.stdout.readline().strip() == "logged", trainer.stderr.read()
