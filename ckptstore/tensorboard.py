@@ -110,8 +110,8 @@ class _EventFile:
 
 
 def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    # Nested params become dotted names (as ``params.opt.lr`` in the search language); lists
-    # are shown as their JSON text, None as absent (an hparam value cannot be empty).
+    # An hparam is a number, a text or a boolean: nested params become dotted names
+    # (``opt.lr``), lists their JSON text, and None is left out (an hparam value cannot be empty).
     out: dict[str, Any] = {}
     for key, value in params.items():
         if isinstance(value, dict):

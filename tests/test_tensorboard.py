@@ -94,6 +94,10 @@ def test_the_tensorboard_command(sqlite_store, tmp_path: Path):
     assert "above 0" in bad_usage("tensorboard", "tb-a", "--logdir", str(tmp_path / "y"), "--follow", "--interval", "0",
                                   store=store)
     assert not (tmp_path / "y").exists()
+    r = cli("tensorboard", "tb-*", "--logdir", str(tmp_path / "z"), "--follow", "--interval", "0.1", store=store)
+    assert r.returncode == 0, r.stderr
+    assert [Path(line).parent.name for line in r.stdout.splitlines()] == ["tb-a"]  # ended: returns at once
+    assert r.stderr.splitlines()[-1] == "every run ended"
 
 
 def fill_grid(store) -> None:

@@ -113,6 +113,7 @@ def test_the_follow_command_marks_new_checkpoints_and_stops_cleanly_on_ctrl_c(sq
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Aborted" not in err
+    assert err.splitlines()[-1] == "stopped; the files are complete up to here"
     assert [s for s, _, _ in read_back(run_dir)["loss"]] == list(range(10))
     assert markers(run_dir)[4] == "checkpoint `live@4`, not pinned"
     assert markers(run_dir)[9].startswith("checkpoint `live@9`, ")

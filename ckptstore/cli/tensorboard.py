@@ -58,3 +58,4 @@ def tensorboard(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    typer.echo("stopped; the files are complete up to here" if stop.is_set() else "every run ended", err=True)
