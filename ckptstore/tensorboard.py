@@ -251,6 +251,7 @@ def _write_experiment(
 ) -> tuple[dict[str, type], set[str]]:
     """(Re)write the experiment config at ``root`` for ``runs`` and every other run of the
     store exported under ``root``; returns each hyperparameter's type and the metrics named."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     known = {info.name: info for info in runs}
@@ -263,20 +264,29 @@ def _write_experiment(
                 pass
     values = [_run_hparams(info) for info in known.values()]
     types = _hparam_types(values)
-    hparams = []
+    hparams, differs = [], set()
     for name in sorted(types):
         seen = sorted({_typed(v[name], types[name]) for v in values if name in v})
         # As TensorBoard's own inference: numbers an interval, text and booleans discrete.
         domain = hp.RealInterval(seen[0], seen[-1]) if types[name] is float else hp.Discrete(seen)
         hparams.append(hp.HParam(name, domain))
+        if len(seen) > 1:
+            differs.add(name)
     metric_keys = {k for info in known.values() for k in (keys if keys is not None else store.metric_keys(info.name))}
     created = min(info.created_at.timestamp() for info in known.values())
     for old in root.glob(EVENT_FILE_GLOB + EXPERIMENT_SUFFIX) if root.is_dir() else []:
         old.unlink()
+    summary = hp.hparams_config_pb(hparams, [hp.Metric(k) for k in sorted(metric_keys)], time_created_secs=created)
+    # The HPARAMS tab shows 5 hparams at first, those that differ between the runs first (as
+    # TensorBoard marks them when it infers the config itself); hparams_config_pb has no
+    # argument for it.
+    config = metadata.parse_experiment_plugin_data(summary.value[0].metadata.plugin_data.content)
+    for info in config.hparam_infos:
+        info.differs = info.name in differs
+    summary.value[0].metadata.CopyFrom(metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=config)))
     experiment = _EventFile(root, suffix=EXPERIMENT_SUFFIX)
     try:
-        experiment.summary(0, created, hp.hparams_config_pb(
-            hparams, [hp.Metric(k) for k in sorted(metric_keys)], time_created_secs=created))
+        experiment.summary(0, created, summary)
     finally:
         experiment.close()
     return types, metric_keys

@@ -134,6 +134,8 @@ def test_params_show_in_tensorboards_hparams_table(sqlite_store, tmp_path: Path)
     assert [proto_value(v) for v in infos["opt.name"].domain_discrete.values] == ["adam"]
     assert [proto_value(v) for v in infos["tags.team"].domain_discrete.values] == ["vision"]
     assert sorted(m.name.tag for m in experiment.metric_infos) == ["loss", "val_accuracy"]
+    # Those that differ between the runs come first in the table (it shows 5 at first).
+    assert sorted(h.name for h in experiment.hparam_infos if h.differs) == ["augment", "lr", "width"]
     # One row per run, named after it, with its params, last metric values and status.
     assert sorted(groups) == ["grid-a", "grid-b", "grid-c", "grid-d"]
     b = groups["grid-b"]
