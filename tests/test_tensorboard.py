@@ -115,13 +115,13 @@ def fill_grid(store) -> None:
     running.flush()
 
 
-def test_params_show_in_tensorboards_hparams_table(sqlite_store, tmp_path: Path):
+def test_params_show_in_tensorboards_hparams_table(store, tmp_path: Path):  # SQLite and PostgreSQL
     from tensorboard.plugins.hparams import api_pb2
 
     from ckptstore.tensorboard import write_event_files
 
-    fill_grid(sqlite_store)
-    write_event_files(sqlite_store, ["grid-a", "grid-b", "grid-c", "grid-d"], tmp_path / "tb")
+    fill_grid(store)
+    write_event_files(store, ["grid-a", "grid-b", "grid-c", "grid-d"], tmp_path / "tb")
     experiment, groups = hparams_view(tmp_path / "tb")
     # The experiment config at the logdir's root: domains from the values seen, as TensorBoard
     # infers them (numbers an interval, text and booleans discrete; mixed types become text).
@@ -147,7 +147,7 @@ def test_params_show_in_tensorboards_hparams_table(sqlite_store, tmp_path: Path)
     status = {name: g.sessions[0].status for name, g in groups.items()}
     assert status == {"grid-a": api_pb2.STATUS_SUCCESS, "grid-b": api_pb2.STATUS_SUCCESS,
                       "grid-c": api_pb2.STATUS_FAILURE, "grid-d": api_pb2.STATUS_UNKNOWN}  # still running: no end yet
-    start = sqlite_store.get_run("grid-a").created_at.timestamp()
+    start = store.get_run("grid-a").created_at.timestamp()
     assert groups["grid-a"].sessions[0].start_time_secs == pytest.approx(start)
 
 

@@ -26,11 +26,11 @@ def wait_for(check, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def test_following_appends_each_step_once_until_the_run_ends(sqlite_store, tmp_path: Path):
+def test_following_appends_each_step_once_until_the_run_ends(store, store_uri, tmp_path: Path):
     import ckptstore
     from ckptstore.tensorboard import follow_event_files
 
-    run = sqlite_store.start_run("live", params={"lr": 0.1})
+    run = store.start_run("live", params={"lr": 0.1})
     run.log(0, loss=1.0)
     run.flush()
     started: list[list[Path]] = []
@@ -39,14 +39,14 @@ def test_following_appends_each_step_once_until_the_run_ends(sqlite_store, tmp_p
 
     def follower() -> None:
         # A store of its own, as the command opens it; polls far more often than a user would.
-        store = ckptstore.open_store(str(tmp_path / "store"))
+        own = ckptstore.open_store(store_uri[0], root=store_uri[1])
         try:
-            result["paths"] = follow_event_files(store, ["live"], tmp_path / "tb", interval=0.01, stop=stop,
+            result["paths"] = follow_event_files(own, ["live"], tmp_path / "tb", interval=0.01, stop=stop,
                                                  on_start=started.append)
         except BaseException as exc:  # pragma: no cover - reported by the asserts below
             result["error"] = exc
         finally:
-            store.close()
+            own.close()
 
     thread = threading.Thread(target=follower)
     thread.start()
