@@ -70,7 +70,9 @@ _MASK_DELTA = 0xA282EAD8
 
 
 def _masked_crc32c(data: bytes) -> int:
-    # The TFRecord checksum (tensorflow/core/lib/hash/crc32c.h Mask), at C speed.
+    # The TFRecord checksum (tensorflow/core/lib/hash/crc32c.h Mask) at C speed: TensorBoard's
+    # RecordWriter, which frames records the same way (a test compares the bytes), computes it in
+    # pure Python, 6 times slower (65 ms more per 4,000 events; seconds for a long run).
     import google_crc32c
 
     crc = google_crc32c.value(data)
