@@ -354,6 +354,8 @@ def write_event_files(
     try:
         for export in exports:
             export.poll(store)
+    except OSError as exc:  # a full disk, a directory removed meanwhile
+        raise from_os_error(f"cannot write TensorBoard files in {logdir}", exc) from None
     finally:
         for export in exports:
             export.file.close()
@@ -398,6 +400,8 @@ def follow_event_files(
                 # A metric first logged after the start (val_loss after the first epoch): the
                 # config names it too (a TensorBoard already running shows it after a restart).
                 _, metric_keys = _write_experiment(store, Path(logdir), [e.info for e in exports], None)
+    except OSError as exc:  # a full disk, a directory removed meanwhile
+        raise from_os_error(f"cannot write TensorBoard files in {logdir}", exc) from None
     finally:
         for export in exports:
             export.file.close()

@@ -64,7 +64,7 @@ def test_every_value_reads_back_with_tensorboard(sqlite_store, tmp_path: Path):
 
 
 def test_only_chosen_metrics_and_no_second_copy_without_force(sqlite_store, tmp_path: Path):
-    from ckptstore.errors import ConflictError, UnknownRunError
+    from ckptstore.errors import CkptstoreError, ConflictError, UnknownRunError
     from ckptstore.tensorboard import write_event_files
 
     fill(sqlite_store)
@@ -78,6 +78,9 @@ def test_only_chosen_metrics_and_no_second_copy_without_force(sqlite_store, tmp_
     with pytest.raises(UnknownRunError):
         write_event_files(sqlite_store, ["tb-a", "nope"], tmp_path / "tb2")
     assert not (tmp_path / "tb2").exists()  # refused before writing anything
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(CkptstoreError, match="cannot write TensorBoard files in .*a-file"):
+        write_event_files(sqlite_store, ["tb-a"], tmp_path / "a-file")
 
 
 @pytest.mark.slow  # two CLI processes (TensorBoard, no TensorFlow: about 1 s each)
