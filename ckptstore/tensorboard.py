@@ -295,18 +295,12 @@ def _write_experiment(
 
 
 def _open(
-    store: Store, runs: Sequence[str], logdir: str | os.PathLike[str], keys: Iterable[str] | None, force: bool,
+    store: Store, infos: Sequence[RunInfo], root: Path, keys: list[str] | None, force: bool,
+    others: Sequence[RunInfo] = (),
 ) -> tuple[list[_RunExport], set[str]]:
-    """Check everything, then write the experiment config and start one file per run; returns
-    the runs' exports and the metrics the config names."""
-    if not runs:
-        raise CkptstoreError("name at least one run to export")
-    infos = [store.get_run(name) for name in dict.fromkeys(runs)]  # unknown runs fail here
-    try:
-        import tensorboard.plugins.hparams.summary_v2  # noqa: F401
-    except ImportError:
-        raise CkptstoreError("TensorBoard export needs the tensorboard package: pip install tensorboard") from None
-    root = Path(logdir)
+    """Check the runs' directories, then (re)write the experiment config (for ``infos``, the
+    ``others`` being followed, and every run exported there before) and start one file per run;
+    returns the runs' exports and the metrics the config names."""
     targets = [root / info.name for info in infos]
     for target in targets:
         old = sorted(target.glob(EVENT_FILE_GLOB)) if target.is_dir() else []
@@ -315,15 +309,14 @@ def _open(
                 f"{target} already holds TensorBoard event files (from an earlier export); "
                 "replace them with force=True, or --force"
             )
-    key_list = list(keys) if keys is not None else None
     exports: list[_RunExport] = []
     try:
         for target in targets:
             for stale in target.glob(EVENT_FILE_GLOB) if target.is_dir() else []:
                 stale.unlink()
-        types, metric_keys = _write_experiment(store, root, infos, key_list)
+        types, metric_keys = _write_experiment(store, root, [*others, *infos], keys)
         for info, target in zip(infos, targets):
-            export = _RunExport(info, _EventFile(target), key_list)
+            export = _RunExport(info, _EventFile(target), keys)
             exports.append(export)
             export.start(types)
     except OSError as exc:
@@ -331,6 +324,18 @@ def _open(
             export.file.close()
         raise from_os_error(f"cannot write TensorBoard files in {root}", exc) from None
     return exports, metric_keys
+
+
+def _runs(store: Store, runs: Sequence[str]) -> list[RunInfo]:
+    """The runs named (globs expanded, each once), all checked before anything is written."""
+    if not runs:
+        raise CkptstoreError("name at least one run to export")
+    infos = [store.get_run(name) for name in store.expand_runs(runs)]  # unknown runs fail here
+    try:
+        import tensorboard.plugins.hparams.summary_v2  # noqa: F401
+    except ImportError:
+        raise CkptstoreError("TensorBoard export needs the tensorboard package: pip install tensorboard") from None
+    return infos
 
 
 def write_event_files(
@@ -343,14 +348,16 @@ def write_event_files(
 ) -> list[Path]:
     """Write each run's metrics (only ``keys`` when given), hyperparameters and checkpoint
     markers under ``logdir/<run>``, and the HParams experiment config at ``logdir``; returns
-    the runs' event files, one per run, in the order of ``runs``.
+    the runs' event files, one per run, in the order of ``runs`` (a glob such as ``"lr-*"``:
+    the runs it matches, by name).
 
     Unknown runs are refused before anything is written. Needs the ``tensorboard`` package
     (not TensorFlow).
 
     >>> write_event_files(store, ["mnist", "mnist-wide"], "tb/")   # doctest: +SKIP
     """
-    exports, _ = _open(store, runs, logdir, keys, force)
+    infos = _runs(store, runs)
+    exports, _ = _open(store, infos, Path(logdir), list(keys) if keys is not None else None, force)
     try:
         for export in exports:
             export.poll(store)
@@ -371,35 +378,47 @@ def follow_event_files(
     force: bool = False,
     interval: float = 2.0,
     stop: threading.Event | None = None,
-    on_start: Callable[[list[Path]], None] | None = None,
+    on_new_files: Callable[[list[Path]], None] | None = None,
 ) -> list[Path]:
     """As :func:`write_event_files`, then keep appending what the runs log (new steps, new
     checkpoint markers) every ``interval`` seconds, each to the same file, until every run has
     ended (status other than ``running``) or ``stop`` is set; the files are flushed after each
-    round and closed at the end. ``on_start`` is called with the event files once they hold
-    what was logged so far. A step's values are written once: values a run logs again for a
-    step already written (a resumed run) are not.
+    round and closed at the end. A run that starts meanwhile and matches a glob of ``runs`` is
+    followed too, in a file of its own. ``on_new_files`` is called with the event files each
+    time some start (all at first), once they hold what was logged so far. A step's values are
+    written once: values a run logs again for a step already written (a resumed run) are not.
+    Returns every event file written, in the order they were started.
 
-    >>> stop = threading.Event()                                            # doctest: +SKIP
-    >>> follow_event_files(store, ["mnist"], "tb/", interval=5, stop=stop)  # doctest: +SKIP
+    >>> stop = threading.Event()                                              # doctest: +SKIP
+    >>> follow_event_files(store, ["lr-*"], "tb/", interval=5, stop=stop)     # doctest: +SKIP
     """
     if not interval > 0:
         raise CkptstoreError(f"interval must be a number of seconds > 0, got {interval!r}")
     stop = stop or threading.Event()
-    exports, metric_keys = _open(store, runs, logdir, keys, force)
+    root, key_list = Path(logdir), list(keys) if keys is not None else None
+    exports, metric_keys = _open(store, _runs(store, runs), root, key_list, force)
     try:
-        for export in exports:
-            export.poll(store)
-        if on_start is not None:
-            on_start([export.file.path for export in exports])
-        while not all(export.ended for export in exports) and not stop.wait(interval):
+        new = exports
+        while True:
             for export in exports:
                 if not export.ended:
                     export.poll(store)
-            if keys is None and not metric_keys.issuperset(*(e.metric_keys for e in exports)):
+            if new and on_new_files is not None:
+                on_new_files([export.file.path for export in new])
+            if keys is None and not metric_keys.issuperset(set().union(*(e.metric_keys for e in exports))):
                 # A metric first logged after the start (val_loss after the first epoch): the
                 # config names it too (a TensorBoard already running shows it after a restart).
-                _, metric_keys = _write_experiment(store, Path(logdir), [e.info for e in exports], None)
+                _, metric_keys = _write_experiment(store, root, [e.info for e in exports], None)
+            if all(export.ended for export in exports) or stop.wait(interval):
+                break
+            followed = {export.info.name for export in exports}
+            try:
+                names = [name for name in store.expand_runs(runs) if name not in followed]
+            except UnknownRunError:  # a glob's runs were deleted meanwhile: follow those left
+                names = []
+            new, metric_keys = _open(store, [store.get_run(name) for name in names], root, key_list, force,
+                                     others=[e.info for e in exports]) if names else ([], metric_keys)
+            exports += new
     except OSError as exc:  # a full disk, a directory removed meanwhile
         raise from_os_error(f"cannot write TensorBoard files in {logdir}", exc) from None
     finally:

@@ -42,7 +42,7 @@ def test_following_appends_each_step_once_until_the_run_ends(store, store_uri, t
         own = ckptstore.open_store(store_uri[0], root=store_uri[1])
         try:
             result["paths"] = follow_event_files(own, ["live"], tmp_path / "tb", interval=0.01, stop=stop,
-                                                 on_start=started.append)
+                                                 on_new_files=started.append)
         except BaseException as exc:  # pragma: no cover - reported by the asserts below
             result["error"] = exc
         finally:
@@ -78,6 +78,49 @@ def test_following_appends_each_step_once_until_the_run_ends(store, store_uri, t
     assert sorted(m.name.tag for m in experiment.metric_infos) == ["loss", "val_loss"]
     assert {m.name.tag: m.training_step for m in groups["live"].metric_values} == {"loss": 39, "val_loss": 36}
     assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1  # rewritten, not added to
+
+
+def test_following_a_glob_picks_up_the_runs_that_start_meanwhile(sqlite_store, tmp_path: Path):
+    import ckptstore
+    from ckptstore.tensorboard import follow_event_files
+
+    first = sqlite_store.start_run("sweep-1", params={"lr": 0.1})
+    first.log(0, loss=1.0)
+    first.flush()
+    started: list[list[Path]] = []
+    errors: list[BaseException] = []
+    own = ckptstore.open_store(str(tmp_path / "store"))
+
+    def follower() -> None:
+        try:
+            follow_event_files(own, ["sweep-*"], tmp_path / "tb", interval=0.01, on_new_files=started.append)
+        except BaseException as exc:  # pragma: no cover - reported by the asserts below
+            errors.append(exc)
+
+    thread = threading.Thread(target=follower)
+    thread.start()
+    try:
+        wait_for(lambda: started)
+        second = sqlite_store.start_run("sweep-2", params={"lr": 0.5, "width": 64})
+        second.log(0, loss=2.0)
+        second.flush()
+        wait_for(lambda: len(started) == 2)
+        for run in (first, second):
+            run.log(1, loss=0.5)
+            run.finish()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the follower did not stop"
+    finally:
+        own.close()  # (a follower still running would fail on its next look, and end)
+    assert not errors, errors
+    assert [[p.parent.name for p in paths] for paths in started] == [["sweep-1"], ["sweep-2"]]
+    for name in ("sweep-1", "sweep-2"):
+        assert [s for s, _, _ in read_back(tmp_path / "tb" / name)["loss"]] == [0, 1]
+        assert session_ends(tmp_path / "tb" / name) == 1
+    experiment, groups = hparams_view(tmp_path / "tb")  # the config was rewritten for the newcomer
+    lr = next(h for h in experiment.hparam_infos if h.name == "lr")
+    assert (lr.domain_interval.min_value, lr.domain_interval.max_value) == (0.1, 0.5)
+    assert sorted(groups) == ["sweep-1", "sweep-2"]
 
 
 def test_following_runs_that_ended_returns_at_once(sqlite_store, tmp_path: Path):

@@ -19,7 +19,9 @@ def tensorboard(
         list[str] | None, typer.Option("--metric", "-m", metavar="METRIC", help="Only this metric; repeatable.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace event files an earlier export left in a run's subdirectory.")] = False,
-    follow: Annotated[bool, typer.Option("--follow", help="Keep appending what the runs log until they end (or Ctrl-C).")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep appending what the runs log until they end (or Ctrl-C); new runs a glob matches too.")
+    ] = False,
     interval: Annotated[
         float | None, typer.Option("--interval", metavar="S", help="With --follow: seconds between two looks at the store (2).")
     ] = None,
@@ -32,16 +34,19 @@ def tensorboard(
     if interval is not None and not interval > 0:  # not: NaN too
         raise typer.BadParameter(f"{interval} is not a number of seconds above 0.", param_hint="--interval")
     store = open_store(ctx, readonly=True)
-    names = store.expand_runs(runs)
     if not follow:
-        for path in write_event_files(store, names, logdir, keys=metric, force=force):
+        for path in write_event_files(store, runs, logdir, keys=metric, force=force):
             typer.echo(str(path))
         return
+    first = True
 
     def started(paths: list[Path]) -> None:
+        nonlocal first
         for path in paths:
             typer.echo(str(path))
-        typer.echo(f"following {len(paths)} run(s); Ctrl-C to stop", err=True)
+        if first:
+            typer.echo(f"following {len(paths)} run(s); Ctrl-C to stop", err=True)
+            first = False
 
     # Ctrl-C (or a kill) ends the follow between two looks at the store, so the files are
     # flushed and closed whole, and the command exits 0: stopping is how a follow ends.
@@ -54,7 +59,8 @@ def tensorboard(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        follow_event_files(store, names, logdir, keys=metric, force=force, interval=interval or 2.0, stop=stop, on_start=started)
+        follow_event_files(store, runs, logdir, keys=metric, force=force, interval=interval or 2.0, stop=stop,
+                           on_new_files=started)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
