@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import CkptstoreError
-from ..records import DAMAGE, GcReport, VerifyReport, to_json
+from ..records import DAMAGE, CheckpointInfo, GcReport, VerifyReport, to_json
 from .app import JsonOpt, command, fail, open_store, quick_or
 from .complete import complete_runs
 from .output import print_json, progress, size, table
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..metadata.quick_reader import QuickReader
 
 
-@command(name="import")
+@command(name="import", quick=True)
 def import_(
     ctx: typer.Context,
     directory: Annotated[
@@ -29,9 +29,7 @@ def import_(
     run: Annotated[str, typer.Option("--run", metavar="RUN", help="Run to import into (created if missing).")],
 ) -> None:
     """Register existing TensorFlow checkpoints (files are copied; the directory is left as it was)."""
-    store = open_store(ctx, create=True)
-    with progress("importing") as bar:
-        imported = store.import_checkpoints(directory, run=run, progress=bar)
+    imported = quick_or(ctx, lambda r: _nothing_new(r, directory, run), lambda: _import(ctx, directory, run))
     if not imported:
         typer.echo(f"nothing new to import: run {run} already has every checkpoint in {directory}")
         return
@@ -136,6 +134,25 @@ def _quick_verify(reader: "QuickReader", run: str | None, bar: Callable[[int, in
         # damage), and reports what it finds.
         raise Fallback
     return report
+
+
+def _nothing_new(reader: "QuickReader", directory: str, run: str) -> list[CheckpointInfo]:
+    """Importing a directory again with nothing new: checked as the store's import checks it
+    (``flows/import_plan.py``), without SQLAlchemy or TensorFlow; anything new is the store's."""
+    from ..flows.import_plan import plan_import, steps_of
+    from ..metadata.quick_reader import Fallback
+
+    plan = plan_import(directory, run)
+    if plan.new(steps_of(reader.sql, run)):
+        raise Fallback
+    plan.check()  # a damaged file is refused even when nothing is new, as the store refuses it
+    return []
+
+
+def _import(ctx: typer.Context, directory: str, run: str) -> list[CheckpointInfo]:
+    store = open_store(ctx, create=True)
+    with progress("importing") as bar:
+        return store.import_checkpoints(directory, run=run, progress=bar)
 
 
 def _nothing_to_collect(reader: "QuickReader", dry_run: bool, bar: Callable[[int, int], None] | None) -> GcReport:

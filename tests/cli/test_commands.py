@@ -661,16 +661,42 @@ def test_export_to_a_directory(built, tmp_path):
 def test_import_vanilla_saver_directory(fresh, vanilla_dir):
     out = ok("import", str(vanilla_dir), "--run", "legacy", store=fresh)
     assert "imported 2 checkpoints into run legacy (steps 100, 200" in out
-    # Nothing new: answered without loading TensorFlow (issue 26), as the child reports.
-    again = cli("import", str(vanilla_dir), "--run", "legacy", store=fresh, code=(
-        "import sys, runpy, atexit; atexit.register(lambda: sys.stderr.write(f'tf loaded: {\"tensorflow\" in sys.modules}\\n')); "
-        "sys.argv = ['ckptstore', *sys.argv[1:]]; runpy.run_module('ckptstore', run_name='__main__')"
-    ))
+    # Nothing new: answered without loading TensorFlow or SQLAlchemy (issue 26), as the child
+    # reports, and as the store's own path answers.
+    again = cli("import", str(vanilla_dir), "--run", "legacy", store=fresh, code=IMPORTS_CHECK)
     assert again.returncode == 0 and "nothing new to import" in again.stdout, again.stderr
-    assert again.stderr.strip().splitlines()[-1] == "tf loaded: False"
+    assert imported(again.stderr) == set()
+    normal = cli("import", str(vanilla_dir), "--run", "legacy", store=fresh, env={"CKPTSTORE_QUICK": "0"})
+    assert (normal.returncode, normal.stdout) == (0, again.stdout)
     with ckptstore.open_store(fresh, create=False) as store:
         assert [c.step for c in store.checkpoints("legacy")] == [100, 200]
         np.testing.assert_array_equal(store.read_variable("legacy@200", "v"), [3.0, 4.0])
+
+
+@pytest.mark.slow
+def test_importing_again_checks_the_files_and_takes_what_is_new(fresh, vanilla_dir, tmp_path, tf):
+    """The quick answer "nothing new" is the store's: a damaged file of a checkpoint already
+    imported is refused as the store refuses it, and a new checkpoint is imported."""
+    d = tmp_path / "vanilla"
+    shutil.copytree(vanilla_dir, d)
+    ok("import", str(d), "--run", "legacy", store=fresh)
+    data = sorted(d.glob("model.ckpt-100.data-*"))[0]
+    good = data.read_bytes()
+    data.write_bytes(bytes([good[0] ^ 0xFF]) + good[1:])
+    quick = cli("import", str(d), "--run", "legacy", store=fresh, code=IMPORTS_CHECK)
+    normal = cli("import", str(d), "--run", "legacy", store=fresh, env={"CKPTSTORE_QUICK": "0"})
+    assert quick.returncode == normal.returncode == 1
+    assert quick.stderr.rsplit("\nIMPORTED", 1)[0].strip() == normal.stderr.strip()
+    assert "fails its crc32c" in normal.stderr and "sqlalchemy" not in imported(quick.stderr)
+    data.write_bytes(good)
+    with tf.Graph().as_default() as g:  # a third checkpoint, by vanilla TensorFlow
+        v = tf.compat.v1.get_variable("v", initializer=tf.constant([9.0, 9.0]))
+        with tf.compat.v1.Session(graph=g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver(max_to_keep=None).save(sess, str(d / "model.ckpt"), global_step=300)
+    assert "imported 1 checkpoint into run legacy (steps 300;" in ok("import", str(d), "--run", "legacy", store=fresh)
+    with ckptstore.open_store(fresh, create=False) as store:
+        assert [c.step for c in store.checkpoints("legacy")] == [100, 200, 300]
 
 
 @pytest.mark.slow
