@@ -772,6 +772,13 @@ def test_progress_bars_on_a_terminal(built, tmp_path, args, label):
 
 
 @pytest.mark.postgres
+def test_an_empty_postgresql_database_says_how_to_create_the_schema(pg_server, tmp_path):
+    # The README's PostgreSQL steps run 'ckptstore db upgrade' first; a user who skips it is told to.
+    env = {"CKPTSTORE_URI": pg_server.new_database(), "CKPTSTORE_ROOT": str(tmp_path / "files")}
+    assert "(empty database; 'ckptstore db upgrade' creates the schema)" in fails("runs", "list", env=env)
+
+
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_cli_on_a_postgresql_store(pg_server, tmp_path):
     url, root = pg_server.new_database(), tmp_path / "files"
