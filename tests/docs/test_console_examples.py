@@ -9,8 +9,9 @@ interleaved). Blocks of any other language (```text, ```sh, ```python) are not r
 figures, a server's start-up line, multi-host examples. A ``$`` line that is neither of the two
 forms fails the test (write such an example as ```text, or make it checkable).
 
-The store: the demo run twice (``ckptstore demo`` in an empty directory, as ``make demo`` does;
-its second call's output is what a documented ``$ ckptstore demo`` is compared with), then
+The store (``docs_store``, in tests/docs/conftest.py): the demo run twice (``ckptstore demo`` in
+an empty directory, as ``make demo`` does; its second call's output is what a documented
+``$ ckptstore demo`` is compared with), then
 ``ckptstore import old-run --run seed-saver`` of a directory written by
 ``tf.compat.v1.train.Saver`` (a scalar ``b`` saved at steps 1000 and 2000). Each file's blocks run
 in order, on a fresh copy of that store: a file may move aliases or delete runs without
