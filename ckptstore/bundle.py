@@ -49,6 +49,8 @@ DTYPES = {
     19: "float16", 22: "uint32", 23: "uint64",
 }
 NUMPY_DTYPES = frozenset(DTYPES.values()) - {"string", "bfloat16"}
+#: How an entry names TensorFlow's ``DT_VARIANT`` (enum 21), e.g. a ``tf.data`` iterator's state.
+_VARIANT = "dtype:21"
 
 
 # --------------------------------------------------------------------------- crc32c
@@ -403,6 +405,8 @@ def check_tensor_crc(entry: BundleEntry, data: bytes | memoryview) -> bool:
     """
     if len(data) != entry.size:
         return False
+    if entry.dtype == _VARIANT:
+        return _variant_crc(entry, bytes(data)) == entry.crc32c
     if entry.dtype != "string":
         return crc32c(data) == entry.crc32c
     buf = bytes(data)
@@ -423,6 +427,37 @@ def check_tensor_crc(entry: BundleEntry, data: bytes | memoryview) -> bool:
         return False
     crc = crc32c(buf[pos:], crc)
     return crc == entry.crc32c
+
+
+def _variant_crc(entry: BundleEntry, buf: bytes) -> int | None:
+    """The crc32c TensorFlow records for a variant tensor (a ``tf.data`` iterator's state), or
+    None when the bytes are not laid out as one: each element is a varint length, the
+    serialized ``VariantTensorDataProto`` and a masked crc32c of everything so far. The
+    checksum covers each length as a fixed 8-byte integer, not its varint (TensorFlow's
+    ``WriteVariantTensor``), and each element's own checksum must match as TensorFlow's reader
+    requires."""
+    n = 1
+    for d in entry.shape:
+        n *= d
+    if n > len(buf):
+        return None
+    crc = 0
+    pos = 0
+    try:
+        for _ in range(n):
+            length, pos = _varint(buf, pos, len(buf), entry.name)
+            if pos + length + 4 > len(buf):
+                return None
+            crc = crc32c(buf[pos : pos + length], crc32c(struct.pack("<Q", length), crc))
+            pos += length
+            (stored,) = struct.unpack_from("<I", buf, pos)
+            if unmask(stored) != crc:
+                return None
+            crc = crc32c(buf[pos : pos + 4], crc)
+            pos += 4
+    except BundleIndexError:
+        return None
+    return crc if pos == len(buf) else None
 
 
 def decode(entry: BundleEntry, data: bytes | memoryview) -> np.ndarray | None:

@@ -74,7 +74,7 @@ def plot_metrics(
     try:
         import matplotlib
     except ImportError:
-        raise CkptstoreError("plot needs matplotlib: pip install 'ckptstore[plot]'") from None
+        raise CkptstoreError("plot needs matplotlib: pip install matplotlib (ckptstore's 'plot' extra)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

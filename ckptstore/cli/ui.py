@@ -30,7 +30,7 @@ def ui(
 
         from ..ui.server import bind, is_loopback, serve, url_of
     except ImportError as exc:
-        fail(f"ckptstore ui needs {exc.name}: pip install 'ckptstore[ui]'")
+        fail(f"ckptstore ui needs {exc.name}: pip install starlette uvicorn (ckptstore's 'ui' extra)")
     store = open_store(ctx, readonly=True)
     sock = bind(host, port)
     url = url_of(sock)

@@ -497,7 +497,7 @@ def _make_client() -> Any:
         import boto3
         from botocore.config import Config
     except ImportError:
-        raise StoreConfigError("an s3:// root needs boto3: pip install 'ckptstore[s3]'") from None
+        raise StoreConfigError("an s3:// root needs boto3: pip install boto3 (ckptstore's 's3' extra)") from None
     attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or 6)
     mode = os.environ.get("AWS_RETRY_MODE") or "standard"
     cfg = Config(

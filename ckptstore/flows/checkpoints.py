@@ -441,7 +441,10 @@ def resolve_variable_name(ref: str, name: str, saved: Mapping[str, Any], readabl
         return by_readable[name]
     import difflib
 
-    close = difflib.get_close_matches(name, sorted({*saved, *by_readable}), n=3)
+    # A TF2 key is a path (model/w/.ATTRIBUTES/VARIABLE_VALUE): a user who asks for its last
+    # part ('w') means it, though difflib finds the two too far apart to suggest it.
+    short = sorted(k.removesuffix(TF2_SUFFIX) for k in saved if k.removesuffix(TF2_SUFFIX).rsplit("/", 1)[-1] == name)
+    close = short[:3] or difflib.get_close_matches(name, sorted({*saved, *by_readable}), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownRefError(f"{ref} has no variable {name!r}{hint}")
 

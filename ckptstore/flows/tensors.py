@@ -201,8 +201,9 @@ def diff(backend: Backend, a: str | Ref | Any, b: str | Ref | Any, *, stats: boo
         found = MP.variables_of(conn, [cka.id, ckb.id])
         readable = MP.readable_names_of(conn, [cka.id, ckb.id])
         rows = MP.tensors(conn, [f.digest for ck in (cka, ckb) for f in ck.files if f.role == "data"])
-    va = {k: VariableInfo(k, dt, sh) for k, dt, sh in found[cka.id]}
-    vb = {k: VariableInfo(k, dt, sh) for k, dt, sh in found[ckb.id]}
+    # each side's variables carry their readable names, as ``vars --json`` lists them
+    va = {k: VariableInfo(k, dt, sh, readable[cka.id].get(k)) for k, dt, sh in found[cka.id]}
+    vb = {k: VariableInfo(k, dt, sh, readable[ckb.id].get(k)) for k, dt, sh in found[ckb.id]}
     names = {**readable[cka.id], **readable[ckb.id]}
     loc_a = tensor_locations(backend, cka, with_extents=stats, rows=rows)
     loc_b = tensor_locations(backend, ckb, with_extents=stats, rows=rows)

@@ -77,7 +77,7 @@ def make_engine(url: Any, *, readonly: bool = False) -> Engine:
     except ModuleNotFoundError as exc:
         raise StoreConfigError(
             f"the driver for {parsed.drivername} is not installed ({exc.name}); "
-            "for PostgreSQL: pip install 'ckptstore[postgres]'"
+            "for PostgreSQL: pip install 'psycopg[binary]' (ckptstore's 'postgres' extra)"
         ) from None
 
 

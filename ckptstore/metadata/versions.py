@@ -87,7 +87,9 @@ def ensure_schema(engine: Engine, *, create: bool = True, upgrade: bool = True) 
             f"(head {HEAD_REVISION}); upgrade ckptstore to open it"
         )
     if rev is None and not create:
-        raise StoreOpenError(f"{where(engine)} is not a ckptstore store (empty database)")
+        raise StoreOpenError(
+            f"{where(engine)} is not a ckptstore store (empty database; 'ckptstore db upgrade' creates the schema)"
+        )
     if rev is not None and not upgrade:
         raise StoreOpenError(
             f"{where(engine)} is at schema revision {rev}; run 'ckptstore db upgrade'"

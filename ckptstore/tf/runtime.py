@@ -13,7 +13,7 @@ def tf() -> Any:
         import tensorflow
     except ImportError as exc:
         raise TensorFlowMissingError(
-            "this operation needs TensorFlow: pip install 'ckptstore[tf-cpu]' (or '[tf]')"
+            "this operation needs TensorFlow: pip install tensorflow-cpu (or tensorflow; ckptstore's 'tf-cpu' / 'tf' extras)"
         ) from exc
     return tensorflow
 

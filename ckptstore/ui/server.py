@@ -6,6 +6,7 @@ print the right URL, and turns "address in use" into one clear error before anyt
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from typing import TYPE_CHECKING
@@ -47,7 +48,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise StoreConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        # The usual cause is a second 'ckptstore ui' on the default port: say how to pick another.
+        hint = "; choose another with --port N (0: any free one)" if exc.errno == errno.EADDRINUSE else ""
+        raise StoreConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
     sock.setblocking(False)
     return sock
 

@@ -470,7 +470,8 @@ def test_plot_writes_a_png(meta, tmp_path):
 @pytest.mark.slow
 def test_plot_without_matplotlib_says_how_to_install_it(meta, tmp_path):
     line = fails("plot", "mlp", "-m", "loss", "-o", str(tmp_path / "x.png"), store=meta, code=NO_MATPLOTLIB)
-    assert "pip install 'ckptstore[plot]'" in line
+    # the package itself: ckptstore is installed from a checkout, not an index
+    assert "pip install matplotlib (ckptstore's 'plot' extra)" in line
 
 
 # --------------------------------------------------------------------------- checkpoints, versions, exports
@@ -796,6 +797,13 @@ def test_progress_bars_on_a_terminal(built, tmp_path, args, label):
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.mark.postgres
+def test_an_empty_postgresql_database_says_how_to_create_the_schema(pg_server, tmp_path):
+    # The README's PostgreSQL steps run 'ckptstore db upgrade' first; a user who skips it is told to.
+    env = {"CKPTSTORE_URI": pg_server.new_database(), "CKPTSTORE_ROOT": str(tmp_path / "files")}
+    assert "(empty database; 'ckptstore db upgrade' creates the schema)" in fails("runs", "list", env=env)
 
 
 @pytest.mark.postgres

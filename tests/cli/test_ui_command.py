@@ -68,7 +68,8 @@ def test_ui_refuses_a_missing_store_and_a_busy_port(tmp_path: Path, sqlite_store
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        assert f"cannot listen on 127.0.0.1:{port}" in fails("ui", "--port", str(port), store=tmp_path / "store")
+        line = fails("ui", "--port", str(port), store=tmp_path / "store")
+        assert f"cannot listen on 127.0.0.1:{port}" in line and line.endswith("choose another with --port N (0: any free one)")
 
 
 def test_a_non_editable_install_serves_the_pages_and_the_chart_library(tmp_path: Path, sqlite_store):

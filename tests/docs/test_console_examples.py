@@ -9,8 +9,9 @@ interleaved). Blocks of any other language (```text, ```sh, ```python) are not r
 figures, a server's start-up line, multi-host examples. A ``$`` line that is neither of the two
 forms fails the test (write such an example as ```text, or make it checkable).
 
-The store: the demo run twice (``ckptstore demo`` in an empty directory, as ``make demo`` does;
-its second call's output is what a documented ``$ ckptstore demo`` is compared with), then
+The store (``docs_store``, in tests/docs/conftest.py): the demo run twice (``ckptstore demo`` in
+an empty directory, as ``make demo`` does; its second call's output is what a documented
+``$ ckptstore demo`` is compared with), then
 ``ckptstore import old-run --run seed-saver`` of a directory written by
 ``tf.compat.v1.train.Saver`` (a scalar ``b`` saved at steps 1000 and 2000). Each file's blocks run
 in order, on a fresh copy of that store: a file may move aliases or delete runs without
@@ -41,41 +42,20 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.skips import require_tensorflow
+from tests.helpers.docs import DOC_FILES, DocsStore, matches, normalise
+from tests.helpers.docs import ckptstore_cli as _ckptstore
 
 pytestmark = pytest.mark.slow  # the store is the demo, run twice (TensorFlow)
 
-ROOT = Path(__file__).resolve().parents[2]
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-DOC_RUNS = ("demo-20261206-101500", "demo-20261206-101506")
-DOC_DIR = "/home/me/project"
 UPDATE = os.environ.get("CKPTSTORE_DOCS_UPDATE") == "1"
 
 BLOCK = re.compile(r"^```console\n(.*?)^```\n", re.S | re.M)
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}:\d{2})?")
-SECONDS = re.compile(r"\(\d+\.\d+ s\)")
-WALL_TIME = re.compile(r'"wall_time": [0-9.e+]+')
-DEMO_NAME = re.compile(r"demo-\d{8}-\d{6}")
-
-SAVER_SCRIPT = """
-import tensorflow as tf
-tf.compat.v1.disable_eager_execution()
-b = tf.compat.v1.get_variable("b", [], initializer=tf.compat.v1.constant_initializer(0.5))
-saver = tf.compat.v1.train.Saver()
-with tf.compat.v1.Session() as sess:
-    sess.run(tf.compat.v1.global_variables_initializer())
-    saver.save(sess, "old-run/model.ckpt", global_step=1000)
-    sess.run(b.assign(1.5))
-    saver.save(sess, "old-run/model.ckpt", global_step=2000)
-"""
 
 
 @dataclass
@@ -92,17 +72,6 @@ class Block:
     commands: list[Command]
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CKPTSTORE_") and k != "COLUMNS"}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0"})
-    return env
-
-
-def _ckptstore(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ckptstore", *args], cwd=cwd, env=_env(), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-
-
 def blocks(path: Path) -> list[Block]:
     """The console blocks of one file, each split into its commands and their documented output."""
     found = []
@@ -117,57 +86,6 @@ def blocks(path: Path) -> list[Block]:
                 commands[-1].expected.append(line)
         found.append(Block(path, match.start(1), match.end(1), commands))
     return found
-
-
-def normalise(lines: list[str]) -> list[str]:
-    return [WALL_TIME.sub('"wall_time": <TIME>', SECONDS.sub("(<SECONDS> s)", TIMESTAMP.sub("<TIME>", line))).rstrip()
-            for line in lines]
-
-
-def matches(expected: list[str], actual: list[str]) -> bool:
-    """Whether ``actual`` is ``expected`` with each ``...`` line standing for any lines."""
-    if not expected:
-        return not actual
-    if expected[0] == "...":
-        return any(matches(expected[1:], actual[i:]) for i in range(len(actual) + 1))
-    return bool(actual) and expected[0] == actual[0] and matches(expected[1:], actual[1:])
-
-
-@dataclass
-class DocsStore:
-    path: Path
-    runs: tuple[str, ...]  # the demo runs, oldest first
-    demo_output: str  # the second demo call's stdout
-
-    def to_real(self, text: str, cwd: Path) -> str:
-        for doc, real in zip(DOC_RUNS, self.runs, strict=True):
-            text = text.replace(doc, real)
-        return text.replace(DOC_DIR, str(cwd))
-
-    def to_doc(self, text: str, cwd: Path) -> str:
-        for doc, real in zip(DOC_RUNS, self.runs, strict=True):
-            text = text.replace(real, doc)
-        return text.replace(str(cwd), DOC_DIR)
-
-
-@pytest.fixture(scope="session")
-def docs_store(tmp_path_factory: pytest.TempPathFactory) -> DocsStore:
-    require_tensorflow()
-    cwd = tmp_path_factory.mktemp("docs-store")
-    outputs = []
-    for _ in range(2):
-        r = subprocess.run([sys.executable, "-m", "ckptstore", "demo"], cwd=cwd, env=_env(), text=True,
-                           capture_output=True, timeout=600)
-        assert r.returncode == 0, r.stderr[-3000:]
-        outputs.append(r.stdout)
-    runs = tuple(sorted(set(DEMO_NAME.findall(outputs[0] + outputs[1]))))
-    assert len(runs) == 2, runs
-    r = subprocess.run([sys.executable, "-c", SAVER_SCRIPT], cwd=cwd, env=_env(), text=True, capture_output=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = _ckptstore(["import", "old-run", "--run", "seed-saver"], cwd)
-    assert r.returncode == 0, r.stdout
-    return DocsStore(cwd, runs, outputs[1])
 
 
 def _run_block_commands(block: Block, store: DocsStore, cwd: Path, last: list[int]) -> list[list[str]]:

@@ -230,3 +230,21 @@ def test_tf1_meta_graph_reused_only_while_the_graph_is_unchanged(new_seed_graph,
     with tf.Graph().as_default() as fresh:
         tf.compat.v1.train.import_meta_graph(str(tmp_path / "m-2.meta"))
         assert fresh.get_operation_by_name("grown") is not None
+
+
+def test_a_diff_lists_variables_under_their_readable_names_as_vars_does(sqlite_store):
+    # ``vars --diff --json`` lists added/removed/value_changed/identical variables as records:
+    # each carries the readable name ``vars --json`` shows for it (it was None in diffs).
+    import tensorflow as tf
+
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")])
+    model.compile(optimizer="sgd", loss="mse")
+    run = sqlite_store.start_run("diffnames")
+    run.save(model, 1)
+    model.get_layer("dense").bias.assign([1.0])
+    run.save(model, 2)
+    diff = sqlite_store.diff_variables("diffnames@1", "diffnames@2")
+    listed = {(v.name, v.readable) for v in sqlite_store.variables("diffnames@2")}
+    assert {(v.name, v.readable) for v in diff.value_changed + diff.identical} == listed
+    assert [v.readable for v in diff.value_changed] == ["model/dense/bias"]

@@ -91,6 +91,8 @@ def test_tf2_checkpoint_round_trip_and_variable_names(store, tiny_model):
     store.restore("tf2@10", tf.train.Checkpoint(model=target))
     np.testing.assert_array_equal(target.w.numpy(), np.full([3, 2], 2.0))
     np.testing.assert_array_equal(store.read_variable("tf2@20", "model/w"), np.full([3, 2], 6.0))
+    with pytest.raises(ckptstore.errors.UnknownRefError, match=r"has no variable 'w'; did you mean model/w\?"):
+        store.read_variable("tf2@20", "w")
 
 
 def test_keras_model_saved_and_restored_directly(sqlite_store):

@@ -100,3 +100,21 @@ def test_import_refuses_a_data_file_that_does_not_match_its_index(store, tmp_pat
     with pytest.raises(ckptstore.errors.NoCheckpointFoundError, match="does not match its index"):
         store.import_checkpoints(src, run="imported")
     assert _store_state(store) == before
+
+
+def test_import_of_a_manager_directory_with_a_data_iterator(store, tmp_path: Path) -> None:  # noqa: ANN001
+    # The directory TensorFlow's checkpoint guide leaves: the tf.data iterator is saved too (a
+    # variant tensor, with a crc32c of its own layout), and restores to the same position.
+    from tests.helpers.skips import require_tensorflow
+
+    tf = require_tensorflow()
+    iterator = iter(tf.data.Dataset.range(10).repeat())
+    ckpt_ = tf.train.Checkpoint(iterator=iterator)
+    manager = tf.train.CheckpointManager(ckpt_, str(tmp_path / "tf_ckpts"), max_to_keep=3)
+    for _ in range(3):
+        next(iterator)
+        manager.save()
+    assert [c.step for c in store.import_checkpoints(tmp_path / "tf_ckpts", run="guide")] == [1, 2, 3]
+    restored = iter(tf.data.Dataset.range(10).repeat())
+    store.restore("guide@latest", tf.train.Checkpoint(iterator=restored))
+    assert int(next(restored)) == 3
