@@ -691,7 +691,7 @@ def test_importing_again_checks_the_files_and_takes_what_is_new(fresh, vanilla_d
     assert "fails its crc32c" in normal.stderr and "sqlalchemy" not in imported(quick.stderr)
     data.write_bytes(good)
     with tf.Graph().as_default() as g:  # a third checkpoint, by vanilla TensorFlow
-        v = tf.compat.v1.get_variable("v", initializer=tf.constant([9.0, 9.0]))
+        tf.compat.v1.get_variable("v", initializer=tf.constant([9.0, 9.0]))
         with tf.compat.v1.Session(graph=g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             tf.compat.v1.train.Saver(max_to_keep=None).save(sess, str(d / "model.ckpt"), global_step=300)
