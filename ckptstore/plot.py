@@ -1,6 +1,6 @@
 """Metric plots: one PNG, SVG or PDF with a panel per metric and a line per run.
 
-matplotlib is an optional extra (``pip install 'ckptstore[plot]'``), imported only here, with
+matplotlib is an optional extra (``plot``: ``pip install matplotlib``), imported only here, with
 the Agg backend so that plotting works without a display.
 """
 

@@ -5,7 +5,7 @@ metric summary, checkpoints with their variables under readable names and their 
 exports and aliases, each linked to the others; every page fits a phone's width.
 
 Facade level: it uses the store's public API only and never imports TensorFlow. Starlette and
-uvicorn come with the ``ui`` extra (``pip install 'ckptstore[ui]'``) and are imported only
+uvicorn come with the ``ui`` extra (``pip install '/path/to/ckptstore[ui]'`` from a checkout) and are imported only
 when the app is built. The charting library (uPlot, MIT) is served from ``static/``: no CDN,
 so it works on machines without internet.
 
