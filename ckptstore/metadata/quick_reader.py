@@ -17,7 +17,7 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ..errors import CkptstoreError
 from ..location import parse_location
@@ -58,46 +58,53 @@ def row_type(names: tuple[str, ...]) -> Any:
     return found
 
 
-class QuickReader:
-    """Read-only access to a SQLite store, one snapshot for the reader's life; the methods are
-    those of :class:`~ckptstore.store.Store` of the same names."""
+class QuickConnection:
+    """What the quick reader and the quick writer share: one ``sqlite3`` connection to a store,
+    and the store named as the store names it in errors. A directory store is named by its
+    resolved path (``engine.store_where``), so its errors (an unknown run, REF or alias) are
+    worded here without paying SQLAlchemy's import for an error line (issue 26: error paths in
+    0.3 s); a store named by URL leaves its errors to the store (``words_errors`` False)."""
 
-    def __init__(self, con: sqlite3.Connection, where: str, *, words_errors: bool = False) -> None:
+    def __init__(self, con: sqlite3.Connection, uri: str | os.PathLike[str] | None) -> None:
         self.con = con
-        con.execute("BEGIN")  # one snapshot for every query of the command
-        self.sql = reads.Sql(self._rows, "?", where)
-        self.words_errors = words_errors
-        self.directory: Path | None = None  # a directory store's, resolved
-
-    @classmethod
-    def open(cls, uri: str | os.PathLike[str] | None) -> QuickReader | None:
-        con = open_current(uri)
-        if con is None:
-            return None
         loc = parse_location(uri)
-        if loc.directory is not None:
-            # Named as the store names a directory store (engine.store_where: its resolved
-            # path), so an unknown run is worded here, without paying SQLAlchemy's import for
-            # an error line (issue 26: error paths in 0.3 s).
-            reader = cls(con, f"the store at {loc.directory.resolve()}", words_errors=True)
-            reader.directory = loc.directory.resolve()
-            return reader
-        return cls(con, f"the store at {uri}")
+        self.directory: Path | None = loc.directory.resolve() if loc.directory is not None else None
+        self.words_errors = self.directory is not None
+        self.where = f"the store at {self.directory if self.directory is not None else uri}"
 
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> QuickReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def named_rows(self, text: str, args: list[Any]) -> Sequence[Any]:
+        """The rows of a statement, each a named tuple of its columns."""
+        cur = self.con.execute(text, args)
+        row = row_type(tuple(d[0] for d in cur.description))
+        return [row._make(r) for r in cur.fetchall()]
+
+
+class QuickReader(QuickConnection):
+    """Read-only access to a SQLite store, one snapshot for the reader's life; the methods are
+    those of :class:`~ckptstore.store.Store` of the same names."""
+
+    def __init__(self, con: sqlite3.Connection, uri: str | os.PathLike[str] | None) -> None:
+        super().__init__(con, uri)
+        con.execute("BEGIN")  # one snapshot for every query of the command
+        self.sql = reads.Sql(self._rows, "?", self.where)
+
+    @classmethod
+    def open(cls, uri: str | os.PathLike[str] | None) -> QuickReader | None:
+        con = open_current(uri)
+        return None if con is None else cls(con, uri)
+
     def _rows(self, text: str, args: list[Any]) -> Sequence[Any]:
         try:
-            cur = self.con.execute(text, args)
-            row = row_type(tuple(d[0] for d in cur.description))
-            return [row._make(r) for r in cur.fetchall()]
+            return self.named_rows(text, args)
         except sqlite3.Error:
             raise Fallback from None
 

@@ -15,30 +15,28 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..constants import HEAD_REVISION
 from ..errors import CkptstoreError
-from ..location import parse_location, sqlite_file_of
+from ..location import sqlite_file_of
 from ..names import check_alias_name, parse_ref
 from ..records import AliasInfo
 from . import alias_writes, reads
-from .quick_reader import Fallback, row_type
+from .quick_reader import Fallback, QuickConnection
 from .sqlite_rw import SQLITE_BUSY_TIMEOUT_S, prepare_writer
 
 
-class QuickWriter:
+class QuickWriter(QuickConnection):
     """One writing connection to a SQLite store at the current schema; each method is one
     transaction, as the :class:`~ckptstore.store.Store` method of the same name."""
 
-    def __init__(self, con: sqlite3.Connection, where: str, *, words_errors: bool) -> None:
-        self.con = con
-        self.sql = reads.Sql(self._rows, "?", where, self._execute, "sqlite")
-        self.words_errors = words_errors
-        self.directory: Path | None = None  # a directory store's, resolved
+    def __init__(self, con: sqlite3.Connection, uri: str | os.PathLike[str] | None) -> None:
+        super().__init__(con, uri)
+        self.sql = reads.Sql(self.named_rows, "?", self.where, self._execute, "sqlite")
 
     @classmethod
     def open(cls, uri: str | os.PathLike[str] | None) -> QuickWriter | None:
@@ -59,28 +57,7 @@ class QuickWriter:
         except sqlite3.Error:
             con.close()
             return None
-        loc = parse_location(uri)
-        if loc.directory is not None:
-            # Named as the store names a directory store (its resolved path), so errors are
-            # worded here; a store named by URL leaves its errors to the store.
-            writer = cls(con, f"the store at {loc.directory.resolve()}", words_errors=True)
-            writer.directory = loc.directory.resolve()
-            return writer
-        return cls(con, f"the store at {uri}", words_errors=False)
-
-    def close(self) -> None:
-        self.con.close()
-
-    def __enter__(self) -> QuickWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _rows(self, text: str, args: list[Any]) -> Sequence[Any]:
-        cur = self.con.execute(text, args)
-        row = row_type(tuple(d[0] for d in cur.description))
-        return [row._make(r) for r in cur.fetchall()]
+        return cls(con, uri)
 
     def _execute(self, text: str, args: list[Any]) -> None:
         self.con.execute(text, args)
