@@ -78,6 +78,7 @@ def table(
     title: str | None = None,
     keep: int = 1,
     wrap: bool = False,
+    asked: int = 0,
 ) -> None:
     """Print rows under column headers, aligned, two spaces apart: one renderer for any number
     of rows, on a terminal or not.
@@ -87,9 +88,11 @@ def table(
     REFs, aliases, variable names) copy and paste whole: when the table is wider than the
     terminal (stdout a terminal, or ``$COLUMNS`` set), whole columns are dropped from the right
     instead, the first ``keep`` always kept, and a note on stderr says which (``--json`` has
-    all); callers put the columns asked for first. With ``wrap``, nothing is dropped: the
-    columns after the first ``keep`` are printed in blocks that fit, one under the other, each
-    block repeating the first ``keep`` columns (as pandas wraps a wide frame).
+    all); callers put the columns asked for first. A column that does not fit is dropped, not
+    the ones after it that still do. The first ``asked`` columns (what the user asked for) are
+    never dropped: when they do not fit on one line they wrap as with ``wrap``. With ``wrap``,
+    nothing is dropped: the columns after the first ``keep`` are printed in blocks that fit, one
+    under the other, each block repeating the first ``keep`` columns (as pandas wraps a wide frame).
     """
     rows = [[printable(c) for c in r] for r in rows]
     title = printable(title) if title else title
@@ -101,23 +104,37 @@ def table(
     limit = terminal_width()
     keep = max(1, min(keep, len(columns)))
     blocks = [list(range(len(columns)))]
+
+    def wrapped(upto: int) -> list[list[int]]:
+        """Columns ``keep..upto`` in blocks that fit, each after the first ``keep``."""
+        out: list[list[int]] = []
+        head = sum(widths[:keep]) + 2 * keep
+        block: list[int] = []
+        for i in range(keep, upto):
+            if block and head + sum(widths[j] + 2 for j in block) + widths[i] > limit:
+                out.append([*range(keep), *block])
+                block = []
+            block.append(i)
+        out.append([*range(keep), *block])
+        return out
+
     if limit is not None and sum(widths) + 2 * (len(columns) - 1) > limit:
-        if wrap:
-            blocks = []
-            head = sum(widths[:keep]) + 2 * keep
-            block: list[int] = []
-            for i in range(keep, len(columns)):
-                if block and head + sum(widths[j] + 2 for j in block) + widths[i] > limit:
-                    blocks.append([*range(keep), *block])
-                    block = []
-                block.append(i)
-            blocks.append([*range(keep), *block])
+        asked = len(columns) if wrap else max(keep, min(asked, len(columns)))
+        if sum(widths[:asked]) + 2 * (asked - 1) > limit:
+            blocks = wrapped(asked)
+            shown = list(range(asked))
         else:
-            fit = len(columns)
-            while fit > keep and sum(widths[:fit]) + 2 * (fit - 1) > limit:
-                fit -= 1
-            blocks = [list(range(fit))]
-            sys.stderr.write(f"(not shown for want of width: {', '.join(c or '?' for c in columns[fit:])})\n")
+            # Every asked-for column, then each other one that still fits, in order.
+            shown = list(range(asked))
+            used = sum(widths[:asked]) + 2 * (asked - 1)
+            for i in range(asked, len(columns)):
+                if used + 2 + widths[i] <= limit:
+                    shown.append(i)
+                    used += 2 + widths[i]
+            blocks = [shown]
+        dropped = [c or "?" for i, c in enumerate(columns) if i not in shown]
+        if dropped:
+            sys.stderr.write(f"(not shown for want of width: {', '.join(dropped)})\n")
 
     def line(cells: Sequence[str], shown: list[int]) -> str:
         parts = [cells[i].rjust(widths[i]) if i in right else cells[i].ljust(widths[i]) for i in shown]

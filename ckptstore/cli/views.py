@@ -67,6 +67,7 @@ def print_runs(found: RunsTable, *, filtered: bool, as_json: bool) -> None:
             for r, v in zip(found.runs, found.values)
         ],
         right=(*(1 + i for i in numeric), n + 2, n + 3),
+        asked=1 + n,  # the name and the value columns; the state columns go first
     )
 
 
@@ -116,13 +117,19 @@ def print_comparison(cmp: RunComparison, *, as_json: bool, transpose: bool = Fal
         found = asked_fields(found, columns)
     elif transpose:
         # What tells the runs apart first: on a narrow terminal the columns on the right go.
+        # Within a group, validation metrics first, as `at` orders them.
         rank = {"differs": 0, "best": 1, "last": 2, "plain": 3, "param": 4}
-        found = sorted(found, key=lambda f: rank[f.group])
+        order = {k: i for i, k in enumerate(metric_order(set(cmp.metrics), None))}
+        found = sorted(found, key=lambda f: (rank[f.group], order.get(f.metric, -1)))
     if transpose:
+        # Asked-for fields (or, by default, the params that differ and each metric's best) are
+        # never dropped at any width: they wrap; the other columns go when they do not fit.
+        asked = len(found) if columns is not None else sum(f.group in ("differs", "best") for f in found)
         table(
             ["run", *(f.name for f in found)],
             [[run, *(f.cells[i] for f in found)] for i, run in enumerate(cmp.runs)],
             right=[1 + i for i, f in enumerate(found) if f.numeric],
+            asked=1 + asked,
         )
     else:
         rows = [["*" if f.group == "differs" else "", f.label, *f.cells] for f in found]
@@ -145,6 +152,11 @@ class CompareField:
     group: str  # plain, param, differs (a param whose values differ), last, best
     numeric: bool = True
     mode: str = ""  # a metric's best: min or max
+    metric: str = ""  # a metric's field: the metric's name
+
+
+#: Metrics that count (the epoch ``keras.StoreCallback`` logs): never "best".
+COUNTERS = frozenset({"epoch"})
 
 
 def comparison_fields(cmp: RunComparison) -> list[CompareField]:
@@ -166,7 +178,8 @@ def comparison_fields(cmp: RunComparison) -> list[CompareField]:
     for k, per_run in cmp.metrics.items():
         # Every run's summary of one metric has the same mode: it comes from the name.
         mode = next(iter(per_run.values())).mode
-        for what in ("last", "best"):
+        # A count the loop logs (Keras's epoch) has a last value but no best worth showing.
+        for what in ("last",) if k in COUNTERS else ("last", "best"):
             cells = []
             for n in cmp.runs:
                 m = per_run.get(n)
@@ -177,7 +190,7 @@ def comparison_fields(cmp: RunComparison) -> list[CompareField]:
                 else:
                     cells.append("-" if m.best is None else f"{number(m.best)} @{m.best_step}")
             label = f"metrics.{k}.{what}" + (f" ({mode})" if what == "best" else "")
-            out.append(CompareField(field_label(Field("metric", k, what)), label, cells, what, mode=mode))
+            out.append(CompareField(field_label(Field("metric", k, what)), label, cells, what, mode=mode, metric=k))
     return out
 
 
@@ -269,6 +282,8 @@ def print_at(
             for r in rows
         ],
         right=[1, 2, *(3 + i for i in numeric), *range(3 + n, 3 + n + len(keys))],
+        # The values at the step are what `at` is for: at any width they wrap, none is dropped.
+        wrap=True,
     )
 
 

@@ -106,8 +106,8 @@ def test_runs_compare_transposed_fits_at_80_columns_asked_fields_first(grid, env
     assert r.returncode == 0, r.stderr
     rows = _table(r.stdout)
     # A row per run; what tells them apart first (the params that differ, the metrics' best),
-    # and at 80 columns the rest named as dropped.
-    assert rows[0][:4] == ["run", "params.lr", "params.width", "metrics.loss.best"]
+    # never dropped (they wrap), and at 80 columns the rest named as dropped.
+    assert rows[0][:4] == ["run", "params.lr", "params.width", "metrics.val_accuracy.best"]  # validation first
     assert [row[:3] for row in rows[1:5]] == [["lr-0", "0.1", "32"], ["lr-1", "0.01", "32"], ["lr-2", "0.001", "64"],
                                               ["lr-3", "0.0001", "64"]]
     assert all(len(line) <= 80 for line in r.stdout.splitlines())
