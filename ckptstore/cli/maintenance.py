@@ -150,6 +150,9 @@ def _nothing_new(reader: "QuickReader", directory: str, run: str) -> list[Checkp
 
 
 def _import(ctx: typer.Context, directory: str, run: str) -> list[CheckpointInfo]:
+    from ..flows.import_plan import plan_import
+
+    plan_import(directory, run)  # a directory with nothing to import creates no store either
     store = open_store(ctx, create=True)
     with progress("importing") as bar:
         return store.import_checkpoints(directory, run=run, progress=bar)

@@ -12,7 +12,7 @@ import typer
 from ..constants import INT_MAX
 from .app import JsonOpt, command, open_store, read
 from .complete import complete_runs
-from .views import at_rows, print_at, print_steps
+from .views import at_rows, metric_notes, print_at, print_steps
 
 
 def check_step(value: int | None) -> int | None:
@@ -39,7 +39,9 @@ def steps(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's metrics, step by step."""
-    rows = read(ctx, lambda r: r.steps(run, start=start, stop=stop, keys=metric))
+    rows, known = read(ctx, lambda r: (r.steps(run, start=start, stop=stop, keys=metric), r.metric_keys(run) if metric else []))
+    for note in metric_notes([m for m in dict.fromkeys(metric or ()) if m not in known], known, f"in run {run}"):
+        sys.stderr.write(f"note: {note}\n")
     print_steps(run, rows, filtered=start is not None or stop is not None or bool(metric), as_json=as_json)
 
 

@@ -105,8 +105,8 @@ def table(
     keep = max(1, min(keep, len(columns)))
     blocks = [list(range(len(columns)))]
 
-    def wrapped(upto: int) -> list[list[int]]:
-        """Columns ``keep..upto`` in blocks that fit, each after the first ``keep``."""
+    def wrapped(upto: int, limit: int) -> list[list[int]]:
+        """Columns ``keep..upto`` in blocks that fit ``limit``, each after the first ``keep``."""
         out: list[list[int]] = []
         head = sum(widths[:keep]) + 2 * keep
         block: list[int] = []
@@ -121,7 +121,7 @@ def table(
     if limit is not None and sum(widths) + 2 * (len(columns) - 1) > limit:
         asked = len(columns) if wrap else max(keep, min(asked, len(columns)))
         if sum(widths[:asked]) + 2 * (asked - 1) > limit:
-            blocks = wrapped(asked)
+            blocks = wrapped(asked, limit)
             shown = list(range(asked))
         else:
             # Every asked-for column, then each other one that still fits, in order.

@@ -6,7 +6,7 @@ here.
 import fnmatch
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -322,6 +322,12 @@ def at_rows(
     rows = store.at_step(step, nearest=nearest, keys=keys)
     if run is not None:
         rows = [r for r in rows if fnmatch.fnmatchcase(r.run, run)]
+    missing = [m for m in dict.fromkeys(metric or ()) if not any(m in r.metrics for r in rows)]
+    extra: list[str] = []
+    if missing:
+        # Only when one is missing: the names there are at that step, for a did-you-mean.
+        there = {k for r in store.at_step(step, nearest=nearest, keys=None) for k in r.metrics}
+        extra = metric_notes(missing, there, f"at step {step}")
     rows.sort(key=lambda r: r.run)  # by name, as people look a run up (the store gives creation order)
     if table is not None:
         rows = sort_at(rows, table, order)
@@ -331,7 +337,20 @@ def at_rows(
     params: dict[str, dict[str, object]] = {}
     if param and rows:
         params = {r.name: r.params for r in store.runs(name=run)}
-    return rows, params, table.notes if table is not None else []
+    return rows, params, [*(table.notes if table is not None else []), *extra]
+
+
+def metric_notes(missing: Sequence[str], known: Iterable[str], where: str) -> list[str]:
+    """A note for each asked metric that is not there, with the closest name that is: a
+    misspelt ``-m val_acuracy`` otherwise prints nothing for it and says nothing."""
+    import difflib
+
+    names = sorted(set(known))
+    notes = []
+    for m in missing:
+        close = difflib.get_close_matches(m, names, n=1)
+        notes.append(f"no metric {m!r} {where}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return notes
 
 
 #: A plain sort field's value in a run's record (the words of the search language).

@@ -101,3 +101,15 @@ def test_at_sort_mistakes_are_worded_as_runs_list_sort(sweep, quick):
     r = cli("at", "10", "--sort", "metrics.los", store=sweep, env=env)
     assert r.returncode == 0 and "note: no run has a metric 'los' (did you mean metrics.loss.last?)" in r.stderr
     assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize("quick", ["1", "0"])
+def test_a_misspelt_metric_is_named_with_the_closest(runs, quick):
+    env = {"CKPTSTORE_QUICK": quick}
+    r = cli("at", "5", "-m", "val_acuracy", "-m", "loss", store=runs, env=env)
+    assert r.returncode == 0 and "note: no metric 'val_acuracy' at step 5 (did you mean val_accuracy?)" in r.stderr
+    assert r.stdout.splitlines()[0].split() == ["run", "step", "checkpoint", "loss"]
+    r = cli("steps", "a-run", "-m", "val_acuracy", store=runs, env=env)
+    assert r.returncode == 0
+    assert r.stderr.strip() == "note: no metric 'val_acuracy' in run a-run (did you mean val_accuracy?)"
+    assert cli("steps", "a-run", "-m", "loss", store=runs, env=env).stderr == ""

@@ -704,6 +704,9 @@ def test_importing_again_checks_the_files_and_takes_what_is_new(fresh, vanilla_d
 def test_import_errors(meta_copy, tmp_path):
     (tmp_path / "empty").mkdir()
     assert "no TensorFlow checkpoint" in fails("import", str(tmp_path / "empty"), "--run", "x", store=meta_copy)
+    # Refused before a store is created: none appears where there was none.
+    assert "is not a directory" in fails("import", str(tmp_path / "nope"), "--run", "x", store=tmp_path / "new-store")
+    assert not (tmp_path / "new-store").exists()
     assert "is not a directory" in fails("import", str(tmp_path / "nope"), "--run", "x", store=meta_copy)
     assert "must not contain '/'" in fails("import", str(tmp_path / "empty"), "--run", "a/b", store=meta_copy)
 
