@@ -15,8 +15,9 @@ dependency; it lives in its own virtual environment.
 Targets: ckptstore runs list <= 0.3 s wall (issue 5); every metadata command (runs
 list/show/compare, steps, at, checkpoints, vars, aliases, exports) <= 0.3 s and <= 2 x
 ``python -c pass`` + 0.15 s (issue 17); every command that does not need TensorFlow <= 0.3 s
-(issue 26: writes such as alias/unalias and runs delete, error paths, verify/gc with nothing to
-do, db, du, root show, import of nothing new: ``OTHER_COMMANDS``, ``--no-others`` skips them);
+(issue 26: writes such as alias/unalias and runs delete, error paths (restore, vars --diff,
+tensorboard and plot of what does not exist too), verify/gc with nothing to do, db, du, root
+show, import of nothing new: ``OTHER_COMMANDS``, ``--no-others`` skips them);
 ``runs list --where ... --sort ...`` on 10,000 runs printed beside them (``--search-runs 0``
 skips building that store).
 """
@@ -77,8 +78,13 @@ OTHER_COMMANDS: list[tuple[list[str], int, list[str] | None]] = [
     (["steps", "run-0001", "--start", "x"], 2, None),
     (["verify"], 0, None),
     (["gc"], 0, None),
+    (["restore", "nope@1", "--to", "{work}/never"], 1, None),
+    (["vars", "run-0000@20", "--diff", "nope@1"], 1, None),
+    (["tensorboard", "nope*", "--logdir", "{work}/tb"], 1, None),
+    (["plot", "nope", "-m", "loss", "-o", "{work}/never.png"], 1, None),
     (["db", "current"], 0, None),
     (["db", "history"], 0, None),
+    (["db", "upgrade"], 0, None),
     (["du"], 0, None),
     (["root", "show"], 0, None),
     (["import", "{imported}", "--run", "imported"], 0, None),
@@ -328,10 +334,10 @@ def main() -> None:
             tf_dir = imported_directory(work / "tf-checkpoints")
             subprocess.run([*cli, "import", str(tf_dir), "--run", "imported"], env=env, check=True, capture_output=True)
             for cmd, status, setup in OTHER_COMMANDS:
-                cmd = [c.replace("{imported}", str(tf_dir)) for c in cmd]
+                cmd = [c.replace("{imported}", str(tf_dir)).replace("{work}", str(work)) for c in cmd]
                 prep = None if setup is None else [sys.executable, *setup[1:]] if setup[0] == "python" else [*cli, *setup]
                 med, cpu, lines = time_command([*cli, *cmd], env, args.repeat, status=status, setup=prep)
-                results.append((" ".join(["ckptstore", *cmd]).replace(str(tf_dir), "DIR") + ("" if not status else f"  [exit {status}]"), med, cpu, lines))
+                results.append((" ".join(["ckptstore", *cmd]).replace(str(tf_dir), "DIR").replace(str(work), "WORK") + ("" if not status else f"  [exit {status}]"), med, cpu, lines))
         n_timed = len(results)
         med, cpu, lines = time_command([sys.executable, "-c", "pass"], env, args.repeat)
         start_up = med

@@ -20,3 +20,6 @@ RUN_STATES = RUN_STATUSES + ("crashed",)
 
 #: Steps and ids are BIGINT columns; a larger number fails in the driver, so it is refused first.
 INT_MAX = 2**63 - 1
+
+#: How a restore writes its files: private copies, or hard links to the stored objects.
+LINK_MODES = ("copy", "hard")

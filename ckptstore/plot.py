@@ -16,7 +16,7 @@ from .errors import CkptstoreError
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["plot_metrics"]
+__all__ = ["check_options", "plot_metrics"]
 
 #: The formats ``plot_metrics`` writes, by file suffix.
 FORMATS = ("png", "svg", "pdf")
@@ -30,6 +30,19 @@ def _smoothed(values: Sequence[float], weight: float) -> list[float]:
         last = last * weight + (1 - weight) * v
         out.append(last / (1 - weight**n))
     return out
+
+
+def check_options(runs: Sequence[str], metrics: Sequence[str], path: str | os.PathLike[str], smooth: float) -> str:
+    """The format ``path`` names, after the checks :func:`plot_metrics` makes before any work
+    (the CLI makes them before it looks the runs up, so that errors come in the same order)."""
+    if not runs or not metrics:
+        raise CkptstoreError("plot needs at least one run and one metric")
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise CkptstoreError(f"cannot tell the format of {str(path)!r}: name a .png, .svg or .pdf file")
+    if not (isinstance(smooth, (int, float)) and 0 <= smooth < 1):
+        raise CkptstoreError(f"smooth must be from 0 to below 1, got {smooth!r}")
+    return fmt
 
 
 def plot_metrics(
@@ -54,13 +67,7 @@ def plot_metrics(
 
     >>> plot_metrics(store, ["mlp-a", "mlp-b"], ["loss"], "loss.png")   # doctest: +SKIP
     """
-    if not runs or not metrics:
-        raise CkptstoreError("plot needs at least one run and one metric")
-    fmt = Path(path).suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise CkptstoreError(f"cannot tell the format of {str(path)!r}: name a .png, .svg or .pdf file")
-    if not (isinstance(smooth, (int, float)) and 0 <= smooth < 1):
-        raise CkptstoreError(f"smooth must be from 0 to below 1, got {smooth!r}")
+    fmt = check_options(runs, metrics, path, smooth)
     series = {run: store.steps(run, keys=metrics) for run in runs}  # unknown runs fail here
     ckpt_steps = {run: {ck.step for ck in store.checkpoints(run)} for run in runs}
     present = {k for rows in series.values() for r in rows for k in r.metrics}

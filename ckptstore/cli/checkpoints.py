@@ -5,7 +5,8 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, command, open_store, read
+from ..constants import LINK_MODES
+from .app import JsonOpt, check_first, command, open_store, read
 from .complete import complete_refs, complete_runs
 from .diffview import show_diff
 from .output import progress
@@ -48,11 +49,12 @@ def vars_(
         return
     # A diff by value may record the digests of checkpoints saved before tensor-level storage,
     # and --stats reads tensors: the library's job.
+    check_first(ctx, lambda r: (r.variables(ref), r.variables(diff)))
     store = open_store(ctx, readonly=True)
     show_diff(store.diff_variables(ref, diff, stats=stats), ref, diff, stats=stats, as_json=as_json)
 
 
-@command()
+@command(quick=True)
 def restore(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="A checkpoint REF.", autocompletion=complete_refs)],
@@ -74,6 +76,8 @@ def restore(
     All or nothing: files are written into a temporary directory beside DIR and moved into
     place at the end; existing files are never replaced without --force.
     """
+    if link in LINK_MODES:  # a bad --link is refused first, by the library, as always
+        check_first(ctx, lambda r: r.variables(ref))
     store = open_store(ctx, readonly=True)
     with progress("restoring") as bar:
         prefix = store.materialize(ref, to, link=link, force=force, progress=bar)

@@ -83,9 +83,12 @@ def db_history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     )
 
 
-@command(db_app, "upgrade")
+@command(db_app, "upgrade", quick=True)
 def db_upgrade(ctx: typer.Context) -> None:
     """Create the schema, or upgrade it to this ckptstore's head (SQLite: a backup is made first)."""
+    if _quick_revision(ctx) == HEAD_REVISION:  # nothing to do: said without importing Alembic
+        typer.echo(f"already at {HEAD_REVISION} (head)")
+        return
     store = open_store(ctx, create=True, check_schema=False)
     before = store.revision
     after = _versions().ensure_schema(store.engine, create=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..constants import INT_MAX
-from .app import JsonOpt, command, open_store, read
+from .app import JsonOpt, check_first, command, open_store, read
 from .complete import complete_runs
 from .views import at_rows, metric_notes, print_at, print_steps
 
@@ -79,7 +79,7 @@ def at(
              metric=metric)
 
 
-@command()
+@command(quick=True)
 def plot(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="One or more runs (or globs, e.g. 'lr-*').", autocompletion=complete_runs)],
@@ -98,8 +98,10 @@ def plot(
     ] = 0.0,
 ) -> None:
     """Plot metrics against step for one or more runs into a PNG, SVG or PDF (needs matplotlib)."""
-    from ..plot import plot_metrics
+    from ..plot import check_options, plot_metrics
 
+    check_options(runs, metric, output, smooth)
+    check_first(ctx, lambda r: [r.get_run(name) for name in r.expand_runs(runs)])
     store = open_store(ctx, readonly=True)
     path = plot_metrics(store, store.expand_runs(runs), metric, output, log_y=log_y, smooth=smooth)
     typer.echo(f"wrote {path}")

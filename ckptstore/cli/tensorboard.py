@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import command, open_store
+from .app import check_first, command, open_store
 
 
-@command(name="tensorboard")
+@command(name="tensorboard", quick=True)
 def tensorboard(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to export (or globs, e.g. 'lr-*').")],
@@ -33,6 +33,7 @@ def tensorboard(
         raise typer.BadParameter("only with --follow", param_hint="--interval")
     if interval is not None and not interval > 0:  # not: NaN too
         raise typer.BadParameter(f"{interval} is not a number of seconds above 0.", param_hint="--interval")
+    check_first(ctx, lambda r: [r.get_run(name) for name in r.expand_runs(runs)])
     store = open_store(ctx, readonly=True)
     if not follow:
         for path in write_event_files(store, runs, logdir, keys=metric, force=force):

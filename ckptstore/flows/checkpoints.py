@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..bundle import NUMPY_DTYPES, crc32c, decode_array
+from ..constants import LINK_MODES
 from ..errors import (
     CkptstoreError,
     ConflictError,
@@ -68,7 +69,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 Progress = Callable[[int, int], None] | None
-LINK_MODES = ("copy", "hard")
+
 
 
 # --------------------------------------------------------------------------- save

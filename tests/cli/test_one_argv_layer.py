@@ -98,6 +98,15 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["db", "current", "--json"], 0, Q),
     (["db", "history"], 0, Q),
     (["db", "history", "--json"], 0, Q),
+    (["db", "upgrade"], 0, Q),  # nothing to do: said without Alembic
+    # Errors of commands that then open the store: the quick reader checks what they name first.
+    (["restore", "nope@1", "--to", "r"], 1, Q),
+    (["restore", "mlp@latest", "--to", "r", "--link", "bogus"], 1, Q),  # --link first, as the library checks
+    (["vars", "mlp@1", "--diff", "nope@1"], 1, Q),
+    (["plot", "nope", "-m", "loss", "-o", "x.png"], 1, Q),
+    (["plot", "nope", "-m", "loss", "-o", "x.txt"], 1, Q),  # the format first, as the library checks
+    (["tensorboard", "nope*", "--logdir", "tb"], 1, Q),
+    (["tensorboard", "nope", "--logdir", "tb", "--interval", "1"], 2, T),
     (["--bogus"], 2, T_EARLY),
     (["--version"], 0, T_EARLY),
     (["--store", "not-a-store-here", "runs", "list"], 1, Q),  # instead of the test's --store
