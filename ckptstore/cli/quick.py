@@ -142,6 +142,8 @@ def _values(function: Callable[..., Any], command: Any, given: dict[str, Any], p
                 raise Declined  # a missing argument: Typer words it
         else:
             text = given.get(param.name)
+            if text in (None, []) and param.required:
+                raise Declined  # a missing required option (restore --to, import --run): Typer words it
         if text is None or text == []:
             value = signature.parameters[param.name].default
             value = None if value is inspect.Parameter.empty else value

@@ -101,6 +101,8 @@ TABLE: list[tuple[list[str], int, bool | None]] = [
     (["db", "upgrade"], 0, Q),  # nothing to do: said without Alembic
     # Errors of commands that then open the store: the quick reader checks what they name first.
     (["restore", "nope@1", "--to", "r"], 1, Q),
+    (["restore", "mlp@1"], 2, T),  # a required option missing
+    (["import", "somewhere"], 2, T),
     (["restore", "mlp@latest", "--to", "r", "--link", "bogus"], 1, Q),  # --link first, as the library checks
     (["vars", "mlp@1", "--diff", "nope@1"], 1, Q),
     (["plot", "nope", "-m", "loss", "-o", "x.png"], 1, Q),
