@@ -12,6 +12,7 @@ from this server, a second line of defence should that ever slip.
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,8 +101,36 @@ def _page(file: str) -> Callable[[Request], Any]:
     return page
 
 
+# The page a browser gets for an unknown address: laid out for a phone like the others (without
+# the viewport line chromium draws a 980 px page and shrinks it), with the way back to the app.
+NOT_FOUND_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Not found · ckptstore</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/style.css">
+</head>
+<body>
+<header><span class="brand">ckptstore</span><nav><a href="/">Runs</a><a href="/exports">Exports</a><a href="/aliases">Aliases</a></nav><span class="muted">read-only</span></header>
+<main id="main">
+<h1>Not found</h1>
+<p class="error" id="not-found">{message}</p>
+</main>
+</body>
+</html>
+"""
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return json_response({"error": f"no such page or endpoint: {request.url.path}"}, 404)
+    message = f"no such page or endpoint: {request.url.path}"
+    # A browser opening a page gets a page; the API and anything else (scripts, curl) get JSON.
+    path = request.url.path
+    wants_page = "text/html" in request.headers.get("accept", "") and not path.startswith(("/api/", "/static/"))
+    if wants_page:
+        return HTMLResponse(NOT_FOUND_PAGE.format(message=html.escape(message)), 404)
+    return json_response({"error": message}, 404)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

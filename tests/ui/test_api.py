@@ -236,6 +236,18 @@ def test_pages_and_static_files_are_served_with_a_strict_policy(client):
     assert "mnist" not in client.get("/").text
 
 
+def test_an_unknown_page_is_html_for_a_browser_and_json_for_the_rest(client):
+    html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    r = client.get("/no/<b>page</b>", headers=html)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert '<meta name="viewport"' in r.text and "<b>" not in r.text and "&lt;b&gt;page" in r.text
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    # The API and static files answer JSON even to a browser; anything else without text/html.
+    for path, headers in (("/api/nope", html), ("/static/nope.js", html), ("/nope", {})):
+        r = client.get(path, headers=headers)
+        assert r.status_code == 404 and r.json() == {"error": f"no such page or endpoint: {path}"}, path
+
+
 def raw_get(url: str, target: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
     """Send ``GET target`` exactly as written (no client normalises the path); (status, body)."""
     hostport = url.split("//")[1]

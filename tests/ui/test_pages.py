@@ -72,7 +72,58 @@ def test_checkpoint_variables_have_readable_names_grouped_by_layer(page, keras_s
     page.select_option("#diff-pick", "best")
     page.click("#diff-form button")
     expect(page.locator(".diff-summary")).to_have_count(1)
-    assert "model/hidden/kernel" in page.locator("#diff").inner_text()
+    assert page.locator('#diff tr[data-name="model/hidden/kernel"]').count() >= 1
+    assert page.problems == []
+
+
+def test_the_diff_shows_the_variables_tables_names_grouped_by_layer(page, keras_served):
+    """Issue 26: the diff lists ``model/hidden`` > ``kernel · adam/momentum`` as the variables
+    table does, not the raw paths; the checkpoint file's key is the tooltip."""
+    from playwright.sync_api import expect
+
+    other = grid_run_name(*GRID[0])  # 8 units wide, RUN 32: every hidden weight changed shape
+    page.goto(keras_served.url + f"/checkpoint?ref={RUN}%40latest&diff={other}%40latest")
+    section = page.locator('.diff-kind[data-kind="dtype/shape changed"]')
+    expect(section).to_have_count(1)
+    assert "model/hidden" in section.locator("tr.group").all_text_contents()
+    # Names as in the table above: the layer a heading, the weight, its slots beside it.
+    names = section.locator("td.var-name").all_text_contents()
+    assert "kernel" in names and any(n.startswith("kernel · ") and n.endswith("/momentum") for n in names)
+    assert not any(n.startswith("model/") for n in names)
+    kernel = section.locator('tr[data-name="model/hidden/kernel"] td.var-name')
+    assert kernel.get_attribute("title").endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+    assert ".ATTRIBUTES" not in page.locator("#diff").inner_text()
+    # A section with slots but not their weight still groups them under the weight's layer.
+    for row in page.locator("#diff tr[data-name]").all():
+        assert not row.locator("td.var-name").text_content().startswith(("adam", "momentum", "velocity"))
+    assert page.problems == []
+
+
+def test_links_lead_to_the_export_itself_and_say_none_when_there_is_none(page, keras_served, keras_store):
+    """Issue 26: an alias on an export links that export's row; a checkpoint's "exports" row
+    lists its own exports (links), or says "none"."""
+    from playwright.sync_api import expect
+
+    import ckptstore
+
+    with ckptstore.open_store(str(keras_store), readonly=True) as store:
+        export = store.exports(RUN)[0]
+    page.goto(keras_served.url + "/aliases")
+    prod = page.locator('.alias[data-alias="prod"]')
+    expect(prod).to_have_count(1)
+    # The target and the history's "to" column, both links to the export's row.
+    assert prod.locator("a.export-link").count() == 2
+    prod.locator("a.export-link").first.click()
+    expect(page.locator("#exports-table tr.target")).to_have_attribute("data-ref", export.ref)
+    # The checkpoint the export was frozen from lists it; another says none.
+    page.goto(keras_served.url + f"/checkpoint?ref={RUN}%40{export.step}")
+    expect(page.locator("#checkpoint-exports a.export-link")).to_have_text([export.ref])
+    page.locator("#checkpoint-exports a.export-link").click()
+    expect(page.locator("#exports-title")).to_have_text(f"Exports of {RUN}")
+    expect(page.locator("#exports-table tr.target")).to_have_attribute("data-ref", export.ref)
+    page.goto(keras_served.url + f"/checkpoint?ref={grid_run_name(*GRID[0])}%40latest")
+    expect(page.locator("#checkpoint-exports")).to_have_text("none")
+    assert page.locator("#checkpoint-exports a").count() == 0
     assert page.problems == []
 
 
@@ -122,8 +173,35 @@ def test_no_page_scrolls_sideways_on_a_phone(phone, keras_served, tmp_path, name
     width = phone.evaluate("document.scrollingElement.scrollWidth")
     inner = phone.evaluate("window.innerWidth")
     assert inner == 390 and width <= inner, f"{name}: the page is {width} px wide on a {inner} px screen"
+    # Nothing is cut mid-word to fit instead (issue 26): numbers, names in the exports table and
+    # field labels keep to one line; a table too wide scrolls in its own box.
+    for selector in ("#runs-table td.num", "table.grid td.num", "#exports-table td", "table.fields th"):
+        cut = phone.evaluate(f"[...document.querySelectorAll({selector!r})].filter((e) => {LINES_JS}(e) > 1"
+                             " || e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent)")
+        assert cut == [], f"{name}: {selector} broken or clipped: {cut}"
     if name in ("runs-charted", "checkpoint"):
         shoot(phone, tmp_path, f"phone-{name}")
     assert phone.problems == []
+
+
+# The most lines any one piece of an element's text takes (a text broken across lines has a box
+# on each).
+LINES_JS = ("((e) => { const w = document.createTreeWalker(e, NodeFilter.SHOW_TEXT); let most = 0;"
+            " for (let t = w.nextNode(); t; t = w.nextNode()) { const r = document.createRange(); r.selectNodeContents(t);"
+            " most = Math.max(most, new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size); }"
+            " return most; })")
+
+
+def test_an_unknown_address_is_a_page_laid_out_for_a_phone(phone, keras_served):
+    """Issue 26: a browser gets an HTML 404 page with the viewport line (chromium drew the JSON
+    answer 980 px wide); the API's 404s stay JSON."""
+    response = phone.goto(keras_served.url + "/no/such/page?x=%3Cb%3E")
+    assert response.status == 404 and response.headers["content-type"].startswith("text/html")
+    assert phone.locator('meta[name="viewport"]').count() == 1
+    assert phone.locator("#not-found").text_content() == "no such page or endpoint: /no/such/page"
+    assert phone.evaluate("window.innerWidth") == 390
+    assert phone.evaluate("document.scrollingElement.scrollWidth") <= 390
+    assert phone.locator("header nav a").count() == 3
+    assert [p for p in phone.problems if "404" not in p] == []
 
 

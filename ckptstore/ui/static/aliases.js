@@ -1,12 +1,12 @@
 // The aliases page: every alias, what it points at, and its history.
 
-import { api, checkpointHref, el, exportsHref, link, param, showError, table, when } from "./common.js";
+import { api, checkpointHref, el, exportHref, link, param, showError, table, when } from "./common.js";
 
 const content = document.getElementById("content");
 
 function target(kind, text) {
   if (!text) return "-";
-  return kind === "export" || text.startsWith("export:") ? link(exportsHref(), text, "export-link") : link(checkpointHref(text), text);
+  return kind === "export" || text.startsWith("export:") ? link(exportHref(text), text, "export-link") : link(checkpointHref(text), text);
 }
 
 try {

@@ -3,7 +3,7 @@
 // and any kind a later version adds) becomes a section, each number a line, so new kinds of
 // change show up without a change here.
 
-import { aliasLinks, api, brief, el, exportsHref, fields, link, param, runHref, scroller, shape, showError, size, table, when } from "./common.js";
+import { aliasLinks, api, brief, el, exportHref, fields, link, param, runHref, scroller, shape, showError, size, table, when } from "./common.js";
 
 const content = document.getElementById("content");
 const ref = param("ref");
@@ -13,15 +13,19 @@ const STATUSES = ["identical", "value changed", "added", "removed", "dtype/shape
 
 const TF2_SUFFIX = /\/\.ATTRIBUTES\/VARIABLE_VALUE$/;
 
+// Without a recorded name (not saved from a Keras model), the key without TF2's suffix, a
+// name the CLI takes too ("model/a" for "model/a/.ATTRIBUTES/VARIABLE_VALUE").
+const shownName = (v) => v.readable || v.name.replace(TF2_SUFFIX, "");
+
 // The variables under the names people know them by (recorded at save: "model/hidden/kernel",
 // as "vars" prints them), grouped by layer: a weight under its layer, an optimizer slot
 // ("model/hidden/kernel/adam/momentum") under its weight's layer, next to the weight. The key
 // in the checkpoint file stays at hand as the row's tooltip.
-export function groupVariables(variables) {
-  // Without a recorded name (not saved from a Keras model), the key without TF2's suffix, a
-  // name the CLI takes too ("model/a" for "model/a/.ATTRIBUTES/VARIABLE_VALUE").
-  const named = variables.map((v) => ({ ...v, shown: v.readable || v.name.replace(TF2_SUFFIX, "") }));
-  const weights = new Set(named.map((v) => v.shown));
+// ``others``: more names a variable may be a slot of (a diff's section lists only some of the
+// checkpoint's variables, a changed slot without its unchanged weight).
+export function groupVariables(variables, others = []) {
+  const named = variables.map((v) => ({ ...v, shown: shownName(v) }));
+  const weights = new Set([...named.map((v) => v.shown), ...others]);
   const groups = new Map();
   for (const v of named) {
     const parts = v.shown.split("/");
@@ -43,25 +47,36 @@ export function groupVariables(variables) {
   return [...groups.entries()].sort(([a], [b]) => a.localeCompare(b));
 }
 
-function variablesTable(variables) {
+// Variables grouped by layer as rows of a table: a heading row per layer, then per variable its
+// readable name (weight, and slot in grey) and the cells ``cells(v)`` gives; the key in the
+// checkpoint file is the name's tooltip.
+function groupedRows(variables, width, cells, others = []) {
   const body = el("tbody");
-  const groups = groupVariables(variables);
+  const groups = groupVariables(variables, others);
   for (const [layer, rows] of groups) {
     // Variables all at the top (a tf.Module's "a", "b"): no heading to say so.
-    const head = el("tr", { className: "group" }, el("th", { colSpan: 3, text: layer || "(top level)" }));
+    const head = el("tr", { className: "group" }, el("th", { colSpan: width, text: layer || "(top level)" }));
     head.dataset.layer = layer;
     if (groups.length > 1 || layer) body.append(head);
     for (const v of rows) {
       const [weight, slot] = v.label;
       const cell = el("td", { className: "var-name", title: v.name }, weight, slot ? el("span", { className: "slot", text: ` · ${slot}` }) : null);
-      const tr = el("tr", {}, cell, el("td", { text: v.dtype }), el("td", { text: shape(v.shape) }));
+      const tr = el("tr", {}, cell, ...cells(v).map((c) => el("td", {}, c)));
       tr.dataset.name = v.shown;
       tr.dataset.key = v.name;
       body.append(tr);
     }
   }
-  const head = el("thead", {}, el("tr", {}, ...["name", "dtype", "shape"].map((c) => el("th", { text: c }))));
-  return scroller(el("table", { className: "grid variables", id: "variables" }, head, body));
+  return body;
+}
+
+function gridOf(columns, body, props) {
+  const head = el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { text: c }))));
+  return scroller(el("table", { className: "grid variables", ...props }, head, body));
+}
+
+function variablesTable(variables) {
+  return gridOf(["name", "dtype", "shape"], groupedRows(variables, 3, (v) => [v.dtype, shape(v.shape)]), { id: "variables" });
 }
 
 function typeOf(v) {
@@ -70,7 +85,12 @@ function typeOf(v) {
 
 // A diff by value (``variables`` with a status each, and ``summary``): the command line's
 // summary line, then one section per status but "identical", one row per variable.
+// A diff's variable as the variables table takes one: readable name, key as ``name``.
+const asVariable = (v) => ({ ...v, readable: v.name === v.key ? null : v.name, name: v.key });
+
 function renderStatuses(box, diff, other) {
+  // Every name of the diff: a slot is grouped under its weight in whichever section that is.
+  const names = diff.variables.map((v) => shownName(asVariable(v)));
   const parts = [el("h2", { text: `Diff: ${ref} → ${other}` })];
   const s = diff.summary;
   const line = STATUSES.filter((k) => k !== "unknown" || s[k]).map((k) => `${s[k] || 0} ${k}`).join(", ");
@@ -80,11 +100,14 @@ function renderStatuses(box, diff, other) {
     if (!items.length) continue;
     const withStats = items.some((v) => v.stats);
     const columns = ["name", ref, other, ...(withStats ? ["max|Δ|", "mean|Δ|", "rel L2"] : [])];
-    const rows = items.map((v) => [
-      v.name, typeOf(v.before), typeOf(v.after),
+    // The names and grouping of the variables table above: "name" is the readable name (the
+    // key where none was recorded), the key goes to the tooltip.
+    const cells = (v) => [
+      typeOf(v.before), typeOf(v.after),
       ...(withStats ? (v.stats ? [v.stats.max_abs, v.stats.mean_abs, v.stats.rel_l2].map(brief) : ["", "", ""]) : []),
-    ]);
-    const section = el("section", { className: "diff-kind" }, el("h3", { text: `${status} (${items.length})` }), table(columns, rows));
+    ];
+    const body = groupedRows(items.map(asVariable), columns.length, cells, names);
+    const section = el("section", { className: "diff-kind" }, el("h3", { text: `${status} (${items.length})` }), gridOf(columns, body, {}));
     section.dataset.kind = status;
     parts.push(section);
   }
@@ -120,6 +143,13 @@ function renderDiff(box, diff, other) {
     parts.push(section);
   }
   box.replaceChildren(...parts);
+}
+
+// The exports frozen from this checkpoint, each a link to its row of the exports page; "none"
+// rather than a link to a list without them.
+function exportLinks(exports) {
+  if (!exports.length) return el("span", { id: "checkpoint-exports", className: "muted", text: "none" });
+  return el("span", { id: "checkpoint-exports" }, ...exports.map((e) => el("a", { className: "export-link tag", href: exportHref(e.ref, e.run), text: e.ref })));
 }
 
 async function diffAgainst(other, box) {
@@ -165,7 +195,7 @@ try {
       ["size", size(ck.total_bytes)],
       ["aliases", aliasLinks(ck.aliases)],
       ["state", ck.pinned ? `${ck.state}, pinned` : ck.state],
-      ["exports", link(exportsHref(ck.run), `exports of ${ck.run}`)],
+      ["exports", exportLinks(run.exports.filter((e) => e.checkpoint_id === ck.id))],
       ["created", when(ck.created_at)],
       ["files", ck.files.map((f) => `${f.file_name} (${size(f.size)})`).join("\n")],
     ]),

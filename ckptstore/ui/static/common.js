@@ -102,6 +102,8 @@ export function num(v) {
 }
 
 export const exportsHref = (run) => (run ? `/exports?run=${encodeURIComponent(run)}` : "/exports");
+// One export: its row of the exports page (of its run's exports, when the run is known).
+export const exportHref = (ref, run) => `${exportsHref(run)}#${encodeURIComponent(`export-${ref}`)}`;
 export const aliasHref = (name) => `/aliases?name=${encodeURIComponent(name)}`;
 
 // Aliases as links to their page (each with its history), or "-".

@@ -26,6 +26,14 @@ try {
     t.querySelector("table").id = "exports-table";
     t.querySelectorAll("tbody tr").forEach((tr, i) => { tr.dataset.ref = exports[i].ref; tr.id = `export-${exports[i].ref}`; });
     content.replaceChildren(t);
+    // Opened from a link to one export (an alias, a checkpoint): its row, shown and marked. The
+    // rows are drawn after the browser looked for the "#export-..." target, so it is done here.
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    const row = wanted && document.getElementById(wanted);
+    if (row) {
+      row.classList.add("target");
+      row.scrollIntoView({ block: "center" });
+    }
   }
 } catch (err) {
   showError(content, err);

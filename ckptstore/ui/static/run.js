@@ -1,7 +1,7 @@
 // The run page: its metrics (a summary table and one chart each), params, tags, retention,
 // checkpoints with sizes and aliases, exports; links to each checkpoint, export and alias.
 
-import { aliasLinks, api, chartHref, checkpointHref, el, exportsHref, fields, link, num, param, showError, size, table, when } from "./common.js";
+import { aliasLinks, api, chartHref, checkpointHref, el, exportHref, exportsHref, fields, link, num, param, showError, size, table, when } from "./common.js";
 import { ChartGrid } from "./chart.js";
 
 const content = document.getElementById("content");
@@ -60,7 +60,7 @@ try {
     el("h2", { text: `Exports (${exports.length})` }),
     exports.length
       ? table(["ref", "step", "kind", "nodes", "size", "inputs", "outputs", "aliases", "created"], exports.map((e) => [
-          link(exportsHref(run.name), e.ref, "export-link"), e.step === null ? "-" : String(e.step), e.kind, String(e.node_count), size(e.size),
+          link(exportHref(e.ref, run.name), e.ref, "export-link"), e.step === null ? "-" : String(e.step), e.kind, String(e.node_count), size(e.size),
           e.inputs.map((i) => i.name).join(", "), e.outputs.map((o) => o.name).join(", "),
           aliasLinks(e.aliases), when(e.created_at),
         ]))

@@ -24,25 +24,31 @@ const TRAILING = [
   ["tags", null, (r) => el("span", {}, ...Object.entries(r.tags).map(([k, v]) => el("span", { className: "tag", text: `${k}=${v}` })))],
 ];
 
-const url = new URL(location.href);
-const q = url.searchParams;
-const state = {
-  where: q.get("where") || "",
-  status: q.get("status") || "",
-  tag: q.get("tag") || "",
-  name: q.get("name") || "",
-  sort: q.get("sort") || "",
-  columns: q.getAll("col"),
-  selected: q.getAll("run"),
-  keys: q.getAll("key"),
-  log: q.get("log") === "1",
-  smoothing: Math.min(0.99, Math.max(0, Number(q.get("smooth")) || 0)),
-  x: ["relative", "wall"].includes(q.get("x")) ? q.get("x") : "step",
-};
+// The page state as the URL says it (the address opened, or the one Back returns to).
+function readState() {
+  const q = new URLSearchParams(location.search);
+  return {
+    where: q.get("where") || "",
+    status: q.get("status") || "",
+    tag: q.get("tag") || "",
+    name: q.get("name") || "",
+    sort: q.get("sort") || "",
+    columns: q.getAll("col"),
+    selected: q.getAll("run"),
+    keys: q.getAll("key"),
+    log: q.get("log") === "1",
+    smoothing: Math.min(0.99, Math.max(0, Number(q.get("smooth")) || 0)),
+    x: ["relative", "wall"].includes(q.get("x")) ? q.get("x") : "step",
+  };
+}
+const state = readState();
 let table = { columns: [], choices: { params: [], metrics: [], tags: [] }, runs: [], notes: [] };
 const grid = new ChartGrid(document.getElementById("charts"));
 
-function saveState() {
+// The state into the URL. A user's step (a search, a sort, a column) is a new history entry, so
+// that Back undoes it ("popstate" below); the rest (selection, chart options, the metrics picked
+// for the runs charted) amends the current one, or Back would replay every click.
+function saveState({ push = false } = {}) {
   const out = new URLSearchParams();
   for (const k of ["where", "status", "tag", "name", "sort"]) if (state[k]) out.set(k, state[k]);
   for (const c of state.columns) out.append("col", c);
@@ -51,7 +57,9 @@ function saveState() {
   if (state.log) out.set("log", "1");
   if (state.smoothing) out.set("smooth", String(state.smoothing));
   if (state.x !== "step") out.set("x", state.x);
-  history.replaceState(null, "", "/" + (out.toString() ? "?" + out : ""));
+  const next = "/" + (out.toString() ? "?" + out : "");
+  if (push && next !== location.pathname + location.search) history.pushState(null, "", next);
+  else history.replaceState(null, "", next);
 }
 
 // The runs the charts draw: the selected ones the table shows, else the table's first ones.
@@ -70,10 +78,11 @@ async function loadRuns() {
     // Names no run has (a misspelt metric in the search or a column), with the closest.
     box.replaceChildren(...table.notes.map((note) => el("p", { className: "error hint search-note", text: note })));
   } catch (err) {
-    // A bad search or column: said where it was typed; the table empties (nothing matched it).
+    // A bad search or column: said where it was typed; the table empties (nothing matched it),
+    // down to its columns: those were the previous search's, not this one's.
     showError(box, err);
     box.firstChild.id = "search-error";
-    table = { ...table, runs: [] };
+    table = { ...table, runs: [], columns: [] };
   }
   renderRuns();
   renderChooser();
@@ -89,7 +98,7 @@ function header(text, field, numeric, [sortField, desc]) {
     th.setAttribute("aria-sort", field === sortField ? (desc ? "descending" : "ascending") : "none");
     const sortBy = () => {
       state.sort = field === sortField && !desc ? `-${field}` : field;
-      saveState();
+      saveState({ push: true });
       loadRuns().then(() => refreshCharts());
     };
     th.addEventListener("click", sortBy);
@@ -162,14 +171,14 @@ function renderChooser() {
     box.addEventListener("change", () => {
       const now = table.columns.filter((c) => c !== col);
       state.columns = box.checked ? [...now, col] : now;
-      saveState();
+      saveState({ push: true });
       loadRuns();
     });
     return el("label", { className: "pick", title: col }, box, text);
   };
   const { params, metrics, tags } = table.choices;
   const reset = el("button", { type: "button", id: "columns-default", text: "defaults" });
-  reset.addEventListener("click", () => { state.columns = []; saveState(); loadRuns(); });
+  reset.addEventListener("click", () => { state.columns = []; saveState({ push: true }); loadRuns(); });
   document.getElementById("columns-choices").replaceChildren(
     metrics.length ? el("div", { className: "pick-group" }, el("b", { text: "metrics" }),
       ...metrics.map((m) => el("span", { className: "pick-row" }, el("span", { text: m }), ...AGGS.map((a) => pick(fieldLabel("metrics", m, a), a))))) : null,
@@ -240,7 +249,7 @@ document.getElementById("filters").addEventListener("submit", (e) => {
   state.status = document.getElementById("f-status").value;
   state.tag = document.getElementById("f-tag").value.trim();
   state.name = document.getElementById("f-name").value.trim();
-  saveState();
+  saveState({ push: true });
   loadRuns().then(() => refreshCharts());
 });
 document.getElementById("search-help-link").addEventListener("click", (e) => {
@@ -284,14 +293,28 @@ async function poll() {
   setTimeout(poll, nextPoll());
 }
 
-document.getElementById("search").value = state.where;
-document.getElementById("f-status").value = state.status;
-document.getElementById("f-tag").value = state.tag;
-document.getElementById("f-name").value = state.name;
-document.getElementById("log").checked = state.log;
-smoothing.value = String(state.smoothing);
-document.getElementById("smoothing-value").textContent = String(state.smoothing);
-document.getElementById("x-axis").value = state.x;
+// The controls as the state says.
+function showState() {
+  document.getElementById("search").value = state.where;
+  document.getElementById("f-status").value = state.status;
+  document.getElementById("f-tag").value = state.tag;
+  document.getElementById("f-name").value = state.name;
+  document.getElementById("log").checked = state.log;
+  smoothing.value = String(state.smoothing);
+  document.getElementById("smoothing-value").textContent = String(state.smoothing);
+  document.getElementById("x-axis").value = state.x;
+}
+
+// Back (or Forward) to an earlier search, sort or columns: the view that entry saved.
+window.addEventListener("popstate", async () => {
+  Object.assign(state, readState());
+  showState();
+  await loadRuns();
+  chartedBefore = ""; // the metric picks too: redrawn from the restored state
+  await refreshCharts({ range: null });
+});
+
+showState();
 // Runs named in the URL are charted at once, while the table loads (sorting a thousand runs by a
 // metric takes the database a while); redrawn only if the table hides some of them.
 const early = state.selected.length ? refreshCharts({ range: null }, state.selected) : null;
