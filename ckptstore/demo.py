@@ -1,4 +1,4 @@
-"""``ckptstore demo``: a whole tour of the store in a few seconds.
+"""``ckptstore demo``: a whole tour of the store in one command (10-20 s, most of it TensorFlow).
 
 Trains a small Keras MLP on synthetic regression data with :class:`ckptstore.keras.StoreCallback`
 (metrics every step, a checkpoint every ``save_every`` steps under a retention rule that keeps
@@ -16,6 +16,7 @@ prints.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import tempfile
@@ -25,10 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import CkptstoreError, UnknownRunError
+from .errors import CkptstoreError, TensorFlowMissingError, UnknownRunError
 from .retention import KeepBest, Retention
+from .tf import runtime
 
-__all__ = ["DemoSummary", "run_demo"]
+__all__ = ["DemoSummary", "require_tensorflow", "run_demo"]
 
 FEATURES = 8
 HIDDEN = 32
@@ -88,6 +90,24 @@ def _steps(steps: list[int]) -> str:
     return ", ".join(map(str, steps))
 
 
+_NO_KERAS = "the demo needs Keras, which comes with TensorFlow ({}): pip install tensorflow-cpu"
+
+
+def require_tensorflow() -> None:
+    """Raise :class:`TensorFlowMissingError` at once if TensorFlow or Keras cannot be imported,
+    without importing them (seconds): the CLI checks before it announces the training."""
+    for name in ("tensorflow", "keras"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a blocked import, or sys.modules[name] = None
+            found = False
+        if not found:
+            if name == "tensorflow":
+                runtime.tf()  # raises its one line on what to install (returns if TF imports after all)
+                continue
+            raise TensorFlowMissingError(_NO_KERAS.format(f"no module named {name!r}"))
+
+
 def run_demo(
     uri: str | None = None,
     *,
@@ -104,9 +124,14 @@ def run_demo(
     if steps < save_every:
         raise ValueError(f"steps must be at least save_every ({save_every}), got {steps}")
     started = time.perf_counter()
-    import keras
+    # TensorFlow first: without it ``import keras`` fails with a bare ModuleNotFoundError,
+    # where the user needs the one line saying what to install.
+    tf = runtime.tf()
+    try:
+        import keras
+    except ImportError as exc:
+        raise TensorFlowMissingError(_NO_KERAS.format(exc)) from exc
     import numpy as np
-    import tensorflow as tf
 
     from .keras import StoreCallback
     from .plot import plot_metrics

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .records import CheckpointInfo, ExportInfo, RunInfo
     from .store import Store
 
-__all__ = ["write_event_files", "follow_event_files", "EVENT_FILE_GLOB", "CHECKPOINTS_TAG"]
+__all__ = ["write_event_files", "follow_event_files", "ExportExistsError", "EVENT_FILE_GLOB", "CHECKPOINTS_TAG"]
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,15 @@ def _write_experiment(
     return types, metric_keys
 
 
+class ExportExistsError(ConflictError):
+    """A run's directory already holds event files from an earlier export. ``remedy`` ends the
+    message: the library's caller passes ``force=True``; the CLI re-raises with its ``--force``."""
+
+    def __init__(self, directory: Path, remedy: str = "force=True replaces them") -> None:
+        self.directory = directory
+        super().__init__(f"{directory} already holds TensorBoard event files (from an earlier export); {remedy}")
+
+
 def _open(
     store: Store, infos: Sequence[RunInfo], root: Path, keys: list[str] | None, force: bool,
     others: Sequence[RunInfo] = (),
@@ -305,10 +314,7 @@ def _open(
     for target in targets:
         old = sorted(target.glob(EVENT_FILE_GLOB)) if target.is_dir() else []
         if old and not force:
-            raise ConflictError(
-                f"{target} already holds TensorBoard event files (from an earlier export); "
-                "replace them with force=True, or --force"
-            )
+            raise ExportExistsError(target)
     exports: list[_RunExport] = []
     try:
         for target in targets:

@@ -10,7 +10,7 @@ import json
 import pytest
 
 import ckptstore
-from tests.helpers.cli import as_json, cli, ok
+from tests.helpers.cli import as_json, cli, fails, ok
 from tests.helpers.skips import require_tensorflow
 
 pytestmark = pytest.mark.slow
@@ -78,3 +78,30 @@ def test_cli_commands_work_on_the_demo_store(demo_twice, tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "restored")).endswith(f"-{best_step}")
     ok("export", "best-frozen", "--to", str(tmp_path / "model.pb"), cwd=cwd)
     assert json.loads((tmp_path / "model.pb.json").read_text())["lineage"]["run"] == name
+
+
+#: Runs the CLI as if the packages ``{missing}`` (fill in with ``.format``) were not installed:
+#: a finder ahead of the real ones refuses them, as a missing package would.
+MISSING = """
+import runpy, sys
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {missing!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+sys.argv = ["ckptstore", *sys.argv[1:]]
+runpy.run_module("ckptstore", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(("missing", "says"), [
+    (("tensorflow", "keras"), "error: this operation needs TensorFlow: pip install tensorflow-cpu"),
+    (("keras",), "error: the demo needs Keras, which comes with TensorFlow (no module named 'keras'): pip install"),
+], ids=["no-tensorflow", "no-keras"])
+def test_demo_without_tensorflow_says_what_to_install(tmp_path, missing, says):
+    line = fails("demo", cwd=tmp_path, code=MISSING.format(missing=missing))
+    assert line.startswith(says), line
+    assert not (tmp_path / ".ckptstore").exists()  # refused before anything was made

@@ -16,8 +16,9 @@ def demo(
     plot_path: Annotated[str, typer.Option("--plot", metavar="PNG", help="Where to write the loss plot.")] = "demo-loss.png",
 ) -> None:
     """Train a small Keras model into the store, then alias, freeze, restore and plot it."""
-    from ..demo import run_demo
+    from ..demo import require_tensorflow, run_demo
 
+    require_tensorflow()  # its one line, not the announcement below and then an ImportError
     where = location(ctx)
     sys.stderr.write(f"training a small Keras model into {where.store} ...\n")
     sys.stderr.flush()

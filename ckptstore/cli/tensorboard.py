@@ -27,7 +27,7 @@ def tensorboard(
     ] = None,
 ) -> None:
     """Write runs' metrics, params (HParams) and checkpoint markers as TensorBoard event files, one subdirectory per run ('tensorboard --logdir DIR' shows them)."""
-    from ..tensorboard import follow_event_files, write_event_files
+    from ..tensorboard import ExportExistsError
 
     if interval is not None and not follow:
         raise typer.BadParameter("only with --follow", param_hint="--interval")
@@ -35,6 +35,16 @@ def tensorboard(
         raise typer.BadParameter(f"{interval} is not a number of seconds above 0.", param_hint="--interval")
     check_first(ctx, lambda r: [r.get_run(name) for name in r.expand_runs(runs)])
     store = open_store(ctx, readonly=True)
+    try:
+        _export(store, runs, logdir, metric, force, follow, interval)
+    except ExportExistsError as exc:
+        raise ExportExistsError(exc.directory, "--force replaces them") from None  # the CLI's word for force=True
+
+
+def _export(store: Any, runs: list[str], logdir: str, metric: list[str] | None, force: bool, follow: bool,
+            interval: float | None) -> None:
+    from ..tensorboard import follow_event_files, write_event_files
+
     if not follow:
         for path in write_event_files(store, runs, logdir, keys=metric, force=force):
             typer.echo(str(path))

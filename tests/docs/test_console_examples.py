@@ -7,7 +7,10 @@ splits it), ``$ echo $?`` prints the exit status of the command before it, and e
 up to the next ``$`` line is the documented output (stdout and stderr, as a terminal shows them
 interleaved). Blocks of any other language (```text, ```sh, ```python) are not run: benchmark
 figures, a server's start-up line, multi-host examples. A ``$`` line that is neither of the two
-forms fails the test (write such an example as ```text, or make it checkable).
+forms fails the test (write such an example as ```text, or make it checkable). A ``$ ckptstore``
+line in a block of any other language fails test_console_prompts.py, so that no example escapes
+this check by its block's language: one that cannot run here (S3, a server) shows its command in
+the prose, or behind another prompt (``host-a$``), and says why it is not checked.
 
 The store (``docs_store``, in tests/docs/conftest.py): the demo run twice (``ckptstore demo`` in
 an empty directory, as ``make demo`` does; its second call's output is what a documented
@@ -27,6 +30,9 @@ Exact, except these declared placeholders, applied to the documented and the rea
 * Timestamps (``2026-12-06 10:15:00``, ISO ``2026-12-06T10:15:00.123456+00:00``, and a JSON
   ``"wall_time"`` in seconds since the epoch) compare as ``<TIME>``, and the demo's own duration
   ``(4.2 s)`` as ``(<SECONDS> s)``.
+* A TensorBoard event file's name (``events.out.tfevents.1796578681.host.4242.1``) holds the
+  time, the host and the process id: those compare as ``<TIME>``, ``<HOST>`` and ``<PID>``, its
+  number (``.0`` is the HParams file at the root of ``--logdir``) exactly.
 * A line that is exactly ``...`` stands for any number of lines (zero included): it cuts a long
   listing or JSON record.
 * Trailing spaces are ignored.
@@ -48,14 +54,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.docs import DOC_FILES, DocsStore, matches, normalise
+from tests.helpers.docs import DOC_FILES, DocsStore, matches
 from tests.helpers.docs import ckptstore_cli as _ckptstore
+from tests.helpers.docs import normalise as _normalise
 
 pytestmark = pytest.mark.slow  # the store is the demo, run twice (TensorFlow)
 
 UPDATE = os.environ.get("CKPTSTORE_DOCS_UPDATE") == "1"
 
 BLOCK = re.compile(r"^```console\n(.*?)^```\n", re.S | re.M)
+EVENT_FILE = re.compile(r"\bevents\.out\.tfevents\.\d+\.\S+\.\d+\.(\d+)$")
+
+
+def normalise(lines: list[str]) -> list[str]:
+    """The helpers' placeholders, and the event files' names."""
+    return [EVENT_FILE.sub(r"events.out.tfevents.<TIME>.<HOST>.<PID>.\1", line) for line in _normalise(lines)]
+
 
 
 @dataclass
@@ -145,6 +159,7 @@ def test_matching_rules() -> None:
     assert not matches(["a", "b"], ["a", "c"]) and not matches(["a"], ["a", "b"])
     assert normalise(["2026-11-24 12:29:41  x", "at 2026-11-24T12:29:48.880253+00:00 (4.2 s)  ",
                       '{"wall_time": 1795523388.8689914}']) == ["<TIME>  x", "at <TIME> (<SECONDS> s)", '{"wall_time": <TIME>}']
+    assert normalise(["tb/r/events.out.tfevents.1796578681.my.host.4242.1"]) == ["tb/r/events.out.tfevents.<TIME>.<HOST>.<PID>.1"]
     [block] = blocks_of("$ ckptstore runs list\nname\n$ echo $?\n0\n")
     assert [(c.line, c.expected) for c in block.commands] == [("ckptstore runs list", ["name"]), ("echo $?", ["0"])]
 

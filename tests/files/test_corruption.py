@@ -60,6 +60,8 @@ def test_verify_names_the_damaged_file_and_its_checkpoint(saved, damage):
     kind = "missing" if damage == "deleted" else "corrupt"
     assert [(p.kind, p.checkpoint, p.path) for p in report.problems] == [(kind, "r@1", str(path))]
     assert name in report.problems[0].detail
+    digest = next(f.digest for f in saved.checkpoint("r@1").files if f.role == "data")
+    assert report.problems[0].detail.count(digest[:12]) == 1, report.problems[0].detail  # the id once, not "x (x)"
     # r@2 is untouched and still fully usable.
     assert float(saved.read_variable("r@2", "b")) == 2.0
 
