@@ -142,9 +142,19 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 
 @contextlib.contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
-    """A read transaction: one consistent snapshot for several queries."""
-    with engine.connect() as conn, conn.begin():
-        yield conn
+    """A read transaction: one consistent snapshot for several queries.
+
+    PostgreSQL's default, READ COMMITTED, takes a new snapshot for every statement: a run
+    another process creates between "list it" and "look up its id" would be missing from one
+    and present in the other. REPEATABLE READ holds one snapshot for the whole transaction,
+    and a transaction that only reads never fails to serialize. SQLite's BEGIN already reads
+    one snapshot (WAL).
+    """
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def where(engine: Engine) -> str:

@@ -142,3 +142,27 @@ def test_ci_fails_rather_than_skips_without_postgres(tmp_path):
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
     )
     assert out.returncode == 0 and "1 skipped" in out.stdout, out.stdout
+
+
+def test_a_read_is_one_snapshot_while_another_process_writes(pg_server, tmp_path):
+    """``store.read()`` promises one snapshot: on PostgreSQL's default READ COMMITTED each
+    statement would see runs committed since the last one (get_run once saw a run by id that
+    its own listing a statement earlier had not: IndexError in a two-process start)."""
+    import psycopg
+
+    url = pg_server.new_database()
+    with ckptstore.open_store(url, root=tmp_path / "files") as s:
+        s.start_run("first").finish()
+        with s.read() as conn:
+            from ckptstore.metadata import queries as Q
+
+            before = [r.name for r in Q.runs(conn)]
+            dsn = url.replace("postgresql+psycopg://", "postgresql://")
+            with psycopg.connect(dsn, autocommit=True) as other:  # another process's commit
+                other.execute("INSERT INTO runs (name, status, params, created_at) "
+                              "SELECT 'second', status, params, created_at FROM runs WHERE name = 'first'")
+            assert [r.name for r in Q.runs(conn)] == before == ["first"]
+            with pytest.raises(ckptstore.errors.UnknownRunError):
+                Q.run_id(conn, "second")
+        assert sorted(r.name for r in s.runs()) == ["first", "second"]
+        assert s.get_run("second").name == "second"
