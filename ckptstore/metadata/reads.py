@@ -201,6 +201,25 @@ def checkpoints(sql: Sql, rid: int, run: str) -> list[CheckpointInfo]:
     return [checkpoint_info(ck, run, files.get(ck.id, []), aliases.get(ck.id, [])) for ck in rows]
 
 
+def checkpoint(sql: Sql, checkpoint_id: int, ref: Ref | None = None) -> CheckpointInfo:
+    """One checkpoint with its run's name, files and aliases (``target_of`` resolved ``ref`` to
+    it; only a checkpoint deleted since then is missing, and the error says so)."""
+    ph = sql.ph
+    found = sql.rows(
+        f"SELECT {', '.join('c.' + col for col in CHECKPOINT_COLUMNS.split(', '))}, r.name AS run_name "
+        f"FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE c.id = {ph}", [checkpoint_id]
+    )
+    if not found:
+        raise UnknownRefError(f"no checkpoint {ref.text if ref is not None else ''} in {sql.where}")
+    row = found[0]
+    files = [file_info(f) for f in sql.rows(
+        f"SELECT role, file_name, size, digest FROM checkpoint_files WHERE checkpoint_id = {ph} ORDER BY file_name",
+        [checkpoint_id],
+    )]
+    aliases = [a for (a,) in sql.rows(f"SELECT name FROM aliases WHERE checkpoint_id = {ph} ORDER BY name", [checkpoint_id])]
+    return checkpoint_info(row, row.run_name, files, aliases)
+
+
 def checkpoint_metric(sql: Sql, rid: int, key: str) -> dict[int, float]:
     """{checkpoint step: value of ``key`` logged at that step}, NaN left out."""
     return {
