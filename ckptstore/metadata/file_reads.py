@@ -162,3 +162,10 @@ def unindexed_data_files(sql: Sql) -> int:
         "SELECT COUNT(DISTINCT f.digest) FROM checkpoint_files f WHERE f.role = 'data' "
         "AND NOT EXISTS (SELECT 1 FROM file_tensors t WHERE t.file_digest = f.digest)", []
     )[0][0])
+
+
+def export_files(sql: Sql, export_id: int) -> list[tuple[str, int, str]]:
+    """(path, size, digest) of each file of a directory export, by path."""
+    return [(path, size, digest) for path, size, digest in sql.rows(
+        f"SELECT path, size, digest FROM export_files WHERE export_id = {sql.ph} ORDER BY path", [export_id]
+    )]

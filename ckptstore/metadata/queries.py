@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
-from ..errors import UnknownRefError
 from ..names import Ref
 from ..records import (
     AliasEventInfo,
@@ -34,8 +33,8 @@ from ..records import (
 )
 from . import file_reads, reads, summaries
 from . import schema as S
-from .engine import sql_of, store_where
-from .mappers import aware, export_info, metric_value
+from .engine import sql_of
+from .mappers import aware, metric_value
 from .runs_query import expand_names, select_runs
 from .runs_table import runs_table as table_of_runs
 
@@ -291,16 +290,7 @@ def existing_checkpoints(conn: Connection, ids: Iterable[int]) -> set[int]:
 
 
 def export_by_id(conn: Connection, export_id: int | None, ref: Ref | None = None) -> ExportInfo:
-    e = S.exports
-    row = conn.execute(
-        select(*e.c, S.runs.c.name.label("run_name")).join(S.runs, S.runs.c.id == e.c.run_id).where(e.c.id == export_id)
-    ).first()
-    if row is None:
-        raise UnknownRefError(
-            f"no export {export_id} in {store_where(conn.engine)}" + (f" (from {ref.text!r})" if ref and ref.kind == "alias" else "")
-        )
-    aliases = conn.execute(select(S.aliases.c.name).where(S.aliases.c.export_id == row.id).order_by(S.aliases.c.name)).scalars()
-    return export_info(row, row.run_name, list(aliases))
+    return reads.export(sql_of(conn), export_id, ref)
 
 
 def exports(conn: Connection, rid: int | None) -> list[ExportInfo]:
@@ -308,30 +298,9 @@ def exports(conn: Connection, rid: int | None) -> list[ExportInfo]:
     return reads.exports(sql_of(conn), rid)
 
 
-def export_id_at(conn: Connection, rid: int, kind: str, step: int | None) -> int | None:
-    """The run's export for a step reference: ``kind`` is "step", "nearest" or "latest"."""
-    if kind == "best":
-        raise UnknownRefError("run@best:METRIC names a checkpoint; name its export by step (run@STEP)")
-    e = S.exports
-    q = select(e.c.id).where(e.c.run_id == rid)
-    if kind == "step":
-        q = q.where(e.c.step == step).order_by(e.c.id.desc())
-    elif kind == "nearest":
-        q = q.where(e.c.step <= step).order_by(e.c.step.desc(), e.c.id.desc())
-    else:
-        q = q.order_by(e.c.id.desc())
-    return conn.execute(q.limit(1)).scalar()
-
-
 def export_files(conn: Connection, export_id: int) -> list[tuple[str, int, str]]:
     """(path, size, digest) of each file of a directory export, by path."""
-    f = S.export_files
-    return [tuple(r) for r in conn.execute(select(f.c.path, f.c.size, f.c.digest).where(f.c.export_id == export_id).order_by(f.c.path))]
-
-
-def export_steps(conn: Connection, rid: int) -> list[int]:
-    e = S.exports
-    return sorted({s for s in conn.execute(select(e.c.step).where(e.c.run_id == rid)).scalars() if s is not None})
+    return file_reads.export_files(sql_of(conn), export_id)
 
 
 def existing_exports(conn: Connection, ids: Iterable[int]) -> set[int]:
