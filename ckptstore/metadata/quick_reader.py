@@ -200,6 +200,15 @@ class QuickReader(QuickConnection):
 
     # ------------------------------------------------------------------ exports and aliases
 
+    def export(self, ref: str) -> ExportInfo:
+        """The export ``ref`` names (as ``Store.export``)."""
+        try:
+            return reads.export_of(self.sql, parse_ref(ref))
+        except CkptstoreError:
+            if self.words_errors:  # the store resolves it with the same read (reads.export_of)
+                raise
+            raise Fallback from None
+
     def exports(self, run: str | None = None) -> list[ExportInfo]:
         return reads.exports(self.sql, self._run_id(run) if run is not None else None)
 
