@@ -14,7 +14,7 @@ from ..errors import CorruptFileError, MissingFileError
 from ..metadata import file_reads as F
 from ..metadata.file_reads import Snapshot
 from ..records import FileInfo
-from .area import ObjectArea
+from .area import ObjectArea, file_label
 
 Progress = Callable[[int, int], None] | None
 
@@ -52,9 +52,9 @@ def check_stored(
         for digest, size_expected, name in todo:
             size = area.size_of(digest)
             if size is None:
-                raise MissingFileError(f"stored file {name} ({digest[:12]}) is missing")
+                raise MissingFileError(f"stored file {file_label(name, digest)} is missing")
             if size != size_expected:
-                raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {size} bytes, expected {size_expected}")
+                raise CorruptFileError(f"stored file {file_label(name, digest)} is {size} bytes, expected {size_expected}")
         return {}
     full = verify == "full"
     refreshed = {}
