@@ -15,9 +15,10 @@ dependency; it lives in its own virtual environment.
 Targets: ckptstore runs list <= 0.3 s wall (issue 5); every metadata command (runs
 list/show/compare, steps, at, checkpoints, vars, aliases, exports) <= 0.3 s and <= 2 x
 ``python -c pass`` + 0.15 s (issue 17); every command that does not need TensorFlow <= 0.3 s
-(issue 26: writes such as alias/unalias and runs delete, error paths (restore, vars --diff,
-tensorboard and plot of what does not exist too), verify/gc with nothing to do, db, du, root
-show, import of nothing new: ``OTHER_COMMANDS``, ``--no-others`` skips them);
+(issue 26: writes such as alias/unalias and runs delete, restore --to DIR and export --to FILE,
+error paths (restore, vars --diff, tensorboard and plot of what does not exist too),
+verify/gc/repack with nothing to do, db, du, root show, import of nothing new:
+``OTHER_COMMANDS``, ``--no-others`` skips them);
 ``runs list --where ... --sort ...`` on 10,000 runs printed beside them (``--search-runs 0``
 skips building that store).
 """
@@ -65,6 +66,7 @@ COMMANDS = [
 #: status, setup). ``setup`` runs (untimed) before each timed call, so that every call does the
 #: same work: an alias to remove, a run to delete.
 _NEW_RUN = "import ckptstore; s = ckptstore.open_store(); s.start_run('victim').finish(); s.close()"
+_REMOVE = "import glob, os, shutil; [shutil.rmtree(p) if os.path.isdir(p) else os.remove(p) for p in glob.glob({!r})]"
 OTHER_COMMANDS: list[tuple[list[str], int, list[str] | None]] = [
     (["alias", "bench", "run-0000@20"], 0, None),
     (["alias", "bench", "run-0000@20", "-m", "again"], 0, None),
@@ -82,6 +84,10 @@ OTHER_COMMANDS: list[tuple[list[str], int, list[str] | None]] = [
     (["vars", "run-0000@20", "--diff", "nope@1"], 1, None),
     (["tensorboard", "nope*", "--logdir", "{work}/tb"], 1, None),
     (["plot", "nope", "-m", "loss", "-o", "{work}/never.png"], 1, None),
+    (["restore", "prod", "--to", "{work}/restored"], 0, ["python", "-c", _REMOVE.format("{work}/restored")]),
+    (["restore", "prod", "--to", "{work}/restored-again"], 0, None),  # the same bytes already there
+    (["export", "prod-pb", "--to", "{work}/deployed.pb"], 0, ["python", "-c", _REMOVE.format("{work}/deployed.pb*")]),
+    (["repack"], 0, None),
     (["db", "current"], 0, None),
     (["db", "history"], 0, None),
     (["db", "upgrade"], 0, None),
@@ -121,6 +127,9 @@ def build_store(path: Path, n_runs: int, *, checkpoint: bool = False) -> None:
             run.log(step, loss=1.0 / (step + i % 7), accuracy=step / STEPS)
         if checkpoint and i == 0:
             run.save(net, STEPS)
+            # One frozen export (export:1, alias 'prod-pb') for exports / export.
+            serve = tf.function(lambda x: tf.matmul(x, net.w) + net.b, input_signature=[tf.TensorSpec([None, 8], tf.float32)])
+            store.set_alias("prod-pb", run.freeze(serve, step=STEPS))
         run.finish("failed" if i % 10 == 9 else "finished")
     if checkpoint:
         store.set_alias("prod", f"run-0000@{STEPS}")
@@ -335,6 +344,7 @@ def main() -> None:
             subprocess.run([*cli, "import", str(tf_dir), "--run", "imported"], env=env, check=True, capture_output=True)
             for cmd, status, setup in OTHER_COMMANDS:
                 cmd = [c.replace("{imported}", str(tf_dir)).replace("{work}", str(work)) for c in cmd]
+                setup = None if setup is None else [c.replace("{work}", str(work)) for c in setup]
                 prep = None if setup is None else [sys.executable, *setup[1:]] if setup[0] == "python" else [*cli, *setup]
                 med, cpu, lines = time_command([*cli, *cmd], env, args.repeat, status=status, setup=prep)
                 results.append((" ".join(["ckptstore", *cmd]).replace(str(tf_dir), "DIR").replace(str(work), "WORK") + ("" if not status else f"  [exit {status}]"), med, cpu, lines))

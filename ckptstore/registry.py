@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from .errors import StoreConfigError
@@ -92,6 +91,8 @@ class Registry(Generic[T]):
         if self._entry_points_read:
             return
         self._entry_points_read = True
+        from importlib import metadata  # ~12 ms, paid only when a name is not built in
+
         for ep in metadata.entry_points(group=self.group):
             if ep.name not in self._loaded and ep.name not in self._known:
                 self._known[ep.name] = ep.value

@@ -22,6 +22,7 @@ from .output import error_line
 
 if TYPE_CHECKING:
     from .. import Store
+    from ..files.area import ObjectArea
     from ..metadata.quick_reader import QuickReader
     from ..metadata.quick_writer import QuickWriter
 
@@ -187,6 +188,15 @@ def quick_or(ctx: typer.Context, quick: "Callable[[QuickReader], Read]", otherwi
             finally:
                 reader.close()
     return otherwise()
+
+
+def quick_area(reader: "QuickReader") -> "ObjectArea":
+    """The file area of the quick reader's store, for the quick paths that read or check
+    stored files (``verify``, ``gc``, ``restore``): a directory store's own; a recorded root
+    (S3, a shared directory) is the store's to open (``Fallback``)."""
+    from ..files.registry import open_area
+
+    return open_area(reader.root)
 
 
 def write(ctx: typer.Context, change: "Callable[[Store | QuickWriter], Read]") -> Read:

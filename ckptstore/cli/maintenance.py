@@ -8,12 +8,11 @@ import typer
 
 from ..errors import CkptstoreError
 from ..records import DAMAGE, CheckpointInfo, GcReport, VerifyReport, to_json
-from .app import JsonOpt, command, fail, open_store, quick_or
+from .app import JsonOpt, command, fail, open_store, quick_area, quick_or
 from .complete import complete_runs
 from .output import print_json, progress, size, table
 
 if TYPE_CHECKING:
-    from ..files.area import ObjectArea
     from ..metadata.quick_reader import QuickReader
 
 
@@ -108,19 +107,13 @@ def gc(
 # anything else raises Fallback and the store does it, with its locks and its wording.
 
 
-def _local_area(reader: "QuickReader") -> "ObjectArea":
-    from ..files.registry import open_area
-
-    return open_area(reader.root)  # Fallback: the files are elsewhere (a recorded root)
-
-
 def _quick_verify(reader: "QuickReader", run: str | None, bar: Callable[[int, int], None] | None) -> VerifyReport:
     import contextlib
 
     from ..flows.checks import verify_files
     from ..metadata.quick_reader import Fallback
 
-    area = _local_area(reader)
+    area = quick_area(reader)
     try:
         report = verify_files(lambda: contextlib.nullcontext(reader.sql), area, reader.sql.where, run, progress=bar)
     except CkptstoreError:
@@ -162,7 +155,7 @@ def _nothing_to_collect(reader: "QuickReader", dry_run: bool, bar: Callable[[int
     from ..flows.checks import collectable
     from ..metadata.quick_reader import Fallback
 
-    area = _local_area(reader)
+    area = quick_area(reader)
     try:
         found = collectable(reader.sql, area)
     finally:

@@ -309,8 +309,22 @@ def at_rows(
     table = None
     keys = metric
     if sort is not None:
-        from ..metadata.run_search import parse_order
+        from ..errors import QuerySyntaxError
+        from ..metadata.run_search import UnknownFieldError, parse_order
 
+        try:
+            parse_order(sort)
+        except UnknownFieldError as e:
+            # A bare metric name here means its value at STEP (metrics.X), not the run's best
+            # over all steps that runs list would suggest.
+            import difflib
+
+            there = sorted({k for r in store.at_step(step, nearest=nearest, keys=None) for k in r.metrics})
+            close = [e.word] if e.word in there else difflib.get_close_matches(e.word, there, n=1, cutoff=0.8)
+            if close:
+                raise QuerySyntaxError(
+                    f"bad sort: unknown field {e.word!r}; did you mean metrics.{close[0]} (its value at step {step})?"
+                ) from None
         # The runs table parses the fields and words a mistake (did you mean
         # metrics.val_accuracy.max?) exactly as for runs list --sort; its values are the
         # params, tags and whole-series aggregates a key may sort by.

@@ -213,3 +213,11 @@ class ObjectArea(abc.ABC):
 
         with self.open(digest) as src, open(dst, "xb") as out:
             shutil.copyfileobj(src, out, 8 << 20)
+
+
+def file_label(name: str, digest: str) -> str:
+    """A stored file as messages name it: ``name (digest prefix)``, or the prefix alone when the
+    caller has no file name and passed the prefix as the name (``verify`` does, and prints the
+    file's name before the message), so the same id is not shown twice."""
+    short = digest[:12]
+    return short if name in ("", short) else f"{name} ({short})"

@@ -25,7 +25,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 
 from .. import retry
-from ..errors import ConflictError, CorruptFileError, MissingFileError, ObjectStoreError
+from ..errors import ConflictError, CorruptFileError, ObjectStoreError
 from ..faults import fault
 from ..metadata import intents as I
 from ..metadata import pieces as P
@@ -34,6 +34,7 @@ from ..metadata import writes as W
 from ..metadata.engine import Database
 from ..records import FileInfo
 from .area import ObjectArea, StoredFile
+from .checking import check_stored
 from .digest import digest_file
 from .pieces import DataPlan, Extent, confirm, hash_stored, pack_assembled, store_assembled
 from .release import release_objects
@@ -351,52 +352,15 @@ def check_files(
     verify: bool | str,
     progress: Progress = None,
 ) -> None:
-    """Raise :class:`CorruptFileError` / :class:`MissingFileError` naming the first bad file.
-
-    ``verify``: ``True``/``"auto"`` trusts an unchanged stat signature (see ``schema.Blob``),
-    ``"full"`` always re-hashes, ``False`` only checks presence and size. ``progress(done,
-    total)`` is called in bytes after each file. A file assembled from pieces is checked
-    through the objects holding them (and again as a whole when it is rebuilt).
-    """
-    todo: list[tuple[str, int, str]] = []  # digest, size, name for messages
-    with db.read() as conn:  # one round trip: this runs before every restore
-        layouts = P.extents(conn, [f.digest for f in files])
-        objects = {o for f in files for _, _, o, _ in layouts.get(f.digest, ())}
-        info = P.blob_sizes(conn, objects) if objects else {}
-        seen: set[str] = set()
-        for f in files:
-            if f.digest not in layouts:
-                todo.append((f.digest, f.size, f.file_name))
-                continue
-            for _, _, obj, _ in layouts[f.digest]:
-                if obj not in seen:
-                    seen.add(obj)
-                    todo.append((obj, info.get(obj, (0, None))[0], f"{f.file_name} (piece {obj[:12]})"))
-        sigs = Q.blob_signatures(conn, [d for d, _, _ in todo]) if verify is not False else {}
-    if verify is False:
-        for digest, size_expected, name in todo:
-            size = area.size_of(digest)
-            if size is None:
-                raise MissingFileError(f"stored file {name} ({digest[:12]}) is missing")
-            if size != size_expected:
-                raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {size} bytes, expected {size_expected}")
-        return
-    full = verify == "full"
-    refreshed = {}
-    total = sum(n for _, n, _ in todo)
-    done = 0
-    for digest, size, name in todo:
-        new_sig = area.check(digest, size, sigs.get(digest), full=full, name=name)
-        if new_sig is not None:
-            refreshed[digest] = new_sig
-        done += size
-        if progress is not None:
-            progress(done, total)
+    """Raise :class:`CorruptFileError` / :class:`MissingFileError` naming the first bad file
+    (see :func:`~.checking.check_stored`), then record the signatures of the objects it
+    re-hashed intact."""
+    refreshed = check_stored(db.sql_read, area, files, verify, progress)
     if refreshed:
-        _record_sigs(db, refreshed)
+        record_signatures(db, refreshed)
 
 
-def _record_sigs(db: Database, sigs: dict[str, str]) -> None:
+def record_signatures(db: Database, sigs: dict[str, str]) -> None:
     """Remember signatures of files just re-hashed intact; best effort (the store may be read-only)."""
     try:
         with db.write() as conn:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import CorruptFileError, MissingFileError, ReadOnlyStoreError, StoreConfigError
-from .area import ObjectArea, StoredFile
+from .area import ObjectArea, StoredFile, file_label
 from .digest import digest_file, stat_signature
 
 log = logging.getLogger(__name__)
@@ -220,10 +220,10 @@ class LocalObjectArea(ObjectArea):
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            raise MissingFileError(f"stored file {_named(name, digest)} is missing from {self.objects}") from None
+            raise MissingFileError(f"stored file {file_label(name, digest)} is missing from {self.objects}") from None
         if st.st_size != size:
             raise CorruptFileError(
-                f"stored file {_named(name, digest)} is {st.st_size} bytes, expected {size}: "
+                f"stored file {file_label(name, digest)} is {st.st_size} bytes, expected {size}: "
                 "it was truncated or overwritten"
             )
         sig = stat_signature(st)
@@ -232,7 +232,7 @@ class LocalObjectArea(ObjectArea):
         actual, _ = digest_file(path)
         if actual != digest:
             raise CorruptFileError(
-                f"stored file {_named(name, digest)} does not match its digest: "
+                f"stored file {file_label(name, digest)} does not match its digest: "
                 "its content was changed on disk"
             )
         return sig if sig != stat_sig else None
@@ -313,14 +313,6 @@ class LocalObjectArea(ObjectArea):
             shutil.rmtree(p, ignore_errors=True)
             n += 1
         return n
-
-
-def _named(name: str, digest: str) -> str:
-    """A stored file as messages name it: ``name (digest prefix)``, or the prefix alone when the
-    caller has no file name and passed the prefix as the name (``verify`` does, and prints the
-    file's name before the message), so the same id is not shown twice."""
-    short = digest[:12]
-    return short if name in ("", short) else f"{name} ({short})"
 
 
 def _read_only(where: Path, exc: OSError) -> ReadOnlyStoreError:

@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 from ..errors import CorruptFileError, MissingFileError, ObjectStoreError, StoreConfigError, from_os_error
 from ..location import BucketRoot, parse_bucket_root, redact
-from .area import ObjectArea, StoredFile
+from .area import ObjectArea, StoredFile, file_label
 from .cache import ObjectCache
 from .local import LocalObjectArea
 
@@ -360,9 +360,9 @@ class S3ObjectArea(ObjectArea):
                 return None
             head = self.head(digest)
             if head is None:
-                raise MissingFileError(f"stored file {name} ({digest[:12]}) is missing from {self.root}")
+                raise MissingFileError(f"stored file {file_label(name, digest)} is missing from {self.root}")
             if head[0] != size:
-                raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {head[0]} bytes in {self.root}, expected {size}")
+                raise CorruptFileError(f"stored file {file_label(name, digest)} is {head[0]} bytes in {self.root}, expected {size}")
             if not _is_etag(stat_sig) or stat_sig == head[1]:
                 return None
             # Rewritten since it was stored: only its bytes can tell (the download is checked too).
@@ -376,17 +376,17 @@ class S3ObjectArea(ObjectArea):
             except Exception as exc:  # noqa: BLE001
                 if _code(exc) in _MISSING:
                     self._check_bucket()
-                    raise MissingFileError(f"stored file {name} ({digest[:12]}) is missing from {self.root}") from None
+                    raise MissingFileError(f"stored file {file_label(name, digest)} is missing from {self.root}") from None
                 raise
             for chunk in body.iter_chunks(8 << 20):
                 hasher.update(chunk)
                 n += len(chunk)
         if n != size:
             self.cache.discard(digest)
-            raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {n} bytes in {self.root}, expected {size}: it was truncated or overwritten")
+            raise CorruptFileError(f"stored file {file_label(name, digest)} is {n} bytes in {self.root}, expected {size}: it was truncated or overwritten")
         if hasher.hexdigest() != digest:
             self.cache.discard(digest)
-            raise CorruptFileError(f"stored file {name} ({digest[:12]}) in {self.root} does not match its digest: its content was changed")
+            raise CorruptFileError(f"stored file {file_label(name, digest)} in {self.root} does not match its digest: its content was changed")
         return None
 
     def damaged_copies(self) -> list[tuple[str, str]]:

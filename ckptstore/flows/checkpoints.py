@@ -18,13 +18,12 @@ plus a temporary directory that is recognisable by its name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,11 @@ from ..errors import (
 from ..faults import fault
 from ..files import pieces
 from ..files.area import StoredFile
-from ..files.commit import check_files, commit_files, release_unreferenced
+from ..files.commit import check_files, commit_files, record_signatures, release_unreferenced
 from ..files.digest import DigestFollower, digest_file
 from ..files.local import STAGING_SUFFIX
 from ..liveness import pid_alive
+from ..metadata import file_reads
 from ..metadata import pieces as MP
 from ..metadata import queries as Q
 from ..metadata import writes as W
@@ -56,17 +56,14 @@ from ..names import Ref, check_step
 from ..records import CheckpointInfo, FileInfo
 from ..tf import formats
 from ..tf.reader import TF2_SUFFIX, file_role, list_variables, read_tensor
-from ..tf.state import STATE_FILE, CheckpointState, render
 from ..tf.varnames import readable_names
 from .backend import Backend
 from .deletion import apply_retention
 from .resolve import checkpoint_of
+from .restore_dir import still_there, with_meta, write_checkpoint_dir
 
 log = logging.getLogger(__name__)
 
-# Read once: os.umask can only be read by setting it, which would race with other threads.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 Progress = Callable[[int, int], None] | None
 
@@ -311,25 +308,6 @@ def _remove_stale_read_dirs() -> None:
             shutil.rmtree(tmp / name, ignore_errors=True)
 
 
-def _layouts(backend: Backend, files: Sequence[FileInfo]) -> dict[str, list[pieces.Extent]]:
-    """The extents of those ``files`` that are assembled from pieces."""
-    with backend.db.read() as conn:
-        return MP.extents(conn, [f.digest for f in files])
-
-
-def _with_meta(backend: Backend, ck: CheckpointInfo, fmt: formats.CheckpointFormat) -> list[tuple[FileInfo, str]]:
-    """(stored file, name to give it) for every file of ``ck``, plus the run's nearest meta graph
-    under this checkpoint's prefix when the format uses one and this save left it out
-    (``Saver.save(..., write_meta_graph=False)``): what users do by hand with ``import_meta_graph``."""
-    placed = [(f, f.file_name) for f in ck.files]
-    if fmt.uses_meta_graph and not any(f.role == "meta" for f in ck.files):
-        with backend.db.read() as conn:
-            meta = Q.nearest_meta(conn, ck.id, ck.step)
-        if meta is not None:
-            placed.append((meta, ck.prefix + ".meta"))
-    return placed
-
-
 def restore(
     backend: Backend,
     ref: str | Ref | Any,
@@ -354,35 +332,18 @@ def restore(
     fmt = formats.for_target(target)
     if fmt.name != ck.format:
         raise CkptstoreError(f"{ck.ref} is a {ck.format} checkpoint; restore it into a {formats.named(ck.format).target_kinds}")
-    wanted = _with_meta(backend, ck, fmt) if fmt.needs_meta_graph(target) else [(f, f.file_name) for f in ck.files if f.role != "meta"]
-    with _still_there(backend, ck):
+    wanted = with_meta(backend.db.sql_read, ck, fmt.uses_meta_graph) if fmt.needs_meta_graph(target) else [
+        (f, f.file_name) for f in ck.files if f.role != "meta"]
+    with still_there(backend.db.sql_read, ck):
         check_files(backend.db, backend.files, [f for f, _ in wanted], verify)
     with backend.db.read() as conn:
         saved = {v.name: (v.dtype, v.shape) for v in Q.variables(conn, ck.id)}
-    with _still_there(backend, ck), _Placed(backend, ck, wanted, check=verify is not False) as placed:
+    with still_there(backend.db.sql_read, ck), _Placed(backend, ck, wanted, check=verify is not False) as placed:
         meta = placed.dir / (ck.prefix + ".meta")
         pending = fmt.restore(target, placed.prefix, saved=saved, meta_path=meta if meta.exists() else None, var_list=var_list)
         if pending is not None:
             placed.keep_until(pending)
     return ck
-
-
-@contextlib.contextmanager
-def _still_there(backend: Backend, ck: CheckpointInfo) -> Iterator[None]:
-    """Report a checkpoint deleted by another process meanwhile as such, not as whatever error
-    its vanished files caused (a missing file, a graph that "does not fit")."""
-    try:
-        yield
-    except (OSError, CkptstoreError) as exc:
-        with backend.db.read() as conn:
-            gone = not Q.existing_checkpoints(conn, [ck.id])
-        if gone:
-            raise UnknownRefError(f"checkpoint {ck.ref} was deleted by another process while it was being read") from None
-        if isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError)):
-            raise  # a full disk at the destination: the caller names it
-        if isinstance(exc, OSError):
-            raise from_os_error(f"cannot read {ck.ref}", exc) from None
-        raise
 
 
 def read_variable(backend: Backend, ref: str | Ref | Any, name: str, *, verify: bool | str = True) -> Any:
@@ -411,7 +372,7 @@ def read_variable(backend: Backend, ref: str | Ref | Any, name: str, *, verify: 
                 continue
             offset, size, digest, crc = hit
             try:
-                with _still_there(backend, ck):
+                with still_there(backend.db.sql_read, ck):
                     data = pieces.read_range(backend.files, f.digest, layouts.get(f.digest), offset, size)
             except CorruptFileError as exc:  # MissingFileError too: name the checkpoint's file
                 raise type(exc)(f"stored file {f.file_name} of {ck.ref}: {exc}") from None
@@ -425,7 +386,7 @@ def read_variable(backend: Backend, ref: str | Ref | Any, name: str, *, verify: 
             if value is not None:
                 return value.copy()
     files = [(f, f.file_name) for f in ck.files if f.role != "meta"]
-    with _still_there(backend, ck):
+    with still_there(backend.db.sql_read, ck):
         check_files(backend.db, backend.files, [f for f, _ in files], verify)
         with _Placed(backend, ck, files, check=verify is not False) as placed:
             return read_tensor(placed.prefix, key)
@@ -464,110 +425,17 @@ def materialize(
     progress: Progress = None,
 ) -> Path:
     """Write a plain TensorFlow checkpoint directory that vanilla TF reads; returns the prefix.
-
-    The files get their original names next to a ``checkpoint`` state file naming this
-    checkpoint, so ``tf.train.latest_checkpoint(to_dir)`` and ``Saver.restore`` accept the
-    directory. ``link="copy"`` (the default) writes private copies (reflinks where the
-    filesystem shares blocks copy-on-write); ``link="hard"`` hard-links the stored objects where
-    it can, which is faster but only for read-only use: editing such a file in place would damage
-    the stored checkpoint. An existing file of the same name (including a ``checkpoint`` state
-    file) is a :class:`ConflictError` unless ``force``; a file that already holds exactly the
-    bytes to be written (an earlier restore) is left as it is. ``progress(done, total)`` reports
-    the bytes checked.
-    """
+    See :func:`~.restore_dir.write_checkpoint_dir` (the CLI's quick path calls it too)."""
     if link not in LINK_MODES:
         raise InvalidOptionError(f"link must be one of {', '.join(LINK_MODES)}, got {link!r}")
     ck = checkpoint_of(backend, ref)
-    area = backend.files
-    placed = _with_meta(backend, ck, formats.named(ck.format))
-    with _still_there(backend, ck):
-        check_files(backend.db, area, [f for f, _ in placed], verify, progress)
-    out = Path(to_dir)
-    state_text = render(CheckpointState(ck.prefix, [ck.prefix]))
-    todo: list[tuple[FileInfo | None, str]] = []
-    for f, name in [*placed, (None, STATE_FILE)]:  # every conflict before the first file is written
-        dst = out / name
-        if not (dst.exists() or dst.is_symlink()):
-            todo.append((f, name))
-            continue
-        if not dst.is_symlink() and dst.is_file() and _same_content(dst, f, state_text):
-            continue
-        if not force:
-            what = "a checkpoint state file" if f is None else "a file"
-            raise ConflictError(f"{dst} already exists ({what} this restore would replace); choose an empty directory or pass force")
-        if dst.is_dir() and not dst.is_symlink():
-            raise ConflictError(f"{dst} is a directory; a restore will not replace it")
-        todo.append((f, name))
-    if out.is_symlink() and not out.is_dir():
-        raise ConflictError(f"{out} is a symlink to nowhere; choose another directory")
-    fresh = not (out.exists() or out.is_symlink())
-    try:
-        # Beside the target, on its filesystem: a new target is then moved into place by one
-        # rename. An existing target on another filesystem than its parent (a mount point, a
-        # symlink to elsewhere) gets it inside, so that each file's move stays a rename.
-        if fresh:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        beside = fresh or os.stat(out).st_dev == os.stat(out.parent).st_dev
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=STAGING_SUFFIX, dir=out.parent if beside else out))
-    except OSError as exc:
-        raise from_os_error(f"cannot create {out}", exc) from None
-    layouts = _layouts(backend, [f for f, _ in todo if f is not None])
-    try:
-        with _still_there(backend, ck):
-            for f, name in todo:
-                dst = tmp / name
-                if f is None:
-                    with open(dst, "x", encoding="utf-8") as fh:
-                        fh.write(state_text)
-                elif f.digest in layouts:
-                    pieces.assemble(area, layouts[f.digest], f.digest, f.size, dst, check=verify is not False)
-                elif link == "copy" or not area.link_to(f.digest, dst):
-                    area.copy_to(f.digest, dst)
-        fault("materialized")
-        _move_into_place(tmp, out, [name for _, name in todo], force, fresh)
-    except OSError as exc:
-        raise from_os_error(f"cannot write {out}", exc) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out / ck.prefix
+    return write_checkpoint_dir(
+        backend.db.sql_read, backend.files, ck, to_dir, uses_meta_graph=formats.named(ck.format).uses_meta_graph,
+        verify=verify, link=link, force=force, progress=progress, record=lambda sigs: record_signatures(backend.db, sigs),
+    )
 
 
-def _same_content(path: Path, f: FileInfo | None, state_text: str) -> bool:
-    try:
-        if f is None:
-            return path.read_text(encoding="utf-8") == state_text
-        return path.stat().st_size == f.size and digest_file(path)[0] == f.digest
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _move_into_place(tmp: Path, out: Path, names: list[str], force: bool, fresh: bool) -> None:
-    """Move the finished files from ``tmp`` into ``out``: all at once where ``out`` did not exist
-    (one rename), else one by one with the state file last, never through a symlink and, without
-    ``force``, never over an existing entry (and then undone if one appears meanwhile)."""
-    if fresh:
-        # mkdtemp made it 0700; the restored directory gets the permissions any new one would.
-        os.chmod(tmp, 0o777 & ~_UMASK)
-        try:
-            os.rename(tmp, out)
-            return
-        except FileExistsError:
-            raise ConflictError(f"{out} appeared while restoring; nothing was replaced") from None
-        except OSError as exc:
-            if exc.errno != errno.ENOTEMPTY:
-                raise
-            raise ConflictError(f"{out} appeared while restoring; nothing was replaced") from None
-    placed: list[Path] = []
-    for name in sorted(names, key=lambda n: n == STATE_FILE):
-        src, dst = tmp / name, out / name
-        if force:
-            os.replace(src, dst)  # replaces a symlink itself, never its target
-            continue
-        try:
-            os.link(src, dst, follow_symlinks=False)  # EEXIST for anything there, links included
-        except FileExistsError:
-            for p in placed:
-                p.unlink(missing_ok=True)
-            raise ConflictError(f"{dst} appeared while restoring; nothing was replaced") from None
-        placed.append(dst)
-        os.unlink(src)
+def _layouts(backend: Backend, files: Sequence[FileInfo]) -> dict[str, list[pieces.Extent]]:
+    """The extents of those ``files`` that are assembled from pieces."""
+    with backend.db.sql_read() as sql:
+        return file_reads.extents(sql, [f.digest for f in files])

@@ -28,18 +28,19 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import CkptstoreError, ConflictError, CorruptFileError, from_os_error
+from ..errors import CkptstoreError, from_os_error
 from ..files.area import StoredFile
-from ..files.commit import check_files, commit_files, digest_staged
+from ..files.commit import check_files, commit_files, digest_staged, record_signatures
 from ..files.local import STAGING_SUFFIX
 from ..metadata import queries as Q
 from ..metadata import writes as W
 from ..names import check_step
 from ..records import ExportInfo, FileInfo
 from ..tf import saved_model as sm
+from . import export_out
 from .backend import Backend
 from .checkpoints import raise_if_run_gone
-from .exports import DIR_SIDECAR, FILE_SET_FORMAT, export_frozen, export_of, sidecar_of
+from .exports import FILE_SET_FORMAT, export_of
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +111,7 @@ def _commit(backend: Backend, run_id: int, run_name: str, step: int | None, desc
 
 def export_files(backend: Backend, info: ExportInfo) -> list[FileInfo]:
     """The files of a SavedModel export as checkable records (``file_name`` is the path)."""
-    with backend.db.read() as conn:
-        rows = Q.export_files(conn, info.id)
-    out = []
-    for path, size, digest in rows:
-        p = PurePosixPath(path)
-        if p.is_absolute() or ".." in p.parts or not p.parts:
-            raise CorruptFileError(f"{info.ref} lists an unsafe path {path!r}")
-        out.append(FileInfo(role="file", file_name=path, size=size, digest=digest))
-    return out
-
-
-def _write_tree(backend: Backend, files: list[FileInfo], into: Path) -> None:
-    for f in files:
-        dst = into / f.file_name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        backend.files.copy_to(f.digest, dst)
+    return export_out.export_files(backend.db.sql_read, info)
 
 
 def _cached(backend: Backend, info: ExportInfo, verify: bool | str) -> Path:
@@ -146,7 +132,7 @@ def _cached(backend: Backend, info: ExportInfo, verify: bool | str) -> Path:
     except OSError as exc:
         raise from_os_error(f"cannot create {root}", exc) from None
     try:
-        _write_tree(backend, files, tmp)
+        export_out.write_tree(backend.files, files, tmp)
         for p in tmp.rglob("*"):
             if p.is_file():
                 os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
@@ -188,47 +174,7 @@ def load_keras(backend: Backend, ref: Any, *, verify: bool | str = True, custom_
 def export_to(
     backend: Backend, ref: Any, path: str | os.PathLike[str], *, verify: bool | str = True, force: bool = False
 ) -> Path:
-    """Write an export for deployment; returns what was written (file or directory).
-
-    A frozen graph or a ``.keras`` file: as :func:`~ckptstore.flows.exports.export_frozen`. A
-    SavedModel: the directory ``path`` (created; an existing empty one is filled) holding the
-    SavedModel's files and ``ckptstore-export.json`` (inputs, outputs, digest, lineage)."""
-    info = export_of(backend, ref)
-    if info.kind != sm.SAVED_MODEL:
-        return export_frozen(backend, info, path, verify=verify, force=force)
-    files = export_files(backend, info)
-    check_files(backend.db, backend.files, files, verify)
-    dst = Path(path)
-    if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
-        raise ConflictError(f"{dst} exists and is not a directory; a SavedModel is written as a directory")
-    occupied = dst.is_dir() and any(dst.iterdir())
-    if occupied and not force:
-        raise ConflictError(f"{dst} is not empty; choose a new directory or pass force")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=STAGING_SUFFIX, dir=dst.parent))
-    except OSError as exc:
-        raise from_os_error(f"cannot create {dst}", exc) from None
-    old: Path | None = None
-    try:
-        _write_tree(backend, files, tmp)
-        with open(tmp / DIR_SIDECAR, "x", encoding="utf-8") as fh:
-            fh.write(json.dumps({**sidecar_of(info), "files": len(files)}, indent=2) + "\n")
-        os.chmod(tmp, 0o777 & ~_UMASK)
-        if occupied:
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", suffix=STAGING_SUFFIX, dir=dst.parent))
-            os.rename(dst, old / "replaced")
-        try:
-            os.rename(tmp, dst)  # onto a missing or empty directory: atomic
-        except OSError as exc:
-            if old is not None:
-                os.rename(old / "replaced", dst)
-            raise ConflictError(f"{dst} appeared or filled while exporting; nothing was replaced") from exc
-    except OSError as exc:
-        raise from_os_error(f"cannot write {dst}", exc) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    log.info("exported %s to %s (%d files)", info.ref, dst, len(files))
-    return dst
+    """Write an export for deployment; returns what was written (file or directory). See
+    :func:`~.export_out.write_export` (the CLI's quick path calls it too)."""
+    return export_out.write_export(backend.db.sql_read, backend.files, export_of(backend, ref), path, verify=verify,
+                                   force=force, record=lambda sigs: record_signatures(backend.db, sigs))

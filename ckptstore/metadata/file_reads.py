@@ -1,4 +1,4 @@
-"""What ``verify`` and ``gc`` read about stored files, written once as SQL text for both drivers.
+"""What ``verify``, ``gc`` and ``restore`` read about stored files, written once as SQL text for both drivers.
 
 The store runs these through SQLAlchemy's driver connection (``queries.py`` and ``pieces.py``
 wrap them); the CLI runs the same functions on a SQLite store through ``sqlite3``
@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ..records import FileInfo
+from .mappers import file_info
 from .reads import Sql
 
 #: One read of a store's database: ``with snapshot() as sql: ...`` (``Database.sql_read`` on
@@ -129,3 +131,41 @@ def blob_sizes(sql: Sql, digests: Iterable[str]) -> dict[str, tuple[int, str | N
         ):
             out[digest] = (size, sig)
     return out
+
+
+def blob_signatures(sql: Sql, digests: Iterable[str]) -> dict[str, str | None]:
+    """The stat signature recorded for each blob among ``digests`` (None: none yet)."""
+    return {digest: sig for digest, (_, sig) in blob_sizes(sql, digests).items()}
+
+
+def nearest_meta(sql: Sql, checkpoint_id: int, step: int) -> FileInfo | None:
+    """The .meta of the run's nearest checkpoint at or below ``step``, else the next above."""
+    ph = sql.ph
+    found = sql.rows(f"SELECT run_id FROM checkpoints WHERE id = {ph}", [checkpoint_id])
+    if not found:
+        return None
+    for cond, order in (("<=", "DESC"), (">", "ASC")):
+        row = sql.rows(
+            "SELECT f.role, f.file_name, f.size, f.digest FROM checkpoint_files f JOIN checkpoints c ON c.id = f.checkpoint_id "
+            f"WHERE c.run_id = {ph} AND f.role = 'meta' AND c.step {cond} {ph} ORDER BY c.step {order} LIMIT 1",
+            [found[0][0], step],
+        )
+        if row:
+            return file_info(row[0])
+    return None
+
+
+def unindexed_data_files(sql: Sql) -> int:
+    """How many distinct data files of checkpoints are not recorded tensor by tensor
+    (``repack``'s work: files saved before tensor-level storage)."""
+    return int(sql.rows(
+        "SELECT COUNT(DISTINCT f.digest) FROM checkpoint_files f WHERE f.role = 'data' "
+        "AND NOT EXISTS (SELECT 1 FROM file_tensors t WHERE t.file_digest = f.digest)", []
+    )[0][0])
+
+
+def export_files(sql: Sql, export_id: int) -> list[tuple[str, int, str]]:
+    """(path, size, digest) of each file of a directory export, by path."""
+    return [(path, size, digest) for path, size, digest in sql.rows(
+        f"SELECT path, size, digest FROM export_files WHERE export_id = {sql.ph} ORDER BY path", [export_id]
+    )]

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
-from ..errors import UnknownRefError
 from ..names import Ref
 from ..records import (
     AliasEventInfo,
@@ -34,8 +33,8 @@ from ..records import (
 )
 from . import file_reads, reads, summaries
 from . import schema as S
-from .engine import sql_of, store_where
-from .mappers import aware, checkpoint_info, export_info, file_info, metric_value
+from .engine import sql_of
+from .mappers import aware, metric_value
 from .runs_query import expand_names, select_runs
 from .runs_table import runs_table as table_of_runs
 
@@ -235,23 +234,7 @@ def metric_history(conn: Connection, rid: int, key: str | None = None) -> list[M
 
 
 def checkpoint_by_id(conn: Connection, checkpoint_id: int) -> CheckpointInfo:
-    return _checkpoint(conn, S.checkpoints.c.id == checkpoint_id, None)
-
-
-def _checkpoint(conn: Connection, cond: Any, ref: Ref | None) -> CheckpointInfo:
-    c = S.checkpoints
-    row = conn.execute(
-        select(*c.c, S.runs.c.name.label("run_name")).join(S.runs, S.runs.c.id == c.c.run_id).where(cond)
-    ).first()
-    if row is None:
-        # Only a row deleted since the reference was resolved: the reads say what is missing.
-        raise UnknownRefError(f"no checkpoint {ref.text if ref is not None else ''} in {store_where(conn.engine)}")
-    cf = S.checkpoint_files
-    files = conn.execute(
-        select(cf.c.role, cf.c.file_name, cf.c.size, cf.c.digest).where(cf.c.checkpoint_id == row.id).order_by(cf.c.file_name)
-    ).all()
-    aliases = conn.execute(select(S.aliases.c.name).where(S.aliases.c.checkpoint_id == row.id).order_by(S.aliases.c.name)).scalars()
-    return checkpoint_info(row, row.run_name, [file_info(f) for f in files], list(aliases))
+    return reads.checkpoint(sql_of(conn), checkpoint_id)
 
 
 def checkpoints(conn: Connection, rid: int, run: str) -> list[CheckpointInfo]:
@@ -296,18 +279,7 @@ def variables(conn: Connection, checkpoint_id: int) -> list[VariableInfo]:
 
 def nearest_meta(conn: Connection, checkpoint_id: int, step: int) -> FileInfo | None:
     """The .meta of the run's nearest checkpoint at or below ``step``, else the next above."""
-    c, cf = S.checkpoints, S.checkpoint_files
-    rid = conn.execute(select(c.c.run_id).where(c.c.id == checkpoint_id)).scalar()
-    if rid is None:
-        return None
-    for cond, order in ((c.c.step <= step, c.c.step.desc()), (c.c.step > step, c.c.step.asc())):
-        row = conn.execute(
-            select(cf.c.role, cf.c.file_name, cf.c.size, cf.c.digest).join(c, c.c.id == cf.c.checkpoint_id)
-            .where(c.c.run_id == rid, cf.c.role == "meta", cond).order_by(order).limit(1)
-        ).first()
-        if row is not None:
-            return file_info(row)
-    return None
+    return file_reads.nearest_meta(sql_of(conn), checkpoint_id, step)
 
 
 def existing_checkpoints(conn: Connection, ids: Iterable[int]) -> set[int]:
@@ -318,16 +290,7 @@ def existing_checkpoints(conn: Connection, ids: Iterable[int]) -> set[int]:
 
 
 def export_by_id(conn: Connection, export_id: int | None, ref: Ref | None = None) -> ExportInfo:
-    e = S.exports
-    row = conn.execute(
-        select(*e.c, S.runs.c.name.label("run_name")).join(S.runs, S.runs.c.id == e.c.run_id).where(e.c.id == export_id)
-    ).first()
-    if row is None:
-        raise UnknownRefError(
-            f"no export {export_id} in {store_where(conn.engine)}" + (f" (from {ref.text!r})" if ref and ref.kind == "alias" else "")
-        )
-    aliases = conn.execute(select(S.aliases.c.name).where(S.aliases.c.export_id == row.id).order_by(S.aliases.c.name)).scalars()
-    return export_info(row, row.run_name, list(aliases))
+    return reads.export(sql_of(conn), export_id, ref)
 
 
 def exports(conn: Connection, rid: int | None) -> list[ExportInfo]:
@@ -335,30 +298,9 @@ def exports(conn: Connection, rid: int | None) -> list[ExportInfo]:
     return reads.exports(sql_of(conn), rid)
 
 
-def export_id_at(conn: Connection, rid: int, kind: str, step: int | None) -> int | None:
-    """The run's export for a step reference: ``kind`` is "step", "nearest" or "latest"."""
-    if kind == "best":
-        raise UnknownRefError("run@best:METRIC names a checkpoint; name its export by step (run@STEP)")
-    e = S.exports
-    q = select(e.c.id).where(e.c.run_id == rid)
-    if kind == "step":
-        q = q.where(e.c.step == step).order_by(e.c.id.desc())
-    elif kind == "nearest":
-        q = q.where(e.c.step <= step).order_by(e.c.step.desc(), e.c.id.desc())
-    else:
-        q = q.order_by(e.c.id.desc())
-    return conn.execute(q.limit(1)).scalar()
-
-
 def export_files(conn: Connection, export_id: int) -> list[tuple[str, int, str]]:
     """(path, size, digest) of each file of a directory export, by path."""
-    f = S.export_files
-    return [tuple(r) for r in conn.execute(select(f.c.path, f.c.size, f.c.digest).where(f.c.export_id == export_id).order_by(f.c.path))]
-
-
-def export_steps(conn: Connection, rid: int) -> list[int]:
-    e = S.exports
-    return sorted({s for s in conn.execute(select(e.c.step).where(e.c.run_id == rid)).scalars() if s is not None})
+    return file_reads.export_files(sql_of(conn), export_id)
 
 
 def existing_exports(conn: Connection, ids: Iterable[int]) -> set[int]:
@@ -373,7 +315,8 @@ def resolve(conn: Connection, ref: Ref) -> Target:
     kind, target = reads.target_of(sql_of(conn), ref)
     if kind == "export":
         return export_by_id(conn, target, ref)
-    return _checkpoint(conn, S.checkpoints.c.id == target, ref)
+    assert target is not None  # target_of names a checkpoint by its id
+    return reads.checkpoint(sql_of(conn), target, ref)
 
 
 # --------------------------------------------------------------------------- aliases
@@ -391,11 +334,7 @@ def alias_history(conn: Connection, names: list[str] | None) -> dict[str, list[A
 
 
 def blob_signatures(conn: Connection, digests: Sequence[str]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    digests = list(digests)
-    for i in range(0, len(digests), 500):
-        out.update(conn.execute(select(S.blobs.c.digest, S.blobs.c.stat_sig).where(S.blobs.c.digest.in_(digests[i : i + 500]))).all())
-    return out
+    return file_reads.blob_signatures(sql_of(conn), digests)
 
 
 def existing_blobs(conn: Connection, digests: Sequence[str] | None = None) -> set[str]:

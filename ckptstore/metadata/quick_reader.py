@@ -181,6 +181,13 @@ class QuickReader(QuickConnection):
         return reads.checkpoint_metric(self.sql, self._run_id(run), metric)
 
     def variables(self, ref: str) -> list[VariableInfo]:
+        return reads.variables(self.sql, self._checkpoint_id(ref))
+
+    def checkpoint(self, ref: str) -> CheckpointInfo:
+        """The checkpoint ``ref`` names, with its files and aliases (as ``Store.checkpoint``)."""
+        return reads.checkpoint(self.sql, self._checkpoint_id(ref), parse_ref(ref))
+
+    def _checkpoint_id(self, ref: str) -> int:
         try:
             kind, target = reads.target_of(self.sql, parse_ref(ref))
         except CkptstoreError:
@@ -189,9 +196,18 @@ class QuickReader(QuickConnection):
             raise Fallback from None
         if kind != "checkpoint" or target is None:
             raise Fallback  # an export where a checkpoint is expected: the store words it
-        return reads.variables(self.sql, target)
+        return target
 
     # ------------------------------------------------------------------ exports and aliases
+
+    def export(self, ref: str) -> ExportInfo:
+        """The export ``ref`` names (as ``Store.export``)."""
+        try:
+            return reads.export_of(self.sql, parse_ref(ref))
+        except CkptstoreError:
+            if self.words_errors:  # the store resolves it with the same read (reads.export_of)
+                raise
+            raise Fallback from None
 
     def exports(self, run: str | None = None) -> list[ExportInfo]:
         return reads.exports(self.sql, self._run_id(run) if run is not None else None)

@@ -201,6 +201,25 @@ def checkpoints(sql: Sql, rid: int, run: str) -> list[CheckpointInfo]:
     return [checkpoint_info(ck, run, files.get(ck.id, []), aliases.get(ck.id, [])) for ck in rows]
 
 
+def checkpoint(sql: Sql, checkpoint_id: int, ref: Ref | None = None) -> CheckpointInfo:
+    """One checkpoint with its run's name, files and aliases (``target_of`` resolved ``ref`` to
+    it; only a checkpoint deleted since then is missing, and the error says so)."""
+    ph = sql.ph
+    found = sql.rows(
+        f"SELECT {', '.join('c.' + col for col in CHECKPOINT_COLUMNS.split(', '))}, r.name AS run_name "
+        f"FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE c.id = {ph}", [checkpoint_id]
+    )
+    if not found:
+        raise UnknownRefError(f"no checkpoint {ref.text if ref is not None else ''} in {sql.where}")
+    row = found[0]
+    files = [file_info(f) for f in sql.rows(
+        f"SELECT role, file_name, size, digest FROM checkpoint_files WHERE checkpoint_id = {ph} ORDER BY file_name",
+        [checkpoint_id],
+    )]
+    aliases = [a for (a,) in sql.rows(f"SELECT name FROM aliases WHERE checkpoint_id = {ph} ORDER BY name", [checkpoint_id])]
+    return checkpoint_info(row, row.run_name, files, aliases)
+
+
 def checkpoint_metric(sql: Sql, rid: int, key: str) -> dict[int, float]:
     """{checkpoint step: value of ``key`` logged at that step}, NaN left out."""
     return {
@@ -315,6 +334,65 @@ def exports(sql: Sql, rid: int | None) -> list[ExportInfo]:
     for eid, name in sql.rows(alias_text + " ORDER BY a.name", args):
         aliases.setdefault(eid, []).append(name)
     return [export_info(row, row.run_name, aliases.get(row.id, [])) for row in rows]
+
+
+def export(sql: Sql, export_id: int | None, ref: Ref | None = None) -> ExportInfo:
+    """One export with its run's name and aliases; an unknown id is an error naming it."""
+    found = sql.rows(f"SELECT {EXPORT_COLUMNS} FROM exports e JOIN runs r ON r.id = e.run_id WHERE e.id = {sql.ph}", [export_id])
+    if not found:
+        raise UnknownRefError(
+            f"no export {export_id} in {sql.where}" + (f" (from {ref.text!r})" if ref and ref.kind == "alias" else "")
+        )
+    aliases = [a for (a,) in sql.rows(f"SELECT name FROM aliases WHERE export_id = {sql.ph} ORDER BY name", [export_id])]
+    return export_info(found[0], found[0].run_name, aliases)
+
+
+def export_of(sql: Sql, ref: Ref) -> ExportInfo:
+    """The export a reference names.
+
+    ``export:ID`` and aliases resolve as everywhere. For a run, ``run@STEP`` is the (newest)
+    export frozen at that step, ``run@latest`` the run's newest export and ``run@~N`` its export
+    at the highest step at or below N. A reference to a checkpoint is an error.
+    """
+    if ref.kind in ("export", "alias"):
+        kind, target = target_of(sql, ref)
+        if kind == "checkpoint":
+            assert target is not None
+            raise UnknownRefError(
+                f"{ref.text!r} names the checkpoint {checkpoint(sql, target, ref).ref}, not an export; "
+                "freeze it first (run.freeze) to load it as a frozen graph"
+            )
+        return export(sql, target, ref)
+    rid = run_id(sql, ref.run or "")
+    export_id = export_id_at(sql, rid, ref.kind, ref.step)
+    if export_id is None:
+        steps = [s for (s,) in sql.rows(
+            f"SELECT DISTINCT step FROM exports WHERE run_id = {sql.ph} AND step IS NOT NULL ORDER BY step", [rid]
+        )]
+        where = {"step": f" at step {ref.step}", "nearest": f" at or below step {ref.step}"}.get(ref.kind, "")
+        hint = f" (its exports are at steps {', '.join(map(str, steps))})" if steps else ""
+        raise UnknownRefError(
+            f"run {ref.run!r} has no export{where}{hint} in {sql.where}; checkpoints load with restore, "
+            "frozen graphs come from run.freeze"
+        )
+    return export(sql, export_id, ref)
+
+
+def export_id_at(sql: Sql, rid: int, kind: str, step: int | None) -> int | None:
+    """The run's export for a step reference: ``kind`` is "step", "nearest" or "latest"."""
+    if kind == "best":
+        raise UnknownRefError("run@best:METRIC names a checkpoint; name its export by step (run@STEP)")
+    ph = sql.ph
+    text = f"SELECT id FROM exports WHERE run_id = {ph}"
+    args: list[Any] = [rid]
+    if kind == "step":
+        text, args = text + f" AND step = {ph} ORDER BY id DESC", [*args, step]
+    elif kind == "nearest":
+        text, args = text + f" AND step <= {ph} ORDER BY step DESC, id DESC", [*args, step]
+    else:
+        text += " ORDER BY id DESC"
+    found = sql.rows(text + " LIMIT 1", args)
+    return int(found[0][0]) if found else None
 
 
 def aliases(sql: Sql, name: str | None = None) -> list[AliasInfo]:

@@ -92,11 +92,17 @@ def test_at_sorts_by_the_value_at_the_step_params_or_name_missing_last(sweep, qu
 @pytest.mark.parametrize("quick", ["1", pytest.param("0", marks=pytest.mark.slow)])
 def test_at_sort_mistakes_are_worded_as_runs_list_sort(sweep, quick):
     env = {"CKPTSTORE_QUICK": quick}
-    for bad in ("loss", "metrics.loss.median", "tag"):
+    for bad in ("lr", "metrics.loss.median", "tag", "nothing"):
         at = cli("at", "10", "--sort", bad, store=sweep, env=env)
         runs = cli("runs", "list", "--sort", bad, store=sweep, env=env)
         assert at.returncode == runs.returncode == 1 and at.stderr == runs.stderr, (at.stderr, runs.stderr)
-    assert "did you mean metrics.loss.min?" in cli("at", "10", "--sort", "loss", store=sweep, env=env).stderr
+    # A bare metric name (or one close to it): in 'at' metrics.X is its value at STEP, which is
+    # what the user meant, where runs list suggests the run's best over all steps.
+    assert "did you mean metrics.loss.min?" in cli("runs", "list", "--sort", "loss", store=sweep, env=env).stderr
+    for bad in ("loss", "-loss", "losss"):
+        at = cli("at", "10", "--sort", bad, store=sweep, env=env)
+        assert at.returncode == 1, at.stderr
+        assert at.stderr.strip().endswith("did you mean metrics.loss (its value at step 10)?"), at.stderr
     # A metric no run has: a note with the nearest, and the rows by name.
     r = cli("at", "10", "--sort", "metrics.los", store=sweep, env=env)
     assert r.returncode == 0 and "note: no run has a metric 'los' (did you mean metrics.loss.last?)" in r.stderr

@@ -167,6 +167,17 @@ class AreaContract:
             with pytest.raises(CorruptFileError):
                 area.check(digest, len(b"checked bytes") + 1, None, full=full, name="f")
 
+    def test_check_names_a_file_once(self, area: ObjectArea, tmp_path: Path) -> None:
+        """check's errors name the file as ``name (id)``, or by its id alone when the caller
+        passes the id as the name (``verify`` prints the file's name beside the message)."""
+        digest = self.put(area, tmp_path, b"named bytes")
+        for d, size, exc in ((digest, 99, CorruptFileError), (ABSENT, 1, MissingFileError)):
+            for name, shown in (("model.ckpt-1.index", f"model.ckpt-1.index ({d[:12]})"), (d[:12], d[:12])):
+                with pytest.raises(exc) as raised:
+                    area.check(d, size, None, full=True, name=name)
+                message = str(raised.value)
+                assert f"stored file {shown} " in message and message.count(d[:12]) == 1, message
+
     def test_copy_to_makes_a_private_copy_and_never_overwrites(self, area: ObjectArea, tmp_path: Path) -> None:
         """copy_to: a new file with the bytes; changing it does not change the object."""
         digest = self.put(area, tmp_path, b"original")

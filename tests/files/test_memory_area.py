@@ -25,7 +25,7 @@ import blake3
 import pytest
 
 from ckptstore.errors import CorruptFileError, MissingFileError, StoreConfigError
-from ckptstore.files.area import ObjectArea, StoredFile
+from ckptstore.files.area import ObjectArea, StoredFile, file_label
 from ckptstore.files.registry import AREAS, open_area, register_area
 from tests.files.area_contract import AreaContract
 
@@ -176,11 +176,14 @@ class MemoryObjectArea(ObjectArea):
         return path
 
     def check(self, digest: str, size: int, stat_sig: str | None, *, full: bool, name: str) -> str | None:
-        data = self._bytes(digest)
+        try:
+            data = self._bytes(digest)
+        except MissingFileError:
+            raise MissingFileError(f"stored file {file_label(name, digest)} is missing from {self.url}") from None
         if len(data) != size:
-            raise CorruptFileError(f"stored file {name} ({digest[:12]}) is {len(data)} bytes, expected {size}")
+            raise CorruptFileError(f"stored file {file_label(name, digest)} is {len(data)} bytes, expected {size}")
         if full and blake3.blake3(data).hexdigest() != digest:
-            raise CorruptFileError(f"stored file {name} ({digest[:12]}) does not match its digest")
+            raise CorruptFileError(f"stored file {file_label(name, digest)} does not match its digest")
         return None
 
     def describe(self, digest: str | None = None) -> str:

@@ -150,3 +150,30 @@ def _area(store: Path):
     from ckptstore.files.registry import open_area
 
     return open_area(str(store))
+
+
+@pytest.mark.slow
+def test_repack_with_nothing_to_index_answers_on_the_quick_path(healthy, tmp_path):
+    """``repack`` of a store whose data files are all indexed tensor by tensor says so through
+    ``sqlite3``; a store written before tensor-level storage (downgraded to 0001 here) is the
+    store's work, and afterwards there is nothing left to do, both ways."""
+    copies, quick, normal = _both_ways(healthy, tmp_path, ["repack"])
+    _same(copies, quick, normal)
+    assert quick.stdout == "indexed 0 data files tensor by tensor\n"
+    assert "sqlalchemy" not in imported(quick.stderr)
+
+    from ckptstore.metadata import versions
+
+    old = tmp_path / "old"
+    shutil.copytree(healthy, old)
+    with ckptstore.open_store(str(old)) as store:
+        versions.run_downgrade(store.engine, "0001")
+    assert cli("db", "upgrade", store=old).returncode == 0
+    work = cli("repack", store=old, code=IMPORTS_CHECK)
+    assert work.returncode == 0, work.stderr
+    # a@1 and b@1 hold the same bytes, as do a@2 and b@2: two distinct data files
+    assert work.stdout == "indexed 2 data files tensor by tensor\n"
+    assert "sqlalchemy" in imported(work.stderr)
+    again = cli("repack", store=old, code=IMPORTS_CHECK)
+    assert again.stdout == "indexed 0 data files tensor by tensor\n"
+    assert "sqlalchemy" not in imported(again.stderr)
