@@ -319,8 +319,8 @@ def at_rows(
             # over all steps that runs list would suggest.
             import difflib
 
-            there = sorted({k for r in store.at_step(step, nearest=nearest, keys=None) for k in r.metrics})
-            close = [e.word] if e.word in there else difflib.get_close_matches(e.word, there, n=1, cutoff=0.8)
+            logged = sorted({k for r in store.at_step(step, nearest=nearest, keys=None) for k in r.metrics})
+            close = [e.word] if e.word in logged else difflib.get_close_matches(e.word, logged, n=1, cutoff=0.8)
             if close:
                 raise QuerySyntaxError(
                     f"bad sort: unknown field {e.word!r}; did you mean metrics.{close[0]} (its value at step {step})?"
