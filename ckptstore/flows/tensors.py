@@ -204,7 +204,9 @@ def diff(backend: Backend, a: str | Ref | Any, b: str | Ref | Any, *, stats: boo
     # each side's variables carry their readable names, as ``vars --json`` lists them
     va = {k: VariableInfo(k, dt, sh, readable[cka.id].get(k)) for k, dt, sh in found[cka.id]}
     vb = {k: VariableInfo(k, dt, sh, readable[ckb.id].get(k)) for k, dt, sh in found[ckb.id]}
-    names = {**readable[cka.id], **readable[ckb.id]}
+    # Each variable as the first checkpoint names it (the second's name for one only it has):
+    # one name per row, the one `vars REF` shows beside it.
+    names = {**readable[ckb.id], **readable[cka.id]}
     loc_a = tensor_locations(backend, cka, with_extents=stats, rows=rows)
     loc_b = tensor_locations(backend, ckb, with_extents=stats, rows=rows)
     fills: list[tuple[str, int, int, str]] = []

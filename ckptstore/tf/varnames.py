@@ -9,7 +9,9 @@ holds, and name it:
 * a Keras 3 variable by its ``path`` under the checkpoint's attribute, without the model's own
   name (``model/dense/kernel``);
 * an optimizer slot under its variable (``model/dense/kernel/adam/momentum``), the optimizer's
-  own counters under the optimizer (``model/adam/iteration``);
+  own counters under the optimizer (``model/adam/iteration``). An optimizer Keras named itself is
+  named by its kind (``adam``), without the count Keras appends per process (``adam_3`` for the
+  fourth Adam made in a grid search): the same model saved from two processes is named alike;
 * any other variable by its attribute path (``model/w``).
 
 Best effort: anything unexpected gives no readable name, never a failed save.
@@ -18,6 +20,7 @@ Best effort: anything unexpected gives no readable name, never a failed save.
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -104,7 +107,7 @@ def _keras_names(attr: str, obj: Any, out: dict[int, str]) -> None:
     opt_vars = getattr(opt, "variables", None)
     if not isinstance(opt_vars, (list, tuple)):
         return
-    opt_name = getattr(opt, "name", "optimizer")
+    opt_name = _stable_name(opt)
     for ov in opt_vars:
         vname = getattr(ov, "name", None)
         if not isinstance(vname, str):
@@ -115,3 +118,23 @@ def _keras_names(attr: str, obj: Any, out: dict[int, str]) -> None:
             out.setdefault(id(ov), f"{by_flat[owner]}/{opt_name}/{vname[len(owner) + 1:]}")
         else:
             out.setdefault(id(ov), f"{attr}/{opt_name}/{vname}")
+
+
+def _snake_case(name: str) -> str:
+    """Keras's ``to_snake_case``, which makes the names it gives objects (``Adam`` -> ``adam``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _stable_name(opt: Any) -> str:
+    """The optimizer's name, or its kind when Keras named it: Keras names the n-th optimizer of a
+    class made in a process ``adam_n``, a counter that says nothing about the model and differs
+    between two runs of one grid. A name the user gave is kept as it is."""
+    name = getattr(opt, "name", None)
+    kind = _snake_case(type(opt).__name__)
+    if not isinstance(name, str):
+        return kind or "optimizer"
+    if kind and re.fullmatch(re.escape(kind) + r"(_\d+)?", name):
+        return kind
+    return name

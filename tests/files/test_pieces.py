@@ -173,6 +173,33 @@ def test_diff_computes_digests_of_checkpoints_saved_before_tensor_storage(store)
         assert conn.execute(select(S.file_tensors)).first() is not None  # recorded for next time
 
 
+def _keras_model(layer: str, optimizer: object = "adam"):
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name=layer), keras.layers.Dense(1, name="out")])
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0, epochs=1)
+    return model
+
+
+def test_a_grid_in_one_process_names_its_optimizers_alike_and_a_diff_by_its_first_checkpoint(sqlite_store):
+    """Keras counts the optimizers a process makes (adam, adam_1, ...): a grid search in one
+    process must not give each run's slots another name. A diff names each variable as its first
+    checkpoint does (as `vars REF` beside it), not as the second."""
+    first, second = _keras_model("first"), _keras_model("second")
+    assert second.optimizer.name != "adam"  # Keras numbered it
+    named = _keras_model("third", tf.keras.optimizers.Adam(name="my_adam"))  # a name given is kept
+    for run, model in (("a", first), ("b", second), ("c", named)):
+        with sqlite_store.start_run(run) as r:
+            r.save(model, 1)
+    names_b = {v.readable for v in sqlite_store.variables("b@1")}
+    assert {"model/second/kernel/adam/momentum", "model/adam/iteration"} <= names_b
+    assert not any("adam_" in n for n in names_b if n), names_b
+    assert "model/third/kernel/my_adam/momentum" in {v.readable for v in sqlite_store.variables("c@1")}
+    for ref, other, layer in (("a@1", "b@1", "first"), ("b@1", "a@1", "second")):
+        shown = {v.name for v in sqlite_store.diff_variables(ref, other).variables}
+        assert f"model/{layer}/kernel" in shown and f"model/{layer}/kernel/adam/momentum" in shown, shown
+
+
 def test_readable_names_for_keras_models_and_their_optimizer_slots(store):
     keras = tf.keras
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense"), keras.layers.Dense(1, name="out")])
@@ -184,8 +211,8 @@ def test_readable_names_for_keras_models_and_their_optimizer_slots(store):
         r.save(model, 2)
     store.set_alias("prod", "k@1")
     names = {v.readable for v in store.variables("prod")}
-    opt = model.optimizer.name  # "adam", or "adam_1" once another Adam exists in this process
-    assert {"model/dense/kernel", f"model/dense/kernel/{opt}/momentum", f"model/out/bias/{opt}/velocity", f"model/{opt}/iteration"} <= names
+    # "adam" even once another Adam exists in this process (Keras then names this one adam_1)
+    assert {"model/dense/kernel", "model/dense/kernel/adam/momentum", "model/out/bias/adam/velocity", "model/adam/iteration"} <= names
     np.testing.assert_array_equal(store.read_variable("prod", "model/dense/kernel"), model.get_layer("dense").kernel.numpy())
     with pytest.raises(UnknownRefError, match="model/dense/kernel"):
         store.read_variable("prod", "model/dense/kernal")

@@ -44,7 +44,7 @@ def test_an_async_save_records_the_readable_names_a_blocking_save_records(sqlite
     run.wait()
     blocking = {(v.name, v.readable) for v in sqlite_store.variables("names@1")}
     assert {(v.name, v.readable) for v in sqlite_store.variables("names@2")} == blocking
-    assert f"model/dense/kernel/{model.optimizer.name}/momentum" in {r for _, r in blocking}
+    assert "model/dense/kernel/adam/momentum" in {r for _, r in blocking}  # adam_N or not (varnames._stable_name)
     np.testing.assert_array_equal(sqlite_store.read_variable("names@2", "model/dense/kernel"), model.get_layer("dense").kernel.numpy())
 
 
