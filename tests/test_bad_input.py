@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.hardening import as_plain_user
+from tests.helpers.hardening import as_plain_user, read_only_mount
 from tests.helpers.models import empty_session, run_op
 from tests.helpers.processes import assert_one_line_error, child_env, run_cli, with_deadline
 from tests.helpers.skips import require_tensorflow
@@ -457,3 +457,21 @@ def test_cli_newer_schema_and_read_only_store_are_one_line(tmp_path):
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_cli_writes_on_a_read_only_filesystem_say_so_and_reads_work(tmp_path):
+    """A store on a read-only mount: SQLite says only "unable to open database file"; a write
+    says the filesystem is read-only, a read answers, and nothing changes."""
+    src = tmp_path / "src"
+    with ckptstore.open_store(str(src)) as s:
+        s.start_run("r").finish()
+    before = _tree_digest(src)
+    with read_only_mount(src, tmp_path / "ro") as ro:
+        for args in (["alias", "x", "r@latest"], ["unalias", "x"], ["runs", "delete", "r", "--yes"]):
+            out = run_cli(*args, store=ro)
+            assert_one_line_error(out, "is on a read-only filesystem")
+            assert "unable to open" in out.stderr and str(ro) in out.stderr
+        out = run_cli("runs", "list", "--json", store=ro)
+        assert out.returncode == 0 and [r["name"] for r in json.loads(out.stdout)] == ["r"], out.stderr
+    assert _tree_digest(src) == before

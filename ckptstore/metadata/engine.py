@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -116,12 +117,29 @@ def _sqlite_on_error(context: Any) -> BaseException | None:
 def read_only_error(engine: Engine, msg: str) -> ReadOnlyStoreError:
     """The one wording of "this database refused a write", wherever it is detected."""
     hint = ""
+    first = msg.strip().splitlines()[0] if msg.strip() else "read-only"
     if engine.dialect.name == "sqlite":
+        if _on_read_only_filesystem(engine.url.database):
+            return ReadOnlyStoreError(f"{where(engine)} is on a read-only filesystem ({first}); only reading works there")
         # A normal SQLite connection in WAL mode needs its -shm file even to read, so writing
         # needs write access to the directory too (SQLite's rule, not ours).
         hint = "; writing needs write access to the store directory and its database file"
-    first = msg.strip().splitlines()[0] if msg.strip() else "read-only"
     return ReadOnlyStoreError(f"{where(engine)} is read-only for this user ({first}){hint}")
+
+
+def _on_read_only_filesystem(path: str | None) -> bool:
+    try:
+        return path is not None and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _cannot_write(path: str | None) -> bool:
+    """The SQLite file exists but this process may not write it or its directory (permissions,
+    a read-only mount): SQLite then says only "unable to open database file"."""
+    if not path or not os.path.isfile(path):
+        return False
+    return not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK))
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -170,7 +188,9 @@ def open_error(engine: Engine, exc: DBAPIError) -> StoreOpenError:
     msg = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     if "file is not a database" in msg or "malformed" in msg:
         return StoreOpenError(f"{where(engine)} is not a usable SQLite database ({msg})")
-    if engine.dialect.name == "sqlite" and "readonly" in msg:
+    if engine.dialect.name == "sqlite" and (
+        "readonly" in msg or ("unable to open database file" in msg and _cannot_write(engine.url.database))
+    ):
         return read_only_error(engine, msg)
     return StoreOpenError(f"cannot open {where(engine)}: {redact(msg)}")
 

@@ -245,6 +245,26 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
 
 
+@contextlib.contextmanager
+def read_only_mount(source: Path, path: Path) -> Iterator[Path]:
+    """``source`` bind-mounted read-only at ``path`` for the block (a store on a read-only
+    filesystem, as on a shared NFS export or a container's read-only volume); skips the test if
+    this process may not mount (only root may)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only mount needs root")
+    r = subprocess.run(["mount", "--bind", str(source), str(path)], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({r.stderr.strip() or r.returncode})")
+    try:
+        r = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.skip(f"cannot make the bind mount read-only ({r.stderr.strip() or r.returncode})")
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True, timeout=30)
+
+
 def fill_up(directory: Path) -> Path:
     """Write a file in ``directory`` until its filesystem is full; returns that file."""
     filler = directory / "filler"
