@@ -38,7 +38,7 @@ from .flows.areas import copy_root, select_area
 from .flows.backend import Backend
 from .flows.heartbeat import Heartbeat
 from .flows.resolve import Target, checkpoint_of, resolve
-from .location import DB_FILE, parse_bucket_root, parse_location, redact
+from .location import DB_FILE, check_existing_store, parse_bucket_root, parse_location, redact
 from .metadata import queries as Q
 from .metadata import versions
 from .metadata import writes as W
@@ -119,18 +119,14 @@ def open_store(
     else:
         path = loc.directory
         assert path is not None
-        if path.exists() and not path.is_dir():
-            raise StoreConfigError(f"{redact(str(path))} is a file; a store location is a directory or a database URL")
-        if not path.exists() and not create:
-            raise StoreOpenError(
-                f"no store at {redact(str(path.absolute()))} (set --store / CKPTSTORE_URI, or create one by starting a run)"
-            )
         if create:
+            if path.exists() and not path.is_dir():
+                raise StoreConfigError(f"{redact(str(path))} is a file; a store location is a directory or a database URL")
             _make_dir(path)
-        elif not (path / DB_FILE).exists():
-            raise StoreOpenError(f"no store at {redact(str(path.absolute()))} ({DB_FILE} is missing)")
-        elif _is_empty(path / DB_FILE, check_schema):
-            readonly = True
+        else:
+            check_existing_store(path)
+            if _is_empty(path / DB_FILE, check_schema):
+                readonly = True
         # Built from its parts: no character of the path is read as URL syntax.
         url = URL.create("sqlite", database=str((path / DB_FILE).resolve()))
         default_root = path.resolve()

@@ -127,6 +127,12 @@ class StoreLocation:
     def open(self, *, create: bool = False, check_schema: bool = True, readonly: bool = False) -> "Store":
         """Open the store (imports SQLAlchemy). Commands that only read pass readonly=True: a
         mistyped --store is an error rather than a new empty store, and nothing on disk changes."""
+        if not create:  # a mistyped --store: one line before SQLAlchemy's import (issue 26)
+            from ..location import check_existing_store, parse_location
+
+            directory = parse_location(self.store).directory
+            if directory is not None:
+                check_existing_store(directory)
         from .. import open_store as open_library_store
 
         return open_library_store(

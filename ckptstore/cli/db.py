@@ -85,10 +85,18 @@ def db_history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 @command(db_app, "upgrade", quick=True)
 def db_upgrade(ctx: typer.Context) -> None:
-    """Create the schema, or upgrade it to this ckptstore's head (SQLite: a backup is made first)."""
+    """Upgrade the store's schema to this ckptstore's head (SQLite: a backup is made first), or
+    create it in an empty database."""
     if _quick_revision(ctx) == HEAD_REVISION:  # nothing to do: said without importing Alembic
         typer.echo(f"already at {HEAD_REVISION} (head)")
         return
+    # A store directory must be there (a mistyped --store is an error, not a new store with its
+    # parent directories); a database URL's schema is created here, as its users expect.
+    from ..location import check_existing_store, parse_location
+
+    directory = parse_location(location(ctx).store).directory
+    if directory is not None:
+        check_existing_store(directory)
     store = open_store(ctx, create=True, check_schema=False)
     before = store.revision
     after = _versions().ensure_schema(store.engine, create=True)

@@ -315,7 +315,9 @@ def test_user_errors_are_one_line_exit_1(meta, args, message):
 ]])
 def test_missing_store_is_an_error_and_is_not_created(tmp_path, args):
     missing = tmp_path / "missing"
-    assert "no store at" in fails(*args, store=missing)
+    r = cli(*args, store=missing, code=IMPORTS_CHECK)
+    assert r.returncode == 1 and r.stderr.startswith(f"error: no store at {missing} "), r.stderr
+    assert "sqlalchemy" not in imported(r.stderr)  # a mistyped --store is answered in 0.3 s too
     assert not missing.exists()
 
 
@@ -520,6 +522,12 @@ def test_db_commands(meta_copy, tmp_path):
     assert [h["revision"] for h in first] == ["0001"]
     assert ok("db", "history").splitlines()[0].split() == ["revision", "down", "message"]
     assert f"already at {head}" in ok("db", "upgrade", store=meta_copy)
+    # A mistyped --store is no new store (nor its parent directories)...
+    assert fails("db", "upgrade", store=tmp_path / "typo" / "new").startswith(f"error: no store at {tmp_path / 'typo' / 'new'}")
+    assert not (tmp_path / "typo").exists()
+    # ... while an empty database gets its schema (as a PostgreSQL database does).
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "store.db").touch()
     assert f"upgraded from an empty database to {head}" in ok("db", "upgrade", store=tmp_path / "new")
     assert as_json("runs", "list", store=tmp_path / "new") == []
 
