@@ -17,7 +17,9 @@ from .output import progress
 from .views import print_checkpoints, print_variables
 
 if TYPE_CHECKING:
+    from .. import Store
     from ..metadata.quick_reader import QuickReader
+    from ..records import CheckpointInfo
 
 
 @command(quick=True)
@@ -35,8 +37,31 @@ def checkpoints(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's checkpoints: refs, steps, sizes, aliases, kept (by keep_every_n_hours) or pinned (by an alias)."""
-    cks, values = read(ctx, lambda r: (r.checkpoints(run), r.checkpoint_metric(run, metric) if metric is not None else {}))
+    cks, values = read(ctx, lambda r: _checkpoints_with(r, run, metric))
     print_checkpoints(run, cks, metric=metric, values=values, as_json=as_json)
+
+
+def _checkpoints_with(reader: "Store | QuickReader", run: str, metric: str | None) -> "tuple[list[CheckpointInfo], dict[int, float]]":
+    """The run's checkpoints and ``metric``'s value at each; a metric the run never logged is
+    an error naming the closest it did (as ``run@best:METRIC`` is), not a column of '-'."""
+    cks = reader.checkpoints(run)
+    if metric is None:
+        return cks, {}
+    values = reader.checkpoint_metric(run, metric)
+    if not values:
+        names = reader.metric_keys(run)
+        if metric not in names:
+            import difflib
+
+            from ..errors import InvalidOptionError
+
+            close = difflib.get_close_matches(metric, names, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise InvalidOptionError(
+                f"run {run!r} never logged a metric {metric!r}: {hint}it has {', '.join(names[:8]) or 'no metrics'}"
+                + (" ..." if len(names) > 8 else "")
+            )
+    return cks, values
 
 
 @command(name="vars", quick=True)

@@ -351,7 +351,19 @@ def at_rows(
     params: dict[str, dict[str, object]] = {}
     if param and rows:
         params = {r.name: r.params for r in store.runs(name=run)}
+        shown = {r.run for r in rows}
+        known = {k for name, p in params.items() if name in shown for k in p}
+        for p in dict.fromkeys(param):
+            if p not in known:  # a misspelt --param would print a column of '-' and say nothing
+                extra.append(_param_note(p, known))
     return rows, params, [*(table.notes if table is not None else []), *extra]
+
+
+def _param_note(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"no run listed has a param {name!r}" + (f" (did you mean {close[0]}?)" if close else "")
 
 
 def metric_notes(missing: Sequence[str], known: Iterable[str], where: str) -> list[str]:

@@ -119,3 +119,10 @@ def test_a_misspelt_metric_is_named_with_the_closest(runs, quick):
     assert r.returncode == 0
     assert r.stderr.strip() == "note: no metric 'val_acuracy' in run a-run (did you mean val_accuracy?)"
     assert cli("steps", "a-run", "-m", "loss", store=runs, env=env).stderr == ""
+
+
+@pytest.mark.parametrize("quick", ["1", pytest.param("0", marks=pytest.mark.slow)])
+def test_a_misspelt_param_is_a_note_with_the_closest(sweep, quick):
+    r = cli("at", "10", "--param", "lrr", store=sweep, env={"CKPTSTORE_QUICK": quick})
+    assert r.returncode == 0 and r.stderr == "note: no run listed has a param 'lrr' (did you mean lr?)\n", r.stderr
+    assert cli("at", "10", "--param", "lr", store=sweep, env={"CKPTSTORE_QUICK": quick}).stderr == ""

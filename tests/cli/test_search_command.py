@@ -154,6 +154,11 @@ def test_checkpoints_shows_the_metric_and_marks_the_best(built):
     data = as_json("checkpoints", "mlp-a", "-m", "val_accuracy", store=built)
     assert [c["metric"]["best"] for c in data] == [False, True, False]
     assert "prod" in ok("checkpoints", "mlp-a", store=built)  # tagged through mlp-a@best:val_loss
+    # A metric the run never logged is an error naming the closest (as run@best:METRIC is), not
+    # a column of '-'.
+    assert fails("checkpoints", "mlp-a", "--metric", "val_los", store=built).startswith(
+        "error: run 'mlp-a' never logged a metric 'val_los': did you mean val_loss?"
+    )
 
 
 @pytest.mark.slow
@@ -184,7 +189,8 @@ QUICK_COMMANDS = [
     ["aliases"], ["aliases", "prod"], ["aliases", "--json"],
     ["exports"], ["exports", "mlp-a", "--json"],
     # errors take the normal path on both
-    ["steps", "nope"], ["vars", "mlp-a@11"], ["aliases", "nope"],
+    ["steps", "nope"], ["vars", "mlp-a@11"], ["aliases", "nope"], ["checkpoints", "mlp-a", "--metric", "val_los"],
+    ["at", "20", "-p", "lrr"],
 ]
 
 
