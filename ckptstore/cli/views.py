@@ -439,17 +439,19 @@ def print_checkpoints(
         return
     head = ["ref", "step"] + ([metric, "best"] if metric is not None else [])
     table(
-        [*head, "size", "files", "format", "state", "aliases", "created"],
+        # What people pick a checkpoint by first (its aliases, pinned or not), what it costs, then
+        # how it is stored: at 80 columns the table drops from the right.
+        [*head, "size", "state", "aliases", "created", "files", "format"],
         [
             [
                 ck.ref, str(ck.step),
                 *([number(values[ck.step]) if ck.step in values else "-", "*" if ck.step == best else ""] if metric is not None else []),
-                size(ck.total_bytes), str(len(ck.files)), ck.format,
-                f"{ck.state}, pinned" if ck.pinned else ck.state, ", ".join(ck.aliases), when(ck.created_at),
+                size(ck.total_bytes), f"{ck.state}, pinned" if ck.pinned else ck.state, ", ".join(ck.aliases),
+                when(ck.created_at), str(len(ck.files)), ck.format,
             ]
             for ck in cks
         ],
-        right=(1, 2, 4, 5) if metric is not None else (1, 2, 3),
+        right=(1, 2, 4, 8) if metric is not None else (1, 2, 6),
     )
     if metric is not None:
         from ..retention import resolve_mode
