@@ -88,7 +88,7 @@ def write_export(
         raise ConflictError(f"{dst} exists and is not a directory; a SavedModel is written as a directory")
     occupied = dst.is_dir() and any(dst.iterdir())
     if occupied and not force:
-        raise ConflictError(f"{dst} is not empty; choose a new directory or pass force")
+        raise ConflictError(f"{dst} is not empty; choose a new directory or pass force (--force)")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=STAGING_SUFFIX, dir=dst.parent))
@@ -151,7 +151,7 @@ def write_frozen(
     if not force:
         for p in (dst, sidecar):
             if p.exists() or p.is_symlink():
-                raise ConflictError(f"{p} already exists; choose another name or pass force")
+                raise ConflictError(f"{p} already exists; choose another name or pass force (--force)")
     for p in (dst, sidecar):
         if p.is_dir() and not p.is_symlink():
             raise ConflictError(f"{p} is a directory")

@@ -81,7 +81,7 @@ def write_checkpoint_dir(
             continue
         if not force:
             what = "a checkpoint state file" if f is None else "a file"
-            raise ConflictError(f"{dst} already exists ({what} this restore would replace); choose an empty directory or pass force")
+            raise ConflictError(f"{dst} already exists ({what} this restore would replace); choose an empty directory or pass force (--force)")
         if dst.is_dir() and not dst.is_symlink():
             raise ConflictError(f"{dst} is a directory; a restore will not replace it")
         todo.append((f, name))
