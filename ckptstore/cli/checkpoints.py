@@ -10,7 +10,7 @@ import typer
 
 from ..constants import LINK_MODES
 from ..errors import CkptstoreError
-from .app import JsonOpt, check_first, command, open_store, quick_area, quick_or, read
+from .app import JsonOpt, command, open_store, quick_area, quick_or, read
 from .complete import complete_refs, complete_runs
 from .diffview import show_diff
 from .output import progress
@@ -19,7 +19,7 @@ from .views import print_checkpoints, print_variables
 if TYPE_CHECKING:
     from .. import Store
     from ..metadata.quick_reader import QuickReader
-    from ..records import CheckpointInfo
+    from ..records import CheckpointInfo, VariableDiff
 
 
 @command(quick=True)
@@ -79,11 +79,33 @@ def vars_(
     if diff is None:
         print_variables(read(ctx, lambda r: r.variables(ref)), as_json=as_json)
         return
-    # A diff by value may record the digests of checkpoints saved before tensor-level storage,
-    # and --stats reads tensors: the library's job.
-    check_first(ctx, lambda r: (r.variables(ref), r.variables(diff)))
-    store = open_store(ctx, readonly=True)
-    show_diff(store.diff_variables(ref, diff, stats=stats), ref, diff, stats=stats, as_json=as_json)
+    found = quick_or(
+        ctx, lambda r: _quick_diff(r, ref, diff, stats),
+        lambda: open_store(ctx, readonly=True).diff_variables(ref, diff, stats=stats),
+    )
+    show_diff(found, ref, diff, stats=stats, as_json=as_json)
+
+
+def _quick_diff(reader: "QuickReader", ref: str, other: str, stats: bool) -> "VariableDiff":
+    """``vars REF --diff REF2`` on a SQLite store through ``sqlite3``: the store's own comparison
+    (``flows/tensor_diff.py``) from the digests recorded at save (issue 26: 0.3 s). Checkpoints
+    saved before tensor-level storage, whose digests must be computed and recorded, and anything
+    that fails while tensor bytes are read (damage) are the store's (``Fallback``)."""
+    from ..flows.tensor_diff import diff_checkpoints
+    from ..metadata.quick_reader import Fallback
+
+    cka, ckb = reader.checkpoint(ref), reader.checkpoint(other)
+
+    def not_indexed(*_: object) -> dict:
+        raise Fallback  # the store digests those data files and records their tensors
+
+    area = quick_area(reader)
+    try:
+        return diff_checkpoints(lambda: contextlib.nullcontext(reader.sql), area, cka, ckb, stats=stats, on_demand=not_indexed)
+    except (CkptstoreError, OSError):
+        raise Fallback from None
+    finally:
+        area.close()
 
 
 @command(quick=True)

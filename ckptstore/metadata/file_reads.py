@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..records import FileInfo
-from .mappers import file_info
+from .mappers import file_info, json_value
 from .reads import Sql
 
 #: One read of a store's database: ``with snapshot() as sql: ...`` (``Database.sql_read`` on
@@ -169,3 +169,42 @@ def export_files(sql: Sql, export_id: int) -> list[tuple[str, int, str]]:
     return [(path, size, digest) for path, size, digest in sql.rows(
         f"SELECT path, size, digest FROM export_files WHERE export_id = {sql.ph} ORDER BY path", [export_id]
     )]
+
+
+#: A tensor of a data file recorded tensor by tensor: offset, size, blake3 digest, crc32c.
+TensorRow = tuple[int, int, str | None, int | None]
+
+
+def tensors(sql: Sql, file_digests: Iterable[str]) -> dict[str, dict[str, TensorRow]]:
+    """{file digest: {tensor name: (offset, size, digest, crc32c)}} for the files recorded tensor by tensor."""
+    digests = list(dict.fromkeys(file_digests))
+    out: dict[str, dict[str, TensorRow]] = {}
+    for chunk in chunks(digests):
+        for file_digest, name, offset, size, digest, crc in sql.rows(
+            f'SELECT file_digest, name, "offset", size, digest, crc32c FROM file_tensors WHERE file_digest IN ({sql.marks(len(chunk))})',
+            list(chunk),
+        ):
+            out.setdefault(file_digest, {})[name] = (offset, size, digest, crc)
+    return out
+
+
+def variables_of(sql: Sql, checkpoint_ids: Sequence[int]) -> dict[int, list[tuple[str, str, list[int]]]]:
+    """{checkpoint id: [(key, dtype, shape)]} in one query (the diff's hot path)."""
+    ids = list(checkpoint_ids)
+    out: dict[int, list[tuple[str, str, list[int]]]] = {i: [] for i in ids}
+    for cid, name, dtype, shape in sql.rows(
+        f"SELECT checkpoint_id, name, dtype, shape FROM variables WHERE checkpoint_id IN ({sql.marks(len(ids))})", ids
+    ):
+        out[cid].append((name, dtype, list(json_value(shape))))
+    return out
+
+
+def readable_names_of(sql: Sql, checkpoint_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """{checkpoint id: {checkpoint key: readable name}} recorded at save."""
+    ids = list(checkpoint_ids)
+    out: dict[int, dict[str, str]] = {i: {} for i in ids}
+    for cid, key, readable in sql.rows(
+        f"SELECT checkpoint_id, key, readable FROM variable_names WHERE checkpoint_id IN ({sql.marks(len(ids))})", ids
+    ):
+        out[cid][key] = readable
+    return out

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, select
 from . import file_reads
 from . import schema as S
 from .engine import sql_of
+from .file_reads import TensorRow  # offset, size, digest, crc32c (re-exported)
 
 _CHUNK = 500
 
@@ -97,35 +98,19 @@ def crc_candidates(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tu
     return out
 
 
-TensorRow = tuple[int, int, str | None, int | None]  # offset, size, digest, crc32c
-
 
 def tensors(conn: Connection, file_digests: Iterable[str]) -> dict[str, dict[str, TensorRow]]:
     """{file digest: {tensor name: (offset, size, digest, crc32c)}} for the files recorded tensor by tensor."""
-    digests = list(dict.fromkeys(file_digests))
-    out: dict[str, dict[str, TensorRow]] = {}
-    t = S.file_tensors
-    for chunk in _chunks(digests):
-        for r in conn.execute(select(t.c.file_digest, t.c.name, t.c.offset, t.c.size, t.c.digest, t.c.crc32c).where(t.c.file_digest.in_(chunk))):
-            out.setdefault(r.file_digest, {})[r.name] = (r.offset, r.size, r.digest, r.crc32c)
-    return out
+    return file_reads.tensors(sql_of(conn), file_digests)
 
 
 def variables_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, list[tuple[str, str, list[int]]]]:
     """{checkpoint id: [(key, dtype, shape)]} in one query (the diff's hot path)."""
-    v = S.variables
-    out: dict[int, list[tuple[str, str, list[int]]]] = {i: [] for i in checkpoint_ids}
-    for r in conn.execute(select(v.c.checkpoint_id, v.c.name, v.c.dtype, v.c.shape).where(v.c.checkpoint_id.in_(list(checkpoint_ids)))):
-        out[r.checkpoint_id].append((r.name, r.dtype, list(r.shape)))
-    return out
+    return file_reads.variables_of(sql_of(conn), checkpoint_ids)
 
 
 def readable_names_of(conn: Connection, checkpoint_ids: Sequence[int]) -> dict[int, dict[str, str]]:
-    v = S.variable_names
-    out: dict[int, dict[str, str]] = {i: {} for i in checkpoint_ids}
-    for r in conn.execute(select(v.c.checkpoint_id, v.c.key, v.c.readable).where(v.c.checkpoint_id.in_(list(checkpoint_ids)))):
-        out[r.checkpoint_id][r.key] = r.readable
-    return out
+    return file_reads.readable_names_of(sql_of(conn), checkpoint_ids)
 
 
 def readable_names(conn: Connection, checkpoint_id: int) -> dict[str, str]:
