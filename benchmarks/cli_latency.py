@@ -84,6 +84,8 @@ OTHER_COMMANDS: list[tuple[list[str], int, list[str] | None]] = [
     (["vars", "run-0000@20", "--diff", "nope@1"], 1, None),
     (["tensorboard", "nope*", "--logdir", "{work}/tb"], 1, None),
     (["plot", "nope", "-m", "loss", "-o", "{work}/never.png"], 1, None),
+    (["vars", "run-0000@20", "--diff", "prod", "--stats"], 0, None),
+    (["--store", "{work}/no-such-store", "runs", "list"], 1, None),
     (["restore", "prod", "--to", "{work}/restored"], 0, ["python", "-c", _REMOVE.format("{work}/restored")]),
     (["restore", "prod", "--to", "{work}/restored-again"], 0, None),  # the same bytes already there
     (["export", "prod-pb", "--to", "{work}/deployed.pb"], 0, ["python", "-c", _REMOVE.format("{work}/deployed.pb*")]),
