@@ -196,12 +196,16 @@ def quick_or(ctx: typer.Context, quick: "Callable[[QuickReader], Read]", otherwi
     return otherwise()
 
 
-def quick_area(reader: "QuickReader") -> "ObjectArea":
+def quick_area(ctx: typer.Context, reader: "QuickReader") -> "ObjectArea":
     """The file area of the quick reader's store, for the quick paths that read or check
-    stored files (``verify``, ``gc``, ``restore``): a directory store's own; a recorded root
-    (S3, a shared directory) is the store's to open (``Fallback``)."""
+    stored files (``verify``, ``gc``, ``repack``, ``restore``, ``export``, ``vars --diff``): a
+    directory store's own; a recorded root (S3, a shared directory) or one given with ``--root``
+    is the store's to open (``Fallback``)."""
     from ..files.registry import open_area
+    from ..metadata.quick_reader import Fallback
 
+    if location(ctx).root is not None:
+        raise Fallback
     return open_area(reader.root)
 
 

@@ -80,13 +80,13 @@ def vars_(
         print_variables(read(ctx, lambda r: r.variables(ref)), as_json=as_json)
         return
     found = quick_or(
-        ctx, lambda r: _quick_diff(r, ref, diff, stats),
+        ctx, lambda r: _quick_diff(ctx, r, ref, diff, stats),
         lambda: open_store(ctx, readonly=True).diff_variables(ref, diff, stats=stats),
     )
     show_diff(found, ref, diff, stats=stats, as_json=as_json)
 
 
-def _quick_diff(reader: "QuickReader", ref: str, other: str, stats: bool) -> "VariableDiff":
+def _quick_diff(ctx: typer.Context, reader: "QuickReader", ref: str, other: str, stats: bool) -> "VariableDiff":
     """``vars REF --diff REF2`` on a SQLite store through ``sqlite3``: the store's own comparison
     (``flows/tensor_diff.py``) from the digests recorded at save (issue 26: 0.3 s). Checkpoints
     saved before tensor-level storage, whose digests must be computed and recorded, and anything
@@ -99,7 +99,7 @@ def _quick_diff(reader: "QuickReader", ref: str, other: str, stats: bool) -> "Va
     def not_indexed(*_: object) -> dict:
         raise Fallback  # the store digests those data files and records their tensors
 
-    area = quick_area(reader)
+    area = quick_area(ctx, reader)
     try:
         return diff_checkpoints(lambda: contextlib.nullcontext(reader.sql), area, cka, ckb, stats=stats, on_demand=not_indexed)
     except (CkptstoreError, OSError):
@@ -132,7 +132,7 @@ def restore(
     """
     with progress("restoring") as bar:
         prefix = quick_or(
-            ctx, lambda r: _quick_restore(r, ref, to, link, force, bar),
+            ctx, lambda r: _quick_restore(ctx, r, ref, to, link, force, bar),
             lambda: open_store(ctx, readonly=True).materialize(ref, to, link=link, force=force, progress=bar),
         )
     typer.echo(f"restored {ref} to {prefix}")
@@ -142,7 +142,7 @@ def restore(
 
 
 def _quick_restore(
-    reader: "QuickReader", ref: str, to: str, link: str, force: bool, bar: "Callable[[int, int], None] | None"
+    ctx: typer.Context, reader: "QuickReader", ref: str, to: str, link: str, force: bool, bar: "Callable[[int, int], None] | None"
 ) -> "Path":
     """``restore --to DIR`` on a SQLite store through ``sqlite3``: the store's own writer
     (``flows/restore_dir.py``), fed by the quick reader (issue 26: 0.3 s). An unknown REF and a
@@ -161,7 +161,7 @@ def _quick_restore(
         uses_meta_graph = named(ck.format).uses_meta_graph
     except CkptstoreError:  # a format this installation does not know: the store words it
         raise Fallback from None
-    area = quick_area(reader)
+    area = quick_area(ctx, reader)
     try:
         return write_checkpoint_dir(
             lambda: contextlib.nullcontext(reader.sql), area, ck, to, uses_meta_graph=uses_meta_graph, link=link,

@@ -47,7 +47,7 @@ def export(
 ) -> None:
     """Write an export for deployment, with a JSON sidecar (inputs, outputs, digest, lineage):
     a frozen .pb or a .keras file, or a SavedModel directory."""
-    path = quick_or(ctx, lambda r: _quick_export(r, ref, to, force), lambda: open_store(ctx, readonly=True).export_to(ref, to, force=force))
+    path = quick_or(ctx, lambda r: _quick_export(ctx, r, ref, to, force), lambda: open_store(ctx, readonly=True).export_to(ref, to, force=force))
     if path.is_dir():
         typer.echo(f"wrote SavedModel directory {path}")
         return
@@ -56,7 +56,7 @@ def export(
 
 
 
-def _quick_export(reader: "QuickReader", ref: str, to: str, force: bool) -> Path:
+def _quick_export(ctx: typer.Context, reader: "QuickReader", ref: str, to: str, force: bool) -> Path:
     """``export REF --to FILE|DIR`` on a SQLite store through ``sqlite3``: the store's own
     writer (``flows/export_out.py``), fed by the quick reader (issue 26: 0.3 s). An unknown REF
     and a conflict at the target are worded here as the store words them; anything that fails
@@ -67,7 +67,7 @@ def _quick_export(reader: "QuickReader", ref: str, to: str, force: bool) -> Path
     from ..metadata.quick_reader import Fallback
 
     info = reader.export(ref)
-    area = quick_area(reader)
+    area = quick_area(ctx, reader)
     try:
         return write_export(lambda: contextlib.nullcontext(reader.sql), area, info, to, force=force)
     except ConflictError:

@@ -48,7 +48,7 @@ def verify(
     database fails its integrity check."""
     with progress("verifying") as bar:
         report = quick_or(
-            ctx, lambda r: _quick_verify(r, run, bar), lambda: open_store(ctx, readonly=True).verify(run, progress=bar)
+            ctx, lambda r: _quick_verify(ctx, r, run, bar), lambda: open_store(ctx, readonly=True).verify(run, progress=bar)
         )
     if as_json:
         print_json({**to_json(report), "ok": report.ok})
@@ -90,7 +90,7 @@ def gc(
     age = parse_duration(grace) if grace is not None else None
     with progress("collecting") as bar:
         report = quick_or(
-            ctx, lambda r: _nothing_to_collect(r, dry_run, bar), lambda: open_store(ctx).gc(dry_run=dry_run, progress=bar, grace=age)
+            ctx, lambda r: _nothing_to_collect(ctx, r, dry_run, bar), lambda: open_store(ctx).gc(dry_run=dry_run, progress=bar, grace=age)
         )
     if as_json:
         print_json(report)
@@ -107,13 +107,13 @@ def gc(
 # anything else raises Fallback and the store does it, with its locks and its wording.
 
 
-def _quick_verify(reader: "QuickReader", run: str | None, bar: Callable[[int, int], None] | None) -> VerifyReport:
+def _quick_verify(ctx: typer.Context, reader: "QuickReader", run: str | None, bar: Callable[[int, int], None] | None) -> VerifyReport:
     import contextlib
 
     from ..flows.checks import verify_files
     from ..metadata.quick_reader import Fallback
 
-    area = quick_area(reader)
+    area = quick_area(ctx, reader)
     try:
         report = verify_files(lambda: contextlib.nullcontext(reader.sql), area, reader.sql.where, run, progress=bar)
     except CkptstoreError:
@@ -151,11 +151,11 @@ def _import(ctx: typer.Context, directory: str, run: str) -> list[CheckpointInfo
         return store.import_checkpoints(directory, run=run, progress=bar)
 
 
-def _nothing_to_collect(reader: "QuickReader", dry_run: bool, bar: Callable[[int, int], None] | None) -> GcReport:
+def _nothing_to_collect(ctx: typer.Context, reader: "QuickReader", dry_run: bool, bar: Callable[[int, int], None] | None) -> GcReport:
     from ..flows.checks import collectable
     from ..metadata.quick_reader import Fallback
 
-    area = quick_area(reader)
+    area = quick_area(ctx, reader)
     try:
         found = collectable(reader.sql, area)
     finally:

@@ -93,3 +93,14 @@ def test_an_existing_identical_restore_is_left_as_it_is(stored, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "sqlalchemy" not in imported(again.stderr)
     assert tree(out) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["restore", "prod", "--to", "{out}"], ["verify"], ["vars", "a@1", "--diff", "a@2", "--stats"]])
+def test_a_root_given_with_the_command_is_the_stores_to_open(stored, tmp_path, command):
+    """--root names another file area than the store directory's own: the quick path, which
+    reads the directory's own files, leaves it to the store (which reads that root)."""
+    quick, normal = both_ways(stored, tmp_path, ["--root", "{out}-root", *command])
+    assert_same(quick, normal)
+    assert store_answered(quick), quick.done.stderr
+    assert quick.done.returncode == 1 and "missing" in quick.done.stderr  # nothing is stored there
