@@ -3,7 +3,7 @@
 // and any kind a later version adds) becomes a section, each number a line, so new kinds of
 // change show up without a change here.
 
-import { aliasLinks, api, brief, el, exportHref, fields, link, param, runHref, scroller, shape, showError, size, table, when } from "./common.js";
+import { aliasLinks, api, brief, el, exportHref, fields, link, param, runHref, scroller, shape, showError, showMissing, size, table, when } from "./common.js";
 
 const content = document.getElementById("content");
 const ref = param("ref");
@@ -211,5 +211,7 @@ try {
     await diffAgainst(preset, diffBox);
   }
 } catch (err) {
-  showError(content, err);
+  // Back to the run the REF names, when it names one ("run@step").
+  const run = ref && ref.includes("@") ? ref.slice(0, ref.indexOf("@")) : "";
+  showMissing(content, err, "Checkpoint", run ? [runHref(run), `back to run ${run}`] : undefined);
 }
