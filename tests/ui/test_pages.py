@@ -44,6 +44,8 @@ def test_run_page_summarises_and_charts_every_metric(page, keras_served, keras_s
     page.locator("a.alias-link", has_text="prod").click()
     expect(page.locator('.alias[data-alias="prod"]')).to_contain_text("export:")
     shoot(page, tmp_path, "aliases")
+    # A table that fits shows no scroll cue (the indented history once scrolled by its indent).
+    expect(page.locator(".table-wrap.more-right, .table-wrap.more-left")).to_have_count(0)
     page.locator('.alias[data-alias="prod"] a.export-link').first.click()
     expect(page.locator("#exports-table tbody tr")).to_have_count(1)
     assert page.problems == []
@@ -198,6 +200,10 @@ def test_no_page_scrolls_sideways_on_a_phone(phone, keras_served, tmp_path, name
         expect(wrap).to_have_class("table-wrap more-right")
         wrap.evaluate("(e) => { e.scrollLeft = e.scrollWidth; }")
         expect(wrap).to_have_class("table-wrap more-left")
+        wrap.evaluate("(e) => { e.scrollLeft = 0; }")
+        expect(wrap).to_have_class("table-wrap more-right")
+        # Only the table and what is under it: no stray text (a "null" once stood there).
+        assert phone.locator("#runs").evaluate("(e) => [...e.childNodes].filter((n) => n.nodeType === 3).length") == 0
     if name in ("runs-charted", "checkpoint"):
         shoot(phone, tmp_path, f"phone-{name}")
     assert phone.problems == []

@@ -20,7 +20,7 @@ function valueTable(v, id) {
     return el("span", { id, className: "muted", text: "-" });
   }
   if (typeof v !== "object" || Array.isArray(v)) return el("span", { id, text: num(v) });
-  const t = fields(Object.entries(v).map(([k, x]) => [k, x !== null && typeof x === "object" && !Array.isArray(x) ? valueTable(x) : num(x)]));
+  const t = fields(Object.entries(v).map(([k, x]) => [k, x !== null && typeof x === "object" && !Array.isArray(x) ? valueTable(x) : x === null ? "-" : num(x)]));
   t.classList.add("values");
   if (id) t.id = id;
   return t;

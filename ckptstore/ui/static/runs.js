@@ -198,7 +198,7 @@ function renderRuns() {
   });
   document.getElementById("runs").replaceChildren(
     scroller(el("table", { className: "grid", id: "runs-table" }, el("thead", {}, head), el("tbody", {}, ...rows))),
-    more > 0 ? el("p", { className: "note", id: "runs-more" }, `the first ${rows.length} of ${total} runs `, showMore) : null);
+    ...(more > 0 ? [el("p", { className: "note", id: "runs-more" }, `the first ${rows.length} of ${total} runs `, showMore)] : []));
   document.getElementById("runs-count").textContent = `${total} run${total === 1 ? "" : "s"}`;
   // Charted without a selection: the first runs; said when the table has more.
   const limit = document.getElementById("charts-limit");
