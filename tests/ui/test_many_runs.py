@@ -71,6 +71,8 @@ def test_numbers_are_formatted_as_pythons_6g(page, many_served):
     # (A whole float is an integer once in JSON: 64.0 reads 64, as an int param would.)
     values = [1e-4, 1e-5, 0.1234567, 123456.7, 1234567.5, -2.5e-7, 1.5, 0.30000000000000004, 1e21, 64, 3.0e-3]
     got = page.evaluate("async (vs) => { const { num } = await import('/static/common.js'); return vs.map(num); }", values)
+    assert page.evaluate("async (vs) => { const { g } = await import('/static/common.js'); return vs.map((v) => g(v, 3)); }", [0.000123456, 1234.5, 0.5, 2.0]) == [
+        format(v, ".3g") for v in (0.000123456, 1234.5, 0.5, 2.0)]
     expected = [str(v) if isinstance(v, int) else format(v, ".6g") for v in values]
     assert got == expected
     assert page.evaluate("async () => { const { num } = await import('/static/common.js'); return [num(NaN), num(Infinity), num([1, 2]), num('x')]; }") == ["nan", "inf", "[1,2]", "x"]

@@ -275,3 +275,25 @@ def test_a_run_or_checkpoint_not_found_has_a_heading_and_a_way_back(page, keras_
     page.locator("a.back-link").click()
     expect(page.locator("#run-name")).to_have_text(RUN)
     assert [p for p in page.problems if "404" not in p] == []
+
+
+def test_the_diff_shows_max_delta_and_rel_l2_when_asked(page, keras_served):
+    """As ``vars --diff --stats`` prints them (three significant digits), for the float tensors
+    whose value changed; asked with a tick (they read the tensors), kept in the URL."""
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + f"/checkpoint?ref={RUN}%40latest&diff={RUN}%408")
+    section = page.locator('.diff-kind[data-kind="value changed"]')
+    expect(section).to_have_count(1)
+    assert "max|Δ|" not in section.locator("th").all_text_contents()
+    page.check("#diff-stats")
+    page.click("#diff-form button")
+    expect(section.locator("th", has_text="rel L2")).to_have_count(1)
+    assert "stats=1" in page.url
+    kernel = section.locator('tr[data-name="model/hidden/kernel"] td')
+    max_abs, mean_abs, rel_l2 = (float(kernel.nth(i).text_content()) for i in (3, 4, 5))
+    assert max_abs >= mean_abs > 0 and rel_l2 > 0
+    assert all((t := kernel.nth(i).text_content()) == format(float(t), ".3g") for i in (3, 4, 5))
+    page.reload()
+    expect(section.locator("th", has_text="rel L2")).to_have_count(1)
+    assert page.problems == []

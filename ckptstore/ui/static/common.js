@@ -113,20 +113,20 @@ export function num(v) {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") {
     if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
-    return g6(v);
+    return g(v, 6);
   }
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
-// Python's format(v, ".6g").
-export function g6(v) {
+// Python's format(v, f".{digits}g").
+export function g(v, digits) {
   if (Number.isNaN(v)) return "nan";
   if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
   if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const [mantissa, exp] = v.toExponential(5).split("e");
+  const [mantissa, exp] = v.toExponential(digits - 1).split("e");
   const x = Number(exp);
   const strip = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
-  if (x >= -4 && x < 6) return strip(v.toFixed(5 - x));
+  if (x >= -4 && x < digits) return strip(v.toFixed(digits - 1 - x));
   return `${strip(mantissa)}e${x < 0 ? "-" : "+"}${String(Math.abs(x)).padStart(2, "0")}`;
 }
 
