@@ -395,6 +395,11 @@ def test_a_misspelt_field_in_the_search_keeps_the_tables_columns(page, keras_ser
     assert page.locator(".metric-pick").count() == picks
     page.click("#columns-chooser summary")
     expect(page.locator('.column-pick[data-col="params.lr"]')).to_be_checked()
+    # Opened with the misspelt search (a link): the columns of the table without it.
+    page.reload()
+    expect(page.locator(".search-note")).to_have_count(1)
+    expect(page.locator("#runs-table th[data-col]")).to_have_count(len(columns))
+    assert [h.get_attribute("data-col") for h in page.locator("#runs-table th[data-col]").all()] == columns
     assert page.problems == []
 
 

@@ -84,9 +84,11 @@ async function loadRuns() {
     // A name no run has (a misspelt metric in the search): the note says so, and the table
     // keeps the columns it had rather than one for the misspelt name, and none of the params
     // (no run matched, so none differ).
-    if (table.notes.length && !state.columns.length && before.columns.length) {
-      const kept = await api("table", { ...query, column: before.columns });
-      table = { ...kept, defaults: true, choices: kept.runs.length ? kept.choices : before.choices };
+    if (table.notes.length && !state.columns.length && state.where) {
+      // (Opened with the misspelt search: the columns the table has without it.)
+      const columns = before.columns.length ? before.columns : (await api("table", { ...query, where: "" })).columns;
+      const kept = await api("table", { ...query, column: columns });
+      table = { ...kept, defaults: true, choices: kept.runs.length || !before.columns.length ? kept.choices : before.choices };
     }
     // Names no run has (a misspelt metric in the search or a column), with the closest.
     box.replaceChildren(...table.notes.map((note) => el("p", { className: "error hint search-note", text: note })));
