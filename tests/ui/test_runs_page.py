@@ -323,6 +323,11 @@ def test_a_run_keeps_its_colour_whatever_the_sort_the_search_or_the_ticks(page, 
     page.locator(f'.select-run[data-run="{wide[-1]}"]').check()
     charts_ready(page, ["loss", "val_loss"], 1)
     assert colours(page) == {wide[-1]: first[wide[-1]]}
+    # Opened with runs in the URL (charted while the table loads): the same colours.
+    page.goto(keras_served.url + f"/?run={wide[-1]}&run={grid_run_name(*GRID[1])}&key=loss")
+    charts_ready(page, ["loss"], 2)
+    expect(page.locator("#runs-table .swatch")).to_have_count(2)
+    assert colours(page) == {r: first[r] for r in (wide[-1], grid_run_name(*GRID[1]))}
     assert [p for p in page.problems if "400" not in p] == []
 
 

@@ -237,7 +237,8 @@ export class MetricChart {
     this.applyWindow();
     const c = this.container;
     c.dataset.series = String(series.length);
-    c.dataset.colors = JSON.stringify(Object.fromEntries(series.map((s, i) => [s.run, runColor(s.run, i)])));
+    this.colors = Object.fromEntries(series.map((s, i) => [s.run, runColor(s.run, i)]));
+    c.dataset.colors = JSON.stringify(this.colors);
     c.dataset.points = series.map((s) => s.points).join(",");
     c.dataset.range = this.range ? this.range.join(",") : "";
     c.dataset.log = this.log ? "1" : "0";
@@ -410,6 +411,14 @@ export class ChartGrid {
       if (!chart.window || !window || chart.window[0] !== window[0] || chart.window[1] !== window[1]) chart.setWindow(window);
     }
     this.container.dataset.xWindow = window ? window.join(",") : "";
+  }
+
+  // Drawn before the runs' ids were known (the runs page charts the URL's runs while its table
+  // loads): redrawn in the runs' own colours.
+  recolor() {
+    for (const chart of this.charts.values()) {
+      if (chart.body && chart.body.series.some((s, i) => chart.colors?.[s.run] !== runColor(s.run, i))) chart.restyle();
+    }
   }
 
   restyle(options) {

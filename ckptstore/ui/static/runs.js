@@ -371,6 +371,9 @@ showState();
 // metric takes the database a while); redrawn only if the table hides some of them.
 const early = state.selected.length ? refreshCharts({ range: null }, state.selected) : null;
 await loadRuns();
-if (early) await early;
+if (early) {
+  await early;
+  grid.recolor();
+}
 if (!early || JSON.stringify(charted()) !== chartedBefore) await refreshCharts({ range: null });
 setTimeout(poll, nextPoll());
