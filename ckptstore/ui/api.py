@@ -256,11 +256,13 @@ class Api:
         return json_response({"checkpoint": checkpoint_json(ck), "variables": self.store.variables(ck)})
 
     def diff(self, request: Request) -> Response:
-        """``GET /api/diff?ref=REF&other=REF``: ``checkpoints show REF --diff OTHER --json``."""
-        _known(request, {"ref", "other"})
+        """``GET /api/diff?ref=REF&other=REF&stats=1``: ``vars REF --diff OTHER [--stats] --json``
+        (``stats=1`` reads the changed float tensors for max|Δ|, mean|Δ| and relative L2)."""
+        _known(request, {"ref", "other", "stats"})
         ref = _one(request, "ref", required=True)
         other = _one(request, "other", required=True)
-        return json_response(diff_json(self.store.diff_variables(ref, other)))
+        stats = _int(request, "stats", default=0, low=0, high=1)
+        return json_response(diff_json(self.store.diff_variables(ref, other, stats=bool(stats))))
 
     def exports(self, request: Request) -> Response:
         """``GET /api/exports?run=RUN``: ``exports list --json`` (every run's without ``run``)."""

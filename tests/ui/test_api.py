@@ -80,6 +80,9 @@ def test_run_checkpoints_aliases_and_diff_match_their_cli_json(client, store_pat
     assert get(client, "/api/diff", ref="mnist-a@100", other="best") == cli_json(
         store_path, "vars", "mnist-a@100", "--diff", "best"
     )
+    with_stats = get(client, "/api/diff", ref="mnist-a@100", other="mnist-a@200", stats="1")
+    assert with_stats == cli_json(store_path, "vars", "mnist-a@100", "--diff", "mnist-a@200", "--stats")
+    assert any(v.get("stats") for v in with_stats["variables"])
     ck = get(client, "/api/checkpoint", ref="prod")
     assert ck["variables"] == cli_json(store_path, "vars", "prod")
 

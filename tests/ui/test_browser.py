@@ -93,7 +93,10 @@ def test_click_through_runs_chart_checkpoint_diff_aliases(page, served, tmp_path
     # The run page, from the checkpoint's run link.
     page.click("a.run-link")
     page.wait_for_selector("#run-name")
-    assert page.locator("#params").text_content().replace(" ", "").replace("\n", "") == '{"lr":0.001,"layers":[64,32]}'
+    # Params as a table of names and values (a list as JSON), not one line of JSON.
+    params = page.locator("#params > tbody > tr")
+    assert [(r.locator("th").text_content(), r.locator("td").text_content()) for r in params.all()] == [
+        ("lr", "0.001"), ("layers", "[64,32]")]
     assert page.locator(".checkpoint-link").all_text_contents() == ["50", "100", "150", "200"]
     shoot(page, tmp_path, "run")
 
@@ -149,6 +152,25 @@ def test_log_scale_zoom_and_filters(page, served):
     expect(page.locator("#runs-table tbody tr").first).to_have_attribute("data-run", "live")
     page.click('th[data-sort="last_step"]')
     expect(page.locator("#runs-table tbody tr").first).to_have_attribute("data-run", "mnist-b")
+    assert page.problems == []
+
+
+def test_a_metric_header_sorts_best_first_at_the_first_click(page, served):
+    """Issue 26 review: accuracy sorted lowest first; the first click sorts as ``.best`` ranks
+    (highest first for accuracy-like names, lowest for the rest), the second the other way."""
+    from playwright.sync_api import expect
+
+    page.goto(served.url + "/?col=metrics.accuracy.max&col=metrics.loss.max&col=params.lr")
+    sorted_th = page.locator("#runs-table th.sorted")
+    for field, first in (("metrics.accuracy.max", "descending"), ("metrics.loss.max", "ascending"), ("params.lr", "ascending")):
+        page.click(f'th[data-sort="{field}"]')
+        expect(sorted_th).to_have_attribute("data-sort", field)
+        expect(sorted_th).to_have_attribute("aria-sort", first)
+        page.click(f'th[data-sort="{field}"]')
+        expect(sorted_th).to_have_attribute("aria-sort", "ascending" if first == "descending" else "descending")
+    page.click('th[data-sort="metrics.accuracy.max"]')
+    expect(page.locator("#runs-table tbody tr").first).to_have_attribute("data-run", "mnist-a")
+    assert "sort=-metrics.accuracy.max" in page.url
     assert page.problems == []
 
 

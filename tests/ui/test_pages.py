@@ -44,6 +44,8 @@ def test_run_page_summarises_and_charts_every_metric(page, keras_served, keras_s
     page.locator("a.alias-link", has_text="prod").click()
     expect(page.locator('.alias[data-alias="prod"]')).to_contain_text("export:")
     shoot(page, tmp_path, "aliases")
+    # A table that fits shows no scroll cue (the indented history once scrolled by its indent).
+    expect(page.locator(".table-wrap.more-right, .table-wrap.more-left")).to_have_count(0)
     page.locator('.alias[data-alias="prod"] a.export-link').first.click()
     expect(page.locator("#exports-table tbody tr")).to_have_count(1)
     assert page.problems == []
@@ -144,6 +146,10 @@ def test_exports_page_is_a_table_with_links(page, keras_served, tmp_path):
     page.click("text=exports (0)")
     expect(page.locator("#exports-title")).to_have_text(f"Exports of {grid_run_name(*GRID[0])}")
     expect(page.locator("#content")).to_contain_text("no exports yet")
+    # How exports are made; not "ckptstore export", which writes an existing one out.
+    empty = page.locator("#no-exports").text_content()
+    assert "ckptstore export" not in empty
+    assert all(f"run.{how}" in empty for how in ("freeze", "export_saved_model", "export_keras"))
     assert page.problems == []
 
 
@@ -179,6 +185,26 @@ def test_no_page_scrolls_sideways_on_a_phone(phone, keras_served, tmp_path, name
         cut = phone.evaluate(f"[...document.querySelectorAll({selector!r})].filter((e) => {LINES_JS}(e) > 1"
                              " || e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent)")
         assert cut == [], f"{name}: {selector} broken or clipped: {cut}"
+    # Every link, reference and number of a table on one line ("ex/po/rt:/1" was four), no word
+    # of any cell broken ("tf2-/checkpoint"), no header's broken or clipped ("val_accurac");
+    # text of several words may wrap between them.
+    for selector in ("table.grid td a", "table.grid td.num", ".export-ref", "table.grid th", "table.grid td"):
+        cut = phone.evaluate(f"[...document.querySelectorAll({selector!r})].filter((e) => {WORD_CUT_JS}(e)"
+                             " || e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent)")
+        assert cut == [], f"{name}: {selector} cut inside a word: {cut}"
+    if name in ("run", "exports", "aliases"):
+        assert phone.locator("table.grid td a").count() > 0
+    if name.startswith("runs"):
+        # The runs table is wider than the phone: its right edge is shaded, the cue that it
+        # scrolls; scrolled to the end, the left edge is.
+        wrap = phone.locator("#runs .table-wrap")
+        expect(wrap).to_have_class("table-wrap more-right")
+        wrap.evaluate("(e) => { e.scrollLeft = e.scrollWidth; }")
+        expect(wrap).to_have_class("table-wrap more-left")
+        wrap.evaluate("(e) => { e.scrollLeft = 0; }")
+        expect(wrap).to_have_class("table-wrap more-right")
+        # Only the table and what is under it: no stray text (a "null" once stood there).
+        assert phone.locator("#runs").evaluate("(e) => [...e.childNodes].filter((n) => n.nodeType === 3).length") == 0
     if name in ("runs-charted", "checkpoint"):
         shoot(phone, tmp_path, f"phone-{name}")
     assert phone.problems == []
@@ -190,6 +216,16 @@ LINES_JS = ("((e) => { const w = document.createTreeWalker(e, NodeFilter.SHOW_TE
             " for (let t = w.nextNode(); t; t = w.nextNode()) { const r = document.createRange(); r.selectNodeContents(t);"
             " most = Math.max(most, new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size); }"
             " return most; })")
+
+
+# Whether a word (a run of characters without white space) of the element's text is drawn on
+# more than one line; a link that must stay whole ("export:1", "run@30") is one such word.
+WORD_CUT_JS = ("((e) => { const w = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);"
+               " for (let t = w.nextNode(); t; t = w.nextNode()) { const re = /\\S+/g; let m;"
+               " while ((m = re.exec(t.data))) { const r = document.createRange(); r.setStart(t, m.index);"
+               " r.setEnd(t, m.index + m[0].length);"
+               " if (new Set([...r.getClientRects()].filter((b) => b.width > 0).map((b) => Math.round(b.top))).size > 1) return true; } }"
+               " return false; })")
 
 
 def test_an_unknown_address_is_a_page_laid_out_for_a_phone(phone, keras_served):
@@ -205,3 +241,60 @@ def test_an_unknown_address_is_a_page_laid_out_for_a_phone(phone, keras_served):
     assert [p for p in phone.problems if "404" not in p] == []
 
 
+
+
+def test_run_page_has_no_best_epoch_and_shows_params_and_retention_as_tables(page, keras_served):
+    """Issue 26 review: Keras's ``epoch`` counter had a "best" in the summary (the command line
+    follows ``views.COUNTERS``), params and retention were raw JSON."""
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + f"/run?name={RUN}")
+    expect(page.locator("#charts")).to_have_attribute("data-ready", "1")
+    epoch = page.locator('#metric-summary tr[data-key="epoch"] td')
+    assert epoch.nth(1).text_content() == str(GRID_EPOCHS)
+    assert [epoch.nth(i).text_content() for i in (3, 4, 5, 6)] == ["", "", "", ""]
+    assert page.locator("#metric-summary td.best").count() == page.locator("#metric-summary tbody tr").count() - 1
+    params = {r.locator("th").text_content(): r.locator("td").text_content() for r in page.locator("#params > tbody > tr").all()}
+    lr, hidden = GRID[-1]
+    assert params == {"lr": f"{lr:g}", "hidden": str(hidden), "batch": "64"}
+    retention = page.locator("#retention > tbody > tr")
+    assert retention.locator("th").all_text_contents()[0] == "max_to_keep"
+    keep_best = page.locator("#retention tr", has=page.locator("th", has_text="keep_best")).last.locator("table.values")
+    assert {r.locator("th").text_content(): r.locator("td").text_content() for r in keep_best.locator("tr").all()}["metric"] == "val_loss"
+    assert page.problems == []
+
+
+def test_a_run_or_checkpoint_not_found_has_a_heading_and_a_way_back(page, keras_served):
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + "/run?name=no-such-run")
+    expect(page.locator("h1#missing")).to_have_text("Run not found")
+    expect(page.locator("#content .error")).to_contain_text("no-such-run")
+    assert page.locator("a.back-link").get_attribute("href") == "/"
+    page.goto(keras_served.url + f"/checkpoint?ref={RUN}@99999")
+    expect(page.locator("h1#missing")).to_have_text("Checkpoint not found")
+    page.locator("a.back-link").click()
+    expect(page.locator("#run-name")).to_have_text(RUN)
+    assert [p for p in page.problems if "404" not in p] == []
+
+
+def test_the_diff_shows_max_delta_and_rel_l2_when_asked(page, keras_served):
+    """As ``vars --diff --stats`` prints them (three significant digits), for the float tensors
+    whose value changed; asked with a tick (they read the tensors), kept in the URL."""
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + f"/checkpoint?ref={RUN}%40latest&diff={RUN}%408")
+    section = page.locator('.diff-kind[data-kind="value changed"]')
+    expect(section).to_have_count(1)
+    assert "max|Δ|" not in section.locator("th").all_text_contents()
+    page.check("#diff-stats")
+    page.click("#diff-form button")
+    expect(section.locator("th", has_text="rel L2")).to_have_count(1)
+    assert "stats=1" in page.url
+    kernel = section.locator('tr[data-name="model/hidden/kernel"] td')
+    max_abs, mean_abs, rel_l2 = (float(kernel.nth(i).text_content()) for i in (3, 4, 5))
+    assert max_abs >= mean_abs > 0 and rel_l2 > 0
+    assert all((t := kernel.nth(i).text_content()) == format(float(t), ".3g") for i in (3, 4, 5))
+    page.reload()
+    expect(section.locator("th", has_text="rel L2")).to_have_count(1)
+    assert page.problems == []

@@ -5,6 +5,7 @@ once with smoothing, time axes and a log scale."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.helpers.browser import shoot
-from tests.helpers.ui import GRID, grid_run_name
+from tests.helpers.ui import GRID, GRID_EPOCHS, GRID_STEPS_PER_EPOCH, grid_run_name
 
 pytestmark = pytest.mark.slow  # a browser, a Keras sweep: seconds each
 
@@ -243,10 +244,12 @@ def test_back_undoes_a_search_a_sort_and_a_column_and_a_bad_search_leaves_no_sta
     page.goto(keras_served.url + "/")
     expect(page.locator("#runs-table tbody tr")).to_have_count(len(GRID))
     start = urlparse(page.url).netloc
-    # A misspelt metric: its column (empty) is shown with the note...
+    # A misspelt metric: the note, the columns of before (none for the misspelt name)...
     page.fill("#search", "metrics.val_los.min < 1")
     page.press("#search", "Enter")
-    expect(page.locator('#runs-table th[data-col="metrics.val_los.min"]')).to_have_count(1)
+    expect(page.locator(".search-note")).to_have_count(1)
+    expect(page.locator('#runs-table th[data-col="metrics.val_loss.min"]')).to_have_count(1)
+    expect(page.locator('#runs-table th[data-col="metrics.val_los.min"]')).to_have_count(0)
     # ...and gone once a search fails to parse: the table says nothing of the search before.
     page.fill("#search", "params.lr <")
     page.press("#search", "Enter")
@@ -255,7 +258,7 @@ def test_back_undoes_a_search_a_sort_and_a_column_and_a_bad_search_leaves_no_sta
     # Back: the search before, its column, its note.
     page.go_back()
     expect(page.locator("#search")).to_have_value("metrics.val_los.min < 1")
-    expect(page.locator('#runs-table th[data-col="metrics.val_los.min"]')).to_have_count(1)
+    expect(page.locator(".search-note")).to_have_count(1)
     expect(page.locator("#search-error")).to_have_count(0)
     page.go_back()
     expect(page.locator("#search")).to_have_value("")
@@ -278,3 +281,143 @@ def test_back_undoes_a_search_a_sort_and_a_column_and_a_bad_search_leaves_no_sta
     page.go_forward()
     expect(page.locator("#runs-table th.sorted")).to_have_attribute("data-sort", "last_step")
     assert [p for p in page.problems if "400" not in p] == []
+
+
+def colours(page: Any) -> dict[str, str]:
+    """Each charted run's line colour in every chart (one colour per run, or the test fails)."""
+    seen: dict[str, str] = {}
+    for chart in page.locator("#charts .chart").all():
+        for run, colour in json.loads(chart.get_attribute("data-colors")).items():
+            assert seen.setdefault(run, colour) == colour, f"{run} drawn in {seen[run]} and {colour}"
+    for swatch in page.locator("#runs-table .swatch").all():
+        run = swatch.locator("xpath=ancestor::tr").get_attribute("data-run")
+        assert run in seen, f"{run} has a swatch and no line"
+        assert swatch.evaluate("(e) => getComputedStyle(e).color") == page.evaluate(
+            "(c) => { const s = document.createElement('span'); s.style.color = c; document.body.append(s);"
+            " const out = getComputedStyle(s).color; s.remove(); return out; }", seen[run])
+    return seen
+
+
+def test_a_run_keeps_its_colour_whatever_the_sort_the_search_or_the_ticks(page, keras_served):
+    """Issue 26 review: the colours followed the rows, so a sort, a search or a tick repainted
+    the runs; every run shown is charted, each in a colour of its own."""
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + "/?key=loss&key=val_loss")
+    charts_ready(page, ["loss", "val_loss"], len(GRID))
+    first = colours(page)
+    assert sorted(first) == sorted(grid_run_name(*g) for g in GRID) and len(set(first.values())) == len(GRID)
+    # Sorted both ways: the same colours.
+    for _ in range(2):
+        page.click('th[data-sort="params.lr"]')
+        expect(page.locator("#runs-table th.sorted")).to_have_attribute("data-sort", "params.lr")
+        charts_ready(page, ["loss", "val_loss"], len(GRID))
+        assert colours(page) == first
+    # Searched down to the wide runs: theirs.
+    page.fill("#search", "params.hidden > 8")
+    page.press("#search", "Enter")
+    wide = [grid_run_name(lr, h) for lr, h in GRID if h > 8]
+    charts_ready(page, ["loss", "val_loss"], len(wide))
+    assert colours(page) == {r: first[r] for r in wide}
+    # One of them ticked: charted alone, in its colour.
+    page.locator(f'.select-run[data-run="{wide[-1]}"]').check()
+    charts_ready(page, ["loss", "val_loss"], 1)
+    assert colours(page) == {wide[-1]: first[wide[-1]]}
+    # Opened with runs in the URL (charted while the table loads): the same colours.
+    page.goto(keras_served.url + f"/?run={wide[-1]}&run={grid_run_name(*GRID[1])}&key=loss")
+    charts_ready(page, ["loss"], 2)
+    expect(page.locator("#runs-table .swatch")).to_have_count(2)
+    assert colours(page) == {r: first[r] for r in (wide[-1], grid_run_name(*GRID[1]))}
+    assert [p for p in page.problems if "400" not in p] == []
+
+
+def test_small_multiples_share_one_x_window_before_and_after_a_zoom(page, keras_served):
+    """Issue 26 review: ``loss`` spanned steps 1-32 and ``val_loss`` 8-32 side by side, and after
+    a drag-zoom each chart fitted its own points."""
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + "/?key=loss&key=val_loss")
+    charts_ready(page, ["loss", "val_loss"], len(GRID))
+    loss, val = page.locator('.chart[data-key="loss"]'), page.locator('.chart[data-key="val_loss"]')
+
+    def window(chart: Any) -> list[float]:
+        return [float(v) for v in chart.get_attribute("data-x-window").split(",")]
+
+    expect(val).not_to_have_attribute("data-x-window", "")
+    steps = GRID_EPOCHS * GRID_STEPS_PER_EPOCH
+    assert window(loss) == window(val) and window(loss)[0] <= 1 and window(loss)[1] == steps
+    # A drag on one chart: every chart shows the steps dragged across.
+    box = loss.locator(".u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=5)
+    page.mouse.up()
+    expect(loss).not_to_have_attribute("data-range", "")
+    expect(val).to_have_attribute("data-range", loss.get_attribute("data-range"))
+    start, stop = map(int, loss.get_attribute("data-range").split(","))
+    expect(val).to_have_attribute("data-x-window", f"{start},{stop}")
+    expect(loss).to_have_attribute("data-x-window", f"{start},{stop}")
+    # Zoomed out: the union again. On a time axis too.
+    page.click("#reset-zoom")
+    expect(loss).to_have_attribute("data-range", "")
+    expect(val).to_have_attribute("data-x-window", loss.get_attribute("data-x-window"))
+    page.select_option("#x-axis", "relative")
+    expect(loss).to_have_attribute("data-x", "relative")
+    charts_ready(page, ["loss", "val_loss"], len(GRID))
+    assert window(loss) == window(val) and window(loss)[0] <= 0.5
+    # A drag on a time axis: the other chart follows.
+    whole, text = window(loss), loss.get_attribute("data-x-window")
+    page.mouse.move(box["x"] + box["width"] * 0.4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.8, y, steps=5)
+    page.mouse.up()
+    expect(loss).not_to_have_attribute("data-x-window", text)
+    expect(val).to_have_attribute("data-x-window", loss.get_attribute("data-x-window"))
+    zoomed = window(loss)
+    assert whole[0] < zoomed[0] < zoomed[1] < whole[1]
+    page.click("#reset-zoom")
+    expect(loss).to_have_attribute("data-x-window", text)
+    expect(val).to_have_attribute("data-x-window", loss.get_attribute("data-x-window"))
+    assert page.problems == []
+
+
+def test_a_misspelt_field_in_the_search_keeps_the_tables_columns(page, keras_served):
+    """Issue 26 review: the did-you-mean was right, but the table gained a column for the
+    misspelt name and lost its param columns and the metric checkboxes."""
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + "/")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(len(GRID))
+    expect(page.locator(".metric-pick")).not_to_have_count(0)
+    columns = [h.get_attribute("data-col") for h in page.locator("#runs-table th[data-col]").all()]
+    picks = page.locator(".metric-pick").count()
+    page.fill("#search", "metrics.val_los.max > 0.9")
+    page.press("#search", "Enter")
+    expect(page.locator(".search-note")).to_have_text(["no run has a metric 'val_los' (did you mean metrics.val_loss.max?)"])
+    expect(page.locator("#runs-table tbody tr")).to_have_count(0)
+    assert [h.get_attribute("data-col") for h in page.locator("#runs-table th[data-col]").all()] == columns
+    assert page.locator(".metric-pick").count() == picks
+    page.click("#columns-chooser summary")
+    expect(page.locator('.column-pick[data-col="params.lr"]')).to_be_checked()
+    # Opened with the misspelt search (a link): the columns of the table without it.
+    page.reload()
+    expect(page.locator(".search-note")).to_have_count(1)
+    expect(page.locator("#runs-table th[data-col]")).to_have_count(len(columns))
+    assert [h.get_attribute("data-col") for h in page.locator("#runs-table th[data-col]").all()] == columns
+    assert page.problems == []
+
+
+def test_status_applies_at_once_and_the_row_limit_says_what_it_charts(page, keras_served):
+    from playwright.sync_api import expect
+
+    page.goto(keras_served.url + "/")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(len(GRID))
+    page.select_option("#f-status", "running")  # no Search button pressed
+    expect(page.locator("#runs-table tbody tr")).to_have_count(0)
+    assert parse_qs(urlparse(page.url).query)["status"] == ["running"]
+    page.select_option("#f-status", "finished")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(len(GRID))
+    assert parse_qs(urlparse(page.url).query)["status"] == ["finished"]
+    expect(page.locator("#charts-limit")).to_have_text("")  # every run is charted
+    assert page.problems == []

@@ -20,7 +20,7 @@ try {
         el("p", {}, "→ ", target(v.kind, v.target), el("span", { className: "muted", text: ` (${v.kind}, ${when(v.updated_at)})` }),
           v.message ? el("span", { text: ` — ${v.message}` }) : null),
         table(["when", "action", "from", "to", "message"], v.history.map((h) => [
-          when(h.at), h.action, target("", h.old_target), target("", h.new_target), h.message || "",
+          when(h.at), h.action, target("", h.old_target), target("", h.new_target), h.message ? el("span", { className: "wrap", text: h.message }) : "",
         ]), "grid history"));
       section.dataset.alias = v.name;
       return section;

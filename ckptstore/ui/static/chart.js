@@ -11,6 +11,20 @@ import { api, checkpointHref, el } from "./common.js";
 
 export const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f", "#475569", "#a16207"];
 
+// A run's colour is its own, not its row's: chosen by the run's id (its place among the store's
+// runs, in the order they were made), so sorting, filtering or ticking runs never repaints one,
+// and the run page draws a run in the colour the runs page does. Ten runs made one after the
+// other have ten different colours. Runs whose id is not known yet: by their place in the list.
+const runIds = new Map();
+export function rememberRuns(runs) {
+  for (const r of runs) if (Number.isInteger(r.id)) runIds.set(r.name, r.id);
+}
+export function runColor(name, fallback = 0) {
+  const id = runIds.get(name);
+  const i = id === undefined ? fallback : id - 1;
+  return COLORS[((i % COLORS.length) + COLORS.length) % COLORS.length];
+}
+
 // TensorBoard's smoothing (vz_line_chart2/line-chart.ts, resmoothDataset): an exponential moving
 // average debiased like Adam's first moment, so the first points are not pulled towards 0; a
 // non-finite value (a gap) is passed through and does not enter the average; a constant series
@@ -83,6 +97,8 @@ export class MetricChart {
     this.markers = []; // {ref, step, value, aliases, series, at}
     this.pending = 0;
     this.body = null;
+    this.extent = null; // the x values' [min, max] in the points at hand
+    this.window = null; // the x window the grid shares (all charts alike), or null: auto
     // Follow the page's width (window resized, table reflowed, a phone turned).
     new ResizeObserver(() => {
       if (this.plot && Math.abs(this.plot.width - container.clientWidth) > 4) {
@@ -116,6 +132,7 @@ export class MetricChart {
     if (!this.runs.length || !this.key) {
       this.destroy();
       this.body = null;
+      this.extent = null;
       c.replaceChildren(el("p", { className: "muted", text: "Select runs in the table to chart their metrics." }));
       c.dataset.series = "0";
       c.dataset.ready = "1";
@@ -158,7 +175,7 @@ export class MetricChart {
     // Smoothed: each run's smoothed line and, faint behind it, its raw line.
     const lines = [];
     series.forEach((s, i) => {
-      const color = COLORS[i % COLORS.length];
+      const color = runColor(s.run, i);
       lines.push({ label: s.run, stroke: color, width: smoothed ? 2 : 1.5, spanGaps: false, points: { show: false } });
       if (smoothed) lines.push({ label: `${s.run} (raw)`, stroke: color + "40", width: 1, spanGaps: false, points: { show: false } });
     });
@@ -172,6 +189,8 @@ export class MetricChart {
         this.markers.push({ ...ck, series: i, x });
       }
     });
+    const xsAll = data[0].filter((x) => x !== null && Number.isFinite(x));
+    this.extent = xsAll.length && series.some((s) => s.values.length) ? [xsAll[0], xsAll[xsAll.length - 1]] : null;
     const shown = data.slice(1);
     const yRange = this.log ? logRange(shown) : null;
     const time = this.x === "wall";
@@ -187,11 +206,16 @@ export class MetricChart {
         { label: X_LABELS[this.x], values: this.x === "relative" ? (u, vals) => vals.map(duration) : undefined },
         { label: body.key, size: 60, values: (u, vals) => vals.map(tick) },
       ],
-      // On the step axis a drag asks the server for that window; on a time axis uPlot zooms
-      // the points at hand (their steps are not contiguous in time across runs).
-      cursor: { drag: { x: true, y: false, setScale: this.x !== "step" }, bind: this.x === "step" ? { dblclick: () => null } : {} },
+      // On the step axis a drag asks the server for that window; on a time axis the points at
+      // hand are zoomed (their steps are not contiguous in time across runs). Either way every
+      // chart of the grid takes the window (zoomToSelection), so uPlot zooms none by itself.
+      cursor: { drag: { x: true, y: false, setScale: false }, bind: { dblclick: () => null } },
       hooks: {
         setSelect: [(u) => this.zoomToSelection(u)],
+        // The window drawn (uPlot sets scales a moment after being asked).
+        setScale: [(u, key) => {
+          if (key === "x") this.container.dataset.xWindow = `${u.scales.x.min},${u.scales.x.max}`;
+        }],
         draw: [(u) => this.placeMarkers(u)],
       },
     };
@@ -210,8 +234,11 @@ export class MetricChart {
         this.plot.root.querySelectorAll(".u-legend .u-series").forEach((row, i) => { if (i > 0 && i % 2 === 0) row.classList.add("raw-series"); });
       }
     }
+    this.applyWindow();
     const c = this.container;
     c.dataset.series = String(series.length);
+    this.colors = Object.fromEntries(series.map((s, i) => [s.run, runColor(s.run, i)]));
+    c.dataset.colors = JSON.stringify(this.colors);
     c.dataset.points = series.map((s) => s.points).join(",");
     c.dataset.range = this.range ? this.range.join(",") : "";
     c.dataset.log = this.log ? "1" : "0";
@@ -248,7 +275,7 @@ export class MetricChart {
       });
       a.style.left = `${left}px`;
       a.style.top = `${top}px`;
-      a.style.background = COLORS[m.series % COLORS.length];
+      a.style.background = runColor(this.runs[m.series], m.series);
       // uPlot starts a drag-zoom on mousedown in the plot; a click on a marker is a click.
       a.addEventListener("mousedown", (e) => e.stopPropagation());
       over.append(a);
@@ -263,10 +290,31 @@ export class MetricChart {
     this.container.dataset.markers = String(shown);
   }
 
+  // The x window this chart shows: a step-axis zoom's steps, else the window the grid shares
+  // (the union of every chart's points, or a time-axis zoom), else uPlot's fit to the points.
+  applyWindow() {
+    const w = this.x === "step" && this.range ? this.range : this.window;
+    if (!this.plot || !w) return;
+    const [min, max] = w[0] === w[1] ? [w[0] - 0.5, w[1] + 0.5] : w;
+    this.plot.setScale("x", { min, max });
+  }
+
+  setWindow(window) {
+    this.window = window;
+    this.applyWindow();
+  }
+
   zoomToSelection(u) {
-    if (this.x !== "step") return; // uPlot zoomed itself
     const sel = u.select;
     if (sel.width < 3) return;
+    if (this.x !== "step") {
+      const window = [u.posToVal(sel.left, "x"), u.posToVal(sel.left + sel.width, "x")];
+      u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+      this.window = window;
+      this.applyWindow();
+      this.container.dispatchEvent(new CustomEvent("chart-window", { bubbles: true, detail: window }));
+      return;
+    }
     const start = Math.max(0, Math.floor(u.posToVal(sel.left, "x")));
     const stop = Math.ceil(u.posToVal(sel.left + sel.width, "x"));
     u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
@@ -278,6 +326,8 @@ export class MetricChart {
 
   resetZoom() {
     if (this.x !== "step") {
+      this.window = null;
+      this.container.dispatchEvent(new CustomEvent("chart-window", { bubbles: true, detail: null }));
       if (this.body) this.draw(this.body, this.plot ? this.plot.width : this.container.clientWidth, true);
       return;
     }
@@ -300,6 +350,13 @@ export class ChartGrid {
     this.height = height;
     this.charts = new Map(); // key -> MetricChart
     this.options = { log: false, smoothing: 0, x: "step", range: null };
+    // Every chart shows the same x window: the union of their points' (the val_ metrics of a
+    // Keras run start an epoch later than its loss), or the zoomed one.
+    container.addEventListener("chart-drawn", () => this.shareWindow());
+    container.addEventListener("chart-window", (e) => {
+      this.zoomed = e.detail;
+      this.shareWindow();
+    });
     container.addEventListener("chart-zoom", (e) => {
       // A zoom in one chart zooms them all (the same steps).
       this.options.range = e.detail;
@@ -311,6 +368,7 @@ export class ChartGrid {
   }
 
   async show(runs, keys, options = {}) {
+    if ((options.x !== undefined && options.x !== this.options.x) || options.range === null) this.zoomed = null;
     Object.assign(this.options, options);
     for (const [key, chart] of this.charts) {
       if (!keys.includes(key)) {
@@ -337,7 +395,30 @@ export class ChartGrid {
     }
     this.container.dataset.ready = "0";
     await Promise.all(keys.map((key) => this.charts.get(key).show(runs, key, { ...this.options })));
+    this.shareWindow();
     this.container.dataset.ready = "1";
+  }
+
+  // The union of the charts' x ranges, set on each (a zoom on a time axis: that window).
+  shareWindow() {
+    const charts = [...this.charts.values()];
+    let window = this.zoomed && this.options.x !== "step" ? this.zoomed : null;
+    if (!window) {
+      const extents = charts.map((c) => c.extent).filter(Boolean);
+      window = extents.length ? [Math.min(...extents.map((e) => e[0])), Math.max(...extents.map((e) => e[1]))] : null;
+    }
+    for (const chart of charts) {
+      if (!chart.window || !window || chart.window[0] !== window[0] || chart.window[1] !== window[1]) chart.setWindow(window);
+    }
+    this.container.dataset.xWindow = window ? window.join(",") : "";
+  }
+
+  // Drawn before the runs' ids were known (the runs page charts the URL's runs while its table
+  // loads): redrawn in the runs' own colours.
+  recolor() {
+    for (const chart of this.charts.values()) {
+      if (chart.body && chart.body.series.some((s, i) => chart.colors?.[s.run] !== runColor(s.run, i))) chart.restyle();
+    }
   }
 
   restyle(options) {
@@ -347,6 +428,7 @@ export class ChartGrid {
 
   resetZoom() {
     this.options.range = null;
+    this.zoomed = null;
     this.resetting = true;
     try {
       for (const chart of this.charts.values()) chart.resetZoom();

@@ -3,7 +3,7 @@
 // and any kind a later version adds) becomes a section, each number a line, so new kinds of
 // change show up without a change here.
 
-import { aliasLinks, api, brief, el, exportHref, fields, link, param, runHref, scroller, shape, showError, size, table, when } from "./common.js";
+import { aliasLinks, api, brief, el, exportHref, fields, g, link, param, runHref, scroller, shape, showError, showMissing, size, table, when } from "./common.js";
 
 const content = document.getElementById("content");
 const ref = param("ref");
@@ -88,6 +88,8 @@ function typeOf(v) {
 // A diff's variable as the variables table takes one: readable name, key as ``name``.
 const asVariable = (v) => ({ ...v, readable: v.name === v.key ? null : v.name, name: v.key });
 
+const stat = (v) => (typeof v === "number" ? g(v, 3) : brief(v));
+
 function renderStatuses(box, diff, other) {
   // Every name of the diff: a slot is grouped under its weight in whichever section that is.
   const names = diff.variables.map((v) => shownName(asVariable(v)));
@@ -104,7 +106,8 @@ function renderStatuses(box, diff, other) {
     // key where none was recorded), the key goes to the tooltip.
     const cells = (v) => [
       typeOf(v.before), typeOf(v.after),
-      ...(withStats ? (v.stats ? [v.stats.max_abs, v.stats.mean_abs, v.stats.rel_l2].map(brief) : ["", "", ""]) : []),
+      // As "vars --diff --stats" prints them: three significant digits.
+      ...(withStats ? (v.stats ? [v.stats.max_abs, v.stats.mean_abs, v.stats.rel_l2].map(stat) : ["", "", ""]) : []),
     ];
     const body = groupedRows(items.map(asVariable), columns.length, cells, names);
     const section = el("section", { className: "diff-kind" }, el("h3", { text: `${status} (${items.length})` }), gridOf(columns, body, {}));
@@ -152,12 +155,14 @@ function exportLinks(exports) {
   return el("span", { id: "checkpoint-exports" }, ...exports.map((e) => el("a", { className: "export-link tag", href: exportHref(e.ref, e.run), text: e.ref })));
 }
 
-async function diffAgainst(other, box) {
+async function diffAgainst(other, box, stats = false) {
   const url = new URL(location.href);
   url.searchParams.set("diff", other);
+  if (stats) url.searchParams.set("stats", "1");
+  else url.searchParams.delete("stats");
   history.replaceState(null, "", url);
   try {
-    renderDiff(box, await api("diff", { ref, other }), other);
+    renderDiff(box, await api("diff", { ref, other, stats: stats ? 1 : null }), other);
   } catch (err) {
     showError(box, err);
   }
@@ -180,11 +185,15 @@ try {
   const pick = el("select", { id: "diff-pick" }, el("option", { value: "", text: "choose…" }), ...choices.map((c) => el("option", { value: c, text: c })));
   pick.addEventListener("change", () => { input.value = pick.value; });
   const diffBox = el("div", { id: "diff" });
+  // Statistics read the changed tensors (as "vars --diff --stats"): asked for, not by default.
+  const stats = el("input", { type: "checkbox", id: "diff-stats", checked: param("stats") === "1" });
   const form = el("form", { className: "diff-form", id: "diff-form" },
-    el("label", { text: "Diff against " }), pick, input, el("button", { type: "submit", text: "Diff" }), datalist);
+    el("label", { text: "Diff against " }), pick, input,
+    el("label", { className: "pick", title: "max|Δ|, mean|Δ| and relative L2 of each changed float tensor (reads them)" }, stats, " with stats"),
+    el("button", { type: "submit", text: "Diff" }), datalist);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (input.value.trim()) diffAgainst(input.value.trim(), diffBox);
+    if (input.value.trim()) diffAgainst(input.value.trim(), diffBox, stats.checked);
   });
   content.replaceChildren(
     el("h1", { id: "checkpoint-ref", text: ck.ref }),
@@ -208,8 +217,10 @@ try {
   const preset = param("diff");
   if (preset) {
     input.value = preset;
-    await diffAgainst(preset, diffBox);
+    await diffAgainst(preset, diffBox, stats.checked);
   }
 } catch (err) {
-  showError(content, err);
+  // Back to the run the REF names, when it names one ("run@step").
+  const run = ref && ref.includes("@") ? ref.slice(0, ref.indexOf("@")) : "";
+  showMissing(content, err, "Checkpoint", run ? [runHref(run), `back to run ${run}`] : undefined);
 }

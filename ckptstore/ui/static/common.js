@@ -1,7 +1,12 @@
 // Shared helpers of the pages. Every piece of store data reaches the page through textContent
 // or an attribute set by property, never through innerHTML: a run named "<script>" is text.
 
-export class ApiError extends Error {}
+export class ApiError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.status = status;
+  }
+}
 
 // GET /api/<path> with query parameters (arrays repeat the parameter); the parsed JSON.
 export async function api(path, params = {}) {
@@ -13,7 +18,7 @@ export async function api(path, params = {}) {
   const qs = query.toString();
   const res = await fetch(`/api/${path}${qs ? "?" + qs : ""}`, { headers: { Accept: "application/json" } });
   const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
-  if (!res.ok) throw new ApiError(body.error || `HTTP ${res.status}`);
+  if (!res.ok) throw new ApiError(body.error || `HTTP ${res.status}`, res.status);
   return body;
 }
 
@@ -85,20 +90,44 @@ export function table(columns, rows, className = "grid") {
   return scroller(el("table", { className }, el("thead", {}, head), body));
 }
 
+// A table in a box that scrolls sideways when the table is wider than the screen; the edge it
+// scrolls towards is marked (classes "more-left", "more-right", shaded by style.css), so a
+// phone shows that there is more than the first columns.
 export function scroller(node) {
-  return el("div", { className: "table-wrap" }, node);
+  const box = el("div", { className: "table-wrap" }, node);
+  const mark = () => {
+    const more = box.scrollWidth - box.clientWidth;
+    box.classList.toggle("more-left", more > 1 && box.scrollLeft > 1);
+    box.classList.toggle("more-right", more > 1 && box.scrollLeft < more - 1);
+  };
+  box.addEventListener("scroll", mark, { passive: true });
+  new ResizeObserver(mark).observe(box);
+  new ResizeObserver(mark).observe(node);
+  return box;
 }
 
-// A number as a table shows it: 4 significant digits (0.0123, 1.235e-5), integers whole;
-// anything else (a param's list, "nan") as JSON or text.
+// A number as the command line prints it: Python's "{:.6g}" (0.0001, 1e-05, 0.123457, 1.5e+06;
+// ckptstore/cli/output.py number), integers whole (a param's 64 is JSON's 64); anything else (a
+// param's list, text) as JSON or text, as param_text does.
 export function num(v) {
   if (v === null || v === undefined) return "";
   if (typeof v === "number") {
-    if (Number.isInteger(v) && Math.abs(v) < 1e9) return String(v);
-    const a = Math.abs(v);
-    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
+    return g(v, 6);
   }
   return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+// Python's format(v, f".{digits}g").
+export function g(v, digits) {
+  if (Number.isNaN(v)) return "nan";
+  if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const [mantissa, exp] = v.toExponential(digits - 1).split("e");
+  const x = Number(exp);
+  const strip = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
+  if (x >= -4 && x < digits) return strip(v.toFixed(digits - 1 - x));
+  return `${strip(mantissa)}e${x < 0 ? "-" : "+"}${String(Math.abs(x)).padStart(2, "0")}`;
 }
 
 export const exportsHref = (run) => (run ? `/exports?run=${encodeURIComponent(run)}` : "/exports");
@@ -120,6 +149,18 @@ export function fields(pairs) {
 
 export function showError(where, err) {
   where.replaceChildren(el("p", { className: "error", text: err instanceof Error ? err.message : String(err) }));
+}
+
+// A page whose subject is not there (a run deleted, a REF mistyped): a heading that says so,
+// the server's message, and a way back.
+export function showMissing(where, err, what, back = ["/", "back to the runs"]) {
+  const missing = !(err instanceof ApiError) || err.status === 404;
+  const title = missing ? `${what} not found` : `could not show this ${what.toLowerCase()}`;
+  document.title = `${title} · ckptstore`;
+  where.replaceChildren(
+    el("h1", { id: "missing", text: title.charAt(0).toUpperCase() + title.slice(1) }),
+    el("p", { className: "error", text: err instanceof Error ? err.message : String(err) }),
+    el("p", {}, link(back[0], back[1], "back-link")));
 }
 
 export function param(name) {

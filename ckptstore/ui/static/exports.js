@@ -15,7 +15,10 @@ try {
   }
   const exports = await api("exports", { run });
   if (!exports.length) {
-    content.replaceChildren(el("p", { className: "muted", text: "no exports yet (freeze or export a checkpoint: 'run.freeze(...)', 'ckptstore export')" }));
+    // Exports are made from Python, by the run that trains ("ckptstore export" only writes an
+    // existing export out to a directory).
+    content.replaceChildren(el("p", { className: "muted", id: "no-exports",
+      text: "no exports yet: a run makes one with run.freeze(...) (a frozen graph), run.export_saved_model(...) or run.export_keras(...)" }));
   } else {
     const t = table(["ref", "run", "from checkpoint", "kind", "nodes", "size", "inputs", "outputs", "aliases", "created"], exports.map((e) => [
       el("span", { className: "export-ref", text: e.ref }),

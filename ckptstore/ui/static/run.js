@@ -1,16 +1,29 @@
 // The run page: its metrics (a summary table and one chart each), params, tags, retention,
 // checkpoints with sizes and aliases, exports; links to each checkpoint, export and alias.
 
-import { aliasLinks, api, chartHref, checkpointHref, el, exportHref, exportsHref, fields, link, num, param, showError, size, table, when } from "./common.js";
-import { ChartGrid } from "./chart.js";
+import { aliasLinks, api, chartHref, checkpointHref, el, exportHref, exportsHref, fields, link, num, param, showMissing, size, table, when } from "./common.js";
+import { ChartGrid, rememberRuns } from "./chart.js";
 
 const content = document.getElementById("content");
 const name = param("name");
 // More charts than this and the page is a wall of them: the rest are a click away.
 const MAX_CHARTS = 12;
 
-function json(v) {
-  return v === null || v === undefined || (typeof v === "object" && !Object.keys(v).length) ? "-" : JSON.stringify(v).replace(/,"/g, ', "');
+// Metrics that count (the epoch keras.StoreCallback logs) have a last value but no best, as
+// in the command line's tables (ckptstore/cli/views.py COUNTERS).
+const COUNTERS = new Set(["epoch"]);
+
+// A mapping (params, retention) as a table of names and values, a nested one as a table in its
+// cell ({"keep_best": {"metric": "val_loss", "k": 1}}); "-" for none.
+function valueTable(v, id) {
+  if (v === null || v === undefined || (typeof v === "object" && !Array.isArray(v) && !Object.keys(v).length)) {
+    return el("span", { id, className: "muted", text: "-" });
+  }
+  if (typeof v !== "object" || Array.isArray(v)) return el("span", { id, text: num(v) });
+  const t = fields(Object.entries(v).map(([k, x]) => [k, x !== null && typeof x === "object" && !Array.isArray(x) ? valueTable(x) : x === null ? "-" : num(x)]));
+  t.classList.add("values");
+  if (id) t.id = id;
+  return t;
 }
 
 // Last, min, max and best of each metric, with the steps of the last and best values; each
@@ -18,17 +31,22 @@ function json(v) {
 function summaryTable(summaries, checkpoints) {
   const saved = new Map(checkpoints.map((ck) => [ck.step, ck.ref]));
   const at = (step) => (step === null ? "" : saved.has(step) ? link(checkpointHref(saved.get(step)), String(step)) : String(step));
-  const t = table(["metric", "last", "at step", "min", "max", "best", "at step", "best is"], summaries.map((s) => [
-    s.key, num(s.last), at(s.last_step), num(s.min), num(s.max), num(s.best), at(s.best_step), s.mode,
-  ]), "grid summary");
+  const t = table(["metric", "last", "at step", "min", "max", "best", "at step", "best is"], summaries.map((s) => (COUNTERS.has(s.key)
+    ? [s.key, num(s.last), at(s.last_step), "", "", "", "", "(a counter)"]
+    : [s.key, num(s.last), at(s.last_step), num(s.min), num(s.max), num(s.best), at(s.best_step), s.mode])), "grid summary");
   t.querySelector("table").id = "metric-summary";
-  t.querySelectorAll("tbody tr").forEach((tr, i) => { tr.dataset.key = summaries[i].key; tr.children[5].classList.add("best"); });
+  t.querySelectorAll("tbody tr").forEach((tr, i) => {
+    tr.dataset.key = summaries[i].key;
+    if (COUNTERS.has(summaries[i].key)) tr.classList.add("counter");
+    else tr.children[5].classList.add("best");
+  });
   return t;
 }
 
 try {
   if (!name) throw new Error("no run named: open this page from the runs table");
   const { run, summaries, checkpoints, exports } = await api("run", { name });
+  rememberRuns([run]); // its colour on the runs page
   document.title = `${run.name} · ckptstore`;
   const charts = el("div", { className: "charts", id: "charts" });
   const keys = run.metrics.slice(0, MAX_CHARTS);
@@ -41,9 +59,9 @@ try {
       ["created", when(run.created_at)],
       ["ended", when(run.ended_at) || "-"],
       ["last step", run.last_step === null ? "-" : String(run.last_step)],
-      ["params", el("code", { id: "params", text: json(run.params) })],
+      ["params", valueTable(run.params, "params")],
       ["tags", el("span", { id: "tags" }, ...Object.entries(run.tags).map(([k, v]) => el("span", { className: "tag", text: `${k}=${v}` })))],
-      ["retention", el("code", { id: "retention", text: json(run.retention) })],
+      ["retention", valueTable(run.retention, "retention")],
     ]),
     el("h2", { text: `Metrics (${run.metrics.length})` }),
     summaries.length ? summaryTable(summaries, checkpoints) : el("p", { className: "muted", text: "no metrics logged" }),
@@ -69,5 +87,5 @@ try {
   if (keys.length) await new ChartGrid(charts, { height: 220 }).show([run.name], keys);
   else charts.dataset.ready = "1";
 } catch (err) {
-  showError(content, err);
+  showMissing(content, err, "Run");
 }

@@ -5,12 +5,16 @@
 // table: a run the search hides is not drawn. While a run is live, table and charts refresh.
 
 import { api, chartHref, el, isLive, link, num, runHref, scroller, showError, when } from "./common.js";
-import { COLORS, ChartGrid } from "./chart.js";
+import { COLORS, ChartGrid, rememberRuns, runColor } from "./chart.js";
 
 const POLL_MS = 2000;
 const IDLE_POLL_MS = 10000;
-// Runs charted when none is selected: the table's first ones (its best, once sorted by a metric).
-const AUTO_CHARTED = 5;
+// Runs charted when none is selected: the table's first ones (its best, once sorted by a metric),
+// as many as there are colours; the page says when the table has more.
+const AUTO_CHARTED = COLORS.length;
+// Rows drawn at first; "show more" adds as many (kept in the URL as rows=N). A thousand rows
+// would push the charts below them all and take the browser a while to lay out.
+const PAGE_ROWS = 100;
 const AGGS = ["last", "min", "max", "best"];
 // [header, sort field or null, cell, numeric]: the run's own fields around the chosen columns.
 const LEADING = [
@@ -39,6 +43,7 @@ function readState() {
     log: q.get("log") === "1",
     smoothing: Math.min(0.99, Math.max(0, Number(q.get("smooth")) || 0)),
     x: ["relative", "wall"].includes(q.get("x")) ? q.get("x") : "step",
+    rows: Math.max(PAGE_ROWS, Math.floor(Number(q.get("rows")) || 0)),
   };
 }
 const state = readState();
@@ -57,6 +62,7 @@ function saveState({ push = false } = {}) {
   if (state.log) out.set("log", "1");
   if (state.smoothing) out.set("smooth", String(state.smoothing));
   if (state.x !== "step") out.set("x", state.x);
+  if (state.rows > PAGE_ROWS) out.set("rows", String(state.rows));
   const next = "/" + (out.toString() ? "?" + out : "");
   if (push && next !== location.pathname + location.search) history.pushState(null, "", next);
   else history.replaceState(null, "", next);
@@ -65,16 +71,25 @@ function saveState({ push = false } = {}) {
 // The runs the charts draw: the selected ones the table shows, else the table's first ones.
 function charted() {
   const shown = table.runs.map((r) => r.name);
-  if (!state.selected.length) return shown.slice(0, AUTO_CHARTED);
+  if (!state.selected.length) return shown.slice(0, Math.min(AUTO_CHARTED, state.rows));
   return state.selected.filter((name) => shown.includes(name));
 }
 
 async function loadRuns() {
   const box = document.getElementById("runs-error");
   try {
-    table = await api("table", {
-      where: state.where, status: state.status, tag: state.tag, name: state.name, sort: state.sort, column: state.columns,
-    });
+    const query = { where: state.where, status: state.status, tag: state.tag, name: state.name, sort: state.sort, column: state.columns };
+    const before = table;
+    table = await api("table", query);
+    // A name no run has (a misspelt metric in the search): the note says so, and the table
+    // keeps the columns it had rather than one for the misspelt name, and none of the params
+    // (no run matched, so none differ).
+    if (table.notes.length && !state.columns.length && state.where) {
+      // (Opened with the misspelt search: the columns the table has without it.)
+      const columns = before.columns.length ? before.columns : (await api("table", { ...query, where: "" })).columns;
+      const kept = await api("table", { ...query, column: columns });
+      table = { ...kept, defaults: true, choices: kept.runs.length || !before.columns.length ? kept.choices : before.choices };
+    }
     // Names no run has (a misspelt metric in the search or a column), with the closest.
     box.replaceChildren(...table.notes.map((note) => el("p", { className: "error hint search-note", text: note })));
   } catch (err) {
@@ -84,6 +99,7 @@ async function loadRuns() {
     box.firstChild.id = "search-error";
     table = { ...table, runs: [], columns: [] };
   }
+  rememberRuns(table.runs);
   renderRuns();
   renderChooser();
 }
@@ -97,7 +113,9 @@ function header(text, field, numeric, [sortField, desc]) {
     th.tabIndex = 0; // sortable from the keyboard too (Enter or Space)
     th.setAttribute("aria-sort", field === sortField ? (desc ? "descending" : "ascending") : "none");
     const sortBy = () => {
-      state.sort = field === sortField && !desc ? `-${field}` : field;
+      // Again: the other way. First: a metric by its best first (the highest accuracy, the
+      // lowest loss, as ".best" ranks it), anything else ascending.
+      state.sort = field === sortField ? (desc ? field : `-${field}`) : bestFirst(field) ? `-${field}` : field;
       saveState({ push: true });
       loadRuns().then(() => refreshCharts());
     };
@@ -110,6 +128,19 @@ function header(text, field, numeric, [sortField, desc]) {
     });
   }
   return th;
+}
+
+// Words of metric names whose highest value is the best (ckptstore/retention.py HIGHER_IS_BETTER,
+// resolve_mode): any column of such a metric (last, min, max, best) sorts highest first at the
+// first click, the others lowest first.
+const HIGHER_IS_BETTER = new Set(["acc", "accuracy", "auc", "precision", "recall", "f1", "fmeasure", "fbeta", "iou", "miou",
+  "map", "ap", "dice", "r2", "top1", "top5", "bleu", "rouge", "ndcg", "psnr", "ssim", "score"]);
+function higherIsBetter(metric) {
+  return metric.toLowerCase().split(/[^a-z0-9]+/).some((w) => w && (HIGHER_IS_BETTER.has(w) || w.startsWith("acc")));
+}
+function bestFirst(field) {
+  const [kind, name] = parseLabel(field);
+  return kind === "metrics" && higherIsBetter(name);
 }
 
 // A field of the search language as the store writes it: a name of other characters than
@@ -140,13 +171,15 @@ function renderRuns() {
     ...table.columns.map((col) => { const th = header(columnTitle(col), col, !col.startsWith("tags."), sort); th.dataset.col = col; return th; }),
     ...TRAILING.map(([h, field, , numeric]) => header(h, field, numeric, sort)));
   const drawn = charted();
-  const rows = table.runs.map((r) => {
+  const rows = table.runs.slice(0, state.rows).map((r) => {
     const box = el("input", { type: "checkbox", className: "select-run", checked: state.selected.includes(r.name), title: `chart ${r.name}` });
     box.dataset.run = r.name;
     box.addEventListener("change", () => toggle(r.name, box.checked));
-    const i = drawn.indexOf(r.name);
-    const swatch = i >= 0 ? el("span", { className: "swatch", text: "■", title: "line colour" }) : null;
-    if (swatch) swatch.style.color = COLORS[i % COLORS.length];
+    const swatch = drawn.includes(r.name) ? el("span", { className: "swatch", text: "■", title: "line colour" }) : null;
+    if (swatch) {
+      swatch.style.color = runColor(r.name);
+      swatch.dataset.color = swatch.style.color;
+    }
     const cells = [
       el("td", {}, box, " ", swatch),
       ...LEADING.map(([, field, cell]) => el("td", { dataset: { col: field } }, cell(r))),
@@ -157,8 +190,22 @@ function renderRuns() {
     tr.dataset.run = r.name;
     return tr;
   });
-  document.getElementById("runs").replaceChildren(scroller(el("table", { className: "grid", id: "runs-table" }, el("thead", {}, head), el("tbody", {}, ...rows))));
-  document.getElementById("runs-count").textContent = `${table.runs.length} run${table.runs.length === 1 ? "" : "s"}`;
+  const total = table.runs.length;
+  const more = total - rows.length;
+  const showMore = more > 0 ? el("button", { type: "button", id: "more-runs", text: `show ${Math.min(more, PAGE_ROWS)} more` }) : null;
+  showMore?.addEventListener("click", () => {
+    state.rows += PAGE_ROWS;
+    saveState();
+    renderRuns();
+  });
+  document.getElementById("runs").replaceChildren(
+    scroller(el("table", { className: "grid", id: "runs-table" }, el("thead", {}, head), el("tbody", {}, ...rows))),
+    ...(more > 0 ? [el("p", { className: "note", id: "runs-more" }, `the first ${rows.length} of ${total} runs `, showMore)] : []));
+  document.getElementById("runs-count").textContent = `${total} run${total === 1 ? "" : "s"}`;
+  // Charted without a selection: the first runs; said when the table has more.
+  const limit = document.getElementById("charts-limit");
+  limit.textContent = !state.selected.length && rows.length > drawn.length
+    ? `charting the first ${drawn.length} of the ${total} runs (tick runs to chart others)` : "";
 }
 
 // The column chooser: every param, metric (last/min/max/best) and tag that a run matching the
@@ -202,6 +249,8 @@ function defaultKeys(keys) {
 }
 
 async function loadKeys(runs) {
+  // No run (a search that matches none): the metric picks stay as they were, for the next runs.
+  if (!runs.length && document.querySelector(".metric-pick")) return;
   const keys = runs.length ? await api("keys", { run: runs }).catch(() => []) : [];
   const kept = state.keys.filter((k) => keys.includes(k));
   if (keys.length) state.keys = kept.length ? kept : defaultKeys(keys);
@@ -211,7 +260,7 @@ async function loadKeys(runs) {
     box.addEventListener("change", () => {
       state.keys = box.checked ? [...state.keys, k] : state.keys.filter((x) => x !== k);
       saveState();
-      drawCharts(runs, { range: null });
+      drawCharts(charted(), { range: null });
     });
     return el("label", { className: "pick" }, box, k);
   });
@@ -249,9 +298,12 @@ document.getElementById("filters").addEventListener("submit", (e) => {
   state.status = document.getElementById("f-status").value;
   state.tag = document.getElementById("f-tag").value.trim();
   state.name = document.getElementById("f-name").value.trim();
+  state.rows = PAGE_ROWS;
   saveState({ push: true });
   loadRuns().then(() => refreshCharts());
 });
+// A status picked applies at once, as a search does on Enter.
+document.getElementById("f-status").addEventListener("change", () => document.getElementById("filters").requestSubmit());
 document.getElementById("search-help-link").addEventListener("click", (e) => {
   e.preventDefault();
   const help = document.getElementById("search-help");
@@ -319,6 +371,9 @@ showState();
 // metric takes the database a while); redrawn only if the table hides some of them.
 const early = state.selected.length ? refreshCharts({ range: null }, state.selected) : null;
 await loadRuns();
-if (early) await early;
+if (early) {
+  await early;
+  grid.recolor();
+}
 if (!early || JSON.stringify(charted()) !== chartedBefore) await refreshCharts({ range: null });
 setTimeout(poll, nextPoll());
