@@ -15,8 +15,9 @@ SQLAlchemy or TensorFlow.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..bundle import crc32c
 from ..errors import CorruptFileError
@@ -164,7 +165,18 @@ def diff_checkpoints(
     vb = {k: VariableInfo(k, dt, sh, readable[ckb.id].get(k)) for k, dt, sh in found[ckb.id]}
     # Each variable as the first checkpoint names it (the second's name for one only it has):
     # one name per row, the one `vars REF` shows beside it.
-    names = {**readable[ckb.id], **readable[cka.id]}
+    ra, rb = readable[cka.id], readable[ckb.id]
+    names = {**rb, **ra}
+    # Rows pair a key of one checkpoint with the same key of the other. A TF2 checkpoint's keys
+    # for optimizer slots are positions (model/optimizer/_variables/3): under two optimizers the
+    # same position holds different variables (an Adam velocity, an SGD momentum), which the
+    # names recorded at save tell apart. Such a key is two rows: removed, then added.
+    rows_of: list[tuple[str, str | None, str | None]] = []  # (name shown, key in a, key in b)
+    for key in va.keys() | vb.keys():
+        if key in va and key in vb and key in ra and key in rb and not _same_variable(ra[key], rb[key]):
+            rows_of += [(ra[key], key, None), (rb[key], None, key)]
+        else:
+            rows_of.append((names.get(key, key), key if key in va else None, key if key in vb else None))
     loc_a = tensor_locations(snapshot, cka, on_demand, with_extents=stats, rows=rows)
     loc_b = tensor_locations(snapshot, ckb, on_demand, with_extents=stats, rows=rows)
     fills: list[tuple[str, int, int, str]] = []
@@ -174,13 +186,16 @@ def diff_checkpoints(
     value_changed: list[VariableInfo] = []
     identical: list[VariableInfo] = []
     statuses: list[VariableStatus] = []
-    for key in sorted(va.keys() | vb.keys(), key=lambda k: names.get(k, k)):
-        before, after = va.get(key), vb.get(key)
+    for name, key_a, key_b in sorted(rows_of, key=lambda r: (r[0], r[1] or "", r[2] or "")):
+        before = va[key_a] if key_a is not None else None
+        after = vb[key_b] if key_b is not None else None
+        vkey = key_a if key_a is not None else key_b
+        assert vkey is not None  # every row has a side
         st: TensorStats | None = None
-        ta = variable_identity(loc_a, key) if before is not None else None
-        tb = variable_identity(loc_b, key) if after is not None else None
+        ta = variable_identity(loc_a, vkey) if before is not None else None
+        tb = variable_identity(loc_b, vkey) if after is not None else None
         if before is None:
-            assert after is not None  # every key is in one of the two
+            assert after is not None
             status = "added"
             added.append(after)
         elif after is None:
@@ -188,23 +203,24 @@ def diff_checkpoints(
             removed.append(before)
         elif (before.dtype, before.shape) != (after.dtype, after.shape):
             status = "dtype/shape changed"
-            changed.append(VariableChange(key, before, after))
+            changed.append(VariableChange(vkey, before, after))
         elif ta is None or tb is None:
             status = "unknown"
         elif same_value(snapshot, area, ta, tb, fills, after.dtype):
             status = "identical"
-            identical.append(after)
+            identical.append(replace(after, readable=name if name != vkey else after.readable))
         else:
             status = "value changed"
-            value_changed.append(after)
+            value_changed.append(replace(after, readable=name if name != vkey else after.readable))
             if stats and after.dtype in FLOAT_DTYPES and len(ta) == 1 and len(tb) == 1 and ta[0].size:
                 st = tensor_stats(area, ta[0], tb[0], after.dtype)
-        statuses.append(VariableStatus(names.get(key, key), key, status, before, after, st))
+        statuses.append(VariableStatus(name, vkey, status, before, after, st))
     if fills and record is not None:
         record(fills)
+    paired = sum(1 for _, a, b in rows_of if a is not None and b is not None)
     return VariableDiff(
         added=added, removed=removed, changed=changed,
-        unchanged=len(va.keys() & vb.keys()) - len(changed),
+        unchanged=paired - len(changed),
         value_changed=value_changed, identical=identical, by_value=True, variables=statuses,
     )
 
@@ -275,3 +291,17 @@ class _Check:
                 f"stored file {loc.file_digest[:12]}: the bytes of a tensor at offset {loc.offset} do not match "
                 "the digest recorded at save; the stored file was changed on disk (ckptstore verify)"
             )
+
+
+_COUNTER = re.compile(r"_\d+$")
+
+
+def _same_variable(a: str, b: str) -> bool:
+    """Whether two readable names recorded for one key name the same variable, up to the
+    numbers Keras appends to the names it gives per process (``dense_4`` in one run of a grid,
+    ``dense_2`` in another; ``adam_3``, in checkpoints saved before optimizers were named by
+    their kind)."""
+    def plain(name: str) -> list[str]:
+        return [_COUNTER.sub("", part) for part in name.split("/")]
+
+    return plain(a) == plain(b)

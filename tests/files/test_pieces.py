@@ -200,6 +200,29 @@ def test_a_grid_in_one_process_names_its_optimizers_alike_and_a_diff_by_its_firs
         assert f"model/{layer}/kernel" in shown and f"model/{layer}/kernel/adam/momentum" in shown, shown
 
 
+def test_a_diff_across_optimizers_pairs_no_slot_with_another_optimizers(sqlite_store):
+    """Optimizer slots are saved under positions (model/optimizer/_variables/N): under Adam and
+    SGD the same position holds different variables. The diff tells them apart by the names
+    recorded at save (removed Adam slots, added SGD ones), never 'dtype/shape changed' between
+    an Adam velocity and an SGD momentum; the layers still pair, and every row of the diff and
+    of its lists is named as the first checkpoint names it."""
+    adam = _keras_model("hidden")
+    sgd = _keras_model("hidden", tf.keras.optimizers.SGD(momentum=0.9))
+    for run, model in (("adam", adam), ("sgd", sgd)):
+        with sqlite_store.start_run(run) as r:
+            r.save(model, 1)
+    d = sqlite_store.diff_variables("adam@1", "sgd@1")
+    by_status: dict[str, set[str]] = {}
+    for v in d.variables:
+        by_status.setdefault(v.status, set()).add(v.name)
+    assert "dtype/shape changed" not in by_status, by_status
+    assert "model/hidden/kernel/adam/momentum" in by_status["removed"]
+    assert "model/hidden/kernel/sgd/momentum" in by_status["added"]
+    assert {"model/hidden/kernel", "model/out/bias"} <= by_status["value changed"] | by_status.get("identical", set())
+    assert all("/sgd/" not in (v.readable or "") for v in [*d.value_changed, *d.identical])
+    assert d.unchanged == sum(v.status not in ("added", "removed", "dtype/shape changed") for v in d.variables)
+
+
 def test_readable_names_for_keras_models_and_their_optimizer_slots(store):
     keras = tf.keras
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense"), keras.layers.Dense(1, name="out")])
