@@ -72,12 +72,18 @@ def write_checkpoint_dir(
     out = Path(to_dir)
     state_text = render(CheckpointState(ck.prefix, [ck.prefix]))
     todo: list[tuple[FileInfo | None, str]] = []
+    relink: set[str] = set()  # files with the right bytes to replace by private copies
     for f, name in [*placed, (None, STATE_FILE)]:  # every conflict before the first file is written
         dst = out / name
         if not (dst.exists() or dst.is_symlink()):
             todo.append((f, name))
             continue
         if not dst.is_symlink() and dst.is_file() and _same_content(dst, f, state_text):
+            if link == "copy" and f is not None and os.stat(dst).st_nlink > 1:
+                # The same bytes, but linked elsewhere (an earlier --link hard shares the stored
+                # object's inode): a copy restore promises files that are the user's own.
+                todo.append((f, name))
+                relink.add(name)
             continue
         if not force:
             what = "a checkpoint state file" if f is None else "a file"
@@ -112,7 +118,7 @@ def write_checkpoint_dir(
                 elif link == "copy" or not area.link_to(f.digest, dst):
                     area.copy_to(f.digest, dst)
         fault("materialized")
-        _move_into_place(tmp, out, [name for _, name in todo], force, fresh)
+        _move_into_place(tmp, out, [name for _, name in todo], force, fresh, relink)
     except OSError as exc:
         raise from_os_error(f"cannot write {out}", exc) from None
     finally:
@@ -160,10 +166,11 @@ def _same_content(path: Path, f: FileInfo | None, state_text: str) -> bool:
         return False
 
 
-def _move_into_place(tmp: Path, out: Path, names: list[str], force: bool, fresh: bool) -> None:
+def _move_into_place(tmp: Path, out: Path, names: list[str], force: bool, fresh: bool, relink: set[str] | None = None) -> None:
     """Move the finished files from ``tmp`` into ``out``: all at once where ``out`` did not exist
     (one rename), else one by one with the state file last, never through a symlink and, without
-    ``force``, never over an existing entry (and then undone if one appears meanwhile)."""
+    ``force``, never over an existing entry (and then undone if one appears meanwhile) but those
+    of ``relink``: files that hold the right bytes but share them (hard links), replaced."""
     if fresh:
         # mkdtemp made it 0700; the restored directory gets the permissions any new one would.
         os.chmod(tmp, 0o777 & ~_UMASK)
@@ -179,7 +186,7 @@ def _move_into_place(tmp: Path, out: Path, names: list[str], force: bool, fresh:
     placed: list[Path] = []
     for name in sorted(names, key=lambda n: n == STATE_FILE):
         src, dst = tmp / name, out / name
-        if force:
+        if force or name in (relink or ()):
             os.replace(src, dst)  # replaces a symlink itself, never its target
             continue
         try:

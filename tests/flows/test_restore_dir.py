@@ -104,3 +104,24 @@ def test_a_root_given_with_the_command_is_the_stores_to_open(stored, tmp_path, c
     assert_same(quick, normal)
     assert store_answered(quick), quick.done.stderr
     assert quick.done.returncode == 1 and "missing" in quick.done.stderr  # nothing is stored there
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quick", ["1", "0"])
+def test_a_copy_restore_over_a_hard_linked_one_leaves_private_copies(stored, tmp_path, quick):
+    """--link hard shares the stored objects' inodes; restoring the same checkpoint again with
+    the default --link copy must leave files that are the user's own (editing one must never
+    reach the store), with no --force needed since the bytes are the same."""
+    store = tmp_path / "store"
+    shutil.copytree(stored, store)
+    out = tmp_path / "out"
+    env = {"CKPTSTORE_QUICK": quick}
+    assert cli("restore", "prod", "--to", str(out), "--link", "hard", store=store, env=env).returncode == 0
+    linked = [p for p in out.iterdir() if p.name != "checkpoint"]
+    assert linked and all(p.stat().st_nlink > 1 for p in linked)
+    again = cli("restore", "prod", "--to", str(out), store=store, env=env)
+    assert again.returncode == 0, again.stderr
+    assert all(p.stat().st_nlink == 1 for p in out.iterdir())
+    assert tree(out, mtimes=False).keys() == {p.name for p in out.iterdir()}
+    verify = cli("verify", store=store)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
