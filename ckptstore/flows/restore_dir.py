@@ -70,6 +70,8 @@ def write_checkpoint_dir(
     if refreshed and record is not None:
         record(refreshed)
     out = Path(to_dir)
+    if out.exists() and not out.is_dir():
+        raise ConflictError(f"{out} is a file; a restore writes a directory: choose a directory")
     state_text = render(CheckpointState(ck.prefix, [ck.prefix]))
     todo: list[tuple[FileInfo | None, str]] = []
     relink: set[str] = set()  # files with the right bytes to replace by private copies

@@ -73,8 +73,9 @@ def test_the_quick_path_writes_what_the_store_writes(stored, tmp_path, args):
         (["a@7", "--to", "{out}"], None, False),
         (["a@2", "--to", "{out}", "--link", "bogus"], None, True),  # the library refuses it first
         (["a@2", "--to", "{out}"], corrupt_objects, True),  # damage: the store reads afresh and says so
+        (["a@2", "--to", "{out}/file"], existing("file"), False),  # DIR is a file
     ],
-    ids=["conflict", "force", "unknown-run", "unknown-step", "bad-link", "corrupt"],
+    ids=["conflict", "force", "unknown-run", "unknown-step", "bad-link", "corrupt", "dir-is-a-file"],
 )
 def test_errors_are_worded_as_the_store_words_them(stored, tmp_path, args, prepare, store_answers):
     quick, normal = both_ways(stored, tmp_path, ["restore", *args], prepare)
