@@ -147,6 +147,10 @@ def write_frozen(
     # Path() drops a trailing slash: 'newdir/' would otherwise become a file named 'newdir'.
     if dst.is_dir() or os.fspath(path).endswith(("/", os.sep)):
         dst = dst / file_info(info).file_name
+    suffix = Path(file_info(info).file_name).suffix
+    if dst.suffix in (".pb", ".keras") and dst.suffix != suffix:
+        # A .keras zip named .pb (or a GraphDef named .keras) fails only where it is deployed.
+        raise ConflictError(f"{info.ref} is a {suffix} file ({info.kind}); name the target {dst.with_suffix(suffix).name}")
     sidecar = dst.with_name(dst.name + ".json")
     if not force:
         for p in (dst, sidecar):

@@ -81,9 +81,11 @@ def test_the_quick_path_writes_what_the_store_writes(stored, tmp_path, args):
         (["ck", "--to", "{out}/x.pb"], None, False),  # an alias of a checkpoint, not an export
         (["nope@1", "--to", "{out}/x.pb"], None, False),
         (["export:1", "--to", "{out}/model.pb"], corrupt_objects, True),  # damage: the store's to word
+        (["export:1", "--to", "{out}/model.keras"], None, False),  # a GraphDef named .keras
+        (["k@1", "--to", "{out}/model.pb"], None, False),  # a .keras zip named .pb
     ],
     ids=["conflict", "conflict-sidecar", "force", "occupied-dir", "unknown-id", "no-export-at-step",
-         "checkpoint-alias", "unknown-run", "corrupt"],
+         "checkpoint-alias", "unknown-run", "corrupt", "pb-as-keras", "keras-as-pb"],
 )
 def test_errors_are_worded_as_the_store_words_them(stored, tmp_path, args, prepare, store_answers):
     quick, normal = both_ways(stored, tmp_path, ["export", *args], prepare)
