@@ -350,14 +350,20 @@ def export(sql: Sql, export_id: int | None, ref: Ref | None = None) -> ExportInf
 def export_of(sql: Sql, ref: Ref) -> ExportInfo:
     """The export a reference names.
 
-    ``export:ID`` and aliases resolve as everywhere. For a run, ``run@STEP`` is the (newest)
-    export frozen at that step, ``run@latest`` the run's newest export and ``run@~N`` its export
-    at the highest step at or below N. A reference to a checkpoint is an error.
+    ``export:ID`` and aliases resolve as everywhere; an alias of a checkpoint names the (newest)
+    export made from that checkpoint. For a run, ``run@STEP`` is the (newest) export frozen at
+    that step, ``run@latest`` the run's newest export and ``run@~N`` its export at the highest step
+    at or below N. A reference to a checkpoint without an export is an error.
     """
     if ref.kind in ("export", "alias"):
         kind, target = target_of(sql, ref)
         if kind == "checkpoint":
             assert target is not None
+            # An alias of a checkpoint frozen or exported at its step names that export, as
+            # run@STEP does for the same checkpoint (the newest, if there are several).
+            at = sql.rows(f"SELECT id FROM exports WHERE checkpoint_id = {sql.ph} ORDER BY id DESC LIMIT 1", [target])
+            if at:
+                return export(sql, int(at[0][0]), ref)
             raise UnknownRefError(
                 f"{ref.text!r} names the checkpoint {checkpoint(sql, target, ref).ref}, not an export; "
                 "freeze it first (run.freeze) to load it as a frozen graph"

@@ -260,6 +260,11 @@ def test_a_checkpoint_is_not_a_frozen_graph(store, seed_session, tmp_path):
     with pytest.raises(CkptstoreError, match="not an export"):
         store.export_frozen("best", tmp_path / "out" / "model.pb")
     assert not (tmp_path / "out").exists()
+    # Once that checkpoint is frozen, its alias names the export, as r@10 does.
+    frozen = run.freeze(seed_session, ["op_to_store"], step=10)
+    written = store.export_frozen("best", tmp_path / "out" / "model.pb")
+    assert json.loads(written.with_name(written.name + ".json").read_text())["export"] == frozen.ref
+    assert written.read_bytes() == store.export_frozen("r@10", tmp_path / "again" / "model.pb").read_bytes()
 
 
 # --------------------------------------------------------------------------- integrity and lifecycle
