@@ -92,11 +92,18 @@ def db_upgrade(ctx: typer.Context) -> None:
         return
     # A store directory must be there (a mistyped --store is an error, not a new store with its
     # parent directories); a database URL's schema is created here, as its users expect.
-    from ..location import check_existing_store, parse_location
+    from ..location import check_existing_store, parse_location, sqlite_file_of
 
-    directory = parse_location(location(ctx).store).directory
+    where = location(ctx).store
+    directory = parse_location(where).directory
     if directory is not None:
         check_existing_store(directory)
+    else:
+        database = sqlite_file_of(where)
+        if database is not None and not database.exists():  # sqlite:///typo/store.db
+            from ..errors import StoreOpenError
+
+            raise StoreOpenError(f"no store at {database} (create one by starting a run; db upgrade upgrades an existing one)")
     store = open_store(ctx, create=True, check_schema=False)
     before = store.revision
     after = _versions().ensure_schema(store.engine, create=True)

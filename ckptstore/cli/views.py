@@ -322,8 +322,9 @@ def at_rows(
             logged = sorted({k for r in store.at_step(step, nearest=nearest, keys=None) for k in r.metrics})
             close = [e.word] if e.word in logged else difflib.get_close_matches(e.word, logged, n=1, cutoff=0.8)
             if close:
+                sign = "-" if any(part.strip().startswith("-" + e.word) for part in sort.split(",")) else ""
                 raise QuerySyntaxError(
-                    f"bad sort: unknown field {e.word!r}; did you mean metrics.{close[0]} (its value at step {step})?"
+                    f"bad sort: unknown field {e.word!r}; did you mean {sign}metrics.{close[0]} (its value at step {step})?"
                 ) from None
         # The runs table parses the fields and words a mistake (did you mean
         # metrics.val_accuracy.max?) exactly as for runs list --sort; its values are the

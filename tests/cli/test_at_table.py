@@ -99,10 +99,10 @@ def test_at_sort_mistakes_are_worded_as_runs_list_sort(sweep, quick):
     # A bare metric name (or one close to it): in 'at' metrics.X is its value at STEP, which is
     # what the user meant, where runs list suggests the run's best over all steps.
     assert "did you mean metrics.loss.min?" in cli("runs", "list", "--sort", "loss", store=sweep, env=env).stderr
-    for bad in ("loss", "-loss", "losss"):
+    for bad, meant in (("loss", "metrics.loss"), ("-loss", "-metrics.loss"), ("losss", "metrics.loss"), ("name, -loss", "-metrics.loss")):
         at = cli("at", "10", "--sort", bad, store=sweep, env=env)
         assert at.returncode == 1, at.stderr
-        assert at.stderr.strip().endswith("did you mean metrics.loss (its value at step 10)?"), at.stderr
+        assert at.stderr.strip().endswith(f"did you mean {meant} (its value at step 10)?"), at.stderr
     # A metric no run has: a note with the nearest, and the rows by name.
     r = cli("at", "10", "--sort", "metrics.los", store=sweep, env=env)
     assert r.returncode == 0 and "note: no run has a metric 'los' (did you mean metrics.loss.last?)" in r.stderr

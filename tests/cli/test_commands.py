@@ -525,6 +525,9 @@ def test_db_commands(meta_copy, tmp_path):
     # A mistyped --store is no new store (nor its parent directories)...
     assert fails("db", "upgrade", store=tmp_path / "typo" / "new").startswith(f"error: no store at {tmp_path / 'typo' / 'new'}")
     assert not (tmp_path / "typo").exists()
+    url = f"sqlite:///{tmp_path / 'typo' / 'store.db'}"
+    assert fails("db", "upgrade", store=url).startswith(f"error: no store at {tmp_path / 'typo' / 'store.db'}")
+    assert not (tmp_path / "typo").exists()
     # ... while an empty database gets its schema (as a PostgreSQL database does).
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "store.db").touch()
