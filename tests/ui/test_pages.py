@@ -188,7 +188,7 @@ def test_no_page_scrolls_sideways_on_a_phone(phone, keras_served, tmp_path, name
     # Every link, reference and number of a table on one line ("ex/po/rt:/1" was four), no word
     # of any cell broken ("tf2-/checkpoint"), no header's broken or clipped ("val_accurac");
     # text of several words may wrap between them.
-    for selector in ("table.grid td a", "table.grid td.num", ".export-ref", "table.grid th", "table.grid td"):
+    for selector in ("table.grid td a", "table.grid td.num", ".export-ref", "table.grid th", "table.grid td", "table.fields td"):
         cut = phone.evaluate(f"[...document.querySelectorAll({selector!r})].filter((e) => {WORD_CUT_JS}(e)"
                              " || e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent)")
         assert cut == [], f"{name}: {selector} cut inside a word: {cut}"

@@ -22,6 +22,12 @@ function valueTable(v, id) {
   if (typeof v !== "object" || Array.isArray(v)) return el("span", { id, text: num(v) });
   const t = fields(Object.entries(v).map(([k, x]) => [k, x !== null && typeof x === "object" && !Array.isArray(x) ? valueTable(x) : x === null ? "-" : num(x)]));
   t.classList.add("values");
+  // A key may break after an underscore (keep_every_n_hours), never inside a word: at 390 px the
+  // nested tables then leave their values the room to stay whole.
+  t.querySelectorAll(":scope > tbody > tr > th").forEach((th) => {
+    const parts = th.textContent.split("_");
+    th.replaceChildren(...parts.flatMap((part, i) => (i < parts.length - 1 ? [`${part}_`, el("wbr")] : [part])));
+  });
   if (id) t.id = id;
   return t;
 }
