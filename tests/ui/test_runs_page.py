@@ -128,6 +128,12 @@ def test_search_box_filters_the_table_and_the_charts_and_explains_its_mistakes(p
     # A column no run has: did you mean; a word that is no field: an error that says the closest.
     page.goto(keras_served.url + "/?col=metrics.vall_loss.best")
     expect(page.locator(".search-note")).to_have_text(["no run has a metric 'vall_loss' (did you mean metrics.val_loss.min?)"])
+    # A misspelt metric in the sort: the note, and the table's own columns (none for the name).
+    page.goto(keras_served.url + "/?sort=-metrics.val_los.min")
+    expect(page.locator(".search-note")).to_have_text(["no run has a metric 'val_los' (did you mean metrics.val_loss.min?)"])
+    expect(page.locator('#runs-table th[data-col="metrics.val_los.min"]')).to_have_count(0)
+    expect(page.locator('#runs-table th[data-col^="params."]').first).to_be_visible()
+    expect(page.locator("#runs-table tbody tr")).to_have_count(len(GRID))
     page.goto(keras_served.url + "/?sort=val_mea")
     expect(page.locator("#search-error")).to_contain_text("unknown field 'val_mea'; did you mean metrics.val_mae.min?")
     assert [p for p in page.problems if "400" not in p] == []  # the 400 answers count as console errors

@@ -81,12 +81,12 @@ async function loadRuns() {
     const query = { where: state.where, status: state.status, tag: state.tag, name: state.name, sort: state.sort, column: state.columns };
     const before = table;
     table = await api("table", query);
-    // A name no run has (a misspelt metric in the search): the note says so, and the table
-    // keeps the columns it had rather than one for the misspelt name, and none of the params
-    // (no run matched, so none differ).
-    if (table.notes.length && !state.columns.length && state.where) {
-      // (Opened with the misspelt search: the columns the table has without it.)
-      const columns = before.columns.length ? before.columns : (await api("table", { ...query, where: "" })).columns;
+    // A name no run has (a misspelt metric in the search or the sort): the note says so, and
+    // the table keeps the columns it had rather than one for the misspelt name (and, for a
+    // search, none of the params: no run matched, so none differ).
+    if (table.notes.length && !state.columns.length && (state.where || state.sort)) {
+      // (Opened with the misspelt search or sort: the columns the table has without them.)
+      const columns = before.columns.length ? before.columns : (await api("table", { ...query, where: "", sort: "" })).columns;
       const kept = await api("table", { ...query, column: columns });
       table = { ...kept, defaults: true, choices: kept.runs.length || !before.columns.length ? kept.choices : before.choices };
     }
