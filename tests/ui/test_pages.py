@@ -287,10 +287,14 @@ def test_the_diff_shows_max_delta_and_rel_l2_when_asked(page, keras_served):
     section = page.locator('.diff-kind[data-kind="value changed"]')
     expect(section).to_have_count(1)
     assert "max|Δ|" not in section.locator("th").all_text_contents()
-    page.check("#diff-stats")
-    page.click("#diff-form button")
+    page.check("#diff-stats")  # applies at once, as a step Back undoes
     expect(section.locator("th", has_text="rel L2")).to_have_count(1)
     assert "stats=1" in page.url
+    page.go_back()
+    expect(section.locator("th", has_text="rel L2")).to_have_count(0)
+    assert "stats=1" not in page.url and "diff=" in page.url
+    page.go_forward()
+    expect(section.locator("th", has_text="rel L2")).to_have_count(1)
     kernel = section.locator('tr[data-name="model/hidden/kernel"] td')
     max_abs, mean_abs, rel_l2 = (float(kernel.nth(i).text_content()) for i in (3, 4, 5))
     assert max_abs >= mean_abs > 0 and rel_l2 > 0

@@ -155,12 +155,14 @@ function exportLinks(exports) {
   return el("span", { id: "checkpoint-exports" }, ...exports.map((e) => el("a", { className: "export-link tag", href: exportHref(e.ref, e.run), text: e.ref })));
 }
 
-async function diffAgainst(other, box, stats = false) {
+async function diffAgainst(other, box, stats = false, push = false) {
   const url = new URL(location.href);
   url.searchParams.set("diff", other);
   if (stats) url.searchParams.set("stats", "1");
   else url.searchParams.delete("stats");
-  history.replaceState(null, "", url);
+  // A diff the user asks for is a step Back undoes (the page is drawn again from its URL).
+  if (push && url.href !== location.href) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
   try {
     renderDiff(box, await api("diff", { ref, other, stats: stats ? 1 : null }), other);
   } catch (err) {
@@ -177,13 +179,18 @@ try {
   const [run, aliases] = await Promise.all([api("run", { name: ck.run }), api("aliases").catch(() => [])]);
   const choices = [
     ...run.checkpoints.filter((c) => c.ref !== ck.ref).map((c) => c.ref),
-    ...aliases.filter((v) => v.kind === "checkpoint").map((v) => v.name),
+    ...aliases.filter((v) => v.kind === "checkpoint" && !ck.aliases.includes(v.name)).map((v) => v.name),
   ];
   const input = el("input", { id: "diff-ref", name: "other", placeholder: "run@step or an alias", autocomplete: "off" });
   input.setAttribute("list", "diff-choices");
   const datalist = el("datalist", { id: "diff-choices" }, ...choices.map((c) => el("option", { value: c })));
   const pick = el("select", { id: "diff-pick" }, el("option", { value: "", text: "choose…" }), ...choices.map((c) => el("option", { value: c, text: c })));
-  pick.addEventListener("change", () => { input.value = pick.value; });
+  // Picking a checkpoint, or ticking the statistics, diffs at once (as the runs page's filters
+  // apply at once); a REF typed in the box is diffed on Enter or the button.
+  pick.addEventListener("change", () => {
+    input.value = pick.value;
+    if (pick.value) diffAgainst(pick.value, diffBox, stats.checked, true);
+  });
   const diffBox = el("div", { id: "diff" });
   // Statistics read the changed tensors (as "vars --diff --stats"): asked for, not by default.
   const stats = el("input", { type: "checkbox", id: "diff-stats", checked: param("stats") === "1" });
@@ -193,8 +200,12 @@ try {
     el("button", { type: "submit", text: "Diff" }), datalist);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    if (input.value.trim()) diffAgainst(input.value.trim(), diffBox, stats.checked);
+    if (input.value.trim()) diffAgainst(input.value.trim(), diffBox, stats.checked, true);
   });
+  stats.addEventListener("change", () => {
+    if (input.value.trim()) diffAgainst(input.value.trim(), diffBox, stats.checked, true);
+  });
+  window.addEventListener("popstate", () => location.reload());
   content.replaceChildren(
     el("h1", { id: "checkpoint-ref", text: ck.ref }),
     fields([
