@@ -23,6 +23,7 @@ from .output import error_line
 if TYPE_CHECKING:
     from .. import Store
     from ..files.area import ObjectArea
+    from ..metadata.file_reads import Snapshot
     from ..metadata.quick_reader import QuickReader
     from ..metadata.quick_writer import QuickWriter
 
@@ -207,6 +208,33 @@ def quick_area(ctx: typer.Context, reader: "QuickReader") -> "ObjectArea":
     if location(ctx).root is not None:
         raise Fallback
     return open_area(reader.root)
+
+
+def with_stored_files(
+    ctx: typer.Context, reader: "QuickReader", work: "Callable[[Snapshot, ObjectArea], Read]", *, worded: bool = True
+) -> Read:
+    """``work(snapshot, area)`` for a quick path that reads stored files (``restore``,
+    ``export``, ``vars --diff``): the quick reader's one snapshot and its store's file area
+    (:func:`quick_area`). A conflict at the target is raised as the store raises it (``worded``,
+    on a store the quick reader names as the store does); anything else that fails while files
+    are read or written (damage, a checkpoint deleted meanwhile: the writers leave nothing
+    behind) is done again by the store (``Fallback``), which reads afresh and words it."""
+    import contextlib
+
+    from ..errors import ConflictError
+    from ..metadata.quick_reader import Fallback
+
+    area = quick_area(ctx, reader)
+    try:
+        return work(lambda: contextlib.nullcontext(reader.sql), area)
+    except ConflictError:
+        if worded and reader.words_errors:
+            raise
+        raise Fallback from None
+    except (CkptstoreError, OSError):
+        raise Fallback from None
+    finally:
+        area.close()
 
 
 def write(ctx: typer.Context, change: "Callable[[Store | QuickWriter], Read]") -> Read:

@@ -1,7 +1,6 @@
 """``ckptstore checkpoints``, ``vars`` and ``restore``: a run's checkpoints, what they hold, and
 getting one back as a plain TensorFlow checkpoint directory."""
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,7 +9,7 @@ import typer
 
 from ..constants import LINK_MODES
 from ..errors import CkptstoreError
-from .app import JsonOpt, command, open_store, quick_area, quick_or, read
+from .app import JsonOpt, command, open_store, quick_or, read, with_stored_files
 from .complete import complete_refs, complete_runs
 from .diffview import show_diff
 from .output import progress
@@ -99,13 +98,10 @@ def _quick_diff(ctx: typer.Context, reader: "QuickReader", ref: str, other: str,
     def not_indexed(*_: object) -> dict:
         raise Fallback  # the store digests those data files and records their tensors
 
-    area = quick_area(ctx, reader)
-    try:
-        return diff_checkpoints(lambda: contextlib.nullcontext(reader.sql), area, cka, ckb, stats=stats, on_demand=not_indexed)
-    except (CkptstoreError, OSError):
-        raise Fallback from None
-    finally:
-        area.close()
+    return with_stored_files(
+        ctx, reader, lambda snapshot, area: diff_checkpoints(snapshot, area, cka, ckb, stats=stats, on_demand=not_indexed),
+        worded=False,
+    )
 
 
 @command(quick=True)
@@ -149,7 +145,6 @@ def _quick_restore(
     conflict at DIR are worded here as the store words them; anything that goes wrong while
     the files are read or written is done again by the store (``Fallback``: nothing was written),
     which reads afresh and tells a checkpoint deleted meanwhile from damage."""
-    from ..errors import ConflictError
     from ..flows.restore_dir import write_checkpoint_dir
     from ..metadata.quick_reader import Fallback
     from ..tf.formats import named
@@ -161,17 +156,6 @@ def _quick_restore(
         uses_meta_graph = named(ck.format).uses_meta_graph
     except CkptstoreError:  # a format this installation does not know: the store words it
         raise Fallback from None
-    area = quick_area(ctx, reader)
-    try:
-        return write_checkpoint_dir(
-            lambda: contextlib.nullcontext(reader.sql), area, ck, to, uses_meta_graph=uses_meta_graph, link=link,
-            force=force, progress=bar,
-        )
-    except ConflictError:
-        if reader.words_errors:
-            raise
-        raise Fallback from None
-    except (CkptstoreError, OSError):
-        raise Fallback from None
-    finally:
-        area.close()
+    return with_stored_files(ctx, reader, lambda snapshot, area: write_checkpoint_dir(
+        snapshot, area, ck, to, uses_meta_graph=uses_meta_graph, link=link, force=force, progress=bar,
+    ))

@@ -1,13 +1,11 @@
 """``ckptstore exports`` and ``export``: exports (frozen GraphDefs, SavedModels, .keras files), listed and written out for deployment."""
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import CkptstoreError
-from .app import JsonOpt, command, open_store, quick_area, quick_or, read
+from .app import JsonOpt, command, open_store, quick_or, read, with_stored_files
 from .complete import complete_refs, complete_runs
 from .output import size
 from .views import print_exports
@@ -62,19 +60,7 @@ def _quick_export(ctx: typer.Context, reader: "QuickReader", ref: str, to: str, 
     and a conflict at the target are worded here as the store words them; anything that fails
     while the files are read or written (the writer leaves nothing behind) is done again by the
     store, which words it."""
-    from ..errors import ConflictError
     from ..flows.export_out import write_export
-    from ..metadata.quick_reader import Fallback
 
     info = reader.export(ref)
-    area = quick_area(ctx, reader)
-    try:
-        return write_export(lambda: contextlib.nullcontext(reader.sql), area, info, to, force=force)
-    except ConflictError:
-        if reader.words_errors:
-            raise
-        raise Fallback from None
-    except (CkptstoreError, OSError):
-        raise Fallback from None
-    finally:
-        area.close()
+    return with_stored_files(ctx, reader, lambda snapshot, area: write_export(snapshot, area, info, to, force=force))
