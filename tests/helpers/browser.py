@@ -82,3 +82,14 @@ def shoot(page: Any, tmp_path: Path, name: str, *, full_page: bool = True, keep:
         shutil.copy(path, folder / path.name)
     assert path.stat().st_size > 1000
     return path
+
+
+def drag_across(page: Any, plot: Any, start: float, stop: float) -> None:
+    """Drag the mouse across the middle of a chart's plot area ``plot`` (its ``.u-over``), from
+    fraction ``start`` to ``stop`` of its width: a zoom on that window."""
+    box = plot.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * start, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * stop, y, steps=5)
+    page.mouse.up()

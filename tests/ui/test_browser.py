@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import browser as chromium
+from tests.helpers.browser import drag_across
 from tests.helpers.browser import shoot as _shoot
 from tests.helpers.skips import require_tensorflow
 from tests.helpers.ui import XSS_METRIC, XSS_RUN, XSS_TAG, serve_in_thread, shared_store
@@ -127,12 +128,7 @@ def test_log_scale_zoom_and_filters(page, served):
     page.uncheck("#log")
     expect(chart).to_have_attribute("data-log", "0")
     # Drag across the middle of the plot: the server is asked for that window only.
-    box = page.locator(".u-over").bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.3, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
-    page.mouse.up()
+    drag_across(page, page.locator(".u-over"), 0.3, 0.6)
     expect(chart).not_to_have_attribute("data-range", "")
     start, stop = map(int, chart.get_attribute("data-range").split(","))
     assert 30 <= start < stop <= 200 and stop - start < 150

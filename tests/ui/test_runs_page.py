@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.helpers.browser import shoot
+from tests.helpers.browser import drag_across, shoot
 from tests.helpers.ui import GRID, GRID_EPOCHS, GRID_STEPS_PER_EPOCH, grid_run_name
 
 pytestmark = pytest.mark.slow  # a browser, a Keras sweep: seconds each
@@ -353,12 +353,7 @@ def test_small_multiples_share_one_x_window_before_and_after_a_zoom(page, keras_
     steps = GRID_EPOCHS * GRID_STEPS_PER_EPOCH
     assert window(loss) == window(val) and window(loss)[0] <= 1 and window(loss)[1] == steps
     # A drag on one chart: every chart shows the steps dragged across.
-    box = loss.locator(".u-over").bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.2, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=5)
-    page.mouse.up()
+    drag_across(page, loss.locator(".u-over"), 0.2, 0.7)
     expect(loss).not_to_have_attribute("data-range", "")
     expect(val).to_have_attribute("data-range", loss.get_attribute("data-range"))
     start, stop = map(int, loss.get_attribute("data-range").split(","))
@@ -374,10 +369,7 @@ def test_small_multiples_share_one_x_window_before_and_after_a_zoom(page, keras_
     assert window(loss) == window(val) and window(loss)[0] <= 0.5
     # A drag on a time axis: the other chart follows.
     whole, text = window(loss), loss.get_attribute("data-x-window")
-    page.mouse.move(box["x"] + box["width"] * 0.4, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.8, y, steps=5)
-    page.mouse.up()
+    drag_across(page, loss.locator(".u-over"), 0.4, 0.8)
     expect(loss).not_to_have_attribute("data-x-window", text)
     expect(val).to_have_attribute("data-x-window", loss.get_attribute("data-x-window"))
     zoomed = window(loss)
